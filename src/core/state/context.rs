@@ -1,0 +1,234 @@
+//! The causal context: every (writer, counter) dot a node has seen.
+//!
+//! DESIGN.md describes it as "per writer, the contiguous maximum plus the dots beyond a
+//! gap". We store each writer's dots as a sorted list of disjoint inclusive ranges, which
+//! is that representation generalised: a writer that restarted without its state begins a
+//! new dot range far above its old one (see `Store::new`), and a range list keeps such a
+//! jump as two ranges instead of a gap set that grows with every write.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::NodeId;
+
+/// Sorted, disjoint, non-adjacent inclusive ranges of counters (all >= 1).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RangeSet(Vec<(u64, u64)>);
+
+impl RangeSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The ranges, sorted.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.0
+    }
+
+    /// Builds a set from arbitrary ranges (normalising order, overlap and adjacency;
+    /// empty or zero-based ranges are clipped). Used on decoded input.
+    pub fn from_ranges(mut v: Vec<(u64, u64)>) -> Self {
+        v.retain(|&(a, b)| a <= b && b >= 1);
+        for r in &mut v {
+            r.0 = r.0.max(1);
+        }
+        v.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for (a, b) in v {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        Self(out)
+    }
+
+    /// True if `c` is in the set.
+    pub fn contains(&self, c: u64) -> bool {
+        match self.0.binary_search_by(|&(a, _)| a.cmp(&c)) {
+            Ok(_) => true,
+            Err(0) => false,
+            Err(i) => self.0[i - 1].1 >= c,
+        }
+    }
+
+    /// Adds one counter.
+    pub fn insert(&mut self, c: u64) {
+        if c == 0 {
+            return;
+        }
+        // Fast path: extends the last range (the common case for in-order writes).
+        if let Some(last) = self.0.last_mut() {
+            if c == last.1 + 1 {
+                last.1 = c;
+                return;
+            }
+            if c > last.1 + 1 {
+                self.0.push((c, c));
+                return;
+            }
+        } else {
+            self.0.push((c, c));
+            return;
+        }
+        self.insert_range(c, c);
+    }
+
+    /// Adds every counter in `a..=b`.
+    pub fn insert_range(&mut self, a: u64, b: u64) {
+        if a > b {
+            return;
+        }
+        let a = a.max(1);
+        // First range that could touch [a,b] (its end >= a-1).
+        let start = self.0.partition_point(|&(_, e)| e.saturating_add(1) < a);
+        let mut end = start;
+        let mut lo = a;
+        let mut hi = b;
+        while end < self.0.len() && self.0[end].0 <= b.saturating_add(1) {
+            lo = lo.min(self.0[end].0);
+            hi = hi.max(self.0[end].1);
+            end += 1;
+        }
+        self.0.splice(start..end, std::iter::once((lo, hi)));
+    }
+
+    /// Adds every counter of `other`.
+    pub fn union(&mut self, other: &RangeSet) {
+        if self.0.is_empty() {
+            self.0 = other.0.clone();
+            return;
+        }
+        for &(a, b) in &other.0 {
+            self.insert_range(a, b);
+        }
+    }
+
+    /// The ranges of counters >= 1 that are *not* in the set (the last one open-ended
+    /// up to `u64::MAX`).
+    pub fn gaps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut next = 1u64;
+        let mut i = 0usize;
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if done {
+                return None;
+            }
+            if i < self.0.len() {
+                let (a, b) = self.0[i];
+                i += 1;
+                let gap = (next < a).then_some((next, a - 1));
+                if b == u64::MAX {
+                    done = true;
+                } else {
+                    next = b + 1;
+                }
+                if gap.is_some() {
+                    return gap;
+                }
+            } else {
+                done = true;
+                return Some((next, u64::MAX));
+            }
+        })
+    }
+
+    /// The largest counter in the set (0 if empty).
+    pub fn max(&self) -> u64 {
+        self.0.last().map(|r| r.1).unwrap_or(0)
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Every dot a node has seen, per writer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CausalContext(pub BTreeMap<NodeId, RangeSet>);
+
+impl CausalContext {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True if the dot (`writer`, `counter`) has been seen.
+    pub fn contains(&self, writer: &NodeId, counter: u64) -> bool {
+        counter == 0 || self.0.get(writer).is_some_and(|r| r.contains(counter))
+    }
+
+    /// Records one dot.
+    pub fn insert(&mut self, writer: &NodeId, counter: u64) {
+        if counter == 0 {
+            return;
+        }
+        match self.0.get_mut(writer) {
+            Some(r) => r.insert(counter),
+            None => {
+                let mut r = RangeSet::new();
+                r.insert(counter);
+                self.0.insert(writer.clone(), r);
+            }
+        }
+    }
+
+    /// Joins `other` into `self`.
+    pub fn join(&mut self, other: &CausalContext) {
+        for (w, r) in &other.0 {
+            match self.0.get_mut(w) {
+                Some(mine) => mine.union(r),
+                None => {
+                    self.0.insert(w.clone(), r.clone());
+                }
+            }
+        }
+    }
+
+    /// The ranges seen for `writer`.
+    pub fn ranges(&self, writer: &NodeId) -> Option<&RangeSet> {
+        self.0.get(writer)
+    }
+
+    /// Largest counter seen for `writer`.
+    pub fn max(&self, writer: &NodeId) -> u64 {
+        self.0.get(writer).map(RangeSet::max).unwrap_or(0)
+    }
+
+    /// Total number of ranges (a measure of the context's encoded size).
+    pub fn range_count(&self) -> usize {
+        self.0.values().map(|r| r.ranges().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        #[test]
+        fn rangeset_matches_a_plain_set(ops in proptest::collection::vec((1u64..60, 0u64..4), 0..60)) {
+            let mut rs = RangeSet::new();
+            let mut set = BTreeSet::new();
+            for (a, len) in ops {
+                if len == 0 { rs.insert(a); set.insert(a); }
+                else { rs.insert_range(a, a + len); for c in a..=a + len { set.insert(c); } }
+            }
+            for c in 0..80 { prop_assert_eq!(rs.contains(c), set.contains(&c)); }
+            // Normal form: sorted, disjoint, non-adjacent.
+            for w in rs.ranges().windows(2) { prop_assert!(w[0].1 + 1 < w[1].0); }
+            // Gaps are exactly the complement.
+            let mut gap_set = BTreeSet::new();
+            for (a, b) in rs.gaps() { for c in a..=b.min(80) { gap_set.insert(c); } }
+            for c in 1..80 { prop_assert_eq!(gap_set.contains(&c), !set.contains(&c)); }
+            prop_assert_eq!(RangeSet::from_ranges(rs.ranges().to_vec()), rs);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Property tests: the merge laws of DESIGN.md section 2, on entries produced by real
+//! histories of concurrent writers (so every entry obeys the HLC/causality invariant).
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::core::NodeId;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write { node: usize, key: u8, value: Option<u8> },
+    Deliver { from: usize, to: usize, key: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..3, 0u8..3, proptest::option::weighted(0.8, any::<u8>()))
+            .prop_map(|(node, key, value)| Op::Write { node, key, value }),
+        (0usize..3, 0usize..3, 0u8..3).prop_map(|(from, to, key)| Op::Deliver { from, to, key }),
+    ]
+}
+
+/// Runs a history and returns every entry that was ever sent or written.
+fn history(ops: &[Op], clock_skew: [u64; 3]) -> Vec<Entry> {
+    let ids: Vec<NodeId> = ["a", "b", "c"].iter().map(|s| NodeId::new(s).unwrap()).collect();
+    let mut stores: Vec<Store> = ids
+        .iter()
+        .map(|id| Store::new(id.clone(), Limits::default(), 1_000))
+        .collect();
+    let mut emitted = Vec::new();
+    for (t, op) in ops.iter().enumerate() {
+        let t = t as u64;
+        match op {
+            Op::Write { node, key, value } => {
+                let wall = 1_000 + t / 3 + clock_skew[*node];
+                let e = stores[*node]
+                    .write(&format!("k{key}"), value.map(|v| vec![v]), wall)
+                    .unwrap();
+                emitted.push(e);
+            }
+            Op::Deliver { from, to, key } => {
+                if let Some(e) = stores[*from].entry(&format!("k{key}")).cloned() {
+                    let wall = 1_000 + t / 3 + clock_skew[*to];
+                    stores[*to].apply(e.clone(), wall).unwrap();
+                    emitted.push(e);
+                }
+            }
+        }
+    }
+    emitted
+}
+
+fn m(a: &Entry, b: &Entry) -> Entry {
+    match merge(a, b) {
+        Merged::KeepLocal => a.clone(),
+        Merged::TakeRemote => b.clone(),
+        Merged::Conflict(e) => e,
+    }
+}
+
+fn replay(entries: impl IntoIterator<Item = Entry>) -> Vec<Entry> {
+    let mut s = Store::new(NodeId::new("z").unwrap(), Limits::default(), 5_000);
+    for e in entries {
+        s.apply(e, 5_000).unwrap();
+    }
+    s.iter().cloned().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn merge_is_commutative_associative_idempotent(
+        ops in proptest::collection::vec(op(), 1..60),
+        skew in proptest::array::uniform3(0u64..5),
+        picks in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<prop::sample::Index>()), 1..20),
+    ) {
+        let all = history(&ops, skew);
+        prop_assume!(!all.is_empty());
+        for (i, j, k) in picks {
+            let a = i.get(&all);
+            // Laws are about entries of one key.
+            let same: Vec<&Entry> = all.iter().filter(|e| e.key == a.key).collect();
+            let b = *j.get(&same);
+            let c = *k.get(&same);
+            prop_assert_eq!(m(a, a), a.clone());
+            prop_assert_eq!(m(a, b), m(b, a));
+            prop_assert_eq!(m(&m(a, b), c), m(a, &m(b, c)));
+        }
+    }
+
+    #[test]
+    fn same_writes_any_order_any_multiplicity_same_state(
+        ops in proptest::collection::vec(op(), 1..80),
+        skew in proptest::array::uniform3(0u64..5),
+        perm_seed in any::<u64>(),
+        dup in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+    ) {
+        let all = history(&ops, skew);
+        let forward = replay(all.clone());
+        // A different order with duplicates.
+        let mut shuffled = all.clone();
+        for d in &dup { if !all.is_empty() { shuffled.push(d.get(&all).clone()); } }
+        let mut x = perm_seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let other = replay(shuffled);
+        prop_assert_eq!(&forward, &other);
+        let reversed = replay(all.into_iter().rev());
+        prop_assert_eq!(&forward, &reversed);
+    }
+
+    #[test]
+    fn anti_entropy_diff_converges_two_replicas(
+        ops in proptest::collection::vec(op(), 1..80),
+        split in any::<prop::sample::Index>(),
+    ) {
+        // Two replicas each hold a different subset of the writes; one diff exchange
+        // in each direction, then a context join, makes them identical and mutually covered.
+        let all = history(&ops, [0, 1, 2]);
+        prop_assume!(!all.is_empty());
+        let cut = split.index(all.len());
+        let mut x = Store::new(NodeId::new("x").unwrap(), Limits::default(), 5_000);
+        let mut y = Store::new(NodeId::new("y").unwrap(), Limits::default(), 5_000);
+        for e in &all[..cut] { x.apply(e.clone(), 5_000).unwrap(); }
+        for e in &all[cut..] { y.apply(e.clone(), 5_000).unwrap(); }
+        let (cx, cy) = (x.context().clone(), y.context().clone());
+        let to_x = y.missing_for(&cx);
+        let to_y = x.missing_for(&cy);
+        for e in to_x { x.apply(e, 5_000).unwrap(); }
+        for e in to_y { y.apply(e, 5_000).unwrap(); }
+        x.join_context(&cy);
+        y.join_context(&cx);
+        let xs: Vec<Entry> = x.iter().cloned().collect();
+        let ys: Vec<Entry> = y.iter().cloned().collect();
+        prop_assert_eq!(&xs, &ys);
+        prop_assert_eq!(x.context(), y.context());
+        prop_assert!(x.missing_for(y.context()).is_empty());
+        prop_assert_eq!(xs, replay(all));
+    }
+}
+
+#[test]
+fn tombstones_are_collected_after_grace_and_stale_nodes_must_resync() {
+    let a = NodeId::new("a").unwrap();
+    let mut s = Store::new(a, Limits::default(), 0);
+    s.write("k", Some(b"v".to_vec()), 1_000).unwrap();
+    s.write("k", None, 2_000).unwrap();
+    assert_eq!(s.tombstone_len(), 1);
+    assert_eq!(s.collect_tombstones(2_500, 1_000), 0);
+    assert_eq!(s.collect_tombstones(3_500, 1_000), 1);
+    assert!(s.entry("k").is_none());
+    assert_eq!(s.gc_horizon_ms(), 2_000);
+    // A replica last synced at 1_500 is older than the horizon: it must resync.
+    let mut stale = Store::new(NodeId::new("b").unwrap(), Limits::default(), 1_500);
+    stale.write("old", Some(b"x".to_vec()), 1_200).unwrap();
+    assert!(stale.needs_resync(s.gc_horizon_ms()));
+    stale.mark_synced(3_600);
+    assert!(!stale.needs_resync(s.gc_horizon_ms()));
+}
+
+#[test]
+fn limits_reject_oversized_input_without_changing_state() {
+    let mut s = Store::new(NodeId::new("a").unwrap(), Limits::default(), 0);
+    assert!(s.write("", Some(vec![]), 1).is_err());
+    assert!(s.write(&"k".repeat(513), Some(vec![]), 1).is_err());
+    assert!(s.write("k", Some(vec![0; 256 * 1024 + 1]), 1).is_err());
+    let bogus = Entry {
+        key: "k".into(),
+        value: Some(vec![1]),
+        vv: VersionVector::new(),
+        hlc: Hlc::default(),
+        writer: NodeId::new("b").unwrap(),
+    };
+    assert_eq!(s.apply(bogus, 1), Err(StateError::EmptyVersionVector));
+    assert!(s.is_empty());
+    assert!(s.context().0.is_empty());
+}

@@ -1,0 +1,15 @@
+//! The replicated key-value state: version vectors, HLC stamps, merge, the causal
+//! context digest, anti-entropy diffs and tombstones (DESIGN.md sections 2 and 3).
+
+mod context;
+mod hlc;
+mod store;
+mod vv;
+
+pub use context::{CausalContext, RangeSet};
+pub use hlc::{Hlc, HlcClock};
+pub use store::{merge, Applied, Entry, Limits, Merged, Snapshot, StateError, Store, StoreStats};
+pub use vv::{Causality, VersionVector};
+
+#[cfg(test)]
+mod laws;

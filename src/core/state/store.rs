@@ -1,0 +1,584 @@
+//! The versioned key-value store.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CausalContext, Causality, Hlc, HlcClock, VersionVector};
+use crate::core::NodeId;
+
+/// Size limits on keys and values. Enforced on local writes and on decoded input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Maximum key length in bytes.
+    pub max_key_len: usize,
+    /// Maximum value length in bytes.
+    pub max_value_len: usize,
+    /// Maximum number of writers named in one entry's version vector.
+    pub max_vv_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_len: 512,
+            max_value_len: 256 * 1024,
+            max_vv_len: 1024,
+        }
+    }
+}
+
+/// Errors from the store; none of them changes the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The key is empty or longer than the limit.
+    #[error("key must be 1 to {max} bytes long (got {len})")]
+    KeyLength {
+        /// Length seen.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The value is longer than the limit.
+    #[error("value must be at most {max} bytes long (got {len})")]
+    ValueLength {
+        /// Length seen.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The version vector names too many writers (hostile or corrupt input).
+    #[error("version vector names {len} writers, more than the limit {max}")]
+    VersionVectorTooLong {
+        /// Writers named.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// An entry with an empty version vector cannot come from any write.
+    #[error("entry has an empty version vector")]
+    EmptyVersionVector,
+}
+
+/// One key's replicated value: a value or a tombstone, with its causal metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value; `None` is a tombstone (a delete).
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+    /// Every write folded into this entry.
+    pub vv: VersionVector,
+    /// HLC stamp of the winning write (the maximum stamp folded in).
+    pub hlc: Hlc,
+    /// Node that made the winning write.
+    pub writer: NodeId,
+}
+
+impl Entry {
+    /// True for a delete marker.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Checks the entry against `limits`.
+    pub fn validate(&self, limits: &Limits) -> Result<(), StateError> {
+        if self.key.is_empty() || self.key.len() > limits.max_key_len {
+            return Err(StateError::KeyLength {
+                len: self.key.len(),
+                max: limits.max_key_len,
+            });
+        }
+        if let Some(v) = &self.value {
+            if v.len() > limits.max_value_len {
+                return Err(StateError::ValueLength {
+                    len: v.len(),
+                    max: limits.max_value_len,
+                });
+            }
+        }
+        if self.vv.len() > limits.max_vv_len {
+            return Err(StateError::VersionVectorTooLong {
+                len: self.vv.len(),
+                max: limits.max_vv_len,
+            });
+        }
+        if self.vv.dots().next().is_none() {
+            return Err(StateError::EmptyVersionVector);
+        }
+        Ok(())
+    }
+
+    /// Total order used to break ties deterministically: (hlc, writer, value).
+    fn rank_cmp(&self, other: &Entry) -> Ordering {
+        (self.hlc, &self.writer, &self.value).cmp(&(other.hlc, &other.writer, &other.value))
+    }
+}
+
+/// Result of [`merge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// The local entry stands.
+    KeepLocal,
+    /// The remote entry replaces the local one.
+    TakeRemote,
+    /// Concurrent writes: this entry (winner's value, joined version vector) replaces local.
+    Conflict(Entry),
+}
+
+/// Merges a remote entry into a local one (DESIGN.md section 2).
+///
+/// A dominating version vector wins; concurrent writes are resolved by the larger
+/// `(hlc, writer)` with the pointwise maximum of both vectors. Equal vectors keep the
+/// larger rank, so even inconsistent inputs resolve identically everywhere.
+pub fn merge(local: &Entry, remote: &Entry) -> Merged {
+    match remote.vv.compare(&local.vv) {
+        Causality::Dominates => Merged::TakeRemote,
+        Causality::DominatedBy => Merged::KeepLocal,
+        Causality::Equal => {
+            if remote.rank_cmp(local) == Ordering::Greater {
+                Merged::TakeRemote
+            } else {
+                Merged::KeepLocal
+            }
+        }
+        Causality::Concurrent => {
+            let winner = if remote.rank_cmp(local) == Ordering::Greater {
+                remote
+            } else {
+                local
+            };
+            let mut vv = local.vv.clone();
+            vv.join(&remote.vv);
+            Merged::Conflict(Entry {
+                key: local.key.clone(),
+                value: winner.value.clone(),
+                vv,
+                hlc: winner.hlc,
+                writer: winner.writer.clone(),
+            })
+        }
+    }
+}
+
+/// What applying a remote entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Every dot of the remote entry had already been seen (a duplicate copy).
+    pub already_seen: bool,
+    /// The stored entry changed; `Some(new entry)`.
+    pub changed: Option<Entry>,
+    /// The remote write was concurrent with the local one.
+    pub conflict: bool,
+}
+
+/// Counters kept by the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Local writes (sets and deletes).
+    pub local_writes: u64,
+    /// Remote entries that changed the state.
+    pub remote_applied: u64,
+    /// Remote entries whose dots had all been seen already.
+    pub duplicates: u64,
+    /// Concurrent writes resolved by (hlc, writer).
+    pub conflicts: u64,
+    /// Tombstones removed after the grace period.
+    pub tombstones_collected: u64,
+    /// Times a peer showed dots of ours above our counter (restart without state).
+    pub dot_collisions_avoided: u64,
+}
+
+/// Persisted form of a store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Node the snapshot belongs to.
+    pub node: NodeId,
+    /// Last dot counter issued.
+    pub counter: u64,
+    /// Last HLC stamp issued or observed.
+    pub clock: Hlc,
+    /// Causal context.
+    pub ctx: CausalContext,
+    /// Horizon below which tombstones may have been collected.
+    pub gc_horizon_ms: u64,
+    /// Wall time of the last completed anti-entropy exchange.
+    pub last_sync_ms: u64,
+    /// Every entry, tombstones included.
+    pub entries: Vec<Entry>,
+}
+
+/// The versioned key-value store of one node.
+#[derive(Debug, Clone)]
+pub struct Store {
+    me: NodeId,
+    limits: Limits,
+    entries: BTreeMap<Arc<str>, Entry>,
+    /// (writer, counter) -> key, for every dot named by a stored entry's vv.
+    index: BTreeMap<(NodeId, u64), Arc<str>>,
+    /// Tombstones by stamp, for collection.
+    tombstones: BTreeSet<(Hlc, Arc<str>)>,
+    ctx: CausalContext,
+    clock: HlcClock,
+    counter: u64,
+    gc_horizon_ms: u64,
+    last_sync_ms: u64,
+    stats: StoreStats,
+}
+
+impl Store {
+    /// A fresh, empty store for node `me`.
+    ///
+    /// A node that starts without persisted state cannot know which dot counters it
+    /// used in an earlier life, so its counter starts at `wall_ms << 10`: above every
+    /// dot of any earlier life that averaged fewer than 1,024 writes per millisecond.
+    /// Should a peer still show a higher dot of ours, [`Store::observe_peer_context`]
+    /// moves the counter past it before it can be reused.
+    pub fn new(me: NodeId, limits: Limits, wall_ms: u64) -> Self {
+        Self {
+            me,
+            limits,
+            entries: BTreeMap::new(),
+            index: BTreeMap::new(),
+            tombstones: BTreeSet::new(),
+            ctx: CausalContext::new(),
+            clock: HlcClock::new(),
+            counter: wall_ms << 10,
+            gc_horizon_ms: 0,
+            last_sync_ms: wall_ms,
+            stats: StoreStats::default(),
+        }
+    }
+
+    /// Restores a store from a snapshot (entries that fail validation are skipped).
+    pub fn from_snapshot(snap: Snapshot, limits: Limits) -> Self {
+        let mut s = Self::new(snap.node.clone(), limits, 0);
+        s.counter = snap.counter;
+        s.clock.observe(snap.clock, 0);
+        s.ctx = snap.ctx;
+        s.gc_horizon_ms = snap.gc_horizon_ms;
+        s.last_sync_ms = snap.last_sync_ms;
+        for e in snap.entries {
+            if e.validate(&limits).is_ok() {
+                s.put(e);
+            }
+        }
+        s
+    }
+
+    /// The persisted form of this store.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            node: self.me.clone(),
+            counter: self.counter,
+            clock: self.clock.last(),
+            ctx: self.ctx.clone(),
+            gc_horizon_ms: self.gc_horizon_ms,
+            last_sync_ms: self.last_sync_ms,
+            entries: self.entries.values().cloned().collect(),
+        }
+    }
+
+    /// This store's node.
+    pub fn node(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// Limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The causal context (digest of everything held).
+    pub fn context(&self) -> &CausalContext {
+        &self.ctx
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// The HLC clock.
+    pub fn clock(&self) -> &HlcClock {
+        &self.clock
+    }
+
+    /// Live (non-tombstone) keys.
+    pub fn live_len(&self) -> usize {
+        self.entries.len() - self.tombstones.len()
+    }
+
+    /// All entries, tombstones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no entry (not even a tombstone) is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of tombstones held.
+    pub fn tombstone_len(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// The entry for `key`, tombstones included.
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// The live value for `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.entries.get(key).and_then(|e| e.value.as_deref())
+    }
+
+    /// Live entries whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e)
+            .filter(|e| !e.is_tombstone())
+    }
+
+    /// Every entry, tombstones included, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// A local write (`Some(value)`) or delete (`None`). Returns the new entry, which the
+    /// caller disseminates.
+    pub fn write(&mut self, key: &str, value: Option<Vec<u8>>, wall_ms: u64) -> Result<Entry, StateError> {
+        if key.is_empty() || key.len() > self.limits.max_key_len {
+            return Err(StateError::KeyLength {
+                len: key.len(),
+                max: self.limits.max_key_len,
+            });
+        }
+        if let Some(v) = &value {
+            if v.len() > self.limits.max_value_len {
+                return Err(StateError::ValueLength {
+                    len: v.len(),
+                    max: self.limits.max_value_len,
+                });
+            }
+        }
+        self.counter += 1;
+        let mut vv = self.entries.get(key).map(|e| e.vv.clone()).unwrap_or_default();
+        vv.set(self.me.clone(), self.counter);
+        let e = Entry {
+            key: key.to_string(),
+            value,
+            vv,
+            hlc: self.clock.tick(wall_ms),
+            writer: self.me.clone(),
+        };
+        self.ctx.insert(&self.me.clone(), self.counter);
+        self.put(e.clone());
+        self.stats.local_writes += 1;
+        Ok(e)
+    }
+
+    /// Applies an entry received from a peer. Invalid entries are rejected unchanged.
+    pub fn apply(&mut self, remote: Entry, wall_ms: u64) -> Result<Applied, StateError> {
+        remote.validate(&self.limits)?;
+        let already_seen = remote.vv.dots().all(|(w, c)| self.ctx.contains(w, c));
+        self.clock.observe(remote.hlc, wall_ms);
+        for (w, c) in remote.vv.dots() {
+            if w == &self.me && c > self.counter {
+                // A dot of ours from an earlier life: never issue it again.
+                self.counter = c;
+                self.stats.dot_collisions_avoided += 1;
+            }
+        }
+        let dots: Vec<(NodeId, u64)> = remote.vv.dots().map(|(w, c)| (w.clone(), c)).collect();
+        let outcome = match self.entries.get(remote.key.as_str()) {
+            None => {
+                self.put(remote.clone());
+                Applied {
+                    already_seen,
+                    changed: Some(remote),
+                    conflict: false,
+                }
+            }
+            Some(local) => match merge(local, &remote) {
+                Merged::KeepLocal => Applied {
+                    already_seen,
+                    changed: None,
+                    conflict: false,
+                },
+                Merged::TakeRemote => {
+                    self.put(remote.clone());
+                    Applied {
+                        already_seen,
+                        changed: Some(remote),
+                        conflict: false,
+                    }
+                }
+                Merged::Conflict(m) => {
+                    let changed = (&m != local).then(|| m.clone());
+                    if changed.is_some() {
+                        self.put(m);
+                    }
+                    Applied {
+                        already_seen,
+                        changed,
+                        conflict: true,
+                    }
+                }
+            },
+        };
+        for (w, c) in &dots {
+            self.ctx.insert(w, *c);
+        }
+        if already_seen {
+            self.stats.duplicates += 1;
+        }
+        if outcome.changed.is_some() {
+            self.stats.remote_applied += 1;
+        }
+        if outcome.conflict && !already_seen {
+            self.stats.conflicts += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Every entry holding a dot that `peer` has not seen: what the peer lacks.
+    ///
+    /// Cost is O((writers + ranges) · log n + difference), independent of the number of
+    /// entries the peer already has.
+    pub fn missing_for(&self, peer: &CausalContext) -> Vec<Entry> {
+        let mut keys: BTreeSet<&Arc<str>> = BTreeSet::new();
+        for writer in self.ctx.0.keys() {
+            let lo_key = |c: u64| (writer.clone(), c);
+            match peer.ranges(writer) {
+                None => {
+                    for (_, k) in self.index.range(lo_key(1)..=lo_key(u64::MAX)) {
+                        keys.insert(k);
+                    }
+                }
+                Some(r) => {
+                    for (a, b) in r.gaps() {
+                        for (_, k) in self.index.range(lo_key(a)..=lo_key(b)) {
+                            keys.insert(k);
+                        }
+                    }
+                }
+            }
+        }
+        keys.into_iter()
+            .filter_map(|k| self.entries.get(k).cloned())
+            .collect()
+    }
+
+    /// Joins a peer's context into ours once everything it sent has been applied.
+    /// This closes the gaps that superseded writes leave.
+    pub fn join_context(&mut self, peer: &CausalContext) {
+        self.observe_peer_context(peer);
+        self.ctx.join(peer);
+    }
+
+    /// Moves the dot counter past any dot of ours that `peer` has seen.
+    pub fn observe_peer_context(&mut self, peer: &CausalContext) {
+        let theirs = peer.max(&self.me);
+        if theirs > self.counter {
+            self.counter = theirs;
+            self.stats.dot_collisions_avoided += 1;
+        }
+    }
+
+    /// Removes tombstones older than `grace_ms`. Returns how many were removed.
+    pub fn collect_tombstones(&mut self, wall_ms: u64, grace_ms: u64) -> usize {
+        let cutoff = wall_ms.saturating_sub(grace_ms);
+        let mut n = 0;
+        while let Some((hlc, key)) = self.tombstones.first().cloned() {
+            if hlc.ms >= cutoff {
+                break;
+            }
+            self.remove(&key);
+            n += 1;
+            self.gc_horizon_ms = self.gc_horizon_ms.max(hlc.ms);
+        }
+        self.stats.tombstones_collected += n as u64;
+        n
+    }
+
+    /// Horizon below which this store may have collected tombstones.
+    pub fn gc_horizon_ms(&self) -> u64 {
+        self.gc_horizon_ms
+    }
+
+    /// Wall time of the last completed anti-entropy exchange.
+    pub fn last_sync_ms(&self) -> u64 {
+        self.last_sync_ms
+    }
+
+    /// Records a completed anti-entropy exchange.
+    pub fn mark_synced(&mut self, wall_ms: u64) {
+        self.last_sync_ms = self.last_sync_ms.max(wall_ms);
+    }
+
+    /// True when a peer may have collected deletes this store never saw: this store was
+    /// out of touch for longer than the peer's tombstone horizon and must resynchronise
+    /// from scratch instead of resurrecting deleted keys.
+    pub fn needs_resync(&self, peer_gc_horizon_ms: u64) -> bool {
+        peer_gc_horizon_ms > self.last_sync_ms && !self.entries.is_empty()
+    }
+
+    /// Drops everything learned from others; keeps this node's own writes made after the
+    /// last sync (they are newer than anything the peer can have collected). Returns how
+    /// many entries were dropped.
+    pub fn reset_for_resync(&mut self) -> usize {
+        let keep_after = self.last_sync_ms;
+        let me = self.me.clone();
+        let kept: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.writer == me && e.hlc.ms > keep_after)
+            .cloned()
+            .collect();
+        let dropped = self.entries.len() - kept.len();
+        self.entries.clear();
+        self.index.clear();
+        self.tombstones.clear();
+        self.ctx = CausalContext::new();
+        for e in kept {
+            for (w, c) in e.vv.dots() {
+                self.ctx.insert(w, c);
+            }
+            self.put(e);
+        }
+        dropped
+    }
+
+    fn put(&mut self, e: Entry) {
+        let key: Arc<str> = match self.entries.get_key_value(e.key.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(e.key.as_str()),
+        };
+        self.remove(&key);
+        for (w, c) in e.vv.dots() {
+            self.index.insert((w.clone(), c), key.clone());
+        }
+        if e.is_tombstone() {
+            self.tombstones.insert((e.hlc, key.clone()));
+        }
+        self.entries.insert(key, e);
+    }
+
+    fn remove(&mut self, key: &Arc<str>) {
+        if let Some(old) = self.entries.remove(key) {
+            for (w, c) in old.vv.dots() {
+                self.index.remove(&(w.clone(), c));
+            }
+            if old.is_tombstone() {
+                self.tombstones.remove(&(old.hlc, key.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Certificates and mTLS (placeholder; being written).
+
+/// Identity errors.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Placeholder.
+    #[error("todo")]
+    Todo,
+}

@@ -1,0 +1,17 @@
+//! gossamer: a secure gossip overlay.
+//!
+//! Nodes hold certificates from their fleet's CA, keep mutually authenticated QUIC
+//! connections, agree on membership, and replicate a key-value state with version
+//! vectors. Small changes travel as QUIC datagrams, full reconciliation on QUIC streams.
+//!
+//! Layers, top to bottom (each uses only those below it): [`cli`], [`node`], [`admin`],
+//! [`transport`], [`identity`], [`wire`], [`core`]. See ARCHITECTURE.md.
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod cli;
+pub mod core;
+pub mod identity;
+pub mod node;
+pub mod transport;
+pub mod wire;

@@ -1,0 +1,130 @@
+//! Public types of the embedding API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::core::NodeId;
+
+/// Errors from starting or using a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A configuration value is unusable; the message names the field and the fix.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Certificates could not be loaded or do not fit the configuration.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The QUIC endpoint or admin listener could not be set up.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address that failed.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A key or value outside the limits.
+    #[error(transparent)]
+    State(#[from] crate::core::state::StateError),
+    /// Reading or writing the data directory failed.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// File involved.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The node has shut down.
+    #[error("node is shut down")]
+    Shutdown,
+}
+
+/// A key's current value as returned by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KvEntry {
+    /// The key.
+    pub key: String,
+    /// The value bytes.
+    pub value: Vec<u8>,
+    /// Node whose write won.
+    pub writer: NodeId,
+    /// HLC stamp of the winning write: wall milliseconds.
+    pub hlc_ms: u64,
+    /// HLC stamp of the winning write: logical counter.
+    pub hlc_lc: u32,
+    /// Version vector (writer -> counter).
+    pub version: BTreeMap<String, u64>,
+}
+
+/// One member as seen by this node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    /// Node id.
+    pub id: NodeId,
+    /// Advertised QUIC address.
+    pub addr: String,
+    /// "alive", "suspect", "dead" or "left".
+    pub status: String,
+    /// Incarnation number.
+    pub incarnation: u64,
+    /// Datacenter.
+    pub dc: String,
+    /// Zone.
+    pub zone: String,
+    /// Free-form tags.
+    pub tags: BTreeMap<String, String>,
+    /// Milliseconds since this node last heard from the member directly (None for self
+    /// or never).
+    pub last_heard_ms_ago: Option<u64>,
+    /// Smoothed round-trip time, if connected.
+    pub rtt_ms: Option<f64>,
+    /// True for the local node.
+    pub is_self: bool,
+}
+
+/// Summary of the local node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusView {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Cluster name.
+    pub cluster: String,
+    /// QUIC listen address.
+    pub listen: String,
+    /// Datacenter.
+    pub dc: String,
+    /// Members by status ("alive" -> 3, ...), self included.
+    pub members: BTreeMap<String, usize>,
+    /// Live keys.
+    pub keys: usize,
+    /// Tombstones held.
+    pub tombstones: usize,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// gossamer version.
+    pub version: String,
+}
+
+/// Kind of a Prometheus metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter.
+    Counter,
+    /// Value that goes up and down.
+    Gauge,
+}
+
+/// One metric family with its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Name, e.g. `gossamer_datagrams_sent_total`.
+    pub name: String,
+    /// One-line help text.
+    pub help: String,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// Samples: label pairs and value.
+    pub samples: Vec<(Vec<(String, String)>, f64)>,
+}
