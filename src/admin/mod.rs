@@ -1,1 +1,351 @@
-//! TODO
+//! Loopback HTTP control API and Prometheus `/metrics`.
+//!
+//! The server knows nothing of the concrete node: it talks to an [`AdminBackend`], which the
+//! runtime implements. Routes:
+//!
+//! | method and path             | answer                                                      |
+//! |-----------------------------|-------------------------------------------------------------|
+//! | `GET /v1/status`            | JSON [`StatusView`]                                         |
+//! | `GET /v1/members`           | JSON array of [`MemberView`]                                |
+//! | `GET /v1/kv/{key}`          | raw value bytes, headers `x-gossamer-writer`, `x-gossamer-hlc`; 404 if absent |
+//! | `GET /v1/kv/{key}?meta=1`   | JSON [`KvMeta`]                                             |
+//! | `PUT /v1/kv/{key}`          | body = value (at most [`MAX_BODY_BYTES`], else 413); 204, or 400 if rejected |
+//! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
+//! | `GET /v1/kv?prefix=P`       | JSON array of [`KvListItem`], sorted by key                 |
+//! | `GET /metrics`              | Prometheus text format 0.0.4                                |
+//!
+//! Keys may contain `/`; other characters outside the URL-unreserved set are
+//! percent-encoded in the path. With an auth token configured, every request must carry
+//! `Authorization: Bearer <token>`, else 401. Errors are JSON `{"error": "..."}`.
+
+mod prometheus;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::node::{KvEntry, MemberView, Metric, StatusView};
+
+pub use prometheus::{render_prometheus, PROMETHEUS_CONTENT_TYPE};
+
+/// Largest accepted request body (a value written with `PUT /v1/kv/{key}`): 1 MiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Response header carrying the winning writer's node id on `GET /v1/kv/{key}`.
+pub const WRITER_HEADER: &str = "x-gossamer-writer";
+
+/// Response header carrying the winning write's HLC stamp as `<wall ms>.<logical>` on
+/// `GET /v1/kv/{key}`.
+pub const HLC_HEADER: &str = "x-gossamer-hlc";
+
+/// What the admin API needs from a node. Calls must be quick (no blocking I/O); they run
+/// on the async runtime.
+pub trait AdminBackend: Send + Sync + 'static {
+    /// The live value of `key`, if any (tombstones are absent).
+    fn kv_get(&self, key: &str) -> Option<KvEntry>;
+    /// Writes `key`; `Err` carries a message for the client (e.g. a size limit).
+    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
+    /// Deletes `key`; `Ok(false)` when the key was absent.
+    fn kv_delete(&self, key: &str) -> Result<bool, String>;
+    /// Live entries whose key starts with `prefix`.
+    fn kv_list(&self, prefix: &str) -> Vec<KvEntry>;
+    /// Every member known to this node, itself included.
+    fn members(&self) -> Vec<MemberView>;
+    /// Summary of the local node.
+    fn status(&self) -> StatusView;
+    /// Current metric families.
+    fn metrics(&self) -> Vec<Metric>;
+}
+
+/// `GET /v1/kv/{key}?meta=1`: an entry with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvMeta {
+    /// The key.
+    pub key: String,
+    /// The value as UTF-8 (invalid sequences replaced by U+FFFD).
+    pub value: String,
+    /// Length of the value in bytes.
+    pub value_len: usize,
+    /// True when the value is valid UTF-8, so `value` is exact.
+    pub utf8: bool,
+    /// Node whose write won.
+    pub writer: String,
+    /// HLC stamp of the winning write: wall milliseconds.
+    pub hlc_ms: u64,
+    /// HLC stamp of the winning write: logical counter.
+    pub hlc_lc: u32,
+    /// Version vector (writer -> counter).
+    pub version: BTreeMap<String, u64>,
+}
+
+impl From<KvEntry> for KvMeta {
+    fn from(e: KvEntry) -> Self {
+        let utf8 = std::str::from_utf8(&e.value).is_ok();
+        Self {
+            value: String::from_utf8_lossy(&e.value).into_owned(),
+            value_len: e.value.len(),
+            utf8,
+            key: e.key,
+            writer: e.writer.to_string(),
+            hlc_ms: e.hlc_ms,
+            hlc_lc: e.hlc_lc,
+            version: e.version,
+        }
+    }
+}
+
+/// One element of `GET /v1/kv?prefix=P`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvListItem {
+    /// The key.
+    pub key: String,
+    /// The value as UTF-8 (invalid sequences replaced by U+FFFD).
+    pub value: String,
+    /// Length of the value in bytes.
+    #[serde(default)]
+    pub value_len: usize,
+    /// Node whose write won.
+    pub writer: String,
+    /// HLC stamp of the winning write: wall milliseconds.
+    pub hlc_ms: u64,
+    /// HLC stamp of the winning write: logical counter.
+    #[serde(default)]
+    pub hlc_lc: u32,
+}
+
+impl From<KvEntry> for KvListItem {
+    fn from(e: KvEntry) -> Self {
+        Self {
+            value: String::from_utf8_lossy(&e.value).into_owned(),
+            value_len: e.value.len(),
+            key: e.key,
+            writer: e.writer.to_string(),
+            hlc_ms: e.hlc_ms,
+            hlc_lc: e.hlc_lc,
+        }
+    }
+}
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Builds the admin router. `auth_token`, when set, is required as a bearer token on every
+/// request. Use [`serve`] unless the router is to be embedded in another server.
+pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Router {
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/members", get(members))
+        .route("/v1/kv", get(kv_list))
+        .route("/v1/kv/", get(kv_list))
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(backend);
+    match auth_token {
+        Some(token) => app.layer(middleware::from_fn_with_state(
+            Arc::<str>::from(token),
+            require_token,
+        )),
+        None => app,
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes, then finishes the
+/// requests in flight and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    backend: Arc<dyn AdminBackend>,
+    auth_token: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, auth = auth_token.is_some(), "admin API listening");
+    }
+    axum::serve(listener, router(backend, auth_token))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+type Backend = Arc<dyn AdminBackend>;
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(ErrorBody { error: msg.into() })).into_response()
+}
+
+async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+async fn status(State(b): State<Backend>) -> Response {
+    Json(b.status()).into_response()
+}
+
+async fn members(State(b): State<Backend>) -> Response {
+    Json(b.members()).into_response()
+}
+
+async fn metrics(State(b): State<Backend>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
+        render_prometheus(&b.metrics()),
+    )
+        .into_response()
+}
+
+/// The key of a `/v1/kv/{key}` request, or the status and message of the rejection.
+fn key_from(path: Result<Path<String>, PathRejection>) -> Result<String, (StatusCode, String)> {
+    match path {
+        Ok(Path(key)) if !key.is_empty() => Ok(key),
+        Ok(_) => Err((StatusCode::BAD_REQUEST, "empty key".to_string())),
+        Err(rej) => Err((rej.status(), rej.body_text())),
+    }
+}
+
+fn truthy(v: Option<&String>) -> bool {
+    matches!(v.map(|s| s.as_str()), Some(s) if !matches!(s, "0" | "false" | "no"))
+}
+
+async fn kv_get(
+    State(b): State<Backend>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let key = match key_from(path) {
+        Ok(k) => k,
+        Err((status, msg)) => return error(status, msg),
+    };
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(rej) => return error(rej.status(), rej.body_text()),
+    };
+    let Some(entry) = b.kv_get(&key) else {
+        return error(StatusCode::NOT_FOUND, format!("key {key:?} not found"));
+    };
+    if truthy(query.get("meta")) {
+        return Json(KvMeta::from(entry)).into_response();
+    }
+    let mut resp = Response::new(Body::from(entry.value));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(entry.writer.as_str()) {
+        h.insert(WRITER_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{}.{}", entry.hlc_ms, entry.hlc_lc)) {
+        h.insert(HLC_HEADER, v);
+    }
+    resp
+}
+
+async fn kv_put(
+    State(b): State<Backend>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let key = match key_from(path) {
+        Ok(k) => k,
+        Err((status, msg)) => return error(status, msg),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
+            )
+        }
+        Err(rej) => return error(rej.status(), rej.body_text()),
+    };
+    match b.kv_set(&key, body.to_vec()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+async fn kv_delete(
+    State(b): State<Backend>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let key = match key_from(path) {
+        Ok(k) => k,
+        Err((status, msg)) => return error(status, msg),
+    };
+    match b.kv_delete(&key) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("key {key:?} not found")),
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+async fn kv_list(
+    State(b): State<Backend>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(rej) => return error(rej.status(), rej.body_text()),
+    };
+    let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
+    let mut items: Vec<KvListItem> = b
+        .kv_list(prefix)
+        .into_iter()
+        .map(KvListItem::from)
+        .collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    Json(items).into_response()
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;

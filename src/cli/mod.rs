@@ -1,1 +1,5 @@
 //! TODO
+
+pub mod admin_cmds;
+pub mod certs;
+pub mod client;

@@ -1,1 +1,744 @@
-//! TODO
+//! The node state machine: inputs are `(now, event)`, outputs are [`Output`]s.
+
+use std::collections::VecDeque;
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic};
+use crate::core::membership::{Change, Membership};
+use crate::core::proto::{
+    Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind, MAX_MEMBER_META,
+};
+use crate::core::state::{CausalContext, Entry, Limits, Snapshot, StateError, Store};
+use crate::core::{NodeId, Now};
+
+/// Protocol tuning. Every field is settable in the node's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Peers a fresh update is pushed to at once, and per gossip round.
+    pub fanout: usize,
+    /// Period of piggyback gossip rounds (ms).
+    pub gossip_interval_ms: u64,
+    /// Period of anti-entropy exchanges (ms).
+    pub sync_interval_ms: u64,
+    /// Retransmit multiplier λ: each update is sent about `λ·log10(N+1)` times.
+    pub retransmit_mult: u32,
+    /// Largest datagram the core packs (bytes); the runtime lowers it per peer to the
+    /// connection's `max_datagram_size()`.
+    pub max_datagram: usize,
+    /// Push deltas as datagrams (false leaves replication to anti-entropy alone).
+    pub push_deltas: bool,
+    /// How long deletes are remembered (ms) before their tombstones are collected.
+    pub tombstone_grace_ms: u64,
+    /// Shortest wait between attempts to contact a seed (ms).
+    pub seed_backoff_floor_ms: u64,
+    /// Longest wait between attempts to contact a seed (ms).
+    pub seed_backoff_cap_ms: u64,
+    /// Most broadcasts waiting in the queue; beyond it the oldest low-priority ones drop.
+    pub queue_max: usize,
+    /// Key and value size limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            fanout: 3,
+            gossip_interval_ms: 200,
+            sync_interval_ms: 2_000,
+            retransmit_mult: 4,
+            max_datagram: 1_200,
+            push_deltas: true,
+            tombstone_grace_ms: 24 * 3600 * 1000,
+            seed_backoff_floor_ms: 1_000,
+            seed_backoff_cap_ms: 30_000,
+            queue_max: 4_096,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values; the error names the field and what would fix it.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = |name: &str, v: u64| {
+            if v == 0 {
+                Err(format!("{name} must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        pos("fanout", self.fanout as u64)?;
+        pos("gossip_interval_ms", self.gossip_interval_ms)?;
+        pos("sync_interval_ms", self.sync_interval_ms)?;
+        pos("retransmit_mult", self.retransmit_mult as u64)?;
+        pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
+        pos("queue_max", self.queue_max as u64)?;
+        if self.max_datagram < 256 || self.max_datagram > 65_000 {
+            return Err(format!(
+                "max_datagram must be between 256 and 65000 bytes (got {})",
+                self.max_datagram
+            ));
+        }
+        if self.seed_backoff_cap_ms < self.seed_backoff_floor_ms {
+            return Err("seed_backoff_cap_ms must be at least seed_backoff_floor_ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a datagram to a member.
+    Datagram {
+        /// Recipient.
+        to: NodeId,
+        /// Its advertised address.
+        addr: String,
+        /// Contents.
+        datagram: Datagram,
+    },
+    /// Send items too large for a datagram on a reliable (uni) stream.
+    Reliable {
+        /// Recipient.
+        to: NodeId,
+        /// Its advertised address.
+        addr: String,
+        /// Contents.
+        datagram: Datagram,
+    },
+    /// Run an anti-entropy exchange with a member (see [`Engine::sync_start`]).
+    Sync {
+        /// Peer.
+        with: NodeId,
+        /// Its advertised address.
+        addr: String,
+    },
+    /// Contact a seed address: connect, then run a `Join` exchange with whoever answers,
+    /// then report with [`Engine::seed_result`].
+    Contact {
+        /// Index of the seed in the configured list.
+        seed: usize,
+        /// The address as configured (re-resolve names every time).
+        addr: String,
+    },
+    /// Tell subscribers.
+    Event(Event),
+}
+
+/// A change subscribers hear about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A key changed (set or deleted).
+    Kv {
+        /// The new entry (a tombstone for a delete).
+        entry: Entry,
+        /// Written by this node.
+        local: bool,
+        /// The change resolved concurrent writes.
+        conflict: bool,
+    },
+    /// Membership changed.
+    Member(Change),
+}
+
+/// Counters of the engine (the runtime and simulator add transport-level ones).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStats {
+    /// Datagrams handed out for sending.
+    pub datagrams_out: u64,
+    /// Items inside those datagrams.
+    pub items_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Items received.
+    pub items_in: u64,
+    /// Items received that broke a limit or rule, dropped.
+    pub items_invalid: u64,
+    /// Anti-entropy exchanges started / completed / failed.
+    pub syncs_started: u64,
+    /// Completed exchanges.
+    pub syncs_completed: u64,
+    /// Failed exchanges.
+    pub syncs_failed: u64,
+    /// Entries received through anti-entropy that changed the state.
+    pub sync_entries_applied: u64,
+    /// Full resynchronisations after being away longer than the tombstone grace.
+    pub resyncs: u64,
+    /// Seed contact attempts.
+    pub seed_attempts: u64,
+    /// Refutations of suspicion about ourselves.
+    pub refutations: u64,
+}
+
+/// What a restarted node brings back from its data directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Persisted {
+    /// The key-value store.
+    pub store: Snapshot,
+    /// Our incarnation when it was saved.
+    pub incarnation: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Seed {
+    addr: String,
+    next_us: u64,
+    backoff_ms: u64,
+    member: Option<NodeId>,
+    in_flight: bool,
+}
+
+/// One side of an anti-entropy exchange in progress (held by the caller).
+#[derive(Debug, Clone)]
+pub struct SyncSession {
+    /// The peer.
+    pub peer: NodeId,
+    /// Why it was opened.
+    pub kind: SyncKind,
+    peer_ctx: Option<CausalContext>,
+    reset: bool,
+}
+
+/// The protocol state machine of one node.
+pub struct Engine {
+    cfg: Config,
+    rng: ChaCha8Rng,
+    store: Store,
+    members: Membership,
+    queue: BroadcastQueue,
+    seeds: Vec<Seed>,
+    out: VecDeque<Output>,
+    next_gossip_us: u64,
+    next_sync_us: u64,
+    next_gc_us: u64,
+    stats: EngineStats,
+}
+
+const GC_PERIOD_US: u64 = 60_000_000;
+
+impl Engine {
+    /// Creates the engine of node `me`. `rng_seed` makes every random choice
+    /// reproducible; `persisted` is what the data directory held, if anything.
+    ///
+    /// The incarnation starts at `max(persisted + 1, wall ms)`, so a restarted node
+    /// always outranks its earlier life even when nothing was persisted.
+    pub fn new(
+        cfg: Config,
+        me: MemberInfo,
+        seeds: Vec<String>,
+        rng_seed: u64,
+        now: Now,
+        persisted: Option<Persisted>,
+    ) -> Self {
+        let (store, inc) = match persisted {
+            Some(p) if p.store.node == me.id => (
+                Store::from_snapshot(p.store, cfg.limits),
+                (p.incarnation + 1).max(now.wall_ms),
+            ),
+            _ => (
+                Store::new(me.id.clone(), cfg.limits, now.wall_ms),
+                now.wall_ms,
+            ),
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let jitter = |rng: &mut ChaCha8Rng, ms: u64| rng.random_range(0..=ms * 1000);
+        let next_gossip_us = now.mono_us + jitter(&mut rng, cfg.gossip_interval_ms);
+        let next_sync_us = now.mono_us + jitter(&mut rng, cfg.sync_interval_ms);
+        let seeds = seeds
+            .into_iter()
+            .map(|addr| Seed {
+                addr,
+                next_us: now.mono_us,
+                backoff_ms: cfg.seed_backoff_floor_ms,
+                member: None,
+                in_flight: false,
+            })
+            .collect();
+        Self {
+            queue: BroadcastQueue::new(cfg.queue_max),
+            members: Membership::new(me, inc),
+            store,
+            rng,
+            seeds,
+            out: VecDeque::new(),
+            next_gossip_us,
+            next_sync_us,
+            next_gc_us: now.mono_us + GC_PERIOD_US,
+            stats: EngineStats::default(),
+            cfg,
+        }
+    }
+
+    /// Our id.
+    pub fn id(&self) -> &NodeId {
+        self.members.my_id()
+    }
+
+    /// Protocol configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The key-value store (read-only).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The member table (read-only).
+    pub fn members(&self) -> &Membership {
+        &self.members
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The broadcast queue (read-only).
+    pub fn queue(&self) -> &BroadcastQueue {
+        &self.queue
+    }
+
+    /// What to save in the data directory.
+    pub fn persisted(&self) -> Persisted {
+        Persisted {
+            store: self.store.snapshot(),
+            incarnation: self.members.me().incarnation,
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When (mono µs) [`Engine::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> u64 {
+        let mut t = self
+            .next_gossip_us
+            .min(self.next_sync_us)
+            .min(self.next_gc_us);
+        for s in &self.seeds {
+            if !s.in_flight && !self.seed_satisfied(s) {
+                t = t.min(s.next_us);
+            }
+        }
+        t
+    }
+
+    /// Runs every periodic task that is due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let t = now.mono_us;
+        if t >= self.next_gossip_us {
+            self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
+            self.gossip_round();
+        }
+        if t >= self.next_sync_us {
+            // ±10% jitter keeps nodes from synchronising their exchanges.
+            let base = self.cfg.sync_interval_ms * 1000;
+            self.next_sync_us = t + base - base / 10 + self.rng.random_range(0..=base / 5);
+            self.start_periodic_sync();
+        }
+        if t >= self.next_gc_us {
+            self.next_gc_us = t + GC_PERIOD_US;
+            self.store
+                .collect_tombstones(now.wall_ms, self.cfg.tombstone_grace_ms);
+        }
+        for i in 0..self.seeds.len() {
+            let s = &self.seeds[i];
+            if s.in_flight || t < s.next_us || self.seed_satisfied(s) {
+                continue;
+            }
+            let addr = s.addr.clone();
+            self.seeds[i].in_flight = true;
+            self.stats.seed_attempts += 1;
+            self.out.push_back(Output::Contact { seed: i, addr });
+        }
+    }
+
+    fn seed_satisfied(&self, s: &Seed) -> bool {
+        match &s.member {
+            Some(id) if id == self.id() => true,
+            Some(id) => self.members.get(id).is_some_and(|m| {
+                matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect)
+            }),
+            None => false,
+        }
+    }
+
+    /// Reports the outcome of an [`Output::Contact`]: the node that answered, or failure.
+    pub fn seed_result(&mut self, now: Now, seed: usize, answered: Option<NodeId>) {
+        let floor = self.cfg.seed_backoff_floor_ms;
+        let cap = self.cfg.seed_backoff_cap_ms;
+        let jitter = self.rng.random_range(0..=floor * 1000 / 2);
+        let Some(s) = self.seeds.get_mut(seed) else {
+            return;
+        };
+        s.in_flight = false;
+        match answered {
+            Some(id) => {
+                s.member = Some(id);
+                s.backoff_ms = floor;
+                s.next_us = now.mono_us + floor * 1000 + jitter;
+            }
+            None => {
+                s.next_us = now.mono_us + s.backoff_ms * 1000 + jitter;
+                s.backoff_ms = (s.backoff_ms * 2).min(cap);
+            }
+        }
+    }
+
+    fn budget(&self) -> u32 {
+        retransmit_budget(self.cfg.retransmit_mult, self.members.live_count())
+    }
+
+    fn pick_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
+        let live = self.members.live_ids();
+        let candidates: Vec<&NodeId> = live.iter().filter(|id| Some(*id) != exclude).collect();
+        candidates
+            .choose_multiple(&mut self.rng, k)
+            .map(|id| (*id).clone())
+            .collect()
+    }
+
+    fn addr_of(&self, id: &NodeId) -> Option<String> {
+        self.members.get(id).map(|m| m.state.info.addr.clone())
+    }
+
+    /// Packs the queue into one datagram for each of `peers`.
+    fn push_to(&mut self, peers: &[NodeId], skip_from: Option<&NodeId>) {
+        let max = self.cfg.max_datagram;
+        for big in self.queue.take_oversized(max) {
+            for p in peers {
+                if let Some(addr) = self.addr_of(p) {
+                    self.out.push_back(Output::Reliable {
+                        to: p.clone(),
+                        addr,
+                        datagram: Datagram {
+                            items: vec![big.clone()],
+                        },
+                    });
+                }
+            }
+        }
+        for p in peers {
+            let Some(addr) = self.addr_of(p) else {
+                continue;
+            };
+            let items = self.queue.pack(max, |item| {
+                // Never echo a member's own announcement back to it.
+                matches!(item, Item::Member(s) if Some(&s.info.id) == skip_from.filter(|f| *f == p))
+            });
+            if items.is_empty() {
+                break;
+            }
+            self.stats.datagrams_out += 1;
+            self.stats.items_out += items.len() as u64;
+            self.out.push_back(Output::Datagram {
+                to: p.clone(),
+                addr,
+                datagram: Datagram { items },
+            });
+        }
+    }
+
+    fn gossip_round(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let peers = self.pick_peers(self.cfg.fanout, None);
+        self.push_to(&peers, None);
+    }
+
+    fn start_periodic_sync(&mut self) {
+        // Bias toward the member synced with least recently, among a small random sample.
+        let sample = self.pick_peers(4, None);
+        let best = sample.into_iter().min_by_key(|id| {
+            self.members
+                .get(id)
+                .and_then(|m| m.last_sync_us)
+                .unwrap_or(0)
+        });
+        if let Some(with) = best {
+            if let Some(addr) = self.addr_of(&with) {
+                self.out.push_back(Output::Sync { with, addr });
+            }
+        }
+    }
+
+    fn emit_member_change(&mut self, change: Change) {
+        let budget = self.budget();
+        let state = match &change {
+            Change::Joined(s) | Change::Refuted(s) => s.clone(),
+            Change::Updated { new, .. } => new.clone(),
+        };
+        if matches!(change, Change::Refuted(_)) {
+            self.stats.refutations += 1;
+        }
+        self.queue.push(
+            Topic::Member(state.info.id.clone()),
+            Class::Membership,
+            Item::Member(state),
+            budget,
+        );
+        self.out.push_back(Output::Event(Event::Member(change)));
+    }
+
+    fn member_valid(s: &MemberState) -> bool {
+        s.info.meta_len() <= MAX_MEMBER_META && s.info.tags.len() <= 64
+    }
+
+    fn apply_member(&mut self, now: Now, s: MemberState) {
+        if !Self::member_valid(&s) {
+            self.stats.items_invalid += 1;
+            return;
+        }
+        if let Some(change) = self.members.apply(now.mono_us, s) {
+            self.emit_member_change(change);
+        }
+    }
+
+    /// Handles a datagram from an authenticated peer.
+    pub fn handle_datagram(&mut self, now: Now, from: &NodeId, dg: Datagram) {
+        self.stats.datagrams_in += 1;
+        self.stats.items_in += dg.items.len() as u64;
+        self.members.heard_from(from, now.mono_us);
+        let mut fresh = false;
+        for item in dg.items {
+            match item {
+                Item::Delta(e) => fresh |= self.apply_delta(now, e),
+                Item::Member(s) => self.apply_member(now, s),
+                Item::Ping { seq } => {
+                    if let Some(addr) = self.addr_of(from) {
+                        self.stats.datagrams_out += 1;
+                        self.stats.items_out += 1;
+                        self.out.push_back(Output::Datagram {
+                            to: from.clone(),
+                            addr,
+                            datagram: Datagram {
+                                items: vec![Item::Ack { seq }],
+                            },
+                        });
+                    }
+                }
+                Item::Ack { .. } => {}
+            }
+        }
+        if fresh {
+            // Eager push: forward what we just learned at once.
+            let peers = self.pick_peers(self.cfg.fanout, Some(from));
+            self.push_to(&peers, Some(from));
+        }
+    }
+
+    /// Applies a gossiped delta; true if it was news worth forwarding.
+    fn apply_delta(&mut self, now: Now, e: Entry) -> bool {
+        match self.store.apply(e, now.wall_ms) {
+            Err(_) => {
+                self.stats.items_invalid += 1;
+                false
+            }
+            Ok(a) => {
+                let Some(entry) = a.changed else { return false };
+                self.out.push_back(Output::Event(Event::Kv {
+                    entry: entry.clone(),
+                    local: false,
+                    conflict: a.conflict,
+                }));
+                if a.already_seen || !self.cfg.push_deltas {
+                    return false;
+                }
+                let budget = self.budget();
+                self.queue.push(
+                    Topic::Key(entry.key.clone()),
+                    Class::Delta,
+                    Item::Delta(entry),
+                    budget,
+                );
+                true
+            }
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, now: Now, key: &str, value: Vec<u8>) -> Result<Entry, StateError> {
+        self.write(now, key, Some(value))
+    }
+
+    /// Deletes `key`; returns whether it held a live value.
+    pub fn delete(&mut self, now: Now, key: &str) -> Result<bool, StateError> {
+        if self.store.get(key).is_none() {
+            return Ok(false);
+        }
+        self.write(now, key, None).map(|_| true)
+    }
+
+    fn write(&mut self, now: Now, key: &str, value: Option<Vec<u8>>) -> Result<Entry, StateError> {
+        let e = self.store.write(key, value, now.wall_ms)?;
+        self.out.push_back(Output::Event(Event::Kv {
+            entry: e.clone(),
+            local: true,
+            conflict: false,
+        }));
+        if self.cfg.push_deltas {
+            let budget = self.budget();
+            self.queue.push(
+                Topic::Key(e.key.clone()),
+                Class::Delta,
+                Item::Delta(e.clone()),
+                budget,
+            );
+            let peers = self.pick_peers(self.cfg.fanout, None);
+            self.push_to(&peers, None);
+        }
+        Ok(e)
+    }
+
+    /// Leaves the cluster: announces `Left` to every live member at once.
+    pub fn leave(&mut self, _now: Now) {
+        let me = self.members.leave();
+        let budget = self.budget();
+        self.queue.push(
+            Topic::Member(me.info.id.clone()),
+            Class::Membership,
+            Item::Member(me),
+            budget,
+        );
+        let everyone = self.members.live_ids();
+        self.push_to(&everyone, None);
+    }
+
+    /// Replaces our metadata and gossips it.
+    pub fn update_meta(&mut self, info: MemberInfo) -> Result<(), String> {
+        if info.id != *self.id() {
+            return Err("metadata must keep the node id".into());
+        }
+        if info.meta_len() > MAX_MEMBER_META {
+            return Err(format!("member metadata exceeds {MAX_MEMBER_META} bytes"));
+        }
+        let me = self.members.update_me(info);
+        let budget = self.budget();
+        self.queue.push(
+            Topic::Member(me.info.id.clone()),
+            Class::Membership,
+            Item::Member(me),
+            budget,
+        );
+        Ok(())
+    }
+
+    // ----- anti-entropy -----
+
+    /// Begins our side of an exchange with `peer`; returns the session and the frames
+    /// we send first (`Open` then `Members`).
+    pub fn sync_start(&mut self, peer: NodeId, kind: SyncKind) -> (SyncSession, Vec<SyncFrame>) {
+        self.stats.syncs_started += 1;
+        let open = SyncFrame::Open {
+            kind,
+            ctx: self.store.context().clone(),
+            gc_horizon_ms: self.store.gc_horizon_ms(),
+        };
+        let mut frames = vec![open];
+        for chunk in self.members.all_states().chunks(256) {
+            frames.push(SyncFrame::Members(chunk.to_vec()));
+        }
+        (
+            SyncSession {
+                peer,
+                kind,
+                peer_ctx: None,
+                reset: false,
+            },
+            frames,
+        )
+    }
+
+    /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
+    /// our state is rebuilt from scratch (and the exchange will not join contexts).
+    pub fn sync_on_open(&mut self, s: &mut SyncSession, ctx: CausalContext, gc_horizon_ms: u64) {
+        if self.store.needs_resync(gc_horizon_ms) {
+            self.store.reset_for_resync();
+            self.stats.resyncs += 1;
+            s.reset = true;
+        }
+        self.store.observe_peer_context(&ctx);
+        s.peer_ctx = Some(ctx);
+    }
+
+    /// Handles a `Members` frame.
+    pub fn sync_on_members(&mut self, now: Now, s: &SyncSession, members: Vec<MemberState>) {
+        self.members.heard_from(&s.peer, now.mono_us);
+        for m in members {
+            self.apply_member(now, m);
+        }
+    }
+
+    /// Handles an `Entries` frame.
+    pub fn sync_on_entries(&mut self, now: Now, _s: &SyncSession, entries: Vec<Entry>) {
+        for e in entries {
+            match self.store.apply(e, now.wall_ms) {
+                Err(_) => self.stats.items_invalid += 1,
+                Ok(a) => {
+                    if let Some(entry) = a.changed {
+                        self.stats.sync_entries_applied += 1;
+                        self.out.push_back(Output::Event(Event::Kv {
+                            entry,
+                            local: false,
+                            conflict: a.conflict,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entries the peer lacks, in frames of at most `per_frame` entries. Call after
+    /// the peer's `Open`.
+    pub fn sync_entries_for(&self, s: &SyncSession, per_frame: usize) -> Vec<SyncFrame> {
+        let Some(ctx) = &s.peer_ctx else {
+            return Vec::new();
+        };
+        let missing = self.store.missing_for(ctx);
+        let mut frames = Vec::new();
+        let mut cur = Vec::new();
+        let mut bytes = 0usize;
+        for e in missing {
+            bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
+            cur.push(e);
+            if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
+                frames.push(SyncFrame::Entries(std::mem::take(&mut cur)));
+                bytes = 0;
+            }
+        }
+        if !cur.is_empty() {
+            frames.push(SyncFrame::Entries(cur));
+        }
+        frames
+    }
+
+    /// Completes an exchange after everything the peer sent was applied.
+    pub fn sync_finish(&mut self, now: Now, s: SyncSession) {
+        if let Some(ctx) = &s.peer_ctx {
+            if !s.reset {
+                self.store.join_context(ctx);
+                self.store.mark_synced(now.wall_ms);
+            } else {
+                // Our state was rebuilt mid-exchange: run another one soon to finish.
+                self.next_sync_us = now.mono_us;
+            }
+        }
+        self.members.synced_with(&s.peer, now.mono_us);
+        self.stats.syncs_completed += 1;
+    }
+
+    /// Records a failed exchange.
+    pub fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
+        self.stats.syncs_failed += 1;
+    }
+}

@@ -1,1 +1,1 @@
-//! TODO
+//! Token-bucket bandwidth limiting on a virtual clock (see the bandwidth issue).

@@ -15,7 +15,7 @@ pub mod membership;
 pub mod proto;
 pub mod state;
 
-// pub use engine::{Config, Engine, Event, Output};
+pub use engine::{Config, Engine, Event, Output};
 pub use id::{ClusterName, IdError, NodeId};
 
 /// Current time as seen by the core.

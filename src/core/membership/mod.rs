@@ -1,1 +1,258 @@
-//! TODO
+//! Membership: who is in the cluster, at which incarnation, with which status.
+//!
+//! This module holds the member table and the SWIM precedence rules (a higher
+//! incarnation wins; at equal incarnation Left > Dead > Suspect > Alive; only the member
+//! itself raises its incarnation, which is how it refutes). Failure detection (probes,
+//! Lifeguard suspicion) builds on it.
+
+use std::collections::BTreeMap;
+
+use crate::core::proto::{MemberInfo, MemberState, MemberStatus};
+use crate::core::NodeId;
+
+/// A member as tracked locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Latest accepted state.
+    pub state: MemberState,
+    /// When (mono µs) we last heard from it directly.
+    pub last_heard_us: Option<u64>,
+    /// When (mono µs) we last completed an anti-entropy exchange with it.
+    pub last_sync_us: Option<u64>,
+    /// When (mono µs) its status last changed.
+    pub since_us: u64,
+}
+
+/// How a member table changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A member seen for the first time.
+    Joined(MemberState),
+    /// A member's status or metadata changed.
+    Updated {
+        /// Status before.
+        old: MemberStatus,
+        /// New state.
+        new: MemberState,
+    },
+    /// Someone claimed we are not alive; we raised our incarnation to refute it.
+    Refuted(MemberState),
+}
+
+/// True if `new` should replace `old` (SWIM precedence).
+pub fn overrides(new: &MemberState, old: &MemberState) -> bool {
+    new.incarnation > old.incarnation
+        || (new.incarnation == old.incarnation && new.status > old.status)
+}
+
+/// The member table of one node.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    me: MemberState,
+    members: BTreeMap<NodeId, Member>,
+}
+
+impl Membership {
+    /// A table containing only ourselves, alive at `incarnation`.
+    pub fn new(me: MemberInfo, incarnation: u64) -> Self {
+        Self {
+            me: MemberState {
+                info: me,
+                incarnation,
+                status: MemberStatus::Alive,
+            },
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// Our own state.
+    pub fn me(&self) -> &MemberState {
+        &self.me
+    }
+
+    /// Our id.
+    pub fn my_id(&self) -> &NodeId {
+        &self.me.info.id
+    }
+
+    /// Other members, in id order.
+    pub fn others(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// One other member.
+    pub fn get(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Mutable access to one other member.
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut Member> {
+        self.members.get_mut(id)
+    }
+
+    /// Ids of other members that are alive or suspect (reachable candidates).
+    pub fn live_ids(&self) -> Vec<NodeId> {
+        self.members
+            .values()
+            .filter(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))
+            .map(|m| m.state.info.id.clone())
+            .collect()
+    }
+
+    /// Number of members believed alive or suspect, ourselves included.
+    pub fn live_count(&self) -> usize {
+        1 + self
+            .members
+            .values()
+            .filter(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))
+            .count()
+    }
+
+    /// Every state we know, ourselves first (for a full membership exchange).
+    pub fn all_states(&self) -> Vec<MemberState> {
+        std::iter::once(self.me.clone())
+            .chain(self.members.values().map(|m| m.state.clone()))
+            .collect()
+    }
+
+    /// Applies a membership claim. `now_us` stamps status changes.
+    pub fn apply(&mut self, now_us: u64, upd: MemberState) -> Option<Change> {
+        if upd.info.id == self.me.info.id {
+            return self.apply_about_me(upd);
+        }
+        match self.members.get_mut(&upd.info.id) {
+            None => {
+                self.members.insert(
+                    upd.info.id.clone(),
+                    Member {
+                        state: upd.clone(),
+                        last_heard_us: None,
+                        last_sync_us: None,
+                        since_us: now_us,
+                    },
+                );
+                Some(Change::Joined(upd))
+            }
+            Some(m) => {
+                if !overrides(&upd, &m.state) {
+                    return None;
+                }
+                let old = m.state.status;
+                let meta_changed = m.state.info != upd.info;
+                if old != upd.status {
+                    m.since_us = now_us;
+                }
+                m.state = upd.clone();
+                (old != upd.status || meta_changed).then_some(Change::Updated { old, new: upd })
+            }
+        }
+    }
+
+    fn apply_about_me(&mut self, upd: MemberState) -> Option<Change> {
+        let claims_down = upd.status != MemberStatus::Alive;
+        if upd.incarnation > self.me.incarnation
+            || (claims_down && upd.incarnation >= self.me.incarnation)
+        {
+            // Either a claim about an earlier life of ours, or a suspicion: outrank it.
+            if self.me.status == MemberStatus::Left {
+                return None;
+            }
+            self.me.incarnation = upd.incarnation + 1;
+            return Some(Change::Refuted(self.me.clone()));
+        }
+        None
+    }
+
+    /// Records direct contact with a member.
+    pub fn heard_from(&mut self, id: &NodeId, now_us: u64) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.last_heard_us = Some(now_us);
+        }
+    }
+
+    /// Records a completed anti-entropy exchange with a member.
+    pub fn synced_with(&mut self, id: &NodeId, now_us: u64) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.last_sync_us = Some(now_us);
+            m.last_heard_us = Some(now_us);
+        }
+    }
+
+    /// Marks ourselves as leaving; returns the state to broadcast.
+    pub fn leave(&mut self) -> MemberState {
+        self.me.incarnation += 1;
+        self.me.status = MemberStatus::Left;
+        self.me.clone()
+    }
+
+    /// Replaces our metadata (raising the incarnation so it propagates).
+    pub fn update_me(&mut self, info: MemberInfo) -> MemberState {
+        self.me.info = info;
+        self.me.incarnation += 1;
+        self.me.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> MemberInfo {
+        MemberInfo {
+            id: NodeId::new(id).unwrap(),
+            addr: format!("{id}:1"),
+            dc: "dc1".into(),
+            zone: String::new(),
+            tags: Default::default(),
+        }
+    }
+
+    fn st(id: &str, inc: u64, status: MemberStatus) -> MemberState {
+        MemberState {
+            info: info(id),
+            incarnation: inc,
+            status,
+        }
+    }
+
+    #[test]
+    fn precedence_follows_incarnation_then_status() {
+        let mut m = Membership::new(info("me"), 1);
+        assert!(matches!(
+            m.apply(0, st("b", 1, MemberStatus::Alive)),
+            Some(Change::Joined(_))
+        ));
+        assert!(m.apply(0, st("b", 1, MemberStatus::Suspect)).is_some());
+        assert!(
+            m.apply(0, st("b", 1, MemberStatus::Alive)).is_none(),
+            "same incarnation cannot undo suspicion"
+        );
+        assert!(
+            m.apply(0, st("b", 2, MemberStatus::Alive)).is_some(),
+            "a refutation can"
+        );
+        assert!(
+            m.apply(0, st("b", 1, MemberStatus::Dead)).is_none(),
+            "stale claims are ignored"
+        );
+        assert_eq!(
+            m.get(&NodeId::new("b").unwrap()).unwrap().state.incarnation,
+            2
+        );
+    }
+
+    #[test]
+    fn suspicion_of_self_is_refuted_with_a_higher_incarnation() {
+        let mut m = Membership::new(info("me"), 5);
+        let c = m.apply(0, st("me", 5, MemberStatus::Suspect));
+        assert!(
+            matches!(c, Some(Change::Refuted(ref s)) if s.incarnation == 6 && s.status == MemberStatus::Alive)
+        );
+        assert!(m.apply(0, st("me", 5, MemberStatus::Dead)).is_none());
+        assert!(
+            m.apply(0, st("me", 9, MemberStatus::Alive)).is_some(),
+            "an earlier life is outranked"
+        );
+        assert_eq!(m.me().incarnation, 10);
+    }
+}

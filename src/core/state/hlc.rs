@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Ordered lexicographically. Used only to pick the winner of concurrent writes
 /// (causality itself is tracked by version vectors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Hlc {
     /// Physical component, milliseconds since the UNIX epoch.
     pub ms: u64,

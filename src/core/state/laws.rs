@@ -8,13 +8,25 @@ use crate::core::NodeId;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { node: usize, key: u8, value: Option<u8> },
-    Deliver { from: usize, to: usize, key: u8 },
+    Write {
+        node: usize,
+        key: u8,
+        value: Option<u8>,
+    },
+    Deliver {
+        from: usize,
+        to: usize,
+        key: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0usize..3, 0u8..3, proptest::option::weighted(0.8, any::<u8>()))
+        (
+            0usize..3,
+            0u8..3,
+            proptest::option::weighted(0.8, any::<u8>())
+        )
             .prop_map(|(node, key, value)| Op::Write { node, key, value }),
         (0usize..3, 0usize..3, 0u8..3).prop_map(|(from, to, key)| Op::Deliver { from, to, key }),
     ]
@@ -22,7 +34,10 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Runs a history and returns every entry that was ever sent or written.
 fn history(ops: &[Op], clock_skew: [u64; 3]) -> Vec<Entry> {
-    let ids: Vec<NodeId> = ["a", "b", "c"].iter().map(|s| NodeId::new(s).unwrap()).collect();
+    let ids: Vec<NodeId> = ["a", "b", "c"]
+        .iter()
+        .map(|s| NodeId::new(s).unwrap())
+        .collect();
     let mut stores: Vec<Store> = ids
         .iter()
         .map(|id| Store::new(id.clone(), Limits::default(), 1_000))

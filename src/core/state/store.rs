@@ -340,7 +340,10 @@ impl Store {
     /// Live entries whose key starts with `prefix`, in key order.
     pub fn scan_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(_, e)| e)
             .filter(|e| !e.is_tombstone())
@@ -353,7 +356,12 @@ impl Store {
 
     /// A local write (`Some(value)`) or delete (`None`). Returns the new entry, which the
     /// caller disseminates.
-    pub fn write(&mut self, key: &str, value: Option<Vec<u8>>, wall_ms: u64) -> Result<Entry, StateError> {
+    pub fn write(
+        &mut self,
+        key: &str,
+        value: Option<Vec<u8>>,
+        wall_ms: u64,
+    ) -> Result<Entry, StateError> {
         if key.is_empty() || key.len() > self.limits.max_key_len {
             return Err(StateError::KeyLength {
                 len: key.len(),
@@ -369,7 +377,11 @@ impl Store {
             }
         }
         self.counter += 1;
-        let mut vv = self.entries.get(key).map(|e| e.vv.clone()).unwrap_or_default();
+        let mut vv = self
+            .entries
+            .get(key)
+            .map(|e| e.vv.clone())
+            .unwrap_or_default();
         vv.set(self.me.clone(), self.counter);
         let e = Entry {
             key: key.to_string(),

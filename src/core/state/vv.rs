@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn compare_covers_all_four_cases() {
         assert_eq!(vv(&[("a", 1)]).compare(&vv(&[("a", 1)])), Causality::Equal);
-        assert_eq!(vv(&[("a", 2)]).compare(&vv(&[("a", 1)])), Causality::Dominates);
+        assert_eq!(
+            vv(&[("a", 2)]).compare(&vv(&[("a", 1)])),
+            Causality::Dominates
+        );
         assert_eq!(
             vv(&[("a", 1)]).compare(&vv(&[("a", 1), ("b", 1)])),
             Causality::DominatedBy

@@ -1,0 +1,196 @@
+//! An in-memory [`AdminBackend`] and a server harness for tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::AdminBackend;
+use crate::core::NodeId;
+use crate::node::{KvEntry, MemberView, Metric, MetricKind, StatusView};
+
+/// Largest key the fake accepts.
+pub(crate) const FAKE_MAX_KEY: usize = 64;
+/// Largest value the fake accepts.
+pub(crate) const FAKE_MAX_VALUE: usize = 256 * 1024;
+
+/// An in-memory node: a KV map, two members and a few metrics.
+#[derive(Default)]
+pub(crate) struct FakeBackend {
+    kv: Mutex<BTreeMap<String, KvEntry>>,
+    hlc: Mutex<u64>,
+}
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+impl AdminBackend for FakeBackend {
+    fn kv_get(&self, key: &str) -> Option<KvEntry> {
+        self.kv.lock().unwrap().get(key).cloned()
+    }
+
+    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        if key.len() > FAKE_MAX_KEY {
+            return Err(format!("key is longer than {FAKE_MAX_KEY} bytes"));
+        }
+        if value.len() > FAKE_MAX_VALUE {
+            return Err(format!("value is longer than {FAKE_MAX_VALUE} bytes"));
+        }
+        let mut hlc = self.hlc.lock().unwrap();
+        *hlc += 1;
+        let mut kv = self.kv.lock().unwrap();
+        let counter = kv.get(key).map_or(0, |e| e.version["n1"]) + 1;
+        kv.insert(
+            key.to_string(),
+            KvEntry {
+                key: key.to_string(),
+                value,
+                writer: id("n1"),
+                hlc_ms: 1_700_000_000_000 + *hlc,
+                hlc_lc: 2,
+                version: BTreeMap::from([("n1".to_string(), counter)]),
+            },
+        );
+        Ok(())
+    }
+
+    fn kv_delete(&self, key: &str) -> Result<bool, String> {
+        Ok(self.kv.lock().unwrap().remove(key).is_some())
+    }
+
+    fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
+        // Reverse order on purpose: the server must sort.
+        self.kv
+            .lock()
+            .unwrap()
+            .values()
+            .rev()
+            .filter(|e| e.key.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    fn members(&self) -> Vec<MemberView> {
+        vec![
+            MemberView {
+                id: id("n2"),
+                addr: "127.0.0.1:7002".into(),
+                status: "suspect".into(),
+                incarnation: 3,
+                dc: "eu-west".into(),
+                zone: "b".into(),
+                tags: BTreeMap::from([("role".to_string(), "db".to_string())]),
+                last_heard_ms_ago: Some(1500),
+                rtt_ms: Some(0.42),
+                is_self: false,
+            },
+            MemberView {
+                id: id("n1"),
+                addr: "127.0.0.1:7001".into(),
+                status: "alive".into(),
+                incarnation: 1,
+                dc: "eu-west".into(),
+                zone: "a".into(),
+                tags: BTreeMap::new(),
+                last_heard_ms_ago: None,
+                rtt_ms: None,
+                is_self: true,
+            },
+        ]
+    }
+
+    fn status(&self) -> StatusView {
+        let kv = self.kv.lock().unwrap();
+        StatusView {
+            node_id: id("n1"),
+            cluster: "test".into(),
+            listen: "127.0.0.1:7001".into(),
+            dc: "eu-west".into(),
+            members: BTreeMap::from([("alive".to_string(), 1), ("suspect".to_string(), 1)]),
+            keys: kv.len(),
+            tombstones: 0,
+            uptime_s: 3725,
+            version: "0.1.0".into(),
+        }
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        vec![
+            Metric {
+                name: "gossamer_keys".into(),
+                help: "Live keys.".into(),
+                kind: MetricKind::Gauge,
+                samples: vec![(vec![], self.kv.lock().unwrap().len() as f64)],
+            },
+            Metric {
+                name: "gossamer_members".into(),
+                help: "Members by status.".into(),
+                kind: MetricKind::Gauge,
+                samples: vec![(vec![("status".into(), "alive".into())], 1.0)],
+            },
+        ]
+    }
+}
+
+/// A running admin server on 127.0.0.1 backed by a [`FakeBackend`]; stops when dropped.
+pub(crate) struct TestServer {
+    /// Address the server listens on.
+    pub addr: SocketAddr,
+    /// The backend, to inspect or seed state.
+    pub backend: Arc<FakeBackend>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server, requiring `token` if given.
+    pub async fn start(token: Option<&str>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = Arc::new(FakeBackend::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(super::serve(
+            listener,
+            backend.clone(),
+            token.map(str::to_string),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            backend,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits for it to return.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl FakeBackend {
+    /// True if `key` is stored (exact name).
+    pub fn kv_get_for_test(&self, key: &str) -> bool {
+        self.kv.lock().unwrap().contains_key(key)
+    }
+
+    /// Number of stored keys.
+    pub fn len_for_test(&self) -> usize {
+        self.kv.lock().unwrap().len()
+    }
+}

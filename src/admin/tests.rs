@@ -1,0 +1,330 @@
+//! Admin API tests against a real listener on 127.0.0.1 with an in-memory backend.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use super::testing::{TestServer, FAKE_MAX_KEY};
+use super::{ErrorBody, KvListItem, KvMeta, MAX_BODY_BYTES};
+use crate::cli::client::{AdminClient, ClientError};
+
+/// Sends one raw request and returns status, headers and body.
+async fn raw(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", server.addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
+}
+
+fn error_text(body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body)
+        .unwrap_or_else(|e| panic!("not an error body ({e}): {}", String::from_utf8_lossy(body)))
+        .error
+}
+
+fn client(server: &TestServer) -> AdminClient {
+    AdminClient::new(server.addr.to_string(), None)
+}
+
+#[tokio::test]
+async fn admin_kv_roundtrip_with_client() {
+    let server = TestServer::start(None).await;
+    let c = client(&server);
+    assert_eq!(c.get("missing").await.unwrap(), None);
+    c.set("greeting", b"hello").await.unwrap();
+    assert_eq!(
+        c.get("greeting").await.unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
+    c.set("greeting", b"bye").await.unwrap();
+    assert_eq!(
+        c.get("greeting").await.unwrap().as_deref(),
+        Some(&b"bye"[..])
+    );
+    let meta = c.get_meta("greeting").await.unwrap().unwrap();
+    assert_eq!(meta.value, "bye");
+    assert_eq!(meta.value_len, 3);
+    assert!(meta.utf8);
+    assert_eq!(meta.writer, "n1");
+    assert_eq!(meta.version.get("n1"), Some(&2));
+    assert!(c.delete("greeting").await.unwrap());
+    assert!(!c.delete("greeting").await.unwrap());
+    assert_eq!(c.get("greeting").await.unwrap(), None);
+    assert_eq!(c.get_meta("greeting").await.unwrap(), None);
+    // Empty values are values.
+    c.set("empty", b"").await.unwrap();
+    assert_eq!(c.get("empty").await.unwrap(), Some(vec![]));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_keys_with_special_characters() {
+    let server = TestServer::start(None).await;
+    let c = client(&server);
+    let keys = [
+        "a/b/c",
+        "/leading",
+        "trailing/",
+        "dou//ble",
+        "sp ace",
+        "q?x=1&y#z",
+        "per%cent",
+        "ünï/cødé",
+        "a/../b",
+        ".",
+        "..",
+        "/",
+        "plus+sign",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        c.set(k, format!("v{i}").as_bytes()).await.unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            c.get(k).await.unwrap(),
+            Some(format!("v{i}").into_bytes()),
+            "key {k:?}"
+        );
+        let stored = server.backend.kv_get_for_test(k);
+        assert!(stored, "key {k:?} stored under another name");
+    }
+    let listed: Vec<String> = c
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    let mut expected: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Prefixes with reserved characters.
+    let listed = c.list("q?x=1&").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, "q?x=1&y#z");
+    let listed = c.list("plus+").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    for k in keys {
+        assert!(c.delete(k).await.unwrap(), "key {k:?}");
+    }
+    assert!(c.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn admin_kv_get_raw_headers_and_binary() {
+    let server = TestServer::start(None).await;
+    let c = client(&server);
+    let binary = vec![0u8, 159, 146, 150, 255, b'\n'];
+    c.set("bin", &binary).await.unwrap();
+    let (status, headers, body) = raw(&server, "GET", "/v1/kv/bin", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], &binary[..]);
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert_eq!(headers["x-gossamer-writer"], "n1");
+    let hlc = headers["x-gossamer-hlc"].to_str().unwrap();
+    let (ms, lc) = hlc.split_once('.').unwrap();
+    assert!(ms.parse::<u64>().unwrap() > 1_700_000_000_000);
+    assert_eq!(lc, "2");
+
+    let (status, headers, body) = raw(&server, "GET", "/v1/kv/bin?meta=1", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let meta: KvMeta = serde_json::from_slice(&body).unwrap();
+    assert_eq!(meta.value_len, binary.len());
+    assert!(!meta.utf8);
+    assert_eq!(meta.hlc_lc, 2);
+
+    let (status, headers, body) = raw(&server, "GET", "/v1/kv/nope", &[], vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(error_text(&body).contains("nope"));
+}
+
+#[tokio::test]
+async fn admin_kv_put_rejections() {
+    let server = TestServer::start(None).await;
+    let c = client(&server);
+    // Rejected by the backend: 400 with its message.
+    let long_key = "k".repeat(FAKE_MAX_KEY + 1);
+    let err = c.set(&long_key, b"v").await.unwrap_err();
+    match &err {
+        ClientError::Status { status, message } => {
+            assert_eq!(*status, 400);
+            assert!(message.contains("key is longer"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let (status, _, body) = raw(&server, "PUT", "/v1/kv/x", &[], vec![0; 300 * 1024]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_text(&body).contains("value is longer"));
+    // Over the body limit: 413.
+    let (status, _, body) = raw(&server, "PUT", "/v1/kv/x", &[], vec![0; MAX_BODY_BYTES + 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(error_text(&body).contains("limit"));
+    let err = c.set("x", &vec![1; MAX_BODY_BYTES + 10]).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { status: 413, .. }),
+        "{err:?}"
+    );
+    // Invalid UTF-8 in the key.
+    let (status, _, body) = raw(&server, "PUT", "/v1/kv/%FF", &[], b"v".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!error_text(&body).is_empty());
+    assert_eq!(server.backend.len_for_test(), 0);
+}
+
+#[tokio::test]
+async fn admin_list_json_shape() {
+    let server = TestServer::start(None).await;
+    let c = client(&server);
+    c.set("app/b", b"2").await.unwrap();
+    c.set("app/a", b"1").await.unwrap();
+    c.set("other", b"3").await.unwrap();
+    let (status, _, body) = raw(&server, "GET", "/v1/kv?prefix=app%2F", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[0]["key"], "app/a");
+    assert_eq!(arr[0]["value"], "1");
+    assert_eq!(arr[0]["writer"], "n1");
+    assert!(arr[0]["hlc_ms"].as_u64().is_some());
+    assert_eq!(arr[1]["key"], "app/b");
+    let items: Vec<KvListItem> = c.list("app/").await.unwrap();
+    assert_eq!(items.len(), 2);
+    let all = c.list("").await.unwrap();
+    assert_eq!(all.len(), 3);
+    let (status, _, body) = raw(&server, "GET", "/v1/kv", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Vec<KvListItem> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v.len(), 3);
+}
+
+#[tokio::test]
+async fn admin_status_members_metrics() {
+    let server = TestServer::start(None).await;
+    let c = client(&server);
+    c.set("k", b"v").await.unwrap();
+    let status = c.status().await.unwrap();
+    assert_eq!(status["node_id"], "n1");
+    assert_eq!(status["keys"], 1);
+    assert_eq!(status["members"]["alive"], 1);
+    let members = c.members().await.unwrap();
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[0]["id"], "n2");
+    assert_eq!(members[0]["status"], "suspect");
+    assert_eq!(members[0]["rtt_ms"], 0.42);
+    assert_eq!(members[1]["last_heard_ms_ago"], serde_json::Value::Null);
+    assert_eq!(members[1]["is_self"], true);
+
+    let (status, headers, body) = raw(&server, "GET", "/metrics", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains("# TYPE gossamer_keys gauge\ngossamer_keys 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gossamer_members{status=\"alive\"} 1\n"),
+        "{text}"
+    );
+    assert_eq!(c.metrics().await.unwrap(), text);
+}
+
+#[tokio::test]
+async fn admin_unknown_routes_and_methods() {
+    let server = TestServer::start(None).await;
+    let (status, _, body) = raw(&server, "GET", "/v2/nothing", &[], vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!error_text(&body).is_empty());
+    let (status, _, body) = raw(&server, "POST", "/v1/status", &[], vec![]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(!error_text(&body).is_empty());
+    let (status, _, _) = raw(&server, "POST", "/v1/kv/x", &[], b"v".to_vec()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn admin_bearer_token() {
+    let server = TestServer::start(Some("s3cret")).await;
+    for (path, headers) in [
+        ("/v1/status", vec![]),
+        ("/metrics", vec![]),
+        ("/v1/kv/x", vec![("authorization", "Bearer wrong")]),
+        ("/v1/members", vec![("authorization", "Basic s3cret")]),
+        ("/nowhere", vec![("authorization", "Bearer s3cre")]),
+    ] {
+        let (status, headers, body) = raw(&server, "GET", path, &headers, vec![]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(headers["www-authenticate"], "Bearer");
+        assert!(error_text(&body).contains("token"));
+    }
+    let (status, _, _) = raw(
+        &server,
+        "GET",
+        "/v1/status",
+        &[("authorization", "bearer s3cret")],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let err = client(&server).status().await.unwrap_err();
+    assert!(matches!(err, ClientError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("--token"));
+    let wrong = AdminClient::new(server.addr.to_string(), Some("nope".into()));
+    assert!(matches!(
+        wrong.set("k", b"v").await.unwrap_err(),
+        ClientError::Unauthorized { .. }
+    ));
+    assert_eq!(server.backend.len_for_test(), 0);
+    let good = AdminClient::new(server.addr.to_string(), Some("s3cret".into()));
+    good.set("k", b"v").await.unwrap();
+    assert_eq!(good.get("k").await.unwrap(), Some(b"v".to_vec()));
+    assert_eq!(good.status().await.unwrap()["keys"], 1);
+}
+
+#[tokio::test]
+async fn admin_graceful_shutdown_returns() {
+    let server = TestServer::start(None).await;
+    let addr = server.addr;
+    client(&server).status().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("serve returned after shutdown")
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

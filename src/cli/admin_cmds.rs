@@ -1,0 +1,586 @@
+//! `gossamer kv`, `gossamer members` and `gossamer status`: commands that talk to a running
+//! node through its admin API.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::client::AdminClient;
+
+/// Admin address used when neither `--admin` nor `GOSSAMER_ADMIN` is given.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7947";
+
+/// Environment variable read when `--admin` is not given.
+pub const ADMIN_ENV: &str = "GOSSAMER_ADMIN";
+
+/// Environment variable read when `--token` is not given.
+pub const TOKEN_ENV: &str = "GOSSAMER_ADMIN_TOKEN";
+
+/// How to reach a node's admin API.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdminConn {
+    /// Admin API address of the node (host:port) [env: GOSSAMER_ADMIN] [default: 127.0.0.1:7947]
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub admin: Option<String>,
+    /// Bearer token for the admin API, if the node requires one [env: GOSSAMER_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<String>,
+}
+
+impl AdminConn {
+    /// The admin address: `--admin`, else `$GOSSAMER_ADMIN`, else [`DEFAULT_ADMIN_ADDR`].
+    pub fn addr(&self) -> String {
+        self.admin
+            .clone()
+            .or_else(|| env_nonempty(ADMIN_ENV))
+            .unwrap_or_else(|| DEFAULT_ADMIN_ADDR.to_string())
+    }
+
+    /// The token: `--token`, else `$GOSSAMER_ADMIN_TOKEN`, else none.
+    pub fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| env_nonempty(TOKEN_ENV))
+    }
+
+    /// A client for the selected node.
+    pub fn client(&self) -> AdminClient {
+        AdminClient::new(self.addr(), self.token())
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `gossamer kv`: read and write the replicated key-value state.
+#[derive(Debug, Clone, Args)]
+pub struct KvArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KvCommand,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub conn: AdminConn,
+}
+
+/// The `gossamer kv` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KvCommand {
+    /// Write KEY = VALUE (replicated to the whole cluster)
+    Set {
+        /// The key (UTF-8; may contain '/')
+        key: String,
+        /// The value
+        value: String,
+    },
+    /// Print the value of KEY and a newline; exit code 1 if absent
+    Get {
+        /// The key
+        key: String,
+    },
+    /// Delete KEY; exit code 1 if absent
+    #[command(visible_alias = "delete", alias = "rm")]
+    Del {
+        /// The key
+        key: String,
+    },
+    /// Print `key=value` for every live key starting with PREFIX, sorted by key
+    #[command(alias = "ls")]
+    List {
+        /// Only keys starting with this prefix (default: all)
+        prefix: Option<String>,
+    },
+}
+
+/// `gossamer members`: the cluster membership as seen by one node.
+#[derive(Debug, Clone, Args)]
+pub struct MembersArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub conn: AdminConn,
+}
+
+/// `gossamer status`: a summary of one node.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub conn: AdminConn,
+}
+
+/// Runs `gossamer kv ...`; returns the process exit code (1 when `get`/`del` find no key).
+pub async fn run_kv(args: KvArgs) -> anyhow::Result<i32> {
+    let client = args.conn.client();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    kv(&client, &args.command, &mut out).await
+}
+
+async fn kv(client: &AdminClient, cmd: &KvCommand, out: &mut impl Write) -> anyhow::Result<i32> {
+    match cmd {
+        KvCommand::Set { key, value } => {
+            client
+                .set(key, value.as_bytes())
+                .await
+                .with_context(|| format!("cannot set {key:?}"))?;
+            Ok(0)
+        }
+        KvCommand::Get { key } => match client
+            .get(key)
+            .await
+            .with_context(|| format!("cannot get {key:?}"))?
+        {
+            Some(value) => {
+                out.write_all(&value)?;
+                out.write_all(b"\n")?;
+                out.flush()?;
+                Ok(0)
+            }
+            None => {
+                eprintln!("key {key:?} not found");
+                Ok(1)
+            }
+        },
+        KvCommand::Del { key } => {
+            if client
+                .delete(key)
+                .await
+                .with_context(|| format!("cannot delete {key:?}"))?
+            {
+                Ok(0)
+            } else {
+                eprintln!("key {key:?} not found");
+                Ok(1)
+            }
+        }
+        KvCommand::List { prefix } => {
+            let prefix = prefix.as_deref().unwrap_or("");
+            let items = client.list(prefix).await.context("cannot list keys")?;
+            for item in items {
+                writeln!(out, "{}={}", item.key, item.value)?;
+            }
+            out.flush()?;
+            Ok(0)
+        }
+    }
+}
+
+/// Runs `gossamer members`; returns the process exit code.
+pub async fn run_members(args: MembersArgs) -> anyhow::Result<i32> {
+    let members = args
+        .conn
+        .client()
+        .members()
+        .await
+        .context("cannot list members")?;
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&members)?)
+    } else {
+        members_table(&members)
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// Runs `gossamer status`; returns the process exit code.
+pub async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
+    let status = args
+        .conn
+        .client()
+        .status()
+        .await
+        .context("cannot get status")?;
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&status)?)
+    } else {
+        status_text(&status)
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(0)
+}
+
+fn json_str(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) if s.is_empty() => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Milliseconds as a short human duration: `850ms`, `1.5s`, `2m05s`, `3h07m`, `2d04h`.
+fn human_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        human_secs(ms / 1000)
+    }
+}
+
+/// Seconds as a short human duration.
+fn human_secs(s: u64) -> String {
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3_600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3_600, (s % 3_600) / 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3_600)
+    }
+}
+
+fn rtt_text(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(ms) if ms < 10.0 => format!("{ms:.2}ms"),
+        Some(ms) => format!("{ms:.0}ms"),
+        None => "-".to_string(),
+    }
+}
+
+/// Renders members as an aligned table, the local node first (marked `*`), then by id.
+fn members_table(members: &[serde_json::Value]) -> String {
+    let mut sorted: Vec<&serde_json::Value> = members.iter().collect();
+    sorted.sort_by(|a, b| {
+        let self_a = a["is_self"].as_bool().unwrap_or(false);
+        let self_b = b["is_self"].as_bool().unwrap_or(false);
+        self_b
+            .cmp(&self_a)
+            .then_with(|| json_str(&a["id"]).cmp(&json_str(&b["id"])))
+    });
+    let header = [
+        "ID",
+        "STATUS",
+        "INCARNATION",
+        "ADDR",
+        "DC",
+        "LAST HEARD",
+        "RTT",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for m in sorted {
+        let mut id = json_str(&m["id"]);
+        if m["is_self"].as_bool().unwrap_or(false) {
+            id.push_str(" *");
+        }
+        let last_heard = match m["last_heard_ms_ago"].as_u64() {
+            Some(ms) => format!("{} ago", human_ms(ms)),
+            None => "-".to_string(),
+        };
+        rows.push(vec![
+            id,
+            json_str(&m["status"]),
+            json_str(&m["incarnation"]),
+            json_str(&m["addr"]),
+            json_str(&m["dc"]),
+            last_heard,
+            rtt_text(&m["rtt_ms"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Renders a status object as aligned `name  value` lines.
+fn status_text(s: &serde_json::Value) -> String {
+    let members = match s["members"].as_object() {
+        Some(by_status) if !by_status.is_empty() => {
+            let total: u64 = by_status.values().filter_map(|v| v.as_u64()).sum();
+            let parts: Vec<String> = by_status
+                .iter()
+                .map(|(k, v)| format!("{k} {}", json_str(v)))
+                .collect();
+            format!("{total} ({})", parts.join(", "))
+        }
+        _ => "-".to_string(),
+    };
+    let uptime = s["uptime_s"]
+        .as_u64()
+        .map_or_else(|| "-".to_string(), human_secs);
+    let lines = [
+        ("node", json_str(&s["node_id"])),
+        ("cluster", json_str(&s["cluster"])),
+        ("listen", json_str(&s["listen"])),
+        ("dc", json_str(&s["dc"])),
+        ("members", members),
+        ("keys", json_str(&s["keys"])),
+        ("tombstones", json_str(&s["tombstones"])),
+        ("uptime", uptime),
+        ("version", json_str(&s["version"])),
+    ];
+    let mut out = String::new();
+    for (k, v) in lines {
+        out.push_str(&format!("{:<11} {v}\n", format!("{k}:")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::admin::testing::TestServer;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        cmd: TestCmd,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum TestCmd {
+        Kv(KvArgs),
+        Members(MembersArgs),
+        Status(StatusArgs),
+    }
+
+    fn parse(args: &[&str]) -> TestCmd {
+        TestCli::try_parse_from(std::iter::once("gossamer").chain(args.iter().copied()))
+            .unwrap()
+            .cmd
+    }
+
+    #[test]
+    fn admin_cmds_parse() {
+        match parse(&["kv", "set", "k", "v", "--admin", "127.0.0.1:9"]) {
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::Set { key, value },
+                conn,
+            }) => {
+                assert_eq!((key.as_str(), value.as_str()), ("k", "v"));
+                assert_eq!(conn.addr(), "127.0.0.1:9");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["kv", "--admin", "h:1", "get", "k", "--token", "t"]) {
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::Get { key },
+                conn,
+            }) => {
+                assert_eq!(key, "k");
+                assert_eq!(conn.admin.as_deref(), Some("h:1"));
+                assert_eq!(conn.token.as_deref(), Some("t"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["kv", "del", "k"]),
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::Del { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["kv", "list"]),
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::List { prefix: None },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["kv", "list", "app/", "--admin", "x:1"]),
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::List { prefix: Some(_) },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["members", "--json", "--admin", "x:1"]),
+            TestCmd::Members(MembersArgs { json: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["status"]),
+            TestCmd::Status(StatusArgs { json: false, .. })
+        ));
+        // Dashes in values after `--`.
+        match parse(&["kv", "set", "k", "--", "-v"]) {
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::Set { value, .. },
+                ..
+            }) => assert_eq!(value, "-v"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn admin_cmds_default_addr() {
+        let conn = AdminConn {
+            admin: Some("10.0.0.1:1".into()),
+            token: None,
+        };
+        assert_eq!(conn.addr(), "10.0.0.1:1");
+        // Without --admin, the env var or the default (the env may be set by the caller).
+        let conn = AdminConn::default();
+        let expected = env_nonempty(ADMIN_ENV).unwrap_or_else(|| DEFAULT_ADMIN_ADDR.into());
+        assert_eq!(conn.addr(), expected);
+    }
+
+    #[test]
+    fn admin_cmds_members_table() {
+        let members = serde_json::json!([
+            {"id": "node-2", "addr": "127.0.0.1:7002", "status": "suspect", "incarnation": 12,
+             "dc": "eu-west", "zone": "", "tags": {}, "last_heard_ms_ago": 1500,
+             "rtt_ms": 0.4213, "is_self": false},
+            {"id": "n1", "addr": "127.0.0.1:7001", "status": "alive", "incarnation": 1,
+             "dc": "", "zone": "", "tags": {}, "last_heard_ms_ago": null,
+             "rtt_ms": null, "is_self": true},
+            {"id": "a", "addr": "10.0.0.3:7000", "status": "dead", "incarnation": 0,
+             "dc": "us", "zone": "", "tags": {}, "last_heard_ms_ago": 190000,
+             "rtt_ms": 25.0, "is_self": false}
+        ]);
+        let table = members_table(members.as_array().unwrap());
+        let expected = "\
+ID      STATUS   INCARNATION  ADDR            DC       LAST HEARD  RTT
+n1 *    alive    1            127.0.0.1:7001  -        -           -
+a       dead     0            10.0.0.3:7000   us       3m10s ago   25ms
+node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn admin_cmds_status_text() {
+        let s = serde_json::json!({
+            "node_id": "n1", "cluster": "prod", "listen": "0.0.0.0:7946", "dc": "eu",
+            "members": {"alive": 3, "suspect": 1}, "keys": 10, "tombstones": 2,
+            "uptime_s": 3725, "version": "0.1.0"
+        });
+        let text = status_text(&s);
+        assert!(text.starts_with("node:       n1\n"), "{text}");
+        assert!(
+            text.contains("members:    4 (alive 3, suspect 1)\n"),
+            "{text}"
+        );
+        assert!(text.contains("uptime:     1h02m\n"), "{text}");
+        assert!(text.contains("tombstones: 2\n"), "{text}");
+    }
+
+    #[test]
+    fn admin_cmds_human_durations() {
+        assert_eq!(human_ms(850), "850ms");
+        assert_eq!(human_ms(1500), "1.5s");
+        assert_eq!(human_ms(125_000), "2m05s");
+        assert_eq!(human_secs(11_220), "3h07m");
+        assert_eq!(human_secs(187_200), "2d04h");
+    }
+
+    #[tokio::test]
+    async fn admin_cmds_kv_against_server() {
+        let server = TestServer::start(None).await;
+        let client = AdminClient::new(server.addr.to_string(), None);
+        let run = |cmd: KvCommand| {
+            let client = client.clone();
+            async move {
+                let mut out = Vec::new();
+                let code = kv(&client, &cmd, &mut out).await.unwrap();
+                (code, String::from_utf8(out).unwrap())
+            }
+        };
+        let set = |k: &str, v: &str| KvCommand::Set {
+            key: k.into(),
+            value: v.into(),
+        };
+        assert_eq!(run(set("app/x", "1")).await, (0, String::new()));
+        assert_eq!(run(set("app/y", "two words")).await, (0, String::new()));
+        assert_eq!(run(set("zzz", "3")).await, (0, String::new()));
+        assert_eq!(
+            run(KvCommand::Get {
+                key: "app/y".into()
+            })
+            .await,
+            (0, "two words\n".into())
+        );
+        assert_eq!(
+            run(KvCommand::Get { key: "nope".into() }).await,
+            (1, String::new())
+        );
+        assert_eq!(
+            run(KvCommand::List {
+                prefix: Some("app/".into())
+            })
+            .await,
+            (0, "app/x=1\napp/y=two words\n".into())
+        );
+        assert_eq!(
+            run(KvCommand::List { prefix: None })
+                .await
+                .1
+                .lines()
+                .count(),
+            3
+        );
+        assert_eq!(
+            run(KvCommand::Del {
+                key: "app/x".into()
+            })
+            .await,
+            (0, String::new())
+        );
+        assert_eq!(
+            run(KvCommand::Del {
+                key: "app/x".into()
+            })
+            .await,
+            (1, String::new())
+        );
+        assert_eq!(
+            run(KvCommand::Get {
+                key: "app/x".into()
+            })
+            .await,
+            (1, String::new())
+        );
+    }
+
+    #[tokio::test]
+    async fn admin_cmds_unreachable_node_is_an_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = AdminClient::new(format!("127.0.0.1:{port}"), None);
+        let err = kv(
+            &client,
+            &KvCommand::Get { key: "k".into() },
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("--admin"), "{msg}");
+        assert!(msg.contains(&port.to_string()), "{msg}");
+    }
+}

@@ -1,0 +1,169 @@
+//! `gossamer run`: a node from flags and/or a TOML configuration file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use gossamer::core::NodeId;
+use gossamer::node::{Node, NodeConfig, NodeError};
+
+use super::UsageError;
+
+/// Flags of `gossamer run`. Flags override the values of `--config`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML configuration file with the same settings (see ARCHITECTURE.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id (must match its certificate).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// QUIC listen address, e.g. 127.0.0.1:7946.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes dial, if different from --listen.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Loopback HTTP admin address, e.g. 127.0.0.1:7947.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token for the admin API (required when it is not on loopback).
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// Folder with ca.pem, ID.pem and ID.key.
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// Seed address (repeatable).
+    #[arg(long = "seed", value_name = "HOST:PORT")]
+    pub seeds: Vec<String>,
+    /// Datacenter name.
+    #[arg(long, value_name = "NAME")]
+    pub dc: Option<String>,
+    /// Zone name.
+    #[arg(long, value_name = "NAME")]
+    pub zone: Option<String>,
+    /// Member tag KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Folder where state and incarnation survive restarts.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<String>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    admin: Option<SocketAddr>,
+    admin_token: Option<String>,
+    certs: Option<PathBuf>,
+    #[serde(default)]
+    seeds: Vec<String>,
+    dc: Option<String>,
+    zone: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    gossip: gossamer::core::Config,
+    rng_seed: Option<u64>,
+}
+
+/// Builds the node configuration from the file (if any) and the flags.
+pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
+    let file = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| UsageError(format!("--config {}: cannot read: {e}", p.display())))?;
+            toml::from_str::<FileConfig>(&text)
+                .map_err(|e| UsageError(format!("--config {}: {e}", p.display())))?
+        }
+        None => FileConfig::default(),
+    };
+    let node_id = args.node_id.or(file.node_id).ok_or_else(|| {
+        UsageError("node id missing: pass --node-id ID or set node_id in the config file".into())
+    })?;
+    let node_id = NodeId::new(&node_id).map_err(|e| UsageError(format!("--node-id: {e}")))?;
+    let listen = args.listen.or(file.listen).ok_or_else(|| {
+        UsageError("listen address missing: pass --listen IP:PORT or set listen in the config file".into())
+    })?;
+    let certs = args.certs.or(file.certs).ok_or_else(|| {
+        UsageError("certificate folder missing: pass --certs DIR or set certs in the config file".into())
+    })?;
+    let mut tags = file.tags;
+    for t in &args.tags {
+        let (k, v) = t
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--tag {t:?}: expected KEY=VALUE")))?;
+        tags.insert(k.to_string(), v.to_string());
+    }
+    let mut seeds = file.seeds;
+    seeds.extend(args.seeds);
+    let cfg = NodeConfig {
+        node_id,
+        listen,
+        advertise: args.advertise.or(file.advertise),
+        admin: args.admin.or(file.admin),
+        admin_token: args.admin_token.or(file.admin_token),
+        certs,
+        seeds,
+        dc: args.dc.or(file.dc).unwrap_or_else(|| "default".into()),
+        zone: args.zone.or(file.zone).unwrap_or_default(),
+        tags,
+        data_dir: args.data_dir.or(file.data_dir),
+        gossip: file.gossip,
+        rng_seed: file.rng_seed,
+    };
+    cfg.validate().map_err(UsageError)?;
+    Ok(cfg)
+}
+
+/// Runs a node until SIGINT or SIGTERM, then leaves the cluster gracefully.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = build_config(args)?;
+    let node = match Node::start(cfg).await {
+        Ok(n) => n,
+        Err(
+            e @ (NodeError::Config(_)
+            | NodeError::Identity(_)
+            | NodeError::Listen { .. }
+            | NodeError::DataDir { .. }),
+        ) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e).context("starting node"),
+    };
+    eprintln!(
+        "gossamer node {} listening on {} (QUIC)",
+        node.id(),
+        node.listen_addr()
+    );
+    wait_for_signal().await;
+    eprintln!("leaving the cluster");
+    node.leave().await.ok();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,511 @@
+//! Loading a node's identity and the fleet's trust bundle, and reading identities out of
+//! certificates.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::RootCertStore;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+
+use super::tls::{crypto_provider, SNI};
+use super::IdentityError;
+use crate::core::id::{ClusterName, NodeId};
+
+/// The URI scheme prefix of gossamer SAN URIs.
+pub(crate) const URI_PREFIX: &str = "gossamer://";
+
+/// A node's own identity: its certificate chain and private key.
+///
+/// `chain[0]` is the node's certificate; any further certificates are intermediates sent to
+/// peers. Cloning copies the key bytes (see also [`Identity::clone_key`]); `Debug` never
+/// prints the key.
+pub struct Identity {
+    /// The cluster named by the certificate's SAN URI.
+    pub cluster: ClusterName,
+    /// The node id named by the certificate's SAN URI.
+    pub node_id: NodeId,
+    /// The certificate chain, end-entity certificate first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of `chain[0]`.
+    pub key: PrivateKeyDer<'static>,
+    /// When the certificate expires (seconds since the Unix epoch).
+    pub not_after_unix: i64,
+}
+
+impl Identity {
+    /// Parses a certificate chain (end-entity first) and its private key from PEM text.
+    ///
+    /// Checks that the certificate carries a `gossamer://<cluster>/<node-id>` SAN URI and that
+    /// the key belongs to it. Does not check the chain against a trust bundle (see
+    /// [`TrustBundle::verify`], which [`load`] calls).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, IdentityError> {
+        Self::from_pem_named(cert_pem, key_pem, "certificate PEM", "private key PEM")
+    }
+
+    pub(crate) fn from_pem_named(
+        cert_pem: &str,
+        key_pem: &str,
+        cert_source: &str,
+        key_source: &str,
+    ) -> Result<Self, IdentityError> {
+        let chain = parse_certs(cert_pem, cert_source)?;
+        let key = parse_key(key_pem, key_source)?;
+        let (cluster, node_id, not_after_unix) = {
+            let x509 = parse_x509(&chain[0], cert_source)?;
+            let (cluster, node) =
+                node_uri_of(&x509).map_err(|detail| IdentityError::BadCertificate {
+                    source_name: cert_source.to_string(),
+                    detail,
+                })?;
+            (cluster, node, x509.validity().not_after.timestamp())
+        };
+        match rustls::sign::CertifiedKey::from_der(
+            chain.clone(),
+            key.clone_key(),
+            &crypto_provider(),
+        ) {
+            Ok(_) => {}
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                return Err(IdentityError::KeyMismatch {
+                    cert_source: cert_source.to_string(),
+                    key_source: key_source.to_string(),
+                })
+            }
+            Err(e) => {
+                return Err(IdentityError::Pem {
+                    source_name: key_source.to_string(),
+                    what: "private key",
+                    detail: e.to_string(),
+                })
+            }
+        }
+        Ok(Self {
+            cluster,
+            node_id,
+            chain,
+            key,
+            not_after_unix,
+        })
+    }
+
+    /// A copy of the private key (`PrivateKeyDer` is deliberately not `Clone`).
+    pub fn clone_key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            cluster: self.cluster.clone(),
+            node_id: self.node_id.clone(),
+            chain: self.chain.clone(),
+            key: self.clone_key(),
+            not_after_unix: self.not_after_unix,
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("cluster", &self.cluster)
+            .field("node_id", &self.node_id)
+            .field("chain_len", &self.chain.len())
+            .field("key", &"<redacted>")
+            .field("not_after_unix", &self.not_after_unix)
+            .finish()
+    }
+}
+
+/// The CA certificates a node trusts (one or more, so the CA can be rotated: put the old and
+/// the new CA in the same `ca.pem`), plus optional certificate revocation lists.
+///
+/// Cheap to clone: the root store is shared.
+#[derive(Clone)]
+pub struct TrustBundle {
+    roots: Arc<RootCertStore>,
+    certs: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    source: String,
+}
+
+impl TrustBundle {
+    /// Parses one or more CA certificates from PEM text.
+    pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
+        Self::from_pem_named(pem, "trust bundle PEM")
+    }
+
+    pub(crate) fn from_pem_named(pem: &str, source_name: &str) -> Result<Self, IdentityError> {
+        let certs = parse_certs(pem, source_name)?;
+        let mut roots = RootCertStore::empty();
+        for (i, cert) in certs.iter().enumerate() {
+            let x509 = parse_x509(cert, source_name)?;
+            if !x509.is_ca() {
+                return Err(IdentityError::BadCertificate {
+                    source_name: source_name.to_string(),
+                    detail: format!(
+                        "certificate #{} ({}) is not a CA certificate (basicConstraints CA:TRUE missing)",
+                        i + 1,
+                        x509.subject()
+                    ),
+                });
+            }
+            roots
+                .add(cert.clone())
+                .map_err(|e| IdentityError::BadCertificate {
+                    source_name: source_name.to_string(),
+                    detail: format!("certificate #{} is not a usable trust anchor: {e}", i + 1),
+                })?;
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            certs,
+            crls: Vec::new(),
+            source: source_name.to_string(),
+        })
+    }
+
+    /// Adds the certificate revocation lists found in `pem` (one or more `X509 CRL` blocks).
+    ///
+    /// Peers whose certificate serial is listed by its issuer's CRL are refused. Certificates
+    /// whose issuer has no CRL in the bundle are accepted.
+    pub fn with_crls_pem(self, pem: &str) -> Result<Self, IdentityError> {
+        self.with_crls_pem_named(pem, "revocation list PEM")
+    }
+
+    pub(crate) fn with_crls_pem_named(
+        mut self,
+        pem: &str,
+        source_name: &str,
+    ) -> Result<Self, IdentityError> {
+        let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IdentityError::Pem {
+                source_name: source_name.to_string(),
+                what: "certificate revocation list",
+                detail: e.to_string(),
+            })?;
+        for crl in &crls {
+            x509_parser::parse_x509_crl(crl).map_err(|e| IdentityError::Pem {
+                source_name: source_name.to_string(),
+                what: "certificate revocation list",
+                detail: e.to_string(),
+            })?;
+        }
+        self.crls.extend(crls);
+        Ok(self)
+    }
+
+    /// The shared root store (one trust anchor per CA certificate).
+    pub fn roots(&self) -> &Arc<RootCertStore> {
+        &self.roots
+    }
+
+    /// The CA certificates, in file order.
+    pub fn ca_certs(&self) -> &[CertificateDer<'static>] {
+        &self.certs
+    }
+
+    /// The certificate revocation lists.
+    pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
+        &self.crls
+    }
+
+    /// Checks that `id`'s chain is signed by a CA of this bundle, is valid now, and is not
+    /// revoked.
+    pub fn verify(&self, id: &Identity) -> Result<(), IdentityError> {
+        self.verify_named(id, "certificate")
+    }
+
+    pub(crate) fn verify_named(
+        &self,
+        id: &Identity,
+        source_name: &str,
+    ) -> Result<(), IdentityError> {
+        let verifier = self.server_verifier()?;
+        let untrusted = |detail: String| IdentityError::Untrusted {
+            source_name: source_name.to_string(),
+            bundle: self.source.clone(),
+            detail,
+        };
+        let (ee, intermediates) = id
+            .chain
+            .split_first()
+            .ok_or_else(|| untrusted("empty certificate chain".into()))?;
+        verify_ignoring_name(&verifier, ee, intermediates, UnixTime::now())
+            .map_err(|e| untrusted(e.to_string()))
+    }
+
+    /// A webpki server-certificate verifier over this bundle (ring algorithms, CRLs applied
+    /// to end-entity certificates; certificates of issuers without a CRL are accepted).
+    pub(crate) fn server_verifier(&self) -> Result<Arc<WebPkiServerVerifier>, IdentityError> {
+        let mut b = WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            Arc::new(crypto_provider()),
+        );
+        if !self.crls.is_empty() {
+            b = b
+                .with_crls(self.crls.clone())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        Ok(b.build()?)
+    }
+}
+
+impl fmt::Debug for TrustBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustBundle")
+            .field("source", &self.source)
+            .field("ca_certs", &self.certs.len())
+            .field("crls", &self.crls.len())
+            .finish()
+    }
+}
+
+/// Verifies chain, validity and revocation with a webpki server verifier, without checking the
+/// server name (gossamer binds identities through the SAN URI instead).
+pub(crate) fn verify_ignoring_name(
+    verifier: &WebPkiServerVerifier,
+    ee: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::CertificateError;
+    let name = ServerName::try_from(SNI).expect("SNI is a valid DNS name");
+    match verifier.verify_server_cert(ee, intermediates, &name, &[], now) {
+        Ok(_) => Ok(()),
+        // The name check is the verifier's last step: chain, validity and revocation passed.
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads this node's identity and the fleet's trust bundle from a certificates directory.
+///
+/// Reads `DIR/ca.pem` (one or more CA certificates), `DIR/<node>.pem`, `DIR/<node>.key` and, if
+/// present, `DIR/crl.pem`. Fails if the certificate names another node, if the key does not
+/// match, or if the certificate does not chain to the bundle or is not currently valid.
+pub fn load(certs_dir: &Path, node: &NodeId) -> Result<(Identity, TrustBundle), IdentityError> {
+    let dir = certs_dir.display();
+    let ca_path = certs_dir.join("ca.pem");
+    let cert_path = certs_dir.join(format!("{node}.pem"));
+    let key_path = certs_dir.join(format!("{node}.key"));
+    let crl_path = certs_dir.join("crl.pem");
+
+    let ca_pem = read_required(
+        &ca_path,
+        "CA certificate (trust bundle)",
+        format!("run `gossamer certs init --dir {dir} --cluster NAME`, or copy the fleet's ca.pem there"),
+    )?;
+    let issue_hint = format!("run `gossamer certs issue --dir {dir} --node {node}`");
+    let cert_pem = read_required(&cert_path, "node certificate", issue_hint.clone())?;
+    let key_pem = read_required(&key_path, "node private key", issue_hint)?;
+    warn_if_key_readable_by_others(&key_path);
+
+    let mut bundle = TrustBundle::from_pem_named(&ca_pem, &ca_path.display().to_string())?;
+    match std::fs::read_to_string(&crl_path) {
+        Ok(crl_pem) => {
+            bundle = bundle.with_crls_pem_named(&crl_pem, &crl_path.display().to_string())?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(IdentityError::Io {
+                action: "read",
+                path: crl_path,
+                source,
+            })
+        }
+    }
+
+    let cert_source = cert_path.display().to_string();
+    let id = Identity::from_pem_named(
+        &cert_pem,
+        &key_pem,
+        &cert_source,
+        &key_path.display().to_string(),
+    )?;
+    if &id.node_id != node {
+        return Err(IdentityError::NodeMismatch {
+            source_name: cert_source,
+            expected: node.to_string(),
+            found: id.node_id.to_string(),
+        });
+    }
+    bundle.verify_named(&id, &cert_source)?;
+    Ok((id, bundle))
+}
+
+/// Reads the `(cluster, node id)` a certificate speaks for from its SAN URI
+/// `gossamer://<cluster>/<node-id>`.
+///
+/// The certificate must carry exactly one `gossamer://` URI, and it must name a node. This does
+/// not verify the certificate; the TLS verifiers do that before a connection is established.
+pub fn peer_from_cert(cert: &CertificateDer<'_>) -> Result<(ClusterName, NodeId), IdentityError> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| IdentityError::PeerIdentity(format!("unparsable certificate: {e}")))?;
+    node_uri_of(&x509).map_err(IdentityError::PeerIdentity)
+}
+
+/// What a `gossamer://` SAN URI names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GossamerUri {
+    /// `gossamer://<cluster>`: a CA.
+    Cluster(ClusterName),
+    /// `gossamer://<cluster>/<node-id>`: a node.
+    Node(ClusterName, NodeId),
+}
+
+fn parse_uri(uri: &str) -> Result<GossamerUri, String> {
+    let rest = &uri[URI_PREFIX.len()..];
+    let mut parts = rest.split('/');
+    let cluster = parts.next().unwrap_or("");
+    let cluster = ClusterName::new(cluster).map_err(|e| format!("SAN URI {uri:?}: {e}"))?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Ok(GossamerUri::Cluster(cluster)),
+        (Some(node), None) => {
+            let node = NodeId::new(node).map_err(|e| format!("SAN URI {uri:?}: {e}"))?;
+            Ok(GossamerUri::Node(cluster, node))
+        }
+        _ => Err(format!(
+            "SAN URI {uri:?} is not of the form gossamer://<cluster>/<node-id>"
+        )),
+    }
+}
+
+/// The single `gossamer://` SAN URI of a certificate.
+pub(crate) fn gossamer_uri_of(x509: &X509Certificate<'_>) -> Result<GossamerUri, String> {
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|e| format!("malformed subjectAltName extension: {e}"))?
+        .ok_or_else(|| {
+            "no subjectAltName extension (expected SAN URI gossamer://<cluster>/<node-id>)"
+                .to_string()
+        })?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) if u.to_ascii_lowercase().starts_with(URI_PREFIX) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    match uris.as_slice() {
+        [] => Err("no gossamer:// SAN URI (expected gossamer://<cluster>/<node-id>)".into()),
+        [one] => parse_uri(one),
+        many => Err(format!(
+            "{} gossamer:// SAN URIs ({}); exactly one is allowed",
+            many.len(),
+            many.join(", ")
+        )),
+    }
+}
+
+fn node_uri_of(x509: &X509Certificate<'_>) -> Result<(ClusterName, NodeId), String> {
+    match gossamer_uri_of(x509)? {
+        GossamerUri::Node(c, n) => Ok((c, n)),
+        GossamerUri::Cluster(c) => Err(format!(
+            "SAN URI gossamer://{c} names a cluster (a CA certificate), not a node"
+        )),
+    }
+}
+
+pub(crate) fn parse_x509<'a>(
+    cert: &'a CertificateDer<'_>,
+    source_name: &str,
+) -> Result<X509Certificate<'a>, IdentityError> {
+    x509_parser::parse_x509_certificate(cert)
+        .map(|(_, c)| c)
+        .map_err(|e| IdentityError::BadCertificate {
+            source_name: source_name.to_string(),
+            detail: format!("unparsable certificate: {e}"),
+        })
+}
+
+pub(crate) fn parse_certs(
+    pem: &str,
+    source_name: &str,
+) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| IdentityError::Pem {
+            source_name: source_name.to_string(),
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(IdentityError::Pem {
+            source_name: source_name.to_string(),
+            what: "certificate",
+            detail: "no \"BEGIN CERTIFICATE\" block".into(),
+        });
+    }
+    Ok(certs)
+}
+
+pub(crate) fn parse_key(
+    pem: &str,
+    source_name: &str,
+) -> Result<PrivateKeyDer<'static>, IdentityError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| IdentityError::Pem {
+        source_name: source_name.to_string(),
+        what: "private key",
+        detail: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no \"BEGIN PRIVATE KEY\" block".into(),
+            e => e.to_string(),
+        },
+    })
+}
+
+pub(crate) fn read_required(
+    path: &Path,
+    what: &'static str,
+    hint: String,
+) -> Result<String, IdentityError> {
+    std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            IdentityError::MissingFile {
+                what,
+                path: PathBuf::from(path),
+                hint,
+            }
+        } else {
+            IdentityError::Io {
+                action: "read",
+                path: PathBuf::from(path),
+                source,
+            }
+        }
+    })
+}
+
+fn warn_if_key_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "private key file is accessible by group or others; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

@@ -1,0 +1,595 @@
+//! rustls and quinn configurations for mutually authenticated TLS 1.3 between fleet members.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use super::load::{peer_from_cert, verify_ignoring_name, Identity, TrustBundle};
+use super::IdentityError;
+use crate::core::id::{ClusterName, NodeId};
+
+/// The ALPN protocol id of gossamer connections.
+pub const ALPN: &[u8] = b"gossamer/1";
+
+/// The TLS server name every client sends. Peers are dialed by IP address; their identity is
+/// checked through the SAN URI, not through this name.
+pub const SNI: &str = "gossamer";
+
+/// Text embedded in the error of a refused peer whose certificate names another cluster.
+const TAG_WRONG_CLUSTER: &str = "gossamer-wrong-cluster";
+/// Text embedded in the error of a refused peer whose certificate identity is unusable or not
+/// the expected node.
+const TAG_BAD_IDENTITY: &str = "gossamer-bad-identity";
+
+/// The ring crypto provider used for every gossamer TLS configuration.
+pub(crate) fn crypto_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Counters of peer-certificate decisions, shared between the TLS verifiers and the
+/// transport. Each refused handshake is counted once, under one reason.
+///
+/// The verifiers count what they decide (`accepted` and every refusal but `no_certificate`).
+/// Refusals that rustls makes before calling them (a client that sent no certificate) are
+/// counted by [`HandshakeStats::record_handshake_error`], which the accepting side calls with
+/// the error of each failed incoming handshake.
+#[derive(Debug, Default)]
+pub struct HandshakeStats {
+    /// Peer certificates accepted (chain, validity, cluster and expected node id all good).
+    pub accepted: AtomicU64,
+    /// Clients that presented no certificate.
+    pub no_certificate: AtomicU64,
+    /// Certificates not issued by a CA of the trust bundle.
+    pub unknown_ca: AtomicU64,
+    /// Certificates of another cluster (SAN URI cluster differs from ours).
+    pub wrong_cluster: AtomicU64,
+    /// Certificates without a usable `gossamer://<cluster>/<node-id>` SAN URI, or naming
+    /// another node than the one dialed.
+    pub bad_identity: AtomicU64,
+    /// Certificates expired or not yet valid.
+    pub expired_or_not_yet_valid: AtomicU64,
+    /// Certificates listed in a revocation list of the trust bundle.
+    pub revoked: AtomicU64,
+    /// Other refusals (bad encoding, bad signature, wrong key usage, ...).
+    pub other: AtomicU64,
+}
+
+/// A plain copy of [`HandshakeStats`], e.g. for metrics or status output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // Same fields as `HandshakeStats`.
+pub struct HandshakeCounts {
+    pub accepted: u64,
+    pub no_certificate: u64,
+    pub unknown_ca: u64,
+    pub wrong_cluster: u64,
+    pub bad_identity: u64,
+    pub expired_or_not_yet_valid: u64,
+    pub revoked: u64,
+    pub other: u64,
+}
+
+impl HandshakeCounts {
+    /// All refusals.
+    pub fn refused(&self) -> u64 {
+        self.no_certificate
+            + self.unknown_ca
+            + self.wrong_cluster
+            + self.bad_identity
+            + self.expired_or_not_yet_valid
+            + self.revoked
+            + self.other
+    }
+
+    /// `(label, count)` for every refusal reason, labels as returned by
+    /// [`classify_handshake_error`].
+    pub fn refusals(&self) -> [(&'static str, u64); 7] {
+        [
+            ("no_certificate", self.no_certificate),
+            ("unknown_ca", self.unknown_ca),
+            ("wrong_cluster", self.wrong_cluster),
+            ("bad_identity", self.bad_identity),
+            ("expired_or_not_yet_valid", self.expired_or_not_yet_valid),
+            ("revoked", self.revoked),
+            ("other", self.other),
+        ]
+    }
+}
+
+impl HandshakeStats {
+    /// Fresh zeroed counters, shared.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Increments the refusal counter named `label` (one of the labels of
+    /// [`HandshakeCounts::refusals`], or `accepted`). Returns false, counting nothing, for any
+    /// other label.
+    pub fn count(&self, label: &str) -> bool {
+        let counter = match label {
+            "accepted" => &self.accepted,
+            "no_certificate" => &self.no_certificate,
+            "unknown_ca" => &self.unknown_ca,
+            "wrong_cluster" => &self.wrong_cluster,
+            "bad_identity" => &self.bad_identity,
+            "expired_or_not_yet_valid" => &self.expired_or_not_yet_valid,
+            "revoked" => &self.revoked,
+            "other" => &self.other,
+            _ => return false,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Counts a refused incoming handshake by the label [`classify_handshake_error`] gave it,
+    /// but only if it is a refusal that rustls makes before the verifiers run and so is not
+    /// counted yet: `no_certificate`, and `alpn_mismatch` (counted as `other`). Every other
+    /// label is either counted by the verifiers already or is not our refusal, and is
+    /// ignored, so calling this for every failed accept never counts anything twice. Returns
+    /// whether something was counted. [`HandshakeStats::record_handshake_error`] is the more
+    /// precise alternative when the error itself is at hand.
+    pub fn count_refusal(&self, label: &str) -> bool {
+        match label {
+            "no_certificate" => self.count("no_certificate"),
+            "alpn_mismatch" => self.count("other"),
+            _ => false,
+        }
+    }
+
+    /// Classifies a failed handshake and counts it if it is a refusal made locally by rustls
+    /// that the verifiers have not already counted: a peer that sent no certificate
+    /// (`no_certificate`), or another local TLS failure outside certificate verification
+    /// (`other`, e.g. no common ALPN protocol). Refusals by the peer, timeouts and closes are
+    /// not counted. Returns the label of [`classify_handshake_error`].
+    pub fn record_handshake_error(&self, err: &quinn::ConnectionError) -> &'static str {
+        let label = classify_handshake_error(err);
+        if let quinn::ConnectionError::TransportError(te) = err {
+            let code = u64::from(te.code);
+            let tls = (0x100..0x200).contains(&code) || te.reason.starts_with("TLS error");
+            // Verifier decisions surface as "invalid peer certificate: ..." and are counted.
+            if tls && !te.reason.starts_with("invalid peer certificate") {
+                self.count(if label == "no_certificate" {
+                    "no_certificate"
+                } else {
+                    "other"
+                });
+            }
+        }
+        label
+    }
+
+    /// A snapshot of the counters.
+    pub fn snapshot(&self) -> HandshakeCounts {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HandshakeCounts {
+            accepted: g(&self.accepted),
+            no_certificate: g(&self.no_certificate),
+            unknown_ca: g(&self.unknown_ca),
+            wrong_cluster: g(&self.wrong_cluster),
+            bad_identity: g(&self.bad_identity),
+            expired_or_not_yet_valid: g(&self.expired_or_not_yet_valid),
+            revoked: g(&self.revoked),
+            other: g(&self.other),
+        }
+    }
+}
+
+/// Maps a failed connection attempt to a short reason label.
+///
+/// Certificate refusals: `no_certificate`, `unknown_ca`, `wrong_cluster`, `bad_identity`,
+/// `expired_or_not_yet_valid`, `revoked`, `other` (the [`HandshakeStats`] counters), and
+/// `alpn_mismatch`. These come from the local error text when we refused, and from the TLS
+/// alert (and text, when sent) when the peer refused us; a gossamer peer refusing our
+/// identity sends `certificate_unknown`, reported as `bad_identity` unless the text says more.
+/// Everything else: `timed_out`, `reset`, `locally_closed`, `application_closed`,
+/// `version_mismatch`, `transport`.
+pub fn classify_handshake_error(err: &quinn::ConnectionError) -> &'static str {
+    use quinn::ConnectionError as E;
+    match err {
+        E::TransportError(te) => classify_tls(u64::from(te.code), &te.reason),
+        E::ConnectionClosed(close) => classify_tls(
+            u64::from(close.error_code),
+            &String::from_utf8_lossy(&close.reason),
+        ),
+        E::ApplicationClosed(_) => "application_closed",
+        E::TimedOut => "timed_out",
+        E::Reset => "reset",
+        E::LocallyClosed => "locally_closed",
+        E::VersionMismatch => "version_mismatch",
+        E::CidsExhausted => "transport",
+    }
+}
+
+fn classify_tls(code: u64, reason: &str) -> &'static str {
+    if reason.contains("peer sent no certificates") || reason.contains("NoCertificatesPresented") {
+        return "no_certificate";
+    }
+    if reason.contains(TAG_WRONG_CLUSTER) {
+        return "wrong_cluster";
+    }
+    if reason.contains(TAG_BAD_IDENTITY) {
+        return "bad_identity";
+    }
+    if reason.contains("UnknownIssuer") || reason.contains("BadSignature") {
+        return "unknown_ca";
+    }
+    if reason.contains("certificate expired")
+        || reason.contains("certificate not valid yet")
+        || reason.contains("Expired")
+        || reason.contains("NotValidYet")
+    {
+        return "expired_or_not_yet_valid";
+    }
+    if reason.contains("Revoked") {
+        return "revoked";
+    }
+    if !(0x100..0x200).contains(&code) {
+        return if reason.starts_with("TLS error") {
+            "other"
+        } else {
+            "transport"
+        };
+    }
+    // TLS alert descriptions (RFC 8446 section 6).
+    match code - 0x100 {
+        116 => "no_certificate",          // certificate_required
+        48 => "unknown_ca",               // unknown_ca
+        45 => "expired_or_not_yet_valid", // certificate_expired
+        44 => "revoked",                  // certificate_revoked
+        46 => "bad_identity",             // certificate_unknown
+        120 => "alpn_mismatch",           // no_application_protocol
+        _ => "other",
+    }
+}
+
+/// Label of a chain/validity failure reported by webpki.
+fn cert_error_label(e: &rustls::Error) -> &'static str {
+    match e {
+        rustls::Error::InvalidCertificate(ce) => match ce {
+            // BadSignature: issued in the name of a trusted CA but not signed by its key.
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => "unknown_ca",
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => "expired_or_not_yet_valid",
+            CertificateError::Revoked => "revoked",
+            _ => "other",
+        },
+        _ => "other",
+    }
+}
+
+/// Our refusal of a peer's identity, carried inside a rustls error.
+struct PeerRejected {
+    tag: &'static str,
+    detail: String,
+}
+
+impl fmt::Display for PeerRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.tag, self.detail)
+    }
+}
+
+// rustls prints `CertificateError::Other` with `Debug`; keep it readable.
+impl fmt::Debug for PeerRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for PeerRejected {}
+
+fn rejected(tag: &'static str, detail: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        PeerRejected { tag, detail },
+    ))))
+}
+
+/// Best-effort description of a certificate for logs.
+fn describe(cert: &CertificateDer<'_>) -> String {
+    match x509_parser::parse_x509_certificate(cert) {
+        Ok((_, x)) => format!(
+            "subject {:?}, issuer {:?}",
+            x.subject().to_string(),
+            x.issuer().to_string()
+        ),
+        Err(_) => "unparsable certificate".into(),
+    }
+}
+
+/// Shared post-chain checks and accounting of both verifiers.
+#[derive(Debug)]
+struct Policy {
+    cluster: ClusterName,
+    stats: Arc<HandshakeStats>,
+    /// "client" or "server": the role of the peer being verified, for logs.
+    peer_role: &'static str,
+}
+
+impl Policy {
+    fn refuse(
+        &self,
+        cert: &CertificateDer<'_>,
+        label: &'static str,
+        err: rustls::Error,
+    ) -> rustls::Error {
+        self.stats.count(label);
+        tracing::warn!(
+            peer = self.peer_role,
+            reason = label,
+            cert = %describe(cert),
+            error = %err,
+            "refused peer certificate"
+        );
+        err
+    }
+
+    fn check_identity(
+        &self,
+        ee: &CertificateDer<'_>,
+        expected: Option<&NodeId>,
+    ) -> Result<(), rustls::Error> {
+        let (cluster, node) = match peer_from_cert(ee) {
+            Ok(v) => v,
+            Err(e) => {
+                let err = rejected(TAG_BAD_IDENTITY, e.to_string());
+                return Err(self.refuse(ee, "bad_identity", err));
+            }
+        };
+        if cluster != self.cluster {
+            let err = rejected(
+                TAG_WRONG_CLUSTER,
+                format!(
+                    "certificate of node {node:?} belongs to cluster {cluster:?}, we are cluster {:?}",
+                    self.cluster.as_str()
+                ),
+            );
+            return Err(self.refuse(ee, "wrong_cluster", err));
+        }
+        if let Some(expected) = expected {
+            if &node != expected {
+                let err = rejected(
+                    TAG_BAD_IDENTITY,
+                    format!("peer presented the certificate of node {node:?}, expected node {expected:?}"),
+                );
+                return Err(self.refuse(ee, "bad_identity", err));
+            }
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = self.peer_role, %cluster, node = %node, "accepted peer certificate");
+        Ok(())
+    }
+
+    fn signature_result(
+        &self,
+        cert: &CertificateDer<'_>,
+        r: Result<HandshakeSignatureValid, rustls::Error>,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        r.map_err(|e| self.refuse(cert, "other", e))
+    }
+}
+
+/// Verifies clients: webpki chain and validity against the bundle, then our cluster.
+#[derive(Debug)]
+struct GossamerClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    policy: Policy,
+}
+
+impl ClientCertVerifier for GossamerClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Err(e) = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            return Err(self.policy.refuse(end_entity, cert_error_label(&e), e));
+        }
+        self.policy.check_identity(end_entity, None)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let r = self.inner.verify_tls12_signature(message, cert, dss);
+        self.policy.signature_result(cert, r)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let r = self.inner.verify_tls13_signature(message, cert, dss);
+        self.policy.signature_result(cert, r)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Verifies servers: webpki chain, validity and revocation against the bundle (ignoring the
+/// TLS server name), then our cluster and, if given, the expected node id.
+#[derive(Debug)]
+struct GossamerServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    expected: Option<NodeId>,
+    policy: Policy,
+}
+
+impl ServerCertVerifier for GossamerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Err(e) = verify_ignoring_name(&self.inner, end_entity, intermediates, now) {
+            return Err(self.policy.refuse(end_entity, cert_error_label(&e), e));
+        }
+        self.policy
+            .check_identity(end_entity, self.expected.as_ref())?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let r = self.inner.verify_tls12_signature(message, cert, dss);
+        self.policy.signature_result(cert, r)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let r = self.inner.verify_tls13_signature(message, cert, dss);
+        self.policy.signature_result(cert, r)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A rustls server configuration: TLS 1.3 only, ALPN [`ALPN`], presenting `id`, requiring a
+/// client certificate that chains to `trust`, is valid, is not revoked and names our cluster.
+///
+/// Session resumption is disabled so that every connection re-verifies the peer certificate.
+pub fn server_config(
+    id: &Identity,
+    trust: &TrustBundle,
+    stats: Arc<HandshakeStats>,
+) -> Result<rustls::ServerConfig, IdentityError> {
+    let provider = Arc::new(crypto_provider());
+    let mut inner =
+        WebPkiClientVerifier::builder_with_provider(trust.roots().clone(), provider.clone());
+    if !trust.crls().is_empty() {
+        inner = inner
+            .with_crls(trust.crls().to_vec())
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    let verifier = GossamerClientVerifier {
+        inner: inner.build()?,
+        policy: Policy {
+            cluster: id.cluster.clone(),
+            stats,
+            peer_role: "client",
+        },
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(id.chain.clone(), id.clone_key())?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+    cfg.max_early_data_size = 0;
+    Ok(cfg)
+}
+
+/// A rustls client configuration: TLS 1.3 only, ALPN [`ALPN`], presenting `id`, accepting a
+/// server certificate that chains to `trust`, is valid, is not revoked, names our cluster
+/// and, if `expected_peer` is given, names that node. The server name is not checked (dial
+/// with [`SNI`]).
+pub fn client_config(
+    id: &Identity,
+    trust: &TrustBundle,
+    expected_peer: Option<&NodeId>,
+    stats: Arc<HandshakeStats>,
+) -> Result<rustls::ClientConfig, IdentityError> {
+    let provider = Arc::new(crypto_provider());
+    let verifier = GossamerServerVerifier {
+        inner: trust.server_verifier()?,
+        expected: expected_peer.cloned(),
+        policy: Policy {
+            cluster: id.cluster.clone(),
+            stats,
+            peer_role: "server",
+        },
+    };
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(id.chain.clone(), id.clone_key())?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.resumption = rustls::client::Resumption::disabled();
+    cfg.enable_early_data = false;
+    Ok(cfg)
+}
+
+/// [`server_config`] wrapped for quinn, with default transport parameters (adjust them with
+/// [`quinn::ServerConfig::transport_config`]).
+pub fn quinn_server_config(
+    id: &Identity,
+    trust: &TrustBundle,
+    stats: Arc<HandshakeStats>,
+) -> Result<quinn::ServerConfig, IdentityError> {
+    let tls = server_config(id, trust, stats)?;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+}
+
+/// [`client_config`] wrapped for quinn, with default transport parameters. Connect with
+/// server name [`SNI`].
+pub fn quinn_client_config(
+    id: &Identity,
+    trust: &TrustBundle,
+    expected_peer: Option<&NodeId>,
+    stats: Arc<HandshakeStats>,
+) -> Result<quinn::ClientConfig, IdentityError> {
+    let tls = client_config(id, trust, expected_peer, stats)?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// The verified `(cluster, node id)` of an established connection's peer.
+pub fn peer_identity(conn: &quinn::Connection) -> Result<(ClusterName, NodeId), IdentityError> {
+    let any = conn
+        .peer_identity()
+        .ok_or(IdentityError::NoPeerCertificate)?;
+    let certs = any
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| IdentityError::NoPeerCertificate)?;
+    let ee = certs.first().ok_or(IdentityError::NoPeerCertificate)?;
+    peer_from_cert(ee)
+}

@@ -1,0 +1,106 @@
+//! Node configuration: flags and TOML share these fields.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::NodeId;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id; must match the SAN of its certificate.
+    pub node_id: NodeId,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Address other nodes should dial (defaults to `listen`, which must then not be a
+    /// wildcard address).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Loopback HTTP admin address (none: no admin API).
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token the admin API requires; mandatory when `admin` is not loopback.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Folder with `ca.pem`, `<node-id>.pem` and `<node-id>.key`.
+    pub certs: PathBuf,
+    /// Seed addresses (`host:port`), contacted until each is a live member.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Datacenter.
+    #[serde(default = "default_dc")]
+    pub dc: String,
+    /// Zone.
+    #[serde(default)]
+    pub zone: String,
+    /// Free-form member tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Where state and incarnation survive restarts (none: in memory only).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Protocol tuning.
+    #[serde(default)]
+    pub gossip: crate::core::Config,
+    /// Seed for the protocol's random choices (default: from the OS).
+    #[serde(default)]
+    pub rng_seed: Option<u64>,
+}
+
+fn default_dc() -> String {
+    "default".to_string()
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for everything optional.
+    pub fn new(node_id: NodeId, listen: SocketAddr, certs: PathBuf) -> Self {
+        Self {
+            node_id,
+            listen,
+            advertise: None,
+            admin: None,
+            admin_token: None,
+            certs,
+            seeds: Vec::new(),
+            dc: default_dc(),
+            zone: String::new(),
+            tags: BTreeMap::new(),
+            data_dir: None,
+            gossip: crate::core::Config::default(),
+            rng_seed: None,
+        }
+    }
+
+    /// Checks values that serde cannot; the error names the field and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        self.gossip.validate().map_err(|e| format!("gossip.{e}"))?;
+        if let Some(admin) = self.admin {
+            if !admin.ip().is_loopback() && self.admin_token.is_none() {
+                return Err(format!(
+                    "admin: {admin} is not a loopback address; set admin_token (or --admin-token) to protect it, or bind to 127.0.0.1"
+                ));
+            }
+        }
+        if let Some(a) = &self.advertise {
+            if !a.contains(':') {
+                return Err(format!("advertise: {a:?} must be host:port"));
+            }
+        }
+        for s in &self.seeds {
+            if s.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(format!("seeds: {s:?} must be host:port"));
+            }
+        }
+        if self.dc.is_empty() || self.dc.len() > 64 {
+            return Err("dc: must be 1 to 64 characters".into());
+        }
+        Ok(())
+    }
+}

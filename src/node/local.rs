@@ -1,0 +1,164 @@
+//! A local cluster of in-process nodes on 127.0.0.1 with generated certificates: what
+//! `gossamer demo`, the integration tests and the benchmarks build on.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{Node, NodeConfig, NodeError};
+use crate::core::{ClusterName, NodeId};
+use crate::identity;
+
+/// Writes a CA for `cluster` and certificates for `nodes` into `dir`.
+pub fn generate_certs(dir: &Path, cluster: &str, nodes: &[NodeId]) -> Result<(), NodeError> {
+    let cluster = ClusterName::new(cluster).map_err(|e| NodeError::Config(e.to_string()))?;
+    identity::write_ca(dir, &cluster, identity::DEFAULT_CA_DAYS, true)?;
+    for n in nodes {
+        identity::write_node(
+            dir,
+            n,
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            &["localhost".to_string()],
+            None,
+            identity::DEFAULT_NODE_DAYS,
+        )?;
+    }
+    Ok(())
+}
+
+/// The id of the `i`-th (1-based) node of a local cluster: `n1`, `n2`, ...
+pub fn node_name(i: usize) -> NodeId {
+    NodeId::new(&format!("n{i}")).expect("valid generated id")
+}
+
+/// In-process nodes sharing one temporary certificate folder.
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    /// The running nodes, in start order.
+    pub nodes: Vec<Node>,
+    gossip: crate::core::Config,
+}
+
+impl LocalCluster {
+    /// Generates certificates for `n` nodes (plus `spare` more for nodes added later)
+    /// and starts `n` nodes on 127.0.0.1; every node after the first uses the first as
+    /// its seed.
+    pub async fn start(
+        n: usize,
+        spare: usize,
+        gossip: crate::core::Config,
+    ) -> Result<Self, NodeError> {
+        let dir = tempfile::Builder::new()
+            .prefix("gossamer-certs-")
+            .tempdir()
+            .map_err(|source| NodeError::DataDir {
+                path: PathBuf::from("temporary folder"),
+                source,
+            })?;
+        let ids: Vec<NodeId> = (1..=n + spare).map(node_name).collect();
+        generate_certs(dir.path(), "local", &ids)?;
+        let mut c = Self {
+            dir,
+            nodes: Vec::new(),
+            gossip,
+        };
+        for i in 1..=n {
+            let seeds = c.seed_addrs();
+            c.add_node(i, seeds).await?;
+        }
+        Ok(c)
+    }
+
+    /// The certificate folder.
+    pub fn certs_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The first node's address, as a seed list (empty before it starts).
+    pub fn seed_addrs(&self) -> Vec<String> {
+        self.nodes
+            .first()
+            .map(|n| vec![n.advertise_addr().to_string()])
+            .unwrap_or_default()
+    }
+
+    /// A configuration for node `n<i>` on an ephemeral loopback port.
+    pub fn config(&self, i: usize, seeds: Vec<String>) -> NodeConfig {
+        let mut cfg = NodeConfig::new(
+            node_name(i),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            self.dir.path().to_path_buf(),
+        );
+        cfg.seeds = seeds;
+        cfg.gossip = self.gossip.clone();
+        cfg.rng_seed = Some(i as u64);
+        cfg
+    }
+
+    /// Starts node `n<i>` with `seeds` and adds it to the cluster.
+    pub async fn add_node(&mut self, i: usize, seeds: Vec<String>) -> Result<Node, NodeError> {
+        let cfg = self.config(i, seeds);
+        self.start_with(cfg).await
+    }
+
+    /// Starts a node from a full configuration and adds it to the cluster.
+    pub async fn start_with(&mut self, cfg: NodeConfig) -> Result<Node, NodeError> {
+        let node = Node::start(cfg).await?;
+        self.nodes.push(node.clone());
+        Ok(node)
+    }
+
+    /// True once every node sees every other node alive.
+    pub fn fully_joined(&self) -> bool {
+        let n = self.nodes.len();
+        self.nodes.iter().all(|x| x.alive_count() == n)
+    }
+
+    /// True once every node holds the same value for `key` (`None`: absent everywhere).
+    pub fn agree_on(&self, key: &str, value: Option<&[u8]>) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.get(key).map(|e| e.value).as_deref() == value)
+    }
+
+    /// Shuts every node down.
+    pub async fn shutdown(&self) {
+        for n in &self.nodes {
+            n.shutdown().await;
+        }
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds or `timeout` passes; returns
+/// whether it held, and how long it took.
+pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> (bool, Duration) {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return (true, start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return (false, start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Like [`wait_for`] with an async condition.
+pub async fn wait_for_async<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

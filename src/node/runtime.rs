@@ -1,0 +1,950 @@
+//! The tokio runtime around the sans-IO engine.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quinn::Connection;
+use tokio::sync::{broadcast, watch, Notify};
+
+use super::api::*;
+use super::config::NodeConfig;
+use crate::core::engine::{Engine, EngineStats, Event, Output, Persisted, SyncSession};
+use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind};
+use crate::core::{NodeId, Now};
+use crate::transport::{self, QuicSettings, Transport, TransportError};
+use crate::wire;
+
+/// Transport-level counters of a running node.
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    /// Datagrams sent.
+    pub datagrams_sent: AtomicU64,
+    /// Datagram bytes sent.
+    pub datagram_bytes_sent: AtomicU64,
+    /// Datagrams received.
+    pub datagrams_received: AtomicU64,
+    /// Datagram bytes received.
+    pub datagram_bytes_received: AtomicU64,
+    /// Datagrams dropped because they could not be decoded.
+    pub datagrams_malformed: AtomicU64,
+    /// Datagrams dropped on send (no connection, send buffer full, ...).
+    pub datagrams_dropped: AtomicU64,
+    /// Oversized messages sent on uni streams.
+    pub reliable_sent: AtomicU64,
+    /// Sync stream bytes sent.
+    pub sync_bytes_sent: AtomicU64,
+    /// Sync stream bytes received.
+    pub sync_bytes_received: AtomicU64,
+    /// Sync frames or streams refused as malformed.
+    pub frames_malformed: AtomicU64,
+    /// Connections refused after the handshake because the peer claimed another id.
+    pub identity_mismatch: AtomicU64,
+    /// Dial failures.
+    pub dial_failures: AtomicU64,
+}
+
+fn inc(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+const MAX_PENDING_PER_PEER: usize = 32;
+const MAX_CONCURRENT_SYNCS: usize = 2;
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+const ENTRIES_PER_FRAME: usize = 1024;
+const SAVE_PERIOD: Duration = Duration::from_secs(10);
+
+pub(crate) struct Inner {
+    engine: Mutex<Engine>,
+    start: Instant,
+    cfg: NodeConfig,
+    transport: Transport,
+    conns: Mutex<HashMap<NodeId, Connection>>,
+    dialing: Mutex<HashSet<NodeId>>,
+    pending: Mutex<HashMap<NodeId, Vec<Vec<u8>>>>,
+    wake: Notify,
+    events: broadcast::Sender<Event>,
+    shutdown: watch::Sender<bool>,
+    syncs: AtomicUsize,
+    pub(crate) stats: RuntimeStats,
+    advertise: String,
+}
+
+/// A running gossamer node. Cheap to clone; every clone drives the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Inner {
+    fn now(&self) -> Now {
+        Now::new(self.start.elapsed().as_micros() as u64, wall_ms())
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        // A panic while holding the lock is a bug; keep serving rather than cascade.
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_shutdown(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+impl Node {
+    /// Starts a node: loads certificates, binds QUIC (and the admin API if configured),
+    /// restores state from the data directory, and begins contacting seeds.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        cfg.validate().map_err(NodeError::Config)?;
+        let (identity, trust) = crate::identity::load(&cfg.certs, &cfg.node_id)?;
+        let transport = Transport::bind(cfg.listen, identity, trust, QuicSettings::default())
+            .map_err(|e| match e {
+                TransportError::Bind { addr, source } => NodeError::Listen { addr, source },
+                TransportError::Identity(i) => NodeError::Identity(i),
+                other => NodeError::Config(other.to_string()),
+            })?;
+        let local = transport.local_addr();
+        let advertise = match &cfg.advertise {
+            Some(a) => a.clone(),
+            None if local.ip().is_unspecified() => {
+                return Err(NodeError::Config(format!(
+                    "advertise: listen address {local} is a wildcard; set advertise to an address other nodes can reach"
+                )))
+            }
+            None => local.to_string(),
+        };
+        let persisted = match &cfg.data_dir {
+            Some(d) => load_state(d)?,
+            None => None,
+        };
+        let me = MemberInfo {
+            id: cfg.node_id.clone(),
+            addr: advertise.clone(),
+            dc: cfg.dc.clone(),
+            zone: cfg.zone.clone(),
+            tags: cfg.tags.clone(),
+        };
+        let start = Instant::now();
+        let now = Now::new(0, wall_ms());
+        let seed = cfg.rng_seed.unwrap_or_else(|| {
+            let mut b = [0u8; 8];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            u64::from_le_bytes(b)
+        });
+        let engine = Engine::new(
+            cfg.gossip.clone(),
+            me,
+            cfg.seeds.clone(),
+            seed,
+            now,
+            persisted,
+        );
+        let (events, _) = broadcast::channel(1024);
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            engine: Mutex::new(engine),
+            start,
+            transport,
+            conns: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            events,
+            shutdown,
+            syncs: AtomicUsize::new(0),
+            stats: RuntimeStats::default(),
+            advertise,
+            cfg,
+        });
+        let node = Node { inner };
+        tokio::spawn(node.clone().drive());
+        tokio::spawn(node.clone().accept_loop());
+        if node.inner.cfg.data_dir.is_some() {
+            tokio::spawn(node.clone().save_loop());
+        }
+        if let Some(admin) = node.inner.cfg.admin {
+            let listener = tokio::net::TcpListener::bind(admin)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: admin,
+                    source,
+                })?;
+            let backend: Arc<dyn crate::admin::AdminBackend> = Arc::new(node.clone());
+            let mut rx = node.inner.shutdown.subscribe();
+            let token = node.inner.cfg.admin_token.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::admin::serve(listener, backend, token, stop).await {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            });
+        }
+        tracing::info!(node = %node.id(), listen = %local, "node started");
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.cfg.node_id.clone()
+    }
+
+    /// The bound QUIC address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.inner.transport.local_addr()
+    }
+
+    /// The address other nodes dial.
+    pub fn advertise_addr(&self) -> &str {
+        &self.inner.advertise
+    }
+
+    fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, Now) -> R) -> R {
+        let now = self.inner.now();
+        let r = {
+            let mut e = self.inner.engine();
+            f(&mut e, now)
+        };
+        self.inner.wake.notify_one();
+        r
+    }
+
+    /// Sets a key; the write is pushed to peers at once.
+    pub fn set(&self, key: &str, value: Vec<u8>) -> Result<(), NodeError> {
+        self.check_running()?;
+        self.with_engine(|e, now| e.set(now, key, value))?;
+        Ok(())
+    }
+
+    /// Deletes a key; returns whether it held a live value.
+    pub fn delete(&self, key: &str) -> Result<bool, NodeError> {
+        self.check_running()?;
+        Ok(self.with_engine(|e, now| e.delete(now, key))?)
+    }
+
+    fn check_running(&self) -> Result<(), NodeError> {
+        if self.inner.is_shutdown() {
+            Err(NodeError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The live value of a key with its metadata.
+    pub fn get(&self, key: &str) -> Option<KvEntry> {
+        let e = self.inner.engine();
+        e.store()
+            .entry(key)
+            .filter(|x| !x.is_tombstone())
+            .map(to_kv)
+    }
+
+    /// Live keys starting with `prefix`, in key order.
+    pub fn list(&self, prefix: &str) -> Vec<KvEntry> {
+        let e = self.inner.engine();
+        e.store().scan_prefix(prefix).map(to_kv).collect()
+    }
+
+    /// Subscribes to key and membership changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Members as seen by this node, ourselves first.
+    pub fn members(&self) -> Vec<MemberView> {
+        let now_us = self.inner.now().mono_us;
+        let conns: HashMap<NodeId, f64> = self
+            .inner
+            .conns
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .map(|(k, v)| (k.clone(), v.rtt().as_secs_f64() * 1000.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let e = self.inner.engine();
+        let mut out = Vec::new();
+        let me = e.members().me();
+        out.push(view(me, None, None, true));
+        for m in e.members().others() {
+            out.push(view(
+                &m.state,
+                m.last_heard_us.map(|t| now_us.saturating_sub(t) / 1000),
+                conns.get(&m.state.info.id).copied(),
+                false,
+            ));
+        }
+        out
+    }
+
+    /// Summary of this node.
+    pub fn status(&self) -> StatusView {
+        let e = self.inner.engine();
+        let mut members = std::collections::BTreeMap::new();
+        members.insert("alive".to_string(), 0usize);
+        *members
+            .entry(e.members().me().status.as_str().to_string())
+            .or_insert(0) += 1;
+        for m in e.members().others() {
+            *members
+                .entry(m.state.status.as_str().to_string())
+                .or_insert(0) += 1;
+        }
+        StatusView {
+            node_id: self.id(),
+            cluster: self.inner.transport.identity().cluster.to_string(),
+            listen: self.inner.advertise.clone(),
+            dc: self.inner.cfg.dc.clone(),
+            members,
+            keys: e.store().live_len(),
+            tombstones: e.store().tombstone_len(),
+            uptime_s: self.inner.start.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// Engine counters.
+    pub fn engine_stats(&self) -> EngineStats {
+        self.inner.engine().stats().clone()
+    }
+
+    /// Transport counters.
+    pub fn runtime_stats(&self) -> &RuntimeStats {
+        &self.inner.stats
+    }
+
+    /// Handshake refusal counters.
+    pub fn handshake_stats(&self) -> Arc<crate::identity::HandshakeStats> {
+        self.inner.transport.handshakes().clone()
+    }
+
+    /// Leaves the cluster gracefully (peers learn it at once), then shuts down.
+    pub async fn leave(&self) -> Result<(), NodeError> {
+        self.check_running()?;
+        self.with_engine(|e, now| e.leave(now));
+        // Give the driver a moment to flush the announcement to every peer.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            let flushed = self.inner.engine().queue().is_empty();
+            if flushed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops the node: saves state, closes connections and the endpoint.
+    pub async fn shutdown(&self) {
+        if self.inner.shutdown.send_replace(true) {
+            return;
+        }
+        if let Some(d) = &self.inner.cfg.data_dir {
+            let p = self.inner.engine().persisted();
+            if let Err(e) = save_state(d, &p) {
+                tracing::error!(error = %e, "could not save state");
+            }
+        }
+        self.inner.transport.close();
+        self.inner.wake.notify_one();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.inner.transport.endpoint().wait_idle(),
+        )
+        .await;
+    }
+
+    // ----- driver -----
+
+    async fn drive(self) {
+        let mut stop = self.inner.shutdown.subscribe();
+        loop {
+            if self.inner.is_shutdown() {
+                break;
+            }
+            let (outputs, deadline) = {
+                let now = self.inner.now();
+                let mut e = self.inner.engine();
+                if e.poll_timeout() <= now.mono_us {
+                    e.handle_timeout(now);
+                }
+                let mut outs = Vec::new();
+                while let Some(o) = e.poll_output() {
+                    outs.push(o);
+                }
+                (outs, e.poll_timeout())
+            };
+            for o in outputs {
+                self.dispatch(o);
+            }
+            let wait = Duration::from_micros(deadline.saturating_sub(self.inner.now().mono_us));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.inner.wake.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    fn dispatch(&self, o: Output) {
+        match o {
+            Output::Datagram { to, addr, datagram } => self.send_datagram(to, addr, &datagram),
+            Output::Reliable { to, addr, datagram } => {
+                let node = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(conn) = node.connection(&to, &addr).await {
+                        match transport::send_reliable(&conn, &datagram).await {
+                            Ok(_) => inc(&node.inner.stats.reliable_sent, 1),
+                            Err(_) => inc(&node.inner.stats.datagrams_dropped, 1),
+                        }
+                    }
+                });
+            }
+            Output::Sync { with, addr } => {
+                if self.inner.syncs.load(Ordering::Relaxed) >= MAX_CONCURRENT_SYNCS {
+                    return;
+                }
+                self.inner.syncs.fetch_add(1, Ordering::Relaxed);
+                let node = self.clone();
+                tokio::spawn(async move {
+                    let r = async {
+                        let conn = node.connection(&with, &addr).await?;
+                        node.sync_initiate(&with, &conn, SyncKind::Periodic).await
+                    }
+                    .await;
+                    if let Err(e) = r {
+                        tracing::debug!(peer = %with, error = %e, "anti-entropy failed");
+                        let now = node.inner.now();
+                        node.inner.engine().sync_failed(now, &with);
+                    }
+                    node.inner.syncs.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Output::Contact { seed, addr } => {
+                let node = self.clone();
+                tokio::spawn(async move {
+                    let answered = node.contact_seed(&addr).await;
+                    let now = node.inner.now();
+                    node.inner.engine().seed_result(now, seed, answered);
+                    node.inner.wake.notify_one();
+                });
+            }
+            Output::Event(ev) => {
+                let _ = self.inner.events.send(ev);
+            }
+        }
+    }
+
+    fn send_datagram(&self, to: NodeId, addr: String, d: &Datagram) {
+        let bytes = wire::encode_datagram(d);
+        let conn = self
+            .inner
+            .conns
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&to).cloned());
+        match conn {
+            Some(conn) if conn.close_reason().is_none() => self.send_on(&conn, bytes, d),
+            _ => {
+                if let Ok(mut p) = self.inner.pending.lock() {
+                    let q = p.entry(to.clone()).or_default();
+                    if q.len() < MAX_PENDING_PER_PEER {
+                        q.push(bytes);
+                    } else {
+                        inc(&self.inner.stats.datagrams_dropped, 1);
+                    }
+                }
+                self.ensure_dial(to, addr);
+            }
+        }
+    }
+
+    fn send_on(&self, conn: &Connection, bytes: Vec<u8>, d: &Datagram) {
+        let max = conn.max_datagram_size().unwrap_or(0);
+        if bytes.len() > max {
+            // Larger than this path allows: use a stream instead of dropping it.
+            let (conn, d, node) = (conn.clone(), d.clone(), self.clone());
+            tokio::spawn(async move {
+                if transport::send_reliable(&conn, &d).await.is_ok() {
+                    inc(&node.inner.stats.reliable_sent, 1);
+                }
+            });
+            return;
+        }
+        let n = bytes.len() as u64;
+        match conn.send_datagram(bytes.into()) {
+            Ok(()) => {
+                inc(&self.inner.stats.datagrams_sent, 1);
+                inc(&self.inner.stats.datagram_bytes_sent, n);
+            }
+            Err(_) => inc(&self.inner.stats.datagrams_dropped, 1),
+        }
+    }
+
+    fn ensure_dial(&self, to: NodeId, addr: String) {
+        {
+            let Ok(mut d) = self.inner.dialing.lock() else {
+                return;
+            };
+            if !d.insert(to.clone()) {
+                return;
+            }
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let r = node.inner.transport.connect(&addr, Some(&to)).await;
+            if let Ok(mut d) = node.inner.dialing.lock() {
+                d.remove(&to);
+            }
+            match r {
+                Ok((id, conn)) => {
+                    node.register(id, conn);
+                }
+                Err(e) => {
+                    inc(&node.inner.stats.dial_failures, 1);
+                    tracing::debug!(peer = %to, %addr, error = %e, "dial failed");
+                    if let Ok(mut p) = node.inner.pending.lock() {
+                        if let Some(q) = p.remove(&to) {
+                            inc(&node.inner.stats.datagrams_dropped, q.len() as u64);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// An open connection to `id`, dialing `addr` if there is none.
+    async fn connection(&self, id: &NodeId, addr: &str) -> Result<Connection, TransportError> {
+        if let Some(c) = self
+            .inner
+            .conns
+            .lock()
+            .ok()
+            .and_then(|c| c.get(id).cloned())
+        {
+            if c.close_reason().is_none() {
+                return Ok(c);
+            }
+        }
+        let (got, conn) = self
+            .inner
+            .transport
+            .connect(addr, Some(id))
+            .await
+            .inspect_err(|_| {
+                inc(&self.inner.stats.dial_failures, 1);
+            })?;
+        self.register(got, conn.clone());
+        Ok(conn)
+    }
+
+    /// Adopts an authenticated connection: flushes pending datagrams and starts readers.
+    fn register(&self, id: NodeId, conn: Connection) {
+        if let Ok(mut c) = self.inner.conns.lock() {
+            c.insert(id.clone(), conn.clone());
+        }
+        let pending = self
+            .inner
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&id));
+        for bytes in pending.unwrap_or_default() {
+            let n = bytes.len() as u64;
+            if conn.send_datagram(bytes.into()).is_ok() {
+                inc(&self.inner.stats.datagrams_sent, 1);
+                inc(&self.inner.stats.datagram_bytes_sent, n);
+            } else {
+                inc(&self.inner.stats.datagrams_dropped, 1);
+            }
+        }
+        tokio::spawn(self.clone().read_datagrams(id.clone(), conn.clone()));
+        tokio::spawn(self.clone().read_uni(id.clone(), conn.clone()));
+        tokio::spawn(self.clone().read_bi(id, conn));
+    }
+
+    async fn accept_loop(self) {
+        let mut stop = self.inner.shutdown.subscribe();
+        loop {
+            let next = tokio::select! {
+                c = self.inner.transport.accept() => c,
+                _ = stop.changed() => None,
+            };
+            match next {
+                Some((id, conn)) => {
+                    if id == self.inner.cfg.node_id {
+                        // Our own seed address: nothing to do with ourselves.
+                        continue;
+                    }
+                    self.register(id, conn);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn forget(&self, id: &NodeId, conn: &Connection) {
+        if let Ok(mut c) = self.inner.conns.lock() {
+            if c.get(id).is_some_and(|x| x.stable_id() == conn.stable_id()) {
+                c.remove(id);
+            }
+        }
+    }
+
+    async fn read_datagrams(self, from: NodeId, conn: Connection) {
+        loop {
+            let bytes = match conn.read_datagram().await {
+                Ok(b) => b,
+                Err(_) => break,
+            };
+            inc(&self.inner.stats.datagrams_received, 1);
+            inc(
+                &self.inner.stats.datagram_bytes_received,
+                bytes.len() as u64,
+            );
+            match wire::decode_datagram(&bytes) {
+                Ok(d) => self.handle_datagram(&from, d),
+                Err(e) => {
+                    inc(&self.inner.stats.datagrams_malformed, 1);
+                    tracing::debug!(peer = %from, error = %e, "dropped malformed datagram");
+                }
+            }
+        }
+        self.forget(&from, &conn);
+    }
+
+    fn handle_datagram(&self, from: &NodeId, d: Datagram) {
+        let now = self.inner.now();
+        self.inner.engine().handle_datagram(now, from, d);
+        self.inner.wake.notify_one();
+    }
+
+    async fn read_uni(self, from: NodeId, conn: Connection) {
+        while let Ok(recv) = conn.accept_uni().await {
+            let node = self.clone();
+            let from = from.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(SYNC_TIMEOUT, transport::read_reliable(recv)).await {
+                    Ok(Ok(d)) => node.handle_datagram(&from, d),
+                    _ => inc(&node.inner.stats.frames_malformed, 1),
+                }
+            });
+        }
+    }
+
+    async fn read_bi(self, from: NodeId, conn: Connection) {
+        while let Ok((send, mut recv)) = conn.accept_bi().await {
+            let node = self.clone();
+            let from = from.clone();
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let mut t = [0u8; 1];
+                let ok = recv.read_exact(&mut t).await.is_ok() && t[0] == wire::STREAM_SYNC;
+                if !ok {
+                    inc(&node.inner.stats.frames_malformed, 1);
+                    return;
+                }
+                let r =
+                    tokio::time::timeout(SYNC_TIMEOUT, node.sync_respond(&from, &conn, send, recv))
+                        .await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %from, error = %e, "anti-entropy (responder) failed");
+                        let now = node.inner.now();
+                        node.inner.engine().sync_failed(now, &from);
+                    }
+                    Err(_) => {
+                        let now = node.inner.now();
+                        node.inner.engine().sync_failed(now, &from);
+                    }
+                }
+            });
+        }
+    }
+
+    // ----- anti-entropy over a bi stream -----
+
+    async fn contact_seed(&self, addr: &str) -> Option<NodeId> {
+        let (id, conn) = match self.inner.transport.connect(addr, None).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(seed = %addr, error = %e, "seed unreachable");
+                return None;
+            }
+        };
+        if id == self.inner.cfg.node_id {
+            conn.close(transport::CLOSE_SHUTDOWN, b"self");
+            return Some(id);
+        }
+        self.register(id.clone(), conn.clone());
+        match tokio::time::timeout(SYNC_TIMEOUT, self.sync_initiate(&id, &conn, SyncKind::Join))
+            .await
+        {
+            Ok(Ok(())) => {
+                tracing::info!(seed = %addr, peer = %id, "joined through seed");
+                Some(id)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(seed = %addr, error = %e, "join failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn send_frames(
+        &self,
+        send: &mut quinn::SendStream,
+        frames: &[SyncFrame],
+    ) -> Result<(), TransportError> {
+        for f in frames {
+            let n = transport::write_frame(send, f).await?;
+            inc(&self.inner.stats.sync_bytes_sent, n as u64);
+        }
+        Ok(())
+    }
+
+    /// Reads frames until `End`, applying them to `s`.
+    async fn receive_turn(
+        &self,
+        recv: &mut quinn::RecvStream,
+        s: &mut Option<SyncSession>,
+        from: &NodeId,
+        conn: &Connection,
+        first_turn_of_initiator: bool,
+    ) -> Result<(), TransportError> {
+        let mut first_member_frame = true;
+        loop {
+            let (f, n) = transport::read_frame(recv).await.inspect_err(|e| {
+                if matches!(e, TransportError::Wire(_)) {
+                    inc(&self.inner.stats.frames_malformed, 1);
+                }
+            })?;
+            inc(&self.inner.stats.sync_bytes_received, n as u64);
+            let now = self.inner.now();
+            match f {
+                SyncFrame::Open {
+                    kind,
+                    ctx,
+                    gc_horizon_ms,
+                } => {
+                    let mut e = self.inner.engine();
+                    if s.is_none() {
+                        let (sess, _) = e.sync_start(from.clone(), kind);
+                        *s = Some(sess);
+                    }
+                    if let Some(sess) = s.as_mut() {
+                        e.sync_on_open(sess, ctx, gc_horizon_ms);
+                    }
+                }
+                SyncFrame::Members(m) => {
+                    // The first member a peer lists is itself: it must be who its
+                    // certificate says.
+                    if first_member_frame && !first_turn_of_initiator {
+                        if let Some(first) = m.first() {
+                            if &first.info.id != from {
+                                inc(&self.inner.stats.identity_mismatch, 1);
+                                tracing::warn!(peer = %from, claimed = %first.info.id, "peer claims another node's identity; closing");
+                                conn.close(transport::CLOSE_WRONG_PEER, b"identity mismatch");
+                                return Err(TransportError::Stream("identity mismatch".into()));
+                            }
+                        }
+                    }
+                    first_member_frame = false;
+                    if let Some(sess) = s.as_ref() {
+                        self.inner.engine().sync_on_members(now, sess, m);
+                    }
+                }
+                SyncFrame::Entries(es) => {
+                    if let Some(sess) = s.as_ref() {
+                        self.inner.engine().sync_on_entries(now, sess, es);
+                    }
+                }
+                SyncFrame::End => break,
+            }
+            self.inner.wake.notify_one();
+        }
+        if s.is_none() {
+            return Err(TransportError::Stream(
+                "peer ended its turn without Open".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn sync_initiate(
+        &self,
+        peer: &NodeId,
+        conn: &Connection,
+        kind: SyncKind,
+    ) -> Result<(), TransportError> {
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Stream(e.to_string()))?;
+        let (mut send, mut recv) = (send, recv);
+        let (sess, mut frames) = self.inner.engine().sync_start(peer.clone(), kind);
+        frames.push(SyncFrame::End);
+        send.write_all(&[wire::STREAM_SYNC])
+            .await
+            .map_err(|e| TransportError::Stream(e.to_string()))?;
+        self.send_frames(&mut send, &frames).await?;
+        let mut s = Some(sess);
+        self.receive_turn(&mut recv, &mut s, peer, conn, false)
+            .await?;
+        let sess = s.take().expect("session present after receive_turn");
+        let mut ours = self
+            .inner
+            .engine()
+            .sync_entries_for(&sess, ENTRIES_PER_FRAME);
+        ours.push(SyncFrame::End);
+        self.send_frames(&mut send, &ours).await?;
+        let _ = send.finish();
+        let now = self.inner.now();
+        self.inner.engine().sync_finish(now, sess);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn sync_respond(
+        &self,
+        from: &NodeId,
+        conn: &Connection,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> Result<(), TransportError> {
+        let mut s: Option<SyncSession> = None;
+        self.receive_turn(&mut recv, &mut s, from, conn, false)
+            .await?;
+        let sess = s.take().expect("session present after receive_turn");
+        let frames = {
+            let mut e = self.inner.engine();
+            let (_, mut f) = e.sync_start(from.clone(), sess.kind);
+            f.extend(e.sync_entries_for(&sess, ENTRIES_PER_FRAME));
+            f.push(SyncFrame::End);
+            f
+        };
+        self.send_frames(&mut send, &frames).await?;
+        let mut s = Some(sess);
+        self.receive_turn(&mut recv, &mut s, from, conn, true)
+            .await?;
+        let _ = send.finish();
+        let now = self.inner.now();
+        if let Some(sess) = s {
+            self.inner.engine().sync_finish(now, sess);
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn save_loop(self) {
+        let Some(dir) = self.inner.cfg.data_dir.clone() else {
+            return;
+        };
+        let mut stop = self.inner.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SAVE_PERIOD) => {}
+                _ = stop.changed() => break,
+            }
+            let p = self.inner.engine().persisted();
+            if let Err(e) = save_state(&dir, &p) {
+                tracing::warn!(error = %e, "could not save state");
+            }
+        }
+    }
+}
+
+fn to_kv(e: &crate::core::state::Entry) -> KvEntry {
+    KvEntry {
+        key: e.key.clone(),
+        value: e.value.clone().unwrap_or_default(),
+        writer: e.writer.clone(),
+        hlc_ms: e.hlc.ms,
+        hlc_lc: e.hlc.lc,
+        version: e.vv.0.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+fn view(
+    s: &crate::core::proto::MemberState,
+    heard: Option<u64>,
+    rtt: Option<f64>,
+    is_self: bool,
+) -> MemberView {
+    MemberView {
+        id: s.info.id.clone(),
+        addr: s.info.addr.clone(),
+        status: s.status.as_str().to_string(),
+        incarnation: s.incarnation,
+        dc: s.info.dc.clone(),
+        zone: s.info.zone.clone(),
+        tags: s.info.tags.clone(),
+        last_heard_ms_ago: heard,
+        rtt_ms: rtt,
+        is_self,
+    }
+}
+
+const STATE_FILE: &str = "state.cbor";
+
+fn load_state(dir: &Path) -> Result<Option<Persisted>, NodeError> {
+    let path = dir.join(STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => ciborium::from_reader::<Persisted, _>(&bytes[..])
+            .map(Some)
+            .map_err(|e| NodeError::DataDir {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(NodeError::DataDir { path, source }),
+    }
+}
+
+fn save_state(dir: &Path, p: &Persisted) -> Result<(), NodeError> {
+    let err = |path: PathBuf| move |source| NodeError::DataDir { path, source };
+    std::fs::create_dir_all(dir).map_err(err(dir.to_path_buf()))?;
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let mut buf = Vec::new();
+    ciborium::into_writer(p, &mut buf)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .map_err(err(tmp.clone()))?;
+    std::fs::write(&tmp, &buf).map_err(err(tmp.clone()))?;
+    std::fs::rename(&tmp, dir.join(STATE_FILE)).map_err(err(dir.join(STATE_FILE)))?;
+    Ok(())
+}
+
+impl Node {
+    /// Members currently alive (self included).
+    pub fn alive_count(&self) -> usize {
+        let e = self.inner.engine();
+        1 + e
+            .members()
+            .others()
+            .filter(|m| m.state.status == MemberStatus::Alive)
+            .count()
+    }
+}
+
+impl Node {
+    /// Store counters.
+    pub fn with_store_stats(&self) -> crate::core::state::StoreStats {
+        self.inner.engine().store().stats().clone()
+    }
+}

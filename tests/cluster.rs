@@ -1,0 +1,245 @@
+//! Real-QUIC integration tests: in-process nodes on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gossamer::core::proto::{MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind};
+use gossamer::core::state::CausalContext;
+use gossamer::core::{Config, NodeId};
+use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::transport::{self, QuicSettings, Transport};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn fast() -> Config {
+    Config {
+        gossip_interval_ms: 100,
+        sync_interval_ms: 500,
+        seed_backoff_floor_ms: 200,
+        seed_backoff_cap_ms: 2_000,
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_converge_after_concurrent_writes() {
+    let c = LocalCluster::start(3, 0, fast()).await.unwrap();
+    let (ok, t) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(
+        ok,
+        "three nodes did not see each other alive within {DEADLINE:?}"
+    );
+    println!("joined in {t:?}");
+    // Distinct keys on each node, then the same key on every node at once.
+    for (i, n) in c.nodes.iter().enumerate() {
+        n.set(&format!("own/{i}"), format!("v{i}").into_bytes())
+            .unwrap();
+    }
+    for (i, n) in c.nodes.iter().enumerate() {
+        n.set("shared", format!("from-{i}").into_bytes()).unwrap();
+    }
+    let (ok, t) = wait_for(DEADLINE, || {
+        (0..3).all(|i| c.agree_on(&format!("own/{i}"), Some(format!("v{i}").as_bytes())))
+    })
+    .await;
+    assert!(ok, "distinct keys did not converge");
+    println!("distinct keys converged in {t:?}");
+    let (ok, _) = wait_for(DEADLINE, || {
+        let vals: Vec<_> = c.nodes.iter().map(|n| n.get("shared")).collect();
+        vals.iter().all(|v| {
+            v.is_some()
+                && v.as_ref().map(|e| &e.version) == vals[0].as_ref().map(|e| &e.version)
+                && v.as_ref().map(|e| &e.value) == vals[0].as_ref().map(|e| &e.value)
+        })
+    })
+    .await;
+    assert!(ok, "nodes did not agree on the concurrently written key");
+    let winner = c.nodes[0].get("shared").unwrap();
+    // The winner is the largest (hlc, writer), and every node's version vector names all three writes.
+    assert_eq!(
+        winner.version.len(),
+        3,
+        "merged version vector: {:?}",
+        winner.version
+    );
+    for n in &c.nodes {
+        let e = n.get("shared").unwrap();
+        assert_eq!(
+            (e.writer.clone(), e.value.clone()),
+            (winner.writer.clone(), winner.value.clone())
+        );
+    }
+    // Deletes converge too.
+    c.nodes[1].delete("own/0").unwrap();
+    let (ok, _) = wait_for(DEADLINE, || c.agree_on("own/0", None)).await;
+    assert!(ok, "delete did not converge");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_full_state_by_anti_entropy_without_datagrams() {
+    let cfg = Config {
+        push_deltas: false,
+        ..fast()
+    };
+    let mut c = LocalCluster::start(2, 1, cfg).await.unwrap();
+    let (ok, _) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(ok);
+    for i in 0..300 {
+        c.nodes[i % 2]
+            .set(&format!("k/{i:04}"), vec![i as u8; 100])
+            .unwrap();
+    }
+    // k/0006 was written by node 0 itself, so it holds a live value to delete.
+    assert!(c.nodes[0].delete("k/0006").unwrap());
+    let seeds = c.seed_addrs();
+    let late = c.add_node(3, seeds).await.unwrap();
+    let (ok, t) = wait_for(DEADLINE, || {
+        late.list("k/").len() == 299 && c.nodes.iter().all(|n| n.list("k/").len() == 299)
+    })
+    .await;
+    assert!(
+        ok,
+        "late joiner holds {} of 299 keys",
+        late.list("k/").len()
+    );
+    println!("late joiner caught up in {t:?}");
+    assert!(late.get("k/0006").is_none(), "deleted key resurrected");
+    assert_eq!(
+        late.get("k/0299").unwrap().value,
+        vec![(299 % 256) as u8; 100]
+    );
+    let stats = late.runtime_stats();
+    assert_eq!(
+        stats
+            .datagrams_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "datagrams were disabled"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_claiming_another_identity_is_refused_and_counted() {
+    let c = LocalCluster::start(1, 2, fast()).await.unwrap();
+    let target = &c.nodes[0];
+    // A rogue holding a valid certificate for n3 that claims to be n2.
+    let (id, trust) = gossamer::identity::load(c.certs_dir(), &node_name(3)).unwrap();
+    let rogue = Transport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        id,
+        trust,
+        QuicSettings::default(),
+    )
+    .unwrap();
+    let (peer, conn) = rogue
+        .connect(target.advertise_addr(), Some(&node_name(1)))
+        .await
+        .unwrap();
+    assert_eq!(peer, node_name(1));
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[gossamer::wire::STREAM_SYNC])
+        .await
+        .unwrap();
+    let claim = MemberState {
+        info: MemberInfo {
+            id: node_name(2),
+            addr: "127.0.0.1:1".into(),
+            dc: "default".into(),
+            zone: String::new(),
+            tags: BTreeMap::new(),
+        },
+        incarnation: u64::MAX / 2,
+        status: MemberStatus::Alive,
+    };
+    for f in [
+        SyncFrame::Open {
+            kind: SyncKind::Join,
+            ctx: CausalContext::new(),
+            gc_horizon_ms: 0,
+        },
+        SyncFrame::Members(vec![claim]),
+        SyncFrame::End,
+    ] {
+        transport::write_frame(&mut send, &f).await.unwrap();
+    }
+    let (closed, _) = wait_for(DEADLINE, || conn.close_reason().is_some()).await;
+    assert!(closed, "the impostor's connection was not closed");
+    let mismatches = target
+        .runtime_stats()
+        .identity_mismatch
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(mismatches, 1);
+    assert!(
+        target.members().iter().all(|m| m.id != node_name(2)),
+        "the forged member was accepted"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_without_cert_or_from_another_ca_are_refused_and_counted() {
+    let c = LocalCluster::start(1, 0, fast()).await.unwrap();
+    let target = &c.nodes[0];
+    // Another CA, same cluster name and node name.
+    let other = tempfile::tempdir().unwrap();
+    gossamer::node::local::generate_certs(other.path(), "local", &[NodeId::new("n2").unwrap()])
+        .unwrap();
+    let (id, _) = gossamer::identity::load(other.path(), &NodeId::new("n2").unwrap()).unwrap();
+    // It trusts our CA (so it goes on to present its own certificate) but its
+    // certificate comes from the other CA.
+    let ours = std::fs::read_to_string(c.certs_dir().join("ca.pem")).unwrap();
+    let trust = gossamer::identity::TrustBundle::from_pem(&ours).unwrap();
+    let stranger = Transport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        id,
+        trust,
+        QuicSettings::default(),
+    )
+    .unwrap();
+    // In TLS 1.3 the client completes its side before the server judges the client
+    // certificate, so the refusal arrives as an immediate close.
+    if let Ok((_, conn)) = stranger.connect(target.advertise_addr(), None).await {
+        let (closed, _) = wait_for(DEADLINE, || conn.close_reason().is_some()).await;
+        assert!(closed, "a certificate from another CA was accepted");
+    }
+    let hs = target.handshake_stats();
+    let (counted, _) = wait_for(DEADLINE, || hs.snapshot().unknown_ca >= 1).await;
+    assert!(counted, "refusal not counted: {:?}", hs.snapshot());
+    // No client certificate at all.
+    let (_, trust) = gossamer::identity::load(c.certs_dir(), &node_name(1)).unwrap();
+    let roots = trust.roots().clone();
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![gossamer::identity::ALPN.to_vec()];
+    let qc = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(qc)));
+    let addr: std::net::SocketAddr = target.advertise_addr().parse().unwrap();
+    let r = async {
+        ep.connect(addr, "localhost")
+            .unwrap()
+            .await?
+            .accept_uni()
+            .await
+    }
+    .await;
+    assert!(
+        r.is_err(),
+        "a client without certificate got a working connection"
+    );
+    let (counted, _) = wait_for(DEADLINE, || hs.snapshot().no_certificate >= 1).await;
+    assert!(
+        counted,
+        "missing certificate not counted: {:?}",
+        hs.snapshot()
+    );
+    assert!(target.members().len() == 1, "no stranger became a member");
+    c.shutdown().await;
+}
