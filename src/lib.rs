@@ -4,12 +4,11 @@
 //! connections, agree on membership, and replicate a key-value state with version
 //! vectors. Small changes travel as QUIC datagrams, full reconciliation on QUIC streams.
 //!
-//! Layers, top to bottom (each uses only those below it): [`cli`], [`node`], [`admin`],
+//! Layers, top to bottom (each uses only those below it): the `gossamer` binary's CLI, [`node`], [`admin`],
 //! [`transport`], [`identity`], [`wire`], [`core`]. See ARCHITECTURE.md.
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod cli;
 pub mod core;
 pub mod identity;
 pub mod node;

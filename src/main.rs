@@ -1,1 +1,96 @@
-fn main() {}
+//! The `gossamer` command: run a node, manage certificates, talk to a node's admin API,
+//! and run the demo.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// gossamer: a secure gossip overlay over mutually authenticated QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "gossamer", version, about, propagate_version = true)]
+struct Cli {
+    /// Log as JSON lines instead of text (logs go to stderr; RUST_LOG filters them).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node.
+    Run(cli::run::RunArgs),
+    /// Start a local cluster with generated certificates and show it converging.
+    Demo(cli::demo::DemoArgs),
+    /// Create a fleet CA and issue node certificates.
+    Certs(cli::certs::CertsArgs),
+    /// Read and write keys through a node's admin API.
+    Kv(cli::admin_cmds::KvArgs),
+    /// List the members a node knows.
+    Members(cli::admin_cmds::MembersArgs),
+    /// Show a node's status.
+    Status(cli::admin_cmds::StatusArgs),
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gossamer=info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_default = matches!(
+        cli.command,
+        Command::Demo(_)
+            | Command::Kv(_)
+            | Command::Members(_)
+            | Command::Status(_)
+            | Command::Certs(_)
+    );
+    if !quiet_default || std::env::var_os("RUST_LOG").is_some() {
+        init_logging(cli.log_json);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: anyhow::Result<i32> = rt.block_on(async move {
+        match cli.command {
+            Command::Run(a) => cli::run::run(a).await.map(|_| 0),
+            Command::Demo(a) => cli::demo::run(a).await.map(|_| 0),
+            Command::Certs(a) => cli::certs::run(a).map(|_| 0),
+            Command::Kv(a) => cli::admin_cmds::run_kv(a).await,
+            Command::Members(a) => cli::admin_cmds::run_members(a).await,
+            Command::Status(a) => cli::admin_cmds::run_status(a).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<cli::UsageError>().is_some()
+                || e.chain().any(|c| c.is::<cli::UsageError>())
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

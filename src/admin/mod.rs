@@ -344,8 +344,10 @@ async fn kv_list(
     Json(items).into_response()
 }
 
-#[cfg(test)]
-pub(crate) mod testing;
+pub mod client;
+
+#[doc(hidden)]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! An in-memory [`AdminBackend`] and a server harness for tests.
+//! An in-memory [`AdminBackend`] and a server harness, for tests of the admin API and its clients.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,13 +12,13 @@ use crate::core::NodeId;
 use crate::node::{KvEntry, MemberView, Metric, MetricKind, StatusView};
 
 /// Largest key the fake accepts.
-pub(crate) const FAKE_MAX_KEY: usize = 64;
+pub const FAKE_MAX_KEY: usize = 64;
 /// Largest value the fake accepts.
-pub(crate) const FAKE_MAX_VALUE: usize = 256 * 1024;
+pub const FAKE_MAX_VALUE: usize = 256 * 1024;
 
 /// An in-memory node: a KV map, two members and a few metrics.
 #[derive(Default)]
-pub(crate) struct FakeBackend {
+pub struct FakeBackend {
     kv: Mutex<BTreeMap<String, KvEntry>>,
     hlc: Mutex<u64>,
 }
@@ -136,7 +136,7 @@ impl AdminBackend for FakeBackend {
 }
 
 /// A running admin server on 127.0.0.1 backed by a [`FakeBackend`]; stops when dropped.
-pub(crate) struct TestServer {
+pub struct TestServer {
     /// Address the server listens on.
     pub addr: SocketAddr,
     /// The backend, to inspect or seed state.

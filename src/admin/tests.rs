@@ -7,7 +7,7 @@ use hyper_util::rt::TokioIo;
 
 use super::testing::{TestServer, FAKE_MAX_KEY};
 use super::{ErrorBody, KvListItem, KvMeta, MAX_BODY_BYTES};
-use crate::cli::client::{AdminClient, ClientError};
+use crate::admin::client::{AdminClient, ClientError};
 
 /// Sends one raw request and returns status, headers and body.
 async fn raw(

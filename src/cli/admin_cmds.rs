@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::client::AdminClient;
+use gossamer::admin::client::AdminClient;
 
 /// Admin address used when neither `--admin` nor `GOSSAMER_ADMIN` is given.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7947";
@@ -352,7 +352,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::admin::testing::TestServer;
+    use gossamer::admin::testing::TestServer;
 
     #[derive(Debug, Parser)]
     struct TestCli {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::core::id::{ClusterName, NodeId};
-use crate::identity::{self, WrittenFiles};
+use gossamer::core::id::{ClusterName, NodeId};
+use gossamer::identity::{self, WrittenFiles};
 
 /// `gossamer certs`: manage the fleet's certificates.
 #[derive(Debug, Args)]
@@ -62,7 +62,7 @@ pub struct IssueArgs {
     #[arg(long = "ip", value_name = "IP")]
     pub ips: Vec<IpAddr>,
     /// DNS name to put in the certificate (repeatable).
-    #[arg(long = "dns", value_name = "NAME")]
+    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns)]
     pub dns: Vec<String>,
     /// CA private key, if it is not DIR/ca.key (e.g. kept offline).
     #[arg(long, value_name = "FILE")]
@@ -93,6 +93,12 @@ fn parse_cluster(s: &str) -> Result<ClusterName, String> {
 
 fn parse_node(s: &str) -> Result<NodeId, String> {
     NodeId::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_dns(s: &str) -> Result<String, String> {
+    identity::check_dns_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn expiry(files: &WrittenFiles) -> String {

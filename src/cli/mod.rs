@@ -1,5 +1,11 @@
-//! TODO
+//! The `gossamer` command's subcommands (binary only: errors here are `anyhow`).
 
 pub mod admin_cmds;
 pub mod certs;
-pub mod client;
+pub mod demo;
+pub mod run;
+
+/// A usage or configuration error: the process exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

@@ -89,10 +89,14 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
     })?;
     let node_id = NodeId::new(&node_id).map_err(|e| UsageError(format!("--node-id: {e}")))?;
     let listen = args.listen.or(file.listen).ok_or_else(|| {
-        UsageError("listen address missing: pass --listen IP:PORT or set listen in the config file".into())
+        UsageError(
+            "listen address missing: pass --listen IP:PORT or set listen in the config file".into(),
+        )
     })?;
     let certs = args.certs.or(file.certs).ok_or_else(|| {
-        UsageError("certificate folder missing: pass --certs DIR or set certs in the config file".into())
+        UsageError(
+            "certificate folder missing: pass --certs DIR or set certs in the config file".into(),
+        )
     })?;
     let mut tags = file.tags;
     for t in &args.tags {

@@ -107,7 +107,9 @@ fn ia5(field: &'static str, s: String) -> Result<Ia5String, IdentityError> {
     })
 }
 
-fn check_dns_name(name: &str) -> Result<(), IdentityError> {
+/// Checks that `name` can go into a certificate as a DNS name (dot-separated labels of
+/// letters, digits and `-`, a leading `*` label allowed).
+pub fn check_dns_name(name: &str) -> Result<(), IdentityError> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').enumerate().all(|(i, label)| {

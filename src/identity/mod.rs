@@ -26,8 +26,9 @@ mod load;
 mod tls;
 
 pub use certs::{
-    generate_ca, issue_node, issue_node_with_validity, revoke, write_ca, write_node,
-    write_revocation, PemPair, WrittenFiles, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS, DEFAULT_NODE_DAYS,
+    check_dns_name, generate_ca, issue_node, issue_node_with_validity, revoke, write_ca,
+    write_node, write_revocation, PemPair, WrittenFiles, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS,
+    DEFAULT_NODE_DAYS,
 };
 pub use load::{load, peer_from_cert, Identity, TrustBundle};
 pub use tls::{

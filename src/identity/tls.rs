@@ -348,7 +348,9 @@ impl Policy {
             let err = rejected(
                 TAG_WRONG_CLUSTER,
                 format!(
-                    "certificate of node {node:?} belongs to cluster {cluster:?}, we are cluster {:?}",
+                    "certificate of node {:?} belongs to cluster {:?}, we are cluster {:?}",
+                    node.as_str(),
+                    cluster.as_str(),
                     self.cluster.as_str()
                 ),
             );
@@ -358,7 +360,11 @@ impl Policy {
             if &node != expected {
                 let err = rejected(
                     TAG_BAD_IDENTITY,
-                    format!("peer presented the certificate of node {node:?}, expected node {expected:?}"),
+                    format!(
+                        "peer presented the certificate of node {:?}, expected node {:?}",
+                        node.as_str(),
+                        expected.as_str()
+                    ),
                 );
                 return Err(self.refuse(ee, "bad_identity", err));
             }

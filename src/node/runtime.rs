@@ -56,6 +56,8 @@ const MAX_CONCURRENT_SYNCS: usize = 2;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const ENTRIES_PER_FRAME: usize = 1024;
 const SAVE_PERIOD: Duration = Duration::from_secs(10);
+const LEAVE_LINGER: Duration = Duration::from_millis(100);
+const CLOSE_DRAIN: Duration = Duration::from_millis(250);
 
 pub(crate) struct Inner {
     engine: Mutex<Engine>,
@@ -334,16 +336,10 @@ impl Node {
     pub async fn leave(&self) -> Result<(), NodeError> {
         self.check_running()?;
         self.with_engine(|e, now| e.leave(now));
-        // Give the driver a moment to flush the announcement to every peer.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < deadline {
-            let flushed = self.inner.engine().queue().is_empty();
-            if flushed {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Hand the announcement to every connection now, then linger briefly so the
+        // datagrams leave before the endpoint closes (closing discards unsent ones).
+        self.pump();
+        tokio::time::sleep(LEAVE_LINGER).await;
         self.shutdown().await;
         Ok(())
     }
@@ -361,11 +357,10 @@ impl Node {
         }
         self.inner.transport.close();
         self.inner.wake.notify_one();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.inner.transport.endpoint().wait_idle(),
-        )
-        .await;
+        // CONNECTION_CLOSE leaves at once; waiting for the full drain (3 PTO) only
+        // guards against its loss, so bound it.
+        let _ =
+            tokio::time::timeout(CLOSE_DRAIN, self.inner.transport.endpoint().wait_idle()).await;
     }
 
     // ----- driver -----
@@ -376,21 +371,7 @@ impl Node {
             if self.inner.is_shutdown() {
                 break;
             }
-            let (outputs, deadline) = {
-                let now = self.inner.now();
-                let mut e = self.inner.engine();
-                if e.poll_timeout() <= now.mono_us {
-                    e.handle_timeout(now);
-                }
-                let mut outs = Vec::new();
-                while let Some(o) = e.poll_output() {
-                    outs.push(o);
-                }
-                (outs, e.poll_timeout())
-            };
-            for o in outputs {
-                self.dispatch(o);
-            }
+            let deadline = self.pump();
             let wait = Duration::from_micros(deadline.saturating_sub(self.inner.now().mono_us));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -398,6 +379,26 @@ impl Node {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// Runs due timers and carries out every pending output; returns the next deadline.
+    fn pump(&self) -> u64 {
+        let (outputs, deadline) = {
+            let now = self.inner.now();
+            let mut e = self.inner.engine();
+            if e.poll_timeout() <= now.mono_us {
+                e.handle_timeout(now);
+            }
+            let mut outs = Vec::new();
+            while let Some(o) = e.poll_output() {
+                outs.push(o);
+            }
+            (outs, e.poll_timeout())
+        };
+        for o in outputs {
+            self.dispatch(o);
+        }
+        deadline
     }
 
     fn dispatch(&self, o: Output) {

@@ -1,0 +1,135 @@
+//! `gossamer demo`: the embedded default. A local cluster with generated certificates
+//! that shows joining, replication, a conflict and a delete, with timings.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use gossamer::core::Config;
+use gossamer::node::local::{wait_for, LocalCluster};
+
+/// Flags of `gossamer demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of nodes (2 to 50).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+}
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs the demo; fails if the cluster does not converge within the deadline.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if !(2..=50).contains(&args.nodes) {
+        return Err(super::UsageError(format!(
+            "--nodes {}: the demo runs 2 to 50 nodes",
+            args.nodes
+        ))
+        .into());
+    }
+    let n = args.nodes;
+    println!("gossamer demo: {n} nodes on 127.0.0.1, each with its own certificate\n");
+    let t0 = Instant::now();
+    let gossip = Config {
+        sync_interval_ms: 1_000,
+        seed_backoff_floor_ms: 200,
+        ..Config::default()
+    };
+    let c = LocalCluster::start(n, 0, gossip)
+        .await
+        .context("starting the local cluster")?;
+    println!(
+        "  generated a CA and {n} node certificates in {} (deleted on exit)",
+        c.certs_dir().display()
+    );
+    for node in &c.nodes {
+        println!(
+            "  started {:<4} QUIC {}",
+            node.id().to_string(),
+            node.advertise_addr()
+        );
+    }
+    let (ok, joined) = wait_for(DEADLINE, || c.fully_joined()).await;
+    if !ok {
+        bail!("the nodes did not all see each other within {DEADLINE:?}");
+    }
+    println!(
+        "\n  every node sees {n} members alive        {}",
+        ms(joined)
+    );
+
+    // One write per node, on different nodes at once.
+    for (i, node) in c.nodes.iter().enumerate() {
+        node.set(
+            &format!("demo/greeting-{}", i + 1),
+            format!("hello from {}", node.id()).into_bytes(),
+        )?;
+    }
+    let (ok, t) = wait_for(DEADLINE, || {
+        c.nodes.iter().enumerate().all(|(i, w)| {
+            c.agree_on(
+                &format!("demo/greeting-{}", i + 1),
+                Some(format!("hello from {}", w.id()).as_bytes()),
+            )
+        })
+    })
+    .await;
+    if !ok {
+        bail!("writes did not reach every node within {DEADLINE:?}");
+    }
+    println!("  {n} writes on {n} nodes reached every node   {}", ms(t));
+
+    // Concurrent writes to one key: every node must pick the same winner.
+    for node in &c.nodes {
+        node.set("demo/leader", node.id().to_string().into_bytes())?;
+    }
+    let (ok, t) = wait_for(DEADLINE, || {
+        let first = c.nodes[0].get("demo/leader");
+        first.as_ref().is_some_and(|f| f.version.len() == n)
+            && c.nodes.iter().all(|x| x.get("demo/leader") == first)
+    })
+    .await;
+    if !ok {
+        bail!("concurrent writes did not resolve identically within {DEADLINE:?}");
+    }
+    let winner = c.nodes[0].get("demo/leader").context("winner vanished")?;
+    println!(
+        "  {n} concurrent writes to one key resolved  {}  (winner: {}, by hybrid clock)",
+        ms(t),
+        String::from_utf8_lossy(&winner.value)
+    );
+
+    // A delete.
+    c.nodes[n - 1].delete("demo/greeting-1")?;
+    let (ok, t) = wait_for(DEADLINE, || c.agree_on("demo/greeting-1", None)).await;
+    if !ok {
+        bail!("a delete did not reach every node within {DEADLINE:?}");
+    }
+    println!("  a delete reached every node              {}", ms(t));
+
+    println!("\n  what {} holds now:", c.nodes[0].id());
+    for e in c.nodes[0].list("demo/") {
+        println!("    {} = {}", e.key, String::from_utf8_lossy(&e.value));
+    }
+    let dgrams: u64 = c
+        .nodes
+        .iter()
+        .map(|x| {
+            x.runtime_stats()
+                .datagrams_sent
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    println!("\n  {dgrams} gossip datagrams in all; leaving the cluster gracefully");
+    let mut leaving = tokio::task::JoinSet::new();
+    for node in c.nodes.clone() {
+        leaving.spawn(async move { node.leave().await });
+    }
+    while leaving.join_next().await.is_some() {}
+    println!("done in {}", ms(t0.elapsed()));
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! End-to-end: the built `gossamer` binary as three processes with certificates made by
+//! `gossamer certs`, talking through the admin API and the CLI.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gossamer");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gossamer(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run gossamer")
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start(dir: &Path, id: &str, quic: u16, admin: u16, seed: Option<u16>) -> Proc {
+    let mut c = Command::new(BIN);
+    c.args(["run", "--node-id", id, "--listen"])
+        .arg(format!("127.0.0.1:{quic}"))
+        .arg("--admin")
+        .arg(format!("127.0.0.1:{admin}"))
+        .arg("--certs")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(s) = seed {
+        c.arg("--seed").arg(format!("127.0.0.1:{s}"));
+    }
+    Proc(c.spawn().expect("spawn node"))
+}
+
+fn members_json(admin: u16) -> Option<serde_json::Value> {
+    let out = gossamer(&[
+        "members",
+        "--json",
+        "--admin",
+        &format!("127.0.0.1:{admin}"),
+    ]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn status_of(admin: u16, id: &str) -> Option<String> {
+    let m = members_json(admin)?;
+    m.as_array()?
+        .iter()
+        .find(|x| x["id"] == id)
+        .and_then(|x| x["status"].as_str().map(str::to_string))
+}
+
+#[test]
+fn three_processes_replicate_a_key_set_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = gossamer(&["certs", "init", "--dir", d, "--cluster", "e2e"]);
+    assert!(
+        out.status.success(),
+        "certs init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in ["n1", "n2", "n3"] {
+        let out = gossamer(&[
+            "certs",
+            "issue",
+            "--dir",
+            d,
+            "--node",
+            n,
+            "--ip",
+            "127.0.0.1",
+        ]);
+        assert!(
+            out.status.success(),
+            "certs issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(dir.path().join(format!("{n}.pem")).exists());
+        assert!(dir.path().join(format!("{n}.key")).exists());
+    }
+    let (q, a): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_udp(), free_tcp())).unzip();
+    let _n1 = start(dir.path(), "n1", q[0], a[0], None);
+    let _n2 = start(dir.path(), "n2", q[1], a[1], Some(q[0]));
+    let _n3 = start(dir.path(), "n3", q[2], a[2], Some(q[0]));
+    until("three members alive on n3", || {
+        members_json(a[2]).is_some_and(|m| {
+            m.as_array()
+                .is_some_and(|v| v.len() == 3 && v.iter().all(|x| x["status"] == "alive"))
+        })
+    });
+    let admin = |i: usize| format!("127.0.0.1:{}", a[i]);
+    let out = gossamer(&["kv", "set", "greeting", "hello fleet", "--admin", &admin(0)]);
+    assert!(
+        out.status.success(),
+        "kv set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until("the key on n3", || {
+        let out = gossamer(&["kv", "get", "greeting", "--admin", &admin(2)]);
+        out.status.success() && out.stdout == b"hello fleet\n"
+    });
+    // An absent key: exit code 1.
+    let out = gossamer(&["kv", "get", "nope", "--admin", &admin(1)]);
+    assert_eq!(out.status.code(), Some(1));
+    // Delete on n2, gone on n1.
+    let out = gossamer(&["kv", "del", "greeting", "--admin", &admin(1)]);
+    assert!(out.status.success());
+    until("the delete on n1", || {
+        gossamer(&["kv", "get", "greeting", "--admin", &admin(0)])
+            .status
+            .code()
+            == Some(1)
+    });
+    // Status and metrics answer.
+    let out = gossamer(&["status", "--json", "--admin", &admin(0)]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["node_id"], "n1");
+    assert_eq!(st["cluster"], "e2e");
+    // SIGTERM makes a node leave gracefully: the others see it as "left".
+    let pid = _n3.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    until("n3 reported as left on n1", || {
+        status_of(a[0], "n3").as_deref() == Some("left")
+    });
+}
+
+#[test]
+fn bad_configuration_exits_with_code_2_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // Missing certificate files.
+    let out = gossamer(&[
+        "run",
+        "--node-id",
+        "n1",
+        "--listen",
+        "127.0.0.1:0",
+        "--certs",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ca.pem") || err.contains("n1.pem"),
+        "stderr: {err}"
+    );
+    // A bad address.
+    let out = gossamer(&[
+        "run",
+        "--node-id",
+        "n1",
+        "--listen",
+        "nowhere",
+        "--certs",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+    // An unreadable config file.
+    let out = gossamer(&["run", "--config", &format!("{d}/missing.toml")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    // A config file with an unknown field.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "node_id = \"n1\"\nlisten = \"127.0.0.1:0\"\ncerts = \"x\"\nfanout = 3\n",
+    )
+    .unwrap();
+    let out = gossamer(&["run", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fanout"));
+    // A missing node id.
+    let out = gossamer(&["run", "--listen", "127.0.0.1:0", "--certs", d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id"));
+}
