@@ -138,7 +138,7 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         .await
         .unwrap();
     assert_eq!(peer, node_name(1));
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&[gossamer::wire::STREAM_SYNC])
         .await
         .unwrap();
@@ -153,15 +153,24 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         incarnation: u64::MAX / 2,
         status: MemberStatus::Alive,
     };
-    for f in [
-        SyncFrame::Open {
-            kind: SyncKind::Join,
-            ctx: CausalContext::new(),
-            gc_horizon_ms: 0,
-        },
-        SyncFrame::Members(vec![claim]),
-        SyncFrame::End,
-    ] {
+    // Follow the protocol: Open, End; read the responder's turn; then our member list,
+    // which names us as n2.
+    let open = SyncFrame::Open {
+        kind: SyncKind::Join,
+        ctx: CausalContext::new(),
+        gc_horizon_ms: 0,
+        members_digest: 0,
+    };
+    for f in [open, SyncFrame::End] {
+        transport::write_frame(&mut send, &f).await.unwrap();
+    }
+    loop {
+        let (f, _) = transport::read_frame(&mut recv).await.unwrap();
+        if f == SyncFrame::End {
+            break;
+        }
+    }
+    for f in [SyncFrame::Members(vec![claim]), SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();
     }
     let (closed, _) = wait_for(DEADLINE, || conn.close_reason().is_some()).await;

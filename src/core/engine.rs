@@ -160,8 +160,10 @@ pub struct EngineStats {
     pub items_in: u64,
     /// Items received that broke a limit or rule, dropped.
     pub items_invalid: u64,
-    /// Anti-entropy exchanges started / completed / failed.
+    /// Anti-entropy exchanges this node opened.
     pub syncs_started: u64,
+    /// Anti-entropy exchanges peers opened with this node.
+    pub syncs_accepted: u64,
     /// Completed exchanges.
     pub syncs_completed: u64,
     /// Failed exchanges.
@@ -202,6 +204,7 @@ pub struct SyncSession {
     /// Why it was opened.
     pub kind: SyncKind,
     peer_ctx: Option<CausalContext>,
+    peer_digest: Option<u64>,
     reset: bool,
 }
 
@@ -398,13 +401,17 @@ impl Engine {
         retransmit_budget(self.cfg.retransmit_mult, self.members.live_count())
     }
 
+    /// Up to `k` distinct random live peers, never `exclude`.
     fn pick_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
         let live = self.members.live_ids();
-        let candidates: Vec<&NodeId> = live.iter().filter(|id| Some(*id) != exclude).collect();
-        candidates
-            .choose_multiple(&mut self.rng, k)
-            .map(|id| (*id).clone())
-            .collect()
+        let extra = usize::from(exclude.is_some());
+        let mut out: Vec<NodeId> = live
+            .choose_multiple(&mut self.rng, k + extra)
+            .filter(|id| Some(*id) != exclude)
+            .cloned()
+            .collect();
+        out.truncate(k);
+        out
     }
 
     fn addr_of(&self, id: &NodeId) -> Option<String> {
@@ -610,7 +617,7 @@ impl Engine {
             Item::Member(me),
             budget,
         );
-        let everyone = self.members.live_ids();
+        let everyone = self.members.live_ids().to_vec();
         self.push_to(&everyone, None);
     }
 
@@ -635,33 +642,50 @@ impl Engine {
 
     // ----- anti-entropy -----
 
-    /// Begins our side of an exchange with `peer`; returns the session and the frames
-    /// we send first (`Open` then `Members`).
-    pub fn sync_start(&mut self, peer: NodeId, kind: SyncKind) -> (SyncSession, Vec<SyncFrame>) {
+    /// Begins an exchange we initiate with `peer`; send [`Engine::sync_open_frame`] first.
+    pub fn sync_start(&mut self, peer: NodeId, kind: SyncKind) -> SyncSession {
         self.stats.syncs_started += 1;
-        let open = SyncFrame::Open {
+        SyncSession {
+            peer,
+            kind,
+            peer_ctx: None,
+            peer_digest: None,
+            reset: false,
+        }
+    }
+
+    /// Begins the responder's side of an exchange `peer` opened.
+    pub fn sync_accept(&mut self, peer: NodeId, kind: SyncKind) -> SyncSession {
+        self.stats.syncs_accepted += 1;
+        SyncSession {
+            peer,
+            kind,
+            peer_ctx: None,
+            peer_digest: None,
+            reset: false,
+        }
+    }
+
+    /// Our `Open` frame: causal context, tombstone horizon and member digest. A responder
+    /// builds it after [`Engine::sync_on_open`], so that a resynchronisation shows.
+    pub fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
+        SyncFrame::Open {
             kind,
             ctx: self.store.context().clone(),
             gc_horizon_ms: self.store.gc_horizon_ms(),
-        };
-        let mut frames = vec![open];
-        for chunk in self.members.all_states().chunks(256) {
-            frames.push(SyncFrame::Members(chunk.to_vec()));
+            members_digest: self.members.digest(),
         }
-        (
-            SyncSession {
-                peer,
-                kind,
-                peer_ctx: None,
-                reset: false,
-            },
-            frames,
-        )
     }
 
     /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
     /// our state is rebuilt from scratch (and the exchange will not join contexts).
-    pub fn sync_on_open(&mut self, s: &mut SyncSession, ctx: CausalContext, gc_horizon_ms: u64) {
+    pub fn sync_on_open(
+        &mut self,
+        s: &mut SyncSession,
+        ctx: CausalContext,
+        gc_horizon_ms: u64,
+        members_digest: u64,
+    ) {
         if self.store.needs_resync(gc_horizon_ms) {
             self.store.reset_for_resync();
             self.stats.resyncs += 1;
@@ -669,6 +693,37 @@ impl Engine {
         }
         self.store.observe_peer_context(&ctx);
         s.peer_ctx = Some(ctx);
+        s.peer_digest = Some(members_digest);
+    }
+
+    /// What we send in our turn after the peer's `Open`: our member list (on a join, or
+    /// when the digests differ), then the entries the peer lacks in frames of at most
+    /// `per_frame` entries (and about 512 KiB).
+    pub fn sync_reply_frames(&self, s: &SyncSession, per_frame: usize) -> Vec<SyncFrame> {
+        let Some(ctx) = &s.peer_ctx else {
+            return Vec::new();
+        };
+        let mut frames = Vec::new();
+        if s.kind == SyncKind::Join || s.peer_digest != Some(self.members.digest()) {
+            // Ourselves first: the peer checks that it matches our certificate.
+            for chunk in self.members.all_states().chunks(256) {
+                frames.push(SyncFrame::Members(chunk.to_vec()));
+            }
+        }
+        let mut cur = Vec::new();
+        let mut bytes = 0usize;
+        for e in self.store.missing_for(ctx) {
+            bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
+            cur.push(e);
+            if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
+                frames.push(SyncFrame::Entries(std::mem::take(&mut cur)));
+                bytes = 0;
+            }
+        }
+        if !cur.is_empty() {
+            frames.push(SyncFrame::Entries(cur));
+        }
+        frames
     }
 
     /// Handles a `Members` frame.
@@ -696,30 +751,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// The entries the peer lacks, in frames of at most `per_frame` entries. Call after
-    /// the peer's `Open`.
-    pub fn sync_entries_for(&self, s: &SyncSession, per_frame: usize) -> Vec<SyncFrame> {
-        let Some(ctx) = &s.peer_ctx else {
-            return Vec::new();
-        };
-        let missing = self.store.missing_for(ctx);
-        let mut frames = Vec::new();
-        let mut cur = Vec::new();
-        let mut bytes = 0usize;
-        for e in missing {
-            bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
-            cur.push(e);
-            if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
-                frames.push(SyncFrame::Entries(std::mem::take(&mut cur)));
-                bytes = 0;
-            }
-        }
-        if !cur.is_empty() {
-            frames.push(SyncFrame::Entries(cur));
-        }
-        frames
     }
 
     /// Completes an exchange after everything the peer sent was applied.

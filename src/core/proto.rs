@@ -113,10 +113,11 @@ pub enum SyncKind {
 
 /// Frames on an anti-entropy (sync) stream.
 ///
-/// The initiator sends `Open`, its `Members`, `End`; the responder answers with `Open`,
-/// its `Members`, the `Entries` the initiator lacks, `End`; the initiator then sends the
-/// `Entries` the responder lacks and `End`. Each side joins the other's context only
-/// after it applied everything the other sent.
+/// The initiator sends `Open`, `End`; the responder answers with `Open`, its `Members`
+/// (when the member digests differ, or always on a join), the `Entries` the initiator
+/// lacks, `End`; the initiator then sends its `Members` (same rule), the `Entries` the
+/// responder lacks and `End`. Each side joins the other's context only after it applied
+/// everything the other sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncFrame {
     /// Opening: the sender's causal context and tombstone horizon.
@@ -127,6 +128,8 @@ pub enum SyncFrame {
         ctx: CausalContext,
         /// Tombstones older than this (wall ms) may have been collected by the sender.
         gc_horizon_ms: u64,
+        /// Digest of the sender's member table: lists are exchanged only if they differ.
+        members_digest: u64,
     },
     /// Part of the sender's member list.
     Members(Vec<MemberState>),

@@ -720,16 +720,16 @@ impl Node {
         Ok(())
     }
 
-    /// Reads frames until `End`, applying them to `s`.
+    /// Reads the peer's frames until `End`, applying them. The responder passes `None`
+    /// and gets its session from the initiator's `Open`.
     async fn receive_turn(
         &self,
         recv: &mut quinn::RecvStream,
         s: &mut Option<SyncSession>,
         from: &NodeId,
         conn: &Connection,
-        first_turn_of_initiator: bool,
+        checked_identity: &mut bool,
     ) -> Result<(), TransportError> {
-        let mut first_member_frame = true;
         loop {
             let (f, n) = transport::read_frame(recv).await.inspect_err(|e| {
                 if matches!(e, TransportError::Wire(_)) {
@@ -743,20 +743,16 @@ impl Node {
                     kind,
                     ctx,
                     gc_horizon_ms,
+                    members_digest,
                 } => {
                     let mut e = self.inner.engine();
-                    if s.is_none() {
-                        let (sess, _) = e.sync_start(from.clone(), kind);
-                        *s = Some(sess);
-                    }
-                    if let Some(sess) = s.as_mut() {
-                        e.sync_on_open(sess, ctx, gc_horizon_ms);
-                    }
+                    let sess = s.get_or_insert_with(|| e.sync_accept(from.clone(), kind));
+                    e.sync_on_open(sess, ctx, gc_horizon_ms, members_digest);
                 }
                 SyncFrame::Members(m) => {
-                    // The first member a peer lists is itself: it must be who its
-                    // certificate says.
-                    if first_member_frame && !first_turn_of_initiator {
+                    // The first member a peer lists is itself: it must be the node its
+                    // certificate names.
+                    if !*checked_identity {
                         if let Some(first) = m.first() {
                             if &first.info.id != from {
                                 inc(&self.inner.stats.identity_mismatch, 1);
@@ -765,8 +761,8 @@ impl Node {
                                 return Err(TransportError::Stream("identity mismatch".into()));
                             }
                         }
+                        *checked_identity = true;
                     }
-                    first_member_frame = false;
                     if let Some(sess) = s.as_ref() {
                         self.inner.engine().sync_on_members(now, sess, m);
                     }
@@ -794,25 +790,29 @@ impl Node {
         conn: &Connection,
         kind: SyncKind,
     ) -> Result<(), TransportError> {
-        let (send, recv) = conn
+        let (mut send, mut recv) = conn
             .open_bi()
             .await
             .map_err(|e| TransportError::Stream(e.to_string()))?;
-        let (mut send, mut recv) = (send, recv);
-        let (sess, mut frames) = self.inner.engine().sync_start(peer.clone(), kind);
-        frames.push(SyncFrame::End);
+        let (sess, open) = {
+            let mut e = self.inner.engine();
+            (e.sync_start(peer.clone(), kind), e.sync_open_frame(kind))
+        };
         send.write_all(&[wire::STREAM_SYNC])
             .await
             .map_err(|e| TransportError::Stream(e.to_string()))?;
-        self.send_frames(&mut send, &frames).await?;
+        self.send_frames(&mut send, &[open, SyncFrame::End]).await?;
         let mut s = Some(sess);
-        self.receive_turn(&mut recv, &mut s, peer, conn, false)
+        let mut checked = false;
+        self.receive_turn(&mut recv, &mut s, peer, conn, &mut checked)
             .await?;
-        let sess = s.take().expect("session present after receive_turn");
+        let sess = s
+            .take()
+            .ok_or_else(|| TransportError::Stream("no session".into()))?;
         let mut ours = self
             .inner
             .engine()
-            .sync_entries_for(&sess, ENTRIES_PER_FRAME);
+            .sync_reply_frames(&sess, ENTRIES_PER_FRAME);
         ours.push(SyncFrame::End);
         self.send_frames(&mut send, &ours).await?;
         let _ = send.finish();
@@ -830,19 +830,22 @@ impl Node {
         mut recv: quinn::RecvStream,
     ) -> Result<(), TransportError> {
         let mut s: Option<SyncSession> = None;
-        self.receive_turn(&mut recv, &mut s, from, conn, false)
+        let mut checked = false;
+        self.receive_turn(&mut recv, &mut s, from, conn, &mut checked)
             .await?;
-        let sess = s.take().expect("session present after receive_turn");
+        let sess = s
+            .take()
+            .ok_or_else(|| TransportError::Stream("no session".into()))?;
         let frames = {
-            let mut e = self.inner.engine();
-            let (_, mut f) = e.sync_start(from.clone(), sess.kind);
-            f.extend(e.sync_entries_for(&sess, ENTRIES_PER_FRAME));
+            let e = self.inner.engine();
+            let mut f = vec![e.sync_open_frame(sess.kind)];
+            f.extend(e.sync_reply_frames(&sess, ENTRIES_PER_FRAME));
             f.push(SyncFrame::End);
             f
         };
         self.send_frames(&mut send, &frames).await?;
         let mut s = Some(sess);
-        self.receive_turn(&mut recv, &mut s, from, conn, true)
+        self.receive_turn(&mut recv, &mut s, from, conn, &mut checked)
             .await?;
         let _ = send.finish();
         let now = self.inner.now();

@@ -194,6 +194,7 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             let SyncFrame::Open {
                 kind,
                 gc_horizon_ms,
+                members_digest,
                 ..
             } = f
             else {
@@ -203,6 +204,7 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
                 kind,
                 ctx,
                 gc_horizon_ms,
+                members_digest,
             })
         }
         _ => Ok(f),

@@ -57,6 +57,7 @@ fn datagram_and_frames_round_trip() {
             kind: SyncKind::Join,
             ctx,
             gc_horizon_ms: 5,
+            members_digest: 1,
         },
         SyncFrame::Members(vec![member()]),
         SyncFrame::Entries(vec![entry("x", Some(&[0, 1, 2]))]),
@@ -145,6 +146,7 @@ fn hostile_ranges_are_normalised() {
         kind: SyncKind::Periodic,
         ctx,
         gc_horizon_ms: 0,
+        members_digest: 0,
     });
     // Patch the encoded ranges to be reversed/overlapping by re-encoding raw CBOR.
     let raw: ciborium::Value = ciborium::from_reader(&bytes[5..]).unwrap();

@@ -45,24 +45,64 @@ pub fn overrides(new: &MemberState, old: &MemberState) -> bool {
         || (new.incarnation == old.incarnation && new.status > old.status)
 }
 
+fn is_live(s: MemberStatus) -> bool {
+    matches!(s, MemberStatus::Alive | MemberStatus::Suspect)
+}
+
+/// FNV-1a hash of the parts of a state that precedence looks at.
+fn state_hash(s: &MemberState) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    for b in s.info.id.as_str().bytes() {
+        eat(b);
+    }
+    eat(0xff);
+    for b in s.incarnation.to_le_bytes() {
+        eat(b);
+    }
+    eat(s.status as u8);
+    h
+}
+
 /// The member table of one node.
 #[derive(Debug, Clone)]
 pub struct Membership {
     me: MemberState,
     members: BTreeMap<NodeId, Member>,
+    /// Ids of other members that are alive or suspect, kept in step with `members`.
+    live: Vec<NodeId>,
+    /// XOR of `state_hash` over every state, ours included: equal tables, equal digests.
+    digest: u64,
 }
 
 impl Membership {
     /// A table containing only ourselves, alive at `incarnation`.
     pub fn new(me: MemberInfo, incarnation: u64) -> Self {
+        let me = MemberState {
+            info: me,
+            incarnation,
+            status: MemberStatus::Alive,
+        };
         Self {
-            me: MemberState {
-                info: me,
-                incarnation,
-                status: MemberStatus::Alive,
-            },
+            digest: state_hash(&me),
+            me,
             members: BTreeMap::new(),
+            live: Vec::new(),
         }
+    }
+
+    /// Digest of the whole table (ids, incarnations, statuses). Two nodes with equal
+    /// digests skip sending member lists in anti-entropy.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    fn set_me(&mut self, new: MemberState) {
+        self.digest ^= state_hash(&self.me) ^ state_hash(&new);
+        self.me = new;
     }
 
     /// Our own state.
@@ -90,22 +130,15 @@ impl Membership {
         self.members.get_mut(id)
     }
 
-    /// Ids of other members that are alive or suspect (reachable candidates).
-    pub fn live_ids(&self) -> Vec<NodeId> {
-        self.members
-            .values()
-            .filter(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))
-            .map(|m| m.state.info.id.clone())
-            .collect()
+    /// Ids of other members that are alive or suspect (reachable candidates), in the
+    /// order they became live.
+    pub fn live_ids(&self) -> &[NodeId] {
+        &self.live
     }
 
     /// Number of members believed alive or suspect, ourselves included.
     pub fn live_count(&self) -> usize {
-        1 + self
-            .members
-            .values()
-            .filter(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))
-            .count()
+        1 + self.live.len()
     }
 
     /// Every state we know, ourselves first (for a full membership exchange).
@@ -122,6 +155,10 @@ impl Membership {
         }
         match self.members.get_mut(&upd.info.id) {
             None => {
+                self.digest ^= state_hash(&upd);
+                if is_live(upd.status) {
+                    self.live.push(upd.info.id.clone());
+                }
                 self.members.insert(
                     upd.info.id.clone(),
                     Member {
@@ -142,7 +179,13 @@ impl Membership {
                 if old != upd.status {
                     m.since_us = now_us;
                 }
+                self.digest ^= state_hash(&m.state) ^ state_hash(&upd);
                 m.state = upd.clone();
+                match (is_live(old), is_live(upd.status)) {
+                    (true, false) => self.live.retain(|x| x != &upd.info.id),
+                    (false, true) => self.live.push(upd.info.id.clone()),
+                    _ => {}
+                }
                 (old != upd.status || meta_changed).then_some(Change::Updated { old, new: upd })
             }
         }
@@ -157,7 +200,9 @@ impl Membership {
             if self.me.status == MemberStatus::Left {
                 return None;
             }
-            self.me.incarnation = upd.incarnation + 1;
+            let mut me = self.me.clone();
+            me.incarnation = upd.incarnation + 1;
+            self.set_me(me);
             return Some(Change::Refuted(self.me.clone()));
         }
         None
@@ -180,15 +225,19 @@ impl Membership {
 
     /// Marks ourselves as leaving; returns the state to broadcast.
     pub fn leave(&mut self) -> MemberState {
-        self.me.incarnation += 1;
-        self.me.status = MemberStatus::Left;
+        let mut me = self.me.clone();
+        me.incarnation += 1;
+        me.status = MemberStatus::Left;
+        self.set_me(me);
         self.me.clone()
     }
 
     /// Replaces our metadata (raising the incarnation so it propagates).
     pub fn update_me(&mut self, info: MemberInfo) -> MemberState {
-        self.me.info = info;
-        self.me.incarnation += 1;
+        let mut me = self.me.clone();
+        me.info = info;
+        me.incarnation += 1;
+        self.set_me(me);
         self.me.clone()
     }
 }
@@ -239,6 +288,24 @@ mod tests {
             m.get(&NodeId::new("b").unwrap()).unwrap().state.incarnation,
             2
         );
+    }
+
+    #[test]
+    fn live_list_and_digest_follow_the_table() {
+        let mut a = Membership::new(info("a"), 1);
+        let mut b = Membership::new(info("b"), 1);
+        a.apply(0, st("b", 1, MemberStatus::Alive));
+        b.apply(0, st("a", 1, MemberStatus::Alive));
+        assert_eq!(a.digest(), b.digest(), "same states, same digest");
+        a.apply(0, st("c", 3, MemberStatus::Alive));
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.live_ids().len(), 2);
+        a.apply(0, st("c", 3, MemberStatus::Dead));
+        assert_eq!(a.live_ids(), &[NodeId::new("b").unwrap()]);
+        b.apply(0, st("c", 3, MemberStatus::Dead));
+        assert_eq!(a.digest(), b.digest());
+        a.apply(0, st("c", 4, MemberStatus::Alive));
+        assert_eq!(a.live_count(), 3);
     }
 
     #[test]
