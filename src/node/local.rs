@@ -122,6 +122,17 @@ impl LocalCluster {
             .all(|n| n.get(key).map(|e| e.value).as_deref() == value)
     }
 
+    /// Starts a node on a caller-supplied socket and adds it to the cluster.
+    pub async fn start_with_socket(
+        &mut self,
+        cfg: NodeConfig,
+        socket: std::sync::Arc<dyn quinn::AsyncUdpSocket>,
+    ) -> Result<Node, NodeError> {
+        let node = Node::start_with_socket(cfg, socket).await?;
+        self.nodes.push(node.clone());
+        Ok(node)
+    }
+
     /// Shuts every node down.
     pub async fn shutdown(&self) {
         for n in &self.nodes {

@@ -107,14 +107,33 @@ impl Node {
     /// Starts a node: loads certificates, binds QUIC (and the admin API if configured),
     /// restores state from the data directory, and begins contacting seeds.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        Self::start_inner(cfg, None).await
+    }
+
+    /// Starts a node on a caller-supplied UDP socket (for example a
+    /// [`crate::chaos::ChaosSocket`]); `cfg.listen` is ignored.
+    pub async fn start_with_socket(
+        cfg: NodeConfig,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+    ) -> Result<Node, NodeError> {
+        Self::start_inner(cfg, Some(socket)).await
+    }
+
+    async fn start_inner(
+        cfg: NodeConfig,
+        socket: Option<Arc<dyn quinn::AsyncUdpSocket>>,
+    ) -> Result<Node, NodeError> {
         cfg.validate().map_err(NodeError::Config)?;
         let (identity, trust) = crate::identity::load(&cfg.certs, &cfg.node_id)?;
-        let transport = Transport::bind(cfg.listen, identity, trust, QuicSettings::default())
-            .map_err(|e| match e {
-                TransportError::Bind { addr, source } => NodeError::Listen { addr, source },
-                TransportError::Identity(i) => NodeError::Identity(i),
-                other => NodeError::Config(other.to_string()),
-            })?;
+        let bound = match socket {
+            Some(sock) => Transport::bind_socket(sock, identity, trust, QuicSettings::default()),
+            None => Transport::bind(cfg.listen, identity, trust, QuicSettings::default()),
+        };
+        let transport = bound.map_err(|e| match e {
+            TransportError::Bind { addr, source } => NodeError::Listen { addr, source },
+            TransportError::Identity(i) => NodeError::Identity(i),
+            other => NodeError::Config(other.to_string()),
+        })?;
         let local = transport.local_addr();
         let advertise = match &cfg.advertise {
             Some(a) => a.clone(),

@@ -143,6 +143,36 @@ impl Transport {
         })
     }
 
+    /// Builds the endpoint on a caller-supplied socket (e.g. the fault-injecting socket
+    /// of `crate::chaos`) instead of binding one.
+    pub fn bind_socket(
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        identity: Identity,
+        trust: TrustBundle,
+        settings: QuicSettings,
+    ) -> Result<Self, TransportError> {
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let handshakes = Arc::new(HandshakeStats::default());
+        let mut server = identity::quinn_server_config(&identity, &trust, handshakes.clone())?;
+        server.transport_config(transport_config(&settings));
+        let endpoint = Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| TransportError::Bind { addr, source })?;
+        Ok(Self {
+            endpoint,
+            identity: Arc::new(identity),
+            trust,
+            handshakes,
+            settings,
+        })
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.endpoint
