@@ -9,8 +9,10 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod chaos;
 pub mod core;
 pub mod identity;
 pub mod node;
+pub mod sim;
 pub mod transport;
 pub mod wire;

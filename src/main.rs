@@ -32,6 +32,8 @@ enum Command {
     Members(cli::admin_cmds::MembersArgs),
     /// Show a node's status.
     Status(cli::admin_cmds::StatusArgs),
+    /// Start a local cluster under injected faults and report whether and how fast it converges.
+    Test(cli::test_cmd::TestArgs),
 }
 
 fn init_logging(json: bool) {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Kv(a) => cli::admin_cmds::run_kv(a).await,
             Command::Members(a) => cli::admin_cmds::run_members(a).await,
             Command::Status(a) => cli::admin_cmds::run_status(a).await,
+            Command::Test(a) => cli::test_cmd::run(a).await,
         }
     });
     match result {

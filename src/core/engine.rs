@@ -264,7 +264,7 @@ impl Engine {
             })
             .collect();
         Self {
-            queue: BroadcastQueue::new(cfg.queue_max),
+            queue: BroadcastQueue::new(cfg.queue_max, cfg.max_datagram),
             members: Membership::new(me, inc),
             store,
             rng,
@@ -418,10 +418,11 @@ impl Engine {
         self.members.get(id).map(|m| m.state.info.addr.clone())
     }
 
-    /// Packs the queue into one datagram for each of `peers`.
-    fn push_to(&mut self, peers: &[NodeId], skip_from: Option<&NodeId>) {
+    /// Packs the queue into one datagram for each of `peers`, the broadcasts named in
+    /// `first` ahead of everything else.
+    fn push_to(&mut self, peers: &[NodeId], skip_from: Option<&NodeId>, first: &[u64]) {
         let max = self.cfg.max_datagram;
-        for big in self.queue.take_oversized(max) {
+        for big in self.queue.take_oversized() {
             for p in peers {
                 if let Some(addr) = self.addr_of(p) {
                     self.out.push_back(Output::Reliable {
@@ -438,7 +439,7 @@ impl Engine {
             let Some(addr) = self.addr_of(p) else {
                 continue;
             };
-            let items = self.queue.pack(max, |item| {
+            let items = self.queue.pack(max, first, |item| {
                 // Never echo a member's own announcement back to it.
                 matches!(item, Item::Member(s) if Some(&s.info.id) == skip_from.filter(|f| *f == p))
             });
@@ -460,7 +461,7 @@ impl Engine {
             return;
         }
         let peers = self.pick_peers(self.cfg.fanout, None);
-        self.push_to(&peers, None);
+        self.push_to(&peers, None, &[]);
     }
 
     fn start_periodic_sync(&mut self) {
@@ -479,7 +480,11 @@ impl Engine {
         }
     }
 
-    fn emit_member_change(&mut self, change: Change) {
+    fn emit_member_change(&mut self, change: Change, broadcast: bool) {
+        if !broadcast && !matches!(change, Change::Refuted(_)) {
+            self.out.push_back(Output::Event(Event::Member(change)));
+            return;
+        }
         let budget = self.budget();
         let state = match &change {
             Change::Joined(s) | Change::Refuted(s) => s.clone(),
@@ -501,13 +506,16 @@ impl Engine {
         s.info.meta_len() <= MAX_MEMBER_META && s.info.tags.len() <= 64
     }
 
-    fn apply_member(&mut self, now: Now, s: MemberState) {
+    /// Applies a membership claim; `broadcast` re-gossips a change (gossip received as
+    /// gossip spreads epidemically; state learned by anti-entropy is not re-broadcast,
+    /// except what a peer says about itself).
+    fn apply_member(&mut self, now: Now, s: MemberState, broadcast: bool) {
         if !Self::member_valid(&s) {
             self.stats.items_invalid += 1;
             return;
         }
         if let Some(change) = self.members.apply(now.mono_us, s) {
-            self.emit_member_change(change);
+            self.emit_member_change(change, broadcast);
         }
     }
 
@@ -516,11 +524,11 @@ impl Engine {
         self.stats.datagrams_in += 1;
         self.stats.items_in += dg.items.len() as u64;
         self.members.heard_from(from, now.mono_us);
-        let mut fresh = false;
+        let mut fresh: Vec<u64> = Vec::new();
         for item in dg.items {
             match item {
-                Item::Delta(e) => fresh |= self.apply_delta(now, e),
-                Item::Member(s) => self.apply_member(now, s),
+                Item::Delta(e) => fresh.extend(self.apply_delta(now, e)),
+                Item::Member(s) => self.apply_member(now, s, true),
                 Item::Ping { seq } => {
                     if let Some(addr) = self.addr_of(from) {
                         self.stats.datagrams_out += 1;
@@ -537,38 +545,38 @@ impl Engine {
                 Item::Ack { .. } => {}
             }
         }
-        if fresh {
-            // Eager push: forward what we just learned at once.
+        if !fresh.is_empty() {
+            // Eager push: forward what we just learned at once, ahead of anything queued.
             let peers = self.pick_peers(self.cfg.fanout, Some(from));
-            self.push_to(&peers, Some(from));
+            self.push_to(&peers, Some(from), &fresh);
         }
     }
 
-    /// Applies a gossiped delta; true if it was news worth forwarding.
-    fn apply_delta(&mut self, now: Now, e: Entry) -> bool {
+    /// Applies a gossiped delta; if it was news worth forwarding, returns its handle in
+    /// the broadcast queue.
+    fn apply_delta(&mut self, now: Now, e: Entry) -> Option<u64> {
         match self.store.apply(e, now.wall_ms) {
             Err(_) => {
                 self.stats.items_invalid += 1;
-                false
+                None
             }
             Ok(a) => {
-                let Some(entry) = a.changed else { return false };
+                let entry = a.changed?;
                 self.out.push_back(Output::Event(Event::Kv {
                     entry: entry.clone(),
                     local: false,
                     conflict: a.conflict,
                 }));
                 if a.already_seen || !self.cfg.push_deltas {
-                    return false;
+                    return None;
                 }
                 let budget = self.budget();
-                self.queue.push(
+                Some(self.queue.push(
                     Topic::Key(entry.key.clone()),
                     Class::Delta,
                     Item::Delta(entry),
                     budget,
-                );
-                true
+                ))
             }
         }
     }
@@ -595,14 +603,14 @@ impl Engine {
         }));
         if self.cfg.push_deltas {
             let budget = self.budget();
-            self.queue.push(
+            let seq = self.queue.push(
                 Topic::Key(e.key.clone()),
                 Class::Delta,
                 Item::Delta(e.clone()),
                 budget,
             );
             let peers = self.pick_peers(self.cfg.fanout, None);
-            self.push_to(&peers, None);
+            self.push_to(&peers, None, &[seq]);
         }
         Ok(e)
     }
@@ -611,14 +619,14 @@ impl Engine {
     pub fn leave(&mut self, _now: Now) {
         let me = self.members.leave();
         let budget = self.budget();
-        self.queue.push(
+        let seq = self.queue.push(
             Topic::Member(me.info.id.clone()),
             Class::Membership,
             Item::Member(me),
             budget,
         );
         let everyone = self.members.live_ids().to_vec();
-        self.push_to(&everyone, None);
+        self.push_to(&everyone, None, &[seq]);
     }
 
     /// Replaces our metadata and gossips it.
@@ -730,7 +738,8 @@ impl Engine {
     pub fn sync_on_members(&mut self, now: Now, s: &SyncSession, members: Vec<MemberState>) {
         self.members.heard_from(&s.peer, now.mono_us);
         for m in members {
-            self.apply_member(now, m);
+            let first_hand = m.info.id == s.peer;
+            self.apply_member(now, m, first_hand);
         }
     }
 

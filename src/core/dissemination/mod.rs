@@ -1,7 +1,8 @@
 //! The broadcast queue: what this node still has to gossip, with retransmit budgets,
 //! priorities and datagram packing.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::NodeId;
@@ -26,12 +27,12 @@ pub enum Topic {
 
 #[derive(Debug, Clone)]
 struct Pending {
+    topic: Topic,
     item: Item,
     class: Class,
     len: usize,
     transmits: u32,
     budget: u32,
-    seq: u64,
 }
 
 /// Counters of the queue.
@@ -47,123 +48,171 @@ pub struct QueueStats {
     pub oversized: u64,
 }
 
-/// Bounded queue of broadcasts.
+/// Sending order: class, then fewest transmissions, then newest.
+type OrderKey = (Class, u32, Reverse<u64>);
+
+/// Bounded queue of broadcasts, indexed so that packing a datagram costs
+/// O(items taken · log n), not a sort of the whole queue.
 #[derive(Debug, Clone)]
 pub struct BroadcastQueue {
-    items: BTreeMap<Topic, Pending>,
+    by_seq: BTreeMap<u64, Pending>,
+    by_topic: BTreeMap<Topic, u64>,
+    order: BTreeSet<OrderKey>,
+    oversized: Vec<Item>,
     max_items: usize,
+    datagram_limit: usize,
     seq: u64,
     stats: QueueStats,
 }
 
+/// How many queued items one `pack` call looks at, at most.
+const PACK_SCAN: usize = 256;
+/// Consecutive items that did not fit after which `pack` stops looking.
+const MAX_MISSES: usize = 16;
+/// Room below which no item can fit (the smallest items are ~10 bytes).
+const MIN_ITEM: usize = 8;
+
 impl BroadcastQueue {
-    /// A queue holding at most `max_items` broadcasts.
-    pub fn new(max_items: usize) -> Self {
+    /// A queue holding at most `max_items` broadcasts, for datagrams of at most
+    /// `datagram_limit` bytes (larger items are set aside for the reliable path).
+    pub fn new(max_items: usize, datagram_limit: usize) -> Self {
         Self {
-            items: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            by_topic: BTreeMap::new(),
+            order: BTreeSet::new(),
+            oversized: Vec::new(),
             max_items: max_items.max(1),
+            datagram_limit,
             seq: 0,
             stats: QueueStats::default(),
         }
     }
 
-    /// Queues `item` to be sent `budget` times, replacing any broadcast on `topic`.
-    /// When full, the lowest-priority, oldest broadcast is dropped (and counted).
-    pub fn push(&mut self, topic: Topic, class: Class, item: Item, budget: u32) {
+    fn remove_seq(&mut self, seq: u64) -> Option<Pending> {
+        let p = self.by_seq.remove(&seq)?;
+        self.order.remove(&(p.class, p.transmits, Reverse(seq)));
+        self.by_topic.remove(&p.topic);
+        Some(p)
+    }
+
+    /// Queues `item` to be sent `budget` times, replacing any broadcast on `topic`, and
+    /// returns its handle. When full, the lowest-priority, oldest broadcast is dropped
+    /// (and counted).
+    pub fn push(&mut self, topic: Topic, class: Class, item: Item, budget: u32) -> u64 {
         self.seq += 1;
-        let len = encoded_len(&item);
-        let p = Pending {
-            item,
-            class,
-            len,
-            transmits: 0,
-            budget: budget.max(1),
-            seq: self.seq,
-        };
+        let seq = self.seq;
         self.stats.queued += 1;
-        if self.items.insert(topic, p).is_some() {
+        if let Some(old) = self.by_topic.get(&topic).copied() {
+            self.remove_seq(old);
             self.stats.superseded += 1;
-            return;
         }
-        if self.items.len() > self.max_items {
-            // Victim: the highest class value (lowest priority), then the oldest.
-            if let Some(victim) = self
-                .items
-                .iter()
-                .max_by(|a, b| a.1.class.cmp(&b.1.class).then(b.1.seq.cmp(&a.1.seq)))
-                .map(|(t, _)| t.clone())
-            {
-                self.items.remove(&victim);
+        let len = encoded_len(&item);
+        if len + DATAGRAM_OVERHEAD > self.datagram_limit {
+            self.stats.oversized += 1;
+            self.oversized.push(item);
+            return seq;
+        }
+        self.order.insert((class, 0, Reverse(seq)));
+        self.by_topic.insert(topic.clone(), seq);
+        self.by_seq.insert(
+            seq,
+            Pending {
+                topic,
+                item,
+                class,
+                len,
+                transmits: 0,
+                budget: budget.max(1),
+            },
+        );
+        if self.by_seq.len() > self.max_items {
+            // Victim: the lowest priority, then the most transmitted, then the oldest:
+            // the last in sending order.
+            if let Some(&(_, _, Reverse(v))) = self.order.last() {
+                self.remove_seq(v);
                 self.stats.dropped_full += 1;
             }
         }
+        seq
     }
 
-    /// Packs items into at most `max_bytes` (encoded), highest priority and fewest
-    /// transmissions first, charging one transmission to each item taken; items whose
-    /// budget is spent leave the queue. `exclude` drops items from consideration (e.g.
-    /// the deltas a peer sent us itself).
-    pub fn pack(&mut self, max_bytes: usize, exclude: impl Fn(&Item) -> bool) -> Vec<Item> {
-        let mut order: Vec<(&Topic, &Pending)> = self.items.iter().collect();
-        order.sort_by(|a, b| {
-            (a.1.class, a.1.transmits, std::cmp::Reverse(a.1.seq)).cmp(&(
-                b.1.class,
-                b.1.transmits,
-                std::cmp::Reverse(b.1.seq),
-            ))
-        });
-        let mut room = max_bytes.saturating_sub(DATAGRAM_OVERHEAD);
-        let mut taken: Vec<Topic> = Vec::new();
-        for (topic, p) in order {
-            if p.len <= room && !exclude(&p.item) {
-                room -= p.len;
-                taken.push(topic.clone());
+    /// Packs items into at most `max_bytes` (encoded): first the broadcasts named in
+    /// `first` (still queued), then by priority and fewest transmissions. Each item
+    /// taken is charged one transmission; items whose budget is spent leave the queue.
+    /// `exclude` skips items (e.g. a member's own announcement, sent back to it).
+    pub fn pack(
+        &mut self,
+        max_bytes: usize,
+        first: &[u64],
+        exclude: impl Fn(&Item) -> bool,
+    ) -> Vec<Item> {
+        let mut room = max_bytes
+            .min(self.datagram_limit)
+            .saturating_sub(DATAGRAM_OVERHEAD);
+        let mut taken: Vec<u64> = Vec::new();
+        let mut misses = 0usize;
+        let consider = |seq: u64, room: &mut usize, taken: &mut Vec<u64>| -> bool {
+            match self.by_seq.get(&seq) {
+                Some(p) if p.len <= *room && !exclude(&p.item) && !taken.contains(&seq) => {
+                    *room -= p.len;
+                    taken.push(seq);
+                    true
+                }
+                _ => false,
             }
-            if room < 8 {
+        };
+        for &seq in first {
+            consider(seq, &mut room, &mut taken);
+        }
+        for &(_, _, Reverse(seq)) in self.order.iter().take(PACK_SCAN) {
+            // Stop when the datagram is nearly full, or after a run of items that did
+            // not fit: the rest of the queue waits for the next datagram.
+            if room < MIN_ITEM || misses >= MAX_MISSES {
                 break;
+            }
+            if consider(seq, &mut room, &mut taken) {
+                misses = 0;
+            } else {
+                misses += 1;
             }
         }
         let mut out = Vec::with_capacity(taken.len());
-        for t in taken {
-            if let Some(p) = self.items.get_mut(&t) {
-                p.transmits += 1;
-                out.push(p.item.clone());
-                if p.transmits >= p.budget {
-                    self.items.remove(&t);
+        for seq in taken {
+            let Some(p) = self.by_seq.get_mut(&seq) else {
+                continue;
+            };
+            let old_key = (p.class, p.transmits, Reverse(seq));
+            p.transmits += 1;
+            if p.transmits >= p.budget {
+                self.order.remove(&old_key);
+                if let Some(p) = self.by_seq.remove(&seq) {
+                    self.by_topic.remove(&p.topic);
+                    out.push(p.item);
                 }
+            } else {
+                out.push(p.item.clone());
+                let new_key = (p.class, p.transmits, Reverse(seq));
+                self.order.remove(&old_key);
+                self.order.insert(new_key);
             }
         }
         out
     }
 
-    /// Removes and returns items too large to ever fit in `max_bytes`; the caller sends
-    /// them on a reliable stream instead.
-    pub fn take_oversized(&mut self, max_bytes: usize) -> Vec<Item> {
-        let limit = max_bytes.saturating_sub(DATAGRAM_OVERHEAD);
-        let big: Vec<Topic> = self
-            .items
-            .iter()
-            .filter(|(_, p)| p.len > limit)
-            .map(|(t, _)| t.clone())
-            .collect();
-        let mut out = Vec::new();
-        for t in big {
-            if let Some(p) = self.items.remove(&t) {
-                self.stats.oversized += 1;
-                out.push(p.item);
-            }
-        }
-        out
+    /// Removes and returns the items too large for a datagram; the caller sends them on
+    /// a reliable stream instead.
+    pub fn take_oversized(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.oversized)
     }
 
-    /// Number of queued broadcasts.
+    /// Number of queued broadcasts (oversized ones included).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.by_seq.len() + self.oversized.len()
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.by_seq.is_empty() && self.oversized.is_empty()
     }
 
     /// Counters.
@@ -194,23 +243,46 @@ mod tests {
 
     #[test]
     fn packs_by_priority_within_size_and_spends_budgets() {
-        let mut q = BroadcastQueue::new(100);
+        let mut q = BroadcastQueue::new(100, 1200);
         let id = NodeId::new("a").unwrap();
         q.push(Topic::Key("k".into()), Class::Delta, ping(1), 2);
         q.push(Topic::Member(id), Class::Membership, ping(2), 1);
-        let first = q.pack(1200, |_| false);
+        let first = q.pack(1200, &[], |_| false);
         assert_eq!(first, vec![ping(2), ping(1)]);
         assert_eq!(q.len(), 1, "membership item had a budget of one");
-        assert_eq!(q.pack(1200, |_| false), vec![ping(1)]);
+        assert_eq!(q.pack(1200, &[], |_| false), vec![ping(1)]);
         assert!(q.is_empty());
         // Nothing fits in a tiny datagram.
         q.push(Topic::Key("k".into()), Class::Delta, ping(3), 2);
-        assert!(q.pack(DATAGRAM_OVERHEAD + 1, |_| false).is_empty());
+        assert!(q.pack(DATAGRAM_OVERHEAD + 1, &[], |_| false).is_empty());
+    }
+
+    #[test]
+    fn named_items_go_first_even_behind_higher_priority_ones() {
+        let mut q = BroadcastQueue::new(1000, 1200);
+        for i in 0..200 {
+            let id = NodeId::new(&format!("m{i}")).unwrap();
+            q.push(Topic::Member(id), Class::Membership, ping(i), 4);
+        }
+        let fresh = q.push(Topic::Key("k".into()), Class::Delta, ping(9999), 4);
+        let items = q.pack(300, &[fresh], |_| false);
+        assert_eq!(items[0], ping(9999));
+        assert!(items.len() > 1, "the rest of the room is filled");
+        // Oversized items are set aside at once.
+        let big = Item::Delta(crate::core::state::Entry {
+            key: "big".into(),
+            value: Some(vec![0; 5000]),
+            vv: Default::default(),
+            hlc: Default::default(),
+            writer: NodeId::new("a").unwrap(),
+        });
+        q.push(Topic::Key("big".into()), Class::Delta, big.clone(), 4);
+        assert_eq!(q.take_oversized(), vec![big]);
     }
 
     #[test]
     fn full_queue_drops_lowest_priority_oldest_and_counts_it() {
-        let mut q = BroadcastQueue::new(2);
+        let mut q = BroadcastQueue::new(2, 1200);
         q.push(Topic::Key("a".into()), Class::Delta, ping(1), 3);
         q.push(Topic::Key("b".into()), Class::Delta, ping(2), 3);
         q.push(
@@ -221,7 +293,7 @@ mod tests {
         );
         assert_eq!(q.len(), 2);
         assert_eq!(q.stats().dropped_full, 1);
-        let items = q.pack(1200, |_| false);
+        let items = q.pack(1200, &[], |_| false);
         assert_eq!(
             items,
             vec![ping(3), ping(2)],

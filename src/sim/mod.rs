@@ -1,0 +1,943 @@
+//! Deterministic discrete-event simulator: many [`Engine`]s, virtual time, one seeded
+//! random generator, and a network model with latency, jitter, loss, duplication,
+//! reordering (through jitter), bandwidth, partitions, crashes, restarts and clock skew.
+//!
+//! The same seed gives the same run, event for event: every random choice comes from
+//! generators seeded from [`SimConfig::seed`], events are ordered by (time, sequence
+//! number), and nothing iterates a hash map.
+
+mod scenario;
+
+pub use scenario::{
+    FaultSpec, NetworkSpec, PropertiesSpec, PropertyResult, Report, Scenario, ScenarioError,
+    WorkloadSpec,
+};
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::core::engine::{Event as EngineEvent, Output, Persisted, SyncSession};
+use crate::core::membership::Change;
+use crate::core::proto::{
+    encoded_len, Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind, DATAGRAM_OVERHEAD,
+};
+use crate::core::{Config, Engine, NodeId, Now};
+
+/// Wall clock at virtual time zero (ms since the UNIX epoch).
+pub const SIM_EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// Network behaviour of every link (per-node overrides may come later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetModel {
+    /// One-way latency (µs).
+    pub latency_us: u64,
+    /// Uniform jitter added to the latency (µs); reorders packets.
+    pub jitter_us: u64,
+    /// Probability a datagram is lost.
+    pub loss: f64,
+    /// Probability a datagram is delivered twice.
+    pub duplicate: f64,
+    /// Egress bandwidth of each node (bytes/s); 0 = unlimited.
+    pub bandwidth_bps: u64,
+}
+
+impl Default for NetModel {
+    fn default() -> Self {
+        Self {
+            latency_us: 5_000,
+            jitter_us: 2_000,
+            loss: 0.0,
+            duplicate: 0.0,
+            bandwidth_bps: 0,
+        }
+    }
+}
+
+/// How a simulation starts.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Protocol configuration of every node.
+    pub gossip: Config,
+    /// Network model.
+    pub net: NetModel,
+    /// Nodes start over this window (µs), each at a random instant, seeded with node 0.
+    pub join_window_us: u64,
+}
+
+/// A write the simulator tracks until every live node holds it.
+#[derive(Debug, Clone)]
+pub struct TrackedWrite {
+    /// Writer node index.
+    pub node: usize,
+    /// Dot of the write.
+    pub dot: (NodeId, u64),
+    /// Virtual time of the write (µs).
+    pub at_us: u64,
+    /// When every live node first held it (µs).
+    pub done_us: Option<u64>,
+    have: Vec<u64>,
+    /// Live nodes that do not hold it yet.
+    missing: usize,
+}
+
+impl TrackedWrite {
+    fn has(&self, i: usize) -> bool {
+        self.have[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// Per-node counters kept by the simulator.
+#[derive(Debug, Clone, Default)]
+pub struct NodeTraffic {
+    /// Datagrams sent.
+    pub datagrams: u64,
+    /// Datagram bytes sent.
+    pub datagram_bytes: u64,
+    /// Sync (stream) bytes sent.
+    pub sync_bytes: u64,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    /// Events processed.
+    pub events: u64,
+    /// Datagrams lost by the loss model.
+    pub lost: u64,
+    /// Datagrams dropped by a partition or a down node.
+    pub cut: u64,
+    /// Datagrams duplicated.
+    pub duplicated: u64,
+    /// Anti-entropy exchanges completed.
+    pub syncs: u64,
+    /// Exchanges that failed (partition, crash).
+    pub syncs_failed: u64,
+    /// Membership events declaring a healthy, reachable node suspect or dead.
+    pub false_suspicions: u64,
+    /// Same, declaring it dead.
+    pub false_failures: u64,
+}
+
+struct SimNode {
+    id: NodeId,
+    engine: Option<Engine>,
+    epoch: u64,
+    skew_ms: i64,
+    timer_at: Option<u64>,
+    saved: Option<Persisted>,
+    egress_free_us: u64,
+    traffic: NodeTraffic,
+}
+
+enum Ev {
+    Start(usize),
+    Timer(usize),
+    Datagram {
+        from: usize,
+        to: usize,
+        epoch: u64,
+        dg: Datagram,
+    },
+    /// One turn of a sync exchange arrives at `to`.
+    SyncTurn {
+        id: u64,
+        to: usize,
+        frames: Vec<SyncFrame>,
+    },
+    /// A sync or contact attempt that cannot complete fails at `node` after a timeout.
+    SyncFail {
+        id: u64,
+    },
+    /// An action scheduled by the caller.
+    Action(Action),
+}
+
+/// Something scheduled to happen to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Split the cluster: nodes in different groups cannot talk. Nodes not listed form
+    /// one more group together.
+    Partition(Vec<Vec<usize>>),
+    /// Remove every partition.
+    Heal,
+    /// Stop a node (its in-flight traffic is lost).
+    Crash(usize),
+    /// Start a crashed node again, with or without its persisted state.
+    Restart {
+        /// Node index.
+        node: usize,
+        /// Keep what it had saved.
+        keep_state: bool,
+    },
+    /// Set a node's clock offset (ms).
+    Skew {
+        /// Node index.
+        node: usize,
+        /// Offset in ms.
+        ms: i64,
+    },
+    /// Replace the network model.
+    Net(NetModel),
+    /// A write of `value` to `key` on `node`.
+    Write {
+        /// Node index.
+        node: usize,
+        /// Key.
+        key: String,
+        /// Value (`None`: delete).
+        value: Option<Vec<u8>>,
+    },
+}
+
+/// An event with its firing time; the heap pops the earliest, ties by insertion order.
+struct Scheduled {
+    at_us: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at_us, self.seq) == (o.at_us, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        Reverse((self.at_us, self.seq)).cmp(&Reverse((o.at_us, o.seq)))
+    }
+}
+
+struct SyncState {
+    a: usize,
+    b: usize,
+    epochs: (u64, u64),
+    kind: SyncKind,
+    seed: Option<usize>,
+    sess_a: Option<SyncSession>,
+    sess_b: Option<SyncSession>,
+    step: u8,
+}
+
+/// The simulator.
+pub struct Sim {
+    now_us: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    rng: ChaCha8Rng,
+    nodes: Vec<SimNode>,
+    cfg: SimConfig,
+    group: Vec<u32>,
+    syncs: BTreeMap<u64, SyncState>,
+    next_sync: u64,
+    writes: Vec<TrackedWrite>,
+    pending_writes: Vec<usize>,
+    stats: SimStats,
+    trace: u64,
+    words: usize,
+}
+
+const SYNC_FAIL_US: u64 = 1_000_000;
+
+fn fnv(h: &mut u64, x: u64) {
+    for b in x.to_le_bytes() {
+        *h ^= b as u64;
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// Node id of the simulator's `i`-th node.
+pub fn sim_id(i: usize) -> NodeId {
+    NodeId::new(&format!("n{i}")).expect("valid id")
+}
+
+fn sim_addr(i: usize) -> String {
+    format!("sim-{i}:7946")
+}
+
+fn parse_addr(a: &str) -> Option<usize> {
+    a.strip_prefix("sim-")?.strip_suffix(":7946")?.parse().ok()
+}
+
+impl Sim {
+    /// A simulation with every node scheduled to start within the join window.
+    pub fn new(cfg: SimConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let nodes = (0..cfg.nodes)
+            .map(|i| SimNode {
+                id: sim_id(i),
+                engine: None,
+                epoch: 0,
+                skew_ms: 0,
+                timer_at: None,
+                saved: None,
+                egress_free_us: 0,
+                traffic: NodeTraffic::default(),
+            })
+            .collect();
+        let mut sim = Self {
+            now_us: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            group: vec![0; cfg.nodes],
+            syncs: BTreeMap::new(),
+            next_sync: 0,
+            writes: Vec::new(),
+            pending_writes: Vec::new(),
+            stats: SimStats::default(),
+            trace: 0xcbf2_9ce4_8422_2325,
+            words: cfg.nodes.div_ceil(64),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            cfg,
+        };
+        for i in 0..sim.cfg.nodes {
+            let at = if i == 0 || sim.cfg.join_window_us == 0 {
+                0
+            } else {
+                rng.random_range(0..sim.cfg.join_window_us)
+            };
+            sim.schedule(at, Ev::Start(i));
+        }
+        sim.rng = rng;
+        sim
+    }
+
+    fn schedule(&mut self, at_us: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at_us,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    /// Schedules an action at virtual time `at_us`.
+    pub fn schedule_action(&mut self, at_us: u64, a: Action) {
+        self.schedule(at_us, Ev::Action(a));
+    }
+
+    /// Current virtual time (µs).
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    fn now_of(&self, i: usize) -> Now {
+        let wall = (SIM_EPOCH_MS + self.now_us / 1000) as i64 + self.nodes[i].skew_ms;
+        Now::new(self.now_us, wall.max(0) as u64)
+    }
+
+    /// The engine of node `i`, if it is up.
+    pub fn engine(&self, i: usize) -> Option<&Engine> {
+        self.nodes[i].engine.as_ref()
+    }
+
+    /// Number of nodes (up or down).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True for a simulation without nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SimStats {
+        &self.stats
+    }
+
+    /// Traffic sent by node `i`.
+    pub fn traffic(&self, i: usize) -> &NodeTraffic {
+        &self.nodes[i].traffic
+    }
+
+    /// Every tracked write.
+    pub fn writes(&self) -> &[TrackedWrite] {
+        &self.writes
+    }
+
+    /// A hash of every event processed so far: equal seeds give equal hashes.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// True if `a` and `b` can talk.
+    pub fn reachable(&self, a: usize, b: usize) -> bool {
+        self.group[a] == self.group[b]
+    }
+
+    /// Runs every event up to and including virtual time `until_us`.
+    pub fn run_until(&mut self, until_us: u64) {
+        while self.queue.peek().is_some_and(|s| s.at_us <= until_us) {
+            let Some(Scheduled { at_us: t, ev, .. }) = self.queue.pop() else {
+                break;
+            };
+            self.now_us = t;
+            self.stats.events += 1;
+            fnv(&mut self.trace, t);
+            self.handle(ev);
+        }
+        self.now_us = self.now_us.max(until_us);
+        self.sweep_writes();
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Start(i) => self.start_node(i, None),
+            Ev::Timer(i) => {
+                self.nodes[i].timer_at = None;
+                let now = self.now_of(i);
+                if let Some(e) = self.nodes[i].engine.as_mut() {
+                    if e.poll_timeout() <= now.mono_us {
+                        e.handle_timeout(now);
+                    }
+                    fnv(&mut self.trace, 1 + i as u64);
+                    self.drain(i);
+                }
+            }
+            Ev::Datagram {
+                from,
+                to,
+                epoch,
+                dg,
+            } => {
+                if self.nodes[to].epoch != epoch || !self.reachable(from, to) {
+                    self.stats.cut += 1;
+                    return;
+                }
+                let now = self.now_of(to);
+                let from_id = self.nodes[from].id.clone();
+                if let Some(e) = self.nodes[to].engine.as_mut() {
+                    fnv(&mut self.trace, (from as u64) << 32 | to as u64);
+                    e.handle_datagram(now, &from_id, dg);
+                    self.drain(to);
+                } else {
+                    self.stats.cut += 1;
+                }
+            }
+            Ev::SyncTurn { id, to, frames } => self.sync_turn(id, to, frames),
+            Ev::SyncFail { id } => self.sync_fail(id),
+            Ev::Action(a) => self.act(a),
+        }
+    }
+
+    fn start_node(&mut self, i: usize, persisted: Option<Persisted>) {
+        if persisted.is_none() {
+            for w in &mut self.writes {
+                w.have[i / 64] &= !(1u64 << (i % 64));
+            }
+        }
+        for &w in &self.pending_writes {
+            if !self.writes[w].has(i) {
+                self.writes[w].missing += 1;
+            }
+        }
+        let n = &mut self.nodes[i];
+        n.epoch += 1;
+        let me = MemberInfo {
+            id: n.id.clone(),
+            addr: sim_addr(i),
+            dc: "sim".into(),
+            zone: String::new(),
+            tags: Default::default(),
+        };
+        let seeds = if i == 0 {
+            Vec::new()
+        } else {
+            vec![sim_addr(0)]
+        };
+        let seed = self.cfg.seed ^ ((i as u64 + 1) << 20) ^ (n.epoch << 48);
+        let now = self.now_of(i);
+        self.nodes[i].engine = Some(Engine::new(
+            self.cfg.gossip.clone(),
+            me,
+            seeds,
+            seed,
+            now,
+            persisted,
+        ));
+        self.drain(i);
+    }
+
+    fn act(&mut self, a: Action) {
+        match a {
+            Action::Partition(groups) => {
+                self.group = vec![0; self.nodes.len()];
+                for (g, members) in groups.iter().enumerate() {
+                    for &m in members {
+                        if m < self.group.len() {
+                            self.group[m] = g as u32 + 1;
+                        }
+                    }
+                }
+            }
+            Action::Heal => self.group = vec![0; self.nodes.len()],
+            Action::Crash(i) => {
+                let Some(e) = self.nodes[i].engine.take() else {
+                    return;
+                };
+                self.nodes[i].saved = Some(e.persisted());
+                self.nodes[i].epoch += 1;
+                self.nodes[i].timer_at = None;
+                // A down node is no longer waited for.
+                let now = self.now_us;
+                let writes = &mut self.writes;
+                self.pending_writes.retain(|&w| {
+                    let tw = &mut writes[w];
+                    if !tw.has(i) {
+                        tw.missing -= 1;
+                    }
+                    if tw.missing == 0 {
+                        tw.done_us = Some(now);
+                    }
+                    tw.missing > 0
+                });
+            }
+            Action::Restart { node, keep_state } => {
+                if self.nodes[node].engine.is_some() {
+                    return;
+                }
+                let saved = self.nodes[node].saved.take();
+                self.start_node(node, if keep_state { saved } else { None });
+            }
+            Action::Skew { node, ms } => self.nodes[node].skew_ms = ms,
+            Action::Net(m) => self.cfg.net = m,
+            Action::Write { node, key, value } => self.write(node, &key, value),
+        }
+    }
+
+    /// A write on node `node` now; it is tracked until every live node holds it.
+    pub fn write(&mut self, node: usize, key: &str, value: Option<Vec<u8>>) {
+        let now = self.now_of(node);
+        let id = self.nodes[node].id.clone();
+        let Some(e) = self.nodes[node].engine.as_mut() else {
+            return;
+        };
+        let r = match value {
+            Some(v) => e.set(now, key, v).ok(),
+            None => e
+                .delete(now, key)
+                .ok()
+                .and_then(|_| e.store().entry(key).cloned()),
+        };
+        if let Some(entry) = r {
+            let dot = (id.clone(), entry.vv.get(&id));
+            let mut have = vec![0u64; self.words];
+            have[node / 64] |= 1 << (node % 64);
+            let missing = self.live_nodes() - 1;
+            self.writes.push(TrackedWrite {
+                node,
+                dot,
+                at_us: self.now_us,
+                done_us: (missing == 0).then_some(self.now_us),
+                have,
+                missing,
+            });
+            if missing > 0 {
+                self.pending_writes.push(self.writes.len() - 1);
+            }
+        }
+        self.drain(node);
+    }
+
+    /// Marks which live nodes hold each pending write; completes writes every live node
+    /// holds. Catches what events do not show (e.g. a context join after a sync).
+    fn sweep_writes(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.mark_node(i);
+        }
+    }
+
+    /// Marks the pending writes live node `i` now holds (called after it changed).
+    fn mark_node(&mut self, i: usize) {
+        let Some(e) = self.nodes[i].engine.as_ref() else {
+            return;
+        };
+        let ctx = e.store().context();
+        let now = self.now_us;
+        let writes = &mut self.writes;
+        self.pending_writes.retain(|&w| {
+            let tw = &mut writes[w];
+            if !tw.has(i) && ctx.contains(&tw.dot.0, tw.dot.1) {
+                tw.have[i / 64] |= 1 << (i % 64);
+                tw.missing -= 1;
+                if tw.missing == 0 {
+                    tw.done_us = Some(now);
+                }
+            }
+            tw.missing > 0
+        });
+    }
+
+    /// Writes (of all ever made) that some live node does not hold now. Exact, and
+    /// O(writes · nodes): for end-of-run checks.
+    pub fn writes_missing_now(&self) -> usize {
+        self.writes
+            .iter()
+            .filter(|w| {
+                self.nodes.iter().any(|n| {
+                    n.engine
+                        .as_ref()
+                        .is_some_and(|e| !e.store().context().contains(&w.dot.0, w.dot.1))
+                })
+            })
+            .count()
+    }
+
+    /// Writes not yet held by every live node.
+    pub fn pending_writes(&self) -> usize {
+        self.pending_writes.len()
+    }
+
+    fn drain(&mut self, i: usize) {
+        let mut outs = Vec::new();
+        let mut changed = false;
+        if let Some(e) = self.nodes[i].engine.as_mut() {
+            while let Some(o) = e.poll_output() {
+                outs.push(o);
+            }
+        }
+        for o in outs {
+            match o {
+                Output::Datagram { to, addr, datagram }
+                | Output::Reliable { to, addr, datagram } => {
+                    let _ = to;
+                    if let Some(t) = parse_addr(&addr) {
+                        self.send_datagram(i, t, datagram);
+                    }
+                }
+                Output::Sync { addr, .. } => {
+                    if let Some(t) = parse_addr(&addr) {
+                        self.start_sync(i, t, SyncKind::Periodic, None);
+                    }
+                }
+                Output::Contact { seed, addr } => match parse_addr(&addr) {
+                    Some(t) if t == i => {
+                        let now = self.now_of(i);
+                        let id = self.nodes[i].id.clone();
+                        if let Some(e) = self.nodes[i].engine.as_mut() {
+                            e.seed_result(now, seed, Some(id));
+                        }
+                    }
+                    Some(t) => self.start_sync(i, t, SyncKind::Join, Some(seed)),
+                    None => {}
+                },
+                Output::Event(ev) => match ev {
+                    EngineEvent::Kv { .. } => changed = true,
+                    EngineEvent::Member(Change::Updated { new, .. }) => {
+                        if matches!(new.status, MemberStatus::Suspect | MemberStatus::Dead) {
+                            if let Some(j) = parse_addr(&new.info.addr) {
+                                if self.nodes[j].engine.is_some() && self.reachable(i, j) {
+                                    if new.status == MemberStatus::Dead {
+                                        self.stats.false_failures += 1;
+                                    } else {
+                                        self.stats.false_suspicions += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    EngineEvent::Member(_) => {}
+                },
+            }
+        }
+        if changed {
+            self.mark_node(i);
+        }
+        // Re-arm the timer if the engine now wants to run earlier.
+        if let Some(e) = self.nodes[i].engine.as_ref() {
+            let t = e.poll_timeout().max(self.now_us);
+            if self.nodes[i].timer_at.is_none_or(|at| t < at) {
+                self.nodes[i].timer_at = Some(t);
+                self.schedule(t, Ev::Timer(i));
+            }
+        }
+    }
+
+    fn transit_us(&mut self, from: usize, bytes: usize) -> u64 {
+        let net = &self.cfg.net;
+        let jitter = if net.jitter_us > 0 {
+            self.rng.random_range(0..=net.jitter_us)
+        } else {
+            0
+        };
+        let mut depart = self.now_us;
+        if let Some(tx) = (bytes as u64 * 1_000_000).checked_div(net.bandwidth_bps) {
+            // Serialisation on the sender's link: packets queue behind each other.
+            let n = &mut self.nodes[from];
+            let start = n.egress_free_us.max(self.now_us);
+            n.egress_free_us = start + tx;
+            depart = start + tx;
+        }
+        depart + self.cfg.net.latency_us + jitter
+    }
+
+    fn send_datagram(&mut self, from: usize, to: usize, dg: Datagram) {
+        let bytes = encoded_len(&dg) + 1;
+        let t = &mut self.nodes[from].traffic;
+        t.datagrams += 1;
+        t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
+        if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
+            self.stats.cut += 1;
+            return;
+        }
+        if self.cfg.net.loss > 0.0 && self.rng.random_bool(self.cfg.net.loss.min(1.0)) {
+            self.stats.lost += 1;
+            return;
+        }
+        let at = self.transit_us(from, bytes);
+        let epoch = self.nodes[to].epoch;
+        if self.cfg.net.duplicate > 0.0 && self.rng.random_bool(self.cfg.net.duplicate.min(1.0)) {
+            self.stats.duplicated += 1;
+            let again = at + self.rng.random_range(0..=self.cfg.net.jitter_us.max(1));
+            self.schedule(
+                again,
+                Ev::Datagram {
+                    from,
+                    to,
+                    epoch,
+                    dg: dg.clone(),
+                },
+            );
+        }
+        self.schedule(
+            at,
+            Ev::Datagram {
+                from,
+                to,
+                epoch,
+                dg,
+            },
+        );
+    }
+
+    // ----- sync exchanges: three turns over a reliable stream -----
+
+    fn start_sync(&mut self, a: usize, b: usize, kind: SyncKind, seed: Option<usize>) {
+        self.next_sync += 1;
+        let id = self.next_sync;
+        let epochs = (self.nodes[a].epoch, self.nodes[b].epoch);
+        let b_id = self.nodes[b].id.clone();
+        let Some(ea) = self.nodes[a].engine.as_mut() else {
+            return;
+        };
+        let sess = ea.sync_start(b_id, kind);
+        let open = ea.sync_open_frame(kind);
+        self.syncs.insert(
+            id,
+            SyncState {
+                a,
+                b,
+                epochs,
+                kind,
+                seed,
+                sess_a: Some(sess),
+                sess_b: None,
+                step: 1,
+            },
+        );
+        if !self.reachable(a, b) || self.nodes[b].engine.is_none() {
+            self.schedule(self.now_us + SYNC_FAIL_US, Ev::SyncFail { id });
+            return;
+        }
+        self.send_turn(id, a, b, vec![open]);
+    }
+
+    fn send_turn(&mut self, id: u64, from: usize, to: usize, frames: Vec<SyncFrame>) {
+        let bytes: usize = frames.iter().map(|f| encoded_len(f) + 5).sum();
+        self.nodes[from].traffic.sync_bytes += bytes as u64;
+        // A stream turn costs one way latency plus serialisation (no loss: QUIC retransmits).
+        let at = self.transit_us(from, bytes);
+        self.schedule(at, Ev::SyncTurn { id, to, frames });
+    }
+
+    fn sync_alive(&self, s: &SyncState) -> bool {
+        self.nodes[s.a].epoch == s.epochs.0
+            && self.nodes[s.b].epoch == s.epochs.1
+            && self.nodes[s.a].engine.is_some()
+            && self.nodes[s.b].engine.is_some()
+            && self.reachable(s.a, s.b)
+    }
+
+    fn apply_frames(&mut self, node: usize, sess: &mut SyncSession, frames: Vec<SyncFrame>) {
+        let now = self.now_of(node);
+        let Some(e) = self.nodes[node].engine.as_mut() else {
+            return;
+        };
+        for f in frames {
+            match f {
+                SyncFrame::Open {
+                    ctx,
+                    gc_horizon_ms,
+                    members_digest,
+                    ..
+                } => e.sync_on_open(sess, ctx, gc_horizon_ms, members_digest),
+                SyncFrame::Members(m) => e.sync_on_members(now, sess, m),
+                SyncFrame::Entries(es) => e.sync_on_entries(now, sess, es),
+                SyncFrame::End => {}
+            }
+        }
+    }
+
+    fn sync_turn(&mut self, id: u64, to: usize, frames: Vec<SyncFrame>) {
+        let Some(mut s) = self.syncs.remove(&id) else {
+            return;
+        };
+        if !self.sync_alive(&s) {
+            self.syncs.insert(id, s);
+            self.sync_fail(id);
+            return;
+        }
+        fnv(&mut self.trace, id << 8 | s.step as u64);
+        match s.step {
+            1 => {
+                // Responder: accept, apply the initiator's Open, answer.
+                let a_id = self.nodes[s.a].id.clone();
+                let Some(eb) = self.nodes[to].engine.as_mut() else {
+                    return;
+                };
+                let mut sess = eb.sync_accept(a_id, s.kind);
+                self.apply_frames(to, &mut sess, frames);
+                let eb = self.nodes[to].engine.as_ref().expect("up");
+                let mut reply = vec![eb.sync_open_frame(s.kind)];
+                reply.extend(eb.sync_reply_frames(&sess, 1024));
+                s.sess_b = Some(sess);
+                s.step = 2;
+                let (a, b) = (s.a, s.b);
+                self.syncs.insert(id, s);
+                self.drain(b);
+                self.send_turn(id, b, a, reply);
+            }
+            2 => {
+                // Initiator: apply the answer, send what the responder lacks, finish.
+                let mut sess = s.sess_a.take().expect("initiator session");
+                self.apply_frames(to, &mut sess, frames);
+                let now = self.now_of(to);
+                let b_id = self.nodes[s.b].id.clone();
+                let ea = self.nodes[to].engine.as_mut().expect("up");
+                let reply = ea.sync_reply_frames(&sess, 1024);
+                ea.sync_finish(now, sess);
+                if let Some(seed) = s.seed {
+                    ea.seed_result(now, seed, Some(b_id));
+                }
+                s.step = 3;
+                let (a, b) = (s.a, s.b);
+                self.syncs.insert(id, s);
+                self.mark_node(a);
+                self.drain(a);
+                self.send_turn(id, a, b, reply);
+            }
+            _ => {
+                let mut sess = s.sess_b.take().expect("responder session");
+                self.apply_frames(to, &mut sess, frames);
+                let now = self.now_of(to);
+                if let Some(eb) = self.nodes[to].engine.as_mut() {
+                    eb.sync_finish(now, sess);
+                }
+                self.stats.syncs += 1;
+                self.mark_node(to);
+                self.drain(to);
+            }
+        }
+    }
+
+    fn sync_fail(&mut self, id: u64) {
+        let Some(s) = self.syncs.remove(&id) else {
+            return;
+        };
+        self.stats.syncs_failed += 1;
+        for (node, epoch, peer) in [(s.a, s.epochs.0, s.b), (s.b, s.epochs.1, s.a)] {
+            if self.nodes[node].epoch != epoch {
+                continue;
+            }
+            let now = self.now_of(node);
+            let peer_id = self.nodes[peer].id.clone();
+            if let Some(e) = self.nodes[node].engine.as_mut() {
+                e.sync_failed(now, &peer_id);
+                if node == s.a {
+                    if let Some(seed) = s.seed {
+                        e.seed_result(now, seed, None);
+                    }
+                }
+            }
+            self.drain(node);
+        }
+    }
+
+    /// True when every live node holds the same entries (tombstones included).
+    pub fn stores_identical(&self) -> bool {
+        let mut first: Option<&Engine> = None;
+        for n in &self.nodes {
+            let Some(e) = n.engine.as_ref() else { continue };
+            match first {
+                None => first = Some(e),
+                Some(f) => {
+                    if f.store().len() != e.store().len() || !f.store().iter().eq(e.store().iter())
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Number of nodes that are up.
+    pub fn live_nodes(&self) -> usize {
+        self.nodes.iter().filter(|n| n.engine.is_some()).count()
+    }
+
+    /// True when every live node sees every other live node alive.
+    pub fn membership_converged(&self) -> bool {
+        let live: Vec<&NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.engine.is_some())
+            .map(|n| &n.id)
+            .collect();
+        self.nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .all(|e| {
+                live.iter().all(|id| {
+                    *id == e.id()
+                        || e.members()
+                            .get(id)
+                            .is_some_and(|m| m.state.status == MemberStatus::Alive)
+                })
+            })
+    }
+
+    /// A random live node among the first `among` (from the simulation's generator).
+    pub fn random_live_node(&mut self, among: usize) -> Option<usize> {
+        let n = among.min(self.nodes.len());
+        for _ in 0..64 {
+            let i = self.rng.random_range(0..n.max(1));
+            if self.nodes[i].engine.is_some() {
+                return Some(i);
+            }
+        }
+        (0..n).find(|&i| self.nodes[i].engine.is_some())
+    }
+
+    /// A random value from the simulation's generator (for workloads).
+    pub fn random_u64(&mut self) -> u64 {
+        self.rng.random()
+    }
+}
+
+#[cfg(test)]
+mod tests;

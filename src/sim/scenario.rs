@@ -1,0 +1,659 @@
+//! Scenarios as data: a TOML file describes the cluster, workload, faults and the
+//! properties to check with their bounds; [`Scenario::run`] produces a [`Report`].
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action, NetModel, Sim, SimConfig};
+use crate::core::Config;
+
+/// Errors from loading a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid.
+    #[error("scenario {path}: {reason}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Parser message (names the field).
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("scenario field {field}: {reason}")]
+    Invalid {
+        /// Field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Network settings of a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// One-way latency (ms).
+    pub latency_ms: f64,
+    /// Uniform jitter (ms).
+    pub jitter_ms: f64,
+    /// Datagram loss probability.
+    pub loss: f64,
+    /// Datagram duplication probability.
+    pub duplicate: f64,
+    /// Per-node egress bandwidth (bytes/s; 0 = unlimited).
+    pub bandwidth_bps: u64,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self {
+            latency_ms: 5.0,
+            jitter_ms: 2.0,
+            loss: 0.0,
+            duplicate: 0.0,
+            bandwidth_bps: 0,
+        }
+    }
+}
+
+impl NetworkSpec {
+    fn model(&self) -> NetModel {
+        NetModel {
+            latency_us: (self.latency_ms * 1000.0) as u64,
+            jitter_us: (self.jitter_ms * 1000.0) as u64,
+            loss: self.loss,
+            duplicate: self.duplicate,
+            bandwidth_bps: self.bandwidth_bps,
+        }
+    }
+}
+
+/// Write workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Writes per second across the cluster.
+    pub writes_per_sec: f64,
+    /// Number of distinct keys.
+    pub keys: u64,
+    /// Value size (bytes).
+    pub value_size: usize,
+    /// Only the first `writers` nodes write (0 = all).
+    pub writers: usize,
+    /// Fraction of writes that are deletes.
+    pub deletes: f64,
+    /// Writes start at this time (s).
+    pub start_s: f64,
+    /// Writes stop at this time (s; 0 = end of run).
+    pub stop_s: f64,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        Self {
+            writes_per_sec: 1.0,
+            keys: 100,
+            value_size: 32,
+            writers: 0,
+            deletes: 0.0,
+            start_s: 5.0,
+            stop_s: 0.0,
+        }
+    }
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// Split into groups (node indices, 0-based) from `at_s` until `until_s`; `halves`
+    /// splits into two halves instead.
+    Partition {
+        /// Start (s).
+        at_s: f64,
+        /// End (s).
+        until_s: f64,
+        /// Groups of node indices.
+        #[serde(default)]
+        groups: Vec<Vec<usize>>,
+        /// Split into two halves.
+        #[serde(default)]
+        halves: bool,
+    },
+    /// Crash a node at `at_s`, optionally restart it at `restart_s`.
+    Crash {
+        /// Node index.
+        node: usize,
+        /// When (s).
+        at_s: f64,
+        /// Restart time (s).
+        #[serde(default)]
+        restart_s: Option<f64>,
+        /// Whether the restarted node keeps its persisted state.
+        #[serde(default)]
+        keep_state: bool,
+    },
+    /// Offset a node's clock.
+    Skew {
+        /// Node index.
+        node: usize,
+        /// Offset (ms).
+        ms: i64,
+        /// When (s).
+        #[serde(default)]
+        at_s: f64,
+    },
+    /// Change the network model for a time window.
+    Network {
+        /// Start (s).
+        at_s: f64,
+        /// End (s).
+        until_s: f64,
+        /// Model during the window.
+        network: NetworkSpec,
+    },
+}
+
+/// Properties to check and their bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PropertiesSpec {
+    /// Every write reaches every live node, and all live stores end identical.
+    pub converge: bool,
+    /// Bound on the p99 time for a write to reach every live node (ms).
+    pub p99_propagation_ms: Option<f64>,
+    /// Bound on the slowest write (ms).
+    pub max_propagation_ms: Option<f64>,
+    /// No healthy, reachable node is ever declared suspect or dead.
+    pub no_false_failures: bool,
+    /// Every live node sees every other live node alive at the end.
+    pub membership_converges: bool,
+}
+
+impl Default for PropertiesSpec {
+    fn default() -> Self {
+        Self {
+            converge: true,
+            p99_propagation_ms: None,
+            max_propagation_ms: None,
+            no_false_failures: false,
+            membership_converges: true,
+        }
+    }
+}
+
+/// A scenario file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name shown in reports.
+    pub name: String,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Seed (overridable from the command line).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Virtual duration (s). After it, the run continues fault-free and write-free for
+    /// up to `settle_s` until every write is everywhere.
+    pub duration_s: f64,
+    /// Longest settle phase (s).
+    #[serde(default = "default_settle")]
+    pub settle_s: f64,
+    /// Nodes start within this window (s).
+    #[serde(default = "default_join")]
+    pub join_window_s: f64,
+    /// Network model.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Protocol overrides.
+    #[serde(default)]
+    pub gossip: Config,
+    /// Write workload.
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    /// Fault schedule.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Properties.
+    #[serde(default)]
+    pub properties: PropertiesSpec,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_settle() -> f64 {
+    120.0
+}
+fn default_join() -> f64 {
+    2.0
+}
+
+/// Outcome of one property.
+#[derive(Debug, Clone, Serialize)]
+pub struct PropertyResult {
+    /// Property name.
+    pub name: String,
+    /// Passed?
+    pub pass: bool,
+    /// What was measured.
+    pub detail: String,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub name: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Virtual seconds simulated (including settling).
+    pub virtual_s: f64,
+    /// Wall-clock seconds the run took.
+    pub wall_s: f64,
+    /// Events processed.
+    pub events: u64,
+    /// Writes made.
+    pub writes: usize,
+    /// Writes that reached every live node.
+    pub writes_converged: usize,
+    /// Propagation time percentiles (ms): p50, p99, max.
+    pub propagation_ms: [f64; 3],
+    /// Mean bytes sent per node per second (datagrams + sync).
+    pub bytes_per_node_s: f64,
+    /// Mean datagrams sent per node per second.
+    pub datagrams_per_node_s: f64,
+    /// Mean anti-entropy bytes per node per second.
+    pub sync_bytes_per_node_s: f64,
+    /// Concurrent writes resolved (sum over nodes).
+    pub conflicts: u64,
+    /// Datagrams lost / cut by partitions.
+    pub lost: u64,
+    /// Cut by partitions or down nodes.
+    pub cut: u64,
+    /// Healthy nodes declared suspect (sum of events).
+    pub false_suspicions: u64,
+    /// Healthy nodes declared dead.
+    pub false_failures: u64,
+    /// Hash of the event trace (equal for equal seeds).
+    pub trace_hash: String,
+    /// Property outcomes.
+    pub properties: Vec<PropertyResult>,
+}
+
+impl Report {
+    /// True when every property held.
+    pub fn passed(&self) -> bool {
+        self.properties.iter().all(|p| p.pass)
+    }
+
+    /// A readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let row = |s: &mut String, k: &str, v: String| s.push_str(&format!("  {k:<28} {v}\n"));
+        s.push_str(&format!(
+            "scenario {} (seed {}, {} nodes)\n",
+            self.name, self.seed, self.nodes
+        ));
+        row(&mut s, "virtual time", format!("{:.1} s", self.virtual_s));
+        row(
+            &mut s,
+            "wall time",
+            format!("{:.2} s ({} events)", self.wall_s, self.events),
+        );
+        row(
+            &mut s,
+            "writes converged",
+            format!("{} / {}", self.writes_converged, self.writes),
+        );
+        row(
+            &mut s,
+            "propagation p50/p99/max",
+            format!(
+                "{:.1} / {:.1} / {:.1} ms",
+                self.propagation_ms[0], self.propagation_ms[1], self.propagation_ms[2]
+            ),
+        );
+        row(
+            &mut s,
+            "bytes per node per s",
+            format!(
+                "{:.0} (sync {:.0})",
+                self.bytes_per_node_s, self.sync_bytes_per_node_s
+            ),
+        );
+        row(
+            &mut s,
+            "datagrams per node per s",
+            format!("{:.2}", self.datagrams_per_node_s),
+        );
+        row(&mut s, "conflicts resolved", self.conflicts.to_string());
+        row(
+            &mut s,
+            "datagrams lost / cut",
+            format!("{} / {}", self.lost, self.cut),
+        );
+        row(
+            &mut s,
+            "false suspicions / failures",
+            format!("{} / {}", self.false_suspicions, self.false_failures),
+        );
+        row(&mut s, "trace hash", self.trace_hash.clone());
+        for p in &self.properties {
+            s.push_str(&format!(
+                "  [{}] {:<24} {}\n",
+                if p.pass { "pass" } else { "FAIL" },
+                p.name,
+                p.detail
+            ));
+        }
+        s
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+const US: f64 = 1_000_000.0;
+
+impl Scenario {
+    /// Parses a scenario from TOML text.
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads and parses a scenario file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Self::from_toml(&text, &p)
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |field: &str, reason: String| {
+            Err(ScenarioError::Invalid {
+                field: field.to_string(),
+                reason,
+            })
+        };
+        if self.nodes == 0 || self.nodes > 100_000 {
+            return bad("nodes", format!("must be 1 to 100000 (got {})", self.nodes));
+        }
+        if self.duration_s.is_nan() || self.duration_s <= 0.0 {
+            return bad("duration_s", "must be positive".into());
+        }
+        for (f, v) in [
+            ("network.loss", self.network.loss),
+            ("network.duplicate", self.network.duplicate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(f, format!("must be between 0 and 1 (got {v})"));
+            }
+        }
+        self.gossip.validate().map_err(|e| ScenarioError::Invalid {
+            field: "gossip".into(),
+            reason: e,
+        })?;
+        for (i, f) in self.faults.iter().enumerate() {
+            let node_ok = |n: usize| n < self.nodes;
+            let ok = match f {
+                FaultSpec::Partition { groups, halves, .. } => {
+                    *halves || groups.iter().flatten().all(|&n| node_ok(n))
+                }
+                FaultSpec::Crash { node, .. } | FaultSpec::Skew { node, .. } => node_ok(*node),
+                FaultSpec::Network { .. } => true,
+            };
+            if !ok {
+                return bad(
+                    &format!("faults[{i}]"),
+                    format!("node index out of range 0..{}", self.nodes),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the simulator with every fault and write scheduled.
+    pub fn build(&self, seed: u64) -> Sim {
+        let mut sim = Sim::new(SimConfig {
+            nodes: self.nodes,
+            seed,
+            gossip: self.gossip.clone(),
+            net: self.network.model(),
+            join_window_us: (self.join_window_s * US) as u64,
+        });
+        let end_us = (self.duration_s * US) as u64;
+        for f in &self.faults {
+            match f {
+                FaultSpec::Partition {
+                    at_s,
+                    until_s,
+                    groups,
+                    halves,
+                } => {
+                    let groups = if *halves {
+                        vec![
+                            (0..self.nodes / 2).collect(),
+                            (self.nodes / 2..self.nodes).collect(),
+                        ]
+                    } else {
+                        groups.clone()
+                    };
+                    sim.schedule_action((at_s * US) as u64, Action::Partition(groups));
+                    sim.schedule_action((until_s * US) as u64, Action::Heal);
+                }
+                FaultSpec::Crash {
+                    node,
+                    at_s,
+                    restart_s,
+                    keep_state,
+                } => {
+                    sim.schedule_action((at_s * US) as u64, Action::Crash(*node));
+                    if let Some(r) = restart_s {
+                        sim.schedule_action(
+                            (r * US) as u64,
+                            Action::Restart {
+                                node: *node,
+                                keep_state: *keep_state,
+                            },
+                        );
+                    }
+                }
+                FaultSpec::Skew { node, ms, at_s } => sim.schedule_action(
+                    (at_s * US) as u64,
+                    Action::Skew {
+                        node: *node,
+                        ms: *ms,
+                    },
+                ),
+                FaultSpec::Network {
+                    at_s,
+                    until_s,
+                    network,
+                } => {
+                    sim.schedule_action((at_s * US) as u64, Action::Net(network.model()));
+                    sim.schedule_action((until_s * US) as u64, Action::Net(self.network.model()));
+                }
+            }
+        }
+        // The workload: evenly spaced writes on random writer nodes, keys and values from
+        // a generator seeded by the scenario seed.
+        let w = &self.workload;
+        if w.writes_per_sec > 0.0 {
+            let mut rng =
+                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x5eed);
+            let start = (w.start_s * US) as u64;
+            let stop = if w.stop_s > 0.0 {
+                (w.stop_s * US) as u64
+            } else {
+                end_us
+            };
+            let step = (US / w.writes_per_sec) as u64;
+            let writers = if w.writers == 0 {
+                self.nodes
+            } else {
+                w.writers.min(self.nodes)
+            };
+            let mut t = start;
+            let mut n = 0u64;
+            while t < stop.min(end_us) {
+                use rand::Rng;
+                let node = rng.random_range(0..writers);
+                let key = format!("k{}", rng.random_range(0..w.keys.max(1)));
+                let value = if w.deletes > 0.0 && rng.random_bool(w.deletes.min(1.0)) {
+                    None
+                } else {
+                    let mut v = vec![0u8; w.value_size];
+                    rng.fill(&mut v[..]);
+                    Some(v)
+                };
+                sim.schedule_action(t, Action::Write { node, key, value });
+                n += 1;
+                t = start + n * step;
+            }
+        }
+        sim
+    }
+
+    /// Runs the scenario with `seed` and checks its properties.
+    pub fn run(&self, seed: u64) -> Report {
+        let wall = Instant::now();
+        let mut sim = self.build(seed);
+        let end_us = (self.duration_s * US) as u64;
+        sim.run_until(end_us);
+        // Settle: faults are over (or the scenario ends them); wait for convergence.
+        let settle_end = end_us + (self.settle_s * US) as u64;
+        let mut t = end_us;
+        while t < settle_end {
+            t = (t + 500_000).min(settle_end);
+            sim.run_until(t);
+            let writes_done = sim.pending_writes() == 0;
+            let members_done = !self.properties.membership_converges || sim.membership_converged();
+            if writes_done && members_done && sim.stores_identical() {
+                break;
+            }
+        }
+        let virtual_s = sim.now_us() as f64 / US;
+        let mut prop: Vec<f64> = sim
+            .writes()
+            .iter()
+            .filter_map(|w| w.done_us.map(|d| (d - w.at_us) as f64 / 1000.0))
+            .collect();
+        prop.sort_by(|a, b| a.total_cmp(b));
+        let converged = prop.len();
+        let n = sim.len();
+        let (mut bytes, mut dgrams, mut sync) = (0u64, 0u64, 0u64);
+        let mut conflicts = 0;
+        for i in 0..n {
+            let t = sim.traffic(i);
+            bytes += t.datagram_bytes + t.sync_bytes;
+            sync += t.sync_bytes;
+            dgrams += t.datagrams;
+            if let Some(e) = sim.engine(i) {
+                conflicts += e.store().stats().conflicts;
+            }
+        }
+        let per = |x: u64| x as f64 / n as f64 / virtual_s.max(1e-9);
+        let p = [
+            percentile(&prop, 0.5),
+            percentile(&prop, 0.99),
+            prop.last().copied().unwrap_or(0.0),
+        ];
+        let stats = sim.stats().clone();
+        let mut properties = Vec::new();
+        let pr = &self.properties;
+        if pr.converge {
+            let identical = sim.stores_identical();
+            let missing = sim.writes_missing_now();
+            properties.push(PropertyResult {
+                name: "converge".into(),
+                pass: missing == 0 && identical,
+                detail: format!(
+                    "{}/{} writes on every live node at the end; stores identical: {identical}",
+                    sim.writes().len() - missing,
+                    sim.writes().len()
+                ),
+            });
+        }
+        if let Some(b) = pr.p99_propagation_ms {
+            properties.push(PropertyResult {
+                name: "p99_propagation_ms".into(),
+                pass: p[1] <= b,
+                detail: format!("{:.1} ms (bound {b} ms)", p[1]),
+            });
+        }
+        if let Some(b) = pr.max_propagation_ms {
+            properties.push(PropertyResult {
+                name: "max_propagation_ms".into(),
+                pass: p[2] <= b,
+                detail: format!("{:.1} ms (bound {b} ms)", p[2]),
+            });
+        }
+        if pr.no_false_failures {
+            properties.push(PropertyResult {
+                name: "no_false_failures".into(),
+                pass: stats.false_failures == 0,
+                detail: format!(
+                    "{} false failures, {} false suspicions (refuted)",
+                    stats.false_failures, stats.false_suspicions
+                ),
+            });
+        }
+        if pr.membership_converges {
+            let ok = sim.membership_converged();
+            properties.push(PropertyResult {
+                name: "membership_converges".into(),
+                pass: ok,
+                detail: format!(
+                    "every live node sees all {} live nodes alive: {ok}",
+                    sim.live_nodes()
+                ),
+            });
+        }
+        Report {
+            name: self.name.clone(),
+            seed,
+            nodes: n,
+            virtual_s,
+            wall_s: wall.elapsed().as_secs_f64(),
+            events: stats.events,
+            writes: sim.writes().len(),
+            writes_converged: converged,
+            propagation_ms: p,
+            bytes_per_node_s: per(bytes),
+            datagrams_per_node_s: per(dgrams),
+            sync_bytes_per_node_s: per(sync),
+            conflicts,
+            lost: stats.lost,
+            cut: stats.cut,
+            false_suspicions: stats.false_suspicions,
+            false_failures: stats.false_failures,
+            trace_hash: format!("{:016x}", sim.trace_hash()),
+            properties,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Real QUIC through the chaos socket: in-process nodes on 127.0.0.1, each on a
+//! [`ChaosSocket`], under loss and partitions.
+//!
+//! Seeds are fixed so runs are reproducible; set `GOSSAMER_CHAOS_SEED` to try others.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use gossamer::chaos::{self, ChaosControl, ChaosSocket, ChaosStats, Faults};
+use gossamer::core::Config;
+use gossamer::node::local::{wait_for, LocalCluster};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn fast() -> Config {
+    Config {
+        gossip_interval_ms: 100,
+        sync_interval_ms: 500,
+        seed_backoff_floor_ms: 200,
+        seed_backoff_cap_ms: 2_000,
+        ..Config::default()
+    }
+}
+
+fn seed(default: u64) -> u64 {
+    let s = std::env::var("GOSSAMER_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    println!("chaos seed: {s} (GOSSAMER_CHAOS_SEED={s} reproduces the fault decisions)");
+    s
+}
+
+/// Starts `n` nodes, node `i` on a chaos socket seeded `seed + i` with `faults` already
+/// applied (so joining happens under them too); every node seeds from the first.
+async fn chaos_cluster(n: usize, seed: u64, faults: Faults) -> (LocalCluster, Vec<ChaosControl>) {
+    let mut c = LocalCluster::start(0, n, fast())
+        .await
+        .expect("certificates");
+    let mut controls = Vec::new();
+    for i in 1..=n {
+        let (sock, ctl) =
+            ChaosSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), seed + i as u64)
+                .expect("bind 127.0.0.1");
+        ctl.set_faults(faults);
+        let cfg = c.config(i, c.seed_addrs());
+        c.start_with_socket(cfg, sock).await.expect("node start");
+        controls.push(ctl);
+    }
+    (c, controls)
+}
+
+fn total(controls: &[ChaosControl]) -> ChaosStats {
+    controls
+        .iter()
+        .fold(ChaosStats::default(), |a, c| a.add(&c.stats()))
+}
+
+/// True once every node holds `value` under `key`.
+fn everywhere(c: &LocalCluster, key: &str, value: &[u8]) -> bool {
+    c.agree_on(key, Some(value))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_converge_under_twenty_percent_loss() {
+    let seed = seed(0x5eed_0001);
+    let faults = Faults {
+        loss: 0.2,
+        ..Faults::none()
+    };
+    let (c, controls) = chaos_cluster(5, seed, faults).await;
+    let (ok, t) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(
+        ok,
+        "5 nodes at 20 % loss did not all see each other alive within {DEADLINE:?} (seed {seed})"
+    );
+    println!("joined in {t:?}");
+
+    let mut writes = Vec::new();
+    for round in 0..3 {
+        for (i, n) in c.nodes.iter().enumerate() {
+            let (k, v) = (format!("loss/{i}/{round}"), format!("v{i}.{round}"));
+            n.set(&k, v.clone().into_bytes()).unwrap();
+            writes.push((k, v));
+        }
+    }
+    let (ok, t) = wait_for(DEADLINE, || {
+        writes.iter().all(|(k, v)| everywhere(&c, k, v.as_bytes()))
+    })
+    .await;
+    let missing: Vec<_> = writes
+        .iter()
+        .filter(|(k, v)| !everywhere(&c, k, v.as_bytes()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        ok,
+        "{} writes on 5 nodes did not reach every node within {DEADLINE:?} at 20 % loss (seed {seed}); missing somewhere: {missing:?}",
+        writes.len()
+    );
+    let st = total(&controls);
+    println!(
+        "{} writes everywhere in {t:?}; chaos: {} sent, {} dropped by loss",
+        writes.len(),
+        st.sent,
+        st.dropped_loss
+    );
+    assert!(
+        st.dropped_loss > 0,
+        "the chaos sockets dropped nothing: {st:?}"
+    );
+    // Roughly 20 % of what was offered was dropped.
+    let offered = st.sent + st.dropped_loss;
+    let rate = st.dropped_loss as f64 / offered as f64;
+    assert!((0.1..0.3).contains(&rate), "loss rate {rate:.3} ({st:?})");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_three_partition_heals_and_concurrent_writes_resolve_identically() {
+    let seed = seed(0x5eed_0002);
+    let (c, controls) = chaos_cluster(5, seed, Faults::none()).await;
+    let (ok, t) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(ok, "5 nodes did not join within {DEADLINE:?} (seed {seed})");
+    println!("joined in {t:?}");
+
+    // Nodes 1,2 | 3,4,5: each side blocks the other's addresses.
+    let (left, right) = controls.split_at(2);
+    chaos::partition(&[left, right]);
+    let (a, b) = c.nodes.split_at(2);
+
+    // Writes on both sides, and the same key written on each side.
+    for (i, n) in c.nodes.iter().enumerate() {
+        n.set(&format!("part/{i}"), format!("v{i}").into_bytes())
+            .unwrap();
+    }
+    a[0].set("contested", b"left".to_vec()).unwrap();
+    b[1].set("contested", b"right".to_vec()).unwrap();
+
+    // Each side converges on its own writes...
+    let side_has = |side: &[gossamer::node::Node], range: std::ops::Range<usize>| {
+        side.iter().all(|n| {
+            range.clone().all(|i| {
+                n.get(&format!("part/{i}")).map(|e| e.value) == Some(format!("v{i}").into_bytes())
+            })
+        })
+    };
+    let (ok, _) = wait_for(DEADLINE, || {
+        side_has(a, 0..2)
+            && side_has(b, 2..5)
+            && a.iter()
+                .all(|n| n.get("contested").map(|e| e.value) == Some(b"left".to_vec()))
+            && b.iter()
+                .all(|n| n.get("contested").map(|e| e.value) == Some(b"right".to_vec()))
+    })
+    .await;
+    assert!(
+        ok,
+        "the sides did not converge on their own writes (seed {seed})"
+    );
+    // ...and sees nothing of the other's: the partition holds.
+    for n in a {
+        for i in 2..5 {
+            assert!(
+                n.get(&format!("part/{i}")).is_none(),
+                "{} saw part/{i} across the partition",
+                n.id()
+            );
+        }
+    }
+    for n in b {
+        for i in 0..2 {
+            assert!(
+                n.get(&format!("part/{i}")).is_none(),
+                "{} saw part/{i} across the partition",
+                n.id()
+            );
+        }
+    }
+    let during = total(&controls);
+    assert!(
+        during.dropped_partition() > 0,
+        "nothing crossed the partition line: {during:?}"
+    );
+    println!(
+        "partition held; {} datagrams dropped at the line",
+        during.dropped_partition()
+    );
+
+    chaos::heal_partition(&controls);
+    let (ok, t) = wait_for(DEADLINE, || {
+        (0..5).all(|i| everywhere(&c, &format!("part/{i}"), format!("v{i}").as_bytes()))
+    })
+    .await;
+    assert!(ok, "writes from both sides did not reach every node within {DEADLINE:?} of the heal (seed {seed})");
+    println!("every write everywhere {t:?} after the heal");
+
+    // Concurrent writes to one key resolve identically everywhere, folding in both writes.
+    let (ok, _) = wait_for(DEADLINE, || {
+        let first = c.nodes[0].get("contested");
+        first.as_ref().is_some_and(|f| f.version.len() == 2)
+            && c.nodes.iter().all(|n| n.get("contested") == first)
+    })
+    .await;
+    let views: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| n.get("contested").map(|e| (e.value, e.writer, e.version)))
+        .collect();
+    assert!(
+        ok,
+        "the contested key did not resolve identically (seed {seed}): {views:?}"
+    );
+    let winner = c.nodes[0].get("contested").unwrap();
+    assert!(
+        winner.value == b"left" || winner.value == b"right",
+        "winner {:?}",
+        winner.value
+    );
+    println!(
+        "contested key resolved to {:?} everywhere",
+        String::from_utf8_lossy(&winner.value)
+    );
+
+    let (ok, t) = wait_for(DEADLINE, || c.fully_joined()).await;
+    let alive: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| (n.id().to_string(), n.alive_count()))
+        .collect();
+    assert!(
+        ok,
+        "not every node sees every node alive after the heal (seed {seed}): {alive:?}"
+    );
+    println!("membership whole again {t:?} later");
+    c.shutdown().await;
+}
