@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run a node.
     Run(cli::run::RunArgs),
+    /// Run a deterministic simulation scenario (TOML) and check its properties.
+    Sim(cli::sim_cmd::SimArgs),
     /// Start a local cluster with generated certificates and show it converging.
     Demo(cli::demo::DemoArgs),
     /// Create a fleet CA and issue node certificates.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => cli::run::run(a).await.map(|_| 0),
             Command::Demo(a) => cli::demo::run(a).await.map(|_| 0),
+            Command::Sim(a) => cli::sim_cmd::run(a),
             Command::Certs(a) => cli::certs::run(a).map(|_| 0),
             Command::Kv(a) => cli::admin_cmds::run_kv(a).await,
             Command::Members(a) => cli::admin_cmds::run_members(a).await,

@@ -4,6 +4,7 @@ pub mod admin_cmds;
 pub mod certs;
 pub mod demo;
 pub mod run;
+pub mod sim_cmd;
 pub mod test_cmd;
 
 /// A usage or configuration error: the process exits with code 2.

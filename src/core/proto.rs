@@ -93,6 +93,30 @@ pub enum Item {
         /// Sequence number of the probe answered.
         seq: u64,
     },
+    /// Ask the receiver to probe `target` on our behalf and relay its `Ack` (SWIM
+    /// indirect probe).
+    PingReq {
+        /// Our probe's sequence number, echoed in the relayed `Ack` or `Nack`.
+        seq: u64,
+        /// Member to probe.
+        target: NodeId,
+    },
+    /// An indirect prober could not reach the target in time (Lifeguard): tells the
+    /// requester its own links work.
+    Nack {
+        /// Sequence number of the requester's probe.
+        seq: u64,
+    },
+    /// `accuser` suspects `id` at `incarnation` (Lifeguard counts distinct accusers to
+    /// shorten the suspicion timeout).
+    Suspect {
+        /// Suspected member.
+        id: NodeId,
+        /// Its incarnation as known to the accuser.
+        incarnation: u64,
+        /// Who suspects it.
+        accuser: NodeId,
+    },
 }
 
 /// A gossip datagram: several items packed together.

@@ -123,6 +123,22 @@ pub struct SimStats {
     pub false_suspicions: u64,
     /// Same, declaring it dead.
     pub false_failures: u64,
+    /// Events bringing a node that is down back to alive (or joining it) somewhere:
+    /// ghosts.
+    pub ghosts: u64,
+}
+
+/// When each observer declared a crashed node suspect and dead.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// The crashed node.
+    pub node: usize,
+    /// When it crashed (µs).
+    pub crashed_us: u64,
+    /// Per observer: first suspicion (µs after the crash).
+    pub suspected_after_us: BTreeMap<usize, u64>,
+    /// Per observer: declared dead (µs after the crash).
+    pub dead_after_us: BTreeMap<usize, u64>,
 }
 
 struct SimNode {
@@ -130,6 +146,8 @@ struct SimNode {
     engine: Option<Engine>,
     epoch: u64,
     skew_ms: i64,
+    /// Extra one-way delay on everything this node sends and receives (µs).
+    slow_us: u64,
     timer_at: Option<u64>,
     saved: Option<Persisted>,
     egress_free_us: u64,
@@ -175,6 +193,13 @@ pub enum Action {
         node: usize,
         /// Keep what it had saved.
         keep_state: bool,
+    },
+    /// Make a node slow: everything it sends or receives is delayed by `ms` more.
+    Slow {
+        /// Node index.
+        node: usize,
+        /// Extra delay (ms).
+        ms: u64,
     },
     /// Set a node's clock offset (ms).
     Skew {
@@ -247,6 +272,7 @@ pub struct Sim {
     stats: SimStats,
     trace: u64,
     words: usize,
+    detections: Vec<Detection>,
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
@@ -281,6 +307,7 @@ impl Sim {
                 engine: None,
                 epoch: 0,
                 skew_ms: 0,
+                slow_us: 0,
                 timer_at: None,
                 saved: None,
                 egress_free_us: 0,
@@ -300,6 +327,7 @@ impl Sim {
             stats: SimStats::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             words: cfg.nodes.div_ceil(64),
+            detections: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
@@ -489,6 +517,12 @@ impl Sim {
                 let Some(e) = self.nodes[i].engine.take() else {
                     return;
                 };
+                self.detections.push(Detection {
+                    node: i,
+                    crashed_us: self.now_us,
+                    suspected_after_us: BTreeMap::new(),
+                    dead_after_us: BTreeMap::new(),
+                });
                 self.nodes[i].saved = Some(e.persisted());
                 self.nodes[i].epoch += 1;
                 self.nodes[i].timer_at = None;
@@ -514,6 +548,7 @@ impl Sim {
                 self.start_node(node, if keep_state { saved } else { None });
             }
             Action::Skew { node, ms } => self.nodes[node].skew_ms = ms,
+            Action::Slow { node, ms } => self.nodes[node].slow_us = ms * 1000,
             Action::Net(m) => self.cfg.net = m,
             Action::Write { node, key, value } => self.write(node, &key, value),
         }
@@ -638,17 +673,10 @@ impl Sim {
                 Output::Event(ev) => match ev {
                     EngineEvent::Kv { .. } => changed = true,
                     EngineEvent::Member(Change::Updated { new, .. }) => {
-                        if matches!(new.status, MemberStatus::Suspect | MemberStatus::Dead) {
-                            if let Some(j) = parse_addr(&new.info.addr) {
-                                if self.nodes[j].engine.is_some() && self.reachable(i, j) {
-                                    if new.status == MemberStatus::Dead {
-                                        self.stats.false_failures += 1;
-                                    } else {
-                                        self.stats.false_suspicions += 1;
-                                    }
-                                }
-                            }
-                        }
+                        self.observe_member(i, &new.info.addr, new.status);
+                    }
+                    EngineEvent::Member(Change::Joined(st)) => {
+                        self.observe_member(i, &st.info.addr, st.status);
                     }
                     EngineEvent::Member(_) => {}
                 },
@@ -667,6 +695,39 @@ impl Sim {
         }
     }
 
+    /// Bookkeeping of what observer `i` now believes about the node at `addr`.
+    fn observe_member(&mut self, i: usize, addr: &str, status: MemberStatus) {
+        let Some(j) = parse_addr(addr) else { return };
+        let up = self.nodes[j].engine.is_some();
+        // A node made slow on purpose is not "healthy": suspecting it is no false alarm.
+        let healthy = up && self.nodes[j].slow_us == 0;
+        match status {
+            MemberStatus::Suspect | MemberStatus::Dead if healthy && self.reachable(i, j) => {
+                if status == MemberStatus::Dead {
+                    self.stats.false_failures += 1;
+                } else {
+                    self.stats.false_suspicions += 1;
+                }
+            }
+            MemberStatus::Suspect | MemberStatus::Dead if !up => {
+                if let Some(d) = self.detections.iter_mut().rev().find(|d| d.node == j) {
+                    let after = self.now_us - d.crashed_us;
+                    d.suspected_after_us.entry(i).or_insert(after);
+                    if status == MemberStatus::Dead {
+                        d.dead_after_us.entry(i).or_insert(after);
+                    }
+                }
+            }
+            MemberStatus::Alive if !up => self.stats.ghosts += 1,
+            _ => {}
+        }
+    }
+
+    /// Crash detections recorded so far.
+    pub fn detections(&self) -> &[Detection] {
+        &self.detections
+    }
+
     fn transit_us(&mut self, from: usize, bytes: usize) -> u64 {
         let net = &self.cfg.net;
         let jitter = if net.jitter_us > 0 {
@@ -682,7 +743,7 @@ impl Sim {
             n.egress_free_us = start + tx;
             depart = start + tx;
         }
-        depart + self.cfg.net.latency_us + jitter
+        depart + self.cfg.net.latency_us + jitter + self.nodes[from].slow_us
     }
 
     fn send_datagram(&mut self, from: usize, to: usize, dg: Datagram) {
@@ -698,7 +759,7 @@ impl Sim {
             self.stats.lost += 1;
             return;
         }
-        let at = self.transit_us(from, bytes);
+        let at = self.transit_us(from, bytes) + self.nodes[to].slow_us;
         let epoch = self.nodes[to].epoch;
         if self.cfg.net.duplicate > 0.0 && self.rng.random_bool(self.cfg.net.duplicate.min(1.0)) {
             self.stats.duplicated += 1;
@@ -760,7 +821,7 @@ impl Sim {
         let bytes: usize = frames.iter().map(|f| encoded_len(f) + 5).sum();
         self.nodes[from].traffic.sync_bytes += bytes as u64;
         // A stream turn costs one way latency plus serialisation (no loss: QUIC retransmits).
-        let at = self.transit_us(from, bytes);
+        let at = self.transit_us(from, bytes) + self.nodes[to].slow_us;
         self.schedule(at, Ev::SyncTurn { id, to, frames });
     }
 

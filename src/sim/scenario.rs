@@ -142,6 +142,16 @@ pub enum FaultSpec {
         #[serde(default)]
         keep_state: bool,
     },
+    /// Delay everything a node sends and receives by `ms` from `at_s` on.
+    Slow {
+        /// Node index.
+        node: usize,
+        /// Extra one-way delay (ms).
+        ms: u64,
+        /// When (s).
+        #[serde(default)]
+        at_s: f64,
+    },
     /// Offset a node's clock.
     Skew {
         /// Node index.
@@ -177,6 +187,11 @@ pub struct PropertiesSpec {
     pub no_false_failures: bool,
     /// Every live node sees every other live node alive at the end.
     pub membership_converges: bool,
+    /// No node that is down is ever brought back to alive (ghosts).
+    pub no_ghosts: bool,
+    /// Every crash that was not followed by a restart is detected by every live node,
+    /// each within this bound (ms).
+    pub detect_within_ms: Option<f64>,
 }
 
 impl Default for PropertiesSpec {
@@ -187,6 +202,8 @@ impl Default for PropertiesSpec {
             max_propagation_ms: None,
             no_false_failures: false,
             membership_converges: true,
+            no_ghosts: false,
+            detect_within_ms: None,
         }
     }
 }
@@ -238,6 +255,21 @@ fn default_join() -> f64 {
     2.0
 }
 
+/// How fast crashed nodes were detected.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionSummary {
+    /// Crashes measured.
+    pub crashes: usize,
+    /// Mean time until the first observer suspected the node (ms).
+    pub first_suspicion_ms: f64,
+    /// Mean time until every live observer declared it dead (ms).
+    pub all_dead_ms: f64,
+    /// Slowest crash until every live observer declared it dead (ms).
+    pub all_dead_max_ms: f64,
+    /// Crashes some live observer never declared dead.
+    pub undetected: usize,
+}
+
 /// Outcome of one property.
 #[derive(Debug, Clone, Serialize)]
 pub struct PropertyResult {
@@ -286,6 +318,11 @@ pub struct Report {
     pub false_suspicions: u64,
     /// Healthy nodes declared dead.
     pub false_failures: u64,
+    /// Down nodes brought back to alive somewhere.
+    pub ghosts: u64,
+    /// Crash detection: mean and max time (ms) until every live observer declared the
+    /// crashed node suspect, then dead.
+    pub detection_ms: Option<DetectionSummary>,
     /// Hash of the event trace (equal for equal seeds).
     pub trace_hash: String,
     /// Property outcomes.
@@ -349,6 +386,17 @@ impl Report {
             "false suspicions / failures",
             format!("{} / {}", self.false_suspicions, self.false_failures),
         );
+        if let Some(d) = &self.detection_ms {
+            row(
+                &mut s,
+                "crash detection",
+                format!(
+                    "first suspicion {:.0} ms, all dead {:.0} ms (max {:.0}), {} undetected",
+                    d.first_suspicion_ms, d.all_dead_ms, d.all_dead_max_ms, d.undetected
+                ),
+            );
+        }
+        row(&mut s, "ghosts", self.ghosts.to_string());
         row(&mut s, "trace hash", self.trace_hash.clone());
         for p in &self.properties {
             s.push_str(&format!(
@@ -360,6 +408,52 @@ impl Report {
         }
         s
     }
+}
+
+/// Crash detection over the crashes whose node stayed down to the end.
+fn detection_summary(sim: &Sim) -> Option<DetectionSummary> {
+    let mut first = Vec::new();
+    let mut all = Vec::new();
+    let mut undetected = 0;
+    for d in sim.detections() {
+        if sim.engine(d.node).is_some() {
+            continue;
+        }
+        let observers: Vec<usize> = (0..sim.len())
+            .filter(|&i| i != d.node && sim.engine(i).is_some())
+            .collect();
+        if let Some(f) = d.suspected_after_us.values().min() {
+            first.push(*f as f64 / 1000.0);
+        }
+        if observers.iter().all(|o| d.dead_after_us.contains_key(o)) {
+            let worst = observers
+                .iter()
+                .filter_map(|o| d.dead_after_us.get(o))
+                .max()
+                .copied()
+                .unwrap_or(0);
+            all.push(worst as f64 / 1000.0);
+        } else {
+            undetected += 1;
+        }
+    }
+    if first.is_empty() && undetected == 0 {
+        return None;
+    }
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    Some(DetectionSummary {
+        crashes: all.len() + undetected,
+        first_suspicion_ms: mean(&first),
+        all_dead_ms: mean(&all),
+        all_dead_max_ms: all.iter().cloned().fold(0.0, f64::max),
+        undetected,
+    })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -424,7 +518,9 @@ impl Scenario {
                 FaultSpec::Partition { groups, halves, .. } => {
                     *halves || groups.iter().flatten().all(|&n| node_ok(n))
                 }
-                FaultSpec::Crash { node, .. } | FaultSpec::Skew { node, .. } => node_ok(*node),
+                FaultSpec::Crash { node, .. }
+                | FaultSpec::Skew { node, .. }
+                | FaultSpec::Slow { node, .. } => node_ok(*node),
                 FaultSpec::Network { .. } => true,
             };
             if !ok {
@@ -483,6 +579,13 @@ impl Scenario {
                         );
                     }
                 }
+                FaultSpec::Slow { node, ms, at_s } => sim.schedule_action(
+                    (at_s * US) as u64,
+                    Action::Slow {
+                        node: *node,
+                        ms: *ms,
+                    },
+                ),
                 FaultSpec::Skew { node, ms, at_s } => sim.schedule_action(
                     (at_s * US) as u64,
                     Action::Skew {
@@ -634,6 +737,31 @@ impl Scenario {
                 ),
             });
         }
+        let detection_ms = detection_summary(&sim);
+        if pr.no_ghosts {
+            properties.push(PropertyResult {
+                name: "no_ghosts".into(),
+                pass: stats.ghosts == 0,
+                detail: format!("{} events revived a node that was down", stats.ghosts),
+            });
+        }
+        if let Some(bound) = pr.detect_within_ms {
+            let (pass, detail) = match &detection_ms {
+                Some(d) => (
+                    d.undetected == 0 && d.all_dead_max_ms <= bound,
+                    format!(
+                        "{} crashes: first suspicion {:.0} ms, all dead mean {:.0} / max {:.0} ms, {} undetected (bound {bound} ms)",
+                        d.crashes, d.first_suspicion_ms, d.all_dead_ms, d.all_dead_max_ms, d.undetected
+                    ),
+                ),
+                None => (false, "no crash to detect".into()),
+            };
+            properties.push(PropertyResult {
+                name: "detect_within_ms".into(),
+                pass,
+                detail,
+            });
+        }
         Report {
             name: self.name.clone(),
             seed,
@@ -652,6 +780,8 @@ impl Scenario {
             cut: stats.cut,
             false_suspicions: stats.false_suspicions,
             false_failures: stats.false_failures,
+            ghosts: stats.ghosts,
+            detection_ms,
             trace_hash: format!("{:016x}", sim.trace_hash()),
             properties,
         }

@@ -115,3 +115,157 @@ fn same_seed_same_trace_different_seed_different_trace() {
         "the seed does not reach the run"
     );
 }
+
+#[test]
+fn crashed_nodes_are_detected_by_every_live_node() {
+    let r = run(
+        include_str!("../../scenarios/swim-detect.toml"),
+        "scenarios/swim-detect.toml",
+    );
+    let d = r.detection_ms.expect("detections recorded");
+    assert_eq!(d.crashes, 3);
+    // SWIM: first detection after about 1.58 protocol periods on average (1 s periods).
+    println!(
+        "first suspicion {:.0} ms (SWIM expects ~1580 ms), all dead {:.0} ms",
+        d.first_suspicion_ms, d.all_dead_ms
+    );
+    assert!(
+        d.first_suspicion_ms < 5_000.0,
+        "first suspicion took {:.0} ms",
+        d.first_suspicion_ms
+    );
+}
+
+#[test]
+fn fifty_nodes_under_ten_percent_loss_never_declare_a_healthy_node_failed() {
+    let r = run(
+        include_str!("../../scenarios/swim-loss-50.toml"),
+        "scenarios/swim-loss-50.toml",
+    );
+    assert!(r.lost > 1000, "the loss model must bite");
+    assert_eq!(r.false_failures, 0);
+}
+
+#[test]
+fn a_slow_node_does_not_get_healthy_nodes_declared_failed() {
+    let r = run(
+        include_str!("../../scenarios/swim-slow-node.toml"),
+        "scenarios/swim-slow-node.toml",
+    );
+    assert_eq!(r.false_failures, 0);
+}
+
+#[test]
+fn reaped_dead_nodes_do_not_come_back_as_ghosts() {
+    let r = run(
+        include_str!("../../scenarios/swim-ghosts.toml"),
+        "scenarios/swim-ghosts.toml",
+    );
+    assert_eq!(r.ghosts, 0);
+}
+
+#[test]
+fn halves_that_reaped_each_other_re_merge_through_seeds() {
+    let path = "scenarios/swim-partition-reap.toml";
+    let sc = Scenario::from_toml(
+        include_str!("../../scenarios/swim-partition-reap.toml"),
+        path,
+    )
+    .unwrap();
+    println!("scenario {path}: seed {}", sc.seed);
+    let mut sim = sc.build(sc.seed);
+    // Just before the heal: each half has declared the other dead and reaped it.
+    sim.run_until(139_000_000);
+    let e0 = sim.engine(0).unwrap();
+    let e19 = sim.engine(19).unwrap();
+    assert!(
+        e0.members().get(&sim_id(19)).is_none(),
+        "seed {}: node 0 did not reap node 19",
+        sc.seed
+    );
+    assert!(
+        e19.members().get(&sim_id(0)).is_none(),
+        "seed {}: node 19 did not reap node 0",
+        sc.seed
+    );
+    // After the heal: one cluster again within the seed backoff cap plus a few rounds.
+    let heal = 140_000_000;
+    let bound = heal + sc.gossip.seed_backoff_cap_ms * 1000 + 30_000_000;
+    let mut t = heal;
+    while t < bound && !sim.membership_converged() {
+        t += 250_000;
+        sim.run_until(t);
+    }
+    assert!(
+        sim.membership_converged(),
+        "seed {}: not re-merged {} s after the heal",
+        sc.seed,
+        (bound - heal) / 1_000_000
+    );
+    println!("re-merged {:.1} s after the heal", (t - heal) as f64 / 1e6);
+    let r = run(
+        include_str!("../../scenarios/swim-partition-reap.toml"),
+        path,
+    );
+    assert!(r.passed());
+}
+
+#[test]
+fn a_node_restarted_with_the_same_id_is_alive_everywhere_within_a_few_periods() {
+    let sc = Scenario::from_toml(
+        include_str!("../../scenarios/swim-detect.toml"),
+        "swim-detect",
+    )
+    .unwrap();
+    let seed = sc.seed;
+    println!("restart: seed {seed}");
+    let mut sim = sc.build(seed);
+    sim.run_until(15_000_000);
+    sim.schedule_action(15_000_001, Action::Crash(33));
+    // Down long enough to be declared dead everywhere.
+    sim.run_until(60_000_000);
+    let dead_everywhere = (0..sim.len())
+        .filter(|&i| i != 33 && sim.engine(i).is_some())
+        .all(|i| {
+            sim.engine(i)
+                .unwrap()
+                .members()
+                .get(&sim_id(33))
+                .is_none_or(|m| m.state.status != MemberStatus::Alive)
+        });
+    assert!(
+        dead_everywhere,
+        "seed {seed}: node 33 was not declared dead"
+    );
+    sim.schedule_action(
+        60_000_001,
+        Action::Restart {
+            node: 33,
+            keep_state: false,
+        },
+    );
+    let mut t = 60_000_001;
+    let alive_everywhere = |sim: &Sim| {
+        (0..sim.len())
+            .filter(|&i| i != 33 && sim.engine(i).is_some())
+            .all(|i| {
+                sim.engine(i)
+                    .unwrap()
+                    .members()
+                    .get(&sim_id(33))
+                    .is_some_and(|m| m.state.status == MemberStatus::Alive)
+            })
+    };
+    while t < 70_000_000 && !alive_everywhere(&sim) {
+        t += 100_000;
+        sim.run_until(t);
+    }
+    assert!(
+        alive_everywhere(&sim),
+        "seed {seed}: restarted node not alive everywhere 10 s later"
+    );
+    println!(
+        "restarted node alive everywhere after {:.1} s",
+        (t - 60_000_001) as f64 / 1e6
+    );
+}

@@ -21,6 +21,8 @@ pub struct Member {
     pub last_sync_us: Option<u64>,
     /// When (mono µs) its status last changed.
     pub since_us: u64,
+    /// Smoothed round-trip time of direct probes (µs).
+    pub rtt_us: Option<u64>,
 }
 
 /// How a member table changed.
@@ -37,6 +39,8 @@ pub enum Change {
     },
     /// Someone claimed we are not alive; we raised our incarnation to refute it.
     Refuted(MemberState),
+    /// A dead or departed member was forgotten after the reap timeout.
+    Reaped(MemberState),
 }
 
 /// True if `new` should replace `old` (SWIM precedence).
@@ -76,7 +80,14 @@ pub struct Membership {
     live: Vec<NodeId>,
     /// XOR of `state_hash` over every state, ours included: equal tables, equal digests.
     digest: u64,
+    /// Members forgotten after the reap timeout, with when (mono µs): claims about them
+    /// at or below their last incarnation are ignored, so stale gossip cannot bring back
+    /// a ghost. Bounded; the oldest are forgotten first.
+    reaped: BTreeMap<NodeId, (MemberState, u64)>,
 }
+
+/// Most reaped members remembered.
+const MAX_REAPED: usize = 100_000;
 
 impl Membership {
     /// A table containing only ourselves, alive at `incarnation`.
@@ -91,6 +102,7 @@ impl Membership {
             me,
             members: BTreeMap::new(),
             live: Vec::new(),
+            reaped: BTreeMap::new(),
         }
     }
 
@@ -155,6 +167,17 @@ impl Membership {
         }
         match self.members.get_mut(&upd.info.id) {
             None => {
+                // Only a member's own, newer life brings back one we reaped; and claims
+                // that an unknown member is down carry no news worth a table entry.
+                if let Some((old, _)) = self.reaped.get(&upd.info.id) {
+                    if upd.incarnation <= old.incarnation {
+                        return None;
+                    }
+                    self.reaped.remove(&upd.info.id);
+                }
+                if !is_live(upd.status) {
+                    return None;
+                }
                 self.digest ^= state_hash(&upd);
                 if is_live(upd.status) {
                     self.live.push(upd.info.id.clone());
@@ -166,6 +189,7 @@ impl Membership {
                         last_heard_us: None,
                         last_sync_us: None,
                         since_us: now_us,
+                        rtt_us: None,
                     },
                 );
                 Some(Change::Joined(upd))
@@ -206,6 +230,99 @@ impl Membership {
             return Some(Change::Refuted(self.me.clone()));
         }
         None
+    }
+
+    /// Marks member `id` suspect at `incarnation` (from a `Suspect` claim). Returns the
+    /// change if its status changed; `None` if the claim is stale or about a member
+    /// that is already suspect, dead or gone.
+    pub fn suspect(&mut self, now_us: u64, id: &NodeId, incarnation: u64) -> Option<Change> {
+        let m = self.members.get(id)?;
+        if incarnation < m.state.incarnation || m.state.status != MemberStatus::Alive {
+            return None;
+        }
+        let mut st = m.state.clone();
+        st.incarnation = incarnation;
+        st.status = MemberStatus::Suspect;
+        self.apply(now_us, st)
+    }
+
+    /// Marks member `id` dead at its current incarnation (suspicion timed out).
+    pub fn declare_dead(&mut self, now_us: u64, id: &NodeId) -> Option<Change> {
+        let m = self.members.get(id)?;
+        if !is_live(m.state.status) {
+            return None;
+        }
+        let mut st = m.state.clone();
+        st.status = MemberStatus::Dead;
+        self.apply(now_us, st)
+    }
+
+    /// Forgets members that have been dead or gone for `reap_us`; returns them.
+    pub fn reap(&mut self, now_us: u64, reap_us: u64) -> Vec<MemberState> {
+        let due: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| !is_live(m.state.status) && now_us.saturating_sub(m.since_us) >= reap_us)
+            .map(|m| m.state.info.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in due {
+            if let Some(m) = self.members.remove(&id) {
+                self.digest ^= state_hash(&m.state);
+                self.reaped.insert(id, (m.state.clone(), now_us));
+                out.push(m.state);
+            }
+        }
+        while self.reaped.len() > MAX_REAPED {
+            let oldest = self
+                .reaped
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.reaped.remove(&k);
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// What we last knew of a member we consider dead, departed or reaped — to tell it,
+    /// should it talk to us, so that it refutes. `None` if we think it is alive.
+    pub fn down_state(&self, id: &NodeId) -> Option<MemberState> {
+        match self.members.get(id) {
+            Some(m) if !is_live(m.state.status) => {
+                let mut s = m.state.clone();
+                s.status = MemberStatus::Dead;
+                Some(s)
+            }
+            Some(_) => None,
+            None => self.reaped.get(id).map(|(s, _)| {
+                let mut s = s.clone();
+                s.status = MemberStatus::Dead;
+                s
+            }),
+        }
+    }
+
+    /// Address of a member, reaped ones included.
+    pub fn addr_of(&self, id: &NodeId) -> Option<&str> {
+        self.members
+            .get(id)
+            .map(|m| m.state.info.addr.as_str())
+            .or_else(|| self.reaped.get(id).map(|(s, _)| s.info.addr.as_str()))
+    }
+
+    /// Folds a direct probe's round-trip time into the member's smoothed RTT.
+    pub fn record_rtt(&mut self, id: &NodeId, rtt_us: u64) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.rtt_us = Some(match m.rtt_us {
+                Some(old) => (old * 7 + rtt_us) / 8,
+                None => rtt_us,
+            });
+        }
     }
 
     /// Records direct contact with a member.
@@ -302,6 +419,11 @@ mod tests {
         assert_eq!(a.live_ids().len(), 2);
         a.apply(0, st("c", 3, MemberStatus::Dead));
         assert_eq!(a.live_ids(), &[NodeId::new("b").unwrap()]);
+        assert!(
+            b.apply(0, st("c", 3, MemberStatus::Dead)).is_none(),
+            "a death claim about an unknown member adds nothing"
+        );
+        b.apply(0, st("c", 3, MemberStatus::Alive));
         b.apply(0, st("c", 3, MemberStatus::Dead));
         assert_eq!(a.digest(), b.digest());
         a.apply(0, st("c", 4, MemberStatus::Alive));

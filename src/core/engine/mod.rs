@@ -15,6 +15,8 @@ use crate::core::proto::{
 use crate::core::state::{CausalContext, Entry, Limits, Snapshot, StateError, Store};
 use crate::core::{NodeId, Now};
 
+mod swim;
+
 /// Protocol tuning. Every field is settable in the node's configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +42,22 @@ pub struct Config {
     pub seed_backoff_cap_ms: u64,
     /// Most broadcasts waiting in the queue; beyond it the oldest low-priority ones drop.
     pub queue_max: usize,
+    /// SWIM protocol period: one member is probed per period (ms).
+    pub probe_interval_ms: u64,
+    /// How long to wait for a direct ack before asking others to probe (ms).
+    pub probe_timeout_ms: u64,
+    /// Members asked to probe indirectly when a direct probe times out (`k`).
+    pub indirect_checks: usize,
+    /// Suspicion timeout = `suspicion_mult · log10(N) · probe_interval` at the least.
+    pub suspicion_mult: u32,
+    /// The longest suspicion timeout, as a multiple of the least (Lifeguard).
+    pub suspicion_max_mult: u32,
+    /// Ceiling of the local health multiplier (Lifeguard): a struggling node stretches
+    /// its probe interval and timeout by up to this factor.
+    pub awareness_max: u32,
+    /// Dead and departed members are kept (as tombstones) this long before being
+    /// forgotten (ms).
+    pub reap_timeout_ms: u64,
     /// Key and value size limits.
     pub limits: Limits,
 }
@@ -57,7 +75,34 @@ impl Default for Config {
             seed_backoff_floor_ms: 1_000,
             seed_backoff_cap_ms: 30_000,
             queue_max: 4_096,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 500,
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            awareness_max: 8,
+            reap_timeout_ms: 3_600_000,
             limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The LAN profile (the default): memberlist's LAN timings, 200 ms gossip rounds.
+    pub fn lan() -> Self {
+        Self::default()
+    }
+
+    /// The WAN profile: longer probe period and timeouts, slower gossip and
+    /// anti-entropy, for links of tens to hundreds of milliseconds.
+    pub fn wan() -> Self {
+        Self {
+            gossip_interval_ms: 500,
+            sync_interval_ms: 10_000,
+            probe_interval_ms: 5_000,
+            probe_timeout_ms: 3_000,
+            suspicion_mult: 6,
+            ..Self::default()
         }
     }
 }
@@ -78,6 +123,17 @@ impl Config {
         pos("retransmit_mult", self.retransmit_mult as u64)?;
         pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
         pos("queue_max", self.queue_max as u64)?;
+        pos("probe_interval_ms", self.probe_interval_ms)?;
+        pos("probe_timeout_ms", self.probe_timeout_ms)?;
+        pos("suspicion_mult", self.suspicion_mult as u64)?;
+        pos("suspicion_max_mult", self.suspicion_max_mult as u64)?;
+        pos("awareness_max", self.awareness_max as u64)?;
+        if self.probe_timeout_ms > self.probe_interval_ms {
+            return Err(format!(
+                "probe_timeout_ms ({}) must not exceed probe_interval_ms ({})",
+                self.probe_timeout_ms, self.probe_interval_ms
+            ));
+        }
         if self.max_datagram < 256 || self.max_datagram > 65_000 {
             return Err(format!(
                 "max_datagram must be between 256 and 65000 bytes (got {})",
@@ -176,6 +232,18 @@ pub struct EngineStats {
     pub seed_attempts: u64,
     /// Refutations of suspicion about ourselves.
     pub refutations: u64,
+    /// Direct probes sent.
+    pub probes: u64,
+    /// Probes that got no ack, direct or indirect, within the period.
+    pub probes_failed: u64,
+    /// Indirect probe requests sent.
+    pub ping_reqs: u64,
+    /// Members we declared suspect.
+    pub suspicions: u64,
+    /// Members we declared dead.
+    pub deaths: u64,
+    /// Dead or departed members forgotten after the reap timeout.
+    pub reaped: u64,
 }
 
 /// What a restarted node brings back from its data directory.
@@ -221,6 +289,7 @@ pub struct Engine {
     next_sync_us: u64,
     next_gc_us: u64,
     stats: EngineStats,
+    swim: swim::Swim,
 }
 
 const GC_PERIOD_US: u64 = 60_000_000;
@@ -274,6 +343,7 @@ impl Engine {
             next_sync_us,
             next_gc_us: now.mono_us + GC_PERIOD_US,
             stats: EngineStats::default(),
+            swim: swim::Swim::new(now.mono_us),
             cfg,
         }
     }
@@ -326,7 +396,8 @@ impl Engine {
         let mut t = self
             .next_gossip_us
             .min(self.next_sync_us)
-            .min(self.next_gc_us);
+            .min(self.next_gc_us)
+            .min(self.swim.next_deadline());
         for s in &self.seeds {
             if !s.in_flight && !self.seed_satisfied(s) {
                 t = t.min(s.next_us);
@@ -338,6 +409,7 @@ impl Engine {
     /// Runs every periodic task that is due.
     pub fn handle_timeout(&mut self, now: Now) {
         let t = now.mono_us;
+        self.swim_timers(now);
         if t >= self.next_gossip_us {
             self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
             self.gossip_round();
@@ -415,7 +487,7 @@ impl Engine {
     }
 
     fn addr_of(&self, id: &NodeId) -> Option<String> {
-        self.members.get(id).map(|m| m.state.info.addr.clone())
+        self.members.addr_of(id).map(str::to_string)
     }
 
     /// Packs the queue into one datagram for each of `peers`, the broadcasts named in
@@ -480,16 +552,21 @@ impl Engine {
         }
     }
 
-    fn emit_member_change(&mut self, change: Change, broadcast: bool) {
+    fn emit_member_change(&mut self, now: Now, change: Change, broadcast: bool) {
+        self.swim_on_change(now, &change);
+        let state = match &change {
+            Change::Joined(s) | Change::Refuted(s) => s.clone(),
+            Change::Updated { new, .. } => new.clone(),
+            Change::Reaped(_) => {
+                self.out.push_back(Output::Event(Event::Member(change)));
+                return;
+            }
+        };
         if !broadcast && !matches!(change, Change::Refuted(_)) {
             self.out.push_back(Output::Event(Event::Member(change)));
             return;
         }
         let budget = self.budget();
-        let state = match &change {
-            Change::Joined(s) | Change::Refuted(s) => s.clone(),
-            Change::Updated { new, .. } => new.clone(),
-        };
         if matches!(change, Change::Refuted(_)) {
             self.stats.refutations += 1;
         }
@@ -514,8 +591,35 @@ impl Engine {
             self.stats.items_invalid += 1;
             return;
         }
+        // A death claim about a member we hold as plainly alive at that incarnation
+        // (e.g. a tombstone from the other side of a healed partition) starts a
+        // suspicion instead: the member gets a suspicion timeout to refute it.
+        if s.status == MemberStatus::Dead && &s.info.id != self.id() {
+            let alive_here = self.members.get(&s.info.id).is_some_and(|m| {
+                m.state.status == MemberStatus::Alive && m.state.incarnation == s.incarnation
+            });
+            if alive_here {
+                if let Some(change) = self.members.suspect(now.mono_us, &s.info.id, s.incarnation) {
+                    let budget = self.budget();
+                    let me = self.id().clone();
+                    let id = s.info.id.clone();
+                    self.emit_member_change(now, change, false);
+                    self.queue.push(
+                        Topic::Member(id.clone()),
+                        Class::Membership,
+                        Item::Suspect {
+                            id,
+                            incarnation: s.incarnation,
+                            accuser: me,
+                        },
+                        budget,
+                    );
+                }
+                return;
+            }
+        }
         if let Some(change) = self.members.apply(now.mono_us, s) {
-            self.emit_member_change(change, broadcast);
+            self.emit_member_change(now, change, broadcast);
         }
     }
 
@@ -529,22 +633,18 @@ impl Engine {
             match item {
                 Item::Delta(e) => fresh.extend(self.apply_delta(now, e)),
                 Item::Member(s) => self.apply_member(now, s, true),
-                Item::Ping { seq } => {
-                    if let Some(addr) = self.addr_of(from) {
-                        self.stats.datagrams_out += 1;
-                        self.stats.items_out += 1;
-                        self.out.push_back(Output::Datagram {
-                            to: from.clone(),
-                            addr,
-                            datagram: Datagram {
-                                items: vec![Item::Ack { seq }],
-                            },
-                        });
-                    }
-                }
-                Item::Ack { .. } => {}
+                Item::Ping { seq } => self.on_ping(now, from, seq),
+                Item::Ack { seq } => self.on_ack(now, from, seq),
+                Item::PingReq { seq, target } => self.on_ping_req(now, from, seq, target),
+                Item::Nack { seq } => self.on_nack(seq),
+                Item::Suspect {
+                    id,
+                    incarnation,
+                    accuser,
+                } => self.on_suspect(now, id, incarnation, accuser),
             }
         }
+        self.tell_if_down(now, from);
         if !fresh.is_empty() {
             // Eager push: forward what we just learned at once, ahead of anything queued.
             let peers = self.pick_peers(self.cfg.fanout, Some(from));
@@ -741,6 +841,7 @@ impl Engine {
             let first_hand = m.info.id == s.peer;
             self.apply_member(now, m, first_hand);
         }
+        self.tell_if_down(now, &s.peer);
     }
 
     /// Handles an `Entries` frame.

@@ -1,0 +1,40 @@
+//! `gossamer sim`: run a simulation scenario file and report its properties.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use gossamer::sim::Scenario;
+
+/// Flags of `gossamer sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Scenario file (TOML; see scenarios/).
+    pub scenario: PathBuf,
+    /// Seed (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the scenario; exit code 1 when a property fails.
+pub fn run(args: SimArgs) -> anyhow::Result<i32> {
+    let sc = Scenario::load(&args.scenario).map_err(|e| super::UsageError(e.to_string()))?;
+    let seed = args.seed.unwrap_or(sc.seed);
+    let report = sc.run(seed);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    if report.passed() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "scenario failed; replay with: gossamer sim {} --seed {seed}",
+            args.scenario.display()
+        );
+        Ok(1)
+    }
+}

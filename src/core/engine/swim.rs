@@ -1,0 +1,521 @@
+//! SWIM failure detection with the Lifeguard extensions, as part of the [`Engine`].
+//!
+//! Every protocol period the engine probes one member (shuffled round robin) with a
+//! `Ping`. Without an `Ack` by the probe timeout it asks `indirect_checks` other members
+//! to probe (`PingReq`); they answer with the relayed `Ack`, or a `Nack` if the target
+//! stayed silent. A member without any ack by the end of the period is suspected; the
+//! suspicion is gossiped with its accuser, and times out into `Dead` after a timeout that
+//! starts long and shrinks with each independent accuser (Lifeguard). The suspect learns
+//! of it (suspicions ride on the pings sent to it) and refutes by raising its
+//! incarnation. A node whose probes keep failing raises its awareness score and
+//! stretches its own timeouts (Lifeguard's local health awareness). Members dead or
+//! departed are reaped after `reap_timeout_ms`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::Rng;
+
+use super::{Engine, Event, Output};
+use crate::core::dissemination::{Class, Topic};
+use crate::core::membership::Change;
+use crate::core::proto::{
+    encoded_len, Datagram, Item, MemberState, MemberStatus, DATAGRAM_OVERHEAD,
+};
+use crate::core::{NodeId, Now};
+
+#[derive(Debug, Clone)]
+struct Probe {
+    target: NodeId,
+    seq: u64,
+    sent_us: u64,
+    indirect_at_us: u64,
+    indirect_sent: bool,
+    nacks_expected: u32,
+    nacks: u32,
+    acked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Relay {
+    requester: NodeId,
+    their_seq: u64,
+    deadline_us: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Suspicion {
+    incarnation: u64,
+    start_us: u64,
+    min_us: u64,
+    max_us: u64,
+    /// Confirmations expected before the timeout reaches its minimum.
+    k: u32,
+    accusers: BTreeSet<NodeId>,
+}
+
+impl Suspicion {
+    fn deadline_us(&self) -> u64 {
+        // Lifeguard: timeout = max - (max - min) · log(C + 1) / log(K + 1), never below min,
+        // where C counts accusers beyond the first.
+        let c = self.accusers.len().saturating_sub(1) as f64;
+        let timeout = if self.k == 0 {
+            self.min_us
+        } else {
+            let frac = (c + 1.0).ln() / (self.k as f64 + 1.0).ln();
+            let raw = self.max_us as f64 - frac * (self.max_us - self.min_us) as f64;
+            (raw.max(self.min_us as f64)) as u64
+        };
+        self.start_us + timeout
+    }
+}
+
+/// SWIM state of one engine.
+#[derive(Debug, Clone)]
+pub(super) struct Swim {
+    order: Vec<NodeId>,
+    idx: usize,
+    next_probe_us: u64,
+    probe: Option<Probe>,
+    relays: BTreeMap<u64, Relay>,
+    suspicions: BTreeMap<NodeId, Suspicion>,
+    seq: u64,
+    /// Lifeguard local health score: 0 is healthy; timeouts scale by `score + 1`.
+    awareness: u32,
+    told: BTreeMap<NodeId, u64>,
+    next_reap_us: u64,
+}
+
+const REAP_CHECK_US: u64 = 5_000_000;
+
+impl Swim {
+    pub(super) fn new(now_us: u64) -> Self {
+        Self {
+            order: Vec::new(),
+            idx: 0,
+            next_probe_us: now_us,
+            probe: None,
+            relays: BTreeMap::new(),
+            suspicions: BTreeMap::new(),
+            seq: 0,
+            awareness: 0,
+            told: BTreeMap::new(),
+            next_reap_us: now_us + REAP_CHECK_US,
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> u64 {
+        let mut t = self.next_probe_us.min(self.next_reap_us);
+        if let Some(p) = &self.probe {
+            if !p.acked && !p.indirect_sent {
+                t = t.min(p.indirect_at_us);
+            }
+        }
+        if let Some(r) = self.relays.values().map(|r| r.deadline_us).min() {
+            t = t.min(r);
+        }
+        if let Some(s) = self.suspicions.values().map(Suspicion::deadline_us).min() {
+            t = t.min(s);
+        }
+        t
+    }
+
+    /// The Lifeguard multiplier applied to our own probe interval and timeout.
+    pub(super) fn health_multiplier(&self) -> u64 {
+        self.awareness as u64 + 1
+    }
+}
+
+impl Engine {
+    /// Lifeguard's local health score (0 = healthy).
+    pub fn awareness(&self) -> u32 {
+        self.swim.awareness
+    }
+
+    fn adjust_awareness(&mut self, delta: i32) {
+        let max = self.cfg.awareness_max.saturating_sub(1);
+        let a = self.swim.awareness as i64 + delta as i64;
+        self.swim.awareness = a.clamp(0, max as i64) as u32;
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.swim.seq += 1;
+        self.swim.seq
+    }
+
+    /// Sends `items` to `to` in one datagram, filling the rest with queued gossip.
+    fn send_with_piggyback(&mut self, to: &NodeId, mut items: Vec<Item>) {
+        let Some(addr) = self.addr_of(to) else { return };
+        let used: usize = items.iter().map(encoded_len).sum();
+        let room = self.cfg.max_datagram.saturating_sub(used);
+        if room > DATAGRAM_OVERHEAD + 8 {
+            let more = self.queue.pack(
+                room,
+                &[],
+                |item| matches!(item, Item::Member(s) if &s.info.id == to),
+            );
+            items.extend(more);
+        }
+        self.stats.datagrams_out += 1;
+        self.stats.items_out += items.len() as u64;
+        self.out.push_back(Output::Datagram {
+            to: to.clone(),
+            addr,
+            datagram: Datagram { items },
+        });
+    }
+
+    pub(super) fn swim_timers(&mut self, now: Now) {
+        let t = now.mono_us;
+        // Indirect probes whose target stayed silent: tell the requester (Lifeguard nack).
+        let expired: Vec<u64> = self
+            .swim
+            .relays
+            .iter()
+            .filter(|(_, r)| r.deadline_us <= t)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in expired {
+            if let Some(r) = self.swim.relays.remove(&s) {
+                self.send_with_piggyback(&r.requester, vec![Item::Nack { seq: r.their_seq }]);
+            }
+        }
+        // Direct probe timed out: ask k others.
+        let need_indirect = self
+            .swim
+            .probe
+            .as_ref()
+            .is_some_and(|p| !p.acked && !p.indirect_sent && t >= p.indirect_at_us);
+        if need_indirect {
+            self.send_indirect_probes();
+        }
+        // End of the protocol period: judge the probe, start the next.
+        if t >= self.swim.next_probe_us {
+            self.finish_probe(now);
+            self.start_probe(now);
+        }
+        // Suspicions that ran out become deaths.
+        let due: Vec<NodeId> = self
+            .swim
+            .suspicions
+            .iter()
+            .filter(|(_, s)| s.deadline_us() <= t)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let s = self.swim.suspicions.remove(&id);
+            let still = self.members.get(&id).is_some_and(|m| {
+                m.state.status == MemberStatus::Suspect
+                    && s.as_ref()
+                        .is_some_and(|s| s.incarnation == m.state.incarnation)
+            });
+            if still {
+                if let Some(change) = self.members.declare_dead(t, &id) {
+                    self.stats.deaths += 1;
+                    self.emit_member_change(now, change, true);
+                }
+            }
+        }
+        if t >= self.swim.next_reap_us {
+            self.swim.next_reap_us = t + REAP_CHECK_US;
+            for s in self.members.reap(t, self.cfg.reap_timeout_ms * 1000) {
+                self.stats.reaped += 1;
+                self.out
+                    .push_back(Output::Event(Event::Member(Change::Reaped(s))));
+            }
+            let horizon = t.saturating_sub(self.cfg.probe_interval_ms * 1000);
+            self.swim.told.retain(|_, at| *at > horizon);
+        }
+    }
+
+    fn send_indirect_probes(&mut self) {
+        let Some(p) = self.swim.probe.as_mut() else {
+            return;
+        };
+        p.indirect_sent = true;
+        let (target, seq) = (p.target.clone(), p.seq);
+        let helpers = self.pick_peers(self.cfg.indirect_checks + 1, Some(&target));
+        let helpers: Vec<NodeId> = helpers.into_iter().take(self.cfg.indirect_checks).collect();
+        if let Some(p) = self.swim.probe.as_mut() {
+            p.nacks_expected = helpers.len() as u32;
+        }
+        for h in helpers {
+            self.stats.ping_reqs += 1;
+            self.send_with_piggyback(
+                &h,
+                vec![Item::PingReq {
+                    seq,
+                    target: target.clone(),
+                }],
+            );
+        }
+        // Lifeguard: also try the target directly once more, carrying the suspicion
+        // state if any, in case only our first ping was lost.
+        self.send_with_piggyback(&target, vec![Item::Ping { seq }]);
+    }
+
+    fn finish_probe(&mut self, now: Now) {
+        let Some(p) = self.swim.probe.take() else {
+            return;
+        };
+        if p.acked {
+            return;
+        }
+        self.stats.probes_failed += 1;
+        // Lifeguard: a failed probe, and each nack we expected but never got, suggest
+        // that the problem may be ours.
+        let missed = p.nacks_expected.saturating_sub(p.nacks);
+        self.adjust_awareness(1 + missed as i32);
+        let Some(m) = self.members.get(&p.target) else {
+            return;
+        };
+        // Alive: a new suspicion. Already suspect: our failed probe is an independent
+        // confirmation that shortens the timeout everywhere (Lifeguard).
+        if !matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect) {
+            return;
+        }
+        let inc = m.state.incarnation;
+        let me = self.id().clone();
+        self.on_suspect(now, p.target, inc, me);
+    }
+
+    fn start_probe(&mut self, now: Now) {
+        let mult = self.swim.health_multiplier();
+        self.swim.next_probe_us = now.mono_us + self.cfg.probe_interval_ms * 1000 * mult;
+        let Some(target) = self.next_probe_target() else {
+            return;
+        };
+        let seq = self.next_seq();
+        self.stats.probes += 1;
+        self.swim.probe = Some(Probe {
+            target: target.clone(),
+            seq,
+            sent_us: now.mono_us,
+            indirect_at_us: now.mono_us + self.cfg.probe_timeout_ms * 1000 * mult,
+            indirect_sent: false,
+            nacks_expected: 0,
+            nacks: 0,
+            acked: false,
+        });
+        let mut items = vec![Item::Ping { seq }];
+        // Lifeguard: a suspect learns of the suspicion from the probe itself.
+        if let Some(m) = self.members.get(&target) {
+            if m.state.status == MemberStatus::Suspect {
+                items.push(Item::Suspect {
+                    id: target.clone(),
+                    incarnation: m.state.incarnation,
+                    accuser: self.id().clone(),
+                });
+            }
+        }
+        self.send_with_piggyback(&target, items);
+    }
+
+    /// Next member in the shuffled round robin; reshuffles when the round is over.
+    fn next_probe_target(&mut self) -> Option<NodeId> {
+        for _ in 0..2 {
+            while self.swim.idx < self.swim.order.len() {
+                let id = self.swim.order[self.swim.idx].clone();
+                self.swim.idx += 1;
+                let live = self.members.get(&id).is_some_and(|m| {
+                    matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect)
+                });
+                if live {
+                    return Some(id);
+                }
+            }
+            let mut order = self.members.live_ids().to_vec();
+            // Fisher-Yates with the engine's generator.
+            for i in (1..order.len()).rev() {
+                let j = self.rng.random_range(0..=i);
+                order.swap(i, j);
+            }
+            self.swim.order = order;
+            self.swim.idx = 0;
+            if self.swim.order.is_empty() {
+                return None;
+            }
+        }
+        None
+    }
+
+    pub(super) fn on_ping(&mut self, _now: Now, from: &NodeId, seq: u64) {
+        self.send_with_piggyback(from, vec![Item::Ack { seq }]);
+    }
+
+    pub(super) fn on_ack(&mut self, now: Now, from: &NodeId, seq: u64) {
+        if let Some(p) = self.swim.probe.as_mut() {
+            if p.seq == seq && !p.acked {
+                p.acked = true;
+                if &p.target == from {
+                    let rtt = now.mono_us.saturating_sub(p.sent_us);
+                    let target = p.target.clone();
+                    self.members.record_rtt(&target, rtt);
+                }
+                self.adjust_awareness(-1);
+                return;
+            }
+        }
+        if let Some(r) = self.swim.relays.remove(&seq) {
+            self.send_with_piggyback(&r.requester, vec![Item::Ack { seq: r.their_seq }]);
+        }
+    }
+
+    pub(super) fn on_ping_req(&mut self, now: Now, from: &NodeId, seq: u64, target: NodeId) {
+        if &target == self.id() {
+            self.send_with_piggyback(from, vec![Item::Ack { seq }]);
+            return;
+        }
+        if self.addr_of(&target).is_none() {
+            self.send_with_piggyback(from, vec![Item::Nack { seq }]);
+            return;
+        }
+        let my_seq = self.next_seq();
+        // Answer the requester a little before its own period ends.
+        let deadline = now.mono_us + self.cfg.probe_timeout_ms * 1000 * 8 / 10;
+        self.swim.relays.insert(
+            my_seq,
+            Relay {
+                requester: from.clone(),
+                their_seq: seq,
+                deadline_us: deadline,
+            },
+        );
+        self.send_with_piggyback(&target, vec![Item::Ping { seq: my_seq }]);
+    }
+
+    pub(super) fn on_nack(&mut self, seq: u64) {
+        if let Some(p) = self.swim.probe.as_mut() {
+            if p.seq == seq {
+                p.nacks += 1;
+            }
+        }
+    }
+
+    /// Handles a suspicion claim (ours or gossiped).
+    pub(super) fn on_suspect(&mut self, now: Now, id: NodeId, incarnation: u64, accuser: NodeId) {
+        if &id == self.id() {
+            let me = self.members.me().clone();
+            let claim = MemberState {
+                info: me.info,
+                incarnation,
+                status: MemberStatus::Suspect,
+            };
+            if let Some(change) = self.members.apply(now.mono_us, claim) {
+                // We were suspected: our links may be the slow ones (Lifeguard).
+                self.adjust_awareness(1);
+                self.emit_member_change(now, change, true);
+            }
+            return;
+        }
+        let budget = self.budget();
+        let item = Item::Suspect {
+            id: id.clone(),
+            incarnation,
+            accuser: accuser.clone(),
+        };
+        if let Some(change) = self.members.suspect(now.mono_us, &id, incarnation) {
+            self.stats.suspicions += u64::from(&accuser == self.id());
+            self.start_suspicion(now, &id, incarnation, Some(accuser));
+            self.queue
+                .push(Topic::Member(id), Class::Membership, item, budget);
+            self.out.push_back(Output::Event(Event::Member(change)));
+            return;
+        }
+        // Already suspect at this incarnation: a new, independent accuser shortens the
+        // timeout, and the confirmation is gossiped on.
+        let same = self.members.get(&id).is_some_and(|m| {
+            m.state.status == MemberStatus::Suspect && m.state.incarnation == incarnation
+        });
+        if same {
+            let added = self
+                .swim
+                .suspicions
+                .get_mut(&id)
+                .is_some_and(|s| s.accusers.insert(accuser));
+            if added {
+                self.queue
+                    .push(Topic::Member(id), Class::Membership, item, budget);
+            }
+        }
+    }
+
+    fn start_suspicion(
+        &mut self,
+        now: Now,
+        id: &NodeId,
+        incarnation: u64,
+        accuser: Option<NodeId>,
+    ) {
+        let n = self.members.live_count().max(1) as f64;
+        let interval = self.cfg.probe_interval_ms * 1000;
+        let min = (self.cfg.suspicion_mult as f64 * n.log10().max(1.0) * interval as f64) as u64;
+        let max = min * self.cfg.suspicion_max_mult as u64;
+        let k = self.cfg.suspicion_mult.saturating_sub(2);
+        let k = if (n as u32).saturating_sub(2) < k {
+            0
+        } else {
+            k
+        };
+        let mut accusers = BTreeSet::new();
+        if let Some(a) = accuser {
+            accusers.insert(a);
+        }
+        self.swim.suspicions.insert(
+            id.clone(),
+            Suspicion {
+                incarnation,
+                start_us: now.mono_us,
+                min_us: min,
+                max_us: max,
+                k,
+                accusers,
+            },
+        );
+    }
+
+    /// Keeps the probe order and suspicion timers in step with the member table.
+    pub(super) fn swim_on_change(&mut self, now: Now, change: &Change) {
+        match change {
+            Change::Joined(s) => {
+                // New members enter the probe order at a random place.
+                let at = self.rng.random_range(0..=self.swim.order.len());
+                self.swim.order.insert(at, s.info.id.clone());
+                if at < self.swim.idx {
+                    self.swim.idx += 1;
+                }
+            }
+            Change::Updated { new, .. } => match new.status {
+                MemberStatus::Suspect => {
+                    let known = self
+                        .swim
+                        .suspicions
+                        .get(&new.info.id)
+                        .is_some_and(|s| s.incarnation == new.incarnation);
+                    if !known {
+                        self.start_suspicion(now, &new.info.id, new.incarnation, None);
+                    }
+                }
+                _ => {
+                    self.swim.suspicions.remove(&new.info.id);
+                }
+            },
+            Change::Refuted(_) | Change::Reaped(_) => {}
+        }
+    }
+
+    /// If `from`, which just talked to us directly, is dead or reaped in our view, tell
+    /// it so that it refutes with a higher incarnation (at most once per probe period).
+    pub(super) fn tell_if_down(&mut self, now: Now, from: &NodeId) {
+        let Some(dead) = self.members.down_state(from) else {
+            return;
+        };
+        let horizon = now
+            .mono_us
+            .saturating_sub(self.cfg.probe_interval_ms * 1000);
+        if self.swim.told.get(from).is_some_and(|&at| at > horizon) {
+            return;
+        }
+        self.swim.told.insert(from.clone(), now.mono_us);
+        self.send_with_piggyback(from, vec![Item::Member(dead)]);
+    }
+}
