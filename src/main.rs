@@ -36,6 +36,8 @@ enum Command {
     Status(cli::admin_cmds::StatusArgs),
     /// Start a local cluster under injected faults and report whether and how fast it converges.
     Test(cli::test_cmd::TestArgs),
+    /// Benchmark a local cluster (real QUIC or simulated): propagation, traffic, redundancy.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn init_logging(json: bool) {
@@ -56,10 +58,13 @@ fn main() -> ExitCode {
     let quiet_default = matches!(
         cli.command,
         Command::Demo(_)
+            | Command::Test(_)
+            | Command::Sim(_)
             | Command::Kv(_)
             | Command::Members(_)
             | Command::Status(_)
             | Command::Certs(_)
+            | Command::Bench(_)
     );
     if !quiet_default || std::env::var_os("RUST_LOG").is_some() {
         init_logging(cli.log_json);
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             Command::Members(a) => cli::admin_cmds::run_members(a).await,
             Command::Status(a) => cli::admin_cmds::run_status(a).await,
             Command::Test(a) => cli::test_cmd::run(a).await,
+            Command::Bench(a) => cli::bench::run(a).await,
         }
     });
     match result {

@@ -252,3 +252,102 @@ async fn handshakes_without_cert_or_from_another_ca_are_refused_and_counted() {
     assert!(target.members().len() == 1, "no stranger became a member");
     c.shutdown().await;
 }
+
+fn swim_fast() -> Config {
+    Config {
+        probe_interval_ms: 200,
+        probe_timeout_ms: 100,
+        suspicion_mult: 2,
+        ..fast()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_updates_and_a_graceful_leave_reach_every_member() {
+    let c = LocalCluster::start(3, 0, fast()).await.unwrap();
+    let (ok, _) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(ok);
+    let mut events = c.nodes[0].subscribe();
+    let tags: BTreeMap<String, String> = [("role".to_string(), "db".to_string())].into();
+    c.nodes[1]
+        .update_meta("dc-east", "z1", tags.clone())
+        .unwrap();
+    let (ok, t) = wait_for(DEADLINE, || {
+        [0, 2].iter().all(|&i| {
+            c.nodes[i].members().iter().any(|m| {
+                m.id == node_name(2) && m.dc == "dc-east" && m.zone == "z1" && m.tags == tags
+            })
+        })
+    })
+    .await;
+    assert!(ok, "metadata update did not reach every member");
+    println!("metadata reached every member in {t:?}");
+    let start = std::time::Instant::now();
+    c.nodes[2].leave().await.unwrap();
+    let (ok, _) = wait_for(DEADLINE, || {
+        [0, 1].iter().all(|&i| {
+            c.nodes[i]
+                .members()
+                .iter()
+                .any(|m| m.id == node_name(3) && m.status == "left")
+        })
+    })
+    .await;
+    assert!(ok, "the leave was not learned");
+    println!("leave learned everywhere in {:?}", start.elapsed());
+    // The subscriber heard both changes.
+    let mut saw_update = false;
+    let mut saw_leave = false;
+    while let Ok(ev) = events.try_recv() {
+        if let gossamer::core::Event::Member(gossamer::core::membership::Change::Updated {
+            new,
+            ..
+        }) = ev
+        {
+            saw_update |= new.info.id == node_name(2) && new.info.dc == "dc-east";
+            saw_leave |= new.info.id == node_name(3) && new.status == MemberStatus::Left;
+        }
+    }
+    assert!(
+        saw_update && saw_leave,
+        "subscriber missed events (update {saw_update}, leave {saw_leave})"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_node_is_detected_by_every_live_node_over_quic() {
+    let c = LocalCluster::start(4, 0, swim_fast()).await.unwrap();
+    let (ok, _) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(ok);
+    // A hard stop: no leave announcement.
+    c.nodes[3].shutdown().await;
+    let start = std::time::Instant::now();
+    let (ok, _) = wait_for(DEADLINE, || {
+        (0..3).all(|i| {
+            c.nodes[i]
+                .members()
+                .iter()
+                .any(|m| m.id == node_name(4) && m.status == "dead")
+        })
+    })
+    .await;
+    assert!(ok, "the crash was not detected everywhere");
+    println!("crash detected by every live node in {:?}", start.elapsed());
+    // Nobody else was declared failed.
+    for i in 0..3 {
+        for m in c.nodes[i].members() {
+            if m.id != node_name(4) {
+                assert_eq!(
+                    m.status,
+                    "alive",
+                    "{} sees {} as {}",
+                    node_name(i + 1),
+                    m.id,
+                    m.status
+                );
+            }
+        }
+    }
+    c.shutdown().await;
+}

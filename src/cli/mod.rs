@@ -1,6 +1,7 @@
 //! The `gossamer` command's subcommands (binary only: errors here are `anyhow`).
 
 pub mod admin_cmds;
+pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod run;

@@ -50,6 +50,34 @@ pub struct RunArgs {
     /// Folder where state and incarnation survive restarts.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Timing profile: lan (default) or wan; `[gossip]` keys of --config override it.
+    #[arg(long, value_name = "lan|wan")]
+    pub profile: Option<String>,
+}
+
+/// The protocol configuration: the profile's defaults with the file's `[gossip]` keys
+/// on top.
+fn gossip_config(
+    profile: Option<&str>,
+    overrides: toml::Table,
+) -> Result<gossamer::core::Config, UsageError> {
+    let base = match profile.unwrap_or("lan") {
+        "lan" => gossamer::core::Config::lan(),
+        "wan" => gossamer::core::Config::wan(),
+        other => {
+            return Err(UsageError(format!(
+                "profile {other:?}: expected \"lan\" or \"wan\""
+            )))
+        }
+    };
+    let mut table = toml::Table::try_from(&base)
+        .map_err(|e| UsageError(format!("gossip: cannot represent the profile: {e}")))?;
+    for (k, v) in overrides {
+        table.insert(k, v);
+    }
+    table
+        .try_into()
+        .map_err(|e| UsageError(format!("[gossip]: {e}")))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -68,9 +96,13 @@ struct FileConfig {
     #[serde(default)]
     tags: BTreeMap<String, String>,
     data_dir: Option<PathBuf>,
+    /// "lan" (default) or "wan": the base that `[gossip]` keys override.
+    profile: Option<String>,
     #[serde(default)]
-    gossip: gossamer::core::Config,
+    gossip: toml::Table,
     rng_seed: Option<u64>,
+    #[serde(default)]
+    security: gossamer::node::SecurityConfig,
 }
 
 /// Builds the node configuration from the file (if any) and the flags.
@@ -119,8 +151,12 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         zone: args.zone.or(file.zone).unwrap_or_default(),
         tags,
         data_dir: args.data_dir.or(file.data_dir),
-        gossip: file.gossip,
+        gossip: gossip_config(
+            args.profile.as_deref().or(file.profile.as_deref()),
+            file.gossip,
+        )?,
         rng_seed: file.rng_seed,
+        security: file.security,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)
@@ -169,5 +205,29 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_is_the_base_and_gossip_keys_override_it() {
+        let mut t = toml::Table::new();
+        t.insert("fanout".into(), toml::Value::Integer(5));
+        let c = gossip_config(Some("wan"), t).unwrap();
+        assert_eq!(c.fanout, 5);
+        assert_eq!(
+            c.probe_interval_ms,
+            gossamer::core::Config::wan().probe_interval_ms
+        );
+        let lan = gossip_config(None, toml::Table::new()).unwrap();
+        assert_eq!(lan, gossamer::core::Config::lan());
+        assert!(gossip_config(Some("moon"), toml::Table::new()).is_err());
+        let mut bad = toml::Table::new();
+        bad.insert("fan_out".into(), toml::Value::Integer(5));
+        let e = gossip_config(None, bad).unwrap_err();
+        assert!(e.0.contains("fan_out"), "{}", e.0);
     }
 }

@@ -14,6 +14,8 @@ use rustls::RootCertStore;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
+use super::inspect::CertInfo;
+use super::revocation::RevocationList;
 use super::tls::{crypto_provider, SNI};
 use super::IdentityError;
 use crate::core::id::{ClusterName, NodeId};
@@ -99,6 +101,11 @@ impl Identity {
     pub fn clone_key(&self) -> PrivateKeyDer<'static> {
         self.key.clone_key()
     }
+
+    /// The facts of the node's certificate (`chain[0]`): serial, validity, fingerprint, ...
+    pub fn info(&self) -> Result<CertInfo, IdentityError> {
+        CertInfo::from_der(&self.chain[0])
+    }
 }
 
 impl Clone for Identity {
@@ -126,14 +133,16 @@ impl fmt::Debug for Identity {
 }
 
 /// The CA certificates a node trusts (one or more, so the CA can be rotated: put the old and
-/// the new CA in the same `ca.pem`), plus optional certificate revocation lists.
+/// the new CA in the same `ca.pem`), plus optional certificate revocation lists and a plain
+/// [`RevocationList`] of serials and node ids.
 ///
-/// Cheap to clone: the root store is shared.
+/// Cheap to clone: the root store and the revocation list are shared.
 #[derive(Clone)]
 pub struct TrustBundle {
     roots: Arc<RootCertStore>,
     certs: Vec<CertificateDer<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    revoked: Arc<RevocationList>,
     source: String,
 }
 
@@ -169,6 +178,7 @@ impl TrustBundle {
             roots: Arc::new(roots),
             certs,
             crls: Vec::new(),
+            revoked: Arc::new(RevocationList::new()),
             source: source_name.to_string(),
         })
     }
@@ -202,6 +212,32 @@ impl TrustBundle {
         }
         self.crls.extend(crls);
         Ok(self)
+    }
+
+    /// Replaces the plain revocation list (serials and node ids, see [`RevocationList`]).
+    pub fn with_revocation_list(mut self, list: RevocationList) -> Self {
+        self.revoked = Arc::new(list);
+        self
+    }
+
+    /// The plain revocation list (empty unless one was loaded).
+    pub fn revocation_list(&self) -> &Arc<RevocationList> {
+        &self.revoked
+    }
+
+    /// Whether `cert` is listed in the plain revocation list, by serial or by the node id of
+    /// its SAN URI. (Revocation by CRL is checked during chain verification.)
+    pub fn is_listed_revoked(&self, cert: &CertificateDer<'_>) -> bool {
+        if self.revoked.is_empty() {
+            return false;
+        }
+        match x509_parser::parse_x509_certificate(cert) {
+            Ok((_, x)) => {
+                let node = node_uri_of(&x).ok().map(|(_, n)| n);
+                self.revoked.is_revoked(x.raw_serial(), node.as_ref())
+            }
+            Err(_) => false,
+        }
     }
 
     /// The shared root store (one trust anchor per CA certificate).
@@ -241,7 +277,14 @@ impl TrustBundle {
             .split_first()
             .ok_or_else(|| untrusted("empty certificate chain".into()))?;
         verify_ignoring_name(&verifier, ee, intermediates, UnixTime::now())
-            .map_err(|e| untrusted(e.to_string()))
+            .map_err(|e| untrusted(e.to_string()))?;
+        if self.is_listed_revoked(ee) {
+            return Err(untrusted(
+                "its serial number or node id is listed in the revocation list (revoked.txt)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A webpki server-certificate verifier over this bundle (ring algorithms, CRLs applied
@@ -267,6 +310,7 @@ impl fmt::Debug for TrustBundle {
             .field("source", &self.source)
             .field("ca_certs", &self.certs.len())
             .field("crls", &self.crls.len())
+            .field("revoked_entries", &self.revoked.len())
             .finish()
     }
 }
@@ -292,17 +336,64 @@ pub(crate) fn verify_ignoring_name(
     }
 }
 
+/// The files of a node's certificate directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    /// `DIR/ca.pem`: the trust bundle (one or more CA certificates).
+    pub ca: PathBuf,
+    /// `DIR/<node>.pem`: the node's certificate chain, its own certificate first.
+    pub cert: PathBuf,
+    /// `DIR/<node>.key`: the node's private key.
+    pub key: PathBuf,
+    /// `DIR/crl.pem`: certificate revocation lists (optional).
+    pub crl: PathBuf,
+    /// `DIR/revoked.txt`: plain revocation list of serials and node ids (optional).
+    pub revoked: PathBuf,
+}
+
+impl CertPaths {
+    /// The paths of `node`'s files in `certs_dir`.
+    pub fn new(certs_dir: &Path, node: &NodeId) -> Self {
+        Self {
+            ca: certs_dir.join("ca.pem"),
+            cert: certs_dir.join(format!("{node}.pem")),
+            key: certs_dir.join(format!("{node}.key")),
+            crl: certs_dir.join("crl.pem"),
+            revoked: certs_dir.join("revoked.txt"),
+        }
+    }
+
+    /// Every path, in a fixed order (what a watcher polls).
+    pub fn all(&self) -> [&Path; 5] {
+        [&self.ca, &self.cert, &self.key, &self.crl, &self.revoked]
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, IdentityError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(IdentityError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Loads this node's identity and the fleet's trust bundle from a certificates directory.
 ///
 /// Reads `DIR/ca.pem` (one or more CA certificates), `DIR/<node>.pem`, `DIR/<node>.key` and, if
-/// present, `DIR/crl.pem`. Fails if the certificate names another node, if the key does not
-/// match, or if the certificate does not chain to the bundle or is not currently valid.
+/// present, `DIR/crl.pem` and `DIR/revoked.txt` (see [`RevocationList`]). Fails if the
+/// certificate names another node, if the key does not match, or if the certificate does not
+/// chain to the bundle, is not currently valid or is revoked.
 pub fn load(certs_dir: &Path, node: &NodeId) -> Result<(Identity, TrustBundle), IdentityError> {
     let dir = certs_dir.display();
-    let ca_path = certs_dir.join("ca.pem");
-    let cert_path = certs_dir.join(format!("{node}.pem"));
-    let key_path = certs_dir.join(format!("{node}.key"));
-    let crl_path = certs_dir.join("crl.pem");
+    let paths = CertPaths::new(certs_dir, node);
+    let ca_path = paths.ca.clone();
+    let cert_path = paths.cert.clone();
+    let key_path = paths.key.clone();
+    let crl_path = paths.crl.clone();
 
     let ca_pem = read_required(
         &ca_path,
@@ -315,18 +406,12 @@ pub fn load(certs_dir: &Path, node: &NodeId) -> Result<(Identity, TrustBundle), 
     warn_if_key_readable_by_others(&key_path);
 
     let mut bundle = TrustBundle::from_pem_named(&ca_pem, &ca_path.display().to_string())?;
-    match std::fs::read_to_string(&crl_path) {
-        Ok(crl_pem) => {
-            bundle = bundle.with_crls_pem_named(&crl_pem, &crl_path.display().to_string())?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(IdentityError::Io {
-                action: "read",
-                path: crl_path,
-                source,
-            })
-        }
+    if let Some(crl_pem) = read_optional(&crl_path)? {
+        bundle = bundle.with_crls_pem_named(&crl_pem, &crl_path.display().to_string())?;
+    }
+    if let Some(text) = read_optional(&paths.revoked)? {
+        let list = RevocationList::parse(&text, &paths.revoked.display().to_string())?;
+        bundle = bundle.with_revocation_list(list);
     }
 
     let cert_source = cert_path.display().to_string();

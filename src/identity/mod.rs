@@ -8,7 +8,10 @@
 //!   `DIR/<id>.pem`, `DIR/<id>.key` ([`write_ca`], [`write_node`]), and revokes node
 //!   certificates into `DIR/crl.pem` ([`write_revocation`]);
 //! - loads a node's [`Identity`] and the fleet's [`TrustBundle`] (one or more CA certificates,
-//!   so the CA can be rotated, plus optional revocation lists) with [`load`];
+//!   so the CA can be rotated, plus optional CRLs and a plain [`RevocationList`] of serials and
+//!   node ids, `DIR/revoked.txt`) with [`load`]; the same call re-reads them on a reload;
+//! - describes certificates for people ([`CertInfo`], [`inspect_pem`]);
+//! - judges an established peer again after the trust changed ([`recheck_peer`]);
 //! - builds rustls and quinn configurations for mutually authenticated TLS 1.3 with ALPN
 //!   [`ALPN`] ([`server_config`], [`client_config`], [`quinn_server_config`],
 //!   [`quinn_client_config`]). Both sides verify the peer's chain against the bundle, then
@@ -22,7 +25,9 @@
 use std::path::PathBuf;
 
 mod certs;
+mod inspect;
 mod load;
+mod revocation;
 mod tls;
 
 pub use certs::{
@@ -30,10 +35,13 @@ pub use certs::{
     write_node, write_revocation, PemPair, WrittenFiles, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS,
     DEFAULT_NODE_DAYS,
 };
-pub use load::{load, peer_from_cert, Identity, TrustBundle};
+pub use inspect::{format_unix, inspect_pem, CertInfo};
+pub use load::{load, peer_from_cert, CertPaths, Identity, TrustBundle};
+pub use revocation::RevocationList;
 pub use tls::{
-    classify_handshake_error, client_config, peer_identity, quinn_client_config,
-    quinn_server_config, server_config, HandshakeCounts, HandshakeStats, ALPN, SNI,
+    classify_handshake_error, client_config, peer_chain, peer_identity, quinn_client_config,
+    quinn_server_config, recheck_peer, server_config, HandshakeCounts, HandshakeStats, PeerRecheck,
+    Refusal, ALPN, SNI,
 };
 
 /// Errors from certificate generation, loading and TLS configuration.
@@ -122,6 +130,16 @@ pub enum IdentityError {
         /// The parameter ("days", "not_after", "dns name", ...).
         field: &'static str,
         /// Why it was rejected.
+        detail: String,
+    },
+    /// A line of a plain revocation list (`revoked.txt`) could not be parsed.
+    #[error("{source_name} line {line}: {detail}")]
+    BadRevocationList {
+        /// The file name.
+        source_name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
         detail: String,
     },
     /// A peer's certificate is not a gossamer identity (no or malformed SAN URI).

@@ -13,6 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::load::{peer_from_cert, verify_ignoring_name, Identity, TrustBundle};
+use super::revocation::RevocationList;
 use super::IdentityError;
 use crate::core::id::{ClusterName, NodeId};
 
@@ -56,10 +57,14 @@ pub struct HandshakeStats {
     pub bad_identity: AtomicU64,
     /// Certificates expired or not yet valid.
     pub expired_or_not_yet_valid: AtomicU64,
-    /// Certificates listed in a revocation list of the trust bundle.
+    /// Certificates listed in a revocation list of the trust bundle (a CRL or the plain
+    /// revocation list).
     pub revoked: AtomicU64,
     /// Other refusals (bad encoding, bad signature, wrong key usage, ...).
     pub other: AtomicU64,
+    /// Incoming connection attempts refused before the handshake because their source
+    /// address exceeded its handshake rate.
+    pub rate_limited: AtomicU64,
 }
 
 /// A plain copy of [`HandshakeStats`], e.g. for metrics or status output.
@@ -74,6 +79,7 @@ pub struct HandshakeCounts {
     pub expired_or_not_yet_valid: u64,
     pub revoked: u64,
     pub other: u64,
+    pub rate_limited: u64,
 }
 
 impl HandshakeCounts {
@@ -86,11 +92,12 @@ impl HandshakeCounts {
             + self.expired_or_not_yet_valid
             + self.revoked
             + self.other
+            + self.rate_limited
     }
 
     /// `(label, count)` for every refusal reason, labels as returned by
     /// [`classify_handshake_error`].
-    pub fn refusals(&self) -> [(&'static str, u64); 7] {
+    pub fn refusals(&self) -> [(&'static str, u64); 8] {
         [
             ("no_certificate", self.no_certificate),
             ("unknown_ca", self.unknown_ca),
@@ -99,6 +106,7 @@ impl HandshakeCounts {
             ("expired_or_not_yet_valid", self.expired_or_not_yet_valid),
             ("revoked", self.revoked),
             ("other", self.other),
+            ("rate_limited", self.rate_limited),
         ]
     }
 }
@@ -122,6 +130,7 @@ impl HandshakeStats {
             "expired_or_not_yet_valid" => &self.expired_or_not_yet_valid,
             "revoked" => &self.revoked,
             "other" => &self.other,
+            "rate_limited" => &self.rate_limited,
             _ => return false,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +186,7 @@ impl HandshakeStats {
             expired_or_not_yet_valid: g(&self.expired_or_not_yet_valid),
             revoked: g(&self.revoked),
             other: g(&self.other),
+            rate_limited: g(&self.rate_limited),
         }
     }
 }
@@ -185,7 +195,8 @@ impl HandshakeStats {
 ///
 /// Certificate refusals: `no_certificate`, `unknown_ca`, `wrong_cluster`, `bad_identity`,
 /// `expired_or_not_yet_valid`, `revoked`, `other` (the [`HandshakeStats`] counters), and
-/// `alpn_mismatch`. These come from the local error text when we refused, and from the TLS
+/// `alpn_mismatch`, and `connection_refused` (turned away before the handshake, e.g. by
+/// the server's per-address handshake rate limit). These come from the local error text when we refused, and from the TLS
 /// alert (and text, when sent) when the peer refused us; a gossamer peer refusing our
 /// identity sends `certificate_unknown`, reported as `bad_identity` unless the text says more.
 /// Everything else: `timed_out`, `reset`, `locally_closed`, `application_closed`,
@@ -229,6 +240,11 @@ fn classify_tls(code: u64, reason: &str) -> &'static str {
     }
     if reason.contains("Revoked") {
         return "revoked";
+    }
+    if code == 0x2 {
+        // CONNECTION_REFUSED: the server turned the attempt away before the handshake
+        // (e.g. its per-address handshake rate was exceeded).
+        return "connection_refused";
     }
     if !(0x100..0x200).contains(&code) {
         return if reason.starts_with("TLS error") {
@@ -309,9 +325,62 @@ fn describe(cert: &CertificateDer<'_>) -> String {
 #[derive(Debug)]
 struct Policy {
     cluster: ClusterName,
+    revoked: Arc<RevocationList>,
     stats: Arc<HandshakeStats>,
     /// "client" or "server": the role of the peer being verified, for logs.
     peer_role: &'static str,
+}
+
+/// The checks after chain verification, shared by the handshake verifiers and
+/// [`recheck_peer`]: a usable SAN URI, not listed as revoked, our cluster, and (if given) the
+/// expected node. Returns the refusal label and error on failure.
+fn judge_identity(
+    ee: &CertificateDer<'_>,
+    our_cluster: &ClusterName,
+    revoked: &RevocationList,
+    expected: Option<&NodeId>,
+) -> Result<(ClusterName, NodeId), (&'static str, rustls::Error)> {
+    let (cluster, node) = match peer_from_cert(ee) {
+        Ok(v) => v,
+        Err(e) => return Err(("bad_identity", rejected(TAG_BAD_IDENTITY, e.to_string()))),
+    };
+    if !revoked.is_empty() {
+        let serial = x509_parser::parse_x509_certificate(ee)
+            .map(|(_, x)| x.raw_serial().to_vec())
+            .unwrap_or_default();
+        if revoked.is_revoked(&serial, Some(&node)) {
+            return Err((
+                "revoked",
+                rustls::Error::InvalidCertificate(CertificateError::Revoked),
+            ));
+        }
+    }
+    if &cluster != our_cluster {
+        let err = rejected(
+            TAG_WRONG_CLUSTER,
+            format!(
+                "certificate of node {:?} belongs to cluster {:?}, we are cluster {:?}",
+                node.as_str(),
+                cluster.as_str(),
+                our_cluster.as_str()
+            ),
+        );
+        return Err(("wrong_cluster", err));
+    }
+    if let Some(expected) = expected {
+        if &node != expected {
+            let err = rejected(
+                TAG_BAD_IDENTITY,
+                format!(
+                    "peer presented the certificate of node {:?}, expected node {:?}",
+                    node.as_str(),
+                    expected.as_str()
+                ),
+            );
+            return Err(("bad_identity", err));
+        }
+    }
+    Ok((cluster, node))
 }
 
 impl Policy {
@@ -337,38 +406,8 @@ impl Policy {
         ee: &CertificateDer<'_>,
         expected: Option<&NodeId>,
     ) -> Result<(), rustls::Error> {
-        let (cluster, node) = match peer_from_cert(ee) {
-            Ok(v) => v,
-            Err(e) => {
-                let err = rejected(TAG_BAD_IDENTITY, e.to_string());
-                return Err(self.refuse(ee, "bad_identity", err));
-            }
-        };
-        if cluster != self.cluster {
-            let err = rejected(
-                TAG_WRONG_CLUSTER,
-                format!(
-                    "certificate of node {:?} belongs to cluster {:?}, we are cluster {:?}",
-                    node.as_str(),
-                    cluster.as_str(),
-                    self.cluster.as_str()
-                ),
-            );
-            return Err(self.refuse(ee, "wrong_cluster", err));
-        }
-        if let Some(expected) = expected {
-            if &node != expected {
-                let err = rejected(
-                    TAG_BAD_IDENTITY,
-                    format!(
-                        "peer presented the certificate of node {:?}, expected node {:?}",
-                        node.as_str(),
-                        expected.as_str()
-                    ),
-                );
-                return Err(self.refuse(ee, "bad_identity", err));
-            }
-        }
+        let (cluster, node) = judge_identity(ee, &self.cluster, &self.revoked, expected)
+            .map_err(|(label, err)| self.refuse(ee, label, err))?;
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = self.peer_role, %cluster, node = %node, "accepted peer certificate");
         Ok(())
@@ -505,18 +544,11 @@ pub fn server_config(
     stats: Arc<HandshakeStats>,
 ) -> Result<rustls::ServerConfig, IdentityError> {
     let provider = Arc::new(crypto_provider());
-    let mut inner =
-        WebPkiClientVerifier::builder_with_provider(trust.roots().clone(), provider.clone());
-    if !trust.crls().is_empty() {
-        inner = inner
-            .with_crls(trust.crls().to_vec())
-            .only_check_end_entity_revocation()
-            .allow_unknown_revocation_status();
-    }
     let verifier = GossamerClientVerifier {
-        inner: inner.build()?,
+        inner: client_cert_verifier(trust)?,
         policy: Policy {
             cluster: id.cluster.clone(),
+            revoked: trust.revocation_list().clone(),
             stats,
             peer_role: "client",
         },
@@ -548,6 +580,7 @@ pub fn client_config(
         expected: expected_peer.cloned(),
         policy: Policy {
             cluster: id.cluster.clone(),
+            revoked: trust.revocation_list().clone(),
             stats,
             peer_role: "server",
         },
@@ -586,6 +619,128 @@ pub fn quinn_client_config(
     let tls = client_config(id, trust, expected_peer, stats)?;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// A webpki client-certificate verifier over `trust` (ring algorithms, CRLs applied to
+/// end-entity certificates).
+fn client_cert_verifier(trust: &TrustBundle) -> Result<Arc<dyn ClientCertVerifier>, IdentityError> {
+    let mut inner = WebPkiClientVerifier::builder_with_provider(
+        trust.roots().clone(),
+        Arc::new(crypto_provider()),
+    );
+    if !trust.crls().is_empty() {
+        inner = inner
+            .with_crls(trust.crls().to_vec())
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    Ok(inner.build()?)
+}
+
+/// Why [`recheck_peer`] no longer admits a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason label, as in [`HandshakeCounts::refusals`] (`revoked`, `unknown_ca`,
+    /// `expired_or_not_yet_valid`, `wrong_cluster`, `bad_identity`, `other`).
+    pub label: &'static str,
+    /// The verifier's message.
+    pub detail: String,
+}
+
+/// Judges already established peers again, as a handshake now would: a peer's chain
+/// (end-entity first, as presented during the handshake) against a trust bundle at a given
+/// time, including CRLs and the plain revocation list, then its SAN URI against the cluster.
+///
+/// This is how a node closes the connections of peers revoked, expired or no longer trusted
+/// after a trust-bundle reload. Build it once per bundle and check every connection with it;
+/// it counts nothing.
+pub struct PeerRecheck {
+    client: Arc<dyn ClientCertVerifier>,
+    server: Arc<WebPkiServerVerifier>,
+    cluster: ClusterName,
+    revoked: Arc<RevocationList>,
+}
+
+impl fmt::Debug for PeerRecheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerRecheck")
+            .field("cluster", &self.cluster)
+            .field("revoked_entries", &self.revoked.len())
+            .finish()
+    }
+}
+
+impl PeerRecheck {
+    /// Verifiers over `trust` for peers of `cluster`.
+    pub fn new(trust: &TrustBundle, cluster: &ClusterName) -> Result<Self, IdentityError> {
+        Ok(Self {
+            client: client_cert_verifier(trust)?,
+            server: trust.server_verifier()?,
+            cluster: cluster.clone(),
+            revoked: trust.revocation_list().clone(),
+        })
+    }
+
+    /// Judges one peer. `peer_is_client` tells which verifier applies (the peer dialed us,
+    /// so its certificate is a client certificate; or we dialed it).
+    pub fn check(
+        &self,
+        chain: &[CertificateDer<'_>],
+        peer_is_client: bool,
+        now: UnixTime,
+    ) -> Result<NodeId, Refusal> {
+        let refusal = |label: &'static str, e: &dyn fmt::Display| Refusal {
+            label,
+            detail: e.to_string(),
+        };
+        let (ee, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| refusal("bad_identity", &"no certificate"))?;
+        let chain_ok = if peer_is_client {
+            self.client
+                .verify_client_cert(ee, intermediates, now)
+                .map(|_| ())
+        } else {
+            verify_ignoring_name(&self.server, ee, intermediates, now)
+        };
+        if let Err(e) = chain_ok {
+            return Err(refusal(cert_error_label(&e), &e));
+        }
+        judge_identity(ee, &self.cluster, &self.revoked, None)
+            .map(|(_, node)| node)
+            .map_err(|(label, e)| refusal(label, &e))
+    }
+}
+
+/// [`PeerRecheck::check`] with verifiers built for this one call.
+pub fn recheck_peer(
+    trust: &TrustBundle,
+    cluster: &ClusterName,
+    chain: &[CertificateDer<'_>],
+    peer_is_client: bool,
+    now: UnixTime,
+) -> Result<NodeId, Refusal> {
+    PeerRecheck::new(trust, cluster)
+        .map_err(|e| Refusal {
+            label: "other",
+            detail: e.to_string(),
+        })?
+        .check(chain, peer_is_client, now)
+}
+
+/// The certificate chain a connection's peer presented during the handshake, end-entity
+/// first.
+pub fn peer_chain(conn: &quinn::Connection) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let any = conn
+        .peer_identity()
+        .ok_or(IdentityError::NoPeerCertificate)?;
+    let certs = any
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| IdentityError::NoPeerCertificate)?;
+    if certs.is_empty() {
+        return Err(IdentityError::NoPeerCertificate);
+    }
+    Ok(*certs)
 }
 
 /// The verified `(cluster, node id)` of an established connection's peer.

@@ -219,6 +219,7 @@ impl AdminBackend for Node {
                 .map(|(reason, n)| (vec![("reason".to_string(), reason.to_string())], n as f64))
                 .collect(),
         });
+        out.extend(self.security_metrics());
         out
     }
 }

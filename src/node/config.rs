@@ -49,6 +49,9 @@ pub struct NodeConfig {
     /// Seed for the protocol's random choices (default: from the OS).
     #[serde(default)]
     pub rng_seed: Option<u64>,
+    /// Certificate reload, expiry warnings and admission limits.
+    #[serde(default)]
+    pub security: super::SecurityConfig,
 }
 
 fn default_dc() -> String {
@@ -72,12 +75,14 @@ impl NodeConfig {
             data_dir: None,
             gossip: crate::core::Config::default(),
             rng_seed: None,
+            security: super::SecurityConfig::default(),
         }
     }
 
     /// Checks values that serde cannot; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), String> {
         self.gossip.validate().map_err(|e| format!("gossip.{e}"))?;
+        self.security.validate()?;
         if let Some(admin) = self.admin {
             if !admin.ip().is_loopback() && self.admin_token.is_none() {
                 return Err(format!(

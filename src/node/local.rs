@@ -93,6 +93,9 @@ impl LocalCluster {
         cfg.seeds = seeds;
         cfg.gossip = self.gossip.clone();
         cfg.rng_seed = Some(i as u64);
+        // Every in-process node dials from 127.0.0.1: a per-address handshake limit would
+        // throttle the whole cluster as if it were one peer.
+        cfg.security.handshakes_per_sec_per_ip = 0.0;
         cfg
     }
 

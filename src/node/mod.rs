@@ -4,8 +4,10 @@ mod admin_backend;
 mod api;
 mod config;
 pub mod local;
+mod reload;
 mod runtime;
 
 pub use api::*;
 pub use config::NodeConfig;
+pub use reload::{CertStatus, ReloadReport, SecurityConfig};
 pub use runtime::{Node, RuntimeStats};

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, watch, Notify};
 use super::api::*;
 use super::config::NodeConfig;
 use crate::core::engine::{Engine, EngineStats, Event, Output, Persisted, SyncSession};
+use crate::core::membership::Change;
 use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind};
 use crate::core::{NodeId, Now};
 use crate::transport::{self, QuicSettings, Transport, TransportError};
@@ -58,6 +59,7 @@ const ENTRIES_PER_FRAME: usize = 1024;
 const SAVE_PERIOD: Duration = Duration::from_secs(10);
 const LEAVE_LINGER: Duration = Duration::from_millis(100);
 const CLOSE_DRAIN: Duration = Duration::from_millis(250);
+const SEED_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) struct Inner {
     engine: Mutex<Engine>,
@@ -73,6 +75,7 @@ pub(crate) struct Inner {
     syncs: AtomicUsize,
     pub(crate) stats: RuntimeStats,
     advertise: String,
+    reload: super::reload::ReloadState,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -185,11 +188,13 @@ impl Node {
             syncs: AtomicUsize::new(0),
             stats: RuntimeStats::default(),
             advertise,
+            reload: Default::default(),
             cfg,
         });
         let node = Node { inner };
         tokio::spawn(node.clone().drive());
         tokio::spawn(node.clone().accept_loop());
+        super::reload::start(&node);
         if node.inner.cfg.data_dir.is_some() {
             tokio::spawn(node.clone().save_loop());
         }
@@ -303,7 +308,10 @@ impl Node {
             out.push(view(
                 &m.state,
                 m.last_heard_us.map(|t| now_us.saturating_sub(t) / 1000),
-                conns.get(&m.state.info.id).copied(),
+                conns
+                    .get(&m.state.info.id)
+                    .copied()
+                    .or(m.rtt_us.map(|us| us as f64 / 1000.0)),
                 false,
             ));
         }
@@ -327,7 +335,7 @@ impl Node {
             node_id: self.id(),
             cluster: self.inner.transport.identity().cluster.to_string(),
             listen: self.inner.advertise.clone(),
-            dc: self.inner.cfg.dc.clone(),
+            dc: e.members().me().info.dc.clone(),
             members,
             keys: e.store().live_len(),
             tombstones: e.store().tombstone_len(),
@@ -339,6 +347,11 @@ impl Node {
     /// Engine counters.
     pub fn engine_stats(&self) -> EngineStats {
         self.inner.engine().stats().clone()
+    }
+
+    /// Lifeguard local health score (0 = healthy).
+    pub fn awareness(&self) -> u32 {
+        self.inner.engine().awareness()
     }
 
     /// Transport counters.
@@ -464,6 +477,14 @@ impl Node {
                 });
             }
             Output::Event(ev) => {
+                if let Event::Member(Change::Updated { new, .. }) = &ev {
+                    if new.status != MemberStatus::Alive {
+                        // Probes through this connection failed (or the member is gone):
+                        // drop it, so the next message dials afresh instead of waiting
+                        // out QUIC's retransmission backoff on a stale path.
+                        self.drop_connection(&new.info.id);
+                    }
+                }
                 let _ = self.inner.events.send(ev);
             }
         }
@@ -617,6 +638,33 @@ impl Node {
         }
     }
 
+    /// Closes and forgets the pooled connection to `id`, if any.
+    fn drop_connection(&self, id: &NodeId) {
+        let conn = self.inner.conns.lock().ok().and_then(|mut c| c.remove(id));
+        if let Some(conn) = conn {
+            conn.close(transport::CLOSE_SHUTDOWN, b"member not alive");
+        }
+    }
+
+    /// Replaces this node's datacenter, zone and tags; the change is gossiped (with a
+    /// higher incarnation) like any membership change.
+    pub fn update_meta(
+        &self,
+        dc: &str,
+        zone: &str,
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), NodeError> {
+        self.check_running()?;
+        let r = self.with_engine(|e, _| {
+            let mut info = e.members().me().info.clone();
+            info.dc = dc.to_string();
+            info.zone = zone.to_string();
+            info.tags = tags;
+            e.update_meta(info)
+        });
+        r.map_err(NodeError::Config)
+    }
+
     fn forget(&self, id: &NodeId, conn: &Connection) {
         if let Ok(mut c) = self.inner.conns.lock() {
             if c.get(id).is_some_and(|x| x.stable_id() == conn.stable_id()) {
@@ -700,10 +748,18 @@ impl Node {
     // ----- anti-entropy over a bi stream -----
 
     async fn contact_seed(&self, addr: &str) -> Option<NodeId> {
-        let (id, conn) = match self.inner.transport.connect(addr, None).await {
-            Ok(x) => x,
-            Err(e) => {
+        // A silent seed must not hold the next attempt back for the whole handshake
+        // timeout: the engine's backoff (floor..cap) paces re-probing, not QUIC.
+        let dial =
+            tokio::time::timeout(SEED_DIAL_TIMEOUT, self.inner.transport.connect(addr, None));
+        let (id, conn) = match dial.await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
                 tracing::debug!(seed = %addr, error = %e, "seed unreachable");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(seed = %addr, "seed did not answer in time");
                 return None;
             }
         };
@@ -969,5 +1025,27 @@ impl Node {
     /// Store counters.
     pub fn with_store_stats(&self) -> crate::core::state::StoreStats {
         self.inner.engine().store().stats().clone()
+    }
+}
+
+impl Node {
+    /// The transport (for `super::reload`).
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// The configuration the node started with.
+    pub(crate) fn config(&self) -> &NodeConfig {
+        &self.inner.cfg
+    }
+
+    /// Certificate reload bookkeeping (for `super::reload`).
+    pub(crate) fn reload_state(&self) -> &super::reload::ReloadState {
+        &self.inner.reload
+    }
+
+    /// A receiver that turns true when the node shuts down.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
     }
 }

@@ -1,11 +1,20 @@
 //! QUIC transport: the quinn endpoint with mutual TLS, dialing with identity checks,
 //! and the framing of sync and reliable streams.
+//!
+//! Admission limits: incoming handshakes per source address (token bucket, refused before
+//! the handshake), handshakes in progress, connections per peer id, and streams per
+//! connection ([`QuicSettings`]). The identity and trust bundle can be swapped at run time
+//! ([`Transport::reload`]), which also closes the connections of peers no longer admitted.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
 
 use crate::core::proto::{Datagram, SyncFrame};
 use crate::core::NodeId;
@@ -69,6 +78,9 @@ pub enum TransportError {
     /// An operation took too long.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// A new identity or trust bundle was not applied.
+    #[error("reload refused: {0}")]
+    Reload(String),
 }
 
 /// Tunables of the QUIC layer.
@@ -84,6 +96,17 @@ pub struct QuicSettings {
     pub max_uni_streams: u32,
     /// Bytes of datagrams buffered for the application per connection.
     pub datagram_receive_buffer: usize,
+    /// Connections one peer (node id) may hold at once, both directions together. When an
+    /// accepted connection goes beyond it, the peer's oldest connections are closed (a
+    /// restarted peer's stale ones go first). 0: no limit.
+    pub max_conns_per_peer: usize,
+    /// Incoming handshakes allowed per source address (IPv4 address, IPv6 /64); excess
+    /// attempts are refused before any cryptography. `None`: no limit.
+    pub handshake_rate: Option<HandshakeRate>,
+    /// Incoming handshakes in progress at once; more are refused.
+    pub max_pending_handshakes: usize,
+    /// How long an incoming or outgoing handshake may take.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for QuicSettings {
@@ -94,6 +117,28 @@ impl Default for QuicSettings {
             max_bi_streams: 8,
             max_uni_streams: 16,
             datagram_receive_buffer: 1024 * 1024,
+            max_conns_per_peer: 2,
+            handshake_rate: Some(HandshakeRate::default()),
+            max_pending_handshakes: 128,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A token bucket for incoming handshakes of one source address.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HandshakeRate {
+    /// Sustained handshakes per second.
+    pub per_sec: f64,
+    /// Handshakes allowed in a burst.
+    pub burst: u32,
+}
+
+impl Default for HandshakeRate {
+    fn default() -> Self {
+        Self {
+            per_sec: 20.0,
+            burst: 40,
         }
     }
 }
@@ -109,14 +154,82 @@ fn transport_config(s: &QuicSettings) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// Counters of connections the transport closed or turned away (besides handshake refusals,
+/// which [`HandshakeStats`] counts).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections closed because their peer went beyond
+    /// [`QuicSettings::max_conns_per_peer`].
+    pub closed_over_peer_limit: AtomicU64,
+    /// Established connections closed because the peer's certificate was revoked since.
+    pub closed_revoked: AtomicU64,
+    /// Established connections closed because the peer's certificate is no longer trusted
+    /// for another reason (its CA left the bundle, it expired, ...).
+    pub closed_untrusted: AtomicU64,
+    /// Incoming connections refused because too many handshakes were in progress.
+    pub refused_overloaded: AtomicU64,
+}
+
+/// One established connection known to the transport.
+#[derive(Debug, Clone)]
+pub struct PeerConnection {
+    /// The peer's node id (from its verified certificate).
+    pub peer: NodeId,
+    /// The connection.
+    pub conn: Connection,
+    /// Whether the peer dialed us.
+    pub inbound: bool,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// Established connections closed because their peer is no longer admitted, with the
+    /// reason label (`revoked`, `unknown_ca`, `expired_or_not_yet_valid`, ...).
+    pub closed: Vec<(NodeId, &'static str)>,
+}
+
+/// The identity and trust in force: replaced as a whole by [`Transport::reload`].
+struct TlsState {
+    identity: Arc<Identity>,
+    trust: TrustBundle,
+}
+
+struct Tracked {
+    conn: Connection,
+    inbound: bool,
+}
+
+type Handshake = Option<(NodeId, Connection)>;
+
+struct Shared {
+    tls: RwLock<Arc<TlsState>>,
+    handshakes: Arc<HandshakeStats>,
+    settings: QuicSettings,
+    limits: Mutex<(usize, Option<HandshakeRate>)>,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    peers: Mutex<HashMap<NodeId, Vec<Tracked>>>,
+    pending: tokio::sync::Mutex<JoinSet<Handshake>>,
+    stats: ConnectionStats,
+}
+
+/// Source addresses whose handshake buckets are remembered; beyond it, full buckets are
+/// forgotten (and, under a flood of distinct addresses, all of them).
+const MAX_TRACKED_ADDRS: usize = 16_384;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A node's QUIC endpoint with its identity.
+///
+/// The identity and trust bundle can be replaced while it runs ([`Transport::reload`]):
+/// new handshakes, both ways, use the new ones; established connections whose peer is no
+/// longer admitted are closed. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Transport {
     endpoint: Endpoint,
-    identity: Arc<Identity>,
-    trust: TrustBundle,
-    handshakes: Arc<HandshakeStats>,
-    settings: QuicSettings,
+    shared: Arc<Shared>,
 }
 
 impl Transport {
@@ -128,19 +241,14 @@ impl Transport {
         settings: QuicSettings,
     ) -> Result<Self, TransportError> {
         let handshakes = Arc::new(HandshakeStats::default());
-        let mut server = identity::quinn_server_config(&identity, &trust, handshakes.clone())?;
-        server.transport_config(transport_config(&settings));
+        let server = server_config(&identity, &trust, &handshakes, &settings)?;
         let endpoint = Endpoint::server(server, listen).map_err(|source| TransportError::Bind {
             addr: listen,
             source,
         })?;
-        Ok(Self {
-            endpoint,
-            identity: Arc::new(identity),
-            trust,
-            handshakes,
-            settings,
-        })
+        Ok(Self::with_endpoint(
+            endpoint, identity, trust, handshakes, settings,
+        ))
     }
 
     /// Builds the endpoint on a caller-supplied socket (e.g. the fault-injecting socket
@@ -155,8 +263,7 @@ impl Transport {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let handshakes = Arc::new(HandshakeStats::default());
-        let mut server = identity::quinn_server_config(&identity, &trust, handshakes.clone())?;
-        server.transport_config(transport_config(&settings));
+        let server = server_config(&identity, &trust, &handshakes, &settings)?;
         let endpoint = Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -164,13 +271,43 @@ impl Transport {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|source| TransportError::Bind { addr, source })?;
-        Ok(Self {
+        Ok(Self::with_endpoint(
+            endpoint, identity, trust, handshakes, settings,
+        ))
+    }
+
+    fn with_endpoint(
+        endpoint: Endpoint,
+        identity: Identity,
+        trust: TrustBundle,
+        handshakes: Arc<HandshakeStats>,
+        settings: QuicSettings,
+    ) -> Self {
+        let limits = (settings.max_conns_per_peer, settings.handshake_rate);
+        Self {
             endpoint,
-            identity: Arc::new(identity),
-            trust,
-            handshakes,
-            settings,
-        })
+            shared: Arc::new(Shared {
+                tls: RwLock::new(Arc::new(TlsState {
+                    identity: Arc::new(identity),
+                    trust,
+                })),
+                handshakes,
+                settings,
+                limits: Mutex::new(limits),
+                buckets: Mutex::new(HashMap::new()),
+                peers: Mutex::new(HashMap::new()),
+                pending: tokio::sync::Mutex::new(JoinSet::new()),
+                stats: ConnectionStats::default(),
+            }),
+        }
+    }
+
+    fn tls(&self) -> Arc<TlsState> {
+        self.shared
+            .tls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The bound address.
@@ -180,14 +317,38 @@ impl Transport {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Our identity.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// Our identity as currently in force.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.tls().identity.clone()
+    }
+
+    /// The trust bundle currently in force.
+    pub fn trust(&self) -> TrustBundle {
+        self.tls().trust.clone()
     }
 
     /// Handshake refusal counters (both directions).
     pub fn handshakes(&self) -> &Arc<HandshakeStats> {
-        &self.handshakes
+        &self.shared.handshakes
+    }
+
+    /// Counters of connections closed or turned away by the transport's limits and by
+    /// revocation.
+    pub fn connection_stats(&self) -> &ConnectionStats {
+        &self.shared.stats
+    }
+
+    /// The settings the transport was built with (limits as changed by
+    /// [`Transport::set_limits`] are not reflected).
+    pub fn settings(&self) -> &QuicSettings {
+        &self.shared.settings
+    }
+
+    /// Changes the admission limits at run time: connections per peer (0: unlimited) and the
+    /// per-address handshake rate (`None`: unlimited).
+    pub fn set_limits(&self, max_conns_per_peer: usize, handshake_rate: Option<HandshakeRate>) {
+        *lock(&self.shared.limits) = (max_conns_per_peer, handshake_rate);
+        lock(&self.shared.buckets).clear();
     }
 
     /// The underlying endpoint.
@@ -195,21 +356,214 @@ impl Transport {
         &self.endpoint
     }
 
+    /// Replaces our identity and trust bundle without a restart.
+    ///
+    /// The new identity must name the same node and cluster. New handshakes, incoming and
+    /// outgoing, use the new certificate and bundle at once; established connections stay
+    /// up unless their peer is no longer admitted under the new bundle (revoked, from a CA
+    /// that was removed, expired), in which case they are closed and counted.
+    pub fn reload(
+        &self,
+        identity: Identity,
+        trust: TrustBundle,
+    ) -> Result<ReloadOutcome, TransportError> {
+        let current = self.identity();
+        if identity.node_id != current.node_id || identity.cluster != current.cluster {
+            return Err(TransportError::Reload(format!(
+                "the new certificate names node {:?} of cluster {:?}; this node is {:?} of cluster {:?} (restart to change identity)",
+                identity.node_id.as_str(),
+                identity.cluster.as_str(),
+                current.node_id.as_str(),
+                current.cluster.as_str()
+            )));
+        }
+        let server = server_config(
+            &identity,
+            &trust,
+            &self.shared.handshakes,
+            &self.shared.settings,
+        )?;
+        {
+            let mut tls = self.shared.tls.write().unwrap_or_else(|p| p.into_inner());
+            self.endpoint.set_server_config(Some(server));
+            *tls = Arc::new(TlsState {
+                identity: Arc::new(identity),
+                trust,
+            });
+        }
+        Ok(self.recheck_connections())
+    }
+
+    /// Judges every established connection's peer again against the trust bundle in force
+    /// (with [`identity::PeerRecheck`]), and closes those no longer admitted: revoked
+    /// peers with [`CLOSE_REVOKED`], others with [`CLOSE_UNTRUSTED`]. Returns what it closed.
+    pub fn recheck_connections(&self) -> ReloadOutcome {
+        let tls = self.tls();
+        let now = rustls::pki_types::UnixTime::now();
+        let mut out = ReloadOutcome::default();
+        let judge = match identity::PeerRecheck::new(&tls.trust, &tls.identity.cluster) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot judge established peers: trust bundle unusable");
+                return out;
+            }
+        };
+        for pc in self.connections() {
+            let chain = match identity::peer_chain(&pc.conn) {
+                Ok(c) => c,
+                Err(_) => continue,
+            };
+            if let Err(refusal) = judge.check(&chain, pc.inbound, now) {
+                let (code, counter) = if refusal.label == "revoked" {
+                    (CLOSE_REVOKED, &self.shared.stats.closed_revoked)
+                } else {
+                    (CLOSE_UNTRUSTED, &self.shared.stats.closed_untrusted)
+                };
+                tracing::warn!(
+                    peer = %pc.peer,
+                    remote = %pc.conn.remote_address(),
+                    reason = refusal.label,
+                    detail = %refusal.detail,
+                    "closing connection: peer no longer admitted"
+                );
+                pc.conn.close(code, refusal.label.as_bytes());
+                counter.fetch_add(1, Ordering::Relaxed);
+                out.closed.push((pc.peer, refusal.label));
+            }
+        }
+        self.prune();
+        out
+    }
+
+    /// Every established connection the transport knows of (dialed or accepted, not yet
+    /// closed), oldest first per peer.
+    pub fn connections(&self) -> Vec<PeerConnection> {
+        let peers = lock(&self.shared.peers);
+        peers
+            .iter()
+            .flat_map(|(id, list)| {
+                list.iter()
+                    .filter(|t| t.conn.close_reason().is_none())
+                    .map(|t| PeerConnection {
+                        peer: id.clone(),
+                        conn: t.conn.clone(),
+                        inbound: t.inbound,
+                    })
+            })
+            .collect()
+    }
+
+    /// Closes every connection with `peer` (with `code` and `reason`); returns how many.
+    pub fn close_peer(&self, peer: &NodeId, code: quinn::VarInt, reason: &[u8]) -> usize {
+        let list = lock(&self.shared.peers).remove(peer).unwrap_or_default();
+        let mut n = 0;
+        for t in list {
+            if t.conn.close_reason().is_none() {
+                t.conn.close(code, reason);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn prune(&self) {
+        let mut peers = lock(&self.shared.peers);
+        peers.retain(|_, list| {
+            list.retain(|t| t.conn.close_reason().is_none());
+            !list.is_empty()
+        });
+    }
+
+    /// Records an established connection; for an accepted one, enforces the per-peer limit
+    /// by closing the peer's oldest connections.
+    fn track(&self, peer: &NodeId, conn: &Connection, inbound: bool) {
+        let max = lock(&self.shared.limits).0;
+        let mut evicted = Vec::new();
+        {
+            let mut peers = lock(&self.shared.peers);
+            peers.retain(|_, list| {
+                list.retain(|t| t.conn.close_reason().is_none());
+                !list.is_empty()
+            });
+            let list = peers.entry(peer.clone()).or_default();
+            list.push(Tracked {
+                conn: conn.clone(),
+                inbound,
+            });
+            if inbound && max > 0 {
+                while list.len() > max {
+                    evicted.push(list.remove(0).conn);
+                }
+            }
+        }
+        for old in evicted {
+            tracing::warn!(
+                %peer,
+                remote = %old.remote_address(),
+                limit = max,
+                "closing the oldest connection of a peer over its connection limit"
+            );
+            old.close(CLOSE_TOO_MANY, b"too many connections");
+            self.shared
+                .stats
+                .closed_over_peer_limit
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes a handshake token for `ip`; false when its bucket is empty.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let Some(rate) = lock(&self.shared.limits).1 else {
+            return true;
+        };
+        let burst = f64::from(rate.burst.max(1));
+        let key = match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                // One /64 is one subscriber: key by the prefix.
+                None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+            },
+        };
+        let now = Instant::now();
+        let mut buckets = lock(&self.shared.buckets);
+        if buckets.len() >= MAX_TRACKED_ADDRS && !buckets.contains_key(&key) {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate.per_sec < burst
+            });
+            if buckets.len() >= MAX_TRACKED_ADDRS {
+                buckets.clear();
+            }
+        }
+        let (tokens, at) = buckets.entry(key).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_sec).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Dials `addr` (an `ip:port` or `name:port`, resolved now) and completes the
-    /// handshake. With `expected`, a peer whose certificate names another node is refused.
+    /// handshake with the identity and trust in force. With `expected`, a peer whose
+    /// certificate names another node is refused.
     pub async fn connect(
         &self,
         addr: &str,
         expected: Option<&NodeId>,
     ) -> Result<(NodeId, Connection), TransportError> {
         let sock = resolve(addr).await?;
+        let tls = self.tls();
         let mut client = identity::quinn_client_config(
-            &self.identity,
-            &self.trust,
+            &tls.identity,
+            &tls.trust,
             expected,
-            self.handshakes.clone(),
+            self.shared.handshakes.clone(),
         )?;
-        client.transport_config(transport_config(&self.settings));
+        drop(tls);
+        client.transport_config(transport_config(&self.shared.settings));
         let connecting = self
             .endpoint
             .connect_with(client, sock, identity::SNI)
@@ -217,7 +571,7 @@ impl Transport {
                 addr: addr.to_string(),
                 reason: e.to_string(),
             })?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        let conn = tokio::time::timeout(self.shared.settings.handshake_timeout, connecting)
             .await
             .map_err(|_| TransportError::Timeout("handshake"))?
             .map_err(|source| TransportError::Connection {
@@ -235,26 +589,53 @@ impl Transport {
                 });
             }
         }
+        self.track(&id, &conn, false);
         Ok((id, conn))
     }
 
-    /// Accepts the next authenticated incoming connection. Refused handshakes are
-    /// counted (by reason) and skipped. Returns `None` when the endpoint closes.
+    /// Accepts the next authenticated incoming connection.
+    ///
+    /// Handshakes run concurrently (at most [`QuicSettings::max_pending_handshakes`]); an
+    /// attempt from an address over its handshake rate is refused before the handshake and
+    /// counted as `rate_limited`; refused handshakes are counted by reason and skipped.
+    /// Returns `None` when the endpoint closes. Cancel-safe: handshakes in progress carry on
+    /// and are returned by a later call.
     pub async fn accept(&self) -> Option<(NodeId, Connection)> {
+        let mut pending = self.shared.pending.lock().await;
         loop {
-            let incoming = self.endpoint.accept().await?;
-            let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(conn) => match identity::peer_identity(&conn) {
-                    Ok((_, id)) => return Some((id, conn)),
-                    Err(e) => {
-                        tracing::warn!(%remote, error = %e, "refused connection without a usable identity");
-                        conn.close(CLOSE_WRONG_PEER, b"identity");
+            tokio::select! {
+                biased;
+                Some(done) = pending.join_next(), if !pending.is_empty() => {
+                    if let Ok(Some((id, conn))) = done {
+                        if conn.close_reason().is_none() {
+                            self.track(&id, &conn, true);
+                            return Some((id, conn));
+                        }
                     }
-                },
-                Err(e) => {
-                    let reason = self.handshakes.record_handshake_error(&e);
-                    tracing::warn!(%remote, reason, error = %e, "refused handshake");
+                }
+                incoming = self.endpoint.accept() => {
+                    let incoming = incoming?;
+                    let remote = incoming.remote_address();
+                    if !self.admit(remote.ip()) {
+                        self.shared.handshakes.count("rate_limited");
+                        tracing::debug!(%remote, "refused connection attempt: handshake rate exceeded");
+                        incoming.refuse();
+                        continue;
+                    }
+                    if pending.len() >= self.shared.settings.max_pending_handshakes {
+                        self.shared
+                            .stats
+                            .refused_overloaded
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%remote, "refused connection attempt: too many handshakes in progress");
+                        incoming.refuse();
+                        continue;
+                    }
+                    pending.spawn(handshake(
+                        incoming,
+                        self.shared.handshakes.clone(),
+                        self.shared.settings.handshake_timeout,
+                    ));
                 }
             }
         }
@@ -266,12 +647,65 @@ impl Transport {
     }
 }
 
+fn server_config(
+    identity: &Identity,
+    trust: &TrustBundle,
+    handshakes: &Arc<HandshakeStats>,
+    settings: &QuicSettings,
+) -> Result<quinn::ServerConfig, TransportError> {
+    let mut server = identity::quinn_server_config(identity, trust, handshakes.clone())?;
+    server.transport_config(transport_config(settings));
+    Ok(server)
+}
+
+/// Completes one incoming handshake; `None` (after counting and logging) if it fails.
+async fn handshake(
+    incoming: quinn::Incoming,
+    stats: Arc<HandshakeStats>,
+    timeout: Duration,
+) -> Handshake {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "incoming connection failed");
+            return None;
+        }
+    };
+    match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => {
+            tracing::warn!(%remote, "refused handshake: timed out");
+            None
+        }
+        Ok(Err(e)) => {
+            let reason = stats.record_handshake_error(&e);
+            tracing::warn!(%remote, reason, error = %e, "refused handshake");
+            None
+        }
+        Ok(Ok(conn)) => match identity::peer_identity(&conn) {
+            Ok((_, id)) => Some((id, conn)),
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "refused connection without a usable identity");
+                conn.close(CLOSE_WRONG_PEER, b"identity");
+                None
+            }
+        },
+    }
+}
+
 /// Application close code: shutting down.
 pub const CLOSE_SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0);
 /// Application close code: the peer is not who it should be.
 pub const CLOSE_WRONG_PEER: quinn::VarInt = quinn::VarInt::from_u32(1);
 /// Application close code: protocol violation.
 pub const CLOSE_PROTOCOL: quinn::VarInt = quinn::VarInt::from_u32(2);
+/// Application close code: the peer's certificate has been revoked.
+pub const CLOSE_REVOKED: quinn::VarInt = quinn::VarInt::from_u32(3);
+/// Application close code: the peer holds more connections than allowed.
+pub const CLOSE_TOO_MANY: quinn::VarInt = quinn::VarInt::from_u32(4);
+/// Application close code: the peer's certificate is no longer trusted (CA removed from the
+/// bundle, expired, ...).
+pub const CLOSE_UNTRUSTED: quinn::VarInt = quinn::VarInt::from_u32(5);
 
 /// Resolves `host:port` to one socket address (names are looked up every call).
 pub async fn resolve(addr: &str) -> Result<SocketAddr, TransportError> {
@@ -301,17 +735,39 @@ pub async fn write_frame(send: &mut SendStream, f: &SyncFrame) -> Result<usize, 
 
 /// Reads one sync frame; the declared length is checked before anything is allocated.
 pub async fn read_frame(recv: &mut RecvStream) -> Result<(SyncFrame, usize), TransportError> {
+    read_frame_from(recv).await
+}
+
+/// Reads one sync frame (`[u32 BE length][body]`) from any byte stream: the sync stream
+/// reader, also driven by the fuzz targets over byte slices.
+///
+/// The declared length is checked against [`wire::MAX_FRAME`] before anything is read, and
+/// the body buffer grows with the bytes that actually arrive (a peer that declares 4 MiB and
+/// sends 1 byte costs 64 KiB, not 4 MiB). Returns the frame and the bytes consumed.
+pub async fn read_frame_from<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<(SyncFrame, usize), TransportError> {
     let mut hdr = [0u8; 4];
-    recv.read_exact(&mut hdr)
+    r.read_exact(&mut hdr)
         .await
         .map_err(|e| TransportError::Stream(e.to_string()))?;
     let len = wire::frame_len(hdr)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
+    let mut body = Vec::with_capacity(len.min(FRAME_READ_CHUNK));
+    let got = (&mut *r)
+        .take(len as u64)
+        .read_to_end(&mut body)
         .await
         .map_err(|e| TransportError::Stream(e.to_string()))?;
+    if got < len {
+        return Err(TransportError::Stream(format!(
+            "stream ended inside a frame ({got} of {len} bytes)"
+        )));
+    }
     Ok((wire::decode_frame(&body)?, len + 4))
 }
+
+/// Initial body buffer of [`read_frame_from`].
+const FRAME_READ_CHUNK: usize = 64 * 1024;
 
 /// Sends an oversized datagram on a new uni stream.
 pub async fn send_reliable(conn: &Connection, d: &Datagram) -> Result<usize, TransportError> {
@@ -334,6 +790,12 @@ pub async fn read_reliable(mut recv: RecvStream) -> Result<Datagram, TransportEr
         .read_to_end(wire::MAX_RELIABLE + 1)
         .await
         .map_err(|e| TransportError::Stream(e.to_string()))?;
+    decode_reliable_stream(&bytes)
+}
+
+/// Decodes the complete contents of a reliable uni stream: the stream type byte
+/// [`wire::STREAM_RELIABLE`], then the message.
+pub fn decode_reliable_stream(bytes: &[u8]) -> Result<Datagram, TransportError> {
     match bytes.first() {
         Some(&wire::STREAM_RELIABLE) => Ok(wire::decode_reliable(&bytes[1..])?),
         Some(&t) => Err(WireError::StreamType(t).into()),

@@ -7,9 +7,17 @@
 #
 #   phase 1  all 5 nodes see 5 members alive
 #   phase 2  20% random loss on every namespace; writes on several nodes; all nodes get all keys
-#   phase 3  loss removed; full partition {1,2} | {3,4,5} for ~10 s with writes on both sides,
-#            including the same key on both sides
-#   phase 4  heal; every node has every key, all agree on the shared key, all see 5 alive
+#   phase 3  loss removed, all 5 alive again; full partition {1,2} | {3,4,5} with writes on
+#            both sides (including the same key on both sides), held until each side has
+#            declared the other dead AND reaped it (its ids gone from `members --json`), and
+#            for at least PARTITION_SECS
+#   phase 4  heal; the halves, which have forgotten each other, re-merge only through seed
+#            re-probing: within HEAL_SECS every node has every key, all agree on the shared
+#            key, all see 5 alive
+#
+# The nodes run from a TOML file (`gossamer run --config`) with fast SWIM timings (probe
+# 500 ms, suspicion 1 s, reap 5 s, seed backoff 0.5..4 s), so that a ~15 s partition outlasts
+# the reap timeout. The measured times (death, reap, re-merge) are printed.
 #
 # Usage: tests/netns/partition.sh [PATH_TO_GOSSAMER]   (or $GOSSAMER_BIN;
 #        default: target/release/gossamer under the repository root)
@@ -27,7 +35,17 @@ SUBNET=10.213.0                # private /24, only ever configured inside our na
 PORT=7946                      # QUIC listen port (per namespace)
 ADMIN=127.0.0.1:7947           # admin API on each namespace's own loopback
 LOSS_PCT=20
-PARTITION_SECS=10
+PARTITION_SECS=15              # the partition lasts at least this long, and until both sides reaped
+REAP_WAIT_SECS=30              # ...which they must have done by then
+HEAL_SECS=20                   # deadline for the re-merge after the heal: a dial across the line
+                               # hangs until the 10 s QUIC handshake timeout, then backoff <= 4 s
+# SWIM timings of every node (the [gossip] table of its config file).
+PROBE_MS=500
+PROBE_TIMEOUT_MS=250
+SUSPICION_MULT=2               # suspicion timeout 2 * max(1, log10 5) * 500 ms = 1 s
+REAP_MS=5000                   # the engine looks for reapable members every 5 s: reaped 5..10 s after death
+SEED_FLOOR_MS=500
+SEED_CAP_MS=4000
 PREFIX="gsm-$$"
 BRNS="$PREFIX-br"
 
@@ -209,6 +227,51 @@ alive_count() {
     out=$(g "$1" members --json 2>/dev/null) || { echo 0; return; }
     grep -oE '"status"[[:space:]]*:[[:space:]]*"alive"' <<<"$out" | wc -l
 }
+# "id:status" of the members among IDS... that node i still lists (empty: all reaped), or
+# "?" if its admin API did not answer.
+listed_among() {
+    local i=$1; shift
+    local out
+    out=$(g "$i" members --json 2>/dev/null) || { echo "?"; return; }
+    awk -F'"' -v want=" $* " '
+        $2 == "id"     { id = $4 }
+        $2 == "status" { if (index(want, " " id " ")) printf "%s:%s ", id, $4 }' <<<"$out"
+}
+# side_sees_other "1 2" "3 4 5" reaped|down: every node of the first side no longer lists
+# any node of the second (reaped), or lists them as dead at most (down).
+side_sees_other() {
+    local mine=$1 other=$2 how=$3 i j l
+    local -a ids=()
+    for j in $other; do ids+=("n$j"); done
+    for i in $mine; do
+        l=$(listed_among "$i" "${ids[@]}")
+        if [[ $how == reaped ]]; then
+            [[ -z $l ]] || { LAST="n$i still lists: $l"; return 1; }
+        else
+            [[ $l != *"?"* && $l != *:alive* && $l != *:suspect* ]] || { LAST="n$i lists: $l"; return 1; }
+        fi
+    done
+    return 0
+}
+halves_see_each_other() {  # halves_see_each_other reaped|down
+    side_sees_other "${A[*]}" "${B[*]}" "$1" && side_sees_other "${B[*]}" "${A[*]}" "$1"
+}
+# Prometheus counter NAME of node i (empty if unavailable: no curl, or no answer).
+metric() {
+    run_in "$1" curl -s --max-time 2 "http://$ADMIN/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2 }'
+}
+metrics_line() {
+    local i r="" s=""
+    command -v curl >/dev/null 2>&1 || { echo "(no curl: counters unavailable)"; return; }
+    for i in $(seq 1 $N); do
+        r+=" $(metric "$i" gossamer_refutations_total)"
+        s+=" $(metric "$i" gossamer_seed_attempts_total)"
+    done
+    echo "refutations n1..n$N:$r; seed attempts n1..n$N:$s"
+}
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+secs() { printf '%d.%ds' $(( $1 / 1000 )) $(( $1 % 1000 / 100 )); }   # ms -> "12.3s"
+
 all_see_alive() {
     local want=$1 i c
     for i in $(seq 1 $N); do
@@ -283,13 +346,38 @@ for i in $(seq 1 $N); do
         || { cat "$TMP/certs.log"; fail "certs issue n$i"; }
 done
 
+# Seeds: every node seeds n1 AND n3 (but not itself), one node on each side of the partition
+# below. Once the halves have reaped each other, nobody probes, gossips to or syncs with the
+# forgotten half any more; the only way back is a node dialing a configured seed that is not
+# a live member (backoff SEED_FLOOR_MS..SEED_CAP_MS) and joining through it, after which the
+# members the other side reaped are told they are dead and refute with a higher incarnation.
+# With n1 as the only seed, side {1,2} would never re-contact side {3,4,5}: n1 has no seed
+# but itself and n2's seed (n1) stays live; the merge would hang on side B's dials to n1
+# alone (and never happen if n1 were down). With a seed on each side, both halves dial.
 for i in $(seq 1 $N); do
-    seeds=()
-    for s in 1 3; do [[ $s -ne $i ]] && seeds+=(--seed "$(addr "$s"):$PORT"); done
+    seeds=""
+    for s in 1 3; do [[ $s -ne $i ]] && seeds+="${seeds:+, }\"$(addr "$s"):$PORT\""; done
+    cat >"$TMP/n$i.toml" <<TOML
+node_id = "n$i"
+listen = "$(addr "$i"):$PORT"
+admin = "$ADMIN"
+certs = "$CERTS"
+seeds = [$seeds]
+
+[gossip]
+probe_interval_ms = $PROBE_MS
+probe_timeout_ms = $PROBE_TIMEOUT_MS
+suspicion_mult = $SUSPICION_MULT
+reap_timeout_ms = $REAP_MS
+seed_backoff_floor_ms = $SEED_FLOOR_MS
+seed_backoff_cap_ms = $SEED_CAP_MS
+gossip_interval_ms = 200
+sync_interval_ms = 1000
+TOML
     # Not through a shell function: `ip netns exec` execs env, which execs gossamer, so $! is
     # the node's own pid and SIGTERM at cleanup reaches it (a graceful leave).
-    ip netns exec "$(ns "$i")" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$BIN" run --node-id "n$i" --listen "$(addr "$i"):$PORT" \
-        --admin "$ADMIN" --certs "$CERTS" "${seeds[@]}" >"$TMP/n$i.log" 2>&1 &
+    ip netns exec "$(ns "$i")" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$BIN" run --config "$TMP/n$i.toml" \
+        >"$TMP/n$i.log" 2>&1 &
     PIDS+=($!)
 done
 log "setup: started $N nodes (pids ${PIDS[*]})"
@@ -314,41 +402,69 @@ done
 wait_until 30 all_have_all || fail "phase 2: keys did not converge under ${LOSS_PCT}% loss within 30s ($LAST)"
 log "phase 2: OK, all nodes hold all ${#EXPECT[@]} keys under loss ($(fw_dropped loss) packets dropped by the loss rules)"
 for i in $(seq 1 $N); do fw_loss_off "$i"; done
+wait_until 20 all_see_alive $N || fail "phase 2: not all $N alive everywhere within 20s of removing the loss ($LAST)"
+log "phase 2: loss removed, all see $N alive; $(metrics_line)"
 
 # ---------------------------------------------------------------- phase 3
 A=(1 2); B=(3 4 5)
-log "phase 3: loss removed; partition {${A[*]}} | {${B[*]}} for ${PARTITION_SECS}s with writes on both sides"
+log "phase 3: partition {${A[*]}} | {${B[*]}} until each side has reaped the other (and >= ${PARTITION_SECS}s), writes on both sides"
 for i in "${A[@]}"; do fw_block "$i" "${B[@]}" || fail "partition rules on n$i"; done
 for i in "${B[@]}"; do fw_block "$i" "${A[@]}" || fail "partition rules on n$i"; done
 P_START=$(date +%s)
-sleep 1
+P_START_NS=$(date +%s%N)
+# Each side must first declare the other dead (suspicion timeout 1 s after a failed probe)...
+wait_until "$REAP_WAIT_SECS" halves_see_each_other down \
+    || fail "phase 3: the sides did not declare each other dead within ${REAP_WAIT_SECS}s of the partition ($LAST)"
+T_DOWN=$(ms_since "$P_START_NS")
+log "phase 3: each side lists the other as dead (or no longer) $(secs "$T_DOWN") into the partition (first poll that saw it)"
 for w in "${A[@]}" "${B[@]}"; do
     write "$w" "part/n$w" "p-$w"
     EXPECT+=("part/n$w=p-$w")
 done
 write 1 shared from-A-1
 write 4 shared from-B-4
-sleep 2
+sleep 1
 write 2 shared from-A-2     # a later write on each side, so both sides have local history
 write 5 shared from-B-5
-# Sanity: the partition must really isolate. Within ~3 s the same side converges, the other not.
-sleep 3
+# Sanity: the partition must really isolate. Within ~2 s the same side converges, the other not.
+sleep 2
 v1=$(g 1 kv get shared 2>/dev/null); v3=$(g 3 kv get shared 2>/dev/null)
 g 1 kv get part/n3 >/dev/null 2>&1 && fail "phase 3: n1 received part/n3 across the partition (rules ineffective?)"
 g 3 kv get part/n1 >/dev/null 2>&1 && fail "phase 3: n3 received part/n1 across the partition (rules ineffective?)"
 log "phase 3: side A sees shared='$v1', side B sees shared='$v3'; no key crossed the partition"
+# ...and then forget it (reap) before the heal.
+left=$(( REAP_WAIT_SECS - ($(date +%s) - P_START) ))
+wait_until "$left" halves_see_each_other reaped \
+    || fail "phase 3: the sides did not reap each other within ${REAP_WAIT_SECS}s of the partition ($LAST)"
+T_REAPED=$(ms_since "$P_START_NS")
+log "phase 3: each side has reaped the other (its ids absent from members --json) $(secs "$T_REAPED") into the partition (first poll that saw it)"
+for i in $(seq 1 $N); do log "phase 3:   n$i lists $(listed_among "$i" n1 n2 n3 n4 n5)"; done
 remaining=$(( PARTITION_SECS - ($(date +%s) - P_START) ))
 (( remaining > 0 )) && sleep "$remaining"
 for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a node exited during the partition (pid $pid)"; done
-log "phase 3: OK, partition held for $(( $(date +%s) - P_START ))s ($(fw_dropped part) packets dropped by the partition rules)"
+log "phase 3: OK, partition held for $(( $(date +%s) - P_START ))s ($(fw_dropped part) packets dropped by the partition rules); $(metrics_line)"
 
 # ---------------------------------------------------------------- phase 4
-log "phase 4: healing the partition; waiting for keys, agreement on 'shared' and $N alive everywhere"
+log "phase 4: healing the partition; waiting (<= ${HEAL_SECS}s) for $N alive everywhere, every key everywhere, agreement on 'shared'"
+declare -a LOG_LINES=()
+for i in $(seq 1 $N); do LOG_LINES[i]=$(wc -l <"$TMP/n$i.log"); done
 for i in $(seq 1 $N); do fw_unblock "$i"; done
+H_START=$(date +%s)
+H_START_NS=$(date +%s%N)
+wait_until "$HEAL_SECS" all_see_alive $N \
+    || fail "phase 4: membership did not re-merge within ${HEAL_SECS}s of the heal ($LAST)"
+log "phase 4: all see $N alive $(secs "$(ms_since "$H_START_NS")") after the heal (first poll that saw it)"
 SHARED_VALUE=""
-wait_until 45 healed from-A-1 from-B-4 from-A-2 from-B-5 \
-    || fail "phase 4: cluster did not heal within 45s ($LAST)"
-log "phase 4: OK, all nodes hold all ${#EXPECT[@]} keys, agree on shared='$SHARED_VALUE', see $N alive"
+left=$(( HEAL_SECS - ($(date +%s) - H_START) ))
+(( left < 1 )) && left=1
+wait_until "$left" healed from-A-1 from-B-4 from-A-2 from-B-5 \
+    || fail "phase 4: cluster did not heal within ${HEAL_SECS}s ($LAST)"
+log "phase 4: OK, $(secs "$(ms_since "$H_START_NS")") after the heal all nodes hold all ${#EXPECT[@]} keys, agree on shared='$SHARED_VALUE', see $N alive"
+for i in $(seq 1 $N); do
+    j=$(tail -n +"$(( LOG_LINES[i] + 1 ))" "$TMP/n$i.log" | grep -o 'joined through seed.*' | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ';')
+    log "phase 4:   n$i since the heal: ${j:-no seed join}"
+done
+log "phase 4: $(metrics_line)"
 
 log "PASS"
 echo "PASS"

@@ -216,7 +216,11 @@ impl Engine {
             }
         }
         if t >= self.swim.next_reap_us {
-            self.swim.next_reap_us = t + REAP_CHECK_US;
+            // Check often enough that a member is forgotten close to its reap timeout.
+            let every = REAP_CHECK_US
+                .min(self.cfg.reap_timeout_ms * 1000 / 4)
+                .max(100_000);
+            self.swim.next_reap_us = t + every;
             for s in self.members.reap(t, self.cfg.reap_timeout_ms * 1000) {
                 self.stats.reaped += 1;
                 self.out
