@@ -553,7 +553,7 @@ impl Node {
             }
             match r {
                 Ok((id, conn)) => {
-                    node.register(id, conn);
+                    let _ = node.register(id, conn);
                 }
                 Err(e) => {
                     inc(&node.inner.stats.dial_failures, 1);
@@ -589,15 +589,54 @@ impl Node {
             .inspect_err(|_| {
                 inc(&self.inner.stats.dial_failures, 1);
             })?;
-        self.register(got, conn.clone());
-        Ok(conn)
+        Ok(self.register(got, conn))
     }
 
     /// Adopts an authenticated connection: flushes pending datagrams and starts readers.
-    fn register(&self, id: NodeId, conn: Connection) {
+    /// Returns the connection to use for this peer from now on.
+    fn register(&self, id: NodeId, conn: Connection) -> Connection {
+        // Two nodes that dial each other at once end up with two connections. Both
+        // sides keep the one dialed by the smaller node id and close the other, so
+        // connections do not pile up (and run into the per-peer limit).
+        let me = &self.inner.cfg.node_id;
+        let dialer_of = |c: &Connection| {
+            if c.side().is_client() {
+                me.clone()
+            } else {
+                id.clone()
+            }
+        };
+        let preferred = std::cmp::min(me, &id).clone();
+        let mut surplus = None;
         if let Ok(mut c) = self.inner.conns.lock() {
-            c.insert(id.clone(), conn.clone());
+            match c.get(&id) {
+                Some(old)
+                    if old.stable_id() != conn.stable_id() && old.close_reason().is_none() =>
+                {
+                    if dialer_of(&conn) == preferred || dialer_of(old) != preferred {
+                        surplus = c.insert(id.clone(), conn.clone());
+                    } else {
+                        surplus = Some(conn.clone());
+                    }
+                }
+                _ => {
+                    c.insert(id.clone(), conn.clone());
+                }
+            }
         }
+        if let Some(extra) = surplus {
+            if dialer_of(&extra) != preferred {
+                extra.close(transport::CLOSE_SHUTDOWN, b"duplicate connection");
+            }
+        }
+        // Pending datagrams go out on whichever connection is pooled now.
+        let conn_for_pending = self
+            .inner
+            .conns
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&id).cloned())
+            .unwrap_or_else(|| conn.clone());
         let pending = self
             .inner
             .pending
@@ -606,7 +645,7 @@ impl Node {
             .and_then(|mut p| p.remove(&id));
         for bytes in pending.unwrap_or_default() {
             let n = bytes.len() as u64;
-            if conn.send_datagram(bytes.into()).is_ok() {
+            if conn_for_pending.send_datagram(bytes.into()).is_ok() {
                 inc(&self.inner.stats.datagrams_sent, 1);
                 inc(&self.inner.stats.datagram_bytes_sent, n);
             } else {
@@ -616,6 +655,7 @@ impl Node {
         tokio::spawn(self.clone().read_datagrams(id.clone(), conn.clone()));
         tokio::spawn(self.clone().read_uni(id.clone(), conn.clone()));
         tokio::spawn(self.clone().read_bi(id, conn));
+        conn_for_pending
     }
 
     async fn accept_loop(self) {
@@ -631,7 +671,7 @@ impl Node {
                         // Our own seed address: nothing to do with ourselves.
                         continue;
                     }
-                    self.register(id, conn);
+                    let _ = self.register(id, conn);
                 }
                 None => break,
             }
@@ -767,7 +807,7 @@ impl Node {
             conn.close(transport::CLOSE_SHUTDOWN, b"self");
             return Some(id);
         }
-        self.register(id.clone(), conn.clone());
+        let conn = self.register(id.clone(), conn);
         match tokio::time::timeout(SYNC_TIMEOUT, self.sync_initiate(&id, &conn, SyncKind::Join))
             .await
         {
