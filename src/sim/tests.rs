@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// Runs `scenarios/<name>.toml` (embedded at build time) and asserts its properties.
+macro_rules! scenario {
+    ($name:literal) => {
+        run(
+            include_str!(concat!("../../scenarios/", $name, ".toml")),
+            concat!("scenarios/", $name, ".toml"),
+        )
+    };
+}
+
 fn run(text: &str, path: &str) -> Report {
     let sc = Scenario::from_toml(text, path).expect("scenario parses");
     let seed = std::env::var("GOSSAMER_SIM_SEED")
@@ -21,19 +31,13 @@ fn run(text: &str, path: &str) -> Report {
 
 #[test]
 fn smoke_cluster_converges() {
-    let r = run(
-        include_str!("../../scenarios/smoke.toml"),
-        "scenarios/smoke.toml",
-    );
+    let r = scenario!("smoke");
     assert!(r.writes > 200);
 }
 
 #[test]
 fn thousand_nodes_converge_under_ten_percent_loss() {
-    let r = run(
-        include_str!("../../scenarios/loss-1000.toml"),
-        "scenarios/loss-1000.toml",
-    );
+    let r = scenario!("loss-1000");
     assert_eq!(r.nodes, 1000);
     assert!(r.lost > 0, "the loss model dropped nothing");
 }
@@ -49,10 +53,7 @@ fn profile_scenario_from_env() {
 
 #[test]
 fn thirty_minute_partition_into_halves_heals_with_every_write_everywhere() {
-    let r = run(
-        include_str!("../../scenarios/partition-30min.toml"),
-        "scenarios/partition-30min.toml",
-    );
+    let r = scenario!("partition-30min");
     assert!(r.cut > 0, "the partition cut nothing");
     assert!(
         r.conflicts > 0,
@@ -91,10 +92,7 @@ fn crashed_node_that_lost_its_state_catches_up_by_anti_entropy() {
     let caught_up = sim.engine(7).unwrap().store().len();
     assert!(caught_up > 100, "node 7 holds only {caught_up} entries");
     assert!(sim.engine(7).unwrap().stats().sync_entries_applied > 0);
-    let r = run(
-        include_str!("../../scenarios/crash-restart.toml"),
-        "scenarios/crash-restart.toml",
-    );
+    let r = scenario!("crash-restart");
     assert!(r.writes > 900);
 }
 
@@ -118,10 +116,7 @@ fn same_seed_same_trace_different_seed_different_trace() {
 
 #[test]
 fn crashed_nodes_are_detected_by_every_live_node() {
-    let r = run(
-        include_str!("../../scenarios/swim-detect.toml"),
-        "scenarios/swim-detect.toml",
-    );
+    let r = scenario!("swim-detect");
     let d = r.detection_ms.expect("detections recorded");
     assert_eq!(d.crashes, 3);
     // SWIM: first detection after about 1.58 protocol periods on average (1 s periods).
@@ -138,29 +133,20 @@ fn crashed_nodes_are_detected_by_every_live_node() {
 
 #[test]
 fn fifty_nodes_under_ten_percent_loss_never_declare_a_healthy_node_failed() {
-    let r = run(
-        include_str!("../../scenarios/swim-loss-50.toml"),
-        "scenarios/swim-loss-50.toml",
-    );
+    let r = scenario!("swim-loss-50");
     assert!(r.lost > 1000, "the loss model must bite");
     assert_eq!(r.false_failures, 0);
 }
 
 #[test]
 fn a_slow_node_does_not_get_healthy_nodes_declared_failed() {
-    let r = run(
-        include_str!("../../scenarios/swim-slow-node.toml"),
-        "scenarios/swim-slow-node.toml",
-    );
+    let r = scenario!("swim-slow-node");
     assert_eq!(r.false_failures, 0);
 }
 
 #[test]
 fn reaped_dead_nodes_do_not_come_back_as_ghosts() {
-    let r = run(
-        include_str!("../../scenarios/swim-ghosts.toml"),
-        "scenarios/swim-ghosts.toml",
-    );
+    let r = scenario!("swim-ghosts");
     assert_eq!(r.ghosts, 0);
 }
 
