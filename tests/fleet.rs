@@ -911,35 +911,44 @@ async fn certificates_from_an_external_ca_chain_form_a_cluster() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_per_peer_are_limited() {
-    let root = tempfile::tempdir().unwrap();
-    let ca = Ca::new("prod");
-    let d = CertDir::new(root.path(), "n1");
-    d.set_bundle(&[&ca]);
-    d.set_cert(&ca.issue("n1"));
-    let n1 = Node::start(config("n1", &d.path, vec![])).await.unwrap();
-    let pair = ca.issue("n2");
-    let t = Transport::bind(
+fn endpoint_for(ca: &Ca, id: &str) -> Transport {
+    let pair = ca.issue(id);
+    Transport::bind(
         "127.0.0.1:0".parse().unwrap(),
         Identity::from_pem(&pair.cert_pem, &pair.key_pem).unwrap(),
         TrustBundle::from_pem(&ca.pem.cert_pem).unwrap(),
         QuicSettings::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_peer_are_limited() {
+    let ca = Ca::new("prod");
+    // The transport's own limit, with a server that keeps every connection it accepts.
+    let server = endpoint_for(&ca, "n1");
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (srv, acc) = (server.clone(), accepted.clone());
+    let acceptor = tokio::spawn(async move {
+        while let Some((_, c)) = srv.accept().await {
+            acc.lock().unwrap().push(c);
+        }
+    });
+    let client = endpoint_for(&ca, "n2");
+    let addr = server.local_addr().to_string();
     let mut conns = Vec::new();
     for _ in 0..3 {
-        let (_, c) = t
-            .connect(n1.advertise_addr(), Some(&node("n1")))
-            .await
-            .unwrap();
+        let (_, c) = client.connect(&addr, Some(&node("n1"))).await.unwrap();
         conns.push(c);
     }
-    // The oldest the node admitted goes (normally the first dialed, but the node's view of
+    // The oldest the server admitted goes (normally the first dialed; the server's view of
     // which handshake finished first decides); two stay.
     let closed =
         |conns: &[quinn::Connection]| conns.iter().filter(|c| c.close_reason().is_some()).count();
-    let (ok, _) = wait_for(DEADLINE, || closed(&conns) == 1).await;
+    let (ok, _) = wait_for(DEADLINE, || {
+        closed(&conns) == 1 && accepted.lock().unwrap().len() == 3
+    })
+    .await;
     assert!(ok, "a third connection from one peer did not close one");
     for c in &conns {
         match c.close_reason() {
@@ -951,27 +960,48 @@ async fn connections_per_peer_are_limited() {
         }
     }
     assert!(conns[2].close_reason().is_none(), "the newest was closed");
-    assert_eq!(
-        n1.connection_stats()
-            .closed_over_peer_limit
-            .load(Ordering::Relaxed),
-        1
-    );
-    let (ok, _) = wait_for(DEADLINE, || {
-        n1.peer_connections()
+    let stats = server.connection_stats();
+    assert_eq!(stats.closed_over_peer_limit.load(Ordering::Relaxed), 1);
+    assert_eq!(server.connections().len(), 2);
+    acceptor.abort();
+    server.close();
+
+    // A node never lets one peer hold more than two connections either (its runtime also
+    // closes duplicates on its own), and a bare connection does not make a member.
+    let root = tempfile::tempdir().unwrap();
+    let d = CertDir::new(root.path(), "n1");
+    d.set_bundle(&[&ca]);
+    d.set_cert(&ca.issue("n1"));
+    let n1 = Node::start(config("n1", &d.path, vec![])).await.unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        let (_, c) = client
+            .connect(n1.advertise_addr(), Some(&node("n1")))
+            .await
+            .unwrap();
+        conns.push(c);
+    }
+    let from_n2 = |n: &Node| {
+        n.peer_connections()
             .iter()
             .filter(|p| p.peer.as_str() == "n2")
             .count()
-            == 2
+    };
+    let (ok, _) = wait_for(DEADLINE, || {
+        conns.iter().filter(|c| c.close_reason().is_none()).count() <= 2 && from_n2(&n1) <= 2
     })
     .await;
-    assert!(ok);
+    assert!(ok, "a peer kept more than two connections to a node");
+    assert!(
+        conns.iter().any(|c| c.close_reason().is_none()),
+        "every connection was closed"
+    );
     assert_eq!(
         n1.alive_count(),
         1,
         "a bare connection does not make a member"
     );
-    t.close();
+    client.close();
     n1.shutdown().await;
 }
 
