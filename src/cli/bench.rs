@@ -59,7 +59,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Mode::Quic)]
     pub mode: Mode,
     /// Cluster sizes, comma-separated: one row each [default: 10,25,50 (quic),
-    /// 100,1000,10000 (sim)].
+    /// 100,1000,2000 (sim)].
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     pub nodes: Vec<usize>,
     /// Writes of the write-load phase.
@@ -99,6 +99,10 @@ pub struct BenchArgs {
     /// Sim mode: skip the partition and crash scenarios.
     #[arg(long)]
     pub no_faults: bool,
+    /// Sim mode: longest wait (virtual s) after joining for the join announcements to be
+    /// spent before the idle window (the cluster then settles 5 s more).
+    #[arg(long, default_value_t = 120.0, value_name = "S")]
+    pub settle: f64,
     /// Sim mode: crashes to measure failure detection on, one after the other (0 skips).
     #[arg(long, default_value_t = 5, value_name = "K")]
     pub crashes: usize,
@@ -267,6 +271,7 @@ struct Plan {
     throughput: bool,
     warmup: f64,
     faults: bool,
+    settle_us: u64,
     crashes: usize,
     partition: f64,
     net: NetModel,
@@ -275,7 +280,7 @@ struct Plan {
 fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
     let (max, default): (usize, &[usize]) = match a.mode {
         Mode::Quic => (100, &[10, 25, 50]),
-        Mode::Sim => (10_000, &[100, 1_000, 10_000]),
+        Mode::Sim => (10_000, &[100, 1_000, 2_000]),
     };
     let mut nodes = if a.nodes.is_empty() {
         default.to_vec()
@@ -293,6 +298,21 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
     }
     nodes.sort_unstable();
     nodes.dedup();
+    if a.mode == Mode::Sim {
+        if let (Some(&n), Some(avail)) = (nodes.last(), mem_available_bytes()) {
+            let need = sim_bytes_estimate(n);
+            if need > avail {
+                let fits = ((avail as f64 / SIM_BYTES_PER_N2).sqrt() / 100.0).floor() * 100.0;
+                return Err(UsageError(format!(
+                    "--nodes {n}: the simulator would need about {:.0} GB (every node's member table and join queue hold \
+                     up to N entries, so memory grows as N²), but {:.0} GB are available; about N = {fits:.0} fits here",
+                    need as f64 / 1e9,
+                    avail as f64 / 1e9
+                ))
+                .into());
+            }
+        }
+    }
     if a.writes == 0 || a.writes > 100_000 {
         return Err(UsageError(format!("--writes {}: must be 1 to 100000", a.writes)).into());
     }
@@ -317,6 +337,9 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         if !(v.is_finite() && (0.0..=10_000.0).contains(&v)) {
             return Err(UsageError(format!("{flag} {v}: must be 0 to 10000 ms")).into());
         }
+    }
+    if !(a.settle.is_finite() && (0.0..=3_600.0).contains(&a.settle)) {
+        return Err(UsageError(format!("--settle {}: must be 0 to 3600 seconds", a.settle)).into());
     }
     if !(a.warmup.is_finite() && (0.0..=600.0).contains(&a.warmup)) {
         return Err(UsageError(format!("--warmup {}: must be 0 to 600 seconds", a.warmup)).into());
@@ -365,6 +388,7 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         throughput: a.throughput,
         warmup: a.warmup,
         faults: !a.no_faults,
+        settle_us: (a.settle * US as f64) as u64,
         crashes: a.crashes.min(100),
         partition: a.partition,
         net: NetModel {
@@ -415,6 +439,23 @@ fn cpu_seconds() -> Option<f64> {
     let stime: f64 = f.get(12)?.parse().ok()?;
     // USER_HZ is 100 on every Linux ABI.
     Some((utime + stime) / 100.0)
+}
+
+/// Simulator memory per N² (bytes), measured: 16.3 GB at N = 5,000 while joining, 3.8 GB
+/// at N = 2,000.
+const SIM_BYTES_PER_N2: f64 = 700.0;
+
+/// Estimated peak memory of a simulation of `n` nodes (bytes).
+fn sim_bytes_estimate(n: usize) -> u64 {
+    (SIM_BYTES_PER_N2 * (n as f64).powi(2)) as u64
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes.
+fn mem_available_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// A `kB` field of /proc/self/status (e.g. `VmRSS`), in MiB.
@@ -1036,8 +1077,6 @@ async fn quic_throughput(
 // Sim mode.
 
 const US: u64 = 1_000_000;
-/// Longest virtual wait for the join announcements to be spent.
-const SIM_SETTLE_LIMIT_US: u64 = 120 * US;
 
 #[derive(Debug, Clone, Copy)]
 struct SimSnap {
@@ -1147,7 +1186,7 @@ fn sim_row(p: &Plan, n: usize, progress: &Progress) -> Row {
     let quiet = sim_until(
         &mut sim,
         US / 2,
-        SIM_SETTLE_LIMIT_US,
+        p.settle_us,
         |s| (0..n).all(|i| s.engine(i).is_none_or(|e| e.queue().is_empty())),
         |f, d| progress.show(n, "settling", f, d),
     );
@@ -1157,8 +1196,8 @@ fn sim_row(p: &Plan, n: usize, progress: &Progress) -> Row {
             .filter(|&l| l > 0)
             .fold((0, 0), |(b, t), l| (b + 1, t + l));
         notes.push(format!(
-            "{busy} nodes still had {items} broadcasts queued {} virtual s after joining (join announcements)",
-            SIM_SETTLE_LIMIT_US / US
+            "{busy} nodes still had {items} broadcasts queued {:.0} virtual s after joining (join announcements)",
+            p.settle_us as f64 / US as f64
         ));
     }
     let settle_until = sim.now_us() + SETTLE.as_micros() as u64;
