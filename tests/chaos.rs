@@ -12,16 +12,6 @@ use gossamer::node::local::{wait_for, LocalCluster};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn fast() -> Config {
-    Config {
-        gossip_interval_ms: 100,
-        sync_interval_ms: 500,
-        seed_backoff_floor_ms: 200,
-        seed_backoff_cap_ms: 2_000,
-        ..Config::default()
-    }
-}
-
 fn seed(default: u64) -> u64 {
     let s = std::env::var("GOSSAMER_CHAOS_SEED")
         .ok()
@@ -34,7 +24,7 @@ fn seed(default: u64) -> u64 {
 /// Starts `n` nodes, node `i` on a chaos socket seeded `seed + i` with `faults` already
 /// applied (so joining happens under them too); every node seeds from the first.
 async fn chaos_cluster(n: usize, seed: u64, faults: Faults) -> (LocalCluster, Vec<ChaosControl>) {
-    chaos_cluster_with(n, seed, faults, fast()).await
+    chaos_cluster_with(n, seed, faults, Config::local()).await
 }
 
 /// [`chaos_cluster`] with the given protocol timings.

@@ -23,16 +23,6 @@ use gossamer::transport::{self, QuicSettings, Transport, TransportError};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn fast() -> Config {
-    Config {
-        gossip_interval_ms: 100,
-        sync_interval_ms: 500,
-        seed_backoff_floor_ms: 200,
-        seed_backoff_cap_ms: 2_000,
-        ..Config::default()
-    }
-}
-
 fn node(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
 }
@@ -147,7 +137,7 @@ fn config(id: &str, dir: &Path, seeds: Vec<String>) -> NodeConfig {
         dir.to_path_buf(),
     );
     cfg.seeds = seeds;
-    cfg.gossip = fast();
+    cfg.gossip = Config::local();
     cfg.security.cert_poll_interval_ms = 50;
     cfg.security.reload_on_sighup = false;
     cfg

@@ -3,7 +3,7 @@
 //! Nothing in this module touches a socket, a runtime, the wall clock or a global
 //! random number generator: time arrives as [`Now`] on every call, randomness comes
 //! from a seeded generator owned by the [`engine::Engine`], and every effect leaves
-//! as an [`engine::Output`] that the caller (the tokio runtime in `crate::node`, or
+//! as an [`engine::Output`] that the caller (the async runtime in `crate::node`, or
 //! the simulator in `crate::sim`) carries out. This is what lets the same code run
 //! over real QUIC and, deterministically, at 10,000 nodes in the simulator.
 

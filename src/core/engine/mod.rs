@@ -93,6 +93,18 @@ impl Config {
         Self::default()
     }
 
+    /// The loopback profile, for in-process clusters (tests, demos, `gossamer test`):
+    /// faster gossip rounds, anti-entropy and seed retries than the LAN profile.
+    pub fn local() -> Self {
+        Self {
+            gossip_interval_ms: 100,
+            sync_interval_ms: 500,
+            seed_backoff_floor_ms: 200,
+            seed_backoff_cap_ms: 2_000,
+            ..Self::default()
+        }
+    }
+
     /// The WAN profile: longer probe period and timeouts, slower gossip and
     /// anti-entropy, for links of tens to hundreds of milliseconds.
     pub fn wan() -> Self {
