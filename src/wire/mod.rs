@@ -173,7 +173,7 @@ pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
 /// Decodes a frame body (without the length prefix) and checks its count limits.
 pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
     let f: SyncFrame = decode_versioned("frame", body, MAX_FRAME)?;
-    match &f {
+    match f {
         SyncFrame::Entries(e) if e.len() > MAX_ENTRIES_PER_FRAME => Err(WireError::Limit(format!(
             "{} entries in one frame, limit {MAX_ENTRIES_PER_FRAME}",
             e.len()
@@ -182,24 +182,19 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             "{} members in one frame, limit {MAX_MEMBERS_PER_FRAME}",
             m.len()
         ))),
-        SyncFrame::Open { ctx, .. } => {
+        SyncFrame::Open {
+            kind,
+            mut ctx,
+            gc_horizon_ms,
+            members_digest,
+        } => {
             if ctx.0.len() > MAX_CONTEXT_WRITERS || ctx.range_count() > MAX_CONTEXT_RANGES {
                 return Err(WireError::Limit("causal context too large".into()));
             }
-            // Decoded ranges come from an untrusted peer: normalise them.
-            let mut ctx = ctx.clone();
+            // Decoded ranges come from an untrusted peer: normalise them in place.
             for r in ctx.0.values_mut() {
-                *r = crate::core::state::RangeSet::from_ranges(r.ranges().to_vec());
+                *r = crate::core::state::RangeSet::from_ranges(std::mem::take(r).into_ranges());
             }
-            let SyncFrame::Open {
-                kind,
-                gc_horizon_ms,
-                members_digest,
-                ..
-            } = f
-            else {
-                unreachable!()
-            };
             Ok(SyncFrame::Open {
                 kind,
                 ctx,
@@ -207,7 +202,7 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
                 members_digest,
             })
         }
-        _ => Ok(f),
+        f => Ok(f),
     }
 }
 

@@ -288,6 +288,18 @@ pub struct SyncSession {
     reset: bool,
 }
 
+impl SyncSession {
+    fn new(peer: NodeId, kind: SyncKind) -> Self {
+        Self {
+            peer,
+            kind,
+            peer_ctx: None,
+            peer_digest: None,
+            reset: false,
+        }
+    }
+}
+
 /// The protocol state machine of one node.
 pub struct Engine {
     cfg: Config,
@@ -765,25 +777,13 @@ impl Engine {
     /// Begins an exchange we initiate with `peer`; send [`Engine::sync_open_frame`] first.
     pub fn sync_start(&mut self, peer: NodeId, kind: SyncKind) -> SyncSession {
         self.stats.syncs_started += 1;
-        SyncSession {
-            peer,
-            kind,
-            peer_ctx: None,
-            peer_digest: None,
-            reset: false,
-        }
+        SyncSession::new(peer, kind)
     }
 
     /// Begins the responder's side of an exchange `peer` opened.
     pub fn sync_accept(&mut self, peer: NodeId, kind: SyncKind) -> SyncSession {
         self.stats.syncs_accepted += 1;
-        SyncSession {
-            peer,
-            kind,
-            peer_ctx: None,
-            peer_digest: None,
-            reset: false,
-        }
+        SyncSession::new(peer, kind)
     }
 
     /// Our `Open` frame: causal context, tombstone horizon and member digest. A responder

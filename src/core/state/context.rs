@@ -28,6 +28,11 @@ impl RangeSet {
         &self.0
     }
 
+    /// The ranges, by value.
+    pub fn into_ranges(self) -> Vec<(u64, u64)> {
+        self.0
+    }
+
     /// Builds a set from arbitrary ranges (normalising order, overlap and adjacency;
     /// empty or zero-based ranges are clipped). Used on decoded input.
     pub fn from_ranges(mut v: Vec<(u64, u64)>) -> Self {
