@@ -36,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::node::{KvEntry, MemberView, Metric, StatusView};
 
-pub use prometheus::{render_prometheus, PROMETHEUS_CONTENT_TYPE};
+pub use prometheus::{
+    render_prometheus, Histogram, DURATION_BUCKETS, NAME_LABEL, PROMETHEUS_CONTENT_TYPE,
+};
 
 /// Largest accepted request body (a value written with `PUT /v1/kv/{key}`): 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -1,72 +1,229 @@
 //! The admin API's view of a node, and its Prometheus metrics.
+//!
+//! `/metrics` is assembled from sections (`membership`, `datacenter`, `swim`, `store`,
+//! `sync`, `dissemination`, `transport`, then the security section of `super::reload`);
+//! a new subsystem adds one section function and one line in [`AdminBackend::metrics`].
 
-use std::sync::atomic::Ordering;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::api::{KvEntry, MemberView, Metric, MetricKind, StatusView};
 use super::runtime::Node;
 use crate::admin::AdminBackend;
 
-fn metric(name: &str, help: &str, kind: MetricKind, value: f64) -> Metric {
-    Metric {
-        name: name.to_string(),
-        help: help.to_string(),
-        kind,
-        samples: vec![(Vec::new(), value)],
+/// Member statuses, in the order metrics list them.
+pub(crate) const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
+
+/// Label pairs of one sample.
+type Labels = Vec<(String, String)>;
+
+/// Metric families under construction, in output order.
+#[derive(Default)]
+pub(crate) struct Families(Vec<Metric>);
+
+impl Families {
+    /// A family with one unlabelled sample.
+    fn one(&mut self, name: &str, help: &str, kind: MetricKind, value: f64) {
+        self.labelled(name, help, kind, vec![(Vec::new(), value)]);
+    }
+
+    /// A counter from an integer.
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.one(name, help, MetricKind::Counter, value as f64);
+    }
+
+    /// A counter read from an atomic.
+    fn counter_atomic(&mut self, name: &str, help: &str, value: &AtomicU64) {
+        self.counter(name, help, value.load(Ordering::Relaxed));
+    }
+
+    /// A gauge.
+    fn gauge(&mut self, name: &str, help: &str, value: f64) {
+        self.one(name, help, MetricKind::Gauge, value);
+    }
+
+    /// A family with labelled samples.
+    fn labelled(&mut self, name: &str, help: &str, kind: MetricKind, samples: Vec<(Labels, f64)>) {
+        self.0.push(Metric {
+            name: name.to_string(),
+            help: help.to_string(),
+            kind,
+            samples,
+        });
+    }
+
+    /// A family built elsewhere (a histogram, the security section).
+    fn push(&mut self, m: Metric) {
+        self.0.push(m);
     }
 }
 
-impl AdminBackend for Node {
-    fn kv_get(&self, key: &str) -> Option<KvEntry> {
-        self.get(key)
-    }
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
-    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
-        self.set(key, value).map_err(|e| e.to_string())
-    }
+/// One datacenter as seen by one node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct DcSummary {
+    /// Members by status (every entry of [`STATUSES`] present), the local node included.
+    pub(crate) by_status: BTreeMap<&'static str, usize>,
+    /// Mean round-trip time (ms) to its alive members with a measurement.
+    pub(crate) rtt_mean_ms: Option<f64>,
+    /// Largest round-trip time (ms) to its alive members with a measurement.
+    pub(crate) rtt_max_ms: Option<f64>,
+}
 
-    fn kv_delete(&self, key: &str) -> Result<bool, String> {
-        self.delete(key).map_err(|e| e.to_string())
+/// Groups a member list by datacenter. Statuses outside [`STATUSES`] are ignored; RTTs
+/// count only for alive members other than the local node.
+pub(crate) fn datacenters(members: &[MemberView]) -> BTreeMap<String, DcSummary> {
+    let mut out: BTreeMap<String, DcSummary> = BTreeMap::new();
+    let mut rtts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for m in members {
+        let dc = out.entry(m.dc.clone()).or_insert_with(|| DcSummary {
+            by_status: STATUSES.iter().map(|s| (*s, 0)).collect(),
+            ..DcSummary::default()
+        });
+        if let Some(n) = dc.by_status.get_mut(m.status.as_str()) {
+            *n += 1;
+        }
+        if let (false, "alive", Some(rtt)) = (m.is_self, m.status.as_str(), m.rtt_ms) {
+            if rtt.is_finite() {
+                rtts.entry(&m.dc).or_default().push(rtt);
+            }
+        }
     }
-
-    fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
-        self.list(prefix)
+    for (dc, v) in rtts {
+        if let Some(s) = out.get_mut(dc) {
+            s.rtt_mean_ms = Some(v.iter().sum::<f64>() / v.len() as f64);
+            s.rtt_max_ms = v.iter().copied().reduce(f64::max);
+        }
     }
+    out
+}
 
-    fn members(&self) -> Vec<MemberView> {
-        Node::members(self)
-    }
-
-    fn status(&self) -> StatusView {
-        Node::status(self)
-    }
-
-    fn metrics(&self) -> Vec<Metric> {
-        use MetricKind::{Counter, Gauge};
-        let mut out = Vec::new();
+impl Node {
+    /// Members by status and by datacenter, RTT per datacenter, and who this node is.
+    fn membership_metrics(&self, f: &mut Families) {
+        use MetricKind::Gauge;
         let status = Node::status(self);
-        out.push(Metric {
-            name: "gossamer_members".into(),
-            help: "Members known to this node by status, itself included.".into(),
-            kind: Gauge,
-            samples: status
+        f.labelled(
+            "gossamer_info",
+            "Constant 1, labelled with this node's id, datacenter, zone and version.",
+            Gauge,
+            vec![(
+                labels(&[
+                    ("node", status.node_id.as_str()),
+                    ("dc", &status.dc),
+                    ("zone", &self.config().zone),
+                    ("version", &status.version),
+                ]),
+                1.0,
+            )],
+        );
+        f.labelled(
+            "gossamer_members",
+            "Members known to this node by status, itself included.",
+            Gauge,
+            status
                 .members
                 .iter()
-                .map(|(s, n)| (vec![("status".to_string(), s.clone())], *n as f64))
+                .map(|(s, n)| (labels(&[("status", s)]), *n as f64))
                 .collect(),
-        });
-        out.push(metric(
-            "gossamer_keys",
-            "Live keys held.",
+        );
+        let dcs = datacenters(&Node::members(self));
+        let mut by_dc = Vec::new();
+        let (mut mean, mut max) = (Vec::new(), Vec::new());
+        for (dc, s) in &dcs {
+            for (st, n) in &s.by_status {
+                by_dc.push((labels(&[("dc", dc), ("status", st)]), *n as f64));
+            }
+            if let (Some(a), Some(m)) = (s.rtt_mean_ms, s.rtt_max_ms) {
+                mean.push((labels(&[("dc", dc)]), a / 1000.0));
+                max.push((labels(&[("dc", dc)]), m / 1000.0));
+            }
+        }
+        f.labelled(
+            "gossamer_members_by_dc",
+            "Members known to this node by datacenter and status, itself included.",
             Gauge,
-            status.keys as f64,
-        ));
-        out.push(metric(
+            by_dc,
+        );
+        f.labelled(
+            "gossamer_dc_rtt_mean_seconds",
+            "Mean round-trip time to the alive members of each datacenter that have one.",
+            Gauge,
+            mean,
+        );
+        f.labelled(
+            "gossamer_dc_rtt_max_seconds",
+            "Largest round-trip time to an alive member of each datacenter.",
+            Gauge,
+            max,
+        );
+        f.gauge(
+            "gossamer_health_score",
+            "Lifeguard local health score: 0 is healthy; probe timing is stretched by score + 1.",
+            self.awareness() as f64,
+        );
+    }
+
+    /// Failure detection counters.
+    fn swim_metrics(&self, f: &mut Families) {
+        let e = self.engine_stats();
+        for (name, help, v) in [
+            ("gossamer_probes_total", "Direct probes sent.", e.probes),
+            (
+                "gossamer_probes_failed_total",
+                "Probes answered neither directly nor indirectly within the period.",
+                e.probes_failed,
+            ),
+            (
+                "gossamer_ping_reqs_total",
+                "Indirect probe requests sent.",
+                e.ping_reqs,
+            ),
+            (
+                "gossamer_suspicions_total",
+                "Members this node declared suspect.",
+                e.suspicions,
+            ),
+            (
+                "gossamer_deaths_total",
+                "Members this node declared dead.",
+                e.deaths,
+            ),
+            (
+                "gossamer_members_reaped_total",
+                "Dead or departed members forgotten after the reap timeout.",
+                e.reaped,
+            ),
+            (
+                "gossamer_refutations_total",
+                "Refutations of suspicion about this node.",
+                e.refutations,
+            ),
+            (
+                "gossamer_seed_attempts_total",
+                "Seed contact attempts.",
+                e.seed_attempts,
+            ),
+        ] {
+            f.counter(name, help, v);
+        }
+    }
+
+    /// The key-value store.
+    fn store_metrics(&self, f: &mut Families) {
+        let status = Node::status(self);
+        f.gauge("gossamer_keys", "Live keys held.", status.keys as f64);
+        f.gauge(
             "gossamer_tombstones",
             "Tombstones held.",
-            Gauge,
             status.tombstones as f64,
-        ));
-        let e = self.engine_stats();
+        );
         let store = self.with_store_stats();
         for (name, help, v) in [
             (
@@ -94,15 +251,24 @@ impl AdminBackend for Node {
                 "Tombstones removed after the grace period.",
                 store.tombstones_collected,
             ),
-            (
-                "gossamer_items_invalid_total",
-                "Received items dropped for breaking a limit.",
-                e.items_invalid,
-            ),
+        ] {
+            f.counter(name, help, v);
+        }
+    }
+
+    /// Anti-entropy.
+    fn sync_metrics(&self, f: &mut Families) {
+        let e = self.engine_stats();
+        for (name, help, v) in [
             (
                 "gossamer_syncs_started_total",
                 "Anti-entropy exchanges started.",
                 e.syncs_started,
+            ),
+            (
+                "gossamer_syncs_accepted_total",
+                "Anti-entropy exchanges peers opened with this node.",
+                e.syncs_accepted,
             ),
             (
                 "gossamer_syncs_completed_total",
@@ -124,19 +290,67 @@ impl AdminBackend for Node {
                 "Full resynchronisations after an absence longer than the tombstone grace.",
                 e.resyncs,
             ),
+        ] {
+            f.counter(name, help, v);
+        }
+        f.push(self.runtime_stats().sync_duration.metric(
+            "gossamer_sync_duration_seconds",
+            "Duration of the anti-entropy exchanges this node opened and completed (stream open to last frame).",
+        ));
+    }
+
+    /// The broadcast queue: gossip items sent and received, drops.
+    fn dissemination_metrics(&self, f: &mut Families) {
+        let e = self.engine_stats();
+        let (q, len) = self.queue_stats();
+        for (name, help, v) in [
             (
-                "gossamer_seed_attempts_total",
-                "Seed contact attempts.",
-                e.seed_attempts,
+                "gossamer_gossip_items_sent_total",
+                "Gossip items (member updates and key deltas) packed into datagrams.",
+                e.items_out,
             ),
             (
-                "gossamer_refutations_total",
-                "Refutations of suspicion about this node.",
-                e.refutations,
+                "gossamer_gossip_items_received_total",
+                "Gossip items received in datagrams.",
+                e.items_in,
+            ),
+            (
+                "gossamer_items_invalid_total",
+                "Received items dropped for breaking a limit.",
+                e.items_invalid,
+            ),
+            (
+                "gossamer_broadcasts_queued_total",
+                "Broadcasts queued for gossip.",
+                q.queued,
+            ),
+            (
+                "gossamer_broadcasts_superseded_total",
+                "Broadcasts replaced by a newer one on the same key or member.",
+                q.superseded,
+            ),
+            (
+                "gossamer_broadcasts_dropped_total",
+                "Broadcasts dropped because the queue was full (anti-entropy repairs them).",
+                q.dropped_full,
+            ),
+            (
+                "gossamer_broadcasts_oversized_total",
+                "Broadcasts too large for a datagram, sent on a stream instead.",
+                q.oversized,
             ),
         ] {
-            out.push(metric(name, help, Counter, v as f64));
+            f.counter(name, help, v);
         }
+        f.gauge(
+            "gossamer_broadcast_queue_length",
+            "Broadcasts waiting in the queue.",
+            len as f64,
+        );
+    }
+
+    /// QUIC datagrams, streams, connections and handshakes.
+    fn transport_metrics(&self, f: &mut Families) {
         let r = self.runtime_stats();
         for (name, help, v) in [
             (
@@ -200,26 +414,175 @@ impl AdminBackend for Node {
                 &r.dial_failures,
             ),
         ] {
-            out.push(metric(
-                name,
-                help,
-                Counter,
-                v.load(Ordering::Relaxed) as f64,
-            ));
+            f.counter_atomic(name, help, v);
         }
-        let hs = self.handshake_stats();
-        out.push(Metric {
-            name: "gossamer_handshakes_refused_total".into(),
-            help: "TLS handshakes refused, by reason.".into(),
-            kind: Counter,
-            samples: hs
+        f.labelled(
+            "gossamer_handshakes_refused_total",
+            "TLS handshakes refused, by reason.",
+            MetricKind::Counter,
+            self.handshake_stats()
                 .snapshot()
                 .refusals()
                 .into_iter()
-                .map(|(reason, n)| (vec![("reason".to_string(), reason.to_string())], n as f64))
+                .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
                 .collect(),
-        });
-        out.extend(self.security_metrics());
-        out
+        );
+    }
+}
+
+impl AdminBackend for Node {
+    fn kv_get(&self, key: &str) -> Option<KvEntry> {
+        self.get(key)
+    }
+
+    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        self.set(key, value).map_err(|e| e.to_string())
+    }
+
+    fn kv_delete(&self, key: &str) -> Result<bool, String> {
+        self.delete(key).map_err(|e| e.to_string())
+    }
+
+    fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
+        self.list(prefix)
+    }
+
+    fn members(&self) -> Vec<MemberView> {
+        Node::members(self)
+    }
+
+    fn status(&self) -> StatusView {
+        Node::status(self)
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut f = Families::default();
+        self.membership_metrics(&mut f);
+        self.swim_metrics(&mut f);
+        self.store_metrics(&mut f);
+        self.sync_metrics(&mut f);
+        self.dissemination_metrics(&mut f);
+        self.transport_metrics(&mut f);
+        for m in self.security_metrics() {
+            f.push(m);
+        }
+        f.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::node::local::{self, LocalCluster};
+
+    fn member(id: &str, dc: &str, status: &str, rtt: Option<f64>, is_self: bool) -> MemberView {
+        MemberView {
+            id: crate::core::NodeId::new(id).unwrap(),
+            addr: "127.0.0.1:1".into(),
+            status: status.into(),
+            incarnation: 1,
+            dc: dc.into(),
+            zone: String::new(),
+            tags: BTreeMap::new(),
+            last_heard_ms_ago: None,
+            rtt_ms: rtt,
+            is_self,
+        }
+    }
+
+    #[test]
+    fn datacenters_count_statuses_and_average_alive_rtts() {
+        let dcs = datacenters(&[
+            member("a1", "eu", "alive", Some(0.5), true),
+            member("a2", "eu", "alive", Some(1.0), false),
+            member("a3", "eu", "alive", Some(3.0), false),
+            member("b1", "us", "alive", Some(80.0), false),
+            member("b2", "us", "suspect", Some(900.0), false),
+            member("b3", "us", "dead", None, false),
+            member("c1", "ap", "left", Some(5.0), false),
+            member("c2", "ap", "alive", Some(f64::NAN), false),
+        ]);
+        assert_eq!(dcs.len(), 3);
+        let eu = &dcs["eu"];
+        assert_eq!(eu.by_status["alive"], 3);
+        assert_eq!(eu.by_status["dead"], 0);
+        // The local node's own RTT never counts.
+        assert_eq!((eu.rtt_mean_ms, eu.rtt_max_ms), (Some(2.0), Some(3.0)));
+        let us = &dcs["us"];
+        assert_eq!(
+            us.by_status.values().copied().collect::<Vec<_>>(),
+            vec![1, 1, 0, 1],
+            "alive, dead, left, suspect in key order"
+        );
+        // A suspect's RTT does not count.
+        assert_eq!((us.rtt_mean_ms, us.rtt_max_ms), (Some(80.0), Some(80.0)));
+        let ap = &dcs["ap"];
+        assert_eq!((ap.by_status["left"], ap.by_status["alive"]), (1, 1));
+        assert_eq!((ap.rtt_mean_ms, ap.rtt_max_ms), (None, None));
+    }
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Two nodes in two datacenters: `/metrics` counts members per datacenter, measures the
+    /// RTT to the other one and times the anti-entropy exchanges.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_per_datacenter_and_sync_durations() {
+        let mut gossip = crate::core::Config::local();
+        gossip.sync_interval_ms = 100;
+        let mut c = LocalCluster::start(1, 1, gossip).await.unwrap();
+        let mut cfg = c.config(2, c.seed_addrs());
+        cfg.dc = "dc-b".into();
+        c.start_with(cfg).await.unwrap();
+        let first = c.nodes[0].clone();
+        let text = || crate::admin::render_prometheus(&AdminBackend::metrics(&first));
+        let (ok, _) = local::wait_for(Duration::from_secs(20), || {
+            let t = text();
+            sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="alive"}"#) == Some(1.0)
+                && sample(&t, r#"gossamer_dc_rtt_mean_seconds{dc="dc-b"}"#).is_some()
+                && sample(&t, "gossamer_sync_duration_seconds_count").unwrap_or(0.0) >= 1.0
+        })
+        .await;
+        let t = text();
+        assert!(
+            ok,
+            "metrics never showed dc-b alive, its RTT and a sync:\n{t}"
+        );
+        let own_dc = &c.nodes[0].status().dc;
+        let own = format!(r#"gossamer_members_by_dc{{dc="{own_dc}",status="alive"}}"#);
+        assert_eq!(sample(&t, &own), Some(1.0), "{t}");
+        assert_eq!(
+            sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="dead"}"#),
+            Some(0.0)
+        );
+        let rtt = sample(&t, r#"gossamer_dc_rtt_max_seconds{dc="dc-b"}"#).unwrap();
+        assert!(rtt > 0.0 && rtt < 1.0, "loopback RTT {rtt}");
+        assert!(t.contains("# TYPE gossamer_sync_duration_seconds histogram\n"));
+        let count = sample(&t, "gossamer_sync_duration_seconds_count").unwrap();
+        let inf = sample(&t, r#"gossamer_sync_duration_seconds_bucket{le="+Inf"}"#).unwrap();
+        assert_eq!(count, inf);
+        assert!(sample(&t, "gossamer_sync_duration_seconds_sum").unwrap() > 0.0);
+        for name in [
+            "gossamer_health_score",
+            "gossamer_suspicions_total",
+            "gossamer_deaths_total",
+            "gossamer_broadcasts_dropped_total",
+            "gossamer_conflicts_total",
+            "gossamer_cert_expiry_seconds",
+        ] {
+            assert!(t.contains(&format!("\n{name} ")), "{name} missing:\n{t}");
+        }
+        // One HELP line per family: sections never repeat a name.
+        let helps: Vec<&str> = t.lines().filter(|l| l.starts_with("# HELP ")).collect();
+        let mut names: Vec<&str> = helps.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "a family appears twice");
+        c.shutdown().await;
     }
 }

@@ -114,6 +114,9 @@ pub enum MetricKind {
     Counter,
     /// Value that goes up and down.
     Gauge,
+    /// Histogram: `_bucket`, `_sum` and `_count` samples (see
+    /// [`crate::admin::Histogram`]).
+    Histogram,
 }
 
 /// One metric family with its samples.
@@ -123,8 +126,9 @@ pub struct Metric {
     pub name: String,
     /// One-line help text.
     pub help: String,
-    /// Counter or gauge.
+    /// Counter, gauge or histogram.
     pub kind: MetricKind,
-    /// Samples: label pairs and value.
+    /// Samples: label pairs and value. A `__name__` label names a sample of a histogram
+    /// family (`NAME_bucket`, `NAME_sum`, `NAME_count`).
     pub samples: Vec<(Vec<(String, String)>, f64)>,
 }

@@ -46,6 +46,8 @@ pub struct RuntimeStats {
     pub identity_mismatch: AtomicU64,
     /// Dial failures.
     pub dial_failures: AtomicU64,
+    /// Durations of completed anti-entropy exchanges this node opened.
+    pub sync_duration: crate::admin::Histogram,
 }
 
 fn inc(c: &AtomicU64, n: u64) {
@@ -456,7 +458,10 @@ impl Node {
                 tokio::spawn(async move {
                     let r = async {
                         let conn = node.connection(&with, &addr).await?;
-                        node.sync_initiate(&with, &conn, SyncKind::Periodic).await
+                        let started = Instant::now();
+                        node.sync_initiate(&with, &conn, SyncKind::Periodic).await?;
+                        node.inner.stats.sync_duration.observe(started.elapsed());
+                        Ok::<(), TransportError>(())
                     }
                     .await;
                     if let Err(e) = r {
@@ -1087,5 +1092,13 @@ impl Node {
     /// A receiver that turns true when the node shuts down.
     pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+}
+
+impl Node {
+    /// Broadcast queue counters and the number of broadcasts waiting.
+    pub fn queue_stats(&self) -> (crate::core::dissemination::QueueStats, usize) {
+        let e = self.inner.engine();
+        (e.queue().stats().clone(), e.queue().len())
     }
 }
