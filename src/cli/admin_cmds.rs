@@ -193,12 +193,8 @@ pub async fn run_members(args: MembersArgs) -> anyhow::Result<i32> {
 
 /// Runs `gossamer status`; returns the process exit code.
 pub async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
-    let status = args
-        .conn
-        .client()
-        .status()
-        .await
-        .context("cannot get status")?;
+    let client = args.conn.client();
+    let status = status_with_datacenters(&client).await?;
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&status)?)
     } else {
@@ -209,6 +205,57 @@ pub async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(0)
+}
+
+/// The node's status with a `datacenters` object added: per datacenter, members by status
+/// and the mean and largest RTT (ms) to its alive members, from the node's member list.
+async fn status_with_datacenters(client: &AdminClient) -> anyhow::Result<serde_json::Value> {
+    let mut status = client.status().await.context("cannot get status")?;
+    let members = client.members().await.context("cannot list members")?;
+    if let Some(obj) = status.as_object_mut() {
+        obj.insert("datacenters".into(), datacenters(&members));
+    }
+    Ok(status)
+}
+
+/// Member statuses in display order.
+const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
+
+/// Groups members (JSON objects of `GET /v1/members`) by datacenter: counts by status, the
+/// local node included, and `rtt_mean_ms`/`rtt_max_ms` over alive peers with an RTT
+/// (null when none has one).
+fn datacenters(members: &[serde_json::Value]) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let mut counts: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut rtts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for m in members {
+        let dc = m["dc"].as_str().unwrap_or("").to_string();
+        let status = m["status"].as_str().unwrap_or("");
+        let c = counts
+            .entry(dc.clone())
+            .or_insert_with(|| STATUSES.iter().map(|s| (*s, 0)).collect());
+        if let Some(n) = c.get_mut(status) {
+            *n += 1;
+        }
+        let is_self = m["is_self"].as_bool().unwrap_or(false);
+        if let (false, "alive", Some(rtt)) = (is_self, status, m["rtt_ms"].as_f64()) {
+            rtts.entry(dc).or_default().push(rtt);
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (dc, c) in counts {
+        let mut o: serde_json::Map<String, serde_json::Value> = c
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        let r = rtts.get(&dc).filter(|v| !v.is_empty());
+        let mean = r.map(|v| v.iter().sum::<f64>() / v.len() as f64);
+        let max = r.and_then(|v| v.iter().copied().reduce(f64::max));
+        o.insert("rtt_mean_ms".into(), mean.into());
+        o.insert("rtt_max_ms".into(), max.into());
+        out.insert(dc, o.into());
+    }
+    out.into()
 }
 
 fn json_str(v: &serde_json::Value) -> String {
@@ -291,12 +338,18 @@ fn members_table(members: &[serde_json::Value]) -> String {
             rtt_text(&m["rtt_ms"]),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
+    aligned(&rows, "")
+}
+
+/// Renders rows as columns separated by two spaces, each line prefixed by `indent`.
+fn aligned(rows: &[Vec<String>], indent: &str) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
+    for row in rows {
+        let mut line = indent.to_string();
         for (c, cell) in row.iter().enumerate() {
             if c > 0 {
                 line.push_str("  ");
@@ -343,6 +396,27 @@ fn status_text(s: &serde_json::Value) -> String {
     let mut out = String::new();
     for (k, v) in lines {
         out.push_str(&format!("{:<11} {v}\n", format!("{k}:")));
+    }
+    if let Some(dcs) = s["datacenters"].as_object().filter(|d| !d.is_empty()) {
+        out.push_str("datacenters:\n");
+        let mut rows = vec![[
+            "DC", "ALIVE", "SUSPECT", "DEAD", "LEFT", "RTT MEAN", "RTT MAX",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()];
+        for (dc, d) in dcs {
+            let mut row = vec![if dc.is_empty() {
+                "-".into()
+            } else {
+                dc.clone()
+            }];
+            row.extend(STATUSES.iter().map(|st| json_str(&d[*st])));
+            row.push(rtt_text(&d["rtt_mean_ms"]));
+            row.push(rtt_text(&d["rtt_max_ms"]));
+            rows.push(row);
+        }
+        out.push_str(&aligned(&rows, "  "));
     }
     out
 }
@@ -486,6 +560,65 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
         );
         assert!(text.contains("uptime:     1h02m\n"), "{text}");
         assert!(text.contains("tombstones: 2\n"), "{text}");
+    }
+
+    #[test]
+    fn admin_cmds_status_per_datacenter() {
+        let members = serde_json::json!([
+            {"id": "a1", "status": "alive", "dc": "eu", "rtt_ms": null, "is_self": true},
+            {"id": "a2", "status": "alive", "dc": "eu", "rtt_ms": 1.0, "is_self": false},
+            {"id": "a3", "status": "alive", "dc": "eu", "rtt_ms": 3.0, "is_self": false},
+            {"id": "b1", "status": "alive", "dc": "us", "rtt_ms": 80.0, "is_self": false},
+            {"id": "b2", "status": "suspect", "dc": "us", "rtt_ms": 900.0, "is_self": false},
+            {"id": "b3", "status": "dead", "dc": "us", "rtt_ms": null, "is_self": false},
+            {"id": "c1", "status": "left", "dc": "ap", "rtt_ms": 5.0, "is_self": false}
+        ]);
+        let dcs = datacenters(members.as_array().unwrap());
+        assert_eq!(
+            dcs,
+            serde_json::json!({
+                "ap": {"alive": 0, "suspect": 0, "dead": 0, "left": 1,
+                       "rtt_mean_ms": null, "rtt_max_ms": null},
+                "eu": {"alive": 3, "suspect": 0, "dead": 0, "left": 0,
+                       "rtt_mean_ms": 2.0, "rtt_max_ms": 3.0},
+                "us": {"alive": 1, "suspect": 1, "dead": 1, "left": 0,
+                       "rtt_mean_ms": 80.0, "rtt_max_ms": 80.0}
+            })
+        );
+        let s = serde_json::json!({
+            "node_id": "a1", "cluster": "prod", "listen": "10.0.0.1:7946", "dc": "eu",
+            "members": {"alive": 4, "suspect": 1, "dead": 1, "left": 1}, "keys": 0,
+            "tombstones": 0, "uptime_s": 5, "version": "0.1.0", "datacenters": dcs
+        });
+        let text = status_text(&s);
+        let table = text.split_once("datacenters:\n").map(|(_, t)| t).unwrap();
+        assert_eq!(
+            table,
+            "  DC  ALIVE  SUSPECT  DEAD  LEFT  RTT MEAN  RTT MAX
+  ap  0      0        0     1     -         -
+  eu  3      0        0     0     2.00ms    3.00ms
+  us  1      1        1     0     80ms      80ms
+"
+        );
+        // Without the object (an older server), no section.
+        let mut old = s.clone();
+        old.as_object_mut().unwrap().remove("datacenters");
+        assert!(!status_text(&old).contains("datacenters"));
+    }
+
+    #[tokio::test]
+    async fn admin_cmds_status_json_has_datacenters() {
+        let server = TestServer::start(None).await;
+        let client = AdminClient::new(server.addr.to_string(), None);
+        let s = status_with_datacenters(&client).await.unwrap();
+        assert_eq!(s["node_id"], "n1");
+        // The fake knows n1 (self, alive) and n2 (suspect, with an RTT that must not count).
+        assert_eq!(
+            s["datacenters"],
+            serde_json::json!({"eu-west": {"alive": 1, "suspect": 1, "dead": 0, "left": 0,
+                                           "rtt_mean_ms": null, "rtt_max_ms": null}})
+        );
+        assert!(status_text(&s).contains("  eu-west  1      1        0     0     -"));
     }
 
     #[test]

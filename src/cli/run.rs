@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Timing profile: lan (default) or wan; `[gossip]` keys of --config override it.
     #[arg(long, value_name = "lan|wan")]
     pub profile: Option<String>,
+    /// Only check the configuration: print a summary and exit 0, or name the bad field and
+    /// exit 2. Reads no certificate and binds no port.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// The protocol configuration: the profile's defaults with the file's `[gossip]` keys
@@ -162,9 +166,98 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
     Ok(cfg)
 }
 
-/// Runs a node until SIGINT or SIGTERM, then leaves the cluster gracefully.
+/// What `run --check` prints for a valid configuration.
+fn check_summary(cfg: &NodeConfig) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let certs = cfg.certs.display();
+    let id = &cfg.node_id;
+    let certs_note = if cfg.certs.is_dir() {
+        ""
+    } else {
+        " (not found here; not needed for --check)"
+    };
+    let g = &cfg.gossip;
+    let lines = [
+        ("node", id.to_string()),
+        ("dc", cfg.dc.clone()),
+        (
+            "zone",
+            if cfg.zone.is_empty() {
+                "-".into()
+            } else {
+                cfg.zone.clone()
+            },
+        ),
+        (
+            "tags",
+            list(cfg.tags.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        ),
+        ("listen", cfg.listen.to_string()),
+        ("advertise", opt(cfg.advertise.clone())),
+        (
+            "admin",
+            match (&cfg.admin, &cfg.admin_token) {
+                (Some(a), Some(_)) => format!("{a} (token required)"),
+                (Some(a), None) => a.to_string(),
+                (None, _) => "-".into(),
+            },
+        ),
+        (
+            "certs",
+            format!("{certs}/{{ca.pem,{id}.pem,{id}.key}}{certs_note}"),
+        ),
+        ("seeds", list(cfg.seeds.clone())),
+        (
+            "data dir",
+            opt(cfg.data_dir.as_ref().map(|d| d.display().to_string())),
+        ),
+        (
+            "timing",
+            format!(
+                "gossip {} ms, sync {} ms, probe {} ms (timeout {} ms), fanout {}",
+                g.gossip_interval_ms,
+                g.sync_interval_ms,
+                g.probe_interval_ms,
+                g.probe_timeout_ms,
+                g.fanout
+            ),
+        ),
+    ];
+    let mut out = String::from("configuration OK\n");
+    for (k, v) in lines {
+        out.push_str(&format!("  {:<10} {v}\n", format!("{k}:")));
+    }
+    out
+}
+
+/// Checks what only `Node::start` would otherwise find out about the addresses.
+fn check_addresses(cfg: &NodeConfig) -> Result<(), UsageError> {
+    if cfg.listen.ip().is_unspecified() && cfg.advertise.is_none() {
+        return Err(UsageError(format!(
+            "advertise: listen address {} is a wildcard; set advertise (or --advertise) to an address other nodes can reach",
+            cfg.listen
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a node until SIGINT or SIGTERM, then leaves the cluster gracefully. With
+/// `--check`, only validates the configuration and prints a summary.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let check = args.check;
     let cfg = build_config(args)?;
+    if check {
+        check_addresses(&cfg)?;
+        print!("{}", check_summary(&cfg));
+        return Ok(());
+    }
     let node = match Node::start(cfg).await {
         Ok(n) => n,
         Err(
@@ -210,7 +303,109 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(argv: &[&str]) -> RunArgs {
+        TestCli::try_parse_from(std::iter::once("run").chain(argv.iter().copied()))
+            .unwrap()
+            .run
+    }
+
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn run_check_summarises_a_valid_file() {
+        let f = config_file(
+            r#"
+node_id = "fra-1"
+listen = "0.0.0.0:7946"
+advertise = "fra-1.example.net:7946"
+admin = "127.0.0.1:7947"
+certs = "/etc/gossamer/certs"
+seeds = ["fra-2.example.net:7946", "ams-1.example.net:7946"]
+dc = "eu-central"
+zone = "a"
+profile = "wan"
+tags = { role = "edge" }
+
+[gossip]
+fanout = 4
+"#,
+        );
+        let path = f.path().to_str().unwrap();
+        let a = args(&["--config", path, "--check", "--zone", "b"]);
+        assert!(a.check);
+        let cfg = build_config(a).unwrap();
+        check_addresses(&cfg).unwrap();
+        let text = check_summary(&cfg);
+        assert!(text.starts_with("configuration OK\n"), "{text}");
+        assert!(text.contains("  node:      fra-1\n"), "{text}");
+        assert!(text.contains("  dc:        eu-central\n"), "{text}");
+        // Flags override the file.
+        assert!(text.contains("  zone:      b\n"), "{text}");
+        assert!(text.contains("  tags:      role=edge\n"), "{text}");
+        assert!(
+            text.contains("  seeds:     fra-2.example.net:7946, ams-1.example.net:7946\n"),
+            "{text}"
+        );
+        let wan = gossamer::core::Config::wan();
+        assert!(
+            text.contains(&format!(
+                "probe {} ms (timeout {} ms), fanout 4",
+                wan.probe_interval_ms, wan.probe_timeout_ms
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn run_check_names_the_bad_field() {
+        let cases = [
+            (
+                "node_id = \"Bad_Id\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n",
+                "--node-id",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\nseedz = []\n",
+                "seedz",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"nowhere\"\ncerts = \"c\"\n",
+                "listen",
+            ),
+            ("node_id = \"a\"\nlisten = \"127.0.0.1:1\"\n", "certs"),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\nseeds = [\"x\"]\n",
+                "seeds",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n[gossip]\nfan_out = 1\n",
+                "fan_out",
+            ),
+        ];
+        for (text, field) in cases {
+            let f = config_file(text);
+            let e = build_config(args(&["--config", f.path().to_str().unwrap(), "--check"]))
+                .unwrap_err();
+            assert!(e.0.contains(field), "{field}: {}", e.0);
+        }
+        let f = config_file("node_id = \"a\"\nlisten = \"0.0.0.0:7946\"\ncerts = \"c\"\n");
+        let cfg = build_config(args(&["--config", f.path().to_str().unwrap()])).unwrap();
+        let e = check_addresses(&cfg).unwrap_err();
+        assert!(e.0.starts_with("advertise:"), "{}", e.0);
+    }
 
     #[test]
     fn profile_is_the_base_and_gossip_keys_override_it() {
