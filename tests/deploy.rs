@@ -1,0 +1,554 @@
+//! Checks of `deploy/`: every configuration the guide ships is accepted by
+//! `gossamer run --check`, the Kubernetes and compose manifests are valid YAML of the
+//! expected kinds and agree with each other, the systemd unit and Dockerfile keep their
+//! hardening, and the Grafana dashboard queries only metrics a node exports.
+//! (`deploy/check.sh` adds `systemd-analyze verify` and the local three-node cluster.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+fn read(rel: &str) -> String {
+    let p = deploy().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn yaml_docs(rel: &str) -> Vec<Yaml> {
+    YamlLoader::load_from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: not YAML: {e}"))
+}
+
+fn kinds(docs: &[Yaml]) -> Vec<&str> {
+    docs.iter()
+        .map(|d| d["kind"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+fn strings(y: &Yaml) -> Vec<String> {
+    y.as_vec()
+        .unwrap_or_else(|| panic!("expected a list, found {y:?}"))
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// Runs `gossamer run ARGS... --check`; returns stdout, panicking with stderr on failure.
+fn run_check(args: &[String]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+        .args(args)
+        .arg("--check")
+        .output()
+        .expect("run the gossamer binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "gossamer {} --check failed ({}):\n{}{}",
+        args.join(" "),
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("configuration OK\n"), "{stdout}");
+    stdout
+}
+
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(deploy().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn toml_table(p: &Path) -> toml::Table {
+    toml::from_str(&std::fs::read_to_string(p).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn deploy_k8s_manifests_are_yaml_of_the_expected_kinds() {
+    let expected: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+        ("k8s/configmap.yaml", vec!["ConfigMap"]),
+        ("k8s/service.yaml", vec!["Service"]),
+        ("k8s/statefulset.yaml", vec!["StatefulSet"]),
+        ("k8s/pdb.yaml", vec!["PodDisruptionBudget"]),
+        ("k8s/secret.example.yaml", vec!["Secret", "Secret"]),
+        ("k8s/kustomization.yaml", vec!["Kustomization"]),
+    ]);
+    let on_disk: BTreeSet<String> = std::fs::read_dir(deploy().join("k8s"))
+        .unwrap()
+        .map(|e| format!("k8s/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    let listed: BTreeSet<String> = expected.keys().map(|k| k.to_string()).collect();
+    assert_eq!(
+        on_disk, listed,
+        "a manifest without a check, or a check without a file"
+    );
+    for (file, want) in &expected {
+        let docs = yaml_docs(file);
+        assert_eq!(kinds(&docs), *want, "{file}");
+        for d in &docs {
+            assert!(d["apiVersion"].as_str().is_some(), "{file}: apiVersion");
+            if d["kind"].as_str() != Some("Kustomization") {
+                assert!(d["metadata"]["name"].as_str().is_some(), "{file}: name");
+            }
+        }
+    }
+
+    // The kustomization applies everything but the Secret template.
+    let k = &yaml_docs("k8s/kustomization.yaml")[0];
+    let resources: BTreeSet<String> = strings(&k["resources"])
+        .into_iter()
+        .map(|r| format!("k8s/{r}"))
+        .collect();
+    let mut applied = listed.clone();
+    applied.remove("k8s/secret.example.yaml");
+    applied.remove("k8s/kustomization.yaml");
+    assert_eq!(resources, applied);
+
+    // The headless Service publishes not-ready pods and carries QUIC over UDP.
+    let svc = &yaml_docs("k8s/service.yaml")[0];
+    assert_eq!(svc["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(
+        svc["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
+    let quic = svc["spec"]["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some("quic"))
+        .expect("a quic port");
+    assert_eq!(quic["protocol"].as_str(), Some("UDP"));
+
+    // The StatefulSet is governed by that Service and selects its own pods.
+    let sts = &yaml_docs("k8s/statefulset.yaml")[0];
+    let spec = &sts["spec"];
+    assert_eq!(spec["serviceName"], svc["metadata"]["name"]);
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        spec["template"]["metadata"]["labels"]
+    );
+    assert_eq!(
+        svc["spec"]["selector"],
+        spec["template"]["metadata"]["labels"]
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    // Certificates come from the Secret the template describes, through the init container.
+    let secret_name = pod["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["secret"]["secretName"].as_str())
+        .expect("a secret volume");
+    let secrets = yaml_docs("k8s/secret.example.yaml");
+    let cert_secret = secrets
+        .iter()
+        .find(|s| s["metadata"]["name"].as_str() == Some(secret_name))
+        .expect("the secret template names the mounted secret");
+    for key in ["ca.pem", "gossamer-0.pem", "gossamer-0.key"] {
+        let v = cert_secret["stringData"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("template key {key}"));
+        assert!(v.starts_with("REPLACE"), "{key} must stay a placeholder");
+    }
+    let token_secret = container["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["valueFrom"]["secretKeyRef"]["name"].as_str())
+        .expect("the admin token comes from a Secret");
+    assert!(secrets
+        .iter()
+        .any(|s| s["metadata"]["name"].as_str() == Some(token_secret)));
+}
+
+/// The ConfigMap's TOML with the StatefulSet's flags, as pod `gossamer-1` would run it.
+#[test]
+fn deploy_k8s_pod_configuration_passes_run_check() {
+    let cm = &yaml_docs("k8s/configmap.yaml")[0];
+    let toml_text = cm["data"]["gossamer.toml"].as_str().expect("gossamer.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gossamer.toml");
+    std::fs::write(&cfg, toml_text).unwrap();
+
+    let sts = &yaml_docs("k8s/statefulset.yaml")[0];
+    let replicas = sts["spec"]["replicas"].as_i64().unwrap();
+    let pod = &sts["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let mounts = container["volumeMounts"].as_vec().unwrap();
+    let config_mount = mounts
+        .iter()
+        .find(|m| m["name"].as_str() == Some("config"))
+        .and_then(|m| m["mountPath"].as_str())
+        .unwrap();
+    let args: Vec<String> = strings(&container["args"])
+        .into_iter()
+        .map(|a| {
+            a.replace("$(POD_NAME)", "gossamer-1")
+                .replace("$(POD_NAMESPACE)", "default")
+                .replace("$(GOSSAMER_ADMIN_TOKEN)", "test-token")
+                .replace(
+                    &format!("{config_mount}/gossamer.toml"),
+                    cfg.to_str().unwrap(),
+                )
+        })
+        .collect();
+    assert_eq!(args[0], "run");
+    assert!(
+        args.iter().all(|a| !a.contains("$(")),
+        "unexpanded: {args:?}"
+    );
+    let out = run_check(&args);
+    assert!(out.contains("  node:      gossamer-1\n"), "{out}");
+    assert!(
+        out.contains("  advertise: gossamer-1.gossamer.default.svc.cluster.local:7946\n"),
+        "{out}"
+    );
+    assert!(out.contains("(token required)"), "{out}");
+
+    // Seeds are the pods behind the headless Service, one per replica.
+    let table: toml::Table = toml::from_str(toml_text).unwrap();
+    let seeds: Vec<&str> = table["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (0..replicas)
+        .map(|i| format!("gossamer-{i}.gossamer:7946"))
+        .collect();
+    assert_eq!(seeds, want);
+    // The node reads its certificates where the init container puts them.
+    let certs_mount = mounts
+        .iter()
+        .find(|m| m["name"].as_str() == Some("certs"))
+        .and_then(|m| m["mountPath"].as_str())
+        .unwrap();
+    assert_eq!(table["certs"].as_str(), Some(certs_mount));
+    let init = pod["initContainers"][0]["args"][0].as_str().unwrap();
+    assert!(init.contains(certs_mount) && init.contains("$POD_NAME.key"));
+}
+
+#[test]
+fn deploy_compose_cluster_passes_run_check() {
+    let docs = yaml_docs("docker/docker-compose.yml");
+    assert_eq!(docs.len(), 1);
+    let services = docs[0]["services"].as_hash().expect("services");
+    let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, ["certs", "node1", "node2", "node3"]);
+    let volumes = docs[0]["volumes"].as_hash().expect("volumes");
+    for name in ["node1", "node2", "node3"] {
+        let s = &docs[0]["services"][name];
+        assert_eq!(
+            s["depends_on"]["certs"]["condition"].as_str(),
+            Some("service_completed_successfully")
+        );
+        let args = strings(&s["command"]);
+        let out = run_check(&args);
+        assert!(out.contains(&format!("  node:      {name}\n")), "{out}");
+        // Seeded from the two other nodes.
+        let seeds: BTreeSet<String> = args
+            .iter()
+            .filter_map(|a| a.strip_prefix("--seed="))
+            .map(|a| a.split(':').next().unwrap().to_string())
+            .collect();
+        let others: BTreeSet<String> = ["node1", "node2", "node3"]
+            .into_iter()
+            .filter(|n| *n != name)
+            .map(String::from)
+            .collect();
+        assert_eq!(seeds, others, "{name}");
+        for v in strings(&s["volumes"]) {
+            let vol = v.split(':').next().unwrap();
+            assert!(
+                volumes.contains_key(&Yaml::String(vol.into())),
+                "{name}: volume {vol} is not declared"
+            );
+        }
+    }
+    let init = docs[0]["services"]["certs"]["command"][0].as_str().unwrap();
+    assert!(init.contains("gossamer certs init") && init.contains("gossamer certs issue"));
+}
+
+#[test]
+fn deploy_example_configurations_pass_run_check() {
+    // The local cluster of the guide.
+    let local = toml_files("local");
+    assert_eq!(local.len(), 3);
+    for p in &local {
+        run_check(&["run".into(), "--config".into(), p.display().to_string()]);
+    }
+
+    // Three datacenters, two nodes each, seeded across datacenters.
+    let files = toml_files("examples/three-dc");
+    let mut by_dc: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seeds = Vec::new();
+    for p in &files {
+        let out = run_check(&["run".into(), "--config".into(), p.display().to_string()]);
+        let t = toml_table(p);
+        let id = t["node_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            p.file_stem().unwrap().to_str(),
+            Some(id.as_str()),
+            "file name = node id"
+        );
+        assert!(out.contains(&format!("  node:      {id}\n")), "{out}");
+        assert_eq!(t["profile"].as_str(), Some("wan"), "{id}");
+        let dc = t["dc"].as_str().unwrap().to_string();
+        let node_seeds: Vec<String> = t["seeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().split('.').next().unwrap().to_string())
+            .collect();
+        seeds.push((id.clone(), dc.clone(), node_seeds));
+        by_dc.entry(dc).or_default().push(id);
+    }
+    assert_eq!(by_dc.len(), 3, "{by_dc:?}");
+    assert!(by_dc.values().all(|v| v.len() >= 2), "{by_dc:?}");
+    let dc_of: BTreeMap<&str, &str> = seeds
+        .iter()
+        .map(|(id, dc, _)| (id.as_str(), dc.as_str()))
+        .collect();
+    for (id, dc, s) in &seeds {
+        let seed_dcs: BTreeSet<&str> = s
+            .iter()
+            .map(|n| {
+                *dc_of
+                    .get(n.as_str())
+                    .unwrap_or_else(|| panic!("{id}: seed {n}"))
+            })
+            .collect();
+        assert_eq!(
+            seed_dcs.len(),
+            3,
+            "{id} ({dc}) must seed from every datacenter"
+        );
+        assert!(!s.contains(id), "{id} seeds itself");
+    }
+    // The certificate inventory covers exactly these nodes.
+    let inventory: BTreeSet<String> = read("examples/three-dc/inventory.txt")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let nodes: BTreeSet<String> = dc_of.keys().map(|s| s.to_string()).collect();
+    assert_eq!(inventory, nodes);
+}
+
+/// `Key=value` lines of a unit file (later lines of a key are kept in order).
+fn unit_directives(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with('[') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            out.entry(k.to_string()).or_default().push(v.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn deploy_systemd_unit_keeps_its_sandbox() {
+    let unit = unit_directives(&read("systemd/gossamer.service"));
+    let one = |k: &str| -> &str {
+        let v = unit.get(k).unwrap_or_else(|| panic!("{k} missing"));
+        assert_eq!(v.len(), 1, "{k} set more than once");
+        &v[0]
+    };
+    assert!(one("ExecStart").ends_with(" run --config /etc/gossamer/gossamer.toml"));
+    assert!(one("ExecReload").contains("-HUP $MAINPID"));
+    for (k, v) in [
+        ("Restart", "on-failure"),
+        ("KillSignal", "SIGTERM"),
+        ("StateDirectory", "gossamer"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("SystemCallArchitectures", "native"),
+    ] {
+        assert_eq!(one(k), v, "{k}");
+    }
+    assert_eq!(
+        unit["SystemCallFilter"],
+        ["@system-service", "~@privileged @resources"]
+    );
+    let user = one("User");
+    assert!(!user.is_empty() && user != "root");
+    // The account the unit runs as is the one the sysusers entry creates.
+    let sysusers = read("systemd/gossamer.sysusers");
+    assert!(sysusers
+        .lines()
+        .any(|l| l.starts_with(&format!("u {user} "))));
+}
+
+#[test]
+fn deploy_dockerfile_builds_a_non_root_image() {
+    let text = read("docker/Dockerfile");
+    let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "{froms:?}");
+    assert!(
+        froms[0].starts_with("FROM rust:1-bookworm AS "),
+        "{}",
+        froms[0]
+    );
+    assert_eq!(froms[1], "FROM debian:bookworm-slim");
+    let user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "{user}"
+    );
+    assert!(text.lines().any(|l| l == "EXPOSE 7946/udp"));
+    let ignore = read("docker/Dockerfile.dockerignore");
+    assert!(ignore.lines().any(|l| l == "target"));
+}
+
+/// Names in `text` that look like gossamer metrics.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("gossamer_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                    ("query", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => exprs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| exprs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_grafana_dashboard_queries_exported_metrics() {
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("grafana/gossamer-dashboard.json")).expect("valid JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    let ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    let unique: BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "panel ids repeat");
+    let mut queries = Vec::new();
+    exprs(&dash, &mut queries);
+    let used: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+
+    // What a real node exports (histograms also as _bucket, _sum and _count).
+    let cluster = gossamer::node::local::LocalCluster::start(1, 0, gossamer::core::Config::local())
+        .await
+        .unwrap();
+    let families = gossamer::admin::AdminBackend::metrics(&cluster.nodes[0]);
+    cluster.shutdown().await;
+    let mut exported = BTreeSet::new();
+    for m in &families {
+        exported.insert(m.name.clone());
+        if m.kind == gossamer::node::MetricKind::Histogram {
+            for s in ["_bucket", "_sum", "_count"] {
+                exported.insert(format!("{}{s}", m.name));
+            }
+        }
+    }
+    let unknown: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "dashboard queries unknown metrics: {unknown:?}"
+    );
+    for needed in [
+        "gossamer_members",
+        "gossamer_members_by_dc",
+        "gossamer_datagram_bytes_sent_total",
+        "gossamer_datagrams_sent_total",
+        "gossamer_conflicts_total",
+        "gossamer_datagrams_dropped_total",
+        "gossamer_broadcasts_dropped_total",
+        "gossamer_sync_duration_seconds_bucket",
+        "gossamer_dc_rtt_mean_seconds",
+        "gossamer_suspicions_total",
+        "gossamer_deaths_total",
+        "gossamer_health_score",
+        "gossamer_cert_expiry_seconds",
+    ] {
+        assert!(
+            used.contains(needed),
+            "the dashboard does not show {needed}"
+        );
+    }
+    // Every query goes through the data source variable.
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+    }
+}
+
+#[test]
+fn deploy_commits_no_private_key() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == "run") {
+                continue; // deploy/local/run: the local cluster's ignored state
+            }
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&deploy(), &mut files);
+    assert!(files.len() > 10);
+    for f in files {
+        let text = std::fs::read(&f).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            !text.contains("PRIVATE KEY-----"),
+            "{} holds a private key",
+            f.display()
+        );
+        assert!(f.extension().is_none_or(|x| x != "key"), "{}", f.display());
+    }
+}
