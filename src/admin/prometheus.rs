@@ -73,9 +73,9 @@ pub fn render_prometheus(metrics: &[Metric]) -> String {
 }
 
 /// Bucket upper bounds, in seconds, of a [`Histogram`] made with `Histogram::default()`:
-/// from 5 ms (a sync inside one datacenter) to 30 s (the runtime's sync timeout).
+/// from 1 ms (a small sync inside one datacenter) to 30 s (the runtime's sync timeout).
 pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// A Prometheus histogram of durations, recorded without locks from any thread.
