@@ -16,7 +16,10 @@
 //! - **reordering**: with probability `reorder` a datagram is held back for an extra
 //!   `reorder_delay`, so later ones overtake it;
 //! - **partitions**: datagrams to and from blocked peer addresses are dropped in both
-//!   directions ([`partition`] blocks whole groups of sockets from each other).
+//!   directions ([`partition`] blocks whole groups of sockets from each other);
+//! - **per-destination delay**: datagrams to chosen peer addresses wait that much longer
+//!   ([`ChaosControl::set_delay_to`]; [`delay_between`] puts groups of sockets "far"
+//!   from each other, like datacenters).
 //!
 //! Faults apply to the outgoing direction (loss, delay, duplication, reordering) and to
 //! both directions (partitions). With chaos sockets on every node, every link therefore
@@ -39,7 +42,7 @@
 //! ```
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -238,6 +241,8 @@ impl Counters {
 struct State {
     faults: Faults,
     blocked: HashSet<SocketAddr>,
+    /// Extra delay toward particular destinations (added to `faults.delay`).
+    delay_to: HashMap<SocketAddr, Duration>,
     rng: ChaCha8Rng,
 }
 
@@ -301,7 +306,15 @@ impl Shared {
             return Plan::Partitioned;
         }
         let f = st.faults;
-        if f.is_none() {
+        let extra = if st.delay_to.is_empty() {
+            Duration::ZERO
+        } else {
+            st.delay_to
+                .get(&normalize(dest))
+                .copied()
+                .unwrap_or_default()
+        };
+        if f.is_none() && extra.is_zero() {
             return Plan::Send {
                 copies: [Some(Duration::ZERO), None],
                 reordered: 0,
@@ -318,7 +331,7 @@ impl Shared {
         let mut out = [None, None];
         let mut reordered = 0;
         for slot in out.iter_mut().take(copies) {
-            let mut d = f.delay;
+            let mut d = f.delay + extra;
             if !f.jitter.is_zero() {
                 let j = st.rng.random_range(0..=f.jitter.as_micros() as u64);
                 d += Duration::from_micros(j);
@@ -416,6 +429,7 @@ impl ChaosSocket {
             state: Mutex::new(State {
                 faults: Faults::none(),
                 blocked: HashSet::new(),
+                delay_to: HashMap::new(),
                 rng: ChaCha8Rng::seed_from_u64(seed),
             }),
             any_blocked: AtomicBool::new(false),
@@ -760,8 +774,36 @@ impl ChaosControl {
         v
     }
 
-    /// Ends every fault: no loss, delay, duplication or reordering, nothing blocked.
-    /// Datagrams already in the delay queue still leave when due.
+    /// Adds `delay` to every datagram sent to `peer` (on top of [`Faults::delay`] and
+    /// jitter); `Duration::ZERO` removes it. Loss, duplication and reordering apply as
+    /// to any datagram.
+    pub fn set_delay_to(&self, peer: SocketAddr, delay: Duration) {
+        let mut st = self.shared.state();
+        if delay.is_zero() {
+            st.delay_to.remove(&normalize(peer));
+        } else {
+            st.delay_to.insert(normalize(peer), delay);
+        }
+    }
+
+    /// The extra delay toward `peer`, if any.
+    pub fn delay_to(&self, peer: SocketAddr) -> Duration {
+        self.shared
+            .state()
+            .delay_to
+            .get(&normalize(peer))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Removes every per-destination delay.
+    pub fn clear_delays_to(&self) {
+        self.shared.state().delay_to.clear();
+    }
+
+    /// Ends every fault: no loss, delay (per-destination ones included), duplication or
+    /// reordering, nothing blocked. Datagrams already in the delay queue still leave when
+    /// due.
     pub fn heal(&self) {
         let mut st = self.shared.state();
         st.faults = Faults {
@@ -769,6 +811,7 @@ impl ChaosControl {
             ..Faults::none()
         };
         st.blocked.clear();
+        st.delay_to.clear();
         self.shared.any_blocked.store(false, Ordering::Relaxed);
     }
 
@@ -796,6 +839,25 @@ pub fn partition(groups: &[&[ChaosControl]]) {
             .collect();
         for c in g.iter() {
             c.block_all(others.iter().copied());
+        }
+    }
+}
+
+/// Puts groups of sockets `delay` apart, one way: every socket delays what it sends to
+/// the sockets of the other groups by `delay` (so a round trip between groups takes
+/// `2 × delay` more). Traffic within a group is untouched. Undo with
+/// [`ChaosControl::clear_delays_to`] or [`ChaosControl::heal`].
+pub fn delay_between(groups: &[&[ChaosControl]], delay: Duration) {
+    for (gi, g) in groups.iter().enumerate() {
+        for (gj, o) in groups.iter().enumerate() {
+            if gi == gj {
+                continue;
+            }
+            for c in g.iter() {
+                for peer in o.iter() {
+                    c.set_delay_to(peer.local_addr(), delay);
+                }
+            }
         }
     }
 }

@@ -294,3 +294,29 @@ fn bind_outside_a_runtime_is_an_error() {
     let e = ChaosSocket::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap_err();
     assert!(e.to_string().contains("tokio runtime"));
 }
+
+#[tokio::test]
+async fn per_destination_delay_holds_back_only_far_peers() {
+    let (a, ca) = bind(1);
+    let (b, cb) = bind(2);
+    let (c, cc) = bind(3);
+    let all = [ca.clone(), cb.clone(), cc.clone()];
+    // a | b, c: a is 80 ms from both, b and c are near each other.
+    delay_between(&[&all[..1], &all[1..]], Duration::from_millis(80));
+    assert_eq!(ca.delay_to(cb.local_addr()), Duration::from_millis(80));
+    assert_eq!(cb.delay_to(cc.local_addr()), Duration::ZERO);
+    let t0 = Instant::now();
+    send(&b, cc.local_addr(), b"near").await;
+    assert_eq!(recv_n(&c, 1).await, vec![b"near".to_vec()]);
+    let near = t0.elapsed();
+    send(&a, cb.local_addr(), b"far").await;
+    assert_eq!(recv_n(&b, 1).await, vec![b"far".to_vec()]);
+    let far = t0.elapsed();
+    assert!(near < Duration::from_millis(60), "near took {near:?}");
+    assert!(far >= Duration::from_millis(80), "far took {far:?}");
+    assert_eq!(ca.stats().delayed, 1);
+    assert_eq!(cb.stats().delayed, 0);
+    ca.heal();
+    assert_eq!(ca.delay_to(cb.local_addr()), Duration::ZERO);
+    drop(a);
+}
