@@ -417,10 +417,29 @@ impl Node {
 
     /// Runs due timers and carries out every pending output; returns the next deadline.
     fn pump(&self) -> u64 {
+        // When timers are due, hand quinn's RTT estimates to the engine first (probe
+        // timeouts adapt to them). Connections are read before the engine is locked.
+        let due = self.inner.engine().poll_timeout() <= self.inner.now().mono_us;
+        let rtts: Vec<(NodeId, u64)> = if due {
+            self.inner
+                .conns
+                .lock()
+                .map(|c| {
+                    c.iter()
+                        .map(|(id, conn)| (id.clone(), conn.rtt().as_micros() as u64))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let (outputs, deadline) = {
             let now = self.inner.now();
             let mut e = self.inner.engine();
             if e.poll_timeout() <= now.mono_us {
+                for (id, rtt_us) in &rtts {
+                    e.observe_rtt(id, *rtt_us);
+                }
                 e.handle_timeout(now);
             }
             let mut outs = Vec::new();

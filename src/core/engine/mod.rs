@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 
-use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,7 @@ use crate::core::proto::{
 use crate::core::state::{CausalContext, Entry, Limits, Snapshot, StateError, Store};
 use crate::core::{NodeId, Now};
 
+mod locality;
 mod swim;
 
 /// Protocol tuning. Every field is settable in the node's configuration file.
@@ -42,6 +42,25 @@ pub struct Config {
     pub seed_backoff_cap_ms: u64,
     /// Most broadcasts waiting in the queue; beyond it the oldest low-priority ones drop.
     pub queue_max: usize,
+    /// Prefer peers in our own datacenter (`dc`) for gossip rounds, eager pushes and
+    /// anti-entropy, and let a write cross to another datacenter only through its
+    /// writer's bounded relays (see ARCHITECTURE.md, "Locality and WAN"). `false` treats
+    /// every member alike, wherever it is.
+    pub locality: bool,
+    /// With `locality`: the share, in (0, 1], of gossip-round targets and anti-entropy
+    /// exchanges that go to other datacenters, so that every datacenter keeps hearing
+    /// every other (a share of 0 would make each datacenter an island).
+    pub cross_dc_share: f64,
+    /// With `locality`: nodes of each other datacenter a write is pushed to at once by
+    /// its writer; they spread it inside their datacenter.
+    pub dc_relays: usize,
+    /// With `locality`: later gossip rounds in which the writer sends a write once more
+    /// to one node of each other datacenter (covers WAN loss).
+    pub dc_retransmits: u32,
+    /// Probe timeouts are at least this multiple of the peer's measured round-trip time,
+    /// with `probe_timeout_ms` as the floor, so a far peer is not suspected for being far;
+    /// 0 turns the adaptation off.
+    pub probe_rtt_mult: u32,
     /// SWIM protocol period: one member is probed per period (ms).
     pub probe_interval_ms: u64,
     /// How long to wait for a direct ack before asking others to probe (ms).
@@ -75,6 +94,11 @@ impl Default for Config {
             seed_backoff_floor_ms: 1_000,
             seed_backoff_cap_ms: 30_000,
             queue_max: 4_096,
+            locality: true,
+            cross_dc_share: 0.1,
+            dc_relays: 2,
+            dc_retransmits: 1,
+            probe_rtt_mult: 3,
             probe_interval_ms: 1_000,
             probe_timeout_ms: 500,
             indirect_checks: 3,
@@ -135,6 +159,7 @@ impl Config {
         pos("retransmit_mult", self.retransmit_mult as u64)?;
         pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
         pos("queue_max", self.queue_max as u64)?;
+        self.validate_locality()?;
         pos("probe_interval_ms", self.probe_interval_ms)?;
         pos("probe_timeout_ms", self.probe_timeout_ms)?;
         pos("suspicion_mult", self.suspicion_mult as u64)?;
@@ -314,6 +339,7 @@ pub struct Engine {
     next_gc_us: u64,
     stats: EngineStats,
     swim: swim::Swim,
+    loc: locality::Locality,
 }
 
 const GC_PERIOD_US: u64 = 60_000_000;
@@ -368,6 +394,7 @@ impl Engine {
             next_gc_us: now.mono_us + GC_PERIOD_US,
             stats: EngineStats::default(),
             swim: swim::Swim::new(now.mono_us),
+            loc: locality::Locality::default(),
             cfg,
         }
     }
@@ -437,6 +464,7 @@ impl Engine {
         if t >= self.next_gossip_us {
             self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
             self.gossip_round();
+            self.wan_round();
         }
         if t >= self.next_sync_us {
             // ±10% jitter keeps nodes from synchronising their exchanges.
@@ -497,18 +525,8 @@ impl Engine {
         retransmit_budget(self.cfg.retransmit_mult, self.members.live_count())
     }
 
-    /// Up to `k` distinct random live peers, never `exclude`.
-    fn pick_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
-        let live = self.members.live_ids();
-        let extra = usize::from(exclude.is_some());
-        let mut out: Vec<NodeId> = live
-            .choose_multiple(&mut self.rng, k + extra)
-            .filter(|id| Some(*id) != exclude)
-            .cloned()
-            .collect();
-        out.truncate(k);
-        out
-    }
+    // `pick_peers`, `pick_local_peers` and `sync_candidates` (peer choice with locality)
+    // live in locality.rs.
 
     fn addr_of(&self, id: &NodeId) -> Option<String> {
         self.members.addr_of(id).map(str::to_string)
@@ -520,6 +538,9 @@ impl Engine {
         let max = self.cfg.max_datagram;
         for big in self.queue.take_oversized() {
             for p in peers {
+                if matches!(big, Item::Delta(_)) && self.crosses_dc(p) {
+                    continue; // the writer's relays carry it across (locality.rs)
+                }
                 if let Some(addr) = self.addr_of(p) {
                     self.out.push_back(Output::Reliable {
                         to: p.clone(),
@@ -535,9 +556,14 @@ impl Engine {
             let Some(addr) = self.addr_of(p) else {
                 continue;
             };
+            // Deltas cross datacenters only through the writer's relays (locality.rs);
+            // pick_peers lists peers of our datacenter first, so an empty pack for a far
+            // peer still ends the loop rightly.
+            let far = self.crosses_dc(p);
             let items = self.queue.pack(max, first, |item| {
                 // Never echo a member's own announcement back to it.
-                matches!(item, Item::Member(s) if Some(&s.info.id) == skip_from.filter(|f| *f == p))
+                (far && matches!(item, Item::Delta(_)))
+                    || matches!(item, Item::Member(s) if Some(&s.info.id) == skip_from.filter(|f| *f == p))
             });
             if items.is_empty() {
                 break;
@@ -562,7 +588,7 @@ impl Engine {
 
     fn start_periodic_sync(&mut self) {
         // Bias toward the member synced with least recently, among a small random sample.
-        let sample = self.pick_peers(4, None);
+        let sample = self.sync_candidates(4);
         let best = sample.into_iter().min_by_key(|id| {
             self.members
                 .get(id)
@@ -671,7 +697,7 @@ impl Engine {
         self.tell_if_down(now, from);
         if !fresh.is_empty() {
             // Eager push: forward what we just learned at once, ahead of anything queued.
-            let peers = self.pick_peers(self.cfg.fanout, Some(from));
+            let peers = self.pick_local_peers(self.cfg.fanout, Some(from));
             self.push_to(&peers, Some(from), &fresh);
         }
     }
@@ -733,8 +759,9 @@ impl Engine {
                 Item::Delta(e.clone()),
                 budget,
             );
-            let peers = self.pick_peers(self.cfg.fanout, None);
+            let peers = self.pick_local_peers(self.cfg.fanout, None);
             self.push_to(&peers, None, &[seq]);
+            self.relay_to_other_dcs(&e);
         }
         Ok(e)
     }

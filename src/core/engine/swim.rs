@@ -148,11 +148,12 @@ impl Engine {
         let used: usize = items.iter().map(encoded_len).sum();
         let room = self.cfg.max_datagram.saturating_sub(used);
         if room > DATAGRAM_OVERHEAD + 8 {
-            let more = self.queue.pack(
-                room,
-                &[],
-                |item| matches!(item, Item::Member(s) if &s.info.id == to),
-            );
+            // Probes of other datacenters carry no deltas (locality.rs).
+            let far = self.crosses_dc(to);
+            let more = self.queue.pack(room, &[], |item| {
+                (far && matches!(item, Item::Delta(_)))
+                    || matches!(item, Item::Member(s) if &s.info.id == to)
+            });
             items.extend(more);
         }
         self.stats.datagrams_out += 1;
@@ -288,13 +289,17 @@ impl Engine {
         let Some(target) = self.next_probe_target() else {
             return;
         };
+        // RTT-adaptive: a far peer gets a longer ack timeout (the configured one is the
+        // floor) and a period stretched to keep room for the indirect probes.
+        let timeout = self.probe_timeout_us(&target);
+        self.swim.next_probe_us = now.mono_us + self.probe_period_us(timeout) * mult;
         let seq = self.next_seq();
         self.stats.probes += 1;
         self.swim.probe = Some(Probe {
             target: target.clone(),
             seq,
             sent_us: now.mono_us,
-            indirect_at_us: now.mono_us + self.cfg.probe_timeout_ms * 1000 * mult,
+            indirect_at_us: now.mono_us + timeout * mult,
             indirect_sent: false,
             nacks_expected: 0,
             nacks: 0,
@@ -350,10 +355,12 @@ impl Engine {
         if let Some(p) = self.swim.probe.as_mut() {
             if p.seq == seq && !p.acked {
                 p.acked = true;
-                if &p.target == from {
+                // Karn: after the second direct ping (sent with the indirect probes,
+                // same seq) the ack is ambiguous, so it is not a measurement.
+                if &p.target == from && !p.indirect_sent {
                     let rtt = now.mono_us.saturating_sub(p.sent_us);
                     let target = p.target.clone();
-                    self.members.record_rtt(&target, rtt);
+                    self.note_probe_rtt(&target, rtt);
                 }
                 self.adjust_awareness(-1);
                 return;
@@ -375,7 +382,7 @@ impl Engine {
         }
         let my_seq = self.next_seq();
         // Answer the requester a little before its own period ends.
-        let deadline = now.mono_us + self.cfg.probe_timeout_ms * 1000 * 8 / 10;
+        let deadline = now.mono_us + self.relay_timeout_us(&target);
         self.swim.relays.insert(
             my_seq,
             Relay {
