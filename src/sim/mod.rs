@@ -7,11 +7,14 @@
 //! number), and nothing iterates a hash map.
 
 mod scenario;
+mod topology;
 
 pub use scenario::{
     FaultSpec, NetworkSpec, PropertiesSpec, PropertyResult, Report, Scenario, ScenarioError,
     WorkloadSpec,
 };
+
+pub use topology::{Datacenter, Topology, WanTraffic};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -273,6 +276,11 @@ pub struct Sim {
     trace: u64,
     words: usize,
     detections: Vec<Detection>,
+    /// Datacenters, if the run has them (topology.rs).
+    topo: Option<topology::Placed>,
+    wan: WanTraffic,
+    /// Per write, per datacenter: when its last node first held the write.
+    dc_arrive: Vec<Vec<u64>>,
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
@@ -328,6 +336,9 @@ impl Sim {
             trace: 0xcbf2_9ce4_8422_2325,
             words: cfg.nodes.div_ceil(64),
             detections: Vec::new(),
+            topo: None,
+            wan: WanTraffic::default(),
+            dc_arrive: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
@@ -473,12 +484,13 @@ impl Sim {
                 self.writes[w].missing += 1;
             }
         }
+        let dc_name = self.dc_name(i);
         let n = &mut self.nodes[i];
         n.epoch += 1;
         let me = MemberInfo {
             id: n.id.clone(),
             addr: sim_addr(i),
-            dc: "sim".into(),
+            dc: dc_name,
             zone: String::new(),
             tags: Default::default(),
         };
@@ -581,6 +593,7 @@ impl Sim {
                 have,
                 missing,
             });
+            self.track_write_dcs(self.now_us);
             if missing > 0 {
                 self.pending_writes.push(self.writes.len() - 1);
             }
@@ -604,10 +617,12 @@ impl Sim {
         let ctx = e.store().context();
         let now = self.now_us;
         let writes = &mut self.writes;
+        let (arrive, topo) = (&mut self.dc_arrive, self.topo.as_ref());
         self.pending_writes.retain(|&w| {
             let tw = &mut writes[w];
             if !tw.has(i) && ctx.contains(&tw.dot.0, tw.dot.1) {
                 tw.have[i / 64] |= 1 << (i % 64);
+                topology::note_arrival(arrive, topo, w, i, now);
                 tw.missing -= 1;
                 if tw.missing == 0 {
                     tw.done_us = Some(now);
@@ -751,6 +766,7 @@ impl Sim {
         let t = &mut self.nodes[from].traffic;
         t.datagrams += 1;
         t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
+        self.count_wan(from, to, (bytes + DATAGRAM_OVERHEAD) as u64, false);
         if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
             self.stats.cut += 1;
             return;
@@ -759,7 +775,12 @@ impl Sim {
             self.stats.lost += 1;
             return;
         }
-        let at = self.transit_us(from, bytes) + self.nodes[to].slow_us;
+        if self.link_lost(from, to) {
+            self.stats.lost += 1;
+            return;
+        }
+        let at =
+            self.transit_us(from, bytes) + self.nodes[to].slow_us + self.link_delay_us(from, to);
         let epoch = self.nodes[to].epoch;
         if self.cfg.net.duplicate > 0.0 && self.rng.random_bool(self.cfg.net.duplicate.min(1.0)) {
             self.stats.duplicated += 1;
@@ -820,8 +841,10 @@ impl Sim {
     fn send_turn(&mut self, id: u64, from: usize, to: usize, frames: Vec<SyncFrame>) {
         let bytes: usize = frames.iter().map(|f| encoded_len(f) + 5).sum();
         self.nodes[from].traffic.sync_bytes += bytes as u64;
+        self.count_wan(from, to, bytes as u64, true);
         // A stream turn costs one way latency plus serialisation (no loss: QUIC retransmits).
-        let at = self.transit_us(from, bytes) + self.nodes[to].slow_us;
+        let at =
+            self.transit_us(from, bytes) + self.nodes[to].slow_us + self.link_delay_us(from, to);
         self.schedule(at, Ev::SyncTurn { id, to, frames });
     }
 

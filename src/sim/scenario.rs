@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::topology::{self, DatacenterSpec, WanReport, WanSpec};
 use super::{Action, NetModel, Sim, SimConfig};
 use crate::core::Config;
 
@@ -192,6 +193,9 @@ pub struct PropertiesSpec {
     /// Every crash that was not followed by a restart is detected by every live node,
     /// each within this bound (ms).
     pub detect_within_ms: Option<f64>,
+    /// Bound on the bytes sent between datacenters per write (everything that crossed,
+    /// divided by the writes; needs `datacenters`).
+    pub max_wan_bytes_per_write: Option<f64>,
 }
 
 impl Default for PropertiesSpec {
@@ -204,6 +208,7 @@ impl Default for PropertiesSpec {
             membership_converges: true,
             no_ghosts: false,
             detect_within_ms: None,
+            max_wan_bytes_per_write: None,
         }
     }
 }
@@ -231,6 +236,14 @@ pub struct Scenario {
     /// Network model.
     #[serde(default)]
     pub network: NetworkSpec,
+    /// Datacenters, in node order (their nodes must add up to `nodes`). With them, links
+    /// inside a datacenter take its latency, jitter and loss, links between datacenters
+    /// those of `wan`; `network` keeps only duplication and bandwidth.
+    #[serde(default)]
+    pub datacenters: Vec<DatacenterSpec>,
+    /// Links between datacenters.
+    #[serde(default)]
+    pub wan: WanSpec,
     /// Protocol overrides.
     #[serde(default)]
     pub gossip: Config,
@@ -323,6 +336,8 @@ pub struct Report {
     /// Crash detection: mean and max time (ms) until every live observer declared the
     /// crashed node suspect, then dead.
     pub detection_ms: Option<DetectionSummary>,
+    /// Traffic between datacenters and propagation per datacenter (with datacenters).
+    pub wan: Option<WanReport>,
     /// Hash of the event trace (equal for equal seeds).
     pub trace_hash: String,
     /// Property outcomes.
@@ -397,6 +412,9 @@ impl Report {
             );
         }
         row(&mut s, "ghosts", self.ghosts.to_string());
+        if let Some(w) = &self.wan {
+            s.push_str(&w.rows());
+        }
         row(&mut s, "trace hash", self.trace_hash.clone());
         for p in &self.properties {
             s.push_str(&format!(
@@ -508,6 +526,8 @@ impl Scenario {
                 return bad(f, format!("must be between 0 and 1 (got {v})"));
             }
         }
+        topology::validate_datacenters(&self.datacenters, &self.wan, self.nodes)
+            .or_else(|(field, reason)| bad(&field, reason))?;
         self.gossip.validate().map_err(|e| ScenarioError::Invalid {
             field: "gossip".into(),
             reason: e,
@@ -542,6 +562,9 @@ impl Scenario {
             net: self.network.model(),
             join_window_us: (self.join_window_s * US) as u64,
         });
+        if let Some(t) = topology::topology_of(&self.datacenters, &self.wan) {
+            sim.set_topology(t).expect("datacenters validated");
+        }
         let end_us = (self.duration_s * US) as u64;
         for f in &self.faults {
             match f {
@@ -738,6 +761,18 @@ impl Scenario {
             });
         }
         let detection_ms = detection_summary(&sim);
+        let wan = topology::wan_report(&sim);
+        if let Some(bound) = pr.max_wan_bytes_per_write {
+            let got = wan.as_ref().map(|w| w.bytes_per_write);
+            properties.push(PropertyResult {
+                name: "max_wan_bytes_per_write".into(),
+                pass: got.is_some_and(|b| b <= bound),
+                detail: match got {
+                    Some(b) => format!("{b:.0} B per write (bound {bound} B)"),
+                    None => "no datacenters in this scenario".into(),
+                },
+            });
+        }
         if pr.no_ghosts {
             properties.push(PropertyResult {
                 name: "no_ghosts".into(),
@@ -782,6 +817,7 @@ impl Scenario {
             false_failures: stats.false_failures,
             ghosts: stats.ghosts,
             detection_ms,
+            wan,
             trace_hash: format!("{:016x}", sim.trace_hash()),
             properties,
         }

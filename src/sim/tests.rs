@@ -255,3 +255,128 @@ fn a_node_restarted_with_the_same_id_is_alive_everywhere_within_a_few_periods() 
         (t - 60_000_001) as f64 / 1e6
     );
 }
+
+/// Three datacenters of 30 nodes (2 ms inside, 80 ms between, 5% loss across), 3 of the
+/// scenario's 10 virtual minutes, with and without locality: no false failures, every
+/// write in every datacenter, and at least 5 times fewer bytes across the WAN per write
+/// with locality.
+#[test]
+fn three_datacenters_converge_with_five_times_fewer_wan_bytes_per_write() {
+    let load = |text: &str, path: &str| {
+        let mut sc = Scenario::from_toml(text, path).expect("scenario parses");
+        sc.duration_s = 180.0;
+        sc
+    };
+    let on = load(
+        include_str!("../../scenarios/dc-3x30.toml"),
+        "scenarios/dc-3x30.toml",
+    );
+    let off = load(
+        include_str!("../../scenarios/dc-3x30-nolocality.toml"),
+        "scenarios/dc-3x30-nolocality.toml",
+    );
+    let seed = std::env::var("GOSSAMER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(on.seed);
+    println!("datacenters: seed {seed}");
+    let mut wan = Vec::new();
+    for sc in [&on, &off] {
+        let r = sc.run(seed);
+        println!("{}", r.table());
+        let replay = format!(
+            "seed {seed}; replay: cargo run --release -- sim scenarios/{}.toml --seed {seed}",
+            sc.name
+        );
+        assert!(r.passed(), "{} failed, {replay}", sc.name);
+        assert_eq!(r.false_failures, 0, "{replay}");
+        assert!(r.writes > 1_000, "{replay}");
+        assert_eq!(r.writes_converged, r.writes, "{replay}");
+        let w = r.wan.expect("datacenters report WAN traffic");
+        assert_eq!(w.per_dc.len(), 3);
+        for d in &w.per_dc {
+            assert!(
+                d.propagation_ms[2] > 0.0,
+                "no propagation measured in {} ({replay})",
+                d.name
+            );
+        }
+        assert!(r.lost > 0, "the WAN lost nothing ({replay})");
+        wan.push(w.bytes_per_write);
+    }
+    println!(
+        "WAN bytes per write: {:.0} with locality, {:.0} without ({:.1}x)",
+        wan[0],
+        wan[1],
+        wan[1] / wan[0]
+    );
+    assert!(
+        wan[1] >= 5.0 * wan[0],
+        "seed {seed}: WAN bytes per write {:.0} with locality, {:.0} without: less than 5x",
+        wan[0],
+        wan[1]
+    );
+}
+
+/// Demers' spatial-gossip failure: with anti-entropy confined to each datacenter
+/// (`cross_dc_share = 0`, which validation refuses), a write whose single WAN relay is
+/// lost never reaches that datacenter; with the default share every write does.
+#[test]
+fn without_cross_datacenter_anti_entropy_a_datacenter_becomes_an_island() {
+    let text = r#"
+        name = "dc-island"
+        nodes = 30
+        seed = 5
+        duration_s = 120
+        settle_s = 30
+        [[datacenters]]
+        name = "a"
+        nodes = 10
+        latency_ms = 2
+        [[datacenters]]
+        name = "b"
+        nodes = 10
+        latency_ms = 2
+        [[datacenters]]
+        name = "c"
+        nodes = 10
+        latency_ms = 2
+        [wan]
+        latency_ms = 80
+        loss = 0.05
+        [gossip]
+        dc_relays = 1
+        dc_retransmits = 0
+        [workload]
+        writes_per_sec = 5
+        start_s = 10
+        stop_s = 100
+    "#;
+    let sc = Scenario::from_toml(text, "dc-island").expect("scenario parses");
+    let seed = std::env::var("GOSSAMER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(sc.seed);
+    println!("island: seed {seed}");
+    let shared = sc.run(seed);
+    println!("{}", shared.table());
+    assert_eq!(
+        shared.writes_converged, shared.writes,
+        "seed {seed}: with cross-datacenter anti-entropy every write must arrive"
+    );
+    let mut island = sc.clone();
+    island.gossip.cross_dc_share = 0.0;
+    assert!(island.gossip.validate().is_err(), "validation refuses 0");
+    let r = island.run(seed);
+    println!("{}", r.table());
+    let stuck = r.writes - r.writes_converged;
+    println!(
+        "cross_dc_share = 0: {stuck} of {} writes never left their datacenter",
+        r.writes
+    );
+    assert!(
+        stuck > 0,
+        "seed {seed}: every write arrived although no anti-entropy crossed (lost relays: {})",
+        r.lost
+    );
+}
