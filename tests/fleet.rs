@@ -1085,6 +1085,130 @@ async fn handshakes_per_source_address_are_rate_limited() {
     n1.shutdown().await;
 }
 
+/// What a node holds about member `of`: (status, incarnation, addr, dc, zone, tags).
+fn member_view(n: &Node, of: &NodeId) -> (String, u64, String, String, String, String) {
+    let m = n.members().into_iter().find(|m| &m.id == of).unwrap();
+    let tags = format!("{:?}", m.tags);
+    (m.status, m.incarnation, m.addr, m.dc, m.zone, tags)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_node_cannot_forge_another_nodes_refutation_metadata_or_leave() {
+    use gossamer::core::engine::Event;
+    use gossamer::core::membership::Change;
+    use gossamer::core::proto::{Datagram, Item, MemberState, MemberStatus};
+
+    let root = tempfile::tempdir().unwrap();
+    let ca = Ca::new("prod");
+    let ids = ["x", "r", "y"];
+    for id in ids {
+        let d = CertDir::new(root.path(), id);
+        d.set_bundle(&[&ca]);
+        d.set_cert(&ca.issue(id));
+    }
+    let nodes = start_cluster(root.path(), &ids).await;
+    let (x, r, y) = (&nodes[0], &nodes[1], &nodes[2]);
+    let yid = y.id();
+    // Let the join gossip settle: every node holds y's own, current state.
+    let (ok, _) = wait_for(DEADLINE, || {
+        nodes
+            .iter()
+            .all(|n| member_view(n, &yid).1 == member_view(y, &yid).1)
+    })
+    .await;
+    assert!(ok, "y's state did not settle");
+    let before: Vec<_> = nodes.iter().map(|n| member_view(n, &yid)).collect();
+    let genuine = y.members().into_iter().find(|m| m.is_self).unwrap();
+    let claim = |incarnation: u64, status: MemberStatus, addr: &str, dc: &str| {
+        let mut tags = genuine.tags.clone();
+        tags.insert("role".into(), "forged".into());
+        Item::Member(MemberState {
+            info: gossamer::core::proto::MemberInfo {
+                id: yid.clone(),
+                addr: addr.into(),
+                dc: dc.into(),
+                zone: genuine.zone.clone(),
+                tags,
+            },
+            incarnation,
+            status,
+        })
+    };
+    let mut events = r.subscribe();
+
+    // x, authenticated as itself, forges y's refutation at a higher incarnation with a
+    // new address, and new metadata at y's current incarnation.
+    let forged = Datagram {
+        items: vec![
+            claim(
+                genuine.incarnation + 1,
+                MemberStatus::Alive,
+                "203.0.113.9:7000",
+                "evil",
+            ),
+            claim(
+                genuine.incarnation,
+                MemberStatus::Alive,
+                &genuine.addr,
+                "evil",
+            ),
+        ],
+    };
+    assert!(x.send_raw_datagram(&r.id(), &forged));
+    let (ok, _) = wait_for(DEADLINE, || r.engine_stats().claims_refused >= 2).await;
+    assert!(ok, "r never saw the forged claims");
+    // r asked y, which had nothing to correct: the cluster holds exactly what it held.
+    let (ok, _) = wait_for(DEADLINE, || r.engine_stats().claims_verified >= 1).await;
+    assert!(ok, "r did not verify with y");
+    let after: Vec<_> = nodes.iter().map(|n| member_view(n, &yid)).collect();
+    assert_eq!(
+        after, before,
+        "forged refutation or metadata changed the cluster"
+    );
+
+    // x forges y's leave: r does not believe it, and y, asked, refutes first-hand.
+    let leave = Datagram {
+        items: vec![claim(
+            genuine.incarnation + 1,
+            MemberStatus::Left,
+            &genuine.addr,
+            &genuine.dc,
+        )],
+    };
+    let refused = r.engine_stats().claims_refused;
+    assert!(x.send_raw_datagram(&r.id(), &leave));
+    let (ok, _) = wait_for(DEADLINE, || r.engine_stats().claims_refused > refused).await;
+    assert!(ok, "r never saw the forged leave");
+    let (ok, t) = wait_for(DEADLINE, || {
+        nodes.iter().all(|n| {
+            let (status, inc, addr, dc, zone, tags) = member_view(n, &yid);
+            let (_, _, addr0, dc0, zone0, tags0) = &before[0];
+            status == "alive"
+                && inc > genuine.incarnation
+                && (&addr, &dc, &zone, &tags) == (addr0, dc0, zone0, tags0)
+        })
+    })
+    .await;
+    assert!(ok, "y is not alive with its own metadata everywhere");
+    println!("y refuted the forged leave everywhere in {t:?}");
+    while let Ok(ev) = events.try_recv() {
+        if let Event::Member(Change::Updated { new, .. }) = ev {
+            assert!(
+                !(new.info.id == yid && new.status == MemberStatus::Left),
+                "r believed the forged leave"
+            );
+            assert_eq!(new.info.addr, genuine.addr, "r took a forged address");
+        }
+    }
+    assert!(y.engine_stats().refutations >= 1, "y never refuted");
+    for n in &nodes {
+        assert_eq!(n.alive_count(), 3);
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_off_loopback_needs_a_token_and_the_token_is_enforced() {
     let root = tempfile::tempdir().unwrap();

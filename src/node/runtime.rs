@@ -366,6 +366,22 @@ impl Node {
         self.inner.transport.handshakes().clone()
     }
 
+    /// Test hook, not part of the API: sends `d` to member `to` as this node's own
+    /// datagram over its authenticated connection, bypassing the engine, so that a test
+    /// can play a valid node forging claims about others. False if `to` is unknown.
+    #[doc(hidden)]
+    pub fn send_raw_datagram(&self, to: &NodeId, d: &Datagram) -> bool {
+        let addr = self
+            .inner
+            .engine()
+            .members()
+            .addr_of(to)
+            .map(str::to_string);
+        let Some(addr) = addr else { return false };
+        self.send_datagram(to.clone(), addr, d);
+        true
+    }
+
     /// Leaves the cluster gracefully (peers learn it at once), then shuts down.
     pub async fn leave(&self) -> Result<(), NodeError> {
         self.check_running()?;

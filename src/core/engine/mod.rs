@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic};
-use crate::core::membership::{Change, Membership};
+use crate::core::membership::{Change, Membership, MAX_INCARNATION};
 use crate::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind, MAX_MEMBER_META,
 };
@@ -15,6 +15,7 @@ use crate::core::state::{CausalContext, Entry, Limits, Snapshot, StateError, Sto
 use crate::core::{NodeId, Now};
 
 mod locality;
+mod claims;
 mod swim;
 
 /// Protocol tuning. Every field is settable in the node's configuration file.
@@ -269,6 +270,13 @@ pub struct EngineStats {
     pub seed_attempts: u64,
     /// Refutations of suspicion about ourselves.
     pub refutations: u64,
+    /// Second-hand membership claims refused because they would speak for another
+    /// member (mark it left, revive it, refute its suspicion, change its metadata).
+    pub claims_refused: u64,
+    /// Members sent our view of them directly to verify a refused claim.
+    pub claims_verified: u64,
+    /// Peers sent our own state directly because they told us an older or different one.
+    pub claims_answered: u64,
     /// Direct probes sent.
     pub probes: u64,
     /// Probes that got no ack, direct or indirect, within the period.
@@ -339,6 +347,7 @@ pub struct Engine {
     next_gc_us: u64,
     stats: EngineStats,
     swim: swim::Swim,
+    claims: claims::Claims,
     loc: locality::Locality,
 }
 
@@ -394,6 +403,7 @@ impl Engine {
             next_gc_us: now.mono_us + GC_PERIOD_US,
             stats: EngineStats::default(),
             swim: swim::Swim::new(now.mono_us),
+            claims: claims::Claims::default(),
             loc: locality::Locality::default(),
             cfg,
         }
@@ -617,7 +627,8 @@ impl Engine {
             return;
         }
         let budget = self.budget();
-        if matches!(change, Change::Refuted(_)) {
+        let refuted = matches!(change, Change::Refuted(_));
+        if refuted {
             self.stats.refutations += 1;
         }
         self.queue.push(
@@ -626,50 +637,38 @@ impl Engine {
             Item::Member(state),
             budget,
         );
+        if refuted {
+            // Only we can say it: tell everyone first-hand (claims.rs).
+            self.announce_refutation(now);
+        }
         self.out.push_back(Output::Event(Event::Member(change)));
     }
 
     fn member_valid(s: &MemberState) -> bool {
-        s.info.meta_len() <= MAX_MEMBER_META && s.info.tags.len() <= 64
+        s.info.meta_len() <= MAX_MEMBER_META
+            && s.info.tags.len() <= 64
+            && s.incarnation <= MAX_INCARNATION
     }
 
-    /// Applies a membership claim; `broadcast` re-gossips a change (gossip received as
+    /// Applies a membership claim received from the authenticated peer `sender` (the
+    /// datagram's sender, or the peer of an anti-entropy exchange). A node may speak only
+    /// for itself: a claim about `sender` is first-hand and applied as SWIM says; any
+    /// other claim is second-hand and may introduce an unknown member or make a known one
+    /// worse, but never mark it left, revive it, refute its suspicion or change its
+    /// metadata (see `claims.rs`). `broadcast` re-gossips a change (gossip received as
     /// gossip spreads epidemically; state learned by anti-entropy is not re-broadcast,
     /// except what a peer says about itself).
-    fn apply_member(&mut self, now: Now, s: MemberState, broadcast: bool) {
+    fn apply_member(&mut self, now: Now, sender: &NodeId, s: MemberState, broadcast: bool) {
         if !Self::member_valid(&s) {
             self.stats.items_invalid += 1;
             return;
         }
-        // A death claim about a member we hold as plainly alive at that incarnation
-        // (e.g. a tombstone from the other side of a healed partition) starts a
-        // suspicion instead: the member gets a suspicion timeout to refute it.
-        if s.status == MemberStatus::Dead && &s.info.id != self.id() {
-            let alive_here = self.members.get(&s.info.id).is_some_and(|m| {
-                m.state.status == MemberStatus::Alive && m.state.incarnation == s.incarnation
-            });
-            if alive_here {
-                if let Some(change) = self.members.suspect(now.mono_us, &s.info.id, s.incarnation) {
-                    let budget = self.budget();
-                    let me = self.id().clone();
-                    let id = s.info.id.clone();
-                    self.emit_member_change(now, change, false);
-                    self.queue.push(
-                        Topic::Member(id.clone()),
-                        Class::Membership,
-                        Item::Suspect {
-                            id,
-                            incarnation: s.incarnation,
-                            accuser: me,
-                        },
-                        budget,
-                    );
-                }
-                return;
-            }
-        }
-        if let Some(change) = self.members.apply(now.mono_us, s) {
-            self.emit_member_change(now, change, broadcast);
+        if &s.info.id == self.id() {
+            self.claim_about_me(now, sender, s);
+        } else if &s.info.id == sender {
+            self.first_hand_claim(now, s, broadcast);
+        } else {
+            self.second_hand_claim(now, sender, s, broadcast);
         }
     }
 
@@ -682,7 +681,7 @@ impl Engine {
         for item in dg.items {
             match item {
                 Item::Delta(e) => fresh.extend(self.apply_delta(now, e)),
-                Item::Member(s) => self.apply_member(now, s, true),
+                Item::Member(s) => self.apply_member(now, from, s, true),
                 Item::Ping { seq } => self.on_ping(now, from, seq),
                 Item::Ack { seq } => self.on_ack(now, from, seq),
                 Item::PingReq { seq, target } => self.on_ping_req(now, from, seq, target),
@@ -878,7 +877,7 @@ impl Engine {
         self.members.heard_from(&s.peer, now.mono_us);
         for m in members {
             let first_hand = m.info.id == s.peer;
-            self.apply_member(now, m, first_hand);
+            self.apply_member(now, &s.peer, m, first_hand);
         }
         self.tell_if_down(now, &s.peer);
     }

@@ -17,7 +17,7 @@ use rand::Rng;
 
 use super::{Engine, Event, Output};
 use crate::core::dissemination::{Class, Topic};
-use crate::core::membership::Change;
+use crate::core::membership::{Change, MAX_INCARNATION};
 use crate::core::proto::{
     encoded_len, Datagram, Item, MemberState, MemberStatus, DATAGRAM_OVERHEAD,
 };
@@ -230,6 +230,8 @@ impl Engine {
             let horizon = t.saturating_sub(self.cfg.probe_interval_ms * 1000);
             self.swim.told.retain(|_, at| *at > horizon);
         }
+        // Refused membership claims whose verification went unanswered (claims.rs).
+        self.retry_verifications(now);
     }
 
     fn send_indirect_probes(&mut self) {
@@ -404,6 +406,10 @@ impl Engine {
 
     /// Handles a suspicion claim (ours or gossiped).
     pub(super) fn on_suspect(&mut self, now: Now, id: NodeId, incarnation: u64, accuser: NodeId) {
+        if incarnation > MAX_INCARNATION {
+            self.stats.items_invalid += 1;
+            return;
+        }
         if &id == self.id() {
             let me = self.members.me().clone();
             let claim = MemberState {
@@ -512,6 +518,13 @@ impl Engine {
             },
             Change::Refuted(_) | Change::Reaped(_) => {}
         }
+    }
+
+    /// Sends `items` straight to `to`, filling the datagram with queued gossip: used to
+    /// verify a refused second-hand claim with the member it is about, and to answer a
+    /// peer that holds an out-of-date state of ours (see `claims.rs`).
+    pub(super) fn send_direct(&mut self, to: &NodeId, items: Vec<Item>) {
+        self.send_with_piggyback(to, items);
     }
 
     /// If `from`, which just talked to us directly, is dead or reaped in our view, tell

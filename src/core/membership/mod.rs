@@ -43,6 +43,34 @@ pub enum Change {
     Reaped(MemberState),
 }
 
+/// Highest incarnation accepted in a claim. Honest incarnations start at wall-clock
+/// milliseconds (about 2^41) and grow by one per refutation; a claim near `u64::MAX`
+/// could only serve to leave a member unable to outrank a suspicion.
+pub const MAX_INCARNATION: u64 = 1 << 62;
+
+/// What to do with a claim about another member that did not come from that member
+/// itself (a second-hand claim). A node may speak only for itself: second-hand gossip
+/// may introduce a member we do not know and may make a known member worse, but it
+/// never outranks what the member itself said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondHand {
+    /// Apply this state (the claim, with our metadata for a member we already know).
+    Apply(MemberState),
+    /// A death claim about a member we hold live: suspect it at this incarnation
+    /// instead, so that it gets a suspicion timeout to refute.
+    Suspect(u64),
+    /// Refused: the claim would speak for the member (mark it left, revive it, refute a
+    /// suspicion, raise its incarnation as alive, or change its metadata). It is still a
+    /// hint: verify with the member directly. A refused leave of a member we hold live
+    /// becomes a suspicion at `suspect_at`.
+    Refuse {
+        /// Suspect the member at this incarnation (a second-hand leave).
+        suspect_at: Option<u64>,
+    },
+    /// Nothing to do: the claim is stale or what we hold already.
+    Stale,
+}
+
 /// True if `new` should replace `old` (SWIM precedence).
 pub fn overrides(new: &MemberState, old: &MemberState) -> bool {
     new.incarnation > old.incarnation
@@ -210,9 +238,74 @@ impl Membership {
                     (false, true) => self.live.push(upd.info.id.clone()),
                     _ => {}
                 }
-                (old != upd.status || meta_changed).then_some(Change::Updated { old, new: upd })
+                // A suspicion at a new incarnation is news even if the member was
+                // already suspect: its suspicion timer starts again.
+                let new_suspicion = upd.status == MemberStatus::Suspect;
+                (old != upd.status || meta_changed || new_suspicion)
+                    .then_some(Change::Updated { old, new: upd })
             }
         }
+    }
+
+    /// Judges a claim about another member that did not come from that member (see
+    /// [`SecondHand`]). Claims about ourselves are not second-hand: use [`Membership::apply`].
+    pub fn judge_second_hand(&self, claim: &MemberState) -> SecondHand {
+        let Some(held) = self.members.get(&claim.info.id).map(|m| &m.state) else {
+            // Unknown (or reaped: `apply` keeps the reaped-set rules): joins must spread.
+            return SecondHand::Apply(claim.clone());
+        };
+        if claim == held {
+            return SecondHand::Stale;
+        }
+        if !overrides(claim, held) {
+            // Same rank, other metadata: someone speaks for the member.
+            let same_rank = claim.incarnation == held.incarnation && claim.status == held.status;
+            return if same_rank {
+                SecondHand::Refuse { suspect_at: None }
+            } else {
+                SecondHand::Stale
+            };
+        }
+        let keep_meta = || MemberState {
+            info: held.info.clone(),
+            ..claim.clone()
+        };
+        match (is_live(held.status), claim.status) {
+            (true, MemberStatus::Suspect) => SecondHand::Apply(keep_meta()),
+            // Other nodes' suspicion of it ran out at the incarnation we suspect it at.
+            (true, MemberStatus::Dead)
+                if held.status == MemberStatus::Suspect
+                    && claim.incarnation == held.incarnation =>
+            {
+                SecondHand::Apply(keep_meta())
+            }
+            // Seen alive here (or the death is at a life we never saw): suspect first.
+            (true, MemberStatus::Dead) => SecondHand::Suspect(claim.incarnation),
+            (true, MemberStatus::Left) => SecondHand::Refuse {
+                suspect_at: Some(claim.incarnation),
+            },
+            // A refutation, restart or metadata change: only the member may say so.
+            (true, MemberStatus::Alive) => SecondHand::Refuse { suspect_at: None },
+            // Already down: a later death changes nothing that matters.
+            (false, MemberStatus::Dead) => SecondHand::Apply(keep_meta()),
+            // Revival, or a leave of a member we hold dead.
+            (false, _) => SecondHand::Refuse { suspect_at: None },
+        }
+    }
+
+    /// Adopts metadata the member itself sent at the incarnation and status we hold
+    /// (first-hand metadata outranks whatever second-hand gossip introduced it with).
+    pub fn refresh_info(&mut self, upd: &MemberState) -> Option<Change> {
+        let m = self.members.get_mut(&upd.info.id)?;
+        let same_rank = m.state.incarnation == upd.incarnation && m.state.status == upd.status;
+        if !same_rank || m.state.info == upd.info {
+            return None;
+        }
+        m.state.info = upd.info.clone();
+        Some(Change::Updated {
+            old: upd.status,
+            new: upd.clone(),
+        })
     }
 
     fn apply_about_me(&mut self, upd: MemberState) -> Option<Change> {
@@ -225,19 +318,23 @@ impl Membership {
                 return None;
             }
             let mut me = self.me.clone();
-            me.incarnation = upd.incarnation + 1;
+            me.incarnation = upd.incarnation.saturating_add(1);
             self.set_me(me);
             return Some(Change::Refuted(self.me.clone()));
         }
         None
     }
 
-    /// Marks member `id` suspect at `incarnation` (from a `Suspect` claim). Returns the
-    /// change if its status changed; `None` if the claim is stale or about a member
-    /// that is already suspect, dead or gone.
+    /// Marks member `id` suspect at `incarnation` (from a `Suspect` claim), keeping its
+    /// metadata. Returns the change if it is news: an alive member becomes suspect, or a
+    /// suspect one is suspected again at a later incarnation (it refuted, we missed
+    /// the refutation, and it is suspected anew). `None` if the claim is stale or about
+    /// a member that is already suspect at that incarnation, dead or gone.
     pub fn suspect(&mut self, now_us: u64, id: &NodeId, incarnation: u64) -> Option<Change> {
         let m = self.members.get(id)?;
-        if incarnation < m.state.incarnation || m.state.status != MemberStatus::Alive {
+        let stale = incarnation < m.state.incarnation
+            || (incarnation == m.state.incarnation && m.state.status != MemberStatus::Alive);
+        if stale || !is_live(m.state.status) {
             return None;
         }
         let mut st = m.state.clone();

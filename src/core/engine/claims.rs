@@ -1,0 +1,537 @@
+//! Identity binding of membership claims: a node may speak only for itself.
+//!
+//! A claim about member Y is *first-hand* when it comes from Y: in a datagram whose
+//! authenticated sender is Y, or in a `Members` frame of an anti-entropy exchange with
+//! Y. Every other claim about Y is *second-hand*. Second-hand claims may introduce a
+//! member we do not know (otherwise joins could not spread) and may make a known member
+//! worse (suspect, dead), never better or different: they cannot mark Y left (a
+//! second-hand leave of a live member becomes a suspicion), revive Y, refute a
+//! suspicion of Y, raise Y's incarnation as alive, or change Y's metadata.
+//!
+//! A refused claim is a hint, not noise: it is counted, and we send Y our view of it
+//! directly (at most once per probe period per member). Y, when told something about
+//! itself that is older than or different from its current state, answers the teller
+//! directly with that state (at most once per probe period per teller), which is
+//! first-hand. Refutations, revivals, leaves and metadata updates thus still reach every
+//! node, one round trip later than gossip alone would bring them.
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use crate::core::dissemination::{Class, Topic};
+use crate::core::membership::SecondHand;
+use crate::core::proto::{Item, MemberState};
+use crate::core::{NodeId, Now};
+
+/// Most entries a rate-limit map keeps before old ones are dropped.
+const MAX_TRACKED: usize = 1024;
+
+/// Verifications of one hint sent before giving up (the first included): the round
+/// trip is two datagrams, either of which may be lost.
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// Rate limits and retries of the verification round trip.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Claims {
+    /// Member → when (mono µs) we last sent it our view of it.
+    verified: BTreeMap<NodeId, u64>,
+    /// Peer → when (mono µs) we last answered it with our own state.
+    answered: BTreeMap<NodeId, u64>,
+    /// Member → (incarnation a refused claim named, verifications sent): retried every
+    /// probe period until we hold the member at that incarnation or the attempts run out.
+    pending: BTreeMap<NodeId, (u64, u32)>,
+    /// When (mono µs) we last announced a refutation to every live member.
+    announced_us: Option<u64>,
+}
+
+/// True (and records `now_us`) if `key` was not let through within `period_us`.
+fn admit(map: &mut BTreeMap<NodeId, u64>, key: &NodeId, now_us: u64, period_us: u64) -> bool {
+    let horizon = now_us.saturating_sub(period_us);
+    if map.get(key).is_some_and(|&at| at > horizon) {
+        return false;
+    }
+    if map.len() >= MAX_TRACKED {
+        map.retain(|_, at| *at > horizon);
+    }
+    map.insert(key.clone(), now_us);
+    true
+}
+
+impl Engine {
+    /// A claim a member makes about itself: applied as SWIM says. Metadata the member
+    /// sends at the incarnation we hold replaces what second-hand gossip introduced.
+    pub(super) fn first_hand_claim(&mut self, now: Now, s: MemberState, broadcast: bool) {
+        let change = match self.members.apply(now.mono_us, s.clone()) {
+            Some(c) => Some(c),
+            None => self.members.refresh_info(&s),
+        };
+        if let Some(change) = change {
+            self.emit_member_change(now, change, broadcast);
+        }
+    }
+
+    /// A claim about another member, relayed by `sender` (see the module comment).
+    pub(super) fn second_hand_claim(
+        &mut self,
+        now: Now,
+        sender: &NodeId,
+        s: MemberState,
+        broadcast: bool,
+    ) {
+        let id = s.info.id.clone();
+        match self.members.judge_second_hand(&s) {
+            SecondHand::Apply(st) => {
+                if let Some(change) = self.members.apply(now.mono_us, st) {
+                    self.emit_member_change(now, change, broadcast);
+                }
+            }
+            SecondHand::Suspect(incarnation) => {
+                // A death claim about a member we hold alive (e.g. a tombstone from the
+                // other side of a healed partition): it gets a suspicion timeout to
+                // refute instead.
+                let me = self.id().clone();
+                self.suspect_instead(now, &id, incarnation, me);
+            }
+            SecondHand::Refuse { suspect_at } => {
+                self.stats.claims_refused += 1;
+                self.note_pending(&id, s.incarnation);
+                if let Some(incarnation) = suspect_at {
+                    // A leave we did not hear from the member: it is no longer trusted
+                    // to be there, but only the member itself can say it left. The
+                    // relayer is the accuser, so that one relayer counts once.
+                    self.suspect_instead(now, &id, incarnation, sender.clone());
+                }
+                self.verify_with(now, &id);
+            }
+            SecondHand::Stale => {}
+        }
+    }
+
+    /// Marks `id` suspect at `incarnation` and gossips the suspicion.
+    fn suspect_instead(&mut self, now: Now, id: &NodeId, incarnation: u64, accuser: NodeId) {
+        let Some(change) = self.members.suspect(now.mono_us, id, incarnation) else {
+            return;
+        };
+        let budget = self.budget();
+        self.emit_member_change(now, change, false);
+        self.queue.push(
+            Topic::Member(id.clone()),
+            Class::Membership,
+            Item::Suspect {
+                id: id.clone(),
+                incarnation,
+                accuser,
+            },
+            budget,
+        );
+    }
+
+    /// Remembers that a refused claim named member `id` at `incarnation`, a later life
+    /// than the one we hold: worth asking again if the first answer does not arrive.
+    fn note_pending(&mut self, id: &NodeId, incarnation: u64) {
+        let held = self.members.get(id).map_or(0, |m| m.state.incarnation);
+        if incarnation <= held {
+            return;
+        }
+        let p = &mut self.claims.pending;
+        if let Some(e) = p.get_mut(id) {
+            if e.0 < incarnation {
+                *e = (incarnation, 0);
+            }
+        } else if p.len() < MAX_TRACKED {
+            p.insert(id.clone(), (incarnation, 0));
+        }
+    }
+
+    /// Sends member `id` our view of it, so that it answers first-hand if the view is
+    /// out of date (at most once per probe period per member).
+    fn verify_with(&mut self, now: Now, id: &NodeId) {
+        let Some(view) = self.members.get(id).map(|m| m.state.clone()) else {
+            return;
+        };
+        let period = self.cfg.probe_interval_ms * 1000;
+        if !admit(&mut self.claims.verified, id, now.mono_us, period) {
+            return;
+        }
+        if let Some(e) = self.claims.pending.get_mut(id) {
+            e.1 += 1;
+        }
+        self.stats.claims_verified += 1;
+        self.send_direct(id, vec![Item::Member(view)]);
+    }
+
+    /// Asks again, once per probe period, the members a refused claim said had moved on
+    /// when their answer has not arrived (the verification or the answer was lost).
+    pub(super) fn retry_verifications(&mut self, now: Now) {
+        if self.claims.pending.is_empty() {
+            return;
+        }
+        let members = &self.members;
+        self.claims.pending.retain(|id, (incarnation, attempts)| {
+            *attempts < VERIFY_ATTEMPTS
+                && members
+                    .get(id)
+                    .is_some_and(|m| m.state.incarnation < *incarnation)
+        });
+        let due: Vec<NodeId> = self.claims.pending.keys().cloned().collect();
+        for id in due {
+            self.verify_with(now, &id);
+        }
+    }
+
+    /// After a refutation, tells every live member at once, first-hand (at most once per
+    /// probe period; the refutation is gossiped as well). Second-hand copies of a
+    /// refutation are refused, so gossip alone would leave every member that suspected
+    /// us a verification round trip to make, and a lost one a suspicion that lingers.
+    pub(super) fn announce_refutation(&mut self, now: Now) {
+        let period = self.cfg.probe_interval_ms * 1000;
+        let horizon = now.mono_us.saturating_sub(period);
+        if self.claims.announced_us.is_some_and(|at| at > horizon) {
+            return;
+        }
+        self.claims.announced_us = Some(now.mono_us);
+        let me = self.members.me().clone();
+        for id in self.members.live_ids().to_vec() {
+            self.send_direct(&id, vec![Item::Member(me.clone())]);
+        }
+    }
+
+    /// A claim about ourselves from `sender`: refuted if it says we are down (or names a
+    /// later life); if what `sender` holds is not our current state, we tell it
+    /// directly (at most once per probe period per sender).
+    pub(super) fn claim_about_me(&mut self, now: Now, sender: &NodeId, s: MemberState) {
+        if let Some(change) = self.members.apply(now.mono_us, s.clone()) {
+            self.emit_member_change(now, change, true);
+        }
+        if sender == self.id() || s == *self.members.me() {
+            return;
+        }
+        let period = self.cfg.probe_interval_ms * 1000;
+        if !admit(&mut self.claims.answered, sender, now.mono_us, period) {
+            return;
+        }
+        self.stats.claims_answered += 1;
+        let me = self.members.me().clone();
+        self.send_direct(sender, vec![Item::Member(me)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Output};
+    use super::*;
+    use crate::core::proto::{Datagram, MemberInfo, MemberStatus};
+
+    fn at(ms: u64) -> Now {
+        Now {
+            mono_us: ms * 1000,
+            wall_ms: 1_000_000 + ms,
+        }
+    }
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn engine(name: &str, seed: u64) -> Engine {
+        let info = MemberInfo {
+            id: id(name),
+            addr: format!("{name}:7000"),
+            dc: "dc1".into(),
+            zone: "z1".into(),
+            tags: [("role".to_string(), "kv".to_string())].into(),
+        };
+        Engine::new(Config::local(), info, Vec::new(), seed, at(0), None)
+    }
+
+    /// Three engines that know each other first-hand; outputs drained.
+    fn cluster() -> (Engine, Engine, Engine) {
+        let mut es = [engine("y", 1), engine("r", 2), engine("x", 3)];
+        let mes: Vec<MemberState> = es.iter().map(|e| e.members().me().clone()).collect();
+        for e in es.iter_mut() {
+            for m in &mes {
+                if &m.info.id != e.id() {
+                    let dg = Datagram {
+                        items: vec![Item::Member(m.clone())],
+                    };
+                    e.handle_datagram(at(0), &m.info.id.clone(), dg);
+                }
+            }
+            drain(e);
+        }
+        let [y, r, x] = es;
+        (y, r, x)
+    }
+
+    fn drain(e: &mut Engine) -> Vec<Output> {
+        std::iter::from_fn(|| e.poll_output()).collect()
+    }
+
+    /// Claims about `about` sent directly to `to` (datagrams and reliable sends),
+    /// leaving out piggybacked gossip about others.
+    fn members_sent(outs: &[Output], to: &NodeId, about: &NodeId) -> Vec<MemberState> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Datagram {
+                    to: t, datagram, ..
+                }
+                | Output::Reliable {
+                    to: t, datagram, ..
+                } if t == to => Some(datagram.items.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|i| match i {
+                Item::Member(s) => Some(s.clone()),
+                _ => None,
+            })
+            .filter(|s| &s.info.id == about)
+            .collect()
+    }
+
+    fn send(e: &mut Engine, now: Now, from: &NodeId, items: Vec<Item>) -> Vec<Output> {
+        e.handle_datagram(now, from, Datagram { items });
+        drain(e)
+    }
+
+    fn view(e: &Engine, of: &str) -> MemberState {
+        e.members().get(&id(of)).unwrap().state.clone()
+    }
+
+    /// Y answers R's verification first-hand, and R applies the answer.
+    fn round_trip(y: &mut Engine, r: &mut Engine, now: Now, r_out: &[Output]) -> MemberState {
+        let asked = members_sent(r_out, y.id(), y.id());
+        assert_eq!(asked.len(), 1, "R verifies with Y once: {asked:?}");
+        let r_id = r.id().clone();
+        let y_out = send(y, now, &r_id, vec![Item::Member(asked[0].clone())]);
+        let mut answer = members_sent(&y_out, &r_id, y.id());
+        // The answer, and possibly the same state piggybacked from the broadcast queue.
+        answer.dedup();
+        assert_eq!(answer.len(), 1, "Y answers R directly: {y_out:?}");
+        assert_eq!(answer[0], *y.members().me());
+        let y_id = y.id().clone();
+        send(r, now, &y_id, vec![Item::Member(answer[0].clone())]);
+        answer[0].clone()
+    }
+
+    #[test]
+    fn a_forged_leave_becomes_a_suspicion_that_the_member_refutes_first_hand() {
+        let (mut y, mut r, x) = cluster();
+        let genuine = y.members().me().clone();
+        let mut forged = genuine.clone();
+        forged.incarnation += 1;
+        forged.status = MemberStatus::Left;
+        let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged)]);
+        let held = view(&r, "y");
+        assert_eq!(held.status, MemberStatus::Suspect, "not Left: {held:?}");
+        assert_eq!(held.info, genuine.info, "metadata untouched");
+        assert_eq!(r.stats().claims_refused, 1);
+        assert_eq!(r.stats().claims_verified, 1);
+
+        let answer = round_trip(&mut y, &mut r, at(20), &out);
+        assert_eq!(answer.status, MemberStatus::Alive);
+        assert_eq!(answer.incarnation, genuine.incarnation + 2, "Y refuted");
+        assert_eq!(view(&r, "y"), answer, "the refutation arrived first-hand");
+    }
+
+    #[test]
+    fn a_forged_refutation_with_forged_metadata_is_refused() {
+        let (mut y, mut r, x) = cluster();
+        let genuine = y.members().me().clone();
+        // R suspects Y (its own probe failed, say).
+        let r_id = r.id().clone();
+        r.on_suspect(at(5), id("y"), genuine.incarnation, r_id);
+        drain(&mut r);
+        let suspected = view(&r, "y");
+        assert_eq!(suspected.status, MemberStatus::Suspect);
+
+        let mut forged = genuine.clone();
+        forged.incarnation += 1;
+        forged.info.addr = "evil.example:7000".into();
+        forged.info.tags.insert("role".into(), "owned".into());
+        let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged.clone())]);
+        assert_eq!(view(&r, "y"), suspected, "view of Y unchanged");
+        assert_eq!(r.stats().claims_refused, 1);
+
+        // The same forgery again within the probe period: counted, not re-verified.
+        let again = send(&mut r, at(30), x.id(), vec![Item::Member(forged)]);
+        assert_eq!(r.stats().claims_refused, 2);
+        assert!(members_sent(&again, y.id(), y.id()).is_empty());
+
+        // Y is told the suspicion, refutes it, and R takes that from Y itself.
+        let answer = round_trip(&mut y, &mut r, at(40), &out);
+        assert_eq!(answer.info, genuine.info);
+        assert_eq!(answer.incarnation, genuine.incarnation + 1);
+        assert_eq!(view(&r, "y"), answer);
+    }
+
+    #[test]
+    fn a_genuine_metadata_update_relayed_second_hand_arrives_through_the_member() {
+        let (mut y, mut r, x) = cluster();
+        let before = view(&r, "y");
+        let mut info = y.members().me().info.clone();
+        info.zone = "z2".into();
+        y.update_meta(info.clone()).unwrap();
+        drain(&mut y);
+        let updated = y.members().me().clone();
+        // X honestly relays Y's update: second-hand, so R does not take it...
+        let out = send(&mut r, at(10), x.id(), vec![Item::Member(updated.clone())]);
+        assert_eq!(view(&r, "y"), before);
+        assert_eq!(r.stats().claims_refused, 1);
+        // ...but asks Y, whose answer carries the update first-hand.
+        round_trip(&mut y, &mut r, at(20), &out);
+        assert_eq!(view(&r, "y"), updated);
+        // Y sending it directly works without a round trip, too.
+        let (_, mut r2, _) = cluster();
+        let y_id = y.id().clone();
+        send(&mut r2, at(10), &y_id, vec![Item::Member(updated.clone())]);
+        assert_eq!(view(&r2, "y"), updated);
+        assert_eq!(r2.stats().claims_refused, 0);
+    }
+
+    #[test]
+    fn forged_metadata_at_the_current_incarnation_changes_nothing() {
+        let (mut y, mut r, x) = cluster();
+        let genuine = view(&r, "y");
+        let mut forged = genuine.clone();
+        forged.info.dc = "elsewhere".into();
+        let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged)]);
+        assert_eq!(view(&r, "y"), genuine);
+        assert_eq!(r.stats().claims_refused, 1);
+        // R's view matches Y's own state: Y has nothing to answer.
+        let asked = members_sent(&out, y.id(), y.id());
+        let r_id = r.id().clone();
+        let y_out = send(&mut y, at(20), &r_id, vec![Item::Member(asked[0].clone())]);
+        assert!(members_sent(&y_out, &r_id, y.id()).is_empty());
+        assert_eq!(y.stats().claims_answered, 0);
+    }
+
+    #[test]
+    fn a_dead_member_is_revived_only_by_itself() {
+        let (mut y, mut r, x) = cluster();
+        let genuine = y.members().me().clone();
+        let mut dead = genuine.clone();
+        dead.status = MemberStatus::Dead;
+        // R suspects Y, and the suspicion runs out elsewhere: Y is dead at R.
+        let r_id = r.id().clone();
+        r.on_suspect(at(5), id("y"), genuine.incarnation, r_id);
+        send(&mut r, at(6), x.id(), vec![Item::Member(dead.clone())]);
+        assert_eq!(view(&r, "y").status, MemberStatus::Dead);
+        let mut revived = genuine.clone();
+        revived.incarnation += 1;
+        let out = send(&mut r, at(10), x.id(), vec![Item::Member(revived)]);
+        assert_eq!(
+            view(&r, "y").status,
+            MemberStatus::Dead,
+            "X cannot revive Y"
+        );
+        assert_eq!(r.stats().claims_refused, 1);
+        let answer = round_trip(&mut y, &mut r, at(20), &out);
+        assert_eq!(
+            answer.incarnation,
+            genuine.incarnation + 1,
+            "Y refuted its death"
+        );
+        assert_eq!(view(&r, "y").status, MemberStatus::Alive);
+    }
+
+    #[test]
+    fn second_hand_gossip_still_introduces_members_and_spreads_suspicion() {
+        let (_, mut r, x) = cluster();
+        let newcomer = engine("n", 9).members().me().clone();
+        send(&mut r, at(10), x.id(), vec![Item::Member(newcomer.clone())]);
+        assert_eq!(view(&r, "n"), newcomer, "a join spreads second-hand");
+        let mut suspect = view(&r, "y");
+        suspect.status = MemberStatus::Suspect;
+        suspect.info.addr = "evil.example:7000".into();
+        send(&mut r, at(20), x.id(), vec![Item::Member(suspect.clone())]);
+        let held = view(&r, "y");
+        assert_eq!(held.status, MemberStatus::Suspect);
+        assert_eq!(held.info.addr, "y:7000", "a suspicion carries no metadata");
+        assert_eq!(r.stats().claims_refused, 0);
+    }
+
+    #[test]
+    fn anti_entropy_lists_are_first_hand_only_for_the_peer_itself() {
+        use crate::core::proto::SyncKind;
+        let (y, mut r, x) = cluster();
+        let mut x_self = x.members().me().clone();
+        x_self.info.zone = "z9".into();
+        x_self.incarnation += 1;
+        let mut y_left = y.members().me().clone();
+        y_left.incarnation += 1;
+        y_left.status = MemberStatus::Left;
+        let sess = r.sync_accept(x.id().clone(), SyncKind::Periodic);
+        r.sync_on_members(at(10), &sess, vec![x_self.clone(), y_left]);
+        assert_eq!(view(&r, "x"), x_self, "the peer speaks for itself");
+        assert_ne!(view(&r, "y").status, MemberStatus::Left);
+        assert_eq!(r.stats().claims_refused, 1);
+    }
+
+    #[test]
+    fn a_refutation_is_announced_first_hand_to_every_live_member() {
+        let (mut y, r, x) = cluster();
+        let mut suspect = y.members().me().clone();
+        suspect.status = MemberStatus::Suspect;
+        let out = send(&mut y, at(10), r.id(), vec![Item::Member(suspect)]);
+        let me = y.members().me().clone();
+        assert_eq!(me.incarnation, view(&r, "y").incarnation + 1, "refuted");
+        for to in [r.id(), x.id()] {
+            assert!(
+                members_sent(&out, to, y.id()).contains(&me),
+                "{to} not told first-hand: {out:?}"
+            );
+        }
+        assert_eq!(y.stats().refutations, 1);
+    }
+
+    #[test]
+    fn an_unanswered_verification_is_retried_each_probe_period() {
+        let (y, mut r, x) = cluster();
+        let mut refuted = y.members().me().clone();
+        refuted.incarnation += 1;
+        let first = send(&mut r, at(10), x.id(), vec![Item::Member(refuted)]);
+        assert_eq!(members_sent(&first, y.id(), y.id()).len(), 1);
+        // Neither the verification nor an answer arrives; the next probe periods retry
+        // (each retry sends Y what R then holds), until the attempts run out.
+        let mut counts = Vec::new();
+        for t in [600, 1_100, 2_200, 3_300, 4_400] {
+            r.handle_timeout(at(t));
+            let o = drain(&mut r);
+            assert!(
+                r.stats().claims_verified == counts.last().copied().unwrap_or(1)
+                    || !members_sent(&o, y.id(), y.id()).is_empty(),
+                "a retry must send Y our view"
+            );
+            counts.push(r.stats().claims_verified);
+        }
+        assert_eq!(counts, [1, 2, 3, 3, 3]);
+        assert_eq!(VERIFY_ATTEMPTS, 3);
+    }
+
+    #[test]
+    fn answers_to_one_peer_are_rate_limited() {
+        let (mut y, r, _) = cluster();
+        let mut stale = y.members().me().clone();
+        stale.incarnation -= 1;
+        let r_id = r.id().clone();
+        let first = send(&mut y, at(10), &r_id, vec![Item::Member(stale.clone())]);
+        assert!(!members_sent(&first, &r_id, y.id()).is_empty());
+        let second = send(&mut y, at(500), &r_id, vec![Item::Member(stale.clone())]);
+        assert!(members_sent(&second, &r_id, y.id()).is_empty());
+        let later = send(&mut y, at(1_500), &r_id, vec![Item::Member(stale)]);
+        assert!(!members_sent(&later, &r_id, y.id()).is_empty());
+        assert_eq!(y.stats().claims_answered, 2);
+    }
+
+    #[test]
+    fn absurd_incarnations_are_invalid() {
+        let (_, mut r, x) = cluster();
+        let mut s = view(&r, "y");
+        s.status = MemberStatus::Suspect;
+        s.incarnation = u64::MAX;
+        send(&mut r, at(10), x.id(), vec![Item::Member(s)]);
+        assert_eq!(view(&r, "y").status, MemberStatus::Alive);
+        assert_eq!(r.stats().items_invalid, 1);
+    }
+}
