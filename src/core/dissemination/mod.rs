@@ -4,8 +4,17 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::NodeId;
+
+fn traffic_of(p: &Pending) -> Traffic {
+    match p.class {
+        Class::Membership => Traffic::Membership,
+        Class::Delta if p.transmits == 0 => Traffic::Fresh,
+        Class::Delta => Traffic::Retransmit,
+    }
+}
 
 /// Priority class of a broadcast; lower sorts first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,6 +53,8 @@ pub struct QueueStats {
     pub superseded: u64,
     /// Broadcasts dropped because the queue was full (anti-entropy repairs them).
     pub dropped_full: u64,
+    /// Of those, membership broadcasts (the rest were deltas).
+    pub dropped_full_membership: u64,
     /// Items too large for any datagram, handed to the reliable path.
     pub oversized: u64,
 }
@@ -128,9 +139,12 @@ impl BroadcastQueue {
         if self.by_seq.len() > self.max_items {
             // Victim: the lowest priority, then the most transmitted, then the oldest:
             // the last in sending order.
-            if let Some(&(_, _, Reverse(v))) = self.order.last() {
+            if let Some(&(class, _, Reverse(v))) = self.order.last() {
                 self.remove_seq(v);
                 self.stats.dropped_full += 1;
+                if class == Class::Membership {
+                    self.stats.dropped_full_membership += 1;
+                }
             }
         }
         seq
@@ -146,31 +160,56 @@ impl BroadcastQueue {
         first: &[u64],
         exclude: impl Fn(&Item) -> bool,
     ) -> Vec<Item> {
-        let mut room = max_bytes
-            .min(self.datagram_limit)
-            .saturating_sub(DATAGRAM_OVERHEAD);
+        self.pack_classified(max_bytes, [usize::MAX; 3], first, exclude)
+            .into_iter()
+            .map(|(item, _)| item)
+            .collect()
+    }
+
+    /// Like [`BroadcastQueue::pack`], under a byte cap per traffic class: an item of
+    /// class `c` (membership, fresh delta, retransmitted delta) is taken only while the
+    /// datagram, with it, stays within `caps[c]` bytes (the bandwidth limiter's
+    /// allowance for that class). Returns each item with its class.
+    pub fn pack_classified(
+        &mut self,
+        max_bytes: usize,
+        caps: [usize; 3],
+        first: &[u64],
+        exclude: impl Fn(&Item) -> bool,
+    ) -> Vec<(Item, Traffic)> {
+        let limit = max_bytes.min(self.datagram_limit);
+        let mut used = DATAGRAM_OVERHEAD;
+        if used >= limit {
+            return Vec::new();
+        }
         let mut taken: Vec<u64> = Vec::new();
         let mut misses = 0usize;
-        let consider = |seq: u64, room: &mut usize, taken: &mut Vec<u64>| -> bool {
+        let consider = |seq: u64, used: &mut usize, taken: &mut Vec<u64>| -> bool {
             match self.by_seq.get(&seq) {
-                Some(p) if p.len <= *room && !exclude(&p.item) && !taken.contains(&seq) => {
-                    *room -= p.len;
-                    taken.push(seq);
-                    true
+                Some(p) if !exclude(&p.item) && !taken.contains(&seq) => {
+                    let cap =
+                        caps[traffic_of(p) as usize - Traffic::Membership as usize].min(limit);
+                    if *used + p.len <= cap {
+                        *used += p.len;
+                        taken.push(seq);
+                        true
+                    } else {
+                        false
+                    }
                 }
                 _ => false,
             }
         };
         for &seq in first {
-            consider(seq, &mut room, &mut taken);
+            consider(seq, &mut used, &mut taken);
         }
         for &(_, _, Reverse(seq)) in self.order.iter().take(PACK_SCAN) {
             // Stop when the datagram is nearly full, or after a run of items that did
             // not fit: the rest of the queue waits for the next datagram.
-            if room < MIN_ITEM || misses >= MAX_MISSES {
+            if limit.saturating_sub(used) < MIN_ITEM || misses >= MAX_MISSES {
                 break;
             }
-            if consider(seq, &mut room, &mut taken) {
+            if consider(seq, &mut used, &mut taken) {
                 misses = 0;
             } else {
                 misses += 1;
@@ -181,22 +220,33 @@ impl BroadcastQueue {
             let Some(p) = self.by_seq.get_mut(&seq) else {
                 continue;
             };
+            let traffic = traffic_of(p);
             let old_key = (p.class, p.transmits, Reverse(seq));
             p.transmits += 1;
             if p.transmits >= p.budget {
                 self.order.remove(&old_key);
                 if let Some(p) = self.by_seq.remove(&seq) {
                     self.by_topic.remove(&p.topic);
-                    out.push(p.item);
+                    out.push((p.item, traffic));
                 }
             } else {
-                out.push(p.item.clone());
+                out.push((p.item.clone(), traffic));
                 let new_key = (p.class, p.transmits, Reverse(seq));
                 self.order.remove(&old_key);
                 self.order.insert(new_key);
             }
         }
         out
+    }
+
+    /// Shrinks every queued delta's remaining budget to at most `max` further
+    /// transmissions (bandwidth back-off; membership broadcasts keep theirs).
+    pub fn cap_delta_budgets(&mut self, max: u32) {
+        for p in self.by_seq.values_mut() {
+            if p.class == Class::Delta {
+                p.budget = p.budget.min(p.transmits + max.max(1));
+            }
+        }
     }
 
     /// Removes and returns the items too large for a datagram; the caller sends them on

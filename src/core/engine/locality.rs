@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use super::{Config, Engine, Output};
-use crate::core::proto::{encoded_len, Datagram, Item, MemberStatus, DATAGRAM_OVERHEAD};
+use super::{Config, Engine};
+use crate::core::limiter::Traffic;
+use crate::core::proto::{encoded_len, Item, MemberStatus, DATAGRAM_OVERHEAD};
 use crate::core::state::Entry;
 use crate::core::NodeId;
 
@@ -283,32 +284,23 @@ impl Engine {
         }
     }
 
-    /// Sends a relay of our writes to a member of another datacenter (`resend`: a WAN
-    /// retransmit rather than the first copy).
+    /// Sends a relay of our writes to a member of another datacenter, through the
+    /// bandwidth limiter (`resend`: a WAN retransmit rather than the first copy).
     fn send_far(
         &mut self,
         to: &NodeId,
         addr: String,
         items: Vec<Item>,
-        _resend: bool,
+        resend: bool,
         reliable: bool,
     ) {
-        let datagram = Datagram { items };
-        if reliable {
-            self.out.push_back(Output::Reliable {
-                to: to.clone(),
-                addr,
-                datagram,
-            });
+        let class = if resend {
+            Traffic::Retransmit
         } else {
-            self.stats.datagrams_out += 1;
-            self.stats.items_out += datagram.items.len() as u64;
-            self.out.push_back(Output::Datagram {
-                to: to.clone(),
-                addr,
-                datagram,
-            });
-        }
+            Traffic::Fresh
+        };
+        let items = items.into_iter().map(|i| (i, class)).collect();
+        self.emit(to, addr, items, reliable);
     }
 
     /// One WAN retransmit round (with each gossip round): our writes still owed a resend
@@ -436,7 +428,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::core::proto::{Datagram, MemberInfo, MemberState, SyncKind};
-    use crate::core::Now;
+    use crate::core::{Now, Output};
 
     fn info(id: &str, dc: &str) -> MemberInfo {
         MemberInfo {

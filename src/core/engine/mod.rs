@@ -7,15 +7,17 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic};
+use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
 use crate::core::proto::{
-    Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind, MAX_MEMBER_META,
+    encoded_len, Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
+    DATAGRAM_OVERHEAD, MAX_MEMBER_META,
 };
 use crate::core::state::{CausalContext, Entry, Limits, Snapshot, StateError, Store};
 use crate::core::{NodeId, Now};
 
-mod locality;
 mod claims;
+mod locality;
 mod swim;
 
 /// Protocol tuning. Every field is settable in the node's configuration file.
@@ -78,6 +80,20 @@ pub struct Config {
     /// Dead and departed members are kept (as tombstones) this long before being
     /// forgotten (ms).
     pub reap_timeout_ms: u64,
+    /// Cap on this node's gossip egress in bytes per second (datagrams and anti-entropy
+    /// stream bytes alike); 0 means unlimited.
+    pub gossip_bandwidth: u64,
+    /// Token-bucket size in bytes: how far egress may run ahead of `gossip_bandwidth`
+    /// (0 = automatic: 40 ms worth, so no 1-second window exceeds the cap by more
+    /// than 4 %, and at least two datagrams).
+    pub gossip_burst: u64,
+    /// Share of `gossip_bandwidth` (and burst) one peer may take, in (0, 1].
+    pub per_peer_share: f64,
+    /// Datagrams accepted from one peer per second; beyond it they are dropped and
+    /// counted (0 = unlimited).
+    pub inbound_datagrams_per_peer: u32,
+    /// Anti-entropy exchanges one peer may have open with us at once; more are refused.
+    pub inbound_syncs_per_peer: u32,
     /// Key and value size limits.
     pub limits: Limits,
 }
@@ -107,6 +123,11 @@ impl Default for Config {
             suspicion_max_mult: 6,
             awareness_max: 8,
             reap_timeout_ms: 3_600_000,
+            gossip_bandwidth: 1_000_000,
+            gossip_burst: 0,
+            per_peer_share: 0.5,
+            inbound_datagrams_per_peer: 2_000,
+            inbound_syncs_per_peer: 2,
             limits: Limits::default(),
         }
     }
@@ -177,6 +198,31 @@ impl Config {
                 "max_datagram must be between 256 and 65000 bytes (got {})",
                 self.max_datagram
             ));
+        }
+        if !(self.per_peer_share > 0.0 && self.per_peer_share <= 1.0) {
+            return Err(format!(
+                "per_peer_share must be in (0, 1] (got {}); 1 lets one peer use the whole budget",
+                self.per_peer_share
+            ));
+        }
+        if self.gossip_bandwidth > 0 && self.gossip_bandwidth < 4 * self.max_datagram as u64 {
+            return Err(format!(
+                "gossip_bandwidth must be 0 (unlimited) or at least 4 datagrams per second ({} bytes/s) (got {})",
+                4 * self.max_datagram,
+                self.gossip_bandwidth
+            ));
+        }
+        if self.gossip_burst > 0 && self.gossip_burst < 2 * self.max_datagram as u64 {
+            return Err(format!(
+                "gossip_burst must be 0 (automatic) or at least two datagrams ({} bytes) (got {})",
+                2 * self.max_datagram,
+                self.gossip_burst
+            ));
+        }
+        if self.gossip_bandwidth > u32::MAX as u64 || self.gossip_burst > u32::MAX as u64 {
+            return Err(
+                "gossip_bandwidth and gossip_burst must fit in 32 bits (at most 4 GB/s)".into(),
+            );
         }
         if self.seed_backoff_cap_ms < self.seed_backoff_floor_ms {
             return Err("seed_backoff_cap_ms must be at least seed_backoff_floor_ms".into());
@@ -289,6 +335,22 @@ pub struct EngineStats {
     pub deaths: u64,
     /// Dead or departed members forgotten after the reap timeout.
     pub reaped: u64,
+    /// Datagrams from a peer beyond `inbound_datagrams_per_peer`, dropped.
+    pub inbound_dropped: u64,
+    /// Gossip datagrams (or reliable sends) not sent for lack of tokens; what they would
+    /// have carried stays queued or is repaired by anti-entropy.
+    pub sends_limited: u64,
+    /// Periodic anti-entropy exchanges put off because the bucket was below the
+    /// anti-entropy reserve.
+    pub syncs_deferred: u64,
+    /// Times the bandwidth back-off stepped up.
+    pub backoff_steps: u64,
+    /// Direct membership messages (probes, acks, suspicions, answers) that waited for
+    /// tokens instead of being dropped.
+    pub sends_deferred: u64,
+    /// Of those, dropped after all: stale (older than a probe period) or the wait list
+    /// was full.
+    pub deferred_dropped: u64,
 }
 
 /// What a restarted node brings back from its data directory.
@@ -347,9 +409,36 @@ pub struct Engine {
     next_gc_us: u64,
     stats: EngineStats,
     swim: swim::Swim,
-    claims: claims::Claims,
     loc: locality::Locality,
+    claims: claims::Claims,
+    limiter: Limiter,
+    inbound: InboundLimiter,
+    backoff: Backoff,
+    /// The latest `now.mono_us` any entry point was given.
+    clock_us: u64,
+    /// Direct membership messages waiting for tokens: (to, items, expiry µs).
+    deferred: VecDeque<Deferred>,
 }
+
+/// A direct message waiting for tokens: recipient, items, expiry (mono µs).
+type Deferred = (NodeId, Vec<(Item, Traffic)>, u64);
+
+/// Most direct membership messages waiting for tokens at once.
+const DEFERRED_MAX: usize = 1_024;
+
+/// Bandwidth back-off: under pressure fanout and retransmit budgets halve and the
+/// anti-entropy interval doubles per level; calm rounds step it back down.
+#[derive(Debug, Clone, Default)]
+struct Backoff {
+    level: u32,
+    calm_rounds: u32,
+    refused_seen: u64,
+}
+
+/// Highest back-off level: fanout and budgets divided by 8, anti-entropy interval × 8.
+pub const MAX_BACKOFF: u32 = 3;
+/// Gossip rounds without pressure before the back-off steps down one level.
+const CALM_ROUNDS: u32 = 5;
 
 const GC_PERIOD_US: u64 = 60_000_000;
 
@@ -403,9 +492,224 @@ impl Engine {
             next_gc_us: now.mono_us + GC_PERIOD_US,
             stats: EngineStats::default(),
             swim: swim::Swim::new(now.mono_us),
-            claims: claims::Claims::default(),
             loc: locality::Locality::default(),
+            claims: claims::Claims::default(),
+            limiter: Limiter::new(
+                LimiterConfig {
+                    rate: cfg.gossip_bandwidth,
+                    burst: cfg.gossip_burst,
+                    min_burst: 2 * cfg.max_datagram as u64,
+                    per_peer_share: cfg.per_peer_share,
+                },
+                now.mono_us,
+            ),
+            inbound: InboundLimiter::new(cfg.inbound_datagrams_per_peer, now.mono_us),
+            backoff: Backoff::default(),
+            clock_us: now.mono_us,
+            deferred: VecDeque::new(),
             cfg,
+        }
+    }
+
+    fn tick(&mut self, now: Now) {
+        self.clock_us = self.clock_us.max(now.mono_us);
+    }
+
+    /// The egress token buckets (read-only).
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Datagrams dropped by the inbound per-peer cap.
+    pub fn inbound_dropped(&self) -> u64 {
+        self.inbound.dropped()
+    }
+
+    /// Current bandwidth back-off level (0 = none, up to [`MAX_BACKOFF`]).
+    pub fn backoff_level(&self) -> u32 {
+        self.backoff.level
+    }
+
+    /// Fanout after back-off.
+    fn fanout(&self) -> usize {
+        (self.cfg.fanout >> self.backoff.level).max(1)
+    }
+
+    /// The class a sync stream's bytes are charged to: a join (a node entering or
+    /// re-entering the cluster) is membership traffic; periodic exchanges are
+    /// anti-entropy, the lowest priority.
+    fn stream_class(kind: SyncKind) -> Traffic {
+        match kind {
+            SyncKind::Join => Traffic::Membership,
+            _ => Traffic::AntiEntropy,
+        }
+    }
+
+    /// Charges `bytes` of a sync stream of `kind` to `peer`. Returns `Err(at)` (mono
+    /// µs) when the tokens are not there yet: wait until then and ask again. Send big
+    /// transfers in pieces of at most [`Engine::stream_chunk`] bytes.
+    pub fn stream_admit(
+        &mut self,
+        now: Now,
+        peer: &NodeId,
+        kind: SyncKind,
+        bytes: usize,
+    ) -> Result<(), u64> {
+        self.tick(now);
+        let class = Self::stream_class(kind);
+        if self.limiter.allowance(now.mono_us, peer, class) >= bytes
+            && self.limiter.admit(now.mono_us, peer, class, bytes)
+        {
+            return Ok(());
+        }
+        let at = self
+            .limiter
+            .ready_at(now.mono_us, peer, class, bytes as u64)
+            .max(now.mono_us + 1_000);
+        Err(at)
+    }
+
+    /// The largest piece of a sync stream of `kind` to pass to [`Engine::stream_admit`]
+    /// at once.
+    pub fn stream_chunk(&self, kind: SyncKind) -> usize {
+        self.limiter.max_chunk(Self::stream_class(kind))
+    }
+
+    /// Charges and emits one datagram (or reliable send) made of `items`, each tagged
+    /// with its traffic class. Returns false (and counts it) when the tokens are not
+    /// there; the caller's items are then lost for this peer and anti-entropy repairs.
+    fn emit(
+        &mut self,
+        to: &NodeId,
+        addr: String,
+        items: Vec<(Item, Traffic)>,
+        reliable: bool,
+    ) -> bool {
+        if items.is_empty() {
+            return false;
+        }
+        // What the datagram costs on the wire: items, the datagram's own header (at most
+        // DATAGRAM_OVERHEAD), the version byte, and DATAGRAM_OVERHEAD for the packet.
+        let (bytes, lowest) = Self::wire_cost(&items);
+        if !self.limiter.admit(self.clock_us, to, lowest, bytes) {
+            self.stats.sends_limited += 1;
+            return false;
+        }
+        let datagram = Datagram {
+            items: items.into_iter().map(|(i, _)| i).collect(),
+        };
+        if reliable {
+            self.out.push_back(Output::Reliable {
+                to: to.clone(),
+                addr,
+                datagram,
+            });
+        } else {
+            self.stats.datagrams_out += 1;
+            self.stats.items_out += datagram.items.len() as u64;
+            self.out.push_back(Output::Datagram {
+                to: to.clone(),
+                addr,
+                datagram,
+            });
+        }
+        true
+    }
+
+    /// Keeps direct membership `items` for `to` until tokens allow (bounded; stale ones
+    /// expire after a probe period, as a late probe or answer is worthless).
+    fn defer(&mut self, to: &NodeId, items: Vec<(Item, Traffic)>) {
+        if items.is_empty() {
+            return;
+        }
+        self.stats.sends_deferred += 1;
+        if self.deferred.len() >= DEFERRED_MAX {
+            self.deferred.pop_front();
+            self.stats.deferred_dropped += 1;
+        }
+        let expires = self.clock_us + self.cfg.probe_interval_ms * 1000;
+        self.deferred.push_back((to.clone(), items, expires));
+    }
+
+    fn wire_cost(items: &[(Item, Traffic)]) -> (usize, Traffic) {
+        let mut bytes = 2 * DATAGRAM_OVERHEAD + 1;
+        let mut lowest = Traffic::Probe;
+        for (item, t) in items {
+            bytes += encoded_len(item);
+            lowest = lowest.max(*t);
+        }
+        (bytes, lowest)
+    }
+
+    /// Sends what waited for tokens, oldest first, as far as the tokens go.
+    fn flush_deferred(&mut self) {
+        let now = self.clock_us;
+        let mut keep = VecDeque::new();
+        while let Some((to, items, expires)) = self.deferred.pop_front() {
+            if expires <= now {
+                self.stats.deferred_dropped += 1;
+                continue;
+            }
+            let (bytes, class) = Self::wire_cost(&items);
+            let addr = self.addr_of(&to);
+            match addr {
+                Some(addr) if self.limiter.allowance(now, &to, class) >= bytes => {
+                    self.emit(&to, addr, items, false);
+                }
+                Some(_) => keep.push_back((to, items, expires)),
+                None => self.stats.deferred_dropped += 1,
+            }
+        }
+        self.deferred = keep;
+    }
+
+    /// When the first deferred message can go (mono µs).
+    fn deferred_deadline(&self) -> Option<u64> {
+        let (to, items, expires) = self.deferred.front()?;
+        let (bytes, class) = Self::wire_cost(items);
+        let ready = self
+            .limiter
+            .ready_at(self.clock_us, to, class, bytes as u64)
+            .max(self.clock_us + 1_000);
+        Some(ready.min(*expires))
+    }
+
+    /// Byte caps per class (membership, fresh, retransmit) for a datagram to `peer`.
+    fn caps(&self, peer: &NodeId) -> [usize; 3] {
+        let now = self.clock_us;
+        // `pack` counts one DATAGRAM_OVERHEAD; `emit` charges the version byte and the
+        // packet overhead on top.
+        let extra = DATAGRAM_OVERHEAD + 1;
+        [Traffic::Membership, Traffic::Fresh, Traffic::Retransmit]
+            .map(|t| self.limiter.allowance(now, peer, t).saturating_sub(extra))
+    }
+
+    /// One gossip round's worth of back-off bookkeeping: step up when the limiter
+    /// refused something or the bucket sank below the retransmit reserve since the last
+    /// round; step down after [`CALM_ROUNDS`] calm rounds.
+    fn update_backoff(&mut self) {
+        if !self.limiter.is_limited() {
+            return;
+        }
+        let refused: u64 = self.limiter.stats().refused.iter().sum();
+        let low = self.limiter.tokens(self.clock_us) < self.limiter.burst() * 3 / 10;
+        let pressure = refused > self.backoff.refused_seen || low;
+        self.backoff.refused_seen = refused;
+        if pressure {
+            self.backoff.calm_rounds = 0;
+            if self.backoff.level < MAX_BACKOFF {
+                self.backoff.level += 1;
+                self.stats.backoff_steps += 1;
+                // Budgets already queued shrink with the level too.
+                let cap = self.delta_budget();
+                self.queue.cap_delta_budgets(cap);
+            }
+        } else if self.backoff.level > 0 {
+            self.backoff.calm_rounds += 1;
+            if self.backoff.calm_rounds >= CALM_ROUNDS {
+                self.backoff.level -= 1;
+                self.backoff.calm_rounds = 0;
+            }
         }
     }
 
@@ -458,7 +762,8 @@ impl Engine {
             .next_gossip_us
             .min(self.next_sync_us)
             .min(self.next_gc_us)
-            .min(self.swim.next_deadline());
+            .min(self.swim.next_deadline())
+            .min(self.deferred_deadline().unwrap_or(u64::MAX));
         for s in &self.seeds {
             if !s.in_flight && !self.seed_satisfied(s) {
                 t = t.min(s.next_us);
@@ -469,16 +774,21 @@ impl Engine {
 
     /// Runs every periodic task that is due.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.tick(now);
         let t = now.mono_us;
+        if !self.deferred.is_empty() {
+            self.flush_deferred();
+        }
         self.swim_timers(now);
         if t >= self.next_gossip_us {
             self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
+            self.update_backoff();
             self.gossip_round();
             self.wan_round();
         }
         if t >= self.next_sync_us {
             // ±10% jitter keeps nodes from synchronising their exchanges.
-            let base = self.cfg.sync_interval_ms * 1000;
+            let base = (self.cfg.sync_interval_ms * 1000) << self.backoff.level;
             self.next_sync_us = t + base - base / 10 + self.rng.random_range(0..=base / 5);
             self.start_periodic_sync();
         }
@@ -486,6 +796,13 @@ impl Engine {
             self.next_gc_us = t + GC_PERIOD_US;
             self.store
                 .collect_tombstones(now.wall_ms, self.cfg.tombstone_grace_ms);
+            let members = &self.members;
+            self.limiter.prune(t, |id| {
+                members
+                    .get(id)
+                    .is_some_and(|m| m.state.status == MemberStatus::Alive)
+            });
+            self.inbound.prune();
         }
         for i in 0..self.seeds.len() {
             let s = &self.seeds[i];
@@ -531,8 +848,14 @@ impl Engine {
         }
     }
 
+    /// Retransmit budget of a membership broadcast (never cut by back-off).
     fn budget(&self) -> u32 {
         retransmit_budget(self.cfg.retransmit_mult, self.members.live_count())
+    }
+
+    /// Retransmit budget of a delta: halved per back-off level.
+    fn delta_budget(&self) -> u32 {
+        (self.budget() >> self.backoff.level).max(1)
     }
 
     // `pick_peers`, `pick_local_peers` and `sync_candidates` (peer choice with locality)
@@ -545,6 +868,18 @@ impl Engine {
     /// Packs the queue into one datagram for each of `peers`, the broadcasts named in
     /// `first` ahead of everything else.
     fn push_to(&mut self, peers: &[NodeId], skip_from: Option<&NodeId>, first: &[u64]) {
+        self.push_to_with(peers, skip_from, first, usize::MAX);
+    }
+
+    /// [`Engine::push_to`], where only the first `data_peers` peers get deltas; the
+    /// others get membership gossip only (bandwidth back-off cuts data, not membership).
+    fn push_to_with(
+        &mut self,
+        peers: &[NodeId],
+        skip_from: Option<&NodeId>,
+        first: &[u64],
+        data_peers: usize,
+    ) {
         let max = self.cfg.max_datagram;
         for big in self.queue.take_oversized() {
             for p in peers {
@@ -552,39 +887,33 @@ impl Engine {
                     continue; // the writer's relays carry it across (locality.rs)
                 }
                 if let Some(addr) = self.addr_of(p) {
-                    self.out.push_back(Output::Reliable {
-                        to: p.clone(),
-                        addr,
-                        datagram: Datagram {
-                            items: vec![big.clone()],
-                        },
-                    });
+                    self.emit(p, addr, vec![(big.clone(), Traffic::Fresh)], true);
                 }
             }
         }
-        for p in peers {
+        for (k, p) in peers.iter().enumerate() {
             let Some(addr) = self.addr_of(p) else {
                 continue;
             };
-            // Deltas cross datacenters only through the writer's relays (locality.rs);
-            // pick_peers lists peers of our datacenter first, so an empty pack for a far
-            // peer still ends the loop rightly.
+            let mut caps = self.caps(p);
+            if k >= data_peers {
+                caps[1] = 0;
+                caps[2] = 0;
+            }
+            // Deltas cross datacenters only through the writer's relays (locality.rs).
             let far = self.crosses_dc(p);
-            let items = self.queue.pack(max, first, |item| {
+            let items = self.queue.pack_classified(max, caps, first, |item| {
                 // Never echo a member's own announcement back to it.
                 (far && matches!(item, Item::Delta(_)))
                     || matches!(item, Item::Member(s) if Some(&s.info.id) == skip_from.filter(|f| *f == p))
             });
             if items.is_empty() {
-                break;
+                if self.queue.is_empty() {
+                    break;
+                }
+                continue;
             }
-            self.stats.datagrams_out += 1;
-            self.stats.items_out += items.len() as u64;
-            self.out.push_back(Output::Datagram {
-                to: p.clone(),
-                addr,
-                datagram: Datagram { items },
-            });
+            self.emit(p, addr, items, false);
         }
     }
 
@@ -592,11 +921,21 @@ impl Engine {
         if self.queue.is_empty() {
             return;
         }
+        // Membership gossip keeps the full fanout; deltas go to the backed-off fanout.
         let peers = self.pick_peers(self.cfg.fanout, None);
-        self.push_to(&peers, None, &[]);
+        let data_peers = self.fanout();
+        self.push_to_with(&peers, None, &[], data_peers);
     }
 
     fn start_periodic_sync(&mut self) {
+        // Anti-entropy comes last under pressure: put it off while the bucket is below
+        // its reserve (the next interval tries again).
+        if self.limiter.is_limited()
+            && self.limiter.tokens(self.clock_us) < self.limiter.burst() / 2 + 1_024
+        {
+            self.stats.syncs_deferred += 1;
+            return;
+        }
         // Bias toward the member synced with least recently, among a small random sample.
         let sample = self.sync_candidates(4);
         let best = sample.into_iter().min_by_key(|id| {
@@ -674,6 +1013,11 @@ impl Engine {
 
     /// Handles a datagram from an authenticated peer.
     pub fn handle_datagram(&mut self, now: Now, from: &NodeId, dg: Datagram) {
+        self.tick(now);
+        if !self.inbound.admit(now.mono_us, from) {
+            self.stats.inbound_dropped += 1;
+            return;
+        }
         self.stats.datagrams_in += 1;
         self.stats.items_in += dg.items.len() as u64;
         self.members.heard_from(from, now.mono_us);
@@ -696,7 +1040,7 @@ impl Engine {
         self.tell_if_down(now, from);
         if !fresh.is_empty() {
             // Eager push: forward what we just learned at once, ahead of anything queued.
-            let peers = self.pick_local_peers(self.cfg.fanout, Some(from));
+            let peers = self.pick_local_peers(self.fanout(), Some(from));
             self.push_to(&peers, Some(from), &fresh);
         }
     }
@@ -719,7 +1063,7 @@ impl Engine {
                 if a.already_seen || !self.cfg.push_deltas {
                     return None;
                 }
-                let budget = self.budget();
+                let budget = self.delta_budget();
                 Some(self.queue.push(
                     Topic::Key(entry.key.clone()),
                     Class::Delta,
@@ -744,6 +1088,7 @@ impl Engine {
     }
 
     fn write(&mut self, now: Now, key: &str, value: Option<Vec<u8>>) -> Result<Entry, StateError> {
+        self.tick(now);
         let e = self.store.write(key, value, now.wall_ms)?;
         self.out.push_back(Output::Event(Event::Kv {
             entry: e.clone(),
@@ -751,14 +1096,14 @@ impl Engine {
             conflict: false,
         }));
         if self.cfg.push_deltas {
-            let budget = self.budget();
+            let budget = self.delta_budget();
             let seq = self.queue.push(
                 Topic::Key(e.key.clone()),
                 Class::Delta,
                 Item::Delta(e.clone()),
                 budget,
             );
-            let peers = self.pick_local_peers(self.cfg.fanout, None);
+            let peers = self.pick_local_peers(self.fanout(), None);
             self.push_to(&peers, None, &[seq]);
             self.relay_to_other_dcs(&e);
         }
@@ -766,7 +1111,8 @@ impl Engine {
     }
 
     /// Leaves the cluster: announces `Left` to every live member at once.
-    pub fn leave(&mut self, _now: Now) {
+    pub fn leave(&mut self, now: Now) {
+        self.tick(now);
         let me = self.members.leave();
         let budget = self.budget();
         let seq = self.queue.push(

@@ -17,10 +17,9 @@ use rand::Rng;
 
 use super::{Engine, Event, Output};
 use crate::core::dissemination::{Class, Topic};
+use crate::core::limiter::Traffic;
 use crate::core::membership::{Change, MAX_INCARNATION};
-use crate::core::proto::{
-    encoded_len, Datagram, Item, MemberState, MemberStatus, DATAGRAM_OVERHEAD,
-};
+use crate::core::proto::{encoded_len, Item, MemberState, MemberStatus, DATAGRAM_OVERHEAD};
 use crate::core::{NodeId, Now};
 
 #[derive(Debug, Clone)]
@@ -142,27 +141,43 @@ impl Engine {
         self.swim.seq
     }
 
-    /// Sends `items` to `to` in one datagram, filling the rest with queued gossip.
-    fn send_with_piggyback(&mut self, to: &NodeId, mut items: Vec<Item>) {
+    /// Sends `items` (membership traffic) to `to` in one datagram, filling the rest with
+    /// queued gossip as far as the bandwidth limiter allows.
+    fn send_with_piggyback(&mut self, to: &NodeId, items: Vec<Item>) {
         let Some(addr) = self.addr_of(to) else { return };
         let used: usize = items.iter().map(encoded_len).sum();
         let room = self.cfg.max_datagram.saturating_sub(used);
+        // Probes (ping, ack, ping-req, nack) ride on the failure detector's tokens;
+        // anything else sent directly (a suspicion, a member's state) is membership.
+        let mut items: Vec<(Item, Traffic)> = items
+            .into_iter()
+            .map(|i| {
+                let t = match i {
+                    Item::Ping { .. }
+                    | Item::Ack { .. }
+                    | Item::PingReq { .. }
+                    | Item::Nack { .. } => Traffic::Probe,
+                    _ => Traffic::Membership,
+                };
+                (i, t)
+            })
+            .collect();
+        let n_direct = items.len();
         if room > DATAGRAM_OVERHEAD + 8 {
+            let caps = self.caps(to).map(|c| c.saturating_sub(used));
             // Probes of other datacenters carry no deltas (locality.rs).
             let far = self.crosses_dc(to);
-            let more = self.queue.pack(room, &[], |item| {
+            let more = self.queue.pack_classified(room, caps, &[], |item| {
                 (far && matches!(item, Item::Delta(_)))
                     || matches!(item, Item::Member(s) if &s.info.id == to)
             });
             items.extend(more);
         }
-        self.stats.datagrams_out += 1;
-        self.stats.items_out += items.len() as u64;
-        self.out.push_back(Output::Datagram {
-            to: to.clone(),
-            addr,
-            datagram: Datagram { items },
-        });
+        let direct: Vec<(Item, Traffic)> = items[..n_direct].to_vec();
+        if !self.emit(to, addr, items, false) {
+            // Not lost: direct membership traffic waits for tokens (see `defer`).
+            self.defer(to, direct);
+        }
     }
 
     pub(super) fn swim_timers(&mut self, now: Now) {
