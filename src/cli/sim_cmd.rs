@@ -16,6 +16,9 @@ pub struct SimArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also run the scenario without its bandwidth cap and print both side by side.
+    #[arg(long)]
+    pub compare_unlimited: bool,
 }
 
 /// Runs the scenario; exit code 1 when a property fails.
@@ -23,10 +26,26 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
     let sc = Scenario::load(&args.scenario).map_err(|e| super::UsageError(e.to_string()))?;
     let seed = args.seed.unwrap_or(sc.seed);
     let report = sc.run(seed);
+    let unlimited = args.compare_unlimited.then(|| sc.unlimited().run(seed));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        match &unlimited {
+            None => println!("{}", serde_json::to_string_pretty(&report)?),
+            Some(u) => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"limited": report, "unlimited": u})
+                )?
+            ),
+        }
     } else {
         print!("{}", report.table());
+        if let Some(u) = &unlimited {
+            print!(
+                "\n{}\n{}",
+                u.table(),
+                gossamer::sim::compare_table(&report, u)
+            );
+        }
     }
     if report.passed() {
         Ok(0)

@@ -10,8 +10,8 @@ mod scenario;
 mod topology;
 
 pub use scenario::{
-    FaultSpec, NetworkSpec, PropertiesSpec, PropertyResult, Report, Scenario, ScenarioError,
-    WorkloadSpec,
+    compare_table, BandwidthSummary, FaultSpec, NetworkSpec, PropertiesSpec, PropertyResult,
+    Report, Scenario, ScenarioError, WorkloadSpec,
 };
 
 pub use topology::{Datacenter, Topology, WanTraffic};
@@ -105,6 +105,64 @@ pub struct NodeTraffic {
     pub datagram_bytes: u64,
     /// Sync (stream) bytes sent.
     pub sync_bytes: u64,
+    /// Egress measured over sliding 1-second windows.
+    pub egress: EgressWindow,
+}
+
+/// Bytes sent over a sliding 1-second window (100 slots of 10 ms), with the highest
+/// window seen: what the bandwidth cap is checked against.
+#[derive(Debug, Clone)]
+pub struct EgressWindow {
+    slots: [u64; EGRESS_SLOTS],
+    head: u64,
+    sum: u64,
+    /// Most bytes sent in any 1-second window so far.
+    pub peak: u64,
+    /// When (µs) that window ended.
+    pub peak_at_us: u64,
+}
+
+const EGRESS_SLOTS: usize = 100;
+const EGRESS_SLOT_US: u64 = 10_000;
+
+impl Default for EgressWindow {
+    fn default() -> Self {
+        Self {
+            slots: [0; EGRESS_SLOTS],
+            head: 0,
+            sum: 0,
+            peak: 0,
+            peak_at_us: 0,
+        }
+    }
+}
+
+impl EgressWindow {
+    /// Records `bytes` sent at `now_us`.
+    pub fn record(&mut self, now_us: u64, bytes: u64) {
+        let slot = now_us / EGRESS_SLOT_US;
+        if slot > self.head {
+            let steps = (slot - self.head).min(EGRESS_SLOTS as u64);
+            for k in 1..=steps {
+                let idx = ((self.head + k) % EGRESS_SLOTS as u64) as usize;
+                self.sum -= self.slots[idx];
+                self.slots[idx] = 0;
+            }
+            self.head = slot;
+        }
+        let idx = (slot % EGRESS_SLOTS as u64) as usize;
+        self.slots[idx] += bytes;
+        self.sum += bytes;
+        if self.sum > self.peak {
+            self.peak = self.sum;
+            self.peak_at_us = now_us;
+        }
+    }
+
+    /// Forgets the peak (e.g. to measure a phase of the run on its own).
+    pub fn reset_peak(&mut self) {
+        self.peak = 0;
+    }
 }
 
 /// Counters of a run.
@@ -175,6 +233,15 @@ enum Ev {
     /// A sync or contact attempt that cannot complete fails at `node` after a timeout.
     SyncFail {
         id: u64,
+    },
+    /// A sync turn waiting for the sender's bandwidth tokens.
+    SyncPace {
+        id: u64,
+        from: usize,
+        to: usize,
+        frames: Vec<SyncFrame>,
+        total: u64,
+        remaining: u64,
     },
     /// An action scheduled by the caller.
     Action(Action),
@@ -272,6 +339,8 @@ pub struct Sim {
     next_sync: u64,
     writes: Vec<TrackedWrite>,
     pending_writes: Vec<usize>,
+    write_by_dot: BTreeMap<(NodeId, u64), usize>,
+    next_sweep_us: u64,
     stats: SimStats,
     trace: u64,
     words: usize,
@@ -284,6 +353,11 @@ pub struct Sim {
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
+/// Above this many writes in flight, a node's changes mark writes by dot rather than
+/// by scanning every pending write.
+const MARK_SCAN_MAX: usize = 2_048;
+/// Period of the full sweep while many writes are in flight (µs).
+const SWEEP_US: u64 = 1_000_000;
 
 fn fnv(h: &mut u64, x: u64) {
     for b in x.to_le_bytes() {
@@ -332,6 +406,8 @@ impl Sim {
             next_sync: 0,
             writes: Vec::new(),
             pending_writes: Vec::new(),
+            write_by_dot: BTreeMap::new(),
+            next_sweep_us: 0,
             stats: SimStats::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             words: cfg.nodes.div_ceil(64),
@@ -428,6 +504,10 @@ impl Sim {
             self.stats.events += 1;
             fnv(&mut self.trace, t);
             self.handle(ev);
+            if self.pending_writes.len() > MARK_SCAN_MAX && t >= self.next_sweep_us {
+                self.next_sweep_us = t + SWEEP_US;
+                self.sweep_writes();
+            }
         }
         self.now_us = self.now_us.max(until_us);
         self.sweep_writes();
@@ -469,6 +549,21 @@ impl Sim {
             }
             Ev::SyncTurn { id, to, frames } => self.sync_turn(id, to, frames),
             Ev::SyncFail { id } => self.sync_fail(id),
+            Ev::SyncPace {
+                id,
+                from,
+                to,
+                frames,
+                total,
+                remaining,
+            } => {
+                let alive = self.syncs.get(&id).is_some_and(|s| self.sync_alive(s));
+                if alive {
+                    self.pace_turn(id, from, to, frames, total, remaining);
+                } else if self.syncs.contains_key(&id) {
+                    self.sync_fail(id);
+                }
+            }
             Ev::Action(a) => self.act(a),
         }
     }
@@ -596,6 +691,10 @@ impl Sim {
             self.track_write_dcs(self.now_us);
             if missing > 0 {
                 self.pending_writes.push(self.writes.len() - 1);
+                self.write_by_dot.insert(
+                    self.writes[self.writes.len() - 1].dot.clone(),
+                    self.writes.len() - 1,
+                );
             }
         }
         self.drain(node);
@@ -606,6 +705,31 @@ impl Sim {
     fn sweep_writes(&mut self) {
         for i in 0..self.nodes.len() {
             self.mark_node(i);
+        }
+    }
+
+    /// Marks the writes with these dots as held by node `i`.
+    fn mark_dots(&mut self, i: usize, dots: &[(NodeId, u64)]) {
+        let now = self.now_us;
+        let mut done = false;
+        for d in dots {
+            let Some(&w) = self.write_by_dot.get(d) else {
+                continue;
+            };
+            let tw = &mut self.writes[w];
+            if tw.done_us.is_none() && !tw.has(i) {
+                tw.have[i / 64] |= 1 << (i % 64);
+                topology::note_arrival(&mut self.dc_arrive, self.topo.as_ref(), w, i, now);
+                tw.missing -= 1;
+                if tw.missing == 0 {
+                    tw.done_us = Some(now);
+                    done = true;
+                }
+            }
+        }
+        if done {
+            let writes = &self.writes;
+            self.pending_writes.retain(|&w| writes[w].missing > 0);
         }
     }
 
@@ -655,6 +779,7 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         let mut outs = Vec::new();
         let mut changed = false;
+        let mut dots: Vec<(NodeId, u64)> = Vec::new();
         if let Some(e) = self.nodes[i].engine.as_mut() {
             while let Some(o) = e.poll_output() {
                 outs.push(o);
@@ -686,7 +811,11 @@ impl Sim {
                     None => {}
                 },
                 Output::Event(ev) => match ev {
-                    EngineEvent::Kv { .. } => changed = true,
+                    EngineEvent::Kv { entry, .. } => {
+                        changed = true;
+                        let c = entry.vv.get(&entry.writer);
+                        dots.push((entry.writer, c));
+                    }
                     EngineEvent::Member(Change::Updated { new, .. }) => {
                         self.observe_member(i, &new.info.addr, new.status);
                     }
@@ -698,7 +827,13 @@ impl Sim {
             }
         }
         if changed {
-            self.mark_node(i);
+            if self.pending_writes.len() > MARK_SCAN_MAX {
+                // Many writes in flight (a storm): mark just the writes whose entries
+                // arrived; syncs and the periodic sweep catch the rest.
+                self.mark_dots(i, &dots);
+            } else {
+                self.mark_node(i);
+            }
         }
         // Re-arm the timer if the engine now wants to run earlier.
         if let Some(e) = self.nodes[i].engine.as_ref() {
@@ -763,9 +898,11 @@ impl Sim {
 
     fn send_datagram(&mut self, from: usize, to: usize, dg: Datagram) {
         let bytes = encoded_len(&dg) + 1;
+        let now = self.now_us;
         let t = &mut self.nodes[from].traffic;
         t.datagrams += 1;
         t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
+        t.egress.record(now, (bytes + DATAGRAM_OVERHEAD) as u64);
         self.count_wan(from, to, (bytes + DATAGRAM_OVERHEAD) as u64, false);
         if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
             self.stats.cut += 1;
@@ -839,12 +976,58 @@ impl Sim {
     }
 
     fn send_turn(&mut self, id: u64, from: usize, to: usize, frames: Vec<SyncFrame>) {
-        let bytes: usize = frames.iter().map(|f| encoded_len(f) + 5).sum();
-        self.nodes[from].traffic.sync_bytes += bytes as u64;
-        self.count_wan(from, to, bytes as u64, true);
+        let bytes: u64 = frames.iter().map(|f| encoded_len(f) as u64 + 5).sum();
+        self.count_wan(from, to, bytes, true);
+        self.pace_turn(id, from, to, frames, bytes, bytes);
+    }
+
+    /// Sends a turn through the sender's bandwidth limiter, piece by piece: whatever
+    /// the tokens do not cover yet waits (a `SyncPace` event) and goes on later.
+    fn pace_turn(
+        &mut self,
+        id: u64,
+        from: usize,
+        to: usize,
+        frames: Vec<SyncFrame>,
+        total: u64,
+        mut remaining: u64,
+    ) {
+        let now = self.now_of(from);
+        let peer = self.nodes[to].id.clone();
+        let kind = self.syncs.get(&id).map_or(SyncKind::Periodic, |s| s.kind);
+        while remaining > 0 {
+            let Some(e) = self.nodes[from].engine.as_mut() else {
+                return;
+            };
+            let chunk = remaining.min(e.stream_chunk(kind) as u64);
+            match e.stream_admit(now, &peer, kind, chunk as usize) {
+                Ok(()) => {
+                    remaining -= chunk;
+                    let t = &mut self.nodes[from].traffic;
+                    t.sync_bytes += chunk;
+                    t.egress.record(self.now_us, chunk);
+                }
+                Err(at) => {
+                    let at = at.max(self.now_us + 1);
+                    self.schedule(
+                        at,
+                        Ev::SyncPace {
+                            id,
+                            from,
+                            to,
+                            frames,
+                            total,
+                            remaining,
+                        },
+                    );
+                    return;
+                }
+            }
+        }
         // A stream turn costs one way latency plus serialisation (no loss: QUIC retransmits).
-        let at =
-            self.transit_us(from, bytes) + self.nodes[to].slow_us + self.link_delay_us(from, to);
+        let at = self.transit_us(from, total as usize)
+            + self.nodes[to].slow_us
+            + self.link_delay_us(from, to);
         self.schedule(at, Ev::SyncTurn { id, to, frames });
     }
 

@@ -163,6 +163,26 @@ pub enum FaultSpec {
         #[serde(default)]
         at_s: f64,
     },
+    /// Nodes that crash and restart (keeping their state) over and over between
+    /// `at_s` and `until_s`: down for `down_s`, then up for `up_s`, each with its own
+    /// random phase. `nodes` lists them, or `fraction` picks that share of the cluster
+    /// (never node 0, the seed).
+    Flap {
+        /// Node indices.
+        #[serde(default)]
+        nodes: Vec<usize>,
+        /// Share of the cluster instead of a list.
+        #[serde(default)]
+        fraction: f64,
+        /// Start (s).
+        at_s: f64,
+        /// End (s): every flapping node is up again by then.
+        until_s: f64,
+        /// Time down per cycle (s).
+        down_s: f64,
+        /// Time up per cycle (s).
+        up_s: f64,
+    },
     /// Change the network model for a time window.
     Network {
         /// Start (s).
@@ -193,6 +213,9 @@ pub struct PropertiesSpec {
     /// Every crash that was not followed by a restart is detected by every live node,
     /// each within this bound (ms).
     pub detect_within_ms: Option<f64>,
+    /// Every node's egress over every 1-second window stays within this fraction above
+    /// its `gossip_bandwidth` cap (e.g. 0.05).
+    pub egress_within_cap: Option<f64>,
     /// Bound on the bytes sent between datacenters per write (everything that crossed,
     /// divided by the writes; needs `datacenters`).
     pub max_wan_bytes_per_write: Option<f64>,
@@ -208,6 +231,7 @@ impl Default for PropertiesSpec {
             membership_converges: true,
             no_ghosts: false,
             detect_within_ms: None,
+            egress_within_cap: None,
             max_wan_bytes_per_write: None,
         }
     }
@@ -283,6 +307,32 @@ pub struct DetectionSummary {
     pub undetected: usize,
 }
 
+/// What bandwidth governance did over a run (sums over nodes alive at the end).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BandwidthSummary {
+    /// The configured cap per node (bytes/s; 0 = unlimited).
+    pub cap_bytes_s: u64,
+    /// The highest egress of any node over any 1-second window (bytes).
+    pub peak_window_bytes: u64,
+    /// Node with that peak.
+    pub peak_node: usize,
+    /// Bytes admitted per traffic class: probe, membership, fresh, retransmit,
+    /// anti-entropy.
+    pub bytes_by_class: [u64; 5],
+    /// Sends refused for lack of tokens, per class.
+    pub refused_by_class: [u64; 5],
+    /// Broadcasts dropped from full queues (deltas, membership).
+    pub queue_dropped: [u64; 2],
+    /// Datagrams dropped by the inbound per-peer cap.
+    pub inbound_dropped: u64,
+    /// Anti-entropy exchanges put off under pressure.
+    pub syncs_deferred: u64,
+    /// Back-off steps taken.
+    pub backoff_steps: u64,
+    /// Refusals by governor after the allowance said yes (estimate off).
+    pub governor_refused: u64,
+}
+
 /// Outcome of one property.
 #[derive(Debug, Clone, Serialize)]
 pub struct PropertyResult {
@@ -336,6 +386,11 @@ pub struct Report {
     /// Crash detection: mean and max time (ms) until every live observer declared the
     /// crashed node suspect, then dead.
     pub detection_ms: Option<DetectionSummary>,
+    /// Bandwidth: the cap, the highest 1-second egress of any node, and what the
+    /// limiter and the queues did.
+    pub bandwidth: BandwidthSummary,
+    /// Virtual time (s) at which the last write reached every live node.
+    pub last_write_done_s: f64,
     /// Traffic between datacenters and propagation per datacenter (with datacenters).
     pub wan: Option<WanReport>,
     /// Hash of the event trace (equal for equal seeds).
@@ -412,6 +467,59 @@ impl Report {
             );
         }
         row(&mut s, "ghosts", self.ghosts.to_string());
+        let b = &self.bandwidth;
+        row(
+            &mut s,
+            "peak 1-s egress (node)",
+            if b.cap_bytes_s > 0 {
+                format!(
+                    "{} B (node {}), {:.1}% of the {} B/s cap",
+                    b.peak_window_bytes,
+                    b.peak_node,
+                    b.peak_window_bytes as f64 * 100.0 / b.cap_bytes_s as f64,
+                    b.cap_bytes_s
+                )
+            } else {
+                format!("{} B (node {}), no cap", b.peak_window_bytes, b.peak_node)
+            },
+        );
+        row(
+            &mut s,
+            "bytes by class",
+            format!(
+                "probe {} / membership {} / fresh {} / retransmit {} / anti-entropy {}",
+                b.bytes_by_class[0],
+                b.bytes_by_class[1],
+                b.bytes_by_class[2],
+                b.bytes_by_class[3],
+                b.bytes_by_class[4]
+            ),
+        );
+        row(
+            &mut s,
+            "limited (refused sends)",
+            format!(
+                "probe {} / membership {} / fresh {} / retransmit {} / anti-entropy {}",
+                b.refused_by_class[0],
+                b.refused_by_class[1],
+                b.refused_by_class[2],
+                b.refused_by_class[3],
+                b.refused_by_class[4]
+            ),
+        );
+        row(
+            &mut s,
+            "drops",
+            format!(
+                "queue full {} deltas + {} membership, inbound cap {}, syncs deferred {}, back-off steps {}, governor refusals {}",
+                b.queue_dropped[0], b.queue_dropped[1], b.inbound_dropped, b.syncs_deferred, b.backoff_steps, b.governor_refused
+            ),
+        );
+        row(
+            &mut s,
+            "last write everywhere at",
+            format!("{:.1} s", self.last_write_done_s),
+        );
         if let Some(w) = &self.wan {
             s.push_str(&w.rows());
         }
@@ -542,6 +650,21 @@ impl Scenario {
                 | FaultSpec::Skew { node, .. }
                 | FaultSpec::Slow { node, .. } => node_ok(*node),
                 FaultSpec::Network { .. } => true,
+                FaultSpec::Flap {
+                    nodes,
+                    fraction,
+                    down_s,
+                    up_s,
+                    ..
+                } => {
+                    if !(0.0..=1.0).contains(fraction) || *down_s <= 0.0 || *up_s <= 0.0 {
+                        return bad(
+                            &format!("faults[{i}]"),
+                            "flap needs fraction in [0, 1] and positive down_s and up_s".into(),
+                        );
+                    }
+                    nodes.iter().all(|&n| node_ok(n))
+                }
             };
             if !ok {
                 return bad(
@@ -623,6 +746,45 @@ impl Scenario {
                 } => {
                     sim.schedule_action((at_s * US) as u64, Action::Net(network.model()));
                     sim.schedule_action((until_s * US) as u64, Action::Net(self.network.model()));
+                }
+                FaultSpec::Flap {
+                    nodes,
+                    fraction,
+                    at_s,
+                    until_s,
+                    down_s,
+                    up_s,
+                } => {
+                    use rand::Rng;
+                    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+                        seed ^ 0xf1a9,
+                    );
+                    let list: Vec<usize> = if nodes.is_empty() {
+                        let k = ((self.nodes as f64) * fraction).round() as usize;
+                        // Spread over the cluster, never the seed (node 0).
+                        (0..k)
+                            .map(|j| 1 + j * (self.nodes - 1) / k.max(1))
+                            .filter(|&n| n < self.nodes)
+                            .collect()
+                    } else {
+                        nodes.clone()
+                    };
+                    let (start, end) = ((at_s * US) as u64, (until_s * US) as u64);
+                    let (down, up) = ((down_s * US) as u64, (up_s * US) as u64);
+                    for node in list {
+                        let mut t = start + rng.random_range(0..=up);
+                        while t + down < end {
+                            sim.schedule_action(t, Action::Crash(node));
+                            sim.schedule_action(
+                                t + down,
+                                Action::Restart {
+                                    node,
+                                    keep_state: true,
+                                },
+                            );
+                            t += down + up;
+                        }
+                    }
                 }
             }
         }
@@ -761,6 +923,47 @@ impl Scenario {
             });
         }
         let detection_ms = detection_summary(&sim);
+        let mut bandwidth = BandwidthSummary {
+            cap_bytes_s: self.gossip.gossip_bandwidth,
+            ..Default::default()
+        };
+        for i in 0..n {
+            let t = sim.traffic(i);
+            if t.egress.peak > bandwidth.peak_window_bytes {
+                bandwidth.peak_window_bytes = t.egress.peak;
+                bandwidth.peak_node = i;
+            }
+            if let Some(e) = sim.engine(i) {
+                let ls = e.limiter().stats();
+                for c in 0..5 {
+                    bandwidth.bytes_by_class[c] += ls.bytes[c];
+                    bandwidth.refused_by_class[c] += ls.refused[c];
+                }
+                let qs = e.queue().stats();
+                bandwidth.queue_dropped[0] += qs.dropped_full - qs.dropped_full_membership;
+                bandwidth.queue_dropped[1] += qs.dropped_full_membership;
+                bandwidth.inbound_dropped += e.stats().inbound_dropped;
+                bandwidth.syncs_deferred += e.stats().syncs_deferred;
+                bandwidth.governor_refused += ls.governor_refused;
+                bandwidth.backoff_steps += e.stats().backoff_steps;
+            }
+        }
+        if let Some(tol) = pr.egress_within_cap {
+            let cap = self.gossip.gossip_bandwidth;
+            let bound = (cap as f64 * (1.0 + tol)) as u64;
+            properties.push(PropertyResult {
+                name: "egress_within_cap".into(),
+                pass: cap > 0 && bandwidth.peak_window_bytes <= bound,
+                detail: format!(
+                    "highest 1-s egress {} B (node {}) against cap {} B/s + {:.0}% = {} B",
+                    bandwidth.peak_window_bytes,
+                    bandwidth.peak_node,
+                    cap,
+                    tol * 100.0,
+                    bound
+                ),
+            });
+        }
         let wan = topology::wan_report(&sim);
         if let Some(bound) = pr.max_wan_bytes_per_write {
             let got = wan.as_ref().map(|w| w.bytes_per_write);
@@ -773,6 +976,13 @@ impl Scenario {
                 },
             });
         }
+        let last_write_done_s = sim
+            .writes()
+            .iter()
+            .filter_map(|w| w.done_us)
+            .max()
+            .unwrap_or(0) as f64
+            / US;
         if pr.no_ghosts {
             properties.push(PropertyResult {
                 name: "no_ghosts".into(),
@@ -817,9 +1027,82 @@ impl Scenario {
             false_failures: stats.false_failures,
             ghosts: stats.ghosts,
             detection_ms,
+            bandwidth,
+            last_write_done_s,
             wan,
             trace_hash: format!("{:016x}", sim.trace_hash()),
             properties,
         }
+    }
+}
+
+/// The same scenario with and without its bandwidth cap, side by side.
+pub fn compare_table(limited: &Report, unlimited: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{:<34} {:>16} {:>16}\n",
+        "", "with limiter", "without limiter"
+    ));
+    let mut row = |k: &str, a: String, b: String| s.push_str(&format!("{k:<34} {a:>16} {b:>16}\n"));
+    row(
+        "cap (B/s per node)",
+        limited.bandwidth.cap_bytes_s.to_string(),
+        "none".into(),
+    );
+    row(
+        "peak 1-s egress of a node (B)",
+        limited.bandwidth.peak_window_bytes.to_string(),
+        unlimited.bandwidth.peak_window_bytes.to_string(),
+    );
+    row(
+        "mean bytes per node per s",
+        format!("{:.0}", limited.bytes_per_node_s),
+        format!("{:.0}", unlimited.bytes_per_node_s),
+    );
+    row(
+        "writes everywhere",
+        format!("{}/{}", limited.writes_converged, limited.writes),
+        format!("{}/{}", unlimited.writes_converged, unlimited.writes),
+    );
+    row(
+        "last write everywhere at (s)",
+        format!("{:.1}", limited.last_write_done_s),
+        format!("{:.1}", unlimited.last_write_done_s),
+    );
+    row(
+        "propagation p50 / p99 (ms)",
+        format!(
+            "{:.0} / {:.0}",
+            limited.propagation_ms[0], limited.propagation_ms[1]
+        ),
+        format!(
+            "{:.0} / {:.0}",
+            unlimited.propagation_ms[0], unlimited.propagation_ms[1]
+        ),
+    );
+    row(
+        "false suspicions / failures",
+        format!("{} / {}", limited.false_suspicions, limited.false_failures),
+        format!(
+            "{} / {}",
+            unlimited.false_suspicions, unlimited.false_failures
+        ),
+    );
+    row(
+        "all properties pass",
+        limited.passed().to_string(),
+        unlimited.passed().to_string(),
+    );
+    s
+}
+
+impl Scenario {
+    /// This scenario with the bandwidth cap removed (and the cap property dropped).
+    pub fn unlimited(&self) -> Scenario {
+        let mut u = self.clone();
+        u.name = format!("{} (no limiter)", self.name);
+        u.gossip.gossip_bandwidth = 0;
+        u.properties.egress_within_cap = None;
+        u
     }
 }
