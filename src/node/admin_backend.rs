@@ -349,6 +349,103 @@ impl Node {
         );
     }
 
+    /// Bandwidth governance: bytes and refusals per traffic class, tokens, back-off,
+    /// and what was dropped or put off because of it.
+    fn bandwidth_metrics(&self, f: &mut Families) {
+        use crate::core::limiter::Traffic;
+        let b = self.bandwidth();
+        let e = self.engine_stats();
+        let (q, _) = self.queue_stats();
+        let per_class = |v: &[u64; 5]| -> Vec<(Labels, f64)> {
+            Traffic::ALL
+                .iter()
+                .map(|t| (labels(&[("class", t.name())]), v[*t as usize] as f64))
+                .collect()
+        };
+        f.labelled(
+            "gossamer_gossip_bytes_total",
+            "Gossip bytes sent (datagrams and sync streams), by traffic class.",
+            MetricKind::Counter,
+            per_class(&b.stats.bytes),
+        );
+        f.labelled(
+            "gossamer_bandwidth_refused_total",
+            "Sends refused for lack of bandwidth tokens, by traffic class.",
+            MetricKind::Counter,
+            per_class(&b.stats.refused),
+        );
+        f.labelled(
+            "gossamer_broadcasts_dropped_by_class_total",
+            "Broadcasts dropped from the full queue, by class (anti-entropy repairs them).",
+            MetricKind::Counter,
+            vec![
+                (
+                    labels(&[("class", "delta")]),
+                    (q.dropped_full - q.dropped_full_membership) as f64,
+                ),
+                (
+                    labels(&[("class", "membership")]),
+                    q.dropped_full_membership as f64,
+                ),
+            ],
+        );
+        f.gauge(
+            "gossamer_bandwidth_cap_bytes_per_second",
+            "Configured gossip bandwidth cap (0 = unlimited).",
+            b.rate as f64,
+        );
+        f.gauge(
+            "gossamer_bandwidth_tokens_bytes",
+            "Tokens in the node's bandwidth bucket now.",
+            b.tokens as f64,
+        );
+        f.gauge(
+            "gossamer_bandwidth_backoff_level",
+            "Bandwidth back-off level: fanout and delta budgets halve, the anti-entropy interval doubles, per level.",
+            b.backoff_level as f64,
+        );
+        for (name, help, v) in [
+            (
+                "gossamer_inbound_datagrams_dropped_total",
+                "Datagrams dropped by the per-peer inbound cap.",
+                e.inbound_dropped,
+            ),
+            (
+                "gossamer_syncs_deferred_total",
+                "Periodic anti-entropy exchanges put off under bandwidth pressure.",
+                e.syncs_deferred,
+            ),
+            (
+                "gossamer_sends_deferred_total",
+                "Direct membership messages that waited for bandwidth tokens.",
+                e.sends_deferred,
+            ),
+            (
+                "gossamer_sends_deferred_dropped_total",
+                "Direct membership messages dropped after waiting (stale or wait list full).",
+                e.deferred_dropped,
+            ),
+            (
+                "gossamer_bandwidth_backoff_steps_total",
+                "Times the bandwidth back-off stepped up.",
+                e.backoff_steps,
+            ),
+        ] {
+            f.counter(name, help, v);
+        }
+        let r = self.runtime_stats();
+        f.counter_atomic(
+            "gossamer_syncs_refused_total",
+            "Sync streams refused because the peer had too many open.",
+            &r.syncs_refused,
+        );
+        f.counter(
+            "gossamer_sync_paced_seconds_total",
+            "Time sync streams waited for bandwidth tokens.",
+            r.sync_paced_us.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
+        );
+    }
+
     /// QUIC datagrams, streams, connections and handshakes.
     fn transport_metrics(&self, f: &mut Families) {
         let r = self.runtime_stats();
@@ -462,6 +559,7 @@ impl AdminBackend for Node {
         self.store_metrics(&mut f);
         self.sync_metrics(&mut f);
         self.dissemination_metrics(&mut f);
+        self.bandwidth_metrics(&mut f);
         self.transport_metrics(&mut f);
         for m in self.security_metrics() {
             f.push(m);

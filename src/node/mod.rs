@@ -10,4 +10,4 @@ mod runtime;
 pub use api::*;
 pub use config::NodeConfig;
 pub use reload::{CertStatus, ReloadReport, SecurityConfig};
-pub use runtime::{Node, RuntimeStats};
+pub use runtime::{BandwidthView, Node, RuntimeStats};

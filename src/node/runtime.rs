@@ -48,6 +48,34 @@ pub struct RuntimeStats {
     pub dial_failures: AtomicU64,
     /// Durations of completed anti-entropy exchanges this node opened.
     pub sync_duration: crate::admin::Histogram,
+    /// Sync streams refused because the peer already had `inbound_syncs_per_peer` open.
+    pub syncs_refused: AtomicU64,
+    /// Time sync streams spent waiting for bandwidth tokens (µs).
+    pub sync_paced_us: AtomicU64,
+}
+
+/// The bandwidth limiter of a running node (see [`Node::bandwidth`]).
+#[derive(Debug, Clone)]
+pub struct BandwidthView {
+    /// Bytes admitted and sends refused, per traffic class.
+    pub stats: crate::core::limiter::LimiterStats,
+    /// Tokens in the global bucket now (bytes; 0 when unlimited).
+    pub tokens: u64,
+    /// The cap (bytes/s; 0 = unlimited).
+    pub rate: u64,
+    /// The bucket size (bytes).
+    pub burst: u64,
+    /// Back-off level (0 = none).
+    pub backoff_level: u32,
+}
+
+/// Counts a sync stream a peer has open with us; the count drops with the guard.
+struct StreamSlot(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn inc(c: &AtomicU64, n: u64) {
@@ -795,11 +823,23 @@ impl Node {
     }
 
     async fn read_bi(self, from: NodeId, conn: Connection) {
-        while let Ok((send, mut recv)) = conn.accept_bi().await {
+        // One connection per peer: this counts the sync streams the peer has open.
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let limit = self.inner.engine().config().inbound_syncs_per_peer.max(1);
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            if open.fetch_add(1, Ordering::Relaxed) >= limit {
+                open.fetch_sub(1, Ordering::Relaxed);
+                inc(&self.inner.stats.syncs_refused, 1);
+                let _ = send.reset(quinn::VarInt::from_u32(1));
+                let _ = recv.stop(quinn::VarInt::from_u32(1));
+                continue;
+            }
+            let slot = StreamSlot(open.clone());
             let node = self.clone();
             let from = from.clone();
             let conn = conn.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let mut t = [0u8; 1];
                 let ok = recv.read_exact(&mut t).await.is_ok() && t[0] == wire::STREAM_SYNC;
                 if !ok {
@@ -863,14 +903,43 @@ impl Node {
         }
     }
 
+    /// Writes frames to a sync stream, each byte paid for with bandwidth tokens first
+    /// (the engine's limiter; a join is membership traffic, a periodic exchange the
+    /// lowest priority), waiting for them when the bucket is short.
     async fn send_frames(
         &self,
         send: &mut quinn::SendStream,
         frames: &[SyncFrame],
+        peer: &NodeId,
+        kind: SyncKind,
     ) -> Result<(), TransportError> {
         for f in frames {
-            let n = transport::write_frame(send, f).await?;
-            inc(&self.inner.stats.sync_bytes_sent, n as u64);
+            // Each piece goes on the wire as soon as it is paid for, so the stream's
+            // egress follows the bucket rather than bursting a whole frame at once.
+            let bytes = wire::encode_frame(f);
+            let mut off = 0;
+            while off < bytes.len() {
+                let now = self.inner.now();
+                let res = {
+                    let mut e = self.inner.engine();
+                    let chunk = (bytes.len() - off).min(e.stream_chunk(kind));
+                    e.stream_admit(now, peer, kind, chunk).map(|()| chunk)
+                };
+                match res {
+                    Ok(chunk) => {
+                        send.write_all(&bytes[off..off + chunk])
+                            .await
+                            .map_err(|e| TransportError::Stream(e.to_string()))?;
+                        off += chunk;
+                        inc(&self.inner.stats.sync_bytes_sent, chunk as u64);
+                    }
+                    Err(at_us) => {
+                        let wait = Duration::from_micros(at_us.saturating_sub(now.mono_us));
+                        inc(&self.inner.stats.sync_paced_us, wait.as_micros() as u64);
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -956,7 +1025,8 @@ impl Node {
         send.write_all(&[wire::STREAM_SYNC])
             .await
             .map_err(|e| TransportError::Stream(e.to_string()))?;
-        self.send_frames(&mut send, &[open, SyncFrame::End]).await?;
+        self.send_frames(&mut send, &[open, SyncFrame::End], peer, kind)
+            .await?;
         let mut s = Some(sess);
         let mut checked = false;
         self.receive_turn(&mut recv, &mut s, peer, conn, &mut checked)
@@ -969,7 +1039,7 @@ impl Node {
             .engine()
             .sync_reply_frames(&sess, ENTRIES_PER_FRAME);
         ours.push(SyncFrame::End);
-        self.send_frames(&mut send, &ours).await?;
+        self.send_frames(&mut send, &ours, peer, kind).await?;
         let _ = send.finish();
         let now = self.inner.now();
         self.inner.engine().sync_finish(now, sess);
@@ -998,7 +1068,8 @@ impl Node {
             f.push(SyncFrame::End);
             f
         };
-        self.send_frames(&mut send, &frames).await?;
+        self.send_frames(&mut send, &frames, from, sess.kind)
+            .await?;
         let mut s = Some(sess);
         self.receive_turn(&mut recv, &mut s, from, conn, &mut checked)
             .await?;
@@ -1135,5 +1206,23 @@ impl Node {
     pub fn queue_stats(&self) -> (crate::core::dissemination::QueueStats, usize) {
         let e = self.inner.engine();
         (e.queue().stats().clone(), e.queue().len())
+    }
+
+    /// The bandwidth limiter as it stands: counters, tokens now, cap, back-off level.
+    pub fn bandwidth(&self) -> BandwidthView {
+        let now = self.inner.now();
+        let e = self.inner.engine();
+        let l = e.limiter();
+        BandwidthView {
+            stats: l.stats().clone(),
+            tokens: if l.is_limited() {
+                l.tokens(now.mono_us)
+            } else {
+                0
+            },
+            rate: l.rate(),
+            burst: l.burst(),
+            backoff_level: e.backoff_level(),
+        }
     }
 }
