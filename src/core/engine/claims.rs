@@ -9,9 +9,10 @@
 //! suspicion of Y, raise Y's incarnation as alive, or change Y's metadata.
 //!
 //! A refused claim is a hint, not noise: it is counted, and we send Y our view of it
-//! directly (at most once per probe period per member). Y, when told something about
+//! directly (at most once per probe timeout per member, retried while unanswered). Y,
+//! when told something about
 //! itself that is older than or different from its current state, answers the teller
-//! directly with that state (at most once per probe period per teller), which is
+//! directly with that state (at most once per probe timeout per teller), which is
 //! first-hand. Refutations, revivals, leaves and metadata updates thus still reach every
 //! node, one round trip later than gossip alone would bring them.
 
@@ -38,7 +39,7 @@ pub(super) struct Claims {
     /// Peer → when (mono µs) we last answered it with our own state.
     answered: BTreeMap<NodeId, u64>,
     /// Member → (incarnation a refused claim named, verifications sent): retried every
-    /// probe period until we hold the member at that incarnation or the attempts run out.
+    /// probe timeout until we hold the member at that incarnation or the attempts run out.
     pending: BTreeMap<NodeId, (u64, u32)>,
     /// When (mono µs) we last announced a refutation to every live member.
     announced_us: Option<u64>,
@@ -144,12 +145,13 @@ impl Engine {
     }
 
     /// Sends member `id` our view of it, so that it answers first-hand if the view is
-    /// out of date (at most once per probe period per member).
+    /// out of date (at most once per probe timeout per member: an answer takes a round
+    /// trip, and a lost one is asked again as soon as an ack would be overdue).
     fn verify_with(&mut self, now: Now, id: &NodeId) {
         let Some(view) = self.members.get(id).map(|m| m.state.clone()) else {
             return;
         };
-        let period = self.cfg.probe_interval_ms * 1000;
+        let period = self.cfg.probe_timeout_ms * 1000;
         if !admit(&mut self.claims.verified, id, now.mono_us, period) {
             return;
         }
@@ -160,7 +162,7 @@ impl Engine {
         self.send_direct(id, vec![Item::Member(view)]);
     }
 
-    /// Asks again, once per probe period, the members a refused claim said had moved on
+    /// Asks again, once per probe timeout, the members a refused claim said had moved on
     /// when their answer has not arrived (the verification or the answer was lost).
     pub(super) fn retry_verifications(&mut self, now: Now) {
         if self.claims.pending.is_empty() {
@@ -198,7 +200,7 @@ impl Engine {
 
     /// A claim about ourselves from `sender`: refuted if it says we are down (or names a
     /// later life); if what `sender` holds is not our current state, we tell it
-    /// directly (at most once per probe period per sender).
+    /// directly (at most once per probe timeout per sender).
     pub(super) fn claim_about_me(&mut self, now: Now, sender: &NodeId, s: MemberState) {
         if let Some(change) = self.members.apply(now.mono_us, s.clone()) {
             self.emit_member_change(now, change, true);
@@ -206,7 +208,7 @@ impl Engine {
         if sender == self.id() || s == *self.members.me() {
             return;
         }
-        let period = self.cfg.probe_interval_ms * 1000;
+        let period = self.cfg.probe_timeout_ms * 1000;
         if !admit(&mut self.claims.answered, sender, now.mono_us, period) {
             return;
         }
@@ -353,7 +355,7 @@ mod tests {
         assert_eq!(view(&r, "y"), suspected, "view of Y unchanged");
         assert_eq!(r.stats().claims_refused, 1);
 
-        // The same forgery again within the probe period: counted, not re-verified.
+        // The same forgery again within the probe timeout: counted, not re-verified.
         let again = send(&mut r, at(30), x.id(), vec![Item::Member(forged)]);
         assert_eq!(r.stats().claims_refused, 2);
         assert!(members_sent(&again, y.id(), y.id()).is_empty());
@@ -486,16 +488,16 @@ mod tests {
     }
 
     #[test]
-    fn an_unanswered_verification_is_retried_each_probe_period() {
+    fn an_unanswered_verification_is_retried_each_probe_timeout() {
         let (y, mut r, x) = cluster();
         let mut refuted = y.members().me().clone();
         refuted.incarnation += 1;
         let first = send(&mut r, at(10), x.id(), vec![Item::Member(refuted)]);
         assert_eq!(members_sent(&first, y.id(), y.id()).len(), 1);
-        // Neither the verification nor an answer arrives; the next probe periods retry
-        // (each retry sends Y what R then holds), until the attempts run out.
+        // Neither the verification nor an answer arrives; it is asked again once per
+        // probe timeout (each retry sends Y what R then holds), until the attempts run out.
         let mut counts = Vec::new();
-        for t in [600, 1_100, 2_200, 3_300, 4_400] {
+        for t in [300, 600, 1_200, 2_200, 3_300] {
             r.handle_timeout(at(t));
             let o = drain(&mut r);
             assert!(
