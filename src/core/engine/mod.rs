@@ -123,7 +123,7 @@ impl Default for Config {
             suspicion_max_mult: 6,
             awareness_max: 8,
             reap_timeout_ms: 3_600_000,
-            gossip_bandwidth: 1_000_000,
+            gossip_bandwidth: 10_000_000,
             gossip_burst: 0,
             per_peer_share: 0.5,
             inbound_datagrams_per_peer: 2_000,
@@ -152,7 +152,8 @@ impl Config {
     }
 
     /// The WAN profile: longer probe period and timeouts, slower gossip and
-    /// anti-entropy, for links of tens to hundreds of milliseconds.
+    /// anti-entropy, and a 1 MB/s gossip cap, for links of tens to hundreds of
+    /// milliseconds.
     pub fn wan() -> Self {
         Self {
             gossip_interval_ms: 500,
@@ -160,6 +161,7 @@ impl Config {
             probe_interval_ms: 5_000,
             probe_timeout_ms: 3_000,
             suspicion_mult: 6,
+            gossip_bandwidth: 1_000_000,
             ..Self::default()
         }
     }
