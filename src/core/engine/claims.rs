@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use super::Engine;
 use crate::core::dissemination::{Class, Topic};
+use crate::core::limiter::Traffic;
 use crate::core::membership::SecondHand;
 use crate::core::proto::{Item, MemberState};
 use crate::core::{NodeId, Now};
@@ -43,6 +44,8 @@ pub(super) struct Claims {
     pending: BTreeMap<NodeId, (u64, u32)>,
     /// When (mono µs) we last announced a refutation to every live member.
     announced_us: Option<u64>,
+    /// Members the announcement has yet to reach (paced by the bandwidth bucket).
+    to_announce: Vec<NodeId>,
 }
 
 /// True (and records `now_us`) if `key` was not let through within `period_us`.
@@ -162,9 +165,11 @@ impl Engine {
         self.send_direct(id, vec![Item::Member(view)]);
     }
 
-    /// Asks again, once per probe timeout, the members a refused claim said had moved on
+    /// Continues a paced announcement, and asks again, once per probe timeout, the
+    /// members a refused claim said had moved on
     /// when their answer has not arrived (the verification or the answer was lost).
     pub(super) fn retry_verifications(&mut self, now: Now) {
+        self.continue_announcing(now);
         if self.claims.pending.is_empty() {
             return;
         }
@@ -192,9 +197,35 @@ impl Engine {
             return;
         }
         self.claims.announced_us = Some(now.mono_us);
-        let me = self.members.me().clone();
-        for id in self.members.live_ids().to_vec() {
-            self.send_direct(&id, vec![Item::Member(me.clone())]);
+        self.claims.to_announce = self.members.live_ids().to_vec();
+        self.continue_announcing(now);
+    }
+
+    /// Sends our current state alone (no piggybacked gossip) to as many of the members
+    /// still to be told as the bandwidth bucket affords while keeping half of it: a burst
+    /// to every member would otherwise drain the bucket and push the node into back-off.
+    /// The rest wait for the next timer tick.
+    fn continue_announcing(&mut self, now: Now) {
+        if self.claims.to_announce.is_empty() {
+            return;
+        }
+        let item = (Item::Member(self.members.me().clone()), Traffic::Membership);
+        let (cost, _) = Self::wire_cost(std::slice::from_ref(&item));
+        let room = if self.limiter.is_limited() {
+            let spare = self
+                .limiter
+                .tokens(now.mono_us)
+                .saturating_sub(self.limiter.burst() / 2);
+            (spare / cost.max(1) as u64) as usize
+        } else {
+            usize::MAX
+        };
+        let n = room.min(self.claims.to_announce.len());
+        let batch: Vec<NodeId> = self.claims.to_announce.drain(..n).collect();
+        for id in batch {
+            if let Some(addr) = self.addr_of(&id) {
+                self.emit(&id, addr, vec![item.clone()], false);
+            }
         }
     }
 
