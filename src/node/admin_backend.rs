@@ -430,6 +430,21 @@ impl Node {
                 "Times the bandwidth back-off stepped up.",
                 e.backoff_steps,
             ),
+            (
+                "gossamer_claims_refused_total",
+                "Second-hand membership claims refused (a node may speak only for itself).",
+                e.claims_refused,
+            ),
+            (
+                "gossamer_claims_verified_total",
+                "Refused claims verified by asking the member itself.",
+                e.claims_verified,
+            ),
+            (
+                "gossamer_claims_answered_total",
+                "Stale views of this node corrected first-hand.",
+                e.claims_answered,
+            ),
         ] {
             f.counter(name, help, v);
         }
