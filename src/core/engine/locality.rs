@@ -352,8 +352,8 @@ impl Engine {
         self.loc.wan.retain(|(_, left)| *left > 0);
     }
 
-    /// Records a round-trip time to `peer` measured by the transport (for example quinn's
-    /// smoothed RTT of the connection). Probe timeouts toward `peer` adapt to the larger
+    /// Records a round-trip time to `peer` measured by the transport (for example the QUIC
+    /// connection's smoothed RTT). Probe timeouts toward `peer` adapt to the larger
     /// of this and the probes' own round trips.
     pub fn observe_rtt(&mut self, peer: &NodeId, rtt_us: u64) {
         if self.members.get(peer).is_none() {
