@@ -117,6 +117,43 @@ pub enum Item {
         /// Who suspects it.
         accuser: NodeId,
     },
+    /// A key-value update pushed down the broadcast tree: the receiver applies it and
+    /// forwards it to the members strictly between itself and `until` in ring order
+    /// (its subtree), each with its own part of that span.
+    Tree {
+        /// The update.
+        entry: Entry,
+        /// End (exclusive) of the receiver's span of the ring; the receiver's own id
+        /// means the whole ring.
+        until: NodeId,
+    },
+    /// The sender holds the write `(writer, counter)` (a lazy push: the id, not the
+    /// update). A receiver that lacks it asks for it with [`Item::Graft`].
+    IHave {
+        /// Writer of the update.
+        writer: NodeId,
+        /// Its dot counter.
+        counter: u64,
+    },
+    /// Asks the receiver for the entry holding the write `(writer, counter)`; answered
+    /// with an [`Item::Delta`].
+    Graft {
+        /// Writer of the update.
+        writer: NodeId,
+        /// Its dot counter.
+        counter: u64,
+    },
+}
+
+impl Item {
+    /// True for the items that carry or name key-value data (as opposed to membership
+    /// and probes): with locality they never cross datacenters on the gossip queue.
+    pub fn is_data(&self) -> bool {
+        matches!(
+            self,
+            Item::Delta(_) | Item::Tree { .. } | Item::IHave { .. } | Item::Graft { .. }
+        )
+    }
 }
 
 /// A gossip datagram: several items packed together.

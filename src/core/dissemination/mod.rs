@@ -13,6 +13,7 @@ fn traffic_of(p: &Pending) -> Traffic {
         Class::Membership => Traffic::Membership,
         Class::Delta if p.transmits == 0 => Traffic::Fresh,
         Class::Delta => Traffic::Retransmit,
+        Class::Id => Traffic::Retransmit,
     }
 }
 
@@ -23,6 +24,8 @@ pub enum Class {
     Membership = 0,
     /// Key-value deltas.
     Delta = 1,
+    /// Ids of updates (lazy push, see `engine/tree.rs`): repair, after the data.
+    Id = 2,
 }
 
 /// What a broadcast is about; a newer broadcast about the same thing replaces the older.
@@ -239,11 +242,11 @@ impl BroadcastQueue {
         out
     }
 
-    /// Shrinks every queued delta's remaining budget to at most `max` further
+    /// Shrinks every queued delta's (and id's) remaining budget to at most `max` further
     /// transmissions (bandwidth back-off; membership broadcasts keep theirs).
     pub fn cap_delta_budgets(&mut self, max: u32) {
         for p in self.by_seq.values_mut() {
-            if p.class == Class::Delta {
+            if p.class != Class::Membership {
                 p.budget = p.budget.min(p.transmits + max.max(1));
             }
         }

@@ -46,19 +46,22 @@ const MAX_ADAPTIVE_RTT_US: u64 = 10_000_000;
 
 /// Live peers split by datacenter.
 #[derive(Debug, Clone, Default)]
-struct View {
+pub(super) struct View {
     /// Peers in our datacenter.
     local: Vec<NodeId>,
     /// Peers elsewhere.
     remote: Vec<NodeId>,
     /// Peers elsewhere, by datacenter (sorted by name).
     by_dc: Vec<(String, Vec<NodeId>)>,
+    /// The broadcast tree's ring: us and the live peers a write is pushed to (our
+    /// datacenter with locality, everyone without), sorted by id.
+    pub(super) ring: Vec<NodeId>,
 }
 
 /// Locality state of one engine.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Locality {
-    view: View,
+    pub(super) view: View,
     /// (member digest, live count) the view was built from.
     view_key: Option<(u64, usize)>,
     /// Our datacenter when the view was built.
@@ -141,7 +144,7 @@ impl Engine {
 
     /// Rebuilds the split of live peers by datacenter if the member table changed (at
     /// most once per [`VIEW_REFRESH_US`] while it keeps changing).
-    fn refresh_view(&mut self) {
+    pub(super) fn refresh_view(&mut self) {
         let key = (self.members.digest(), self.members.live_count());
         let same_dc = self.loc.view_dc == self.my_dc();
         if self.loc.view_key.is_some()
@@ -165,6 +168,15 @@ impl Engine {
                 by_dc.entry(&m.state.info.dc).or_default().push(id.clone());
             }
         }
+        let mut ring = if self.cfg.locality {
+            view.local.clone()
+        } else {
+            self.members.live_ids().to_vec()
+        };
+        ring.push(self.id().clone());
+        ring.sort();
+        ring.dedup();
+        view.ring = ring;
         view.by_dc = by_dc
             .into_iter()
             .map(|(dc, ids)| (dc.to_string(), ids))
@@ -472,6 +484,11 @@ mod tests {
         e
     }
 
+    /// A delta or a tree push: the update itself, not its id.
+    fn carries_update(i: &Item) -> bool {
+        matches!(i, Item::Delta(_) | Item::Tree { .. })
+    }
+
     fn dc_of(id: &NodeId) -> char {
         id.as_str().chars().next().unwrap()
     }
@@ -525,16 +542,14 @@ mod tests {
         let out = sent(&mut e);
         let deltas_to = |dc: char, out: &[(NodeId, Datagram)]| {
             out.iter()
-                .filter(|(to, d)| {
-                    dc_of(to) == dc && d.items.iter().any(|i| matches!(i, Item::Delta(_)))
-                })
+                .filter(|(to, d)| dc_of(to) == dc && d.items.iter().any(carries_update))
                 .count()
         };
         assert_eq!(deltas_to('b', &out), 2, "{out:?}");
         assert_eq!(deltas_to('c', &out), 2);
         assert_eq!(deltas_to('a', &out), 3);
-        // Gossip rounds: one WAN retransmit per remote dc, then none; the queue's own
-        // retransmits stay in dc "a".
+        // Gossip rounds: one WAN retransmit per remote dc, then none; what the queue
+        // repeats (ids, or deltas with random push) stays in dc "a".
         let mut wan = 0;
         for r in 1..40 {
             e.handle_timeout(now(10 + r * 200));
@@ -565,15 +580,11 @@ mod tests {
         }
         let home = out
             .iter()
-            .filter(|(to, d)| {
-                dc_of(to) == 'a' && d.items.iter().any(|i| matches!(i, Item::Delta(_)))
-            })
+            .filter(|(to, d)| dc_of(to) == 'a' && d.items.iter().any(carries_update))
             .count();
         let away = out
             .iter()
-            .filter(|(to, d)| {
-                dc_of(to) != 'a' && d.items.iter().any(|i| matches!(i, Item::Delta(_)))
-            })
+            .filter(|(to, d)| dc_of(to) != 'a' && d.items.iter().any(carries_update))
             .count();
         assert!(home >= 3, "spread at home {home} times");
         assert_eq!(away, 0, "a delta from another dc went back across the WAN");

@@ -19,6 +19,9 @@ use crate::core::{NodeId, Now};
 mod claims;
 mod locality;
 mod swim;
+mod tree;
+
+pub use tree::GRAFT_TRIES;
 
 /// Protocol tuning. Every field is settable in the node's configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +40,14 @@ pub struct Config {
     pub max_datagram: usize,
     /// Push deltas as datagrams (false leaves replication to anti-entropy alone).
     pub push_deltas: bool,
+    /// Push each update down a broadcast tree (about one copy per member, log₂ N hops)
+    /// and repeat only its id in gossip rounds; members missing an id ask for it
+    /// (`engine/tree.rs`). `false` is the older random push: `fanout` random peers per
+    /// hop and the whole update repeated in gossip rounds.
+    pub tree_push: bool,
+    /// With `tree_push`: how long a member told of an update it lacks waits for the tree
+    /// to bring it before asking the teller (ms; at least twice the round trip to it).
+    pub graft_timeout_ms: u64,
     /// How long deletes are remembered (ms) before their tombstones are collected.
     pub tombstone_grace_ms: u64,
     /// Shortest wait between attempts to contact a seed (ms).
@@ -107,6 +118,8 @@ impl Default for Config {
             retransmit_mult: 4,
             max_datagram: 1_200,
             push_deltas: true,
+            tree_push: true,
+            graft_timeout_ms: 50,
             tombstone_grace_ms: 24 * 3600 * 1000,
             seed_backoff_floor_ms: 1_000,
             seed_backoff_cap_ms: 30_000,
@@ -161,6 +174,7 @@ impl Config {
             probe_interval_ms: 5_000,
             probe_timeout_ms: 3_000,
             suspicion_mult: 6,
+            graft_timeout_ms: 500,
             gossip_bandwidth: 1_000_000,
             ..Self::default()
         }
@@ -183,6 +197,13 @@ impl Config {
         pos("retransmit_mult", self.retransmit_mult as u64)?;
         pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
         pos("queue_max", self.queue_max as u64)?;
+        if self.graft_timeout_ms > 60_000 {
+            return Err(format!(
+                "graft_timeout_ms must be at most 60000 (got {}): a missing update waits that \
+                 long before it is asked for",
+                self.graft_timeout_ms
+            ));
+        }
         self.validate_locality()?;
         pos("probe_interval_ms", self.probe_interval_ms)?;
         pos("probe_timeout_ms", self.probe_timeout_ms)?;
@@ -353,6 +374,18 @@ pub struct EngineStats {
     /// Of those, dropped after all: stale (older than a probe period) or the wait list
     /// was full.
     pub deferred_dropped: u64,
+    /// Updates sent down the broadcast tree (one per child).
+    pub tree_sent: u64,
+    /// Ids announced to us of updates we lacked.
+    pub ids_missing: u64,
+    /// Graft requests sent (an update asked for by id).
+    pub grafts_sent: u64,
+    /// Updates sent in answer to grafts.
+    pub grafts_answered: u64,
+    /// Missing ids given up after every graft try (anti-entropy repairs them).
+    pub grafts_abandoned: u64,
+    /// Missing ids not tracked because too many were pending (anti-entropy repairs them).
+    pub grafts_dropped: u64,
 }
 
 /// What a restarted node brings back from its data directory.
@@ -420,6 +453,8 @@ pub struct Engine {
     clock_us: u64,
     /// Direct membership messages waiting for tokens: (to, items, expiry µs).
     deferred: VecDeque<Deferred>,
+    /// Ids we were told of and lack (tree push's lazy repair).
+    lazy: tree::Lazy,
 }
 
 /// A direct message waiting for tokens: recipient, items, expiry (mono µs).
@@ -509,6 +544,7 @@ impl Engine {
             backoff: Backoff::default(),
             clock_us: now.mono_us,
             deferred: VecDeque::new(),
+            lazy: tree::Lazy::default(),
             cfg,
         }
     }
@@ -765,7 +801,8 @@ impl Engine {
             .min(self.next_sync_us)
             .min(self.next_gc_us)
             .min(self.swim.next_deadline())
-            .min(self.deferred_deadline().unwrap_or(u64::MAX));
+            .min(self.deferred_deadline().unwrap_or(u64::MAX))
+            .min(self.graft_deadline().unwrap_or(u64::MAX));
         for s in &self.seeds {
             if !s.in_flight && !self.seed_satisfied(s) {
                 t = t.min(s.next_us);
@@ -782,6 +819,9 @@ impl Engine {
             self.flush_deferred();
         }
         self.swim_timers(now);
+        if self.graft_deadline().is_some_and(|d| d <= t) {
+            self.graft_timers();
+        }
         if t >= self.next_gossip_us {
             self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
             self.update_backoff();
@@ -906,7 +946,7 @@ impl Engine {
             let far = self.crosses_dc(p);
             let items = self.queue.pack_classified(max, caps, first, |item| {
                 // Never echo a member's own announcement back to it.
-                (far && matches!(item, Item::Delta(_)))
+                (far && item.is_data())
                     || matches!(item, Item::Member(s) if Some(&s.info.id) == skip_from.filter(|f| *f == p))
             });
             if items.is_empty() {
@@ -1024,9 +1064,28 @@ impl Engine {
         self.stats.items_in += dg.items.len() as u64;
         self.members.heard_from(from, now.mono_us);
         let mut fresh: Vec<u64> = Vec::new();
+        let mut batches = tree::Batches::new();
+        let mut answers = Vec::new();
         for item in dg.items {
             match item {
+                Item::Delta(e) if self.tree_mode() => {
+                    // A relay from another datacenter starts a tree at home; anything
+                    // else (a graft's answer) is only announced onward.
+                    if let Some(e) = self.apply_fresh(now, e) {
+                        if self.crosses_dc(from) {
+                            let me = self.id().clone();
+                            self.tree_forward(&mut batches, &e, &me);
+                        }
+                    }
+                }
                 Item::Delta(e) => fresh.extend(self.apply_delta(now, e)),
+                Item::Tree { entry, until } => {
+                    if self.apply_tree(now, entry.clone()) {
+                        self.tree_forward(&mut batches, &entry, &until);
+                    }
+                }
+                Item::IHave { writer, counter } => self.on_ihave(from, writer, counter),
+                Item::Graft { writer, counter } => self.on_graft(&mut answers, &writer, counter),
                 Item::Member(s) => self.apply_member(now, from, s, true),
                 Item::Ping { seq } => self.on_ping(now, from, seq),
                 Item::Ack { seq } => self.on_ack(now, from, seq),
@@ -1040,10 +1099,65 @@ impl Engine {
             }
         }
         self.tell_if_down(now, from);
+        if !batches.is_empty() {
+            self.send_tree_batches(batches);
+        }
+        if !answers.is_empty() {
+            self.answer_grafts(from, answers);
+        }
         if !fresh.is_empty() {
             // Eager push: forward what we just learned at once, ahead of anything queued.
             let peers = self.pick_local_peers(self.fanout(), Some(from));
             self.push_to(&peers, Some(from), &fresh);
+        }
+    }
+
+    /// Applies a tree-pushed update (announcing it if it was news); false if invalid.
+    /// The caller forwards it down its span even when it was not news: spans shrink at
+    /// every hop, and another path may not have covered ours.
+    fn apply_tree(&mut self, now: Now, e: Entry) -> bool {
+        match self.store.apply(e, now.wall_ms) {
+            Err(_) => {
+                self.stats.items_invalid += 1;
+                false
+            }
+            Ok(a) => {
+                if let Some(entry) = a.changed {
+                    if !a.already_seen {
+                        self.announce(&entry);
+                    }
+                    self.out.push_back(Output::Event(Event::Kv {
+                        entry,
+                        local: false,
+                        conflict: a.conflict,
+                    }));
+                }
+                true
+            }
+        }
+    }
+
+    /// Applies a delta (tree mode); returns the stored entry if it was news, after
+    /// queueing its id.
+    fn apply_fresh(&mut self, now: Now, e: Entry) -> Option<Entry> {
+        match self.store.apply(e, now.wall_ms) {
+            Err(_) => {
+                self.stats.items_invalid += 1;
+                None
+            }
+            Ok(a) => {
+                let entry = a.changed?;
+                self.out.push_back(Output::Event(Event::Kv {
+                    entry: entry.clone(),
+                    local: false,
+                    conflict: a.conflict,
+                }));
+                if a.already_seen {
+                    return None;
+                }
+                self.announce(&entry);
+                Some(entry)
+            }
         }
     }
 
@@ -1097,7 +1211,14 @@ impl Engine {
             local: true,
             conflict: false,
         }));
-        if self.cfg.push_deltas {
+        if self.tree_mode() {
+            self.announce(&e);
+            let mut batches = tree::Batches::new();
+            let me = self.id().clone();
+            self.tree_forward(&mut batches, &e, &me);
+            self.send_tree_batches(batches);
+            self.relay_to_other_dcs(&e);
+        } else if self.cfg.push_deltas {
             let budget = self.delta_budget();
             let seq = self.queue.push(
                 Topic::Key(e.key.clone()),

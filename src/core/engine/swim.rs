@@ -168,8 +168,7 @@ impl Engine {
             // Probes of other datacenters carry no deltas (locality.rs).
             let far = self.crosses_dc(to);
             let more = self.queue.pack_classified(room, caps, &[], |item| {
-                (far && matches!(item, Item::Delta(_)))
-                    || matches!(item, Item::Member(s) if &s.info.id == to)
+                (far && item.is_data()) || matches!(item, Item::Member(s) if &s.info.id == to)
             });
             items.extend(more);
         }

@@ -488,6 +488,14 @@ impl Store {
             .collect()
     }
 
+    /// The stored entry whose version vector names the write `(writer, counter)`, if
+    /// that write is still part of one (a later write by the same writer to the same
+    /// key replaces it).
+    pub fn entry_by_dot(&self, writer: &NodeId, counter: u64) -> Option<&Entry> {
+        let key = self.index.get(&(writer.clone(), counter))?;
+        self.entries.get(key)
+    }
+
     /// Joins a peer's context into ours once everything it sent has been applied.
     /// This closes the gaps that superseded writes leave.
     pub fn join_context(&mut self, peer: &CausalContext) {
