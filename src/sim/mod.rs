@@ -217,7 +217,8 @@ struct SimNode {
 
 enum Ev {
     Start(usize),
-    Timer(usize),
+    /// Node `.0`'s engine timer, armed for `.1` (µs); stale if re-armed since.
+    Timer(usize, u64),
     Datagram {
         from: usize,
         to: usize,
@@ -516,7 +517,12 @@ impl Sim {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Start(i) => self.start_node(i, None),
-            Ev::Timer(i) => {
+            Ev::Timer(i, at) => {
+                if self.nodes[i].timer_at != Some(at) {
+                    // Superseded by an earlier arming (or the node restarted): firing it
+                    // too would re-arm a second timer chain beside the live one.
+                    return;
+                }
                 self.nodes[i].timer_at = None;
                 let now = self.now_of(i);
                 if let Some(e) = self.nodes[i].engine.as_mut() {
@@ -840,7 +846,7 @@ impl Sim {
             let t = e.poll_timeout().max(self.now_us);
             if self.nodes[i].timer_at.is_none_or(|at| t < at) {
                 self.nodes[i].timer_at = Some(t);
-                self.schedule(t, Ev::Timer(i));
+                self.schedule(t, Ev::Timer(i, t));
             }
         }
     }
