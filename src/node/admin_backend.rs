@@ -445,6 +445,31 @@ impl Node {
                 "Stale views of this node corrected first-hand.",
                 e.claims_answered,
             ),
+            (
+                "gossamer_tree_pushes_total",
+                "Updates sent down the broadcast tree (one per child).",
+                e.tree_sent,
+            ),
+            (
+                "gossamer_ids_missing_total",
+                "Update ids announced to this node while it lacked the update.",
+                e.ids_missing,
+            ),
+            (
+                "gossamer_grafts_sent_total",
+                "Missing updates asked for by id.",
+                e.grafts_sent,
+            ),
+            (
+                "gossamer_grafts_answered_total",
+                "Updates sent in answer to a peer's graft.",
+                e.grafts_answered,
+            ),
+            (
+                "gossamer_grafts_abandoned_total",
+                "Missing ids given up after every graft try or not tracked (anti-entropy repairs them).",
+                e.grafts_abandoned + e.grafts_dropped,
+            ),
         ] {
             f.counter(name, help, v);
         }

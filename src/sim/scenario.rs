@@ -373,6 +373,11 @@ pub struct Report {
     pub sync_bytes_per_node_s: f64,
     /// Concurrent writes resolved (sum over nodes).
     pub conflicts: u64,
+    /// Copies of each write received per node (store duplicates plus applied updates,
+    /// over writes × (N − 1)): about 1 with tree push.
+    pub copies_per_update: f64,
+    /// Graft requests sent (updates asked for by id after the tree missed them).
+    pub grafts: u64,
     /// Datagrams lost / cut by partitions.
     pub lost: u64,
     /// Cut by partitions or down nodes.
@@ -446,6 +451,11 @@ impl Report {
             format!("{:.2}", self.datagrams_per_node_s),
         );
         row(&mut s, "conflicts resolved", self.conflicts.to_string());
+        row(
+            &mut s,
+            "copies per update, grafts",
+            format!("{:.2}, {}", self.copies_per_update, self.grafts),
+        );
         row(
             &mut s,
             "datagrams lost / cut",
@@ -856,15 +866,24 @@ impl Scenario {
         let n = sim.len();
         let (mut bytes, mut dgrams, mut sync) = (0u64, 0u64, 0u64);
         let mut conflicts = 0;
+        let (mut copies, mut grafts) = (0u64, 0u64);
         for i in 0..n {
             let t = sim.traffic(i);
             bytes += t.datagram_bytes + t.sync_bytes;
             sync += t.sync_bytes;
             dgrams += t.datagrams;
             if let Some(e) = sim.engine(i) {
-                conflicts += e.store().stats().conflicts;
+                let st = e.store().stats();
+                conflicts += st.conflicts;
+                copies += st.duplicates + st.remote_applied;
+                grafts += e.stats().grafts_sent;
             }
         }
+        let copies_per_update = if sim.writes().is_empty() || n < 2 {
+            0.0
+        } else {
+            copies as f64 / (sim.writes().len() as f64 * (n - 1) as f64)
+        };
         let per = |x: u64| x as f64 / n as f64 / virtual_s.max(1e-9);
         let p = [
             percentile(&prop, 0.5),
@@ -1021,6 +1040,8 @@ impl Scenario {
             datagrams_per_node_s: per(dgrams),
             sync_bytes_per_node_s: per(sync),
             conflicts,
+            copies_per_update,
+            grafts,
             lost: stats.lost,
             cut: stats.cut,
             false_suspicions: stats.false_suspicions,

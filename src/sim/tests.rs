@@ -411,3 +411,51 @@ fn without_cross_datacenter_anti_entropy_a_datacenter_becomes_an_island() {
         r.lost
     );
 }
+
+/// 50 nodes writing 20 distinct keys per second for a minute, with `loss` and `[gossip]`.
+fn tree_scenario(name: &str, loss: f64, gossip: &str) -> String {
+    format!(
+        "name = \"{name}\"\nnodes = 50\nseed = 23\nduration_s = 60\njoin_window_s = 2\n\
+         [network]\nlatency_ms = 5\njitter_ms = 2\nloss = {loss}\n\
+         [workload]\nwrites_per_sec = 20\nkeys = 1000000\nstart_s = 10\n\
+         [properties]\nconverge = true\nmembership_converges = true\n\
+         [gossip]\n{gossip}\n"
+    )
+}
+
+#[test]
+fn tree_push_delivers_each_write_about_once_and_grafts_what_loss_took() {
+    let clean = run(&tree_scenario("tree-clean", 0.0, ""), "tree-clean (inline)");
+    assert_eq!(clean.writes_converged, clean.writes);
+    assert!(
+        (0.99..1.1).contains(&clean.copies_per_update),
+        "{} copies per update without loss",
+        clean.copies_per_update
+    );
+    // Random push, same run otherwise: every member gets about `budget` copies.
+    let random = run(
+        &tree_scenario("random-clean", 0.0, "tree_push = false"),
+        "random-clean (inline)",
+    );
+    assert!(
+        random.copies_per_update > 4.0 * clean.copies_per_update,
+        "random push {} vs tree {} copies",
+        random.copies_per_update,
+        clean.copies_per_update
+    );
+    assert!(
+        clean.propagation_ms[1] < random.propagation_ms[1],
+        "tree p99 {} ms vs random {} ms",
+        clean.propagation_ms[1],
+        random.propagation_ms[1]
+    );
+    // Under 10% loss trees lose subtrees: ids and grafts bring every write everywhere.
+    let lossy = run(&tree_scenario("tree-loss", 0.1, ""), "tree-loss (inline)");
+    assert_eq!(lossy.writes_converged, lossy.writes);
+    assert!(lossy.grafts > 0, "loss must have cost some subtree a write");
+    assert!(
+        lossy.copies_per_update < 2.0,
+        "{} copies per update under loss",
+        lossy.copies_per_update
+    );
+}

@@ -119,7 +119,7 @@ impl Default for Config {
             max_datagram: 1_200,
             push_deltas: true,
             tree_push: true,
-            graft_timeout_ms: 50,
+            graft_timeout_ms: 20,
             tombstone_grace_ms: 24 * 3600 * 1000,
             seed_backoff_floor_ms: 1_000,
             seed_backoff_cap_ms: 30_000,
@@ -174,7 +174,6 @@ impl Config {
             probe_interval_ms: 5_000,
             probe_timeout_ms: 3_000,
             suspicion_mult: 6,
-            graft_timeout_ms: 500,
             gossip_bandwidth: 1_000_000,
             ..Self::default()
         }
@@ -1112,10 +1111,20 @@ impl Engine {
         }
     }
 
-    /// Applies a tree-pushed update (announcing it if it was news); false if invalid.
-    /// The caller forwards it down its span even when it was not news: spans shrink at
-    /// every hop, and another path may not have covered ours.
+    /// Applies a tree-pushed update (announcing it if it was news); true if it was news,
+    /// and only then does the caller forward it down its span. A copy we already had is
+    /// not forwarded, so a replayed item cannot make the tree send it again, unless we
+    /// learned it by anti-entropy or a graft before its tree copy came (once).
     fn apply_tree(&mut self, now: Now, e: Entry) -> bool {
+        if self.take_elsewhere(&e) {
+            // It reached us by anti-entropy or a graft before its tree did; our span
+            // still waits for it.
+            if self.store.apply(e, now.wall_ms).is_err() {
+                self.stats.items_invalid += 1;
+                return false;
+            }
+            return true;
+        }
         match self.store.apply(e, now.wall_ms) {
             Err(_) => {
                 self.stats.items_invalid += 1;
@@ -1132,7 +1141,7 @@ impl Engine {
                         conflict: a.conflict,
                     }));
                 }
-                true
+                !a.already_seen
             }
         }
     }
@@ -1156,6 +1165,7 @@ impl Engine {
                     return None;
                 }
                 self.announce(&entry);
+                self.learned_elsewhere(&entry);
                 Some(entry)
             }
         }
@@ -1358,6 +1368,9 @@ impl Engine {
                 Err(_) => self.stats.items_invalid += 1,
                 Ok(a) => {
                     if let Some(entry) = a.changed {
+                        if !a.already_seen {
+                            self.learned_elsewhere(&entry);
+                        }
                         self.stats.sync_entries_applied += 1;
                         self.out.push_back(Output::Event(Event::Kv {
                             entry,

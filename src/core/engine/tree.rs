@@ -9,7 +9,9 @@
 //!   receiver splits its span the same way. With agreeing views every member receives
 //!   the update exactly once, after at most ⌈log₂ N⌉ hops. Spans are bounded by ids,
 //!   not by counts, so members that only some views hold still fall in somebody's span;
-//!   a child our table no longer holds alive has its span split by us instead.
+//!   a child our table no longer holds alive has its span split by us instead. Only an
+//!   update that was news is forwarded (or one that reached us first by anti-entropy or
+//!   a graft, once): a replayed item costs one datagram, not a tree.
 //! - **Lazy push of ids.** Whoever learns an update queues its id ([`Item::IHave`]:
 //!   writer and dot counter, about 20 bytes) with the retransmit budget; gossip rounds
 //!   carry these ids to random peers, and tree datagrams carry them in their spare room.
@@ -24,7 +26,7 @@
 //! arrive from another datacenter (the writer's relays, see `locality.rs`) start a tree
 //! of their own at home.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::Engine;
 use crate::core::dissemination::{Class, Topic};
@@ -36,10 +38,9 @@ use crate::core::NodeId;
 /// Most ids waiting to be grafted at once; beyond it new ones are dropped (counted) and
 /// left to anti-entropy.
 const GRAFT_MAX: usize = 4_096;
-/// Graft requests per missing id before giving up to anti-entropy.
-pub const GRAFT_TRIES: u32 = 3;
-/// Shortest wait before a graft is retried (µs).
-const GRAFT_RETRY_MIN_US: u64 = 200_000;
+/// Graft requests per missing id before giving up to anti-entropy (an id announced again
+/// later starts over).
+pub const GRAFT_TRIES: u32 = 5;
 /// Oversized entries (sent on a reliable stream) answered per graft datagram.
 const GRAFT_OVERSIZED_MAX: usize = 2;
 /// How deep a dead child's span is split by us before we give it up to lazy repair.
@@ -58,11 +59,23 @@ struct PendingGraft {
     tries: u32,
 }
 
-/// Ids we were told of and lack.
+/// Ids we were told of and lack, and updates that reached us before their tree did.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Lazy {
     pending: BTreeMap<Dot, PendingGraft>,
     due: BTreeSet<(u64, Dot)>,
+    /// Updates we learned by anti-entropy or a graft whose tree copy has not come yet
+    /// (bounded, oldest forgotten first): that copy is still forwarded down our span.
+    elsewhere: BTreeSet<Dot>,
+    elsewhere_order: VecDeque<Dot>,
+}
+
+/// Most updates remembered as learned outside the tree.
+const ELSEWHERE_MAX: usize = 4_096;
+
+/// The id of `e`'s winning write.
+pub(super) fn dot_of(e: &Entry) -> Dot {
+    (e.writer.clone(), e.vv.get(&e.writer))
 }
 
 /// The children of `me` for its span `(me, until)` of `ring` (sorted, holding `me`), each
@@ -101,17 +114,37 @@ impl Engine {
         self.cfg.tree_push && self.cfg.push_deltas
     }
 
+    /// Notes that `e` reached us outside its tree (anti-entropy, a graft): if its tree
+    /// copy comes later, we still forward it down our span.
+    pub(super) fn learned_elsewhere(&mut self, e: &Entry) {
+        if !self.tree_mode() {
+            return;
+        }
+        let dot = dot_of(e);
+        if self.lazy.elsewhere.insert(dot.clone()) {
+            self.lazy.elsewhere_order.push_back(dot);
+            if self.lazy.elsewhere_order.len() > ELSEWHERE_MAX {
+                if let Some(old) = self.lazy.elsewhere_order.pop_front() {
+                    self.lazy.elsewhere.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True (once) if the tree copy of `e` should be forwarded although `e` was not news:
+    /// it reached us outside the tree first.
+    pub(super) fn take_elsewhere(&mut self, e: &Entry) -> bool {
+        self.lazy.elsewhere.remove(&dot_of(e))
+    }
+
     /// Queues the id of `e`'s winning write for the gossip rounds (lazy push).
     pub(super) fn announce(&mut self, e: &Entry) {
-        let counter = e.vv.get(&e.writer);
+        let (writer, counter) = dot_of(e);
         let budget = self.delta_budget();
         self.queue.push(
             Topic::Key(e.key.clone()),
             Class::Id,
-            Item::IHave {
-                writer: e.writer.clone(),
-                counter,
-            },
+            Item::IHave { writer, counter },
             budget,
         );
     }
@@ -290,8 +323,9 @@ impl Engine {
                 self.stats.grafts_abandoned += 1;
                 continue;
             }
-            let retry = (4 * self.graft_delay_us(&p.from)).max(GRAFT_RETRY_MIN_US);
-            let next = now + retry;
+            // Retry after the graft timeout again (at least twice the round trip): the
+            // request or its answer was lost, or the teller no longer had it.
+            let next = now + self.graft_delay_us(&p.from);
             self.lazy.due.insert((next, dot.clone()));
             self.lazy.pending.insert(
                 dot.clone(),
@@ -553,6 +587,57 @@ mod tests {
             e.budget(),
             "the id is announced its budget's worth"
         );
+    }
+
+    #[test]
+    fn a_replayed_tree_item_is_not_forwarded_again() {
+        let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
+        let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+        let mut e = engine("p00", &refs);
+        let mut w = engine("p05", &["p00"]);
+        let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
+        let item = Item::Tree {
+            entry,
+            until: id("p00"),
+        };
+        let trees = |out: &[(NodeId, Datagram)]| {
+            out.iter()
+                .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
+                .count()
+        };
+        let dg = Datagram {
+            items: vec![item.clone()],
+        };
+        e.handle_datagram(at(10), &id("p05"), dg.clone());
+        assert_eq!(trees(&datagrams(&mut e)), 4, "news goes down our span");
+        e.handle_datagram(at(11), &id("p05"), dg);
+        assert_eq!(trees(&datagrams(&mut e)), 0, "a replay is not forwarded");
+    }
+
+    #[test]
+    fn a_tree_copy_of_an_update_synced_first_is_still_forwarded_once() {
+        let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
+        let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+        let mut e = engine("p00", &refs);
+        let mut w = engine("p05", &["p00"]);
+        let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
+        let s = e.sync_accept(id("p09"), crate::core::proto::SyncKind::Periodic);
+        e.sync_on_entries(at(8), &s, vec![entry.clone()]);
+        let dg = Datagram {
+            items: vec![Item::Tree {
+                entry,
+                until: id("p00"),
+            }],
+        };
+        let trees = |out: &[(NodeId, Datagram)]| {
+            out.iter()
+                .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
+                .count()
+        };
+        e.handle_datagram(at(10), &id("p05"), dg.clone());
+        assert_eq!(trees(&datagrams(&mut e)), 4, "our span still needs it");
+        e.handle_datagram(at(11), &id("p05"), dg);
+        assert_eq!(trees(&datagrams(&mut e)), 0, "but only once");
     }
 
     #[test]
