@@ -529,7 +529,7 @@ fn main() {
         .expect("tokio runtime");
     println!(
         "peer comparison on 127.0.0.1: gossamer {} vs chitchat 0.13; both gossip every {} ms to 3 peers \
-         (gossamer: fanout 3, eager push, anti-entropy every 2 s; chitchat: GOSSIP_COUNT 3, protocol V1); \
+         (gossamer: fanout 3, tree push of updates, ids in gossip rounds, anti-entropy every 2 s; chitchat: GOSSIP_COUNT 3, protocol V1); \
          {} single writes per N, idle window {} s; bytes = UDP payload sent",
         env!("CARGO_PKG_VERSION"),
         o.interval.as_millis(),
