@@ -37,9 +37,13 @@ use crate::core::NodeId;
 /// (anti-entropy carries them).
 const WAN_PENDING_MAX: usize = 1_024;
 
-/// How often (µs) the split of live peers by datacenter may be rebuilt while the member
-/// table keeps changing (a join storm); in between it may lag by this much.
+/// How often (µs) the split of live peers by datacenter (and the broadcast tree's ring)
+/// may be rebuilt, at most, while the member table keeps changing (a join storm); in
+/// between it may lag by this much. Smaller clusters rebuild sooner: every
+/// [`VIEW_REFRESH_PER_MEMBER_US`] per member, so the work stays about constant.
 const VIEW_REFRESH_US: u64 = 1_000_000;
+/// Rebuild throttle per live member (µs): 5 ms at 50 members, 100 ms at 1,000.
+const VIEW_REFRESH_PER_MEMBER_US: u64 = 100;
 
 /// Longest round-trip time (µs) that probe timeouts adapt to.
 const MAX_ADAPTIVE_RTT_US: u64 = 10_000_000;
@@ -66,7 +70,7 @@ pub(super) struct Locality {
     view_key: Option<(u64, usize)>,
     /// Our datacenter when the view was built.
     view_dc: String,
-    /// `next_gossip_us` when the view was built (the engine's clock, to a gossip round).
+    /// The engine's clock when the view was built.
     view_built_us: u64,
     /// Our writes still to be resent across the WAN, with the resends left.
     wan: Vec<(Entry, u32)>,
@@ -142,15 +146,19 @@ impl Engine {
                 .is_some_and(|m| m.state.info.dc != self.members.me().info.dc)
     }
 
+    fn view_refresh_us(&self) -> u64 {
+        (self.members.live_count() as u64 * VIEW_REFRESH_PER_MEMBER_US).min(VIEW_REFRESH_US)
+    }
+
     /// Rebuilds the split of live peers by datacenter if the member table changed (at
-    /// most once per [`VIEW_REFRESH_US`] while it keeps changing).
+    /// most once per `view_refresh_us` while it keeps changing).
     pub(super) fn refresh_view(&mut self) {
         let key = (self.members.digest(), self.members.live_count());
         let same_dc = self.loc.view_dc == self.my_dc();
         if self.loc.view_key.is_some()
             && same_dc
             && (self.loc.view_key == Some(key)
-                || self.next_gossip_us < self.loc.view_built_us + VIEW_REFRESH_US)
+                || self.clock_us < self.loc.view_built_us + self.view_refresh_us())
         {
             return;
         }
@@ -184,7 +192,7 @@ impl Engine {
         self.loc.view = view;
         self.loc.view_key = Some(key);
         self.loc.view_dc = me;
-        self.loc.view_built_us = self.next_gossip_us;
+        self.loc.view_built_us = self.clock_us;
     }
 
     fn is_live(&self, id: &NodeId) -> bool {
