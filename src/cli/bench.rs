@@ -179,7 +179,7 @@ pub struct Row {
     pub copies_per_update: Option<f64>,
     /// Push-gossip rounds in theory: `log_{f+1}(N) + ln(N)/f`.
     pub theory_rounds: f64,
-    /// Eager-push hops in theory: `log_f(N)`.
+    /// Hops in theory: `⌈log₂ N⌉` down the broadcast tree, `log_f(N)` for random push.
     pub theory_hops: f64,
     /// p99 propagation in gossip rounds (p99 / gossip interval).
     pub measured_rounds_p99: Option<f64>,
@@ -421,9 +421,14 @@ pub fn theory_rounds(n: usize, fanout: usize) -> f64 {
     n.ln() / (f + 1.0).ln() + n.ln() / f
 }
 
-/// `log_f(N)`: hops of an eager push tree with fanout f (f = 1 counts as 2).
-pub fn theory_hops(n: usize, fanout: usize) -> f64 {
-    (n as f64).ln() / (fanout.max(2) as f64).ln()
+/// Hops for an update to reach all N: `⌈log₂ N⌉` down the broadcast tree (`tree`), or
+/// `log_f(N)` for a random eager push with fanout f (f = 1 counts as 2).
+pub fn theory_hops(n: usize, fanout: usize, tree: bool) -> f64 {
+    if tree {
+        (n.max(1) as f64).log2().ceil()
+    } else {
+        (n as f64).ln() / (fanout.max(2) as f64).ln()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -987,7 +992,11 @@ async fn quic_measure(
         propagation,
         copies_per_update: Some(copies / (p.writes as f64 * (n - 1) as f64)),
         theory_rounds: theory_rounds(n, p.gossip.fanout),
-        theory_hops: theory_hops(n, p.gossip.fanout),
+        theory_hops: theory_hops(
+            n,
+            p.gossip.fanout,
+            p.gossip.tree_push && p.gossip.push_deltas,
+        ),
         measured_rounds_p99,
         max_writes_per_s,
         detection: None,
@@ -1289,7 +1298,11 @@ fn sim_row(p: &Plan, n: usize, progress: &Progress) -> Row {
         propagation,
         copies_per_update: Some(copies / (p.writes as f64 * (n - 1) as f64)),
         theory_rounds: theory_rounds(n, p.gossip.fanout),
-        theory_hops: theory_hops(n, p.gossip.fanout),
+        theory_hops: theory_hops(
+            n,
+            p.gossip.fanout,
+            p.gossip.tree_push && p.gossip.push_deltas,
+        ),
         measured_rounds_p99,
         max_writes_per_s: None,
         detection,
