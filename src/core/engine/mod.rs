@@ -1149,6 +1149,18 @@ impl Engine {
     /// Applies a delta (tree mode); returns the stored entry if it was news, after
     /// queueing its id.
     fn apply_fresh(&mut self, now: Now, e: Entry) -> Option<Entry> {
+        let (entry, already_seen) = self.apply_and_tell(now, e)?;
+        if already_seen {
+            return None;
+        }
+        self.announce(&entry);
+        self.learned_elsewhere(&entry);
+        Some(entry)
+    }
+
+    /// Applies an entry from a peer and tells subscribers if it changed the state;
+    /// returns the stored entry and whether every write in it was already known.
+    fn apply_and_tell(&mut self, now: Now, e: Entry) -> Option<(Entry, bool)> {
         match self.store.apply(e, now.wall_ms) {
             Err(_) => {
                 self.stats.items_invalid += 1;
@@ -1161,12 +1173,7 @@ impl Engine {
                     local: false,
                     conflict: a.conflict,
                 }));
-                if a.already_seen {
-                    return None;
-                }
-                self.announce(&entry);
-                self.learned_elsewhere(&entry);
-                Some(entry)
+                Some((entry, a.already_seen))
             }
         }
     }
@@ -1174,30 +1181,17 @@ impl Engine {
     /// Applies a gossiped delta; if it was news worth forwarding, returns its handle in
     /// the broadcast queue.
     fn apply_delta(&mut self, now: Now, e: Entry) -> Option<u64> {
-        match self.store.apply(e, now.wall_ms) {
-            Err(_) => {
-                self.stats.items_invalid += 1;
-                None
-            }
-            Ok(a) => {
-                let entry = a.changed?;
-                self.out.push_back(Output::Event(Event::Kv {
-                    entry: entry.clone(),
-                    local: false,
-                    conflict: a.conflict,
-                }));
-                if a.already_seen || !self.cfg.push_deltas {
-                    return None;
-                }
-                let budget = self.delta_budget();
-                Some(self.queue.push(
-                    Topic::Key(entry.key.clone()),
-                    Class::Delta,
-                    Item::Delta(entry),
-                    budget,
-                ))
-            }
+        let (entry, already_seen) = self.apply_and_tell(now, e)?;
+        if already_seen || !self.cfg.push_deltas {
+            return None;
         }
+        let budget = self.delta_budget();
+        Some(self.queue.push(
+            Topic::Key(entry.key.clone()),
+            Class::Delta,
+            Item::Delta(entry),
+            budget,
+        ))
     }
 
     /// Sets `key` to `value`.

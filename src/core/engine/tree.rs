@@ -546,6 +546,20 @@ mod tests {
         out
     }
 
+    /// Engine p00 knowing p01..p15.
+    fn hub() -> Engine {
+        let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
+        let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+        engine("p00", &refs)
+    }
+
+    /// Datagrams carrying a tree item.
+    fn trees(out: &[(NodeId, Datagram)]) -> usize {
+        out.iter()
+            .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
+            .count()
+    }
+
     #[test]
     fn a_write_goes_down_the_tree_once_and_its_id_is_queued() {
         let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
@@ -591,22 +605,14 @@ mod tests {
 
     #[test]
     fn a_replayed_tree_item_is_not_forwarded_again() {
-        let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
-        let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
-        let mut e = engine("p00", &refs);
+        let mut e = hub();
         let mut w = engine("p05", &["p00"]);
         let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
-        let item = Item::Tree {
-            entry,
-            until: id("p00"),
-        };
-        let trees = |out: &[(NodeId, Datagram)]| {
-            out.iter()
-                .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
-                .count()
-        };
         let dg = Datagram {
-            items: vec![item.clone()],
+            items: vec![Item::Tree {
+                entry,
+                until: id("p00"),
+            }],
         };
         e.handle_datagram(at(10), &id("p05"), dg.clone());
         assert_eq!(trees(&datagrams(&mut e)), 4, "news goes down our span");
@@ -616,9 +622,7 @@ mod tests {
 
     #[test]
     fn a_tree_copy_of_an_update_synced_first_is_still_forwarded_once() {
-        let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
-        let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
-        let mut e = engine("p00", &refs);
+        let mut e = hub();
         let mut w = engine("p05", &["p00"]);
         let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
         let s = e.sync_accept(id("p09"), crate::core::proto::SyncKind::Periodic);
@@ -628,11 +632,6 @@ mod tests {
                 entry,
                 until: id("p00"),
             }],
-        };
-        let trees = |out: &[(NodeId, Datagram)]| {
-            out.iter()
-                .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
-                .count()
         };
         e.handle_datagram(at(10), &id("p05"), dg.clone());
         assert_eq!(trees(&datagrams(&mut e)), 4, "our span still needs it");
