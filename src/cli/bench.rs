@@ -575,6 +575,8 @@ struct QuicSnap {
     udp_received: u64,
     dropped: u64,
     dial_failures: u64,
+    suspicions: u64,
+    grafts: u64,
     udp_bytes: u64,
     gossip_bytes: u64,
     sync_bytes: u64,
@@ -589,6 +591,8 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         udp_received: 0,
         dropped: 0,
         dial_failures: 0,
+        suspicions: 0,
+        grafts: 0,
         udp_bytes: 0,
         gossip_bytes: 0,
         sync_bytes: 0,
@@ -607,6 +611,9 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         s.sync_bytes += r.sync_bytes_sent.load(Ordering::Relaxed);
         let st = node.with_store_stats();
         s.copies += st.duplicates + st.remote_applied;
+        let es = node.engine_stats();
+        s.suspicions += es.suspicions;
+        s.grafts += es.grafts_sent;
     }
     s
 }
@@ -968,6 +975,14 @@ async fn quic_measure(
             after.dropped - before.dropped,
         ),
         ("dial failures", after.dial_failures - before.dial_failures),
+        (
+            "suspicions raised (members' views differ while they last)",
+            after.suspicions - before.suspicions,
+        ),
+        (
+            "grafts (an update the tree did not bring in time, asked for by id)",
+            after.grafts - before.grafts,
+        ),
     ] {
         if x > 0 {
             notes.push(format!("under load: {x} {what}"));
