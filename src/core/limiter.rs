@@ -394,13 +394,8 @@ impl Limiter {
     /// Forgets per-peer state of peers not in `keep` and of full buckets.
     pub fn prune(&mut self, now_us: u64, keep: impl Fn(&NodeId) -> bool) {
         if let Some(p) = &self.peers {
-            let burst = p.burst;
-            let rate = p.rate;
-            self.peer_levels.retain(|id, l| {
-                let refilled = l.tokens
-                    + (now_us.saturating_sub(l.at_us) as u128 * rate as u128 / 1_000_000) as u64;
-                keep(id) && refilled < burst
-            });
+            self.peer_levels
+                .retain(|id, l| keep(id) && p.level(Some(*l), now_us) < p.burst);
             p.limiter.retain_recent();
         }
     }

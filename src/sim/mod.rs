@@ -236,16 +236,21 @@ enum Ev {
         id: u64,
     },
     /// A sync turn waiting for the sender's bandwidth tokens.
-    SyncPace {
-        id: u64,
-        from: usize,
-        to: usize,
-        frames: Vec<SyncFrame>,
-        total: u64,
-        remaining: u64,
-    },
+    SyncPace(Pace),
     /// An action scheduled by the caller.
     Action(Action),
+}
+
+/// A sync turn being sent through the sender's bandwidth limiter.
+struct Pace {
+    id: u64,
+    from: usize,
+    to: usize,
+    frames: Vec<SyncFrame>,
+    /// Bytes of the whole turn.
+    total: u64,
+    /// Bytes not admitted yet.
+    remaining: u64,
 }
 
 /// Something scheduled to happen to the cluster.
@@ -555,19 +560,12 @@ impl Sim {
             }
             Ev::SyncTurn { id, to, frames } => self.sync_turn(id, to, frames),
             Ev::SyncFail { id } => self.sync_fail(id),
-            Ev::SyncPace {
-                id,
-                from,
-                to,
-                frames,
-                total,
-                remaining,
-            } => {
-                let alive = self.syncs.get(&id).is_some_and(|s| self.sync_alive(s));
+            Ev::SyncPace(p) => {
+                let alive = self.syncs.get(&p.id).is_some_and(|s| self.sync_alive(s));
                 if alive {
-                    self.pace_turn(id, from, to, frames, total, remaining);
-                } else if self.syncs.contains_key(&id) {
-                    self.sync_fail(id);
+                    self.pace_turn(p);
+                } else if self.syncs.contains_key(&p.id) {
+                    self.sync_fail(p.id);
                 }
             }
             Ev::Action(a) => self.act(a),
@@ -984,57 +982,54 @@ impl Sim {
     fn send_turn(&mut self, id: u64, from: usize, to: usize, frames: Vec<SyncFrame>) {
         let bytes: u64 = frames.iter().map(|f| encoded_len(f) as u64 + 5).sum();
         self.count_wan(from, to, bytes, true);
-        self.pace_turn(id, from, to, frames, bytes, bytes);
+        self.pace_turn(Pace {
+            id,
+            from,
+            to,
+            frames,
+            total: bytes,
+            remaining: bytes,
+        });
     }
 
     /// Sends a turn through the sender's bandwidth limiter, piece by piece: whatever
     /// the tokens do not cover yet waits (a `SyncPace` event) and goes on later.
-    fn pace_turn(
-        &mut self,
-        id: u64,
-        from: usize,
-        to: usize,
-        frames: Vec<SyncFrame>,
-        total: u64,
-        mut remaining: u64,
-    ) {
+    fn pace_turn(&mut self, mut p: Pace) {
+        let (from, to) = (p.from, p.to);
         let now = self.now_of(from);
         let peer = self.nodes[to].id.clone();
-        let kind = self.syncs.get(&id).map_or(SyncKind::Periodic, |s| s.kind);
-        while remaining > 0 {
+        let kind = self.syncs.get(&p.id).map_or(SyncKind::Periodic, |s| s.kind);
+        while p.remaining > 0 {
             let Some(e) = self.nodes[from].engine.as_mut() else {
                 return;
             };
-            let chunk = remaining.min(e.stream_chunk(kind) as u64);
+            let chunk = p.remaining.min(e.stream_chunk(kind) as u64);
             match e.stream_admit(now, &peer, kind, chunk as usize) {
                 Ok(()) => {
-                    remaining -= chunk;
+                    p.remaining -= chunk;
                     let t = &mut self.nodes[from].traffic;
                     t.sync_bytes += chunk;
                     t.egress.record(self.now_us, chunk);
                 }
                 Err(at) => {
                     let at = at.max(self.now_us + 1);
-                    self.schedule(
-                        at,
-                        Ev::SyncPace {
-                            id,
-                            from,
-                            to,
-                            frames,
-                            total,
-                            remaining,
-                        },
-                    );
+                    self.schedule(at, Ev::SyncPace(p));
                     return;
                 }
             }
         }
         // A stream turn costs one way latency plus serialisation (no loss: QUIC retransmits).
-        let at = self.transit_us(from, total as usize)
+        let at = self.transit_us(from, p.total as usize)
             + self.nodes[to].slow_us
             + self.link_delay_us(from, to);
-        self.schedule(at, Ev::SyncTurn { id, to, frames });
+        self.schedule(
+            at,
+            Ev::SyncTurn {
+                id: p.id,
+                to,
+                frames: p.frames,
+            },
+        );
     }
 
     fn sync_alive(&self, s: &SyncState) -> bool {

@@ -195,7 +195,7 @@ impl Engine {
         self.loc.view_built_us = self.clock_us;
     }
 
-    fn is_live(&self, id: &NodeId) -> bool {
+    pub(super) fn is_live(&self, id: &NodeId) -> bool {
         self.members
             .get(id)
             .is_some_and(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))

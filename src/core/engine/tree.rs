@@ -176,19 +176,12 @@ impl Engine {
             if &child == self.id() {
                 continue;
             }
-            if self.is_live_member(&child) {
+            if self.is_live(&child) {
                 out.push((child, lim));
             } else if depth < DEAD_CHILD_DEPTH {
                 self.tree_targets(&child, &lim, out, depth + 1);
             }
         }
-    }
-
-    fn is_live_member(&self, id: &NodeId) -> bool {
-        use crate::core::proto::MemberStatus;
-        self.members
-            .get(id)
-            .is_some_and(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))
     }
 
     /// Sends the assembled tree datagrams; their spare room carries queued gossip
