@@ -139,7 +139,8 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
             dc: "default".into(),
             zone: String::new(),
             tags: BTreeMap::new(),
-        },
+        }
+        .into(),
         incarnation: u64::MAX / 2,
         status: MemberStatus::Alive,
     };

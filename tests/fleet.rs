@@ -1129,7 +1129,8 @@ async fn a_valid_node_cannot_forge_another_nodes_refutation_metadata_or_leave() 
                 dc: dc.into(),
                 zone: genuine.zone.clone(),
                 tags,
-            },
+            }
+            .into(),
             incarnation,
             status,
         })

@@ -265,7 +265,8 @@ fn member() -> impl Strategy<Value = MemberState> {
                     dc,
                     zone,
                     tags: tags.into_iter().collect::<BTreeMap<_, _>>(),
-                },
+                }
+                .into(),
                 incarnation,
                 status,
             },

@@ -99,6 +99,12 @@ pub struct BenchArgs {
     /// Sim mode: skip the partition and crash scenarios.
     #[arg(long)]
     pub no_faults: bool,
+    /// Sim mode: start every node already joined, its member table preloaded with every
+    /// member as after a long run, instead of joining through one seed (no join time is
+    /// measured). A gossip join makes every node queue announcements of up to 4,096
+    /// others, which is what limits N in memory; a warm start lets N = 10,000 fit.
+    #[arg(long)]
+    pub warm: bool,
     /// Sim mode: longest wait (virtual s) after joining for the join announcements to be
     /// spent before the idle window (the cluster then settles 5 s more).
     #[arg(long, default_value_t = 120.0, value_name = "S")]
@@ -271,6 +277,7 @@ struct Plan {
     throughput: bool,
     warmup: f64,
     faults: bool,
+    warm: bool,
     settle_us: u64,
     crashes: usize,
     partition: f64,
@@ -300,14 +307,25 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
     nodes.dedup();
     if a.mode == Mode::Sim {
         if let (Some(&n), Some(avail)) = (nodes.last(), mem_available_bytes()) {
-            let need = sim_bytes_estimate(n);
+            let per_n2 = sim_bytes_per_n2(a.warm);
+            let need = (per_n2 * (n as f64).powi(2)) as u64;
             if need > avail {
-                let fits = ((avail as f64 / SIM_BYTES_PER_N2).sqrt() / 100.0).floor() * 100.0;
+                let fits = |per: f64| ((avail as f64 / per).sqrt() / 100.0).floor() * 100.0;
+                let hint = if a.warm {
+                    String::new()
+                } else {
+                    format!(
+                        "; with --warm (nodes start joined: no join queues) about N = {:.0} fits",
+                        fits(sim_bytes_per_n2(true))
+                    )
+                };
                 return Err(UsageError(format!(
-                    "--nodes {n}: the simulator would need about {:.0} GB (every node's member table and join queue hold \
-                     up to N entries, so memory grows as N²), but {:.0} GB are available; about N = {fits:.0} fits here",
+                    "--nodes {n}: the simulator would need about {:.0} GB (every node's member table{} holds \
+                     up to N entries, so memory grows as N²), but {:.0} GB are available; about N = {:.0} fits here{hint}",
                     need as f64 / 1e9,
-                    avail as f64 / 1e9
+                    if a.warm { "" } else { " and join queue" },
+                    avail as f64 / 1e9,
+                    fits(per_n2),
                 ))
                 .into());
             }
@@ -388,6 +406,7 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         throughput: a.throughput,
         warmup: a.warmup,
         faults: !a.no_faults,
+        warm: a.warm,
         settle_us: (a.settle * US as f64) as u64,
         crashes: a.crashes.min(100),
         partition: a.partition,
@@ -446,13 +465,16 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Simulator memory per N² (bytes), measured: 16.3 GB at N = 5,000 while joining, 3.8 GB
-/// at N = 2,000.
-const SIM_BYTES_PER_N2: f64 = 700.0;
-
-/// Estimated peak memory of a simulation of `n` nodes (bytes).
-fn sim_bytes_estimate(n: usize) -> u64 {
-    (SIM_BYTES_PER_N2 * (n as f64).powi(2)) as u64
+/// Simulator peak memory per N² (bytes), measured with `/usr/bin/time -v`. Joining
+/// through gossip: every node's queue fills with announcements of other members (up to
+/// `queue_max`) besides its member table. A warm start holds only the tables (and the
+/// write load's queues): 3.5 GB at N = 5,000.
+fn sim_bytes_per_n2(warm: bool) -> f64 {
+    if warm {
+        150.0
+    } else {
+        700.0
+    }
 }
 
 /// `MemAvailable` of /proc/meminfo in bytes.
@@ -1193,16 +1215,24 @@ fn sim_row(p: &Plan, n: usize, progress: &Progress) -> Row {
         gossip: p.gossip.clone(),
         net: p.net.clone(),
         join_window_us,
+        joined: p.warm,
     });
+    if p.warm {
+        notes.push("warm start: every node began with the full member table".into());
+    }
     // Join: until every node sees all N.
-    let join = sim_until(
-        &mut sim,
-        US / 2,
-        join_window_us + 300 * US,
-        sim_joined,
-        |f, d| progress.show(n, "joining", f, d),
-    );
-    if join.is_none() {
+    let join = if p.warm {
+        None
+    } else {
+        sim_until(
+            &mut sim,
+            US / 2,
+            join_window_us + 300 * US,
+            sim_joined,
+            |f, d| progress.show(n, "joining", f, d),
+        )
+    };
+    if join.is_none() && !p.warm {
         notes.push("membership did not converge within 300 virtual s of the join window".into());
     }
     // Settle: until no node has anything left to gossip (join announcements spent),

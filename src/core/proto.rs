@@ -2,6 +2,7 @@
 //! them (CBOR with a protocol version) and bounds their decoding.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,8 +69,9 @@ impl MemberStatus {
 /// A membership claim: this member, at this incarnation, has this status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberState {
-    /// Who and where.
-    pub info: MemberInfo,
+    /// Who and where. Shared: a member's metadata rarely changes, and every table and
+    /// queued announcement that holds the state points at one copy.
+    pub info: Arc<MemberInfo>,
     /// Incarnation number; only the member itself raises it.
     pub incarnation: u64,
     /// Status at that incarnation.

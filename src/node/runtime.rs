@@ -764,7 +764,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         self.check_running()?;
         let r = self.with_engine(|e, _| {
-            let mut info = e.members().me().info.clone();
+            let mut info = MemberInfo::clone(&e.members().me().info);
             info.dc = dc.to_string();
             info.zone = zone.to_string();
             info.tags = tags;

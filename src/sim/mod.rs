@@ -72,6 +72,9 @@ pub struct SimConfig {
     pub net: NetModel,
     /// Nodes start over this window (µs), each at a random instant, seeded with node 0.
     pub join_window_us: u64,
+    /// Start every node at time 0 already joined (a warm start: each table is preloaded
+    /// with every member) instead of joining through node 0 over the join window.
+    pub joined: bool,
 }
 
 /// A write the simulator tracks until every live node holds it.
@@ -424,6 +427,11 @@ impl Sim {
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
+        if sim.cfg.joined {
+            sim.start_joined();
+            sim.rng = rng;
+            return sim;
+        }
         for i in 0..sim.cfg.nodes {
             let at = if i == 0 || sim.cfg.join_window_us == 0 {
                 0
@@ -434,6 +442,27 @@ impl Sim {
         }
         sim.rng = rng;
         sim
+    }
+
+    /// Starts every node at once, already joined: each engine is given every other
+    /// node's state as anti-entropy would have brought it (`Engine::preload_members`).
+    /// Every table holds the same shared states, so memory per table entry is small.
+    fn start_joined(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start_node(i, None);
+        }
+        let states: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref().map(|e| e.members().me().clone()))
+            .collect();
+        for i in 0..self.nodes.len() {
+            let now = self.now_of(i);
+            if let Some(e) = self.nodes[i].engine.as_mut() {
+                e.preload_members(now, states.iter().cloned());
+            }
+            self.drain(i);
+        }
     }
 
     fn schedule(&mut self, at_us: u64, ev: Ev) {

@@ -257,6 +257,11 @@ pub struct Scenario {
     /// Nodes start within this window (s).
     #[serde(default = "default_join")]
     pub join_window_s: f64,
+    /// Every node starts at time 0 already joined, its member table preloaded with every
+    /// member (as after a long run); `join_window_s` is then ignored. Lets a large
+    /// cluster skip the join, whose announcement queues grow as N².
+    #[serde(default)]
+    pub warm_start: bool,
     /// Network model.
     #[serde(default)]
     pub network: NetworkSpec,
@@ -694,6 +699,7 @@ impl Scenario {
             gossip: self.gossip.clone(),
             net: self.network.model(),
             join_window_us: (self.join_window_s * US) as u64,
+            joined: self.warm_start,
         });
         if let Some(t) = topology::topology_of(&self.datacenters, &self.wan) {
             sim.set_topology(t).expect("datacenters validated");

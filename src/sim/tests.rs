@@ -459,3 +459,29 @@ fn tree_push_delivers_each_write_about_once_and_grafts_what_loss_took() {
         lossy.copies_per_update
     );
 }
+
+#[test]
+fn a_warm_start_begins_joined_and_spreads_writes_without_join_traffic() {
+    let text = "name = \"warm\"\nnodes = 300\nseed = 29\nduration_s = 20\nwarm_start = true\n\
+                [network]\nlatency_ms = 5\njitter_ms = 2\n\
+                [workload]\nwrites_per_sec = 20\nkeys = 1000000\nstart_s = 1\n\
+                [properties]\nconverge = true\nmembership_converges = true\n";
+    let sc = Scenario::from_toml(text, "warm (inline)").expect("scenario parses");
+    println!("scenario warm (inline): seed {}", sc.seed);
+    let sim = sc.build(sc.seed);
+    for i in 0..sim.len() {
+        let e = sim.engine(i).expect("every node is up at time 0");
+        assert_eq!(
+            e.members().live_count(),
+            300,
+            "node {i} starts with every member"
+        );
+        assert!(
+            e.queue().is_empty(),
+            "node {i} has no join announcement to gossip"
+        );
+    }
+    let r = run(text, "warm (inline)");
+    assert_eq!(r.writes_converged, r.writes);
+    assert!(r.writes > 300);
+}

@@ -25,7 +25,8 @@ fn member() -> MemberState {
             dc: "dc1".into(),
             zone: "z".into(),
             tags: [("role".to_string(), "db".to_string())].into(),
-        },
+        }
+        .into(),
         incarnation: 4,
         status: MemberStatus::Suspect,
     }

@@ -254,6 +254,7 @@ mod tests {
     use super::super::{Config, Output};
     use super::*;
     use crate::core::proto::{Datagram, MemberInfo, MemberStatus};
+    use std::sync::Arc;
 
     fn at(ms: u64) -> Now {
         Now {
@@ -380,8 +381,10 @@ mod tests {
 
         let mut forged = genuine.clone();
         forged.incarnation += 1;
-        forged.info.addr = "evil.example:7000".into();
-        forged.info.tags.insert("role".into(), "owned".into());
+        Arc::make_mut(&mut forged.info).addr = "evil.example:7000".into();
+        Arc::make_mut(&mut forged.info)
+            .tags
+            .insert("role".into(), "owned".into());
         let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged.clone())]);
         assert_eq!(view(&r, "y"), suspected, "view of Y unchanged");
         assert_eq!(r.stats().claims_refused, 1);
@@ -402,7 +405,7 @@ mod tests {
     fn a_genuine_metadata_update_relayed_second_hand_arrives_through_the_member() {
         let (mut y, mut r, x) = cluster();
         let before = view(&r, "y");
-        let mut info = y.members().me().info.clone();
+        let mut info = MemberInfo::clone(&y.members().me().info);
         info.zone = "z2".into();
         y.update_meta(info.clone()).unwrap();
         drain(&mut y);
@@ -427,7 +430,7 @@ mod tests {
         let (mut y, mut r, x) = cluster();
         let genuine = view(&r, "y");
         let mut forged = genuine.clone();
-        forged.info.dc = "elsewhere".into();
+        Arc::make_mut(&mut forged.info).dc = "elsewhere".into();
         let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged)]);
         assert_eq!(view(&r, "y"), genuine);
         assert_eq!(r.stats().claims_refused, 1);
@@ -476,7 +479,7 @@ mod tests {
         assert_eq!(view(&r, "n"), newcomer, "a join spreads second-hand");
         let mut suspect = view(&r, "y");
         suspect.status = MemberStatus::Suspect;
-        suspect.info.addr = "evil.example:7000".into();
+        Arc::make_mut(&mut suspect.info).addr = "evil.example:7000".into();
         send(&mut r, at(20), x.id(), vec![Item::Member(suspect.clone())]);
         let held = view(&r, "y");
         assert_eq!(held.status, MemberStatus::Suspect);
@@ -489,7 +492,7 @@ mod tests {
         use crate::core::proto::SyncKind;
         let (y, mut r, x) = cluster();
         let mut x_self = x.members().me().clone();
-        x_self.info.zone = "z9".into();
+        Arc::make_mut(&mut x_self.info).zone = "z9".into();
         x_self.incarnation += 1;
         let mut y_left = y.members().me().clone();
         y_left.incarnation += 1;

@@ -176,18 +176,26 @@ impl Engine {
                 by_dc.entry(&m.state.info.dc).or_default().push(id.clone());
             }
         }
-        let mut ring = if self.cfg.locality {
-            view.local.clone()
+        let pool = if self.cfg.locality {
+            &view.local[..]
         } else {
-            self.members.live_ids().to_vec()
+            self.members.live_ids()
         };
+        let mut ring = Vec::with_capacity(pool.len() + 1);
+        ring.extend_from_slice(pool);
         ring.push(self.id().clone());
-        ring.sort();
+        ring.sort_unstable();
         ring.dedup();
         view.ring = ring;
+        // Every node holds these lists of (nearly) every member: no spare capacity.
+        view.local.shrink_to_fit();
+        view.remote.shrink_to_fit();
         view.by_dc = by_dc
             .into_iter()
-            .map(|(dc, ids)| (dc.to_string(), ids))
+            .map(|(dc, mut ids)| {
+                ids.shrink_to_fit();
+                (dc.to_string(), ids)
+            })
             .collect();
         self.loc.view = view;
         self.loc.view_key = Some(key);
@@ -479,7 +487,7 @@ mod tests {
         let states = members
             .into_iter()
             .map(|m| MemberState {
-                info: m,
+                info: m.into(),
                 incarnation: 1,
                 status: MemberStatus::Alive,
             })

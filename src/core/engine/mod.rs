@@ -770,6 +770,38 @@ impl Engine {
         &self.members
     }
 
+    /// Adds members known out of band, as if an anti-entropy exchange had brought them:
+    /// nothing is gossiped and no event is emitted. A simulator starts a large cluster
+    /// this way already joined (a warm start), where joining through gossip would make
+    /// every node queue an announcement of every other. Invalid states and ones that
+    /// are not news are skipped; a seed whose address is a known member counts as
+    /// answered by it. Returns how many members were added.
+    pub fn preload_members(
+        &mut self,
+        now: Now,
+        states: impl IntoIterator<Item = MemberState>,
+    ) -> usize {
+        self.tick(now);
+        let valid = states.into_iter().filter(Self::member_valid);
+        let added = self.members.preload(now.mono_us, valid);
+        let n = added.len();
+        self.swim_preload(added);
+        for i in 0..self.seeds.len() {
+            if self.seeds[i].member.is_some() {
+                continue;
+            }
+            let found = self
+                .members
+                .others()
+                .find(|m| m.state.info.addr == self.seeds[i].addr)
+                .map(|m| m.state.info.id.clone());
+            if let Some(id) = found {
+                self.seed_result(now, i, Some(id));
+            }
+        }
+        n
+    }
+
     /// Counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats

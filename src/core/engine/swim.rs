@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::{Engine, Event, Output};
@@ -502,6 +503,17 @@ impl Engine {
                 accusers,
             },
         );
+    }
+
+    /// Puts members added in bulk into the probe order, which is shuffled again (one
+    /// shuffle instead of an insertion at a random place per member).
+    pub(super) fn swim_preload(&mut self, added: Vec<NodeId>) {
+        if added.is_empty() {
+            return;
+        }
+        self.swim.order.extend(added);
+        self.swim.order.shuffle(&mut self.rng);
+        self.swim.idx = 0;
     }
 
     /// Keeps the probe order and suspicion timers in step with the member table.

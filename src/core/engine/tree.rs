@@ -513,7 +513,7 @@ mod tests {
         let mut e = Engine::new(Config::default(), info(name), vec![], 1, at(0), None);
         for p in peers {
             let s = MemberState {
-                info: info(p),
+                info: info(p).into(),
                 incarnation: 1,
                 status: MemberStatus::Alive,
             };

@@ -6,6 +6,7 @@
 //! Lifeguard suspicion) builds on it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::core::proto::{MemberInfo, MemberState, MemberStatus};
 use crate::core::NodeId;
@@ -121,7 +122,7 @@ impl Membership {
     /// A table containing only ourselves, alive at `incarnation`.
     pub fn new(me: MemberInfo, incarnation: u64) -> Self {
         let me = MemberState {
-            info: me,
+            info: Arc::new(me),
             incarnation,
             status: MemberStatus::Alive,
         };
@@ -245,6 +246,67 @@ impl Membership {
                     .then_some(Change::Updated { old, new: upd })
             }
         }
+    }
+
+    /// Adds live members we did not know, in bulk: a snapshot learned out of band (a
+    /// simulator's warm start). Members we already hold, claims about ourselves and
+    /// claims that are not alive or suspect are skipped. Returns the ids added. The
+    /// table is rebuilt once, so this costs O(n log n) for n members however many are
+    /// added, where applying them one by one would cost a tree insertion each.
+    pub fn preload(
+        &mut self,
+        now_us: u64,
+        states: impl IntoIterator<Item = MemberState>,
+    ) -> Vec<NodeId> {
+        let mut added: Vec<(NodeId, Member)> = Vec::new();
+        for s in states {
+            let id = &s.info.id;
+            if *id == self.me.info.id
+                || !is_live(s.status)
+                || self.members.contains_key(id)
+                || self
+                    .reaped
+                    .get(id)
+                    .is_some_and(|(old, _)| s.incarnation <= old.incarnation)
+            {
+                continue;
+            }
+            added.push((
+                id.clone(),
+                Member {
+                    state: s,
+                    last_heard_us: None,
+                    last_sync_us: None,
+                    since_us: now_us,
+                    rtt_us: None,
+                },
+            ));
+        }
+        added.sort_by(|a, b| a.0.cmp(&b.0));
+        // Two claims about one member: the one that wins by precedence stays.
+        added.dedup_by(|later, kept| {
+            if later.0 != kept.0 {
+                return false;
+            }
+            if overrides(&later.1.state, &kept.1.state) {
+                std::mem::swap(later, kept);
+            }
+            true
+        });
+        let mut ids = Vec::with_capacity(added.len());
+        for (id, m) in &added {
+            self.digest ^= state_hash(&m.state);
+            self.reaped.remove(id);
+            ids.push(id.clone());
+        }
+        self.live.extend(ids.iter().cloned());
+        // Collecting a sorted sequence builds the tree with full nodes.
+        let mut all: Vec<(NodeId, Member)> =
+            std::mem::take(&mut self.members).into_iter().collect();
+        all.extend(added);
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        self.members = all.into_iter().collect();
+        ids
     }
 
     /// Judges a claim about another member that did not come from that member (see
@@ -449,7 +511,7 @@ impl Membership {
     /// Replaces our metadata (raising the incarnation so it propagates).
     pub fn update_me(&mut self, info: MemberInfo) -> MemberState {
         let mut me = self.me.clone();
-        me.info = info;
+        me.info = Arc::new(info);
         me.incarnation += 1;
         self.set_me(me);
         self.me.clone()
@@ -472,7 +534,7 @@ mod tests {
 
     fn st(id: &str, inc: u64, status: MemberStatus) -> MemberState {
         MemberState {
-            info: info(id),
+            info: info(id).into(),
             incarnation: inc,
             status,
         }
@@ -525,6 +587,46 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         a.apply(0, st("c", 4, MemberStatus::Alive));
         assert_eq!(a.live_count(), 3);
+    }
+
+    #[test]
+    fn preload_matches_applying_one_by_one_and_skips_what_is_not_news() {
+        let claims = || {
+            vec![
+                st("d", 2, MemberStatus::Alive),
+                st("me", 9, MemberStatus::Alive),
+                st("b", 1, MemberStatus::Suspect),
+                st("c", 4, MemberStatus::Dead),
+                st("b", 7, MemberStatus::Alive),
+                st("e", 1, MemberStatus::Alive),
+            ]
+        };
+        let mut one = Membership::new(info("me"), 1);
+        one.apply(0, st("e", 3, MemberStatus::Alive));
+        let mut bulk = one.clone();
+        for c in claims() {
+            if c.info.id.as_str() != "me" {
+                one.apply(0, c);
+            }
+        }
+        let added = bulk.preload(0, claims());
+        let names: Vec<&str> = added.iter().map(NodeId::as_str).collect();
+        assert_eq!(names, ["b", "d"], "known, dead and own claims are skipped");
+        assert_eq!(bulk.me().incarnation, 1, "a claim about us is not applied");
+        assert_eq!(bulk.live_count(), 4);
+        let b = NodeId::new("b").unwrap();
+        assert_eq!(
+            bulk.get(&b).unwrap().state.incarnation,
+            7,
+            "of two claims about one member, the one that wins by precedence stays"
+        );
+        assert_eq!(bulk.digest(), one.digest(), "same states, same digest");
+        let ids = |m: &Membership| {
+            m.others()
+                .map(|x| x.state.info.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&bulk), ids(&one), "the table stays sorted by id");
     }
 
     #[test]
