@@ -470,6 +470,11 @@ impl Node {
                 "Missing ids given up after every graft try or not tracked (anti-entropy repairs them).",
                 e.grafts_abandoned + e.grafts_dropped,
             ),
+            (
+                "gossamer_subtrees_healed_total",
+                "Grafted updates forwarded down this node's span of the writer's tree.",
+                e.subtrees_healed,
+            ),
         ] {
             f.counter(name, help, v);
         }

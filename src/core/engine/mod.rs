@@ -385,6 +385,9 @@ pub struct EngineStats {
     pub grafts_abandoned: u64,
     /// Missing ids not tracked because too many were pending (anti-entropy repairs them).
     pub grafts_dropped: u64,
+    /// Updates a graft brought us that we forwarded down our own span of the writer's
+    /// tree (its tree copy was lost above us, so our subtree lacked it too).
+    pub subtrees_healed: u64,
 }
 
 /// What a restarted node brings back from its data directory.
@@ -1101,11 +1104,13 @@ impl Engine {
             match item {
                 Item::Delta(e) if self.tree_mode() => {
                     // A relay from another datacenter starts a tree at home; anything
-                    // else (a graft's answer) is only announced onward.
+                    // else (a graft's answer) heals the subtree below us.
                     if let Some(e) = self.apply_fresh(now, e) {
                         if self.crosses_dc(from) {
                             let me = self.id().clone();
                             self.tree_forward(&mut batches, &e, &me);
+                        } else {
+                            self.heal_subtree(&mut batches, &e);
                         }
                     }
                 }

@@ -19,6 +19,10 @@
 //!   still be on its way), then asks the announcer for it ([`Item::Graft`]) and gets the
 //!   entry as an [`Item::Delta`]. A graft unanswered is retried, up to [`GRAFT_TRIES`]
 //!   times, with whoever announced the id last; after that anti-entropy repairs.
+//! - **Subtree heal.** A grafted update's tree copy was lost on the way to us or above
+//!   us, so our whole span lacks it: we compute the span we hold in the writer's tree
+//!   ([`span_end_in_tree`]) and forward the update down it at once, so one graft heals
+//!   the subtree.
 //!
 //! A lost or refused tree datagram therefore costs its subtree one gossip round and a
 //! round trip, not the update. Payloads travel about once per member (the figure the
@@ -106,6 +110,38 @@ pub(super) fn tree_children(ring: &[NodeId], me: &NodeId, until: &NodeId) -> Vec
         hi = c;
     }
     out
+}
+
+/// The end of `me`'s span in the tree rooted at `root` over `ring` (sorted): what
+/// `me` would have been sent as `until` had the tree copy arrived. `None` if either is
+/// not in the ring, or `me` is the root. O(log n), following [`tree_children`]'s
+/// halving down from the root.
+pub(super) fn span_end_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> Option<NodeId> {
+    let n = ring.len();
+    let root_pos = ring.binary_search(root).ok()?;
+    let my_pos = ring.binary_search(me).ok()?;
+    if root_pos == my_pos {
+        return None;
+    }
+    // The current subtree's root sits at `base`; its span holds offsets 0..hi after it,
+    // and we are at offset t (t < hi). Its children sit at offsets hi/2, hi/4, ..., each
+    // spanning up to the previous one.
+    let mut base = root_pos;
+    let mut t = (my_pos + n - root_pos - 1) % n;
+    let mut hi = n - 1;
+    loop {
+        let mut c = hi / 2;
+        while c > t {
+            hi = c;
+            c = hi / 2;
+        }
+        if c == t {
+            return Some(ring[(base + 1 + hi) % n].clone());
+        }
+        base = (base + 1 + c) % n;
+        t -= c + 1;
+        hi -= c + 1;
+    }
 }
 
 impl Engine {
@@ -220,6 +256,23 @@ impl Engine {
             cur.extend(fill);
             self.emit(&child, addr, cur, false);
         }
+    }
+
+    /// A graft brought us `e`, so its tree copy was lost on the way to us or above us,
+    /// and our subtree lacks it too: forward it down the span we hold in the writer's
+    /// tree (computed from our view of the ring), so that one graft heals the subtree
+    /// instead of every member of it grafting on its own. Returns false when the writer
+    /// is not in our ring (another datacenter's tree) or is us.
+    pub(super) fn heal_subtree(&mut self, batches: &mut Batches, e: &Entry) -> bool {
+        self.refresh_view();
+        let Some(until) = span_end_in_tree(&self.loc.view.ring, &e.writer, self.id()) else {
+            return false;
+        };
+        // Forwarded now: a late tree copy is not forwarded again.
+        self.lazy.elsewhere.remove(&dot_of(e));
+        self.stats.subtrees_healed += 1;
+        self.tree_forward(batches, e, &until);
+        true
     }
 
     /// Someone holds the write `(writer, counter)`: if we lack it, ask for it once the
@@ -630,6 +683,104 @@ mod tests {
         assert_eq!(trees(&datagrams(&mut e)), 4, "our span still needs it");
         e.handle_datagram(at(11), &id("p05"), dg);
         assert_eq!(trees(&datagrams(&mut e)), 0, "but only once");
+    }
+
+    #[test]
+    fn the_span_computed_from_the_ring_is_the_one_the_tree_sends() {
+        for n in (1..=70).chain([255, 256, 257, 1000]) {
+            let r = ring(n);
+            let roots: Vec<usize> = if n <= 70 {
+                (0..n).collect()
+            } else {
+                vec![0, 1, n / 3, n - 1]
+            };
+            for root in roots {
+                let root = &r[root];
+                // Every member's `until` as the tree hands it down.
+                let mut sent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+                let mut level = vec![(root.clone(), root.clone())];
+                while let Some((node, until)) = level.pop() {
+                    for (c, lim) in tree_children(&r, &node, &until) {
+                        sent.insert(c.clone(), lim.clone());
+                        level.push((c, lim));
+                    }
+                }
+                for me in &r {
+                    assert_eq!(
+                        span_end_in_tree(&r, root, me),
+                        sent.get(me).cloned(),
+                        "n={n} root={root} me={me}"
+                    );
+                }
+            }
+        }
+        let r = ring(10);
+        assert_eq!(
+            span_end_in_tree(&r, &id("zz"), &r[1]),
+            None,
+            "root not in the ring"
+        );
+        assert_eq!(
+            span_end_in_tree(&r, &r[0], &id("zz")),
+            None,
+            "we are not in it"
+        );
+    }
+
+    #[test]
+    fn a_grafted_update_heals_the_subtree_below_us() {
+        // p00 writes; in its tree over p00..p15 the child at offset 7 (p08) spans
+        // p09..p15. p08 lost its tree copy and grafts the update from someone.
+        let peers: Vec<String> = (0..16)
+            .filter(|&i| i != 8)
+            .map(|i| format!("p{i:02}"))
+            .collect();
+        let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+        let mut me = engine("p08", &refs);
+        let mut w = hub();
+        let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
+        let answer = Datagram {
+            items: vec![Item::Delta(entry.clone())],
+        };
+        me.handle_datagram(at(10), &id("p03"), answer.clone());
+        let out = datagrams(&mut me);
+        let mut children: Vec<(NodeId, NodeId)> = out
+            .iter()
+            .flat_map(|(to, d)| {
+                d.items.iter().filter_map(move |i| match i {
+                    Item::Tree { until, .. } => Some((to.clone(), until.clone())),
+                    _ => None,
+                })
+            })
+            .collect();
+        children.sort();
+        let want: Vec<(NodeId, NodeId)> = [("p09", "p10"), ("p10", "p12"), ("p12", "p00")]
+            .iter()
+            .map(|(c, u)| (id(c), id(u)))
+            .collect();
+        assert_eq!(children, want, "our span p09..p15, split as the tree would");
+        assert_eq!(me.stats().subtrees_healed, 1);
+        // The late tree copy is not news and is not forwarded again.
+        let late = Datagram {
+            items: vec![Item::Tree {
+                entry,
+                until: id("p00"),
+            }],
+        };
+        me.handle_datagram(at(12), &id("p00"), late);
+        assert_eq!(trees(&datagrams(&mut me)), 0);
+        // A graft answer about a writer outside our ring heals nothing.
+        let mut far = engine("q1", &["p08"]);
+        let other = far.set(at(5), "k2", b"v".to_vec()).unwrap();
+        me.handle_datagram(
+            at(20),
+            &id("p03"),
+            Datagram {
+                items: vec![Item::Delta(other)],
+            },
+        );
+        assert_eq!(trees(&datagrams(&mut me)), 0);
+        assert_eq!(me.stats().subtrees_healed, 1);
     }
 
     #[test]
