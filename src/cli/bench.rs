@@ -467,13 +467,13 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Simulator peak memory per N² (bytes), measured with `/usr/bin/time -v`. Joining
 /// through gossip: every node's queue fills with announcements of other members (up to
-/// `queue_max`) besides its member table. A warm start holds only the tables (and the
-/// write load's queues): 3.5 GB at N = 5,000.
+/// `queue_max`) besides its member table: 1.6 GB at N = 2,000. A warm start holds only
+/// the tables (and the write load's queues): 3.5 GB at N = 5,000, 13.0 GB at 10,000.
 fn sim_bytes_per_n2(warm: bool) -> f64 {
     if warm {
         150.0
     } else {
-        700.0
+        450.0
     }
 }
 
