@@ -24,7 +24,8 @@ pub enum Class {
     Membership = 0,
     /// Key-value deltas.
     Delta = 1,
-    /// Ids of updates (lazy push, see `engine/tree.rs`): repair, after the data.
+    /// Ids of updates (lazy push, see `engine/tree.rs`): up to a share of each datagram
+    /// ahead of membership (`ID_SHARE_DIV`), the rest after the data.
     Id = 2,
 }
 
@@ -85,6 +86,9 @@ const PACK_SCAN: usize = 256;
 const MAX_MISSES: usize = 16;
 /// Room below which no item can fit (the smallest items are ~10 bytes).
 const MIN_ITEM: usize = 8;
+/// Ids (lazy push) take up to this fraction (1/n) of a datagram's room ahead of
+/// membership; past it they wait behind membership and data, in priority order.
+const ID_SHARE_DIV: usize = 4;
 
 impl BroadcastQueue {
     /// A queue holding at most `max_items` broadcasts, for datagrams of at most
@@ -206,6 +210,18 @@ impl BroadcastQueue {
         for &seq in first {
             consider(seq, &mut used, &mut taken);
         }
+        // Ids first, up to their share of the room: membership comes before ids in
+        // priority, and a join or a suspicion storm would otherwise hold back the ids
+        // that members lacking an update wait for.
+        let id_room = DATAGRAM_OVERHEAD + (limit - DATAGRAM_OVERHEAD) / ID_SHARE_DIV;
+        let ids = self.order.range((Class::Id, 0, Reverse(u64::MAX))..);
+        for &(_, _, Reverse(seq)) in ids.take(PACK_SCAN) {
+            let len = self.by_seq.get(&seq).map_or(0, |p| p.len);
+            if used + len > id_room {
+                break;
+            }
+            consider(seq, &mut used, &mut taken);
+        }
         for &(_, _, Reverse(seq)) in self.order.iter().take(PACK_SCAN) {
             // Stop when the datagram is nearly full, or after a run of items that did
             // not fit: the rest of the queue waits for the next datagram.
@@ -308,6 +324,47 @@ mod tests {
         // Nothing fits in a tiny datagram.
         q.push(Topic::Key("k".into()), Class::Delta, ping(3), 2);
         assert!(q.pack(DATAGRAM_OVERHEAD + 1, &[], |_| false).is_empty());
+    }
+
+    #[test]
+    fn ids_get_a_share_of_the_room_ahead_of_a_membership_backlog() {
+        let mut q = BroadcastQueue::new(10_000, 1200);
+        let member = |i: u64| Item::Suspect {
+            id: NodeId::new(&format!("m{i}")).unwrap(),
+            incarnation: i,
+            accuser: NodeId::new("a").unwrap(),
+        };
+        for i in 0..500 {
+            let id = NodeId::new(&format!("m{i}")).unwrap();
+            q.push(Topic::Member(id), Class::Membership, member(i), 4);
+        }
+        let writer = NodeId::new("w").unwrap();
+        for k in 0..100 {
+            let item = Item::IHave {
+                writer: writer.clone(),
+                counter: k,
+            };
+            q.push(Topic::Key(format!("k{k}")), Class::Id, item, 4);
+        }
+        let is_id = |i: &Item| matches!(i, Item::IHave { .. });
+        let items = q.pack(1200, &[], |_| false);
+        let id_bytes: usize = items.iter().filter(|i| is_id(i)).map(encoded_len).sum();
+        assert!(
+            id_bytes > 0 && id_bytes <= (1200 - DATAGRAM_OVERHEAD) / ID_SHARE_DIV,
+            "{id_bytes} bytes of ids"
+        );
+        assert!(items.iter().any(|i| !is_id(i)), "membership fills the rest");
+        // With membership gone, ids take the whole datagram.
+        let mut q2 = BroadcastQueue::new(10_000, 1200);
+        for k in 0..100 {
+            let item = Item::IHave {
+                writer: writer.clone(),
+                counter: k,
+            };
+            q2.push(Topic::Key(format!("k{k}")), Class::Id, item, 4);
+        }
+        let all: usize = q2.pack(1200, &[], |_| false).iter().map(encoded_len).sum();
+        assert!(all > 2 * (1200 - DATAGRAM_OVERHEAD) / ID_SHARE_DIV);
     }
 
     #[test]
