@@ -35,10 +35,10 @@ const VERIFY_ATTEMPTS: u32 = 3;
 /// Rate limits and retries of the verification round trip.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Claims {
-    /// Member → when (mono µs) we last sent it our view of it.
-    verified: BTreeMap<NodeId, u64>,
-    /// Peer → when (mono µs) we last answered it with our own state.
-    answered: BTreeMap<NodeId, u64>,
+    /// Members we last sent our view of them, and when.
+    verified: Gate,
+    /// Peers we last answered with our own state, and when.
+    answered: Gate,
     /// Member → (incarnation a refused claim named, verifications sent): retried every
     /// probe timeout until we hold the member at that incarnation or the attempts run out.
     pending: BTreeMap<NodeId, (u64, u32)>,
@@ -48,17 +48,42 @@ pub(super) struct Claims {
     to_announce: Vec<NodeId>,
 }
 
-/// True (and records `now_us`) if `key` was not let through within `period_us`.
-fn admit(map: &mut BTreeMap<NodeId, u64>, key: &NodeId, now_us: u64, period_us: u64) -> bool {
-    let horizon = now_us.saturating_sub(period_us);
-    if map.get(key).is_some_and(|&at| at > horizon) {
-        return false;
+/// A rate limit per key (at most once per period each) over a bounded number of keys.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Gate {
+    /// Key → when (mono µs) it was last let through.
+    at: BTreeMap<NodeId, u64>,
+    /// When expired keys were last forgotten.
+    pruned_us: u64,
+}
+
+impl Gate {
+    /// True (and records `now_us`) if `key` was not let through within `period_us`.
+    /// At most [`MAX_TRACKED`] keys are held: expired ones are forgotten when it is full,
+    /// at most once per quarter period (a scan costs O(keys), and after a healed
+    /// partition thousands of members pass through here), and while it is still full
+    /// of keys let through within the period, new keys wait (their callers retry).
+    fn admit(&mut self, key: &NodeId, now_us: u64, period_us: u64) -> bool {
+        let horizon = now_us.saturating_sub(period_us);
+        if let Some(at) = self.at.get_mut(key) {
+            if *at > horizon {
+                return false;
+            }
+            *at = now_us;
+            return true;
+        }
+        if self.at.len() >= MAX_TRACKED {
+            if now_us >= self.pruned_us + period_us / 4 {
+                self.at.retain(|_, at| *at > horizon);
+                self.pruned_us = now_us;
+            }
+            if self.at.len() >= MAX_TRACKED {
+                return false;
+            }
+        }
+        self.at.insert(key.clone(), now_us);
+        true
     }
-    if map.len() >= MAX_TRACKED {
-        map.retain(|_, at| *at > horizon);
-    }
-    map.insert(key.clone(), now_us);
-    true
 }
 
 impl Engine {
@@ -155,7 +180,7 @@ impl Engine {
             return;
         };
         let period = self.cfg.probe_timeout_ms * 1000;
-        if !admit(&mut self.claims.verified, id, now.mono_us, period) {
+        if !self.claims.verified.admit(id, now.mono_us, period) {
             return;
         }
         if let Some(e) = self.claims.pending.get_mut(id) {
@@ -240,7 +265,7 @@ impl Engine {
             return;
         }
         let period = self.cfg.probe_timeout_ms * 1000;
-        if !admit(&mut self.claims.answered, sender, now.mono_us, period) {
+        if !self.claims.answered.admit(sender, now.mono_us, period) {
             return;
         }
         self.stats.claims_answered += 1;
@@ -519,6 +544,28 @@ mod tests {
             );
         }
         assert_eq!(y.stats().refutations, 1);
+    }
+
+    #[test]
+    fn the_gate_lets_each_key_through_once_per_period_and_holds_a_bounded_number() {
+        let mut g = Gate::default();
+        let key = |i: usize| NodeId::new(&format!("k{i}")).unwrap();
+        assert!(g.admit(&key(0), 1_000, 500));
+        assert!(!g.admit(&key(0), 1_400, 500), "within the period");
+        assert!(g.admit(&key(0), 1_500, 500), "a period later");
+        for i in 1..MAX_TRACKED {
+            assert!(g.admit(&key(i), 1_600, 500));
+        }
+        assert!(
+            !g.admit(&key(MAX_TRACKED), 1_700, 500),
+            "full of recent keys: waits"
+        );
+        assert_eq!(g.at.len(), MAX_TRACKED);
+        assert!(
+            g.admit(&key(MAX_TRACKED), 2_200, 500),
+            "expired keys forgotten"
+        );
+        assert!(g.at.len() <= MAX_TRACKED);
     }
 
     #[test]

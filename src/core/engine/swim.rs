@@ -78,6 +78,10 @@ pub(super) struct Swim {
     probe: Option<Probe>,
     relays: BTreeMap<u64, Relay>,
     suspicions: BTreeMap<NodeId, Suspicion>,
+    /// The suspicions by deadline, kept in step with `suspicions`: the next deadline and
+    /// the expired ones are found in O(log n), not by a scan (after a healed partition a
+    /// node may suspect thousands of members at once).
+    suspicion_due: BTreeSet<(u64, NodeId)>,
     seq: u64,
     /// Lifeguard local health score: 0 is healthy; timeouts scale by `score + 1`.
     awareness: u32,
@@ -96,6 +100,7 @@ impl Swim {
             probe: None,
             relays: BTreeMap::new(),
             suspicions: BTreeMap::new(),
+            suspicion_due: BTreeSet::new(),
             seq: 0,
             awareness: 0,
             told: BTreeMap::new(),
@@ -113,10 +118,39 @@ impl Swim {
         if let Some(r) = self.relays.values().map(|r| r.deadline_us).min() {
             t = t.min(r);
         }
-        if let Some(s) = self.suspicions.values().map(Suspicion::deadline_us).min() {
-            t = t.min(s);
+        if let Some((s, _)) = self.suspicion_due.first() {
+            t = t.min(*s);
         }
         t
+    }
+
+    /// Starts (or restarts) the suspicion of `id`.
+    fn insert_suspicion(&mut self, id: NodeId, s: Suspicion) {
+        self.remove_suspicion(&id);
+        self.suspicion_due.insert((s.deadline_us(), id.clone()));
+        self.suspicions.insert(id, s);
+    }
+
+    /// Ends the suspicion of `id`, if any.
+    fn remove_suspicion(&mut self, id: &NodeId) -> Option<Suspicion> {
+        let s = self.suspicions.remove(id)?;
+        self.suspicion_due.remove(&(s.deadline_us(), id.clone()));
+        Some(s)
+    }
+
+    /// Adds an independent accuser to the suspicion of `id` (shortening its timeout);
+    /// false if there is no such suspicion or the accuser was already counted.
+    fn add_accuser(&mut self, id: &NodeId, accuser: NodeId) -> bool {
+        let Some(s) = self.suspicions.get_mut(id) else {
+            return false;
+        };
+        let before = s.deadline_us();
+        if !s.accusers.insert(accuser) {
+            return false;
+        }
+        self.suspicion_due.remove(&(before, id.clone()));
+        self.suspicion_due.insert((s.deadline_us(), id.clone()));
+        true
     }
 
     /// The Lifeguard multiplier applied to our own probe interval and timeout.
@@ -210,15 +244,16 @@ impl Engine {
             self.start_probe(now);
         }
         // Suspicions that ran out become deaths.
-        let due: Vec<NodeId> = self
+        let mut due: Vec<NodeId> = self
             .swim
-            .suspicions
+            .suspicion_due
             .iter()
-            .filter(|(_, s)| s.deadline_us() <= t)
-            .map(|(id, _)| id.clone())
+            .take_while(|(at, _)| *at <= t)
+            .map(|(_, id)| id.clone())
             .collect();
+        due.sort_unstable();
         for id in due {
-            let s = self.swim.suspicions.remove(&id);
+            let s = self.swim.remove_suspicion(&id);
             let still = self.members.get(&id).is_some_and(|m| {
                 m.state.status == MemberStatus::Suspect
                     && s.as_ref()
@@ -458,16 +493,9 @@ impl Engine {
         let same = self.members.get(&id).is_some_and(|m| {
             m.state.status == MemberStatus::Suspect && m.state.incarnation == incarnation
         });
-        if same {
-            let added = self
-                .swim
-                .suspicions
-                .get_mut(&id)
-                .is_some_and(|s| s.accusers.insert(accuser));
-            if added {
-                self.queue
-                    .push(Topic::Member(id), Class::Membership, item, budget);
-            }
+        if same && self.swim.add_accuser(&id, accuser) {
+            self.queue
+                .push(Topic::Member(id), Class::Membership, item, budget);
         }
     }
 
@@ -492,7 +520,7 @@ impl Engine {
         if let Some(a) = accuser {
             accusers.insert(a);
         }
-        self.swim.suspicions.insert(
+        self.swim.insert_suspicion(
             id.clone(),
             Suspicion {
                 incarnation,
@@ -539,7 +567,7 @@ impl Engine {
                     }
                 }
                 _ => {
-                    self.swim.suspicions.remove(&new.info.id);
+                    self.swim.remove_suspicion(&new.info.id);
                 }
             },
             Change::Refuted(_) | Change::Reaped(_) => {}
