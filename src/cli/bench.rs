@@ -1917,7 +1917,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         idle_s: p.idle,
         partition_s: p.partition,
         crashes: p.crashes,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        // The program as `gossamer`, not the path it ran from (a copied binary).
+        command: std::iter::once("gossamer".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         rows: Vec::new(),
     };
     let mut failed = false;
