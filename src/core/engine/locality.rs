@@ -29,7 +29,7 @@ use rand::Rng;
 
 use super::{Config, Engine};
 use crate::core::limiter::Traffic;
-use crate::core::proto::{encoded_len, Item, MemberStatus, DATAGRAM_OVERHEAD};
+use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::state::Entry;
 use crate::core::NodeId;
 
@@ -203,12 +203,6 @@ impl Engine {
         self.loc.view_built_us = self.clock_us;
     }
 
-    pub(super) fn is_live(&self, id: &NodeId) -> bool {
-        self.members
-            .get(id)
-            .is_some_and(|m| matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect))
-    }
-
     /// Up to `k` distinct random live peers, never `exclude`, whatever their datacenter.
     fn pick_uniform(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
         choose(&mut self.rng, self.members.live_ids(), k, exclude)
@@ -222,7 +216,7 @@ impl Engine {
             &self.loc.view.local
         };
         let mut out = choose(&mut self.rng, pool, n, exclude);
-        out.retain(|id| self.is_live(id));
+        out.retain(|id| self.members.is_live(id));
         out
     }
 
@@ -295,7 +289,7 @@ impl Engine {
                 None,
             );
             for t in targets {
-                if !self.is_live(&t) {
+                if !self.members.is_live(&t) {
                     continue;
                 }
                 if let Some(addr) = self.addr_of(&t) {
@@ -366,7 +360,7 @@ impl Engine {
         for d in 0..self.loc.view.by_dc.len() {
             let target = choose(&mut self.rng, &self.loc.view.by_dc[d].1, 1, None);
             for t in target {
-                if !self.is_live(&t) {
+                if !self.members.is_live(&t) {
                     continue;
                 }
                 if let Some(addr) = self.addr_of(&t) {
@@ -455,7 +449,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::proto::{Datagram, MemberInfo, MemberState, SyncKind};
+    use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus, SyncKind};
     use crate::core::{Now, Output};
 
     fn info(id: &str, dc: &str) -> MemberInfo {

@@ -895,9 +895,7 @@ impl Engine {
     fn seed_satisfied(&self, s: &Seed) -> bool {
         match &s.member {
             Some(id) if id == self.id() => true,
-            Some(id) => self.members.get(id).is_some_and(|m| {
-                matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect)
-            }),
+            Some(id) => self.members.is_live(id),
             None => false,
         }
     }

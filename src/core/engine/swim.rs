@@ -251,6 +251,7 @@ impl Engine {
             .take_while(|(at, _)| *at <= t)
             .map(|(_, id)| id.clone())
             .collect();
+        // In id order, as before the deadline index (same traces).
         due.sort_unstable();
         for id in due {
             let s = self.swim.remove_suspicion(&id);
@@ -377,10 +378,7 @@ impl Engine {
             while self.swim.idx < self.swim.order.len() {
                 let id = self.swim.order[self.swim.idx].clone();
                 self.swim.idx += 1;
-                let live = self.members.get(&id).is_some_and(|m| {
-                    matches!(m.state.status, MemberStatus::Alive | MemberStatus::Suspect)
-                });
-                if live {
+                if self.members.is_live(&id) {
                     return Some(id);
                 }
             }

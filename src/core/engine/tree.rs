@@ -212,7 +212,7 @@ impl Engine {
             if &child == self.id() {
                 continue;
             }
-            if self.is_live(&child) {
+            if self.members.is_live(&child) {
                 out.push((child, lim));
             } else if depth < DEAD_CHILD_DEPTH {
                 self.tree_targets(&child, &lim, out, depth + 1);
@@ -261,18 +261,17 @@ impl Engine {
     /// A graft brought us `e`, so its tree copy was lost on the way to us or above us,
     /// and our subtree lacks it too: forward it down the span we hold in the writer's
     /// tree (computed from our view of the ring), so that one graft heals the subtree
-    /// instead of every member of it grafting on its own. Returns false when the writer
-    /// is not in our ring (another datacenter's tree) or is us.
-    pub(super) fn heal_subtree(&mut self, batches: &mut Batches, e: &Entry) -> bool {
+    /// instead of every member of it grafting on its own. Nothing when the writer is
+    /// not in our ring (another datacenter's tree) or is us.
+    pub(super) fn heal_subtree(&mut self, batches: &mut Batches, e: &Entry) {
         self.refresh_view();
         let Some(until) = span_end_in_tree(&self.loc.view.ring, &e.writer, self.id()) else {
-            return false;
+            return;
         };
         // Forwarded now: a late tree copy is not forwarded again.
         self.lazy.elsewhere.remove(&dot_of(e));
         self.stats.subtrees_healed += 1;
         self.tree_forward(batches, e, &until);
-        true
     }
 
     /// Someone holds the write `(writer, counter)`: if we lack it, ask for it once the

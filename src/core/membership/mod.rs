@@ -26,6 +26,19 @@ pub struct Member {
     pub rtt_us: Option<u64>,
 }
 
+impl Member {
+    /// A member just entered into the table, in `state`, at `now_us`.
+    fn new(state: MemberState, now_us: u64) -> Self {
+        Self {
+            state,
+            last_heard_us: None,
+            last_sync_us: None,
+            since_us: now_us,
+            rtt_us: None,
+        }
+    }
+}
+
 /// How a member table changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -171,6 +184,13 @@ impl Membership {
         self.members.get_mut(id)
     }
 
+    /// True if `id` is another member we hold alive or suspect.
+    pub fn is_live(&self, id: &NodeId) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| is_live(m.state.status))
+    }
+
     /// Ids of other members that are alive or suspect (reachable candidates), in the
     /// order they became live.
     pub fn live_ids(&self) -> &[NodeId] {
@@ -211,16 +231,8 @@ impl Membership {
                 if is_live(upd.status) {
                     self.live.push(upd.info.id.clone());
                 }
-                self.members.insert(
-                    upd.info.id.clone(),
-                    Member {
-                        state: upd.clone(),
-                        last_heard_us: None,
-                        last_sync_us: None,
-                        since_us: now_us,
-                        rtt_us: None,
-                    },
-                );
+                self.members
+                    .insert(upd.info.id.clone(), Member::new(upd.clone(), now_us));
                 Some(Change::Joined(upd))
             }
             Some(m) => {
@@ -271,16 +283,7 @@ impl Membership {
             {
                 continue;
             }
-            added.push((
-                id.clone(),
-                Member {
-                    state: s,
-                    last_heard_us: None,
-                    last_sync_us: None,
-                    since_us: now_us,
-                    rtt_us: None,
-                },
-            ));
+            added.push((id.clone(), Member::new(s, now_us)));
         }
         added.sort_by(|a, b| a.0.cmp(&b.0));
         // Two claims about one member: the one that wins by precedence stays.
