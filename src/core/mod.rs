@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod membership;
 pub mod proto;
 pub mod state;
+pub mod sync;
 
 pub use engine::{Config, Engine, Event, Output};
 pub use id::{ClusterName, IdError, NodeId};

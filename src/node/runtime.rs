@@ -12,9 +12,10 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use super::api::*;
 use super::config::NodeConfig;
-use crate::core::engine::{Engine, EngineStats, Event, Output, Persisted, SyncSession};
+use crate::core::engine::{Engine, EngineStats, Event, Output, Persisted};
 use crate::core::membership::Change;
 use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind};
+use crate::core::sync::{Admit, Exchange, Step, SyncError};
 use crate::core::{NodeId, Now};
 use crate::transport::{self, QuicSettings, Transport, TransportError};
 use crate::wire;
@@ -85,7 +86,6 @@ fn inc(c: &AtomicU64, n: u64) {
 const MAX_PENDING_PER_PEER: usize = 32;
 const MAX_CONCURRENT_SYNCS: usize = 2;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-const ENTRIES_PER_FRAME: usize = 1024;
 const SAVE_PERIOD: Duration = Duration::from_secs(10);
 const LEAVE_LINGER: Duration = Duration::from_millis(100);
 const CLOSE_DRAIN: Duration = Duration::from_millis(250);
@@ -519,18 +519,21 @@ impl Node {
                 self.inner.syncs.fetch_add(1, Ordering::Relaxed);
                 let node = self.clone();
                 tokio::spawn(async move {
-                    let r = async {
-                        let conn = node.connection(&with, &addr).await?;
-                        let started = Instant::now();
-                        node.sync_initiate(&with, &conn, SyncKind::Periodic).await?;
-                        node.inner.stats.sync_duration.observe(started.elapsed());
-                        Ok::<(), TransportError>(())
-                    }
-                    .await;
-                    if let Err(e) = r {
-                        tracing::debug!(peer = %with, error = %e, "anti-entropy failed");
-                        let now = node.inner.now();
-                        node.inner.engine().sync_failed(now, &with);
+                    match node.connection(&with, &addr).await {
+                        Ok(conn) => {
+                            let started = Instant::now();
+                            match node.sync_initiate(&with, &conn, SyncKind::Periodic).await {
+                                Ok(()) => node.inner.stats.sync_duration.observe(started.elapsed()),
+                                Err(e) => {
+                                    tracing::debug!(peer = %with, error = %e, "anti-entropy failed")
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %with, error = %e, "anti-entropy: no connection");
+                            let now = node.inner.now();
+                            node.inner.engine().sync_failed(now, &with);
+                        }
                     }
                     node.inner.syncs.fetch_sub(1, Ordering::Relaxed);
                 });
@@ -846,20 +849,8 @@ impl Node {
                     inc(&node.inner.stats.frames_malformed, 1);
                     return;
                 }
-                let r =
-                    tokio::time::timeout(SYNC_TIMEOUT, node.sync_respond(&from, &conn, send, recv))
-                        .await;
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %from, error = %e, "anti-entropy (responder) failed");
-                        let now = node.inner.now();
-                        node.inner.engine().sync_failed(now, &from);
-                    }
-                    Err(_) => {
-                        let now = node.inner.now();
-                        node.inner.engine().sync_failed(now, &from);
-                    }
+                if let Err(e) = node.sync_respond(&from, &conn, send, recv).await {
+                    tracing::debug!(peer = %from, error = %e, "anti-entropy (responder) failed");
                 }
             });
         }
@@ -888,52 +879,41 @@ impl Node {
             return Some(id);
         }
         let conn = self.register(id.clone(), conn);
-        match tokio::time::timeout(SYNC_TIMEOUT, self.sync_initiate(&id, &conn, SyncKind::Join))
-            .await
-        {
-            Ok(Ok(())) => {
+        match self.sync_initiate(&id, &conn, SyncKind::Join).await {
+            Ok(()) => {
                 tracing::info!(seed = %addr, peer = %id, "joined through seed");
                 Some(id)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(seed = %addr, error = %e, "join failed");
                 None
             }
-            Err(_) => None,
         }
     }
 
-    /// Writes frames to a sync stream, each byte paid for with bandwidth tokens first
-    /// (the engine's limiter; a join is membership traffic, a periodic exchange the
-    /// lowest priority), waiting for them when the bucket is short.
-    async fn send_frames(
+    /// Writes one turn of ours to a sync stream, each piece paid for with bandwidth
+    /// tokens first ([`Exchange::admit`]), waiting for them when the bucket is short.
+    async fn send_turn(
         &self,
         send: &mut quinn::SendStream,
+        ex: &Exchange,
         frames: &[SyncFrame],
-        peer: &NodeId,
-        kind: SyncKind,
     ) -> Result<(), TransportError> {
         for f in frames {
-            // Each piece goes on the wire as soon as it is paid for, so the stream's
-            // egress follows the bucket rather than bursting a whole frame at once.
             let bytes = wire::encode_frame(f);
             let mut off = 0;
             while off < bytes.len() {
                 let now = self.inner.now();
-                let res = {
-                    let mut e = self.inner.engine();
-                    let chunk = (bytes.len() - off).min(e.stream_chunk(kind));
-                    e.stream_admit(now, peer, kind, chunk).map(|()| chunk)
-                };
-                match res {
-                    Ok(chunk) => {
+                let admit = ex.admit(&mut self.inner.engine(), now, bytes.len() - off);
+                match admit {
+                    Admit::Send(chunk) => {
                         send.write_all(&bytes[off..off + chunk])
                             .await
                             .map_err(|e| TransportError::Stream(e.to_string()))?;
                         off += chunk;
                         inc(&self.inner.stats.sync_bytes_sent, chunk as u64);
                     }
-                    Err(at_us) => {
+                    Admit::WaitUntil(at_us) => {
                         let wait = Duration::from_micros(at_us.saturating_sub(now.mono_us));
                         inc(&self.inner.stats.sync_paced_us, wait.as_micros() as u64);
                         tokio::time::sleep(wait).await;
@@ -944,17 +924,17 @@ impl Node {
         Ok(())
     }
 
-    /// Reads the peer's frames until `End`, applying them. The responder passes `None`
-    /// and gets its session from the initiator's `Open`.
-    async fn receive_turn(
+    /// Runs an exchange to its end: reads the peer's turns frame by frame into the
+    /// exchange and sends the turns it answers with. The sequencing is the exchange's
+    /// (core::sync); this only moves bytes.
+    async fn run_exchange(
         &self,
-        recv: &mut quinn::RecvStream,
-        s: &mut Option<SyncSession>,
-        from: &NodeId,
+        ex: &mut Exchange,
         conn: &Connection,
-        checked_identity: &mut bool,
+        send: &mut quinn::SendStream,
+        recv: &mut quinn::RecvStream,
     ) -> Result<(), TransportError> {
-        loop {
+        while !ex.is_done() {
             let (f, n) = transport::read_frame(recv).await.inspect_err(|e| {
                 if matches!(e, TransportError::Wire(_)) {
                     inc(&self.inner.stats.frames_malformed, 1);
@@ -962,52 +942,26 @@ impl Node {
             })?;
             inc(&self.inner.stats.sync_bytes_received, n as u64);
             let now = self.inner.now();
-            match f {
-                SyncFrame::Open {
-                    kind,
-                    ctx,
-                    gc_horizon_ms,
-                    members_digest,
-                } => {
-                    let mut e = self.inner.engine();
-                    let sess = s.get_or_insert_with(|| e.sync_accept(from.clone(), kind));
-                    e.sync_on_open(sess, ctx, gc_horizon_ms, members_digest);
-                }
-                SyncFrame::Members(m) => {
-                    // The first member a peer lists is itself: it must be the node its
-                    // certificate names.
-                    if !*checked_identity {
-                        if let Some(first) = m.first() {
-                            if &first.info.id != from {
-                                inc(&self.inner.stats.identity_mismatch, 1);
-                                tracing::warn!(peer = %from, claimed = %first.info.id, "peer claims another node's identity; closing");
-                                conn.close(transport::CLOSE_WRONG_PEER, b"identity mismatch");
-                                return Err(TransportError::Stream("identity mismatch".into()));
-                            }
-                        }
-                        *checked_identity = true;
-                    }
-                    if let Some(sess) = s.as_ref() {
-                        self.inner.engine().sync_on_members(now, sess, m);
-                    }
-                }
-                SyncFrame::Entries(es) => {
-                    if let Some(sess) = s.as_ref() {
-                        self.inner.engine().sync_on_entries(now, sess, es);
-                    }
-                }
-                SyncFrame::End => break,
-            }
+            let step = ex.on_frame(&mut self.inner.engine(), now, f);
             self.inner.wake.notify_one();
+            match step {
+                Ok(Step::Read) => {}
+                Ok(Step::Send(turn)) => self.send_turn(send, ex, &turn).await?,
+                Err(e) => {
+                    if let SyncError::IdentityMismatch { claimed, .. } = &e {
+                        inc(&self.inner.stats.identity_mismatch, 1);
+                        tracing::warn!(peer = %ex.peer(), claimed = %claimed, "peer claims another node's identity; closing");
+                        conn.close(transport::CLOSE_WRONG_PEER, b"identity mismatch");
+                    }
+                    return Err(TransportError::Stream(e.to_string()));
+                }
+            }
         }
-        if s.is_none() {
-            return Err(TransportError::Stream(
-                "peer ended its turn without Open".into(),
-            ));
-        }
+        let _ = send.finish();
         Ok(())
     }
 
+    /// Opens an exchange of `kind` with `peer` on a new bi stream and runs it.
     async fn sync_initiate(
         &self,
         peer: &NodeId,
@@ -1018,35 +972,19 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| TransportError::Stream(e.to_string()))?;
-        let (sess, open) = {
-            let mut e = self.inner.engine();
-            (e.sync_start(peer.clone(), kind), e.sync_open_frame(kind))
+        let (mut ex, first) = Exchange::initiate(&mut self.inner.engine(), peer.clone(), kind);
+        let run = async {
+            send.write_all(&[wire::STREAM_SYNC])
+                .await
+                .map_err(|e| TransportError::Stream(e.to_string()))?;
+            self.send_turn(&mut send, &ex, &first).await?;
+            self.run_exchange(&mut ex, conn, &mut send, &mut recv).await
         };
-        send.write_all(&[wire::STREAM_SYNC])
-            .await
-            .map_err(|e| TransportError::Stream(e.to_string()))?;
-        self.send_frames(&mut send, &[open, SyncFrame::End], peer, kind)
-            .await?;
-        let mut s = Some(sess);
-        let mut checked = false;
-        self.receive_turn(&mut recv, &mut s, peer, conn, &mut checked)
-            .await?;
-        let sess = s
-            .take()
-            .ok_or_else(|| TransportError::Stream("no session".into()))?;
-        let mut ours = self
-            .inner
-            .engine()
-            .sync_reply_frames(&sess, ENTRIES_PER_FRAME);
-        ours.push(SyncFrame::End);
-        self.send_frames(&mut send, &ours, peer, kind).await?;
-        let _ = send.finish();
-        let now = self.inner.now();
-        self.inner.engine().sync_finish(now, sess);
-        self.inner.wake.notify_one();
-        Ok(())
+        let r = within_deadline(run).await;
+        self.end_exchange(ex, r)
     }
 
+    /// Answers an exchange the peer opened on `send`/`recv` (its type byte already read).
     async fn sync_respond(
         &self,
         from: &NodeId,
@@ -1054,32 +992,23 @@ impl Node {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) -> Result<(), TransportError> {
-        let mut s: Option<SyncSession> = None;
-        let mut checked = false;
-        self.receive_turn(&mut recv, &mut s, from, conn, &mut checked)
-            .await?;
-        let sess = s
-            .take()
-            .ok_or_else(|| TransportError::Stream("no session".into()))?;
-        let frames = {
-            let e = self.inner.engine();
-            let mut f = vec![e.sync_open_frame(sess.kind)];
-            f.extend(e.sync_reply_frames(&sess, ENTRIES_PER_FRAME));
-            f.push(SyncFrame::End);
-            f
-        };
-        self.send_frames(&mut send, &frames, from, sess.kind)
-            .await?;
-        let mut s = Some(sess);
-        self.receive_turn(&mut recv, &mut s, from, conn, &mut checked)
-            .await?;
-        let _ = send.finish();
-        let now = self.inner.now();
-        if let Some(sess) = s {
-            self.inner.engine().sync_finish(now, sess);
+        let mut ex = Exchange::accept(from.clone());
+        let r = within_deadline(self.run_exchange(&mut ex, conn, &mut send, &mut recv)).await;
+        self.end_exchange(ex, r)
+    }
+
+    /// Records an exchange that ended with an error as failed.
+    fn end_exchange(
+        &self,
+        ex: Exchange,
+        r: Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
+        if r.is_err() {
+            let now = self.inner.now();
+            ex.fail(&mut self.inner.engine(), now);
         }
         self.inner.wake.notify_one();
-        Ok(())
+        r
     }
 
     async fn save_loop(self) {
@@ -1098,6 +1027,16 @@ impl Node {
             }
         }
     }
+}
+
+/// Runs an exchange with the [`SYNC_TIMEOUT`] deadline: a peer that accepts the stream
+/// and never answers cannot hold a sync slot for good.
+async fn within_deadline(
+    run: impl std::future::Future<Output = Result<(), TransportError>>,
+) -> Result<(), TransportError> {
+    tokio::time::timeout(SYNC_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| Err(TransportError::Stream("anti-entropy timed out".into())))
 }
 
 fn to_kv(e: &crate::core::state::Entry) -> KvEntry {

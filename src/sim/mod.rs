@@ -22,11 +22,12 @@ use std::collections::{BTreeMap, BinaryHeap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::engine::{Event as EngineEvent, Output, Persisted, SyncSession};
+use crate::core::engine::{Event as EngineEvent, Output, Persisted};
 use crate::core::membership::Change;
 use crate::core::proto::{
     encoded_len, Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind, DATAGRAM_OVERHEAD,
 };
+use crate::core::sync::{Admit, Exchange, Step, SyncError};
 use crate::core::{Config, Engine, NodeId, Now};
 
 /// Wall clock at virtual time zero (ms since the UNIX epoch).
@@ -181,8 +182,12 @@ pub struct SimStats {
     pub duplicated: u64,
     /// Anti-entropy exchanges completed.
     pub syncs: u64,
-    /// Exchanges that failed (partition, crash).
+    /// Exchanges that failed (partition, crash, refused frame).
     pub syncs_failed: u64,
+    /// Exchanges abandoned on a frame the protocol does not allow (core::sync).
+    pub syncs_refused: u64,
+    /// Of those, peers whose first listed member was not themselves.
+    pub identity_mismatches: u64,
     /// Membership events declaring a healthy, reachable node suspect or dead.
     pub false_suspicions: u64,
     /// Same, declaring it dead.
@@ -324,16 +329,20 @@ impl Ord for Scheduled {
     }
 }
 
+/// An exchange between initiator `a` and responder `b`, each side driven by its own
+/// [`Exchange`] (core::sync), as the runtime drives them over a QUIC stream.
 struct SyncState {
     a: usize,
     b: usize,
     epochs: (u64, u64),
-    kind: SyncKind,
     seed: Option<usize>,
-    sess_a: Option<SyncSession>,
-    sess_b: Option<SyncSession>,
+    ex_a: Exchange,
+    ex_b: Exchange,
     step: u8,
 }
+
+/// Rewrites a sync frame a hostile node sends (see [`Sim::tamper_sync_frames`]).
+pub type FrameTamper = Box<dyn FnMut(&mut SyncFrame)>;
 
 /// The simulator.
 pub struct Sim {
@@ -346,6 +355,8 @@ pub struct Sim {
     group: Vec<u32>,
     syncs: BTreeMap<u64, SyncState>,
     next_sync: u64,
+    /// Nodes whose sync frames are rewritten on the way out (hostile members).
+    tamper: BTreeMap<usize, FrameTamper>,
     writes: Vec<TrackedWrite>,
     pending_writes: Vec<usize>,
     write_by_dot: BTreeMap<(NodeId, u64), usize>,
@@ -367,6 +378,23 @@ const SYNC_FAIL_US: u64 = 1_000_000;
 const MARK_SCAN_MAX: usize = 2_048;
 /// Period of the full sweep while many writes are in flight (µs).
 const SWEEP_US: u64 = 1_000_000;
+
+/// Feeds a turn's frames to one side of an exchange; returns the turn it answers with,
+/// if any, or the error that ends the exchange.
+fn receive_turn(
+    e: &mut Engine,
+    now: Now,
+    ex: &mut Exchange,
+    frames: Vec<SyncFrame>,
+) -> Result<Option<Vec<SyncFrame>>, SyncError> {
+    let mut answer = None;
+    for f in frames {
+        if let Step::Send(turn) = ex.on_frame(e, now, f)? {
+            answer = Some(turn);
+        }
+    }
+    Ok(answer)
+}
 
 fn fnv(h: &mut u64, x: u64) {
     for b in x.to_le_bytes() {
@@ -413,6 +441,7 @@ impl Sim {
             group: vec![0; cfg.nodes],
             syncs: BTreeMap::new(),
             next_sync: 0,
+            tamper: BTreeMap::new(),
             writes: Vec::new(),
             pending_writes: Vec::new(),
             write_by_dot: BTreeMap::new(),
@@ -982,22 +1011,20 @@ impl Sim {
         self.next_sync += 1;
         let id = self.next_sync;
         let epochs = (self.nodes[a].epoch, self.nodes[b].epoch);
-        let b_id = self.nodes[b].id.clone();
+        let (a_id, b_id) = (self.nodes[a].id.clone(), self.nodes[b].id.clone());
         let Some(ea) = self.nodes[a].engine.as_mut() else {
             return;
         };
-        let sess = ea.sync_start(b_id, kind);
-        let open = ea.sync_open_frame(kind);
+        let (ex_a, first) = Exchange::initiate(ea, b_id, kind);
         self.syncs.insert(
             id,
             SyncState {
                 a,
                 b,
                 epochs,
-                kind,
                 seed,
-                sess_a: Some(sess),
-                sess_b: None,
+                ex_a,
+                ex_b: Exchange::accept(a_id),
                 step: 1,
             },
         );
@@ -1005,11 +1032,24 @@ impl Sim {
             self.schedule(self.now_us + SYNC_FAIL_US, Ev::SyncFail { id });
             return;
         }
-        self.send_turn(id, a, b, vec![open]);
+        self.send_turn(id, a, b, first);
     }
 
-    fn send_turn(&mut self, id: u64, from: usize, to: usize, frames: Vec<SyncFrame>) {
-        let bytes: u64 = frames.iter().map(|f| encoded_len(f) as u64 + 5).sum();
+    /// Makes `node` hostile: every sync frame it sends passes through `f` first. Its
+    /// engine stays honest; what its peers receive does not.
+    pub fn tamper_sync_frames(&mut self, node: usize, f: FrameTamper) {
+        self.tamper.insert(node, f);
+    }
+
+    fn send_turn(&mut self, id: u64, from: usize, to: usize, mut frames: Vec<SyncFrame>) {
+        if let Some(f) = self.tamper.get_mut(&from) {
+            frames.iter_mut().for_each(f);
+        }
+        let bytes: u64 = frames
+            .iter()
+            .filter(|f| **f != SyncFrame::End)
+            .map(|f| encoded_len(f) as u64 + 5)
+            .sum();
         self.count_wan(from, to, bytes, true);
         self.pace_turn(Pace {
             id,
@@ -1026,21 +1066,23 @@ impl Sim {
     fn pace_turn(&mut self, mut p: Pace) {
         let (from, to) = (p.from, p.to);
         let now = self.now_of(from);
-        let peer = self.nodes[to].id.clone();
-        let kind = self.syncs.get(&p.id).map_or(SyncKind::Periodic, |s| s.kind);
         while p.remaining > 0 {
+            let Some(s) = self.syncs.get(&p.id) else {
+                return;
+            };
+            let ex = if from == s.a { &s.ex_a } else { &s.ex_b };
             let Some(e) = self.nodes[from].engine.as_mut() else {
                 return;
             };
-            let chunk = p.remaining.min(e.stream_chunk(kind) as u64);
-            match e.stream_admit(now, &peer, kind, chunk as usize) {
-                Ok(()) => {
+            match ex.admit(e, now, usize::try_from(p.remaining).unwrap_or(usize::MAX)) {
+                Admit::Send(chunk) => {
+                    let chunk = chunk as u64;
                     p.remaining -= chunk;
                     let t = &mut self.nodes[from].traffic;
                     t.sync_bytes += chunk;
                     t.egress.record(self.now_us, chunk);
                 }
-                Err(at) => {
+                Admit::WaitUntil(at) => {
                     let at = at.max(self.now_us + 1);
                     self.schedule(at, Ev::SyncPace(p));
                     return;
@@ -1069,26 +1111,6 @@ impl Sim {
             && self.reachable(s.a, s.b)
     }
 
-    fn apply_frames(&mut self, node: usize, sess: &mut SyncSession, frames: Vec<SyncFrame>) {
-        let now = self.now_of(node);
-        let Some(e) = self.nodes[node].engine.as_mut() else {
-            return;
-        };
-        for f in frames {
-            match f {
-                SyncFrame::Open {
-                    ctx,
-                    gc_horizon_ms,
-                    members_digest,
-                    ..
-                } => e.sync_on_open(sess, ctx, gc_horizon_ms, members_digest),
-                SyncFrame::Members(m) => e.sync_on_members(now, sess, m),
-                SyncFrame::Entries(es) => e.sync_on_entries(now, sess, es),
-                SyncFrame::End => {}
-            }
-        }
-    }
-
     fn sync_turn(&mut self, id: u64, to: usize, frames: Vec<SyncFrame>) {
         let Some(mut s) = self.syncs.remove(&id) else {
             return;
@@ -1099,55 +1121,50 @@ impl Sim {
             return;
         }
         fnv(&mut self.trace, id << 8 | s.step as u64);
-        match s.step {
-            1 => {
-                // Responder: accept, apply the initiator's Open, answer.
-                let a_id = self.nodes[s.a].id.clone();
-                let Some(eb) = self.nodes[to].engine.as_mut() else {
-                    return;
-                };
-                let mut sess = eb.sync_accept(a_id, s.kind);
-                self.apply_frames(to, &mut sess, frames);
-                let eb = self.nodes[to].engine.as_ref().expect("up");
-                let mut reply = vec![eb.sync_open_frame(s.kind)];
-                reply.extend(eb.sync_reply_frames(&sess, 1024));
-                s.sess_b = Some(sess);
-                s.step = 2;
-                let (a, b) = (s.a, s.b);
+        let (a, b) = (s.a, s.b);
+        let now = self.now_of(to);
+        let e = self.nodes[to]
+            .engine
+            .as_mut()
+            .expect("alive: checked above");
+        let ex = if to == a { &mut s.ex_a } else { &mut s.ex_b };
+        let answer = receive_turn(e, now, ex, frames);
+        let done = ex.is_done();
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.stats.syncs_refused += 1;
+                if matches!(e, SyncError::IdentityMismatch { .. }) {
+                    self.stats.identity_mismatches += 1;
+                }
                 self.syncs.insert(id, s);
-                self.drain(b);
-                self.send_turn(id, b, a, reply);
+                self.sync_fail(id);
+                return;
             }
-            2 => {
-                // Initiator: apply the answer, send what the responder lacks, finish.
-                let mut sess = s.sess_a.take().expect("initiator session");
-                self.apply_frames(to, &mut sess, frames);
-                let now = self.now_of(to);
-                let b_id = self.nodes[s.b].id.clone();
-                let ea = self.nodes[to].engine.as_mut().expect("up");
-                let reply = ea.sync_reply_frames(&sess, 1024);
-                ea.sync_finish(now, sess);
-                if let Some(seed) = s.seed {
+        };
+        if to == a && done {
+            // The initiator completed on the responder's turn: a contacted seed answered.
+            if let Some(seed) = s.seed {
+                let now = self.now_of(a);
+                let b_id = self.nodes[b].id.clone();
+                if let Some(ea) = self.nodes[a].engine.as_mut() {
                     ea.seed_result(now, seed, Some(b_id));
                 }
-                s.step = 3;
-                let (a, b) = (s.a, s.b);
-                self.syncs.insert(id, s);
-                self.mark_node(a);
-                self.drain(a);
-                self.send_turn(id, a, b, reply);
             }
-            _ => {
-                let mut sess = s.sess_b.take().expect("responder session");
-                self.apply_frames(to, &mut sess, frames);
-                let now = self.now_of(to);
-                if let Some(eb) = self.nodes[to].engine.as_mut() {
-                    eb.sync_finish(now, sess);
-                }
-                self.stats.syncs += 1;
-                self.mark_node(to);
-                self.drain(to);
-            }
+        }
+        s.step += 1;
+        if to == b && done {
+            self.stats.syncs += 1;
+        } else {
+            self.syncs.insert(id, s);
+        }
+        if done {
+            self.mark_node(to);
+        }
+        self.drain(to);
+        if let Some(turn) = answer {
+            let other = if to == a { b } else { a };
+            self.send_turn(id, to, other, turn);
         }
     }
 
@@ -1156,16 +1173,24 @@ impl Sim {
             return;
         };
         self.stats.syncs_failed += 1;
-        for (node, epoch, peer) in [(s.a, s.epochs.0, s.b), (s.b, s.epochs.1, s.a)] {
+        let SyncState {
+            a,
+            b,
+            epochs,
+            seed,
+            ex_a,
+            ex_b,
+            ..
+        } = s;
+        for (node, epoch, ex) in [(a, epochs.0, ex_a), (b, epochs.1, ex_b)] {
             if self.nodes[node].epoch != epoch {
                 continue;
             }
             let now = self.now_of(node);
-            let peer_id = self.nodes[peer].id.clone();
             if let Some(e) = self.nodes[node].engine.as_mut() {
-                e.sync_failed(now, &peer_id);
-                if node == s.a {
-                    if let Some(seed) = s.seed {
+                ex.fail(e, now);
+                if node == a {
+                    if let Some(seed) = seed {
                         e.seed_result(now, seed, None);
                     }
                 }

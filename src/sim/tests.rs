@@ -485,3 +485,56 @@ fn a_warm_start_begins_joined_and_spreads_writes_without_join_traffic() {
     assert_eq!(r.writes_converged, r.writes);
     assert!(r.writes > 300);
 }
+
+/// The first member a peer lists in an exchange must be the peer itself (core::sync):
+/// a member that lists another member first, to speak for it, has its exchanges refused
+/// before anything in them is applied, and the cluster goes on converging without it.
+#[test]
+fn a_peer_listing_another_member_first_has_its_exchange_refused() {
+    let run = |hostile: bool| {
+        let sc = Scenario::from_toml(include_str!("../../scenarios/smoke.toml"), "smoke").unwrap();
+        let seed = sc.seed;
+        println!("identity check (hostile: {hostile}): seed {seed}");
+        let mut sim = sc.build(seed);
+        if hostile {
+            // Node 5 puts a forged state of node 6 (left, at a higher incarnation) at
+            // the head of every member list it sends.
+            sim.tamper_sync_frames(
+                5,
+                Box::new(|f: &mut SyncFrame| {
+                    if let SyncFrame::Members(m) = f {
+                        if let Some(mut forged) = m.iter().find(|s| s.info.id == sim_id(6)).cloned()
+                        {
+                            forged.status = MemberStatus::Left;
+                            forged.incarnation += 100;
+                            m.insert(0, forged);
+                        }
+                    }
+                }),
+            );
+        }
+        // The workload ends at 30 s; give anti-entropy a few rounds after it.
+        sim.run_until(40_000_000);
+        sim
+    };
+    let honest = run(false);
+    assert_eq!(
+        honest.stats().identity_mismatches,
+        0,
+        "honest peers list themselves first"
+    );
+    assert!(honest.stores_identical());
+    let sim = run(true);
+    assert!(
+        sim.stats().identity_mismatches > 0,
+        "node 5's member lists were never checked"
+    );
+    for i in (0..sim.len()).filter(|&i| i != 6) {
+        let m = sim.engine(i).unwrap().members().get(&sim_id(6)).cloned();
+        assert!(
+            m.is_some_and(|m| m.state.status == MemberStatus::Alive),
+            "node {i} took node 5's word that node 6 left"
+        );
+    }
+    assert!(sim.stores_identical(), "the honest nodes still converge");
+}

@@ -514,7 +514,6 @@ mod tests {
 
     #[test]
     fn anti_entropy_lists_are_first_hand_only_for_the_peer_itself() {
-        use crate::core::proto::SyncKind;
         let (y, mut r, x) = cluster();
         let mut x_self = x.members().me().clone();
         Arc::make_mut(&mut x_self.info).zone = "z9".into();
@@ -522,8 +521,7 @@ mod tests {
         let mut y_left = y.members().me().clone();
         y_left.incarnation += 1;
         y_left.status = MemberStatus::Left;
-        let sess = r.sync_accept(x.id().clone(), SyncKind::Periodic);
-        r.sync_on_members(at(10), &sess, vec![x_self.clone(), y_left]);
+        r.sync_on_members(at(10), x.id(), vec![x_self.clone(), y_left]);
         assert_eq!(view(&r, "x"), x_self, "the peer speaks for itself");
         assert_ne!(view(&r, "y").status, MemberStatus::Left);
         assert_eq!(r.stats().claims_refused, 1);

@@ -449,7 +449,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus, SyncKind};
+    use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus};
     use crate::core::{Now, Output};
 
     fn info(id: &str, dc: &str) -> MemberInfo {
@@ -487,8 +487,7 @@ mod tests {
             })
             .collect();
         let peer = NodeId::new("a1").unwrap();
-        let s = e.sync_accept(peer, SyncKind::Periodic);
-        e.sync_on_members(now(0), &s, states);
+        e.sync_on_members(now(0), &peer, states);
         assert_eq!(e.members().live_count(), 18);
         while e.poll_output().is_some() {}
         e

@@ -274,7 +274,7 @@ pub enum Output {
         /// Contents.
         datagram: Datagram,
     },
-    /// Run an anti-entropy exchange with a member (see [`Engine::sync_start`]).
+    /// Run an anti-entropy exchange with a member (see [`crate::core::sync::Exchange`]).
     Sync {
         /// Peer.
         with: NodeId,
@@ -406,30 +406,6 @@ struct Seed {
     backoff_ms: u64,
     member: Option<NodeId>,
     in_flight: bool,
-}
-
-/// One side of an anti-entropy exchange in progress (held by the caller).
-#[derive(Debug, Clone)]
-pub struct SyncSession {
-    /// The peer.
-    pub peer: NodeId,
-    /// Why it was opened.
-    pub kind: SyncKind,
-    peer_ctx: Option<CausalContext>,
-    peer_digest: Option<u64>,
-    reset: bool,
-}
-
-impl SyncSession {
-    fn new(peer: NodeId, kind: SyncKind) -> Self {
-        Self {
-            peer,
-            kind,
-            peer_ctx: None,
-            peer_digest: None,
-            reset: false,
-        }
-    }
 }
 
 /// The protocol state machine of one node.
@@ -588,7 +564,7 @@ impl Engine {
     /// Charges `bytes` of a sync stream of `kind` to `peer`. Returns `Err(at)` (mono
     /// µs) when the tokens are not there yet: wait until then and ask again. Send big
     /// transfers in pieces of at most [`Engine::stream_chunk`] bytes.
-    pub fn stream_admit(
+    pub(crate) fn stream_admit(
         &mut self,
         now: Now,
         peer: &NodeId,
@@ -611,7 +587,7 @@ impl Engine {
 
     /// The largest piece of a sync stream of `kind` to pass to [`Engine::stream_admit`]
     /// at once.
-    pub fn stream_chunk(&self, kind: SyncKind) -> usize {
+    pub(crate) fn stream_chunk(&self, kind: SyncKind) -> usize {
         self.limiter.max_chunk(Self::stream_class(kind))
     }
 
@@ -1306,23 +1282,21 @@ impl Engine {
         Ok(())
     }
 
-    // ----- anti-entropy -----
+    // ----- anti-entropy: what the frames of an exchange carry (core::sync sequences them) -----
 
-    /// Begins an exchange we initiate with `peer`; send [`Engine::sync_open_frame`] first.
-    pub fn sync_start(&mut self, peer: NodeId, kind: SyncKind) -> SyncSession {
+    /// Counts an exchange we open.
+    pub(crate) fn sync_started(&mut self) {
         self.stats.syncs_started += 1;
-        SyncSession::new(peer, kind)
     }
 
-    /// Begins the responder's side of an exchange `peer` opened.
-    pub fn sync_accept(&mut self, peer: NodeId, kind: SyncKind) -> SyncSession {
+    /// Counts an exchange a peer opened.
+    pub(crate) fn sync_accepted(&mut self) {
         self.stats.syncs_accepted += 1;
-        SyncSession::new(peer, kind)
     }
 
     /// Our `Open` frame: causal context, tombstone horizon and member digest. A responder
     /// builds it after [`Engine::sync_on_open`], so that a resynchronisation shows.
-    pub fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
+    pub(crate) fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
         SyncFrame::Open {
             kind,
             ctx: self.store.context().clone(),
@@ -1332,33 +1306,29 @@ impl Engine {
     }
 
     /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
-    /// our state is rebuilt from scratch (and the exchange will not join contexts).
-    pub fn sync_on_open(
-        &mut self,
-        s: &mut SyncSession,
-        ctx: CausalContext,
-        gc_horizon_ms: u64,
-        members_digest: u64,
-    ) {
-        if self.store.needs_resync(gc_horizon_ms) {
+    /// our state is rebuilt from scratch; returns true then (the exchange will not join
+    /// contexts).
+    pub(crate) fn sync_on_open(&mut self, ctx: &CausalContext, gc_horizon_ms: u64) -> bool {
+        let reset = self.store.needs_resync(gc_horizon_ms);
+        if reset {
             self.store.reset_for_resync();
             self.stats.resyncs += 1;
-            s.reset = true;
         }
-        self.store.observe_peer_context(&ctx);
-        s.peer_ctx = Some(ctx);
-        s.peer_digest = Some(members_digest);
+        self.store.observe_peer_context(ctx);
+        reset
     }
 
-    /// What we send in our turn after the peer's `Open`: our member list (on a join, or
-    /// when the digests differ), then the entries the peer lacks in frames of at most
-    /// `per_frame` entries (and about 512 KiB).
-    pub fn sync_reply_frames(&self, s: &SyncSession, per_frame: usize) -> Vec<SyncFrame> {
-        let Some(ctx) = &s.peer_ctx else {
-            return Vec::new();
-        };
+    /// What we send in our turn after the peer's `Open`: our member list if `members`,
+    /// then the entries the peer lacks in frames of at most `per_frame` entries (and
+    /// about 512 KiB).
+    pub(crate) fn sync_reply_frames(
+        &self,
+        peer_ctx: &CausalContext,
+        members: bool,
+        per_frame: usize,
+    ) -> Vec<SyncFrame> {
         let mut frames = Vec::new();
-        if s.kind == SyncKind::Join || s.peer_digest != Some(self.members.digest()) {
+        if members {
             // Ourselves first: the peer checks that it matches our certificate.
             for chunk in self.members.all_states().chunks(256) {
                 frames.push(SyncFrame::Members(chunk.to_vec()));
@@ -1366,7 +1336,7 @@ impl Engine {
         }
         let mut cur = Vec::new();
         let mut bytes = 0usize;
-        for e in self.store.missing_for(ctx) {
+        for e in self.store.missing_for(peer_ctx) {
             bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
             cur.push(e);
             if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
@@ -1380,18 +1350,18 @@ impl Engine {
         frames
     }
 
-    /// Handles a `Members` frame.
-    pub fn sync_on_members(&mut self, now: Now, s: &SyncSession, members: Vec<MemberState>) {
-        self.members.heard_from(&s.peer, now.mono_us);
+    /// Handles a `Members` frame from `peer`.
+    pub(crate) fn sync_on_members(&mut self, now: Now, peer: &NodeId, members: Vec<MemberState>) {
+        self.members.heard_from(peer, now.mono_us);
         for m in members {
-            let first_hand = m.info.id == s.peer;
-            self.apply_member(now, &s.peer, m, first_hand);
+            let first_hand = &m.info.id == peer;
+            self.apply_member(now, peer, m, first_hand);
         }
-        self.tell_if_down(now, &s.peer);
+        self.tell_if_down(now, peer);
     }
 
     /// Handles an `Entries` frame.
-    pub fn sync_on_entries(&mut self, now: Now, _s: &SyncSession, entries: Vec<Entry>) {
+    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>) {
         for e in entries {
             match self.store.apply(e, now.wall_ms) {
                 Err(_) => self.stats.items_invalid += 1,
@@ -1412,10 +1382,17 @@ impl Engine {
         }
     }
 
-    /// Completes an exchange after everything the peer sent was applied.
-    pub fn sync_finish(&mut self, now: Now, s: SyncSession) {
-        if let Some(ctx) = &s.peer_ctx {
-            if !s.reset {
+    /// Completes an exchange with `peer` after everything it sent was applied: joins its
+    /// context, unless our state was rebuilt mid-exchange (`reset`).
+    pub(crate) fn sync_finish(
+        &mut self,
+        now: Now,
+        peer: &NodeId,
+        peer_ctx: Option<&CausalContext>,
+        reset: bool,
+    ) {
+        if let Some(ctx) = peer_ctx {
+            if !reset {
                 self.store.join_context(ctx);
                 self.store.mark_synced(now.wall_ms);
             } else {
@@ -1423,12 +1400,12 @@ impl Engine {
                 self.next_sync_us = now.mono_us;
             }
         }
-        self.members.synced_with(&s.peer, now.mono_us);
+        self.members.synced_with(peer, now.mono_us);
         self.stats.syncs_completed += 1;
     }
 
     /// Records a failed exchange.
-    pub fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
+    pub(crate) fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
         self.stats.syncs_failed += 1;
     }
 }

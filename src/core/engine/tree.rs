@@ -670,8 +670,7 @@ mod tests {
         let mut e = hub();
         let mut w = engine("p05", &["p00"]);
         let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
-        let s = e.sync_accept(id("p09"), crate::core::proto::SyncKind::Periodic);
-        e.sync_on_entries(at(8), &s, vec![entry.clone()]);
+        e.sync_on_entries(at(8), vec![entry.clone()]);
         let dg = Datagram {
             items: vec![Item::Tree {
                 entry,
