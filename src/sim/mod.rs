@@ -1045,11 +1045,8 @@ impl Sim {
         if let Some(f) = self.tamper.get_mut(&from) {
             frames.iter_mut().for_each(f);
         }
-        let bytes: u64 = frames
-            .iter()
-            .filter(|f| **f != SyncFrame::End)
-            .map(|f| encoded_len(f) as u64 + 5)
-            .sum();
+        // Every frame the runtime writes, End included: 4 length bytes, the version byte.
+        let bytes: u64 = frames.iter().map(|f| encoded_len(f) as u64 + 5).sum();
         self.count_wan(from, to, bytes, true);
         self.pace_turn(Pace {
             id,
