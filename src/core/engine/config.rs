@@ -1,0 +1,236 @@
+//! Protocol tuning: every field of the `[gossip]` section, its defaults, the LAN, local
+//! and WAN profiles, and validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::state::Limits;
+
+/// Protocol tuning. Every field is settable in the node's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Peers a fresh update is pushed to at once, and per gossip round.
+    pub fanout: usize,
+    /// Period of piggyback gossip rounds (ms).
+    pub gossip_interval_ms: u64,
+    /// Period of anti-entropy exchanges (ms).
+    pub sync_interval_ms: u64,
+    /// Retransmit multiplier λ: each update is sent about `λ·log10(N+1)` times.
+    pub retransmit_mult: u32,
+    /// Largest datagram the core packs (bytes); the runtime lowers it per peer to the
+    /// connection's `max_datagram_size()`.
+    pub max_datagram: usize,
+    /// Push deltas as datagrams (false leaves replication to anti-entropy alone).
+    pub push_deltas: bool,
+    /// Push each update down a broadcast tree (about one copy per member, log₂ N hops)
+    /// and repeat only its id in gossip rounds; members missing an id ask for it
+    /// (`engine/tree.rs`). `false` is the older random push: `fanout` random peers per
+    /// hop and the whole update repeated in gossip rounds.
+    pub tree_push: bool,
+    /// With `tree_push`: how long a member told of an update it lacks waits for the tree
+    /// to bring it before asking the teller (ms; at least twice the round trip to it).
+    pub graft_timeout_ms: u64,
+    /// How long deletes are remembered (ms) before their tombstones are collected.
+    pub tombstone_grace_ms: u64,
+    /// Shortest wait between attempts to contact a seed (ms).
+    pub seed_backoff_floor_ms: u64,
+    /// Longest wait between attempts to contact a seed (ms).
+    pub seed_backoff_cap_ms: u64,
+    /// Most broadcasts waiting in the queue; beyond it the oldest low-priority ones drop.
+    pub queue_max: usize,
+    /// Prefer peers in our own datacenter (`dc`) for gossip rounds, eager pushes and
+    /// anti-entropy, and let a write cross to another datacenter only through its
+    /// writer's bounded relays (see ARCHITECTURE.md, "Locality and WAN"). `false` treats
+    /// every member alike, wherever it is.
+    pub locality: bool,
+    /// With `locality`: the share, in (0, 1], of gossip-round targets and anti-entropy
+    /// exchanges that go to other datacenters, so that every datacenter keeps hearing
+    /// every other (a share of 0 would make each datacenter an island).
+    pub cross_dc_share: f64,
+    /// With `locality`: nodes of each other datacenter a write is pushed to at once by
+    /// its writer; they spread it inside their datacenter.
+    pub dc_relays: usize,
+    /// With `locality`: later gossip rounds in which the writer sends a write once more
+    /// to one node of each other datacenter (covers WAN loss).
+    pub dc_retransmits: u32,
+    /// Probe timeouts are at least this multiple of the peer's measured round-trip time,
+    /// with `probe_timeout_ms` as the floor, so a far peer is not suspected for being far;
+    /// 0 turns the adaptation off.
+    pub probe_rtt_mult: u32,
+    /// SWIM protocol period: one member is probed per period (ms).
+    pub probe_interval_ms: u64,
+    /// How long to wait for a direct ack before asking others to probe (ms).
+    pub probe_timeout_ms: u64,
+    /// Members asked to probe indirectly when a direct probe times out (`k`).
+    pub indirect_checks: usize,
+    /// Suspicion timeout = `suspicion_mult · log10(N) · probe_interval` at the least.
+    pub suspicion_mult: u32,
+    /// The longest suspicion timeout, as a multiple of the least (Lifeguard).
+    pub suspicion_max_mult: u32,
+    /// Ceiling of the local health multiplier (Lifeguard): a struggling node stretches
+    /// its probe interval and timeout by up to this factor.
+    pub awareness_max: u32,
+    /// Dead and departed members are kept (as tombstones) this long before being
+    /// forgotten (ms).
+    pub reap_timeout_ms: u64,
+    /// Cap on this node's gossip egress in bytes per second (datagrams and anti-entropy
+    /// stream bytes alike); 0 means unlimited.
+    pub gossip_bandwidth: u64,
+    /// Token-bucket size in bytes: how far egress may run ahead of `gossip_bandwidth`
+    /// (0 = automatic: 40 ms worth, so no 1-second window exceeds the cap by more
+    /// than 4 %, and at least two datagrams).
+    pub gossip_burst: u64,
+    /// Share of `gossip_bandwidth` (and burst) one peer may take, in (0, 1].
+    pub per_peer_share: f64,
+    /// Datagrams accepted from one peer per second; beyond it they are dropped and
+    /// counted (0 = unlimited).
+    pub inbound_datagrams_per_peer: u32,
+    /// Anti-entropy exchanges one peer may have open with us at once; more are refused.
+    pub inbound_syncs_per_peer: u32,
+    /// Key and value size limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            fanout: 3,
+            gossip_interval_ms: 200,
+            sync_interval_ms: 2_000,
+            retransmit_mult: 4,
+            max_datagram: 1_200,
+            push_deltas: true,
+            tree_push: true,
+            graft_timeout_ms: 20,
+            tombstone_grace_ms: 24 * 3600 * 1000,
+            seed_backoff_floor_ms: 1_000,
+            seed_backoff_cap_ms: 30_000,
+            queue_max: 4_096,
+            locality: true,
+            cross_dc_share: 0.1,
+            dc_relays: 2,
+            dc_retransmits: 1,
+            probe_rtt_mult: 3,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 500,
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            awareness_max: 8,
+            reap_timeout_ms: 3_600_000,
+            gossip_bandwidth: 10_000_000,
+            gossip_burst: 0,
+            per_peer_share: 0.5,
+            inbound_datagrams_per_peer: 2_000,
+            inbound_syncs_per_peer: 2,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The LAN profile (the default): memberlist's LAN timings, 200 ms gossip rounds.
+    pub fn lan() -> Self {
+        Self::default()
+    }
+
+    /// The loopback profile, for in-process clusters (tests, demos, `gossamer test`):
+    /// faster gossip rounds, anti-entropy and seed retries than the LAN profile.
+    pub fn local() -> Self {
+        Self {
+            gossip_interval_ms: 100,
+            sync_interval_ms: 500,
+            seed_backoff_floor_ms: 200,
+            seed_backoff_cap_ms: 2_000,
+            ..Self::default()
+        }
+    }
+
+    /// The WAN profile: longer probe period and timeouts, slower gossip and
+    /// anti-entropy, and a 1 MB/s gossip cap, for links of tens to hundreds of
+    /// milliseconds.
+    pub fn wan() -> Self {
+        Self {
+            gossip_interval_ms: 500,
+            sync_interval_ms: 10_000,
+            probe_interval_ms: 5_000,
+            probe_timeout_ms: 3_000,
+            suspicion_mult: 6,
+            gossip_bandwidth: 1_000_000,
+            ..Self::default()
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values; the error names the field and what would fix it.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = |name: &str, v: u64| {
+            if v == 0 {
+                Err(format!("{name} must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        pos("fanout", self.fanout as u64)?;
+        pos("gossip_interval_ms", self.gossip_interval_ms)?;
+        pos("sync_interval_ms", self.sync_interval_ms)?;
+        pos("retransmit_mult", self.retransmit_mult as u64)?;
+        pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
+        pos("queue_max", self.queue_max as u64)?;
+        if self.graft_timeout_ms > 60_000 {
+            return Err(format!(
+                "graft_timeout_ms must be at most 60000 (got {}): a missing update waits that \
+                 long before it is asked for",
+                self.graft_timeout_ms
+            ));
+        }
+        self.validate_locality()?;
+        pos("probe_interval_ms", self.probe_interval_ms)?;
+        pos("probe_timeout_ms", self.probe_timeout_ms)?;
+        pos("suspicion_mult", self.suspicion_mult as u64)?;
+        pos("suspicion_max_mult", self.suspicion_max_mult as u64)?;
+        pos("awareness_max", self.awareness_max as u64)?;
+        if self.probe_timeout_ms > self.probe_interval_ms {
+            return Err(format!(
+                "probe_timeout_ms ({}) must not exceed probe_interval_ms ({})",
+                self.probe_timeout_ms, self.probe_interval_ms
+            ));
+        }
+        if self.max_datagram < 256 || self.max_datagram > 65_000 {
+            return Err(format!(
+                "max_datagram must be between 256 and 65000 bytes (got {})",
+                self.max_datagram
+            ));
+        }
+        if !(self.per_peer_share > 0.0 && self.per_peer_share <= 1.0) {
+            return Err(format!(
+                "per_peer_share must be in (0, 1] (got {}); 1 lets one peer use the whole budget",
+                self.per_peer_share
+            ));
+        }
+        if self.gossip_bandwidth > 0 && self.gossip_bandwidth < 4 * self.max_datagram as u64 {
+            return Err(format!(
+                "gossip_bandwidth must be 0 (unlimited) or at least 4 datagrams per second ({} bytes/s) (got {})",
+                4 * self.max_datagram,
+                self.gossip_bandwidth
+            ));
+        }
+        if self.gossip_burst > 0 && self.gossip_burst < 2 * self.max_datagram as u64 {
+            return Err(format!(
+                "gossip_burst must be 0 (automatic) or at least two datagrams ({} bytes) (got {})",
+                2 * self.max_datagram,
+                self.gossip_burst
+            ));
+        }
+        if self.gossip_bandwidth > u32::MAX as u64 || self.gossip_burst > u32::MAX as u64 {
+            return Err(
+                "gossip_bandwidth and gossip_burst must fit in 32 bits (at most 4 GB/s)".into(),
+            );
+        }
+        if self.seed_backoff_cap_ms < self.seed_backoff_floor_ms {
+            return Err("seed_backoff_cap_ms must be at least seed_backoff_floor_ms".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! What leaves the engine: the effects the caller carries out ([`Output`]) and the
+//! changes subscribers hear about ([`Event`]).
+
+use crate::core::membership::Change;
+use crate::core::proto::Datagram;
+use crate::core::state::Entry;
+use crate::core::NodeId;
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a datagram to a member.
+    Datagram {
+        /// Recipient.
+        to: NodeId,
+        /// Its advertised address.
+        addr: String,
+        /// Contents.
+        datagram: Datagram,
+    },
+    /// Send items too large for a datagram on a reliable (uni) stream.
+    Reliable {
+        /// Recipient.
+        to: NodeId,
+        /// Its advertised address.
+        addr: String,
+        /// Contents.
+        datagram: Datagram,
+    },
+    /// Run an anti-entropy exchange with a member (see [`crate::core::sync::Exchange`]).
+    Sync {
+        /// Peer.
+        with: NodeId,
+        /// Its advertised address.
+        addr: String,
+    },
+    /// Contact a seed address: connect, then run a `Join` exchange with whoever answers,
+    /// then report with [`Engine::seed_result`].
+    Contact {
+        /// Index of the seed in the configured list.
+        seed: usize,
+        /// The address as configured (re-resolve names every time).
+        addr: String,
+    },
+    /// Tell subscribers.
+    Event(Event),
+}
+
+/// A change subscribers hear about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A key changed (set or deleted).
+    Kv {
+        /// The new entry (a tombstone for a delete).
+        entry: Entry,
+        /// Written by this node.
+        local: bool,
+        /// The change resolved concurrent writes.
+        conflict: bool,
+    },
+    /// Membership changed.
+    Member(Change),
+}

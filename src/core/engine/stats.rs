@@ -1,0 +1,84 @@
+//! Counters of the engine.
+
+use serde::Serialize;
+
+/// Counters of the engine (the runtime and simulator add transport-level ones).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStats {
+    /// Datagrams handed out for sending.
+    pub datagrams_out: u64,
+    /// Items inside those datagrams.
+    pub items_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Items received.
+    pub items_in: u64,
+    /// Items received that broke a limit or rule, dropped.
+    pub items_invalid: u64,
+    /// Anti-entropy exchanges this node opened.
+    pub syncs_started: u64,
+    /// Anti-entropy exchanges peers opened with this node.
+    pub syncs_accepted: u64,
+    /// Completed exchanges.
+    pub syncs_completed: u64,
+    /// Failed exchanges.
+    pub syncs_failed: u64,
+    /// Entries received through anti-entropy that changed the state.
+    pub sync_entries_applied: u64,
+    /// Full resynchronisations after being away longer than the tombstone grace.
+    pub resyncs: u64,
+    /// Seed contact attempts.
+    pub seed_attempts: u64,
+    /// Refutations of suspicion about ourselves.
+    pub refutations: u64,
+    /// Second-hand membership claims refused because they would speak for another
+    /// member (mark it left, revive it, refute its suspicion, change its metadata).
+    pub claims_refused: u64,
+    /// Members sent our view of them directly to verify a refused claim.
+    pub claims_verified: u64,
+    /// Peers sent our own state directly because they told us an older or different one.
+    pub claims_answered: u64,
+    /// Direct probes sent.
+    pub probes: u64,
+    /// Probes that got no ack, direct or indirect, within the period.
+    pub probes_failed: u64,
+    /// Indirect probe requests sent.
+    pub ping_reqs: u64,
+    /// Members we declared suspect.
+    pub suspicions: u64,
+    /// Members we declared dead.
+    pub deaths: u64,
+    /// Dead or departed members forgotten after the reap timeout.
+    pub reaped: u64,
+    /// Datagrams from a peer beyond `inbound_datagrams_per_peer`, dropped.
+    pub inbound_dropped: u64,
+    /// Gossip datagrams (or reliable sends) not sent for lack of tokens; what they would
+    /// have carried stays queued or is repaired by anti-entropy.
+    pub sends_limited: u64,
+    /// Periodic anti-entropy exchanges put off because the bucket was below the
+    /// anti-entropy reserve.
+    pub syncs_deferred: u64,
+    /// Times the bandwidth back-off stepped up.
+    pub backoff_steps: u64,
+    /// Direct membership messages (probes, acks, suspicions, answers) that waited for
+    /// tokens instead of being dropped.
+    pub sends_deferred: u64,
+    /// Of those, dropped after all: stale (older than a probe period) or the wait list
+    /// was full.
+    pub deferred_dropped: u64,
+    /// Updates sent down the broadcast tree (one per child).
+    pub tree_sent: u64,
+    /// Ids announced to us of updates we lacked.
+    pub ids_missing: u64,
+    /// Graft requests sent (an update asked for by id).
+    pub grafts_sent: u64,
+    /// Updates sent in answer to grafts.
+    pub grafts_answered: u64,
+    /// Missing ids given up after every graft try (anti-entropy repairs them).
+    pub grafts_abandoned: u64,
+    /// Missing ids not tracked because too many were pending (anti-entropy repairs them).
+    pub grafts_dropped: u64,
+    /// Updates a graft brought us that we forwarded down our own span of the writer's
+    /// tree (its tree copy was lost above us, so our subtree lacked it too).
+    pub subtrees_healed: u64,
+}
