@@ -112,6 +112,7 @@ impl AdminBackend for FakeBackend {
             members: BTreeMap::from([("alive".to_string(), 1), ("suspect".to_string(), 1)]),
             keys: kv.len(),
             tombstones: 0,
+            clock_ahead_ms: 0,
             uptime_s: 3725,
             version: "0.1.0".into(),
         }

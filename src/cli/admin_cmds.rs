@@ -367,6 +367,15 @@ fn aligned(rows: &[Vec<String>], indent: &str) -> String {
 }
 
 /// Renders a status object as aligned `name  value` lines.
+/// The largest amount a peer's stamps were ahead of this node's clock.
+fn clock_skew(v: &serde_json::Value) -> String {
+    match v.as_u64() {
+        Some(0) => "none seen".into(),
+        Some(ms) => format!("a peer's stamps up to {ms} ms ahead of ours"),
+        None => "-".into(),
+    }
+}
+
 fn status_text(s: &serde_json::Value) -> String {
     let members = match s["members"].as_object() {
         Some(by_status) if !by_status.is_empty() => {
@@ -390,6 +399,7 @@ fn status_text(s: &serde_json::Value) -> String {
         ("members", members),
         ("keys", json_str(&s["keys"])),
         ("tombstones", json_str(&s["tombstones"])),
+        ("clock skew", clock_skew(&s["clock_ahead_ms"])),
         ("uptime", uptime),
         ("version", json_str(&s["version"])),
     ];

@@ -97,6 +97,9 @@ pub struct Exchange {
     reset: bool,
     /// The peer's first `Members` frame was checked against its identity.
     identity_checked: bool,
+    /// Entries of the peer's we refused: their dots must not enter our context, so the
+    /// peer's context is not joined.
+    refused: usize,
     /// Turns of the peer's we have read to their `End`.
     turns_read: u8,
     done: bool,
@@ -125,6 +128,7 @@ impl Exchange {
             peer_digest: 0,
             reset: false,
             identity_checked: false,
+            refused: 0,
             turns_read: 0,
             done: false,
         }
@@ -205,7 +209,7 @@ impl Exchange {
             }
             SyncFrame::Entries(entries) => {
                 self.require_open()?;
-                engine.sync_on_entries(now, entries);
+                self.refused += engine.sync_on_entries(now, entries);
                 Ok(Step::Read)
             }
             SyncFrame::End => {
@@ -260,7 +264,8 @@ impl Exchange {
 
     fn finish(&mut self, engine: &mut Engine, now: Now) {
         self.done = true;
-        engine.sync_finish(now, &self.peer, self.peer_ctx.as_ref(), self.reset);
+        let join = self.peer_ctx.as_ref().filter(|_| self.refused == 0);
+        engine.sync_finish(now, &self.peer, join, self.reset);
     }
 
     /// Abandons the exchange (transport error, timeout, or a refused frame).
@@ -281,5 +286,181 @@ impl Exchange {
             Ok(()) => Admit::Send(chunk),
             Err(at_us) => Admit::WaitUntil(at_us),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::Config;
+    use crate::core::proto::MemberInfo;
+    use crate::core::state::{Entry, Hlc, VersionVector};
+
+    fn at(ms: u64) -> Now {
+        Now::new(ms * 1000, 1_700_000_000_000 + ms)
+    }
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn engine(name: &str, cfg: Config) -> Engine {
+        let me = MemberInfo {
+            id: id(name),
+            addr: format!("{name}:1"),
+            dc: String::new(),
+            zone: String::new(),
+            tags: Default::default(),
+        };
+        Engine::new(cfg, me, vec![], 1, at(0), None)
+    }
+
+    /// Runs a whole exchange between `a` (initiator) and `b` in memory, as the runtime
+    /// and the simulator do, and returns both sides.
+    fn exchange(a: &mut Engine, b: &mut Engine, now: Now) -> (Exchange, Exchange) {
+        let (mut ea, mut turn) = Exchange::initiate(a, b.id().clone(), SyncKind::Periodic);
+        let mut eb = Exchange::accept(a.id().clone());
+        let mut to_b = true;
+        while !(ea.is_done() && eb.is_done()) {
+            let (ex, e) = if to_b {
+                (&mut eb, &mut *b)
+            } else {
+                (&mut ea, &mut *a)
+            };
+            let mut answer = Vec::new();
+            for f in std::mem::take(&mut turn) {
+                if let Step::Send(t) = ex.on_frame(e, now, f).expect("honest frames") {
+                    answer = t;
+                }
+            }
+            turn = answer;
+            to_b = !to_b;
+        }
+        (ea, eb)
+    }
+
+    #[test]
+    fn an_exchange_brings_each_side_what_it_lacks_and_completes_both() {
+        let mut a = engine("a", Config::default());
+        let mut b = engine("b", Config::default());
+        a.set(at(1), "x", b"1".to_vec()).unwrap();
+        b.set(at(1), "y", b"2".to_vec()).unwrap();
+        let (ea, eb) = exchange(&mut a, &mut b, at(2));
+        assert!(ea.is_done() && eb.is_done());
+        for e in [&a, &b] {
+            assert_eq!(e.store().get("x"), Some(&b"1"[..]));
+            assert_eq!(e.store().get("y"), Some(&b"2"[..]));
+        }
+        assert_eq!(a.store().context(), b.store().context());
+        assert_eq!(a.stats().syncs_completed, 1);
+        assert_eq!(b.stats().syncs_completed, 1);
+    }
+
+    #[test]
+    fn frames_out_of_order_end_the_exchange() {
+        let mut b = engine("b", Config::default());
+        let mut ex = Exchange::accept(id("a"));
+        assert_eq!(
+            ex.on_frame(&mut b, at(1), SyncFrame::End),
+            Err(SyncError::NoOpen { peer: id("a") })
+        );
+        let (_, turn) = Exchange::initiate(
+            &mut engine("a", Config::default()),
+            id("b"),
+            SyncKind::Periodic,
+        );
+        let mut ex = Exchange::accept(id("a"));
+        ex.on_frame(&mut b, at(1), turn[0].clone()).unwrap();
+        assert_eq!(
+            ex.on_frame(&mut b, at(1), turn[0].clone()),
+            Err(SyncError::SecondOpen { peer: id("a") })
+        );
+    }
+
+    /// #16, finding 6: an entry refused by the receiver (here its version vector is
+    /// longer than the receiver's limit) had its dots joined into the receiver's context
+    /// at the end of the exchange anyway, so they counted as seen and the write never
+    /// replicated to that node.
+    #[test]
+    fn a_refused_entry_never_counts_as_seen() {
+        let mut strict = Config::default();
+        strict.limits.max_vv_len = 2;
+        let mut a = engine("a", strict);
+        let mut b = engine("b", Config::default());
+        let mut vv = VersionVector::default();
+        for w in ["b", "w1", "w2"] {
+            vv.set(id(w), 1);
+        }
+        let wide = Entry {
+            key: "wide".into(),
+            value: Some(b"v".to_vec()),
+            vv,
+            hlc: Hlc {
+                ms: at(1).wall_ms,
+                lc: 0,
+            },
+            writer: id("b"),
+        };
+        b.sync_on_entries(at(1), vec![wide]);
+        assert!(b.store().get("wide").is_some());
+        exchange(&mut a, &mut b, at(2));
+        assert!(
+            a.store().get("wide").is_none(),
+            "refused by the stricter limit"
+        );
+        for w in ["b", "w1", "w2"] {
+            assert!(
+                !a.store().context().contains(&id(w), 1),
+                "the refused write of {w} counts as seen"
+            );
+        }
+        assert_eq!(a.stats().sync_joins_skipped, 1);
+    }
+
+    /// #16, finding 4: an entry stamped a year ahead dragged our clock a year forward.
+    /// Now the entry is kept (its write is not lost) and our clock moves only up to the
+    /// drift bound; the writer is told once.
+    #[test]
+    fn an_entry_stamped_beyond_the_drift_bound_does_not_drag_our_clock() {
+        let mut a = engine("a", Config::default());
+        let year_ms = 365 * 24 * 3_600_000;
+        let mut vv = VersionVector::default();
+        vv.set(id("w"), 1);
+        let future = |key: &str, c: u64| {
+            let mut vv = vv.clone();
+            vv.set(id("w"), c);
+            Entry {
+                key: key.into(),
+                value: Some(b"v".to_vec()),
+                vv,
+                hlc: Hlc {
+                    ms: at(1).wall_ms + year_ms,
+                    lc: 0,
+                },
+                writer: id("w"),
+            }
+        };
+        assert_eq!(
+            a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)]),
+            0
+        );
+        assert!(a.store().get("k1").is_some(), "the write is kept");
+        assert!(a.store().clock().last().ms <= at(1).wall_ms + 60_000);
+        let mine = a.set(at(2), "m", b"x".to_vec()).unwrap();
+        assert!(
+            mine.hlc.ms <= at(2).wall_ms + 60_000,
+            "our stamps stay near our clock"
+        );
+        assert_eq!(a.stats().stamps_clamped, 2);
+        let told = std::iter::from_fn(|| a.poll_output())
+            .filter(|o| {
+                matches!(
+                    o,
+                    crate::core::Output::Event(crate::core::Event::ClockAhead { .. })
+                )
+            })
+            .count();
+        assert_eq!(told, 1);
+        assert_eq!(a.clock_skew().writers()[&id("w")].beyond_bound, 2);
     }
 }

@@ -133,6 +133,15 @@ impl Node {
                 .map(|(s, n)| (labels(&[("status", s)]), *n as f64))
                 .collect(),
         );
+        let skew = self.clock_skew();
+        f.labelled(
+            "gossamer_peer_clock_ahead_ms",
+            "Largest amount a writer's stamps were ahead of this node's clock, per writer.",
+            Gauge,
+            skew.iter()
+                .map(|(w, s)| (labels(&[("peer", w.as_str())]), s.ahead_ms as f64))
+                .collect(),
+        );
         let dcs = datacenters(&Node::members(self));
         let mut by_dc = Vec::new();
         let (mut mean, mut max) = (Vec::new(), Vec::new());
@@ -318,6 +327,16 @@ impl Node {
                 "gossamer_items_invalid_total",
                 "Received items dropped for breaking a limit.",
                 e.items_invalid,
+            ),
+            (
+                "gossamer_stamps_beyond_drift_total",
+                "Entries stamped further ahead of this node's clock than limits.max_clock_drift_ms (kept; the clock moved only up to the bound).",
+                e.stamps_clamped,
+            ),
+            (
+                "gossamer_sync_joins_skipped_total",
+                "Anti-entropy exchanges that refused an entry and so did not join the peer's context.",
+                e.sync_joins_skipped,
             ),
             (
                 "gossamer_broadcasts_queued_total",

@@ -101,6 +101,9 @@ pub struct StatusView {
     pub keys: usize,
     /// Tombstones held.
     pub tombstones: usize,
+    /// Largest amount (ms) a peer's stamp was ahead of this node's clock (a peer's
+    /// clock error as seen from here; per peer in `/metrics`).
+    pub clock_ahead_ms: u64,
     /// Seconds since start.
     pub uptime_s: u64,
     /// gossamer version.

@@ -369,9 +369,17 @@ impl Node {
             members,
             keys: e.store().live_len(),
             tombstones: e.store().tombstone_len(),
+            clock_ahead_ms: e.clock_skew().max_ahead_ms(),
             uptime_s: self.inner.start.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
+    }
+
+    /// How far ahead of this node's clock each writer's stamps arrived.
+    pub fn clock_skew(
+        &self,
+    ) -> std::collections::BTreeMap<NodeId, crate::core::engine::WriterSkew> {
+        self.inner.engine().clock_skew().writers().clone()
     }
 
     /// Engine counters.
@@ -548,6 +556,13 @@ impl Node {
                 });
             }
             Output::Event(ev) => {
+                if let Event::ClockAhead { writer, ahead_ms } = &ev {
+                    tracing::warn!(
+                        writer = %writer,
+                        ahead_ms,
+                        "refusing entries stamped beyond the clock drift bound                          (limits.max_clock_drift_ms); that node's clock is wrong"
+                    );
+                }
                 if let Event::Member(Change::Updated { new, .. }) = &ev {
                     if new.status != MemberStatus::Alive {
                         // Probes through this connection failed (or the member is gone):

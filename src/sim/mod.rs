@@ -188,6 +188,8 @@ pub struct SimStats {
     pub syncs_refused: u64,
     /// Of those, peers whose first listed member was not themselves.
     pub identity_mismatches: u64,
+    /// Writers reported (once per observer) for stamps beyond the drift bound.
+    pub clock_ahead_told: u64,
     /// Membership events declaring a healthy, reachable node suspect or dead.
     pub false_suspicions: u64,
     /// Same, declaring it dead.
@@ -885,6 +887,7 @@ impl Sim {
                         self.observe_member(i, &st.info.addr, st.status);
                     }
                     EngineEvent::Member(_) => {}
+                    EngineEvent::ClockAhead { .. } => self.stats.clock_ahead_told += 1,
                 },
             }
         }

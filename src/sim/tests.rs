@@ -538,3 +538,31 @@ fn a_peer_listing_another_member_first_has_its_exchange_refused() {
     }
     assert!(sim.stores_identical(), "the honest nodes still converge");
 }
+
+/// #16, finding 4: one node's clock a year ahead dragged every node's stamps a year
+/// forward. With the drift bound, wrong clocks (+1 year, +1 h, -1 h) leave the honest
+/// nodes' clocks within the bound of their own wall clocks, and every write (deletes
+/// included) still reaches every node with the stores identical.
+#[test]
+fn wrong_clocks_do_not_drag_the_honest_nodes_clocks() {
+    let text = include_str!("../../scenarios/clock-skew.toml");
+    let sc = Scenario::from_toml(text, "scenarios/clock-skew.toml").unwrap();
+    let r = run(text, "scenarios/clock-skew.toml");
+    assert_eq!(r.writes_converged, r.writes);
+    let mut sim = sc.build(sc.seed);
+    sim.run_until((sc.duration_s * 1e6) as u64);
+    let drift = sc.gossip.limits.max_clock_drift_ms;
+    for i in (0..sim.len()).filter(|i| ![4, 6].contains(i)) {
+        let wall = sim.now_of(i).wall_ms;
+        let last = sim.engine(i).unwrap().store().clock().last().ms;
+        assert!(
+            last <= wall + drift,
+            "seed {}: node {i}'s clock was dragged {} ms ahead of its wall clock",
+            sc.seed,
+            last - wall
+        );
+    }
+    let e0 = sim.engine(0).unwrap();
+    assert!(e0.stats().stamps_clamped > 0, "node 4's stamps were seen");
+    assert!(sim.stats().clock_ahead_told > 0);
+}

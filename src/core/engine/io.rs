@@ -60,4 +60,13 @@ pub enum Event {
     },
     /// Membership changed.
     Member(Change),
+    /// An entry's stamp was further ahead of our clock than the drift bound: its
+    /// writer's clock is wrong (our clock moved only up to the bound). Told once per
+    /// writer.
+    ClockAhead {
+        /// The writer whose stamp it was.
+        writer: NodeId,
+        /// How far ahead (ms).
+        ahead_ms: u64,
+    },
 }

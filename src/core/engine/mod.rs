@@ -13,10 +13,11 @@ use crate::core::proto::{
     encoded_len, Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
     DATAGRAM_OVERHEAD, MAX_MEMBER_META,
 };
-use crate::core::state::{CausalContext, Entry, Snapshot, StateError, Store};
+use crate::core::state::{Applied, CausalContext, Entry, Snapshot, StateError, Store};
 use crate::core::{NodeId, Now};
 
 mod claims;
+mod clock_skew;
 mod config;
 mod io;
 mod locality;
@@ -24,6 +25,7 @@ mod stats;
 mod swim;
 mod tree;
 
+pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
 pub use io::{Event, Output};
 pub use stats::EngineStats;
@@ -72,6 +74,8 @@ pub struct Engine {
     deferred: VecDeque<Deferred>,
     /// Ids we were told of and lack (tree push's lazy repair).
     lazy: tree::Lazy,
+    /// How far ahead of our clock each writer's stamps arrive.
+    clock_ahead: ClockSkew,
 }
 
 /// A direct message waiting for tokens: recipient, items, expiry (mono µs).
@@ -162,12 +166,18 @@ impl Engine {
             clock_us: now.mono_us,
             deferred: VecDeque::new(),
             lazy: tree::Lazy::default(),
+            clock_ahead: ClockSkew::default(),
             cfg,
         }
     }
 
     fn tick(&mut self, now: Now) {
         self.clock_us = self.clock_us.max(now.mono_us);
+    }
+
+    /// How far ahead of our clock each writer's stamps arrive, and refusals.
+    pub fn clock_skew(&self) -> &ClockSkew {
+        &self.clock_ahead
     }
 
     /// The egress token buckets (read-only).
@@ -769,27 +779,13 @@ impl Engine {
         if self.take_elsewhere(&e) {
             // It reached us by anti-entropy or a graft before its tree did; our span
             // still waits for it.
-            if self.store.apply(e, now.wall_ms).is_err() {
-                self.stats.items_invalid += 1;
-                return false;
-            }
-            return true;
+            return self.apply_remote(now, e).is_some();
         }
-        match self.store.apply(e, now.wall_ms) {
-            Err(_) => {
-                self.stats.items_invalid += 1;
-                false
-            }
-            Ok(a) => {
-                if let Some(entry) = a.changed {
-                    if !a.already_seen {
-                        self.announce(&entry);
-                    }
-                    self.out.push_back(Output::Event(Event::Kv {
-                        entry,
-                        local: false,
-                        conflict: a.conflict,
-                    }));
+        match self.apply_remote(now, e) {
+            None => false,
+            Some(a) => {
+                if let (Some(entry), false) = (&a.changed, a.already_seen) {
+                    self.announce(entry);
                 }
                 !a.already_seen
             }
@@ -811,19 +807,37 @@ impl Engine {
     /// Applies an entry from a peer and tells subscribers if it changed the state;
     /// returns the stored entry and whether every write in it was already known.
     fn apply_and_tell(&mut self, now: Now, e: Entry) -> Option<(Entry, bool)> {
+        let a = self.apply_remote(now, e)?;
+        Some((a.changed?, a.already_seen))
+    }
+
+    /// The one path by which a peer's entry enters the store, however it came (tree,
+    /// gossip, graft answer, anti-entropy): applies it, tells subscribers when it
+    /// changed the state, records its writer's clock skew, and counts a refusal.
+    /// `None` if refused.
+    fn apply_remote(&mut self, now: Now, e: Entry) -> Option<Applied> {
+        let writer = e.writer.clone();
         match self.store.apply(e, now.wall_ms) {
             Err(_) => {
                 self.stats.items_invalid += 1;
                 None
             }
             Ok(a) => {
-                let entry = a.changed?;
-                self.out.push_back(Output::Event(Event::Kv {
-                    entry: entry.clone(),
-                    local: false,
-                    conflict: a.conflict,
-                }));
-                Some((entry, a.already_seen))
+                if let Some(ahead_ms) = a.clock_ahead_ms {
+                    self.stats.stamps_clamped += 1;
+                    self.clock_ahead
+                        .beyond_bound(&writer, ahead_ms, &mut self.out);
+                }
+                if let Some(entry) = &a.changed {
+                    let ahead_ms = entry.hlc.ms.saturating_sub(now.wall_ms);
+                    self.clock_ahead.seen(&entry.writer, ahead_ms);
+                    self.out.push_back(Output::Event(Event::Kv {
+                        entry: entry.clone(),
+                        local: false,
+                        conflict: a.conflict,
+                    }));
+                }
+                Some(a)
             }
         }
     }
@@ -999,45 +1013,45 @@ impl Engine {
         self.tell_if_down(now, peer);
     }
 
-    /// Handles an `Entries` frame.
-    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>) {
+    /// Handles an `Entries` frame; returns how many entries were refused.
+    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>) -> usize {
+        let mut refused = 0;
         for e in entries {
-            match self.store.apply(e, now.wall_ms) {
-                Err(_) => self.stats.items_invalid += 1,
-                Ok(a) => {
-                    if let Some(entry) = a.changed {
+            match self.apply_remote(now, e) {
+                None => refused += 1,
+                Some(a) => {
+                    if let Some(entry) = &a.changed {
                         if !a.already_seen {
-                            self.learned_elsewhere(&entry);
+                            self.learned_elsewhere(entry);
                         }
                         self.stats.sync_entries_applied += 1;
-                        self.out.push_back(Output::Event(Event::Kv {
-                            entry,
-                            local: false,
-                            conflict: a.conflict,
-                        }));
                     }
                 }
             }
         }
+        refused
     }
 
     /// Completes an exchange with `peer` after everything it sent was applied: joins its
-    /// context, unless our state was rebuilt mid-exchange (`reset`).
+    /// context (`join`: `None` when the exchange must not, because it refused one of the
+    /// peer's entries, whose dots must not count as seen), unless our state was rebuilt
+    /// mid-exchange (`reset`).
     pub(crate) fn sync_finish(
         &mut self,
         now: Now,
         peer: &NodeId,
-        peer_ctx: Option<&CausalContext>,
+        join: Option<&CausalContext>,
         reset: bool,
     ) {
-        if let Some(ctx) = peer_ctx {
-            if !reset {
-                self.store.join_context(ctx);
-                self.store.mark_synced(now.wall_ms);
-            } else {
-                // Our state was rebuilt mid-exchange: run another one soon to finish.
-                self.next_sync_us = now.mono_us;
+        if reset {
+            // Our state was rebuilt mid-exchange: run another one soon to finish.
+            self.next_sync_us = now.mono_us;
+        } else {
+            match join {
+                Some(ctx) => self.store.join_context(ctx),
+                None => self.stats.sync_joins_skipped += 1,
             }
+            self.store.mark_synced(now.wall_ms);
         }
         self.members.synced_with(peer, now.mono_us);
         self.stats.syncs_completed += 1;

@@ -23,6 +23,12 @@ pub struct EngineStats {
     pub syncs_completed: u64,
     /// Failed exchanges.
     pub syncs_failed: u64,
+    /// Entries kept although stamped further ahead of our clock than the drift bound;
+    /// our clock moved only up to the bound.
+    pub stamps_clamped: u64,
+    /// Exchanges that did not join the peer's context because they refused one of its
+    /// entries (the refused dots must not count as seen).
+    pub sync_joins_skipped: u64,
     /// Entries received through anti-entropy that changed the state.
     pub sync_entries_applied: u64,
     /// Full resynchronisations after being away longer than the tombstone grace.

@@ -67,11 +67,12 @@ impl RangeSet {
         }
         // Fast path: extends the last range (the common case for in-order writes).
         if let Some(last) = self.0.last_mut() {
-            if c == last.1 + 1 {
+            // Checked: a range may end at u64::MAX (hostile or corrupt input).
+            if last.1.checked_add(1) == Some(c) {
                 last.1 = c;
                 return;
             }
-            if c > last.1 + 1 {
+            if c > last.1.saturating_add(1) {
                 self.0.push((c, c));
                 return;
             }
@@ -216,6 +217,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    /// #16, finding 5: a range ending at u64::MAX made `insert` overflow.
+    #[test]
+    fn counters_at_the_top_of_the_range_do_not_overflow() {
+        let mut rs = RangeSet::from_ranges(vec![(1, u64::MAX)]);
+        rs.insert(u64::MAX);
+        rs.insert(7);
+        assert_eq!(rs.ranges(), &[(1, u64::MAX)]);
+        let mut rs = RangeSet::from_ranges(vec![(u64::MAX - 1, u64::MAX)]);
+        rs.insert(3);
+        rs.insert_range(u64::MAX - 5, u64::MAX);
+        assert_eq!(rs.ranges(), &[(3, 3), (u64::MAX - 5, u64::MAX)]);
+        assert_eq!(rs.gaps().last(), Some((4, u64::MAX - 6)));
+    }
 
     proptest! {
         #[test]

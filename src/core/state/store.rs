@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::{CausalContext, Causality, Hlc, HlcClock, VersionVector};
 use crate::core::NodeId;
 
-/// Size limits on keys and values. Enforced on local writes and on decoded input.
+/// Limits on what the store accepts: sizes of keys, values and version vectors, and how
+/// far ahead of our wall clock a stamp may be. Enforced on local writes and on input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Maximum key length in bytes.
     pub max_key_len: usize,
@@ -18,6 +20,10 @@ pub struct Limits {
     pub max_value_len: usize,
     /// Maximum number of writers named in one entry's version vector.
     pub max_vv_len: usize,
+    /// Stamps further than this (ms) ahead of our wall clock move our clock only up to
+    /// the bound (the entry is kept), so one node with a wrong clock cannot drag every
+    /// node's stamps forward.
+    pub max_clock_drift_ms: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +32,7 @@ impl Default for Limits {
             max_key_len: 512,
             max_value_len: 256 * 1024,
             max_vv_len: 1024,
+            max_clock_drift_ms: 60_000,
         }
     }
 }
@@ -60,6 +67,9 @@ pub enum StateError {
     /// An entry with an empty version vector cannot come from any write.
     #[error("entry has an empty version vector")]
     EmptyVersionVector,
+    /// This node has issued the largest dot counter there is.
+    #[error("this node's dot counters are exhausted")]
+    CountersExhausted,
 }
 
 /// One key's replicated value: a value or a tombstone, with its causal metadata.
@@ -173,6 +183,10 @@ pub struct Applied {
     pub changed: Option<Entry>,
     /// The remote write was concurrent with the local one.
     pub conflict: bool,
+    /// The entry's stamp was this far (ms) ahead of our wall clock, beyond the drift
+    /// bound: the entry is kept (its writer's write is not lost) but our clock moved
+    /// only up to the bound. `None` within the bound.
+    pub clock_ahead_ms: Option<u64>,
 }
 
 /// Counters kept by the store.
@@ -257,7 +271,7 @@ impl Store {
     pub fn from_snapshot(snap: Snapshot, limits: Limits) -> Self {
         let mut s = Self::new(snap.node.clone(), limits, 0);
         s.counter = snap.counter;
-        s.clock.observe(snap.clock, 0);
+        s.clock.restore(snap.clock);
         s.ctx = snap.ctx;
         s.gc_horizon_ms = snap.gc_horizon_ms;
         s.last_sync_ms = snap.last_sync_ms;
@@ -376,13 +390,25 @@ impl Store {
                 });
             }
         }
-        self.counter += 1;
         let mut vv = self
             .entries
             .get(key)
             .map(|e| e.vv.clone())
             .unwrap_or_default();
-        vv.set(self.me.clone(), self.counter);
+        let counter = self
+            .counter
+            .checked_add(1)
+            .ok_or(StateError::CountersExhausted)?;
+        vv.set(self.me.clone(), counter);
+        if vv.len() > self.limits.max_vv_len {
+            // Every peer would refuse this entry; refuse it here, where the writer can
+            // hear why, instead of accepting a write that never replicates.
+            return Err(StateError::VersionVectorTooLong {
+                len: vv.len(),
+                max: self.limits.max_vv_len,
+            });
+        }
+        self.counter = counter;
         let e = Entry {
             key: key.to_string(),
             value,
@@ -399,8 +425,12 @@ impl Store {
     /// Applies an entry received from a peer. Invalid entries are rejected unchanged.
     pub fn apply(&mut self, remote: Entry, wall_ms: u64) -> Result<Applied, StateError> {
         remote.validate(&self.limits)?;
+        let clock_ahead_ms = self
+            .clock
+            .observe(remote.hlc, wall_ms, self.limits.max_clock_drift_ms)
+            .err()
+            .map(|far| far.ahead_ms);
         let already_seen = remote.vv.dots().all(|(w, c)| self.ctx.contains(w, c));
-        self.clock.observe(remote.hlc, wall_ms);
         for (w, c) in remote.vv.dots() {
             if w == &self.me && c > self.counter {
                 // A dot of ours from an earlier life: never issue it again.
@@ -416,6 +446,7 @@ impl Store {
                     already_seen,
                     changed: Some(remote),
                     conflict: false,
+                    clock_ahead_ms,
                 }
             }
             Some(local) => match merge(local, &remote) {
@@ -423,6 +454,7 @@ impl Store {
                     already_seen,
                     changed: None,
                     conflict: false,
+                    clock_ahead_ms,
                 },
                 Merged::TakeRemote => {
                     self.put(remote.clone());
@@ -430,6 +462,7 @@ impl Store {
                         already_seen,
                         changed: Some(remote),
                         conflict: false,
+                        clock_ahead_ms,
                     }
                 }
                 Merged::Conflict(m) => {
@@ -441,6 +474,7 @@ impl Store {
                         already_seen,
                         changed,
                         conflict: true,
+                        clock_ahead_ms,
                     }
                 }
             },
