@@ -550,6 +550,11 @@ impl Node {
                 &r.reliable_sent,
             ),
             (
+                "gossamer_reliable_dropped_total",
+                "Oversized updates dropped: too many in flight, no connection, or past the 5 s deadline (repaired by anti-entropy).",
+                &r.reliable_dropped,
+            ),
+            (
                 "gossamer_sync_bytes_sent_total",
                 "Anti-entropy stream bytes sent.",
                 &r.sync_bytes_sent,

@@ -37,6 +37,9 @@ pub struct RuntimeStats {
     pub datagrams_dropped: AtomicU64,
     /// Oversized messages sent on uni streams.
     pub reliable_sent: AtomicU64,
+    /// Oversized messages dropped: too many in flight, no connection, or past the
+    /// deadline (anti-entropy repairs what they carried).
+    pub reliable_dropped: AtomicU64,
     /// Sync stream bytes sent.
     pub sync_bytes_sent: AtomicU64,
     /// Sync stream bytes received.
@@ -73,6 +76,17 @@ pub struct BandwidthView {
 /// Counts a sync stream a peer has open with us; the count drops with the guard.
 struct StreamSlot(std::sync::Arc<std::sync::atomic::AtomicU32>);
 
+impl StreamSlot {
+    /// A slot of `count`, if fewer than `limit` are taken.
+    fn take(count: &Arc<std::sync::atomic::AtomicU32>, limit: u32) -> Option<Self> {
+        if count.fetch_add(1, Ordering::Relaxed) >= limit {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(count.clone()))
+    }
+}
+
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -85,6 +99,12 @@ fn inc(c: &AtomicU64, n: u64) {
 
 const MAX_PENDING_PER_PEER: usize = 32;
 const MAX_CONCURRENT_SYNCS: usize = 2;
+/// Sync streams peers may have open with us at once, all peers together (each peer
+/// also has `inbound_syncs_per_peer`): a node that returns after a long absence is not
+/// flooded with overlapping exchanges.
+const MAX_INBOUND_SYNCS: usize = 16;
+const MAX_RELIABLE_IN_FLIGHT: usize = 64;
+const RELIABLE_TIMEOUT: Duration = Duration::from_secs(5);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const SAVE_PERIOD: Duration = Duration::from_secs(10);
 const LEAVE_LINGER: Duration = Duration::from_millis(100);
@@ -103,6 +123,10 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
     syncs: AtomicUsize,
+    /// Sync streams peers have open with us, all peers together.
+    inbound_syncs: Arc<std::sync::atomic::AtomicU32>,
+    /// Permits for reliable sends in flight.
+    reliable_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) stats: RuntimeStats,
     advertise: String,
     reload: super::reload::ReloadState,
@@ -216,6 +240,8 @@ impl Node {
             events,
             shutdown,
             syncs: AtomicUsize::new(0),
+            inbound_syncs: Default::default(),
+            reliable_slots: Arc::new(tokio::sync::Semaphore::new(MAX_RELIABLE_IN_FLIGHT)),
             stats: RuntimeStats::default(),
             advertise,
             reload: Default::default(),
@@ -511,13 +537,9 @@ impl Node {
             Output::Datagram { to, addr, datagram } => self.send_datagram(to, addr, &datagram),
             Output::Reliable { to, addr, datagram } => {
                 let node = self.clone();
-                tokio::spawn(async move {
-                    if let Ok(conn) = node.connection(&to, &addr).await {
-                        match transport::send_reliable(&conn, &datagram).await {
-                            Ok(_) => inc(&node.inner.stats.reliable_sent, 1),
-                            Err(_) => inc(&node.inner.stats.datagrams_dropped, 1),
-                        }
-                    }
+                self.spawn_reliable(async move {
+                    let conn = node.connection(&to, &addr).await?;
+                    transport::send_reliable(&conn, &datagram).await
                 });
             }
             Output::Sync { with, addr } => {
@@ -600,16 +622,34 @@ impl Node {
         }
     }
 
+    /// Runs a reliable (uni stream) send with a deadline, at most
+    /// [`MAX_RELIABLE_IN_FLIGHT`] at once: beyond that, or past the deadline, the message
+    /// is dropped and counted (anti-entropy repairs what it carried), so a slow or silent
+    /// peer cannot pile up tasks.
+    fn spawn_reliable<T>(
+        &self,
+        send: impl std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
+    ) {
+        let Ok(permit) = self.inner.reliable_slots.clone().try_acquire_owned() else {
+            inc(&self.inner.stats.reliable_dropped, 1);
+            return;
+        };
+        let node = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(RELIABLE_TIMEOUT, send).await {
+                Ok(Ok(_)) => inc(&node.inner.stats.reliable_sent, 1),
+                _ => inc(&node.inner.stats.reliable_dropped, 1),
+            }
+        });
+    }
+
     fn send_on(&self, conn: &Connection, bytes: Vec<u8>, d: &Datagram) {
         let max = conn.max_datagram_size().unwrap_or(0);
         if bytes.len() > max {
             // Larger than this path allows: use a stream instead of dropping it.
-            let (conn, d, node) = (conn.clone(), d.clone(), self.clone());
-            tokio::spawn(async move {
-                if transport::send_reliable(&conn, &d).await.is_ok() {
-                    inc(&node.inner.stats.reliable_sent, 1);
-                }
-            });
+            let (conn, d) = (conn.clone(), d.clone());
+            self.spawn_reliable(async move { transport::send_reliable(&conn, &d).await });
             return;
         }
         let n = bytes.len() as u64;
@@ -845,19 +885,21 @@ impl Node {
         let open = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let limit = self.inner.engine().config().inbound_syncs_per_peer.max(1);
         while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-            if open.fetch_add(1, Ordering::Relaxed) >= limit {
-                open.fetch_sub(1, Ordering::Relaxed);
+            let slots = [
+                StreamSlot::take(&open, limit),
+                StreamSlot::take(&self.inner.inbound_syncs, MAX_INBOUND_SYNCS as u32),
+            ];
+            let [Some(slot), Some(global)] = slots else {
                 inc(&self.inner.stats.syncs_refused, 1);
                 let _ = send.reset(quinn::VarInt::from_u32(1));
                 let _ = recv.stop(quinn::VarInt::from_u32(1));
                 continue;
-            }
-            let slot = StreamSlot(open.clone());
+            };
             let node = self.clone();
             let from = from.clone();
             let conn = conn.clone();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, global);
                 let mut t = [0u8; 1];
                 let ok = recv.read_exact(&mut t).await.is_ok() && t[0] == wire::STREAM_SYNC;
                 if !ok {
