@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
+use super::args::Mode;
 use super::report::{Report, Row};
-use super::Mode;
 
 /// One line of a chart.
 struct Series {

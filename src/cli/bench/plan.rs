@@ -1,15 +1,27 @@
-//! The flags, validated and resolved into what a run does ([`Plan`]), and the protocol
-//! settings reported with the results.
+//! The flags, validated and resolved into what a run does ([`Plan`]), the fixed limits of
+//! a run's phases, and the protocol settings reported with the results.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use gossamer::core::Config;
 use gossamer::sim::NetModel;
 
+use super::args::{BenchArgs, Mode};
 use super::host::{mem_available_bytes, sim_bytes_per_n2};
 use super::report::Settings;
-use super::{BenchArgs, Mode, US};
 use crate::cli::UsageError;
 
+/// Microseconds per second (the simulator's clock counts µs).
+pub(super) const US: u64 = 1_000_000;
+
+/// Time the cluster is left alone after joining, before the idle window, so that join
+/// gossip (membership broadcasts, member-list syncs) has died down.
+pub(super) const SETTLE: Duration = Duration::from_secs(5);
+/// Longest wait for writes to reach every node after the last one was made.
+pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Everything a run does: the flags, validated and resolved.
 #[derive(Debug, Clone)]
 pub(super) struct Plan {
     pub(super) mode: Mode,

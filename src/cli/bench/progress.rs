@@ -1,4 +1,4 @@
-//! Progress display on stderr.
+//! Progress display on stderr, and the bounded waits (in wall-clock time) that show it.
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::Mutex;
@@ -44,5 +44,34 @@ impl Progress {
         if !self.quiet && self.tty {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
+    }
+}
+
+/// Sleeps in small steps until `cond` holds or `limit` passes; shows progress. Returns
+/// the time it took, if it held.
+pub(super) async fn wait_until(
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+    mut show: impl FnMut(f64),
+) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        let e = start.elapsed();
+        if e >= limit {
+            return None;
+        }
+        show(e.as_secs_f64() / limit.as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub(super) async fn sleep_showing(d: Duration, mut show: impl FnMut(f64)) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        show(start.elapsed().as_secs_f64() / d.as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(100).min(d.saturating_sub(start.elapsed()))).await;
     }
 }

@@ -15,11 +15,10 @@ use gossamer::node::Node;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::host::{cpu_seconds, proc_status_mib};
-use super::plan::Plan;
-use super::progress::Progress;
+use super::plan::{Plan, DRAIN_LIMIT, SETTLE};
+use super::progress::{sleep_showing, wait_until, Progress};
 use super::report::{percentiles, theory_hops, theory_rounds, Row, Traffic};
 use super::throughput::quic_throughput;
-use super::{DRAIN_LIMIT, SETTLE};
 
 /// Counters summed over the cluster at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -163,35 +162,6 @@ async fn watch(node: Node, i: usize, tracker: Arc<Mutex<Tracker>>) {
             Err(RecvError::Lagged(_)) => lock(&tracker).lagged = true,
             Err(RecvError::Closed) => break,
         }
-    }
-}
-
-/// Sleeps in small steps until `cond` holds or `limit` passes; shows progress. Returns
-/// the time it took, if it held.
-pub(super) async fn wait_until(
-    limit: Duration,
-    mut cond: impl FnMut() -> bool,
-    mut show: impl FnMut(f64),
-) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        let e = start.elapsed();
-        if e >= limit {
-            return None;
-        }
-        show(e.as_secs_f64() / limit.as_secs_f64());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn sleep_showing(d: Duration, mut show: impl FnMut(f64)) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        show(start.elapsed().as_secs_f64() / d.as_secs_f64());
-        tokio::time::sleep(Duration::from_millis(100).min(d.saturating_sub(start.elapsed()))).await;
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::Mode;
+use super::args::Mode;
 
 /// Propagation-time percentiles of a set of writes (ms).
 #[derive(Debug, Clone, Serialize)]

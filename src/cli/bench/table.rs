@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
+use super::args::Mode;
 use super::report::Report;
-use super::Mode;
 
 pub(super) fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}"))

@@ -4,8 +4,7 @@ use std::time::{Duration, Instant};
 
 use gossamer::node::Node;
 
-use super::progress::Progress;
-use super::quic::wait_until;
+use super::progress::{wait_until, Progress};
 
 /// Doubles the write rate from 50 writes/s; a step (2 s of writes on the nodes in turn)
 /// is sustained when every node holds all its keys within 3 s of its end. Returns the

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gossamer::chaos::Faults;
 use gossamer::core::Config;
 
+use super::args::TestArgs;
 use super::partition::{parse_partition, PartitionSpec};
-use super::TestArgs;
 use crate::cli::UsageError;
 
 /// Everything the run needs, validated.
