@@ -1,7 +1,7 @@
 //! The admin API's view of a node, and its Prometheus metrics.
 //!
 //! `/metrics` is assembled from sections (`membership`, `datacenter`, `swim`, `store`,
-//! `sync`, `dissemination`, `transport`, then the security section of `super::reload`);
+//! `sync`, `dissemination`, `transport`, then the security section of `super::certs`);
 //! a new subsystem adds one section function and one line in [`AdminBackend::metrics`].
 
 use std::collections::BTreeMap;

@@ -11,102 +11,18 @@
 //! next change is tried again. On every tick, established connections are judged again, so
 //! a peer whose certificate expires or is revoked is disconnected.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::api::{Metric, MetricKind, NodeError};
+use super::reload::{stamp, CertWatch, Stamp};
 use super::runtime::Node;
 use crate::core::NodeId;
 use crate::identity::{self, CertPaths};
-use crate::transport::{self, ConnectionStats, HandshakeRate, PeerConnection, TransportError};
-
-/// Security settings of a node: certificate reload and expiry warnings, and the transport's
-/// admission limits. Every field has a default; in TOML they go under `[security]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {
-    /// How often the certificate files are checked for changes, in milliseconds
-    /// (0: only on SIGHUP or [`Node::reload_certificates`]).
-    pub cert_poll_interval_ms: u64,
-    /// Reload the certificates when the process receives SIGHUP (Unix).
-    pub reload_on_sighup: bool,
-    /// Warn (log level warn, repeated hourly) when our certificate expires within this many
-    /// days.
-    pub cert_expiry_warn_days: u32,
-    /// Connections one peer may hold at once (0: unlimited); beyond it the oldest are closed.
-    pub max_conns_per_peer: usize,
-    /// Incoming handshakes per second allowed per source address (0: unlimited).
-    pub handshakes_per_sec_per_ip: f64,
-    /// Burst of incoming handshakes allowed per source address.
-    pub handshake_burst_per_ip: u32,
-}
-
-impl Default for SecurityConfig {
-    fn default() -> Self {
-        let rate = HandshakeRate::default();
-        Self {
-            cert_poll_interval_ms: 5_000,
-            reload_on_sighup: true,
-            cert_expiry_warn_days: 14,
-            max_conns_per_peer: transport::QuicSettings::default().max_conns_per_peer,
-            handshakes_per_sec_per_ip: rate.per_sec,
-            handshake_burst_per_ip: rate.burst,
-        }
-    }
-}
-
-impl SecurityConfig {
-    /// Checks the values; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.handshakes_per_sec_per_ip.is_finite() || self.handshakes_per_sec_per_ip < 0.0 {
-            return Err("security.handshakes_per_sec_per_ip: must be 0 or more".into());
-        }
-        if self.handshakes_per_sec_per_ip > 0.0 && self.handshake_burst_per_ip == 0 {
-            return Err("security.handshake_burst_per_ip: must be at least 1".into());
-        }
-        if self.cert_poll_interval_ms > 0 && self.cert_poll_interval_ms < 10 {
-            return Err("security.cert_poll_interval_ms: use 0 (off) or at least 10".into());
-        }
-        Ok(())
-    }
-
-    /// The per-address handshake bucket, `None` when unlimited.
-    pub fn handshake_rate(&self) -> Option<HandshakeRate> {
-        (self.handshakes_per_sec_per_ip > 0.0).then_some(HandshakeRate {
-            per_sec: self.handshakes_per_sec_per_ip,
-            burst: self.handshake_burst_per_ip,
-        })
-    }
-}
-
-/// Modification time, size and inode of a file; `None` if absent.
-type Stamp = Option<(Option<SystemTime>, u64, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let ino = 0;
-    Some((meta.modified().ok(), meta.len(), ino))
-}
-
-/// Per-node bookkeeping of certificate reloads.
-#[derive(Debug, Default)]
-pub(crate) struct ReloadState {
-    /// Stamps of the files last loaded (or last found unloadable).
-    stamps: Mutex<Option<Vec<Stamp>>>,
-    /// One reload at a time.
-    serial: Mutex<()>,
-    last_error: Mutex<Option<String>>,
-    last_expiry_warning: Mutex<Option<Instant>>,
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
-}
+use crate::transport::{self, ConnectionStats, PeerConnection, TransportError};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -163,9 +79,15 @@ pub struct ReloadReport {
     pub closed: Vec<(NodeId, &'static str)>,
 }
 
+impl CertWatch for Node {
+    fn start_cert_watch(&self) {
+        start(self);
+    }
+}
+
 /// Applies the configured limits, reports our certificate's expiry, and starts the watcher
 /// task (file polling, SIGHUP, rechecks of established peers).
-pub(crate) fn start(node: &Node) {
+fn start(node: &Node) {
     let sec = node.config().security.clone();
     node.transport()
         .set_limits(sec.max_conns_per_peer, sec.handshake_rate());
