@@ -9,10 +9,12 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+#[cfg(feature = "testing")]
 pub mod chaos;
 pub mod core;
 pub mod identity;
 pub mod node;
+#[cfg(feature = "testing")]
 pub mod sim;
 pub mod transport;
 pub mod wire;

@@ -613,7 +613,8 @@ impl AdminBackend for Node {
     }
 }
 
-#[cfg(test)]
+// One test starts a local cluster, which only the `testing` feature builds.
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use std::time::Duration;
 

@@ -4,6 +4,7 @@ mod admin_backend;
 mod api;
 mod certs;
 mod config;
+#[cfg(feature = "testing")]
 pub mod local;
 mod reload;
 mod runtime;
