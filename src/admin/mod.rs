@@ -348,8 +348,9 @@ async fn kv_list(
 
 pub mod client;
 
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests;

@@ -16,8 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use x509_parser::time::ASN1Time;
 
-use super::load::{gossamer_uri_of, parse_certs, parse_x509, read_required, GossamerUri};
-use super::IdentityError;
+use super::error::IdentityError;
+use super::parse::{gossamer_uri_of, parse_certs, parse_x509, read_required, GossamerUri};
 use crate::core::id::{ClusterName, NodeId};
 
 /// Default validity of a CA certificate, in days (10 years).

@@ -5,9 +5,9 @@ use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use x509_parser::extensions::GeneralName;
 
-use super::load::{gossamer_uri_of, parse_certs, parse_x509, GossamerUri};
+use super::error::IdentityError;
+use super::parse::{gossamer_uri_of, parse_certs, parse_x509, GossamerUri};
 use super::revocation::hex;
-use super::IdentityError;
 use crate::core::id::{ClusterName, NodeId};
 
 /// What a certificate says, in printable form.

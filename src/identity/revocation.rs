@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::IdentityError;
+use super::error::IdentityError;
 use crate::core::id::NodeId;
 
 /// Serial numbers and node ids whose certificates are refused.

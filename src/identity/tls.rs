@@ -6,34 +6,22 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use super::error::IdentityError;
 use super::load::{peer_from_cert, verify_ignoring_name, Identity, TrustBundle};
+use super::protocol::{crypto_provider, ALPN};
 use super::revocation::RevocationList;
-use super::IdentityError;
 use crate::core::id::{ClusterName, NodeId};
-
-/// The ALPN protocol id of gossamer connections.
-pub const ALPN: &[u8] = b"gossamer/1";
-
-/// The TLS server name every client sends. Peers are dialed by IP address; their identity is
-/// checked through the SAN URI, not through this name.
-pub const SNI: &str = "gossamer";
 
 /// Text embedded in the error of a refused peer whose certificate names another cluster.
 const TAG_WRONG_CLUSTER: &str = "gossamer-wrong-cluster";
 /// Text embedded in the error of a refused peer whose certificate identity is unusable or not
 /// the expected node.
 const TAG_BAD_IDENTITY: &str = "gossamer-bad-identity";
-
-/// The ring crypto provider used for every gossamer TLS configuration.
-pub(crate) fn crypto_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
 
 /// Counters of peer-certificate decisions, shared between the TLS verifiers and the
 /// transport. Each refused handshake is counted once, under one reason.
@@ -567,7 +555,7 @@ pub fn server_config(
 /// A rustls client configuration: TLS 1.3 only, ALPN [`ALPN`], presenting `id`, accepting a
 /// server certificate that chains to `trust`, is valid, is not revoked, names our cluster
 /// and, if `expected_peer` is given, names that node. The server name is not checked (dial
-/// with [`SNI`]).
+/// with [`SNI`](super::SNI)).
 pub fn client_config(
     id: &Identity,
     trust: &TrustBundle,
@@ -609,7 +597,7 @@ pub fn quinn_server_config(
 }
 
 /// [`client_config`] wrapped for quinn, with default transport parameters. Connect with
-/// server name [`SNI`].
+/// server name [`SNI`](super::SNI).
 pub fn quinn_client_config(
     id: &Identity,
     trust: &TrustBundle,

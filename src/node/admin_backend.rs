@@ -1,7 +1,7 @@
 //! The admin API's view of a node, and its Prometheus metrics.
 //!
 //! `/metrics` is assembled from sections (`membership`, `datacenter`, `swim`, `store`,
-//! `sync`, `dissemination`, `transport`, then the security section of `super::reload`);
+//! `sync`, `dissemination`, `transport`, then the security section of `super::certs`);
 //! a new subsystem adds one section function and one line in [`AdminBackend::metrics`].
 
 use std::collections::BTreeMap;
@@ -637,7 +637,8 @@ impl AdminBackend for Node {
     }
 }
 
-#[cfg(test)]
+// One test starts a local cluster, which only the `testing` feature builds.
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use std::time::Duration;
 

@@ -2,12 +2,16 @@
 
 mod admin_backend;
 mod api;
+mod certs;
 mod config;
+#[cfg(feature = "testing")]
 pub mod local;
 mod reload;
 mod runtime;
+mod security;
 
 pub use api::*;
+pub use certs::{CertStatus, ReloadReport};
 pub use config::NodeConfig;
-pub use reload::{CertStatus, ReloadReport, SecurityConfig};
 pub use runtime::{BandwidthView, Node, RuntimeStats};
+pub use security::SecurityConfig;

@@ -1,0 +1,121 @@
+//! `gossamer bench`: cluster benchmarks, one table row per cluster size.
+//!
+//! Two modes measure the same figures:
+//!
+//! - `--mode quic`: N real nodes in this process on 127.0.0.1, mutually authenticated
+//!   QUIC, each on a fault-free [`ChaosSocket`] that counts every UDP datagram it sends
+//!   (so bytes are UDP payload bytes: QUIC headers, encryption, ACKs, keep-alives and
+//!   handshakes included). Times are wall-clock; CPU time and resident memory are the
+//!   process's, divided by N.
+//! - `--mode sim`: N engines in the deterministic simulator (virtual time, by default a
+//!   one-way latency of 5 ms plus up to 2 ms of jitter, no loss). Bytes are the engine's
+//!   messages as encoded (CBOR plus a 16-byte modelled header), without QUIC or UDP
+//!   overhead. Adds a partition of the cluster into halves (heal time) and crashes
+//!   (failure detection time).
+//!
+//! Per N: time to join; traffic per node while idle; then a write load (`--writes` at
+//! `--rate` per second, spread over the nodes) with the time for each write to reach
+//! every node (p50/p99/max), traffic under load and redundancy (copies of each update a
+//! node receives, from the store counters `duplicates` + `remote_applied`, the same
+//! counters as `gossamer_duplicate_updates_total` and `gossamer_remote_applied_total`).
+//! Every wait is bounded.
+
+mod args;
+mod chart;
+mod host;
+mod plan;
+mod progress;
+mod quic;
+mod report;
+mod sim;
+mod table;
+mod throughput;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+pub use args::BenchArgs;
+use args::Mode;
+use chart::svg;
+use host::machine;
+use plan::{plan, settings};
+use progress::Progress;
+use quic::quic_row;
+use report::Report;
+use sim::sim_row;
+use table::{opt, table};
+
+fn write_file(path: &Path, text: &str, what: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {what} to {}", path.display()))
+}
+
+/// Runs `gossamer bench`; returns the exit code (0: every row measured).
+pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let p = plan(&args)?;
+    let progress = Progress::new(args.quiet);
+    let mut report = Report {
+        mode: p.mode,
+        seed: p.seed,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        machine: machine(),
+        settings: settings(&p.gossip),
+        writes: p.writes,
+        rate: p.rate,
+        idle_s: p.idle,
+        partition_s: p.partition,
+        crashes: p.crashes,
+        // The program as `gossamer`, not the path it ran from (a copied binary).
+        command: std::iter::once("gossamer".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+        rows: Vec::new(),
+    };
+    let mut failed = false;
+    for &n in &p.nodes {
+        let row = match p.mode {
+            Mode::Quic => match quic_row(&p, n, &progress).await {
+                Ok(r) => r,
+                Err(e) => {
+                    progress.clear();
+                    eprintln!("error: N={n}: {e:#}");
+                    failed = true;
+                    continue;
+                }
+            },
+            Mode::Sim => {
+                // The simulator is synchronous and CPU-bound: keep it off the runtime.
+                let (pp, pr) = (p.clone(), Progress::new(args.quiet));
+                tokio::task::spawn_blocking(move || sim_row(&pp, n, &pr))
+                    .await
+                    .context("simulator task")?
+            }
+        };
+        progress.clear();
+        if !args.quiet {
+            let p50 = row.propagation.as_ref().map(|x| x.p50_ms);
+            eprintln!(
+                "bench: N={n} done in {:.1} s (p50 {} ms)",
+                row.wall_s,
+                opt(p50, 1)
+            );
+        }
+        report.rows.push(row);
+    }
+    progress.clear();
+    print!("{}", table(&report));
+    if let Some(path) = &args.json {
+        write_file(path, &serde_json::to_string_pretty(&report)?, "JSON")?;
+        println!("JSON written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        write_file(path, &svg(&report), "the chart")?;
+        println!("chart written to {}", path.display());
+    }
+    Ok(if failed || report.rows.is_empty() {
+        1
+    } else {
+        0
+    })
+}

@@ -1,0 +1,192 @@
+//! The flags, validated and resolved into what a run does ([`Plan`]), the fixed limits of
+//! a run's phases, and the protocol settings reported with the results.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use gossamer::core::Config;
+use gossamer::sim::NetModel;
+
+use super::args::{BenchArgs, Mode};
+use super::host::{mem_available_bytes, sim_bytes_per_n2};
+use super::report::Settings;
+use crate::cli::UsageError;
+
+/// Microseconds per second (the simulator's clock counts µs).
+pub(super) const US: u64 = 1_000_000;
+
+/// Time the cluster is left alone after joining, before the idle window, so that join
+/// gossip (membership broadcasts, member-list syncs) has died down.
+pub(super) const SETTLE: Duration = Duration::from_secs(5);
+/// Longest wait for writes to reach every node after the last one was made.
+pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Everything a run does: the flags, validated and resolved.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    pub(super) mode: Mode,
+    pub(super) nodes: Vec<usize>,
+    pub(super) writes: usize,
+    pub(super) rate: f64,
+    pub(super) idle: f64,
+    pub(super) seed: u64,
+    pub(super) gossip: Config,
+    pub(super) throughput: bool,
+    pub(super) warmup: f64,
+    pub(super) faults: bool,
+    pub(super) warm: bool,
+    pub(super) settle_us: u64,
+    pub(super) crashes: usize,
+    pub(super) partition: f64,
+    pub(super) net: NetModel,
+}
+
+pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
+    let (max, default): (usize, &[usize]) = match a.mode {
+        Mode::Quic => (100, &[10, 25, 50]),
+        Mode::Sim => (10_000, &[100, 1_000, 2_000]),
+    };
+    let mut nodes = if a.nodes.is_empty() {
+        default.to_vec()
+    } else {
+        a.nodes.clone()
+    };
+    for &n in &nodes {
+        if !(2..=max).contains(&n) {
+            return Err(UsageError(format!(
+                "--nodes {n}: {} mode runs 2 to {max} nodes",
+                if a.mode == Mode::Quic { "quic" } else { "sim" }
+            ))
+            .into());
+        }
+    }
+    nodes.sort_unstable();
+    nodes.dedup();
+    if a.mode == Mode::Sim {
+        if let (Some(&n), Some(avail)) = (nodes.last(), mem_available_bytes()) {
+            let per_n2 = sim_bytes_per_n2(a.warm);
+            let need = (per_n2 * (n as f64).powi(2)) as u64;
+            if need > avail {
+                let fits = |per: f64| ((avail as f64 / per).sqrt() / 100.0).floor() * 100.0;
+                let hint = if a.warm {
+                    String::new()
+                } else {
+                    format!(
+                        "; with --warm (nodes start joined: no join queues) about N = {:.0} fits",
+                        fits(sim_bytes_per_n2(true))
+                    )
+                };
+                return Err(UsageError(format!(
+                    "--nodes {n}: the simulator would need about {:.0} GB (every node's member table{} holds \
+                     up to N entries, so memory grows as N²), but {:.0} GB are available; about N = {:.0} fits here{hint}",
+                    need as f64 / 1e9,
+                    if a.warm { "" } else { " and join queue" },
+                    avail as f64 / 1e9,
+                    fits(per_n2),
+                ))
+                .into());
+            }
+        }
+    }
+    if a.writes == 0 || a.writes > 100_000 {
+        return Err(UsageError(format!("--writes {}: must be 1 to 100000", a.writes)).into());
+    }
+    if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000.0) {
+        return Err(UsageError(format!(
+            "--rate {}: must be more than 0 and at most 10000 writes/s",
+            a.rate
+        ))
+        .into());
+    }
+    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 3_600.0) {
+        return Err(UsageError(format!(
+            "--duration {}: must be more than 0 and at most 3600 seconds",
+            a.duration
+        ))
+        .into());
+    }
+    for (flag, v) in [
+        ("--sim-latency", a.sim_latency),
+        ("--sim-jitter", a.sim_jitter),
+    ] {
+        if !(v.is_finite() && (0.0..=10_000.0).contains(&v)) {
+            return Err(UsageError(format!("{flag} {v}: must be 0 to 10000 ms")).into());
+        }
+    }
+    if !(a.settle.is_finite() && (0.0..=3_600.0).contains(&a.settle)) {
+        return Err(UsageError(format!("--settle {}: must be 0 to 3600 seconds", a.settle)).into());
+    }
+    if !(a.warmup.is_finite() && (0.0..=600.0).contains(&a.warmup)) {
+        return Err(UsageError(format!("--warmup {}: must be 0 to 600 seconds", a.warmup)).into());
+    }
+    if !(a.partition.is_finite() && a.partition > 0.0 && a.partition <= 3_600.0) {
+        return Err(UsageError(format!(
+            "--partition {}: must be more than 0 and at most 3600 seconds",
+            a.partition
+        ))
+        .into());
+    }
+    let mut gossip = match &a.protocol {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading --protocol {}", p.display()))?;
+            toml::from_str::<Config>(&text)
+                .map_err(|e| UsageError(format!("--protocol {}: {e}", p.display())))?
+        }
+        None => Config::default(),
+    };
+    if let Some(f) = a.fanout {
+        gossip.fanout = f;
+    }
+    if let Some(ms) = a.gossip_interval {
+        gossip.gossip_interval_ms = ms;
+    }
+    if let Some(ms) = a.sync_interval {
+        gossip.sync_interval_ms = ms;
+    }
+    if a.mode == Mode::Quic {
+        // Joining is not what is measured: contact the seed quickly.
+        gossip.seed_backoff_floor_ms = gossip.seed_backoff_floor_ms.min(200);
+        gossip.seed_backoff_cap_ms = gossip.seed_backoff_cap_ms.min(2_000);
+    }
+    gossip
+        .validate()
+        .map_err(|e| UsageError(format!("protocol settings: {e}")))?;
+    Ok(Plan {
+        mode: a.mode,
+        nodes,
+        writes: a.writes,
+        rate: a.rate,
+        idle: a.duration,
+        seed: a.seed,
+        gossip,
+        throughput: a.throughput,
+        warmup: a.warmup,
+        faults: !a.no_faults,
+        warm: a.warm,
+        settle_us: (a.settle * US as f64) as u64,
+        crashes: a.crashes.min(100),
+        partition: a.partition,
+        net: NetModel {
+            latency_us: (a.sim_latency * 1000.0) as u64,
+            jitter_us: (a.sim_jitter * 1000.0) as u64,
+            ..NetModel::default()
+        },
+    })
+}
+
+/// A protocol field that not every build has (read through serde, so this file builds
+/// before and after it exists).
+fn config_field(cfg: &Config, name: &str) -> Option<u64> {
+    serde_json::to_value(cfg).ok()?.get(name)?.as_u64()
+}
+
+pub(super) fn settings(cfg: &Config) -> Settings {
+    Settings {
+        fanout: cfg.fanout,
+        gossip_interval_ms: cfg.gossip_interval_ms,
+        sync_interval_ms: cfg.sync_interval_ms,
+        retransmit_mult: cfg.retransmit_mult,
+        probe_interval_ms: config_field(cfg, "probe_interval_ms"),
+    }
+}
