@@ -168,7 +168,7 @@ impl Node {
     }
 
     /// Starts a node on a caller-supplied UDP socket (for example a
-    /// [`crate::chaos::ChaosSocket`]); `cfg.listen` is ignored.
+    /// `crate::chaos::ChaosSocket`); `cfg.listen` is ignored.
     pub async fn start_with_socket(
         cfg: NodeConfig,
         socket: Arc<dyn quinn::AsyncUdpSocket>,
