@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::host::{cpu_seconds, proc_status_mib};
 use super::plan::{Plan, DRAIN_LIMIT, SETTLE};
 use super::progress::{sleep_showing, wait_until, Progress};
-use super::report::{percentiles, theory_hops, theory_rounds, Row, Traffic};
+use super::report::{Load, Row, Traffic};
 use super::throughput::quic_throughput;
 
 /// Counters summed over the cluster at one instant.
@@ -407,37 +407,26 @@ async fn quic_measure(
             notes.push(format!("under load: {x} {what}"));
         }
     }
-    let propagation = percentiles(prop);
-    let measured_rounds_p99 = propagation
-        .as_ref()
-        .map(|x| x.p99_ms / p.gossip.gossip_interval_ms as f64);
+    let row = Row::measured(
+        n,
+        &p.gossip,
+        Load {
+            idle,
+            load,
+            writes: p.writes,
+            writes_everywhere: complete,
+            propagation_ms: prop,
+            copies,
+        },
+    );
     let max_writes_per_s = if p.throughput {
         quic_throughput(n, nodes, progress, notes).await
     } else {
         None
     };
     Ok(Row {
-        nodes: n,
         join_ms: Some(join_ms),
-        idle,
-        load,
-        writes: p.writes,
-        writes_everywhere: complete,
-        propagation,
-        copies_per_update: Some(copies / (p.writes as f64 * (n - 1) as f64)),
-        theory_rounds: theory_rounds(n, p.gossip.fanout),
-        theory_hops: theory_hops(
-            n,
-            p.gossip.fanout,
-            p.gossip.tree_push && p.gossip.push_deltas,
-        ),
-        measured_rounds_p99,
         max_writes_per_s,
-        detection: None,
-        partition_heal_ms: None,
-        rss_mib_per_node: None,
-        wall_s: 0.0,
-        sim_events: None,
-        notes: Vec::new(),
+        ..row
     })
 }

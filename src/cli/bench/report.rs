@@ -150,6 +150,53 @@ pub struct Detection {
     pub each: Vec<CrashTimes>,
 }
 
+/// What every mode measures of its write load.
+pub struct Load {
+    /// Idle traffic.
+    pub idle: Traffic,
+    /// Traffic under the write load.
+    pub load: Traffic,
+    /// Writes made.
+    pub writes: usize,
+    /// Writes that reached every node.
+    pub writes_everywhere: usize,
+    /// Propagation time of each write that reached every node (ms).
+    pub propagation_ms: Vec<f64>,
+    /// Copies of the writes received by nodes other than their writer.
+    pub copies: f64,
+}
+
+impl Row {
+    /// A row of `n` nodes from a write load's measurements, held against the theory for
+    /// `gossip`; every figure only some modes measure is left empty.
+    pub fn measured(n: usize, gossip: &gossamer::core::Config, m: Load) -> Row {
+        let propagation = percentiles(m.propagation_ms);
+        let measured_rounds_p99 = propagation
+            .as_ref()
+            .map(|x| x.p99_ms / gossip.gossip_interval_ms as f64);
+        Row {
+            nodes: n,
+            join_ms: None,
+            idle: m.idle,
+            load: m.load,
+            writes: m.writes,
+            writes_everywhere: m.writes_everywhere,
+            propagation,
+            copies_per_update: Some(m.copies / (m.writes as f64 * (n - 1) as f64)),
+            theory_rounds: theory_rounds(n, gossip.fanout),
+            theory_hops: theory_hops(n, gossip.fanout, gossip.tree_push && gossip.push_deltas),
+            measured_rounds_p99,
+            max_writes_per_s: None,
+            detection: None,
+            partition_heal_ms: None,
+            rss_mib_per_node: None,
+            wall_s: 0.0,
+            sim_events: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Times (ms) of one crash: first suspicion, suspected everywhere, dead everywhere.
 pub type CrashTimes = (Option<f64>, Option<f64>, Option<f64>);
 

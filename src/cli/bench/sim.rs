@@ -10,7 +10,7 @@ use gossamer::sim::{sim_id, Action, Sim, SimConfig};
 use super::host::proc_status_mib;
 use super::plan::{Plan, DRAIN_LIMIT, SETTLE, US};
 use super::progress::Progress;
-use super::report::{percentiles, theory_hops, theory_rounds, CrashTimes, Detection, Row, Traffic};
+use super::report::{CrashTimes, Detection, Load, Row, Traffic};
 
 #[derive(Debug, Clone, Copy)]
 struct SimSnap {
@@ -205,11 +205,18 @@ pub(super) fn sim_row(p: &Plan, n: usize, progress: &Progress) -> Row {
         ));
     }
     let copies = after.copies.saturating_sub(before.copies) as f64;
-    let propagation = percentiles(prop);
-    let measured_rounds_p99 = propagation
-        .as_ref()
-        .map(|x| x.p99_ms / p.gossip.gossip_interval_ms as f64);
-
+    let row = Row::measured(
+        n,
+        &p.gossip,
+        Load {
+            idle,
+            load,
+            writes: p.writes,
+            writes_everywhere: complete,
+            propagation_ms: prop,
+            copies,
+        },
+    );
     let (mut partition_heal_ms, mut detection) = (None, None);
     if p.faults {
         partition_heal_ms = sim_partition(p, n, &mut sim, progress, &mut notes);
@@ -222,28 +229,14 @@ pub(super) fn sim_row(p: &Plan, n: usize, progress: &Progress) -> Row {
         _ => None,
     };
     Row {
-        nodes: n,
         join_ms: join.map(|us| us as f64 / 1000.0),
-        idle,
-        load,
-        writes: p.writes,
-        writes_everywhere: complete,
-        propagation,
-        copies_per_update: Some(copies / (p.writes as f64 * (n - 1) as f64)),
-        theory_rounds: theory_rounds(n, p.gossip.fanout),
-        theory_hops: theory_hops(
-            n,
-            p.gossip.fanout,
-            p.gossip.tree_push && p.gossip.push_deltas,
-        ),
-        measured_rounds_p99,
-        max_writes_per_s: None,
         detection,
         partition_heal_ms,
         rss_mib_per_node: rss,
         wall_s: wall.elapsed().as_secs_f64(),
         sim_events: Some(sim.stats().events),
         notes,
+        ..row
     }
 }
 
