@@ -455,6 +455,11 @@ impl Node {
                 e.claims_refused,
             ),
             (
+                "gossamer_members_refused_full_total",
+                "Members introduced second-hand and refused because the table held max_members.",
+                e.members_refused_full,
+            ),
+            (
                 "gossamer_claims_verified_total",
                 "Refused claims verified by asking the member itself.",
                 e.claims_verified,

@@ -108,6 +108,12 @@ impl Engine {
         broadcast: bool,
     ) {
         let id = s.info.id.clone();
+        if self.members.get(&id).is_none() && self.members.len() >= self.cfg.max_members {
+            // Introduced by someone else to a full table: only the member itself, over
+            // its own authenticated connection, gets a place now.
+            self.stats.members_refused_full += 1;
+            return;
+        }
         match self.members.judge_second_hand(&s) {
             SecondHand::Apply(st) => {
                 if let Some(change) = self.members.apply(now.mono_us, st) {
@@ -510,6 +516,32 @@ mod tests {
         assert_eq!(held.status, MemberStatus::Suspect);
         assert_eq!(held.info.addr, "y:7000", "a suspicion carries no metadata");
         assert_eq!(r.stats().claims_refused, 0);
+    }
+
+    /// #16, finding 7: a member could introduce any number of invented members
+    /// second-hand, growing every node's table without bound.
+    #[test]
+    fn a_full_table_refuses_second_hand_introductions_but_not_members_themselves() {
+        let (_, mut r, x) = cluster();
+        r.cfg.max_members = 4;
+        let fakes: Vec<MemberState> = (0..10)
+            .map(|i| engine(&format!("fake{i}"), 10 + i).members().me().clone())
+            .collect();
+        r.sync_on_members(at(10), x.id(), fakes);
+        assert_eq!(r.members().len(), 4, "two real members and two fakes");
+        assert_eq!(r.stats().members_refused_full, 8);
+        let newcomer = engine("n", 99).members().me().clone();
+        send(
+            &mut r,
+            at(20),
+            &id("n"),
+            vec![Item::Member(newcomer.clone())],
+        );
+        assert_eq!(
+            view(&r, "n"),
+            newcomer,
+            "a member speaking for itself gets in"
+        );
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Config {
     pub seed_backoff_cap_ms: u64,
     /// Most broadcasts waiting in the queue; beyond it the oldest low-priority ones drop.
     pub queue_max: usize,
+    /// Most members the table holds through second-hand introductions (a member that
+    /// speaks for itself is always admitted): one member cannot fill every node's
+    /// memory with invented members.
+    pub max_members: usize,
     /// Prefer peers in our own datacenter (`dc`) for gossip rounds, eager pushes and
     /// anti-entropy, and let a write cross to another datacenter only through its
     /// writer's bounded relays (see ARCHITECTURE.md, "Locality and WAN"). `false` treats
@@ -106,6 +110,7 @@ impl Default for Config {
             seed_backoff_floor_ms: 1_000,
             seed_backoff_cap_ms: 30_000,
             queue_max: 4_096,
+            max_members: 65_536,
             locality: true,
             cross_dc_share: 0.1,
             dc_relays: 2,
@@ -178,6 +183,7 @@ impl Config {
         pos("retransmit_mult", self.retransmit_mult as u64)?;
         pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
         pos("queue_max", self.queue_max as u64)?;
+        pos("max_members", self.max_members as u64)?;
         if self.graft_timeout_ms > 60_000 {
             return Err(format!(
                 "graft_timeout_ms must be at most 60000 (got {}): a missing update waits that \

@@ -44,6 +44,8 @@ pub struct EngineStats {
     pub claims_verified: u64,
     /// Peers sent our own state directly because they told us an older or different one.
     pub claims_answered: u64,
+    /// Members introduced second-hand and refused because the table held `max_members`.
+    pub members_refused_full: u64,
     /// Direct probes sent.
     pub probes: u64,
     /// Probes that got no ack, direct or indirect, within the period.

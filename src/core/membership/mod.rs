@@ -174,6 +174,16 @@ impl Membership {
         self.members.values()
     }
 
+    /// Members in the table, ourselves excluded (dead and left ones until reaped).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when the table holds no member but ourselves.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
     /// One other member.
     pub fn get(&self, id: &NodeId) -> Option<&Member> {
         self.members.get(id)
