@@ -184,7 +184,7 @@ impl Exchange {
                     self.kind = Some(kind);
                     engine.sync_accepted();
                 }
-                self.reset = engine.sync_on_open(&ctx, gc_horizon_ms);
+                self.reset = engine.sync_on_open(now, &ctx, gc_horizon_ms);
                 self.peer_ctx = Some(ctx);
                 self.peer_digest = members_digest;
                 Ok(Step::Read)
@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use crate::core::engine::Config;
     use crate::core::proto::MemberInfo;
-    use crate::core::state::{Entry, Hlc, VersionVector};
+    use crate::core::state::{Entry, Hlc, RangeSet, VersionVector};
 
     fn at(ms: u64) -> Now {
         Now::new(ms * 1000, 1_700_000_000_000 + ms)
@@ -318,6 +318,16 @@ mod tests {
     /// Runs a whole exchange between `a` (initiator) and `b` in memory, as the runtime
     /// and the simulator do, and returns both sides.
     fn exchange(a: &mut Engine, b: &mut Engine, now: Now) -> (Exchange, Exchange) {
+        exchange_lying(a, b, now, |_| {})
+    }
+
+    /// Same, with every frame `b` sends passed through `lie` first.
+    fn exchange_lying(
+        a: &mut Engine,
+        b: &mut Engine,
+        now: Now,
+        mut lie: impl FnMut(&mut SyncFrame),
+    ) -> (Exchange, Exchange) {
         let (mut ea, mut turn) = Exchange::initiate(a, b.id().clone(), SyncKind::Periodic);
         let mut eb = Exchange::accept(a.id().clone());
         let mut to_b = true;
@@ -325,11 +335,12 @@ mod tests {
             let (ex, e) = if to_b {
                 (&mut eb, &mut *b)
             } else {
+                turn.iter_mut().for_each(&mut lie);
                 (&mut ea, &mut *a)
             };
             let mut answer = Vec::new();
             for f in std::mem::take(&mut turn) {
-                if let Step::Send(t) = ex.on_frame(e, now, f).expect("honest frames") {
+                if let Step::Send(t) = ex.on_frame(e, now, f).expect("well-formed frames") {
                     answer = t;
                 }
             }
@@ -337,6 +348,84 @@ mod tests {
             to_b = !to_b;
         }
         (ea, eb)
+    }
+
+    /// Replaces the context of an `Open` frame.
+    fn claim(ctx: CausalContext) -> impl FnMut(&mut SyncFrame) {
+        move |f| {
+            if let SyncFrame::Open { ctx: c, .. } = f {
+                *c = ctx.clone();
+            }
+        }
+    }
+
+    /// #16, finding 5: a peer's `Open` context `{w: [(1, u64::MAX)]}` was joined whole,
+    /// so the victim believed it held every write of `w`, no honest peer ever sent it
+    /// one again, and the belief spread with its own context.
+    #[test]
+    fn a_context_claiming_a_writers_future_does_not_hide_its_writes() {
+        let mut victim = engine("a", Config::default());
+        let mut liar = engine("b", Config::default());
+        let mut honest = engine("c", Config::default());
+        let mut w = engine("w", Config::default());
+        let mut forged = CausalContext::new();
+        forged
+            .0
+            .insert(id("w"), RangeSet::from_ranges(vec![(1, u64::MAX)]));
+        exchange_lying(&mut victim, &mut liar, at(1), claim(forged));
+        assert!(!victim.store().context().contains(&id("w"), 1));
+        let written = w.set(at(2), "k", b"v".to_vec()).unwrap();
+        exchange(&mut honest, &mut w, at(3));
+        exchange(&mut victim, &mut honest, at(4));
+        assert_eq!(
+            victim.store().entry("k"),
+            Some(&written),
+            "w's write still arrives"
+        );
+    }
+
+    /// #16, finding 5: a context naming the victim's own id at `u64::MAX` moved its
+    /// dot counter there, so its next write overflowed.
+    #[test]
+    fn a_context_naming_our_own_dots_at_the_top_does_not_move_our_counter() {
+        let mut victim = engine("a", Config::default());
+        let mut liar = engine("b", Config::default());
+        let mut forged = CausalContext::new();
+        forged
+            .0
+            .insert(id("a"), RangeSet::from_ranges(vec![(1, u64::MAX)]));
+        exchange_lying(&mut victim, &mut liar, at(1), claim(forged));
+        let e = victim
+            .set(at(2), "k", b"v".to_vec())
+            .expect("writes still work");
+        let dot = e.vv.get(&id("a"));
+        assert!(dot < u64::MAX / 2, "counter moved to {dot}");
+        assert!(!victim.store().context().contains(&id("a"), dot + 1));
+    }
+
+    /// #16, finding 5: an entry naming our own dot at the top of the range moved our
+    /// counter there too.
+    #[test]
+    fn an_entry_naming_a_dot_of_ours_we_cannot_have_issued_is_refused() {
+        let mut victim = engine("a", Config::default());
+        let mut vv = VersionVector::default();
+        vv.set(id("a"), u64::MAX - 1);
+        vv.set(id("b"), 1);
+        let forged = Entry {
+            key: "k".into(),
+            value: Some(b"v".to_vec()),
+            vv,
+            hlc: Hlc {
+                ms: at(1).wall_ms,
+                lc: 0,
+            },
+            writer: id("b"),
+        };
+        assert_eq!(victim.sync_on_entries(at(1), vec![forged]), 1);
+        assert!(victim.store().get("k").is_none());
+        victim
+            .set(at(2), "x", b"1".to_vec())
+            .expect("writes still work");
     }
 
     #[test]

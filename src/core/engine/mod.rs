@@ -961,13 +961,18 @@ impl Engine {
     /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
     /// our state is rebuilt from scratch; returns true then (the exchange will not join
     /// contexts).
-    pub(crate) fn sync_on_open(&mut self, ctx: &CausalContext, gc_horizon_ms: u64) -> bool {
+    pub(crate) fn sync_on_open(
+        &mut self,
+        now: Now,
+        ctx: &CausalContext,
+        gc_horizon_ms: u64,
+    ) -> bool {
         let reset = self.store.needs_resync(gc_horizon_ms);
         if reset {
             self.store.reset_for_resync();
             self.stats.resyncs += 1;
         }
-        self.store.observe_peer_context(ctx);
+        self.store.observe_peer_context(ctx, now.wall_ms);
         reset
     }
 

@@ -142,6 +142,17 @@ impl RangeSet {
         })
     }
 
+    /// The counters of the set up to `max` (inclusive).
+    pub fn clipped(&self, max: u64) -> RangeSet {
+        RangeSet(
+            self.0
+                .iter()
+                .filter(|&&(a, _)| a <= max)
+                .map(|&(a, b)| (a, b.min(max)))
+                .collect(),
+        )
+    }
+
     /// The largest counter in the set (0 if empty).
     pub fn max(&self) -> u64 {
         self.0.last().map(|r| r.1).unwrap_or(0)
@@ -187,11 +198,19 @@ impl CausalContext {
     /// Joins `other` into `self`.
     pub fn join(&mut self, other: &CausalContext) {
         for (w, r) in &other.0 {
-            match self.0.get_mut(w) {
-                Some(mine) => mine.union(r),
-                None => {
-                    self.0.insert(w.clone(), r.clone());
-                }
+            self.join_writer(w, r);
+        }
+    }
+
+    /// Adds `ranges` to what `writer` has been seen with.
+    pub fn join_writer(&mut self, writer: &NodeId, ranges: &RangeSet) {
+        if ranges.is_empty() {
+            return;
+        }
+        match self.0.get_mut(writer) {
+            Some(mine) => mine.union(ranges),
+            None => {
+                self.0.insert(writer.clone(), ranges.clone());
             }
         }
     }

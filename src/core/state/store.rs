@@ -67,9 +67,24 @@ pub enum StateError {
     /// An entry with an empty version vector cannot come from any write.
     #[error("entry has an empty version vector")]
     EmptyVersionVector,
+    /// The entry names a dot of ours that no life of ours can have issued.
+    #[error("entry names our dot {counter}, which we cannot have issued")]
+    ForgedOwnDot {
+        /// The dot counter named.
+        counter: u64,
+    },
     /// This node has issued the largest dot counter there is.
     #[error("this node's dot counters are exhausted")]
     CountersExhausted,
+}
+
+/// The highest dot counter a life of ours can have issued by `wall_ms`: a store that
+/// starts without state counts from `wall_ms << 10` (see [`Store::new`]), so anything
+/// above `(wall_ms + max_clock_drift_ms) << 10` is not ours.
+pub fn plausible_own_dot(wall_ms: u64, limits: &Limits) -> u64 {
+    wall_ms
+        .saturating_add(limits.max_clock_drift_ms)
+        .saturating_mul(1 << 10)
 }
 
 /// One key's replicated value: a value or a tombstone, with its causal metadata.
@@ -250,7 +265,9 @@ impl Store {
     /// used in an earlier life, so its counter starts at `wall_ms << 10`: above every
     /// dot of any earlier life that averaged fewer than 1,024 writes per millisecond.
     /// Should a peer still show a higher dot of ours, [`Store::observe_peer_context`]
-    /// moves the counter past it before it can be reused.
+    /// moves the counter past it before it can be reused, as long as that dot is one
+    /// this scheme could have issued by now ([`plausible_own_dot`]); a higher one is a
+    /// forgery and is ignored.
     pub fn new(me: NodeId, limits: Limits, wall_ms: u64) -> Self {
         Self {
             me,
@@ -431,12 +448,16 @@ impl Store {
             .err()
             .map(|far| far.ahead_ms);
         let already_seen = remote.vv.dots().all(|(w, c)| self.ctx.contains(w, c));
-        for (w, c) in remote.vv.dots() {
-            if w == &self.me && c > self.counter {
-                // A dot of ours from an earlier life: never issue it again.
-                self.counter = c;
-                self.stats.dot_collisions_avoided += 1;
+        let own = remote.vv.get(&self.me);
+        if own > self.counter {
+            if own > plausible_own_dot(wall_ms, &self.limits) {
+                // No life of ours can have issued it: a forgery, which would otherwise
+                // move our counter to its end.
+                return Err(StateError::ForgedOwnDot { counter: own });
             }
+            // A dot of ours from an earlier life: never issue it again.
+            self.counter = own;
+            self.stats.dot_collisions_avoided += 1;
         }
         let dots: Vec<(NodeId, u64)> = remote.vv.dots().map(|(w, c)| (w.clone(), c)).collect();
         let outcome = match self.entries.get(remote.key.as_str()) {
@@ -532,15 +553,35 @@ impl Store {
 
     /// Joins a peer's context into ours once everything it sent has been applied.
     /// This closes the gaps that superseded writes leave.
+    ///
+    /// Only as far as our own evidence goes: each writer's dots are taken up to the
+    /// highest dot of that writer we hold (in an entry, or in our context already). A
+    /// superseded write always lies below the write that superseded it, which we hold,
+    /// so every honest gap closes; but a peer claiming dots beyond anything we hold (a
+    /// whole writer's future, `u64::MAX`) cannot make us believe we have writes we never
+    /// received, and so cannot stop them from reaching us.
     pub fn join_context(&mut self, peer: &CausalContext) {
-        self.observe_peer_context(peer);
-        self.ctx.join(peer);
+        for (w, ranges) in &peer.0 {
+            let held = self.held_max(w).max(self.ctx.max(w));
+            if held > 0 {
+                self.ctx.join_writer(w, &ranges.clipped(held));
+            }
+        }
     }
 
-    /// Moves the dot counter past any dot of ours that `peer` has seen.
-    pub fn observe_peer_context(&mut self, peer: &CausalContext) {
+    /// The highest dot of `writer` named by an entry we hold (0 if none).
+    fn held_max(&self, writer: &NodeId) -> u64 {
+        self.index
+            .range((writer.clone(), 0)..=(writer.clone(), u64::MAX))
+            .next_back()
+            .map_or(0, |((_, c), _)| *c)
+    }
+
+    /// Moves the dot counter past any dot of ours that `peer` has seen, if one of our
+    /// earlier lives can have issued it ([`plausible_own_dot`]).
+    pub fn observe_peer_context(&mut self, peer: &CausalContext, wall_ms: u64) {
         let theirs = peer.max(&self.me);
-        if theirs > self.counter {
+        if theirs > self.counter && theirs <= plausible_own_dot(wall_ms, &self.limits) {
             self.counter = theirs;
             self.stats.dot_collisions_avoided += 1;
         }
