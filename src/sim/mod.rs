@@ -343,8 +343,8 @@ struct SyncState {
     step: u8,
 }
 
-/// Rewrites a sync frame a hostile node sends (see [`Sim::tamper_sync_frames`]).
-pub type FrameTamper = Box<dyn FnMut(&mut SyncFrame)>;
+/// Rewrites a turn of sync frames a hostile node sends (see [`Sim::tamper_sync_frames`]).
+pub type FrameTamper = Box<dyn FnMut(&mut Vec<SyncFrame>)>;
 
 /// The simulator.
 pub struct Sim {
@@ -1038,15 +1038,15 @@ impl Sim {
         self.send_turn(id, a, b, first);
     }
 
-    /// Makes `node` hostile: every sync frame it sends passes through `f` first. Its
-    /// engine stays honest; what its peers receive does not.
+    /// Makes `node` hostile: every turn of sync frames it sends passes through `f`
+    /// first. Its engine stays honest; what its peers receive does not.
     pub fn tamper_sync_frames(&mut self, node: usize, f: FrameTamper) {
         self.tamper.insert(node, f);
     }
 
     fn send_turn(&mut self, id: u64, from: usize, to: usize, mut frames: Vec<SyncFrame>) {
         if let Some(f) = self.tamper.get_mut(&from) {
-            frames.iter_mut().for_each(f);
+            f(&mut frames);
         }
         // Every frame the runtime writes, End included: 4 length bytes, the version byte.
         let bytes: u64 = frames.iter().map(|f| encoded_len(f) as u64 + 5).sum();
