@@ -51,7 +51,8 @@ pub const WRITER_HEADER: &str = "x-gossamer-writer";
 pub const HLC_HEADER: &str = "x-gossamer-hlc";
 
 /// What the admin API needs from a node. Calls must be quick (no blocking I/O); they run
-/// on the async runtime.
+/// on the async runtime, except `kv_set` and `kv_delete`, which may wait for a commit
+/// and run on tokio's blocking pool.
 pub trait AdminBackend: Send + Sync + 'static {
     /// The live value of `key`, if any (tombstones are absent).
     fn kv_get(&self, key: &str) -> Option<KvEntry>;
@@ -307,7 +308,13 @@ async fn kv_put(
         }
         Err(rej) => return error(rej.status(), rej.body_text()),
     };
-    match b.kv_set(&key, body.to_vec()) {
+    // A node with a data directory returns once the write is on disk: wait for it off
+    // the async workers.
+    let set = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || b.kv_set(&key, body.to_vec())).await
+    };
+    match set.unwrap_or_else(|e| Err(format!("write failed: {e}"))) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(msg) => error(StatusCode::BAD_REQUEST, msg),
     }
@@ -321,7 +328,11 @@ async fn kv_delete(
         Ok(k) => k,
         Err((status, msg)) => return error(status, msg),
     };
-    match b.kv_delete(&key) {
+    let deleted = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || b.kv_delete(&key)).await
+    };
+    match deleted.unwrap_or_else(|e| Err(format!("delete failed: {e}"))) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("key {key:?} not found")),
         Err(msg) => error(StatusCode::BAD_REQUEST, msg),

@@ -18,9 +18,11 @@ use crate::core::{NodeId, Now};
 
 mod claims;
 mod locality;
+mod persist;
 mod swim;
 mod tree;
 
+pub use persist::{Changes, DOT_LEASE_BLOCK};
 pub use tree::GRAFT_TRIES;
 
 /// Protocol tuning. Every field is settable in the node's configuration file.
@@ -457,6 +459,8 @@ pub struct Engine {
     deferred: VecDeque<Deferred>,
     /// Ids we were told of and lack (tree push's lazy repair).
     lazy: tree::Lazy,
+    /// The incarnation the last drain of changes carried (persistence only).
+    persisted_inc: Option<u64>,
 }
 
 /// A direct message waiting for tokens: recipient, items, expiry (mono µs).
@@ -547,6 +551,7 @@ impl Engine {
             clock_us: now.mono_us,
             deferred: VecDeque::new(),
             lazy: tree::Lazy::default(),
+            persisted_inc: None,
             cfg,
         }
     }
