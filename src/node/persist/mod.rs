@@ -65,7 +65,7 @@ pub enum PersistError {
         source: std::io::Error,
     },
     /// The store file is damaged (truncated, overwritten, not a store).
-    #[error("store {path} is corrupted or truncated ({reason}); the node will not start on it. Move it aside (e.g. `mv {path} {path}.broken`): the node then starts empty and resyncs from its peers")]
+    #[error("store {path} is corrupted or truncated ({reason}); the node will not start on it: move it aside (e.g. `mv {path} {path}.broken`) and the node starts empty and resyncs from its peers. An unclean shutdown alone does not cause this: redb repairs that by itself when it opens the file")]
     Corrupt {
         /// The file.
         path: PathBuf,

@@ -43,6 +43,21 @@ fn cbor<T: serde::Serialize>(v: &T, buf: &mut Vec<u8>) {
     let _ = ciborium::into_writer(v, &mut *buf);
 }
 
+/// Runs `f`, turning a panic into `Err(message)` without printing it. Only used while
+/// the node starts, before it runs anything else that could panic meanwhile.
+fn quietly_catching_panics<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "internal assertion".into())
+    })
+}
+
 fn u64_of(b: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(b.try_into().ok()?))
 }
@@ -72,7 +87,11 @@ impl DurableStore {
                 tracing::info!("store: repairing after an unclean shutdown");
             }
         });
-        let db = builder.create_file(file).map_err(|e| match e {
+        // redb 2.x asserts on some damaged files (a truncated one) instead of returning
+        // an error: such a panic is a damaged store too, not a crash of the node.
+        let opened = quietly_catching_panics(|| builder.create_file(file))
+            .map_err(|msg| corrupt(format!("redb refused the file: {msg}")))?;
+        let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => PersistError::Locked { path: path.clone() },
             other => corrupt(other.to_string()),
         })?;
@@ -81,7 +100,9 @@ impl DurableStore {
             path: path.clone(),
             buf: Vec::new(),
         };
-        match store.load(node, cluster)? {
+        let loaded = quietly_catching_panics(|| store.load(node, cluster))
+            .map_err(|msg| corrupt(format!("redb failed reading it: {msg}")))?;
+        match loaded? {
             Some(p) => Ok((store, Some(p))),
             None => {
                 let migrated = super::migrate::from_state_cbor(dir, node, wall_ms)?;
