@@ -104,3 +104,6 @@ pub enum PersistError {
     #[error("writes are no longer persisted since a commit failed ({0}); restart the node")]
     Failed(String),
 }
+
+#[cfg(test)]
+mod tests;
