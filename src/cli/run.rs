@@ -424,6 +424,14 @@ fanout = 4
                 "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n[gossip]\nfan_out = 1\n",
                 "fan_out",
             ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\ndurability = \"fast\"\n",
+                "durability: \"fast\" is not a durability mode; use \"sync\"",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\ndurability_interval_ms = 0\n",
+                "durability_interval_ms",
+            ),
         ];
         for (text, field) in cases {
             let f = config_file(text);

@@ -186,3 +186,28 @@ fn without_a_data_directory_a_restart_keeps_nothing() {
     assert_eq!(sim.engine(0).map(|e| e.store().len()), Some(0));
     assert_eq!(sim.stats().commits, 0);
 }
+
+#[test]
+fn crash_loop_scenario_keeps_every_write_and_reuses_no_dot() {
+    let path = "scenarios/crash-loop-durable.toml";
+    let sc = Scenario::from_toml(
+        include_str!("../../scenarios/crash-loop-durable.toml"),
+        path,
+    )
+    .expect("scenario parses");
+    let seed = seed(sc.seed);
+    let r = sc.run(seed);
+    println!("{}", r.table());
+    assert!(
+        r.passed(),
+        "{path} failed with seed {seed}; replay: cargo run --release -- sim {path} --seed {seed}\n{}",
+        r.table()
+    );
+    assert!(
+        r.properties
+            .iter()
+            .any(|p| p.name == "no_dot_reuse" && p.pass),
+        "the dot reuse property was not checked"
+    );
+    assert!(r.writes > 2_000);
+}

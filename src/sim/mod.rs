@@ -11,8 +11,8 @@ mod scenario;
 mod topology;
 
 pub use scenario::{
-    compare_table, BandwidthSummary, FaultSpec, NetworkSpec, PropertiesSpec, PropertyResult,
-    Report, Scenario, ScenarioError, WorkloadSpec,
+    compare_table, BandwidthSummary, DurabilitySpec, FaultSpec, NetworkSpec, PropertiesSpec,
+    PropertyResult, Report, Scenario, ScenarioError, WorkloadSpec,
 };
 
 pub use durable::{SimDurability, PEER_COMMIT_US};
@@ -743,16 +743,20 @@ impl Sim {
         let Some(e) = self.nodes[node].engine.as_mut() else {
             return;
         };
-        let r = match value {
-            Some(v) => e.set(now, key, v).ok(),
-            None => e
-                .delete(now, key)
-                .ok()
-                .and_then(|_| e.store().entry(key).cloned()),
+        // `issued`: the write took a new dot (a delete of an absent key does not).
+        let (r, issued) = match value {
+            Some(v) => (e.set(now, key, v).ok(), true),
+            None => {
+                let d = e.delete(now, key);
+                let issued = matches!(d, Ok(true));
+                (d.ok().and_then(|_| e.store().entry(key).cloned()), issued)
+            }
         };
         if let Some(entry) = r {
             let dot = (id.clone(), entry.vv.get(&id));
-            self.issued_dot(node, dot.clone(), fingerprint);
+            if issued {
+                self.issued_dot(node, dot.clone(), fingerprint);
+            }
             let mut have = vec![0u64; self.words];
             have[node / 64] |= 1 << (node % 64);
             let missing = self.live_nodes() - 1;
