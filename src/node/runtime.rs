@@ -357,6 +357,10 @@ impl Node {
                     let r = r?;
                     if self.inner.cfg.durability == Durability::Sync {
                         c.wait_durable(seq)?;
+                    } else if let Some(e) = c.failure() {
+                        // Relaxed: the write is not waited for, but a store that no
+                        // longer commits must not go unnoticed.
+                        return Err(e.into());
                     }
                     c.acked();
                     return Ok(r);

@@ -392,7 +392,8 @@ pub struct EngineStats {
     pub subtrees_healed: u64,
 }
 
-/// What a restarted node brings back from its data directory.
+/// What a restarted node brings back from its data directory. `store.counter` is the
+/// persisted dot lease end: every dot below it may have been issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Persisted {
     /// The key-value store.
@@ -820,7 +821,9 @@ impl Engine {
         &self.queue
     }
 
-    /// What to save in the data directory.
+    /// A copy of the whole state, as `Engine::new` takes it back. O(state): the runtime
+    /// persists incrementally with [`Engine::take_changes`] instead; this serves tools
+    /// and tests (and is the format of the `state.cbor` files of earlier versions).
     pub fn persisted(&self) -> Persisted {
         Persisted {
             store: self.store.snapshot(),

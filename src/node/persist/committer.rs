@@ -115,6 +115,11 @@ impl Committer {
         }
     }
 
+    /// The error of a failed commit, if one failed (nothing is persisted since).
+    pub(crate) fn failure(&self) -> Option<PersistError> {
+        self.shared.lock().failed.clone().map(PersistError::Failed)
+    }
+
     /// Counts a write acknowledged to its caller.
     pub(crate) fn acked(&self) {
         self.shared
