@@ -240,7 +240,7 @@ fn check_summary(cfg: &NodeConfig) -> String {
             opt(cfg.data_dir.as_ref().map(|d| d.display().to_string())),
         ),
         (
-            "durability",
+            "durable",
             match (&cfg.data_dir, cfg.durability) {
                 (None, _) => "- (no data dir: state in memory only)".to_string(),
                 (Some(_), gossamer::node::Durability::Sync) => "sync".to_string(),
