@@ -389,6 +389,13 @@ fn a_damaged_foreign_or_unwritable_data_directory_stops_the_node_with_exit_2() {
     let n1 = N::new(c, "n1");
     let p = n1.start(&rt, c, None);
     assert_eq!(write_all(&rt, &n1, &keys("k", 50), 4).len(), 50);
+    // A second process on the same data directory while the first runs.
+    let (code, err) = run_once(c, "n1", &n1.data, &[]);
+    assert_eq!(code, Some(2), "store in use: {err}");
+    assert!(
+        err.contains("in use by another process"),
+        "store in use: {err}"
+    );
     p.kill();
     let store = n1.data.join("gossamer.redb");
     #[cfg(unix)]
