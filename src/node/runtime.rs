@@ -220,7 +220,7 @@ impl Node {
             now,
             persisted,
         );
-        let engine = match store {
+        let (engine, persist) = match store {
             Some(mut store) => {
                 // The incarnation and the first dot lease are durable before the node
                 // sends anything (see ARCHITECTURE.md, "Persistence").
@@ -246,7 +246,6 @@ impl Node {
                 (Arc::new(Mutex::new(engine)), None)
             }
         };
-        let (engine, persist) = engine;
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
@@ -271,12 +270,17 @@ impl Node {
         tokio::spawn(node.clone().accept_loop());
         super::reload::start(&node);
         if let Some(admin) = node.inner.cfg.admin {
-            let listener = tokio::net::TcpListener::bind(admin)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: admin,
-                    source,
-                })?;
+            let listener = match tokio::net::TcpListener::bind(admin).await {
+                Ok(l) => l,
+                Err(source) => {
+                    // Stop what started (tasks, the committer and its store's lock).
+                    node.shutdown().await;
+                    return Err(NodeError::Listen {
+                        addr: admin,
+                        source,
+                    });
+                }
+            };
             let backend: Arc<dyn crate::admin::AdminBackend> = Arc::new(node.clone());
             let mut rx = node.inner.shutdown.subscribe();
             let token = node.inner.cfg.admin_token.clone();
