@@ -60,6 +60,11 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
     /// Deletes `key`; `Ok(false)` when the key was absent.
     fn kv_delete(&self, key: &str) -> Result<bool, String>;
+    /// Why writes can no longer be made durable (a failed commit), if they cannot: a
+    /// write refused then is answered 503, not 400.
+    fn store_failure(&self) -> Option<String> {
+        None
+    }
     /// Live entries whose key starts with `prefix`.
     fn kv_list(&self, prefix: &str) -> Vec<KvEntry>;
     /// Every member known to this node, itself included.
@@ -187,6 +192,15 @@ pub async fn serve(
 
 type Backend = Arc<dyn AdminBackend>;
 
+/// A refused write is the client's fault (400) unless the node's store has failed (503).
+fn write_error_status(b: &Backend) -> StatusCode {
+    if b.store_failure().is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ErrorBody { error: msg.into() })).into_response()
 }
@@ -311,12 +325,12 @@ async fn kv_put(
     // A node with a data directory returns once the write is on disk: wait for it off
     // the async workers.
     let set = {
-        let key = key.clone();
+        let (key, b) = (key.clone(), b.clone());
         tokio::task::spawn_blocking(move || b.kv_set(&key, body.to_vec())).await
     };
     match set.unwrap_or_else(|e| Err(format!("write failed: {e}"))) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(msg) => error(write_error_status(&b), msg),
     }
 }
 
@@ -329,13 +343,13 @@ async fn kv_delete(
         Err((status, msg)) => return error(status, msg),
     };
     let deleted = {
-        let key = key.clone();
+        let (key, b) = (key.clone(), b.clone());
         tokio::task::spawn_blocking(move || b.kv_delete(&key)).await
     };
     match deleted.unwrap_or_else(|e| Err(format!("delete failed: {e}"))) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("key {key:?} not found")),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(msg) => error(write_error_status(&b), msg),
     }
 }
 

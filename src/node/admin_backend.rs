@@ -627,6 +627,10 @@ impl AdminBackend for Node {
         self.delete(key).map_err(|e| e.to_string())
     }
 
+    fn store_failure(&self) -> Option<String> {
+        self.persist_failure()
+    }
+
     fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
         self.list(prefix)
     }

@@ -377,6 +377,15 @@ impl Node {
         )))
     }
 
+    /// Why writes are no longer made durable, if a commit failed.
+    pub fn persist_failure(&self) -> Option<String> {
+        self.inner
+            .persist
+            .as_ref()
+            .and_then(Committer::failure)
+            .map(|e| e.to_string())
+    }
+
     /// The data directory's commit counters (none without a data directory).
     pub fn persist_stats(&self) -> Option<&PersistStats> {
         self.inner.persist.as_ref().map(Committer::stats)
