@@ -38,6 +38,9 @@ enum Command {
     Test(cli::test_cmd::TestArgs),
     /// Benchmark a local cluster (real QUIC or simulated): propagation, traffic, redundancy.
     Bench(cli::bench::BenchArgs),
+    /// Benchmark durability: write throughput with sync, relaxed or no data directory,
+    /// commits per write, and startup time and disk bytes of a large store.
+    BenchDurable(cli::bench_durable::BenchDurableArgs),
 }
 
 fn init_logging(json: bool) {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             | Command::Status(_)
             | Command::Certs(_)
             | Command::Bench(_)
+            | Command::BenchDurable(_)
     );
     if !quiet_default || std::env::var_os("RUST_LOG").is_some() {
         init_logging(cli.log_json);
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
             Command::Status(a) => cli::admin_cmds::run_status(a).await,
             Command::Test(a) => cli::test_cmd::run(a).await,
             Command::Bench(a) => cli::bench::run(a).await,
+            Command::BenchDurable(a) => cli::bench_durable::run(a).await,
         }
     });
     match result {

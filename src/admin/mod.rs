@@ -51,7 +51,8 @@ pub const WRITER_HEADER: &str = "x-gossamer-writer";
 pub const HLC_HEADER: &str = "x-gossamer-hlc";
 
 /// What the admin API needs from a node. Calls must be quick (no blocking I/O); they run
-/// on the async runtime.
+/// on the async runtime, except `kv_set` and `kv_delete`, which may wait for a commit
+/// and run on tokio's blocking pool.
 pub trait AdminBackend: Send + Sync + 'static {
     /// The live value of `key`, if any (tombstones are absent).
     fn kv_get(&self, key: &str) -> Option<KvEntry>;
@@ -59,6 +60,11 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
     /// Deletes `key`; `Ok(false)` when the key was absent.
     fn kv_delete(&self, key: &str) -> Result<bool, String>;
+    /// Why writes can no longer be made durable (a failed commit), if they cannot: a
+    /// write refused then is answered 503, not 400.
+    fn store_failure(&self) -> Option<String> {
+        None
+    }
     /// Live entries whose key starts with `prefix`.
     fn kv_list(&self, prefix: &str) -> Vec<KvEntry>;
     /// Every member known to this node, itself included.
@@ -186,6 +192,15 @@ pub async fn serve(
 
 type Backend = Arc<dyn AdminBackend>;
 
+/// A refused write is the client's fault (400) unless the node's store has failed (503).
+fn write_error_status(b: &Backend) -> StatusCode {
+    if b.store_failure().is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ErrorBody { error: msg.into() })).into_response()
 }
@@ -307,9 +322,15 @@ async fn kv_put(
         }
         Err(rej) => return error(rej.status(), rej.body_text()),
     };
-    match b.kv_set(&key, body.to_vec()) {
+    // A node with a data directory returns once the write is on disk: wait for it off
+    // the async workers.
+    let set = {
+        let (key, b) = (key.clone(), b.clone());
+        tokio::task::spawn_blocking(move || b.kv_set(&key, body.to_vec())).await
+    };
+    match set.unwrap_or_else(|e| Err(format!("write failed: {e}"))) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(msg) => error(write_error_status(&b), msg),
     }
 }
 
@@ -321,10 +342,14 @@ async fn kv_delete(
         Ok(k) => k,
         Err((status, msg)) => return error(status, msg),
     };
-    match b.kv_delete(&key) {
+    let deleted = {
+        let (key, b) = (key.clone(), b.clone());
+        tokio::task::spawn_blocking(move || b.kv_delete(&key)).await
+    };
+    match deleted.unwrap_or_else(|e| Err(format!("delete failed: {e}"))) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("key {key:?} not found")),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(msg) => error(write_error_status(&b), msg),
     }
 }
 

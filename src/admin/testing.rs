@@ -21,6 +21,8 @@ pub const FAKE_MAX_VALUE: usize = 256 * 1024;
 pub struct FakeBackend {
     kv: Mutex<BTreeMap<String, KvEntry>>,
     hlc: Mutex<u64>,
+    /// A failed store: every write is refused with this message.
+    failed: Mutex<Option<String>>,
 }
 
 fn id(s: &str) -> NodeId {
@@ -33,6 +35,9 @@ impl AdminBackend for FakeBackend {
     }
 
     fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        if let Some(f) = self.store_failure() {
+            return Err(f);
+        }
         if key.len() > FAKE_MAX_KEY {
             return Err(format!("key is longer than {FAKE_MAX_KEY} bytes"));
         }
@@ -58,7 +63,14 @@ impl AdminBackend for FakeBackend {
     }
 
     fn kv_delete(&self, key: &str) -> Result<bool, String> {
+        if let Some(f) = self.store_failure() {
+            return Err(f);
+        }
         Ok(self.kv.lock().unwrap().remove(key).is_some())
+    }
+
+    fn store_failure(&self) -> Option<String> {
+        self.failed.lock().unwrap().clone()
     }
 
     fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
@@ -193,5 +205,10 @@ impl FakeBackend {
     /// Number of stored keys.
     pub fn len_for_test(&self) -> usize {
         self.kv.lock().unwrap().len()
+    }
+
+    /// Makes the store fail: every later write is refused with `msg`.
+    pub fn fail_store_for_test(&self, msg: &str) {
+        *self.failed.lock().unwrap() = Some(msg.to_string());
     }
 }

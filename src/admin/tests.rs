@@ -328,3 +328,26 @@ async fn admin_graceful_shutdown_returns() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_write_refused_by_a_failed_store_is_503_and_a_bad_key_400() {
+    let server = TestServer::start(None).await;
+    let long = "k".repeat(FAKE_MAX_KEY + 1);
+    let (status, _, _) = raw(
+        &server,
+        "PUT",
+        &format!("/v1/kv/{long}"),
+        &[],
+        b"v".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server
+        .backend
+        .fail_store_for_test("writes are no longer persisted");
+    let (status, _, body) = raw(&server, "PUT", "/v1/kv/k", &[], b"v".to_vec()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(error_text(&body).contains("no longer persisted"));
+    let (status, _, _) = raw(&server, "DELETE", "/v1/kv/k", &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}

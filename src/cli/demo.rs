@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use gossamer::core::Config;
 use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::node::Durability;
 
 /// Flags of `gossamer demo`.
 #[derive(Debug, Args)]
@@ -39,11 +40,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         seed_backoff_floor_ms: 200,
         ..Config::default()
     };
-    let c = LocalCluster::start(n, 0, gossip)
+    // Like a real fleet, each node keeps its state in a data directory of its own.
+    let c = LocalCluster::start_durable(n, 0, gossip, Some(Durability::Sync))
         .await
         .context("starting the local cluster")?;
     println!(
-        "  generated a CA and {n} node certificates in {} (deleted on exit)",
+        "  generated a CA and {n} node certificates in {}, and a data directory per node (deleted on exit)",
         c.certs_dir().display()
     );
     for node in &c.nodes {

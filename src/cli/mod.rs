@@ -2,6 +2,7 @@
 
 pub mod admin_cmds;
 pub mod bench;
+pub mod bench_durable;
 pub mod certs;
 pub mod demo;
 pub mod run;

@@ -50,6 +50,13 @@ pub struct RunArgs {
     /// Folder where state and incarnation survive restarts.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// With --data-dir: sync (a write returns once it is on disk; the default) or
+    /// relaxed (committed every --durability-interval-ms).
+    #[arg(long, value_name = "sync|relaxed")]
+    pub durability: Option<String>,
+    /// Relaxed durability: longest time between commits (ms; default 100).
+    #[arg(long, value_name = "MS")]
+    pub durability_interval_ms: Option<u64>,
     /// Timing profile: lan (default) or wan; `[gossip]` keys of --config override it.
     #[arg(long, value_name = "lan|wan")]
     pub profile: Option<String>,
@@ -100,6 +107,8 @@ struct FileConfig {
     #[serde(default)]
     tags: BTreeMap<String, String>,
     data_dir: Option<PathBuf>,
+    durability: Option<String>,
+    durability_interval_ms: Option<u64>,
     /// "lan" (default) or "wan": the base that `[gossip]` keys override.
     profile: Option<String>,
     #[serde(default)]
@@ -143,6 +152,13 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
     }
     let mut seeds = file.seeds;
     seeds.extend(args.seeds);
+    let durability = match (&args.durability, &file.durability) {
+        (Some(d), _) => gossamer::node::Durability::parse("--durability", d).map_err(UsageError)?,
+        (None, Some(d)) => {
+            gossamer::node::Durability::parse("durability", d).map_err(UsageError)?
+        }
+        (None, None) => Default::default(),
+    };
     let cfg = NodeConfig {
         node_id,
         listen,
@@ -155,6 +171,11 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         zone: args.zone.or(file.zone).unwrap_or_default(),
         tags,
         data_dir: args.data_dir.or(file.data_dir),
+        durability,
+        durability_interval_ms: args
+            .durability_interval_ms
+            .or(file.durability_interval_ms)
+            .unwrap_or(100),
         gossip: gossip_config(
             args.profile.as_deref().or(file.profile.as_deref()),
             file.gossip,
@@ -219,6 +240,14 @@ fn check_summary(cfg: &NodeConfig) -> String {
             opt(cfg.data_dir.as_ref().map(|d| d.display().to_string())),
         ),
         (
+            "durable",
+            match (&cfg.data_dir, cfg.durability) {
+                (None, _) => "- (no data dir: state in memory only)".to_string(),
+                (Some(_), gossamer::node::Durability::Sync) => "sync".to_string(),
+                (Some(_), d) => format!("{} ({} ms)", d.as_str(), cfg.durability_interval_ms),
+            },
+        ),
+        (
             "timing",
             format!(
                 "gossip {} ms, sync {} ms, probe {} ms (timeout {} ms), fanout {}",
@@ -264,7 +293,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             e @ (NodeError::Config(_)
             | NodeError::Identity(_)
             | NodeError::Listen { .. }
-            | NodeError::DataDir { .. }),
+            | NodeError::DataDir { .. }
+            | NodeError::Store(_)),
         ) => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e).context("starting node"),
     };
@@ -393,6 +423,14 @@ fanout = 4
             (
                 "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n[gossip]\nfan_out = 1\n",
                 "fan_out",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\ndurability = \"fast\"\n",
+                "durability: \"fast\" is not a durability mode; use \"sync\"",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\ndurability_interval_ms = 0\n",
+                "durability_interval_ms",
             ),
         ];
         for (text, field) in cases {

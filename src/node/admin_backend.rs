@@ -225,6 +225,48 @@ impl Node {
     }
 
     /// The key-value store.
+    /// The data directory's commits: writes acknowledged over commits is the group-commit
+    /// factor (absent without a data directory).
+    fn persist_metrics(&self, f: &mut Families) {
+        let Some(p) = self.persist_stats() else {
+            return;
+        };
+        for (name, help, v) in [
+            (
+                "gossamer_store_commits_total",
+                "Transactions committed to the data directory's store.",
+                &p.commits,
+            ),
+            (
+                "gossamer_store_fsyncs_total",
+                "Durable commits (each forces the store file to disk once).",
+                &p.fsyncs,
+            ),
+            (
+                "gossamer_store_writes_acked_total",
+                "Local writes acknowledged (with sync durability: after their commit).",
+                &p.writes_acked,
+            ),
+            (
+                "gossamer_store_entries_written_total",
+                "Entries written or removed by commits (local and from peers).",
+                &p.entries_written,
+            ),
+            (
+                "gossamer_store_commit_failures_total",
+                "Commits that failed (the node stops persisting after the first).",
+                &p.failures,
+            ),
+        ] {
+            f.counter_atomic(name, help, v);
+        }
+        f.counter(
+            "gossamer_store_commit_microseconds_total",
+            "Time spent in commits (µs).",
+            p.commit_us.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+
     fn store_metrics(&self, f: &mut Families) {
         let status = Node::status(self);
         f.gauge("gossamer_keys", "Live keys held.", status.keys as f64);
@@ -614,6 +656,10 @@ impl AdminBackend for Node {
         self.delete(key).map_err(|e| e.to_string())
     }
 
+    fn store_failure(&self) -> Option<String> {
+        self.persist_failure()
+    }
+
     fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
         self.list(prefix)
     }
@@ -631,6 +677,7 @@ impl AdminBackend for Node {
         self.membership_metrics(&mut f);
         self.swim_metrics(&mut f);
         self.store_metrics(&mut f);
+        self.persist_metrics(&mut f);
         self.sync_metrics(&mut f);
         self.dissemination_metrics(&mut f);
         self.bandwidth_metrics(&mut f);

@@ -36,6 +36,9 @@ pub enum NodeError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The data directory's store refused to open, or a write could not be made durable.
+    #[error(transparent)]
+    Store(#[from] super::persist::PersistError),
     /// The node has shut down.
     #[error("node is shut down")]
     Shutdown,

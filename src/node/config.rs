@@ -43,6 +43,15 @@ pub struct NodeConfig {
     /// Where state and incarnation survive restarts (none: in memory only).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// When a write is acknowledged with a data directory: `sync` (after its commit is
+    /// on disk, the default) or `relaxed` (at once; committed every
+    /// `durability_interval_ms`).
+    #[serde(default)]
+    pub durability: super::persist::Durability,
+    /// Relaxed durability: the longest time between commits (ms), so the most a
+    /// whole-cluster crash can lose.
+    #[serde(default = "default_durability_interval")]
+    pub durability_interval_ms: u64,
     /// Protocol tuning.
     #[serde(default)]
     pub gossip: crate::core::Config,
@@ -52,6 +61,10 @@ pub struct NodeConfig {
     /// Certificate reload, expiry warnings and admission limits.
     #[serde(default)]
     pub security: super::SecurityConfig,
+}
+
+fn default_durability_interval() -> u64 {
+    100
 }
 
 fn default_dc() -> String {
@@ -73,6 +86,8 @@ impl NodeConfig {
             zone: String::new(),
             tags: BTreeMap::new(),
             data_dir: None,
+            durability: Default::default(),
+            durability_interval_ms: default_durability_interval(),
             gossip: crate::core::Config::default(),
             rng_seed: None,
             security: super::SecurityConfig::default(),
@@ -102,6 +117,12 @@ impl NodeConfig {
             {
                 return Err(format!("seeds: {s:?} must be host:port"));
             }
+        }
+        if !(1..=60_000).contains(&self.durability_interval_ms) {
+            return Err(format!(
+                "durability_interval_ms: {} is out of range; use 1 to 60000 (the most a whole-cluster crash may lose in relaxed mode)",
+                self.durability_interval_ms
+            ));
         }
         if self.dc.is_empty() || self.dc.len() > 64 {
             return Err("dc: must be 1 to 64 characters".into());

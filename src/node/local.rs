@@ -38,6 +38,9 @@ pub struct LocalCluster {
     /// The running nodes, in start order.
     pub nodes: Vec<Node>,
     gossip: crate::core::Config,
+    /// Durability of each node's data directory (`n<i>/` under the temporary folder),
+    /// or none: state in memory only.
+    durable: Option<super::Durability>,
 }
 
 impl LocalCluster {
@@ -48,6 +51,17 @@ impl LocalCluster {
         n: usize,
         spare: usize,
         gossip: crate::core::Config,
+    ) -> Result<Self, NodeError> {
+        Self::start_durable(n, spare, gossip, None).await
+    }
+
+    /// Like [`LocalCluster::start`], and with `durable`, every node keeps its state in
+    /// a data directory of its own under the temporary folder, with that durability.
+    pub async fn start_durable(
+        n: usize,
+        spare: usize,
+        gossip: crate::core::Config,
+        durable: Option<super::Durability>,
     ) -> Result<Self, NodeError> {
         let dir = tempfile::Builder::new()
             .prefix("gossamer-certs-")
@@ -62,6 +76,7 @@ impl LocalCluster {
             dir,
             nodes: Vec::new(),
             gossip,
+            durable,
         };
         for i in 1..=n {
             let seeds = c.seed_addrs();
@@ -96,6 +111,10 @@ impl LocalCluster {
         // Every in-process node dials from 127.0.0.1: a per-address handshake limit would
         // throttle the whole cluster as if it were one peer.
         cfg.security.handshakes_per_sec_per_ip = 0.0;
+        if let Some(d) = self.durable {
+            cfg.data_dir = Some(self.dir.path().join(format!("data-n{i}")));
+            cfg.durability = d;
+        }
         cfg
     }
 

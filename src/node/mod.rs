@@ -6,6 +6,7 @@ mod certs;
 mod config;
 #[cfg(feature = "testing")]
 pub mod local;
+pub mod persist;
 mod reload;
 mod runtime;
 mod security;
@@ -13,5 +14,6 @@ mod security;
 pub use api::*;
 pub use certs::{CertStatus, ReloadReport};
 pub use config::NodeConfig;
+pub use persist::{Durability, PersistError, PersistStats};
 pub use runtime::{BandwidthView, Node, RuntimeStats};
 pub use security::SecurityConfig;

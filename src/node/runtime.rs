@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +11,8 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use super::api::*;
 use super::config::NodeConfig;
-use crate::core::engine::{Engine, EngineStats, Event, Output, Persisted};
+use super::persist::{Committer, Durability, DurableStore, PersistStats};
+use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
 use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind};
 use crate::core::sync::{Admit, Exchange, Step, SyncError};
@@ -106,13 +106,17 @@ const MAX_INBOUND_SYNCS: usize = 16;
 const MAX_RELIABLE_IN_FLIGHT: usize = 64;
 const RELIABLE_TIMEOUT: Duration = Duration::from_secs(5);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-const SAVE_PERIOD: Duration = Duration::from_secs(10);
+/// With `sync` durability, how often entries from peers are committed (local writes
+/// are committed before they return).
+const PEER_COMMIT_PERIOD: Duration = Duration::from_millis(100);
 const LEAVE_LINGER: Duration = Duration::from_millis(100);
 const CLOSE_DRAIN: Duration = Duration::from_millis(250);
 const SEED_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) struct Inner {
-    engine: Mutex<Engine>,
+    engine: Arc<Mutex<Engine>>,
+    /// The data directory's committer (none: state in memory only).
+    persist: Option<Committer>,
     start: Instant,
     cfg: NodeConfig,
     transport: Transport,
@@ -181,7 +185,20 @@ impl Node {
         socket: Option<Arc<dyn quinn::AsyncUdpSocket>>,
     ) -> Result<Node, NodeError> {
         cfg.validate().map_err(NodeError::Config)?;
+        if let Some(d) = &cfg.data_dir {
+            // Before anything else: a data directory we cannot write stops the start.
+            super::persist::prepare_dir(d)?;
+        }
         let (identity, trust) = crate::identity::load(&cfg.certs, &cfg.node_id)?;
+        let opened = match &cfg.data_dir {
+            Some(d) => Some(DurableStore::open(
+                d,
+                &cfg.node_id,
+                identity.cluster.as_str(),
+                wall_ms(),
+            )?),
+            None => None,
+        };
         let bound = match socket {
             Some(sock) => Transport::bind_socket(sock, identity, trust, QuicSettings::default()),
             None => Transport::bind(cfg.listen, identity, trust, QuicSettings::default()),
@@ -201,9 +218,9 @@ impl Node {
             }
             None => local.to_string(),
         };
-        let persisted = match &cfg.data_dir {
-            Some(d) => load_state(d)?,
-            None => None,
+        let (store, persisted) = match opened {
+            Some((s, p)) => (Some(s), p),
+            None => (None, None),
         };
         let me = MemberInfo {
             id: cfg.node_id.clone(),
@@ -219,7 +236,7 @@ impl Node {
             let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
             u64::from_le_bytes(b)
         });
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             cfg.gossip.clone(),
             me,
             cfg.seeds.clone(),
@@ -227,10 +244,37 @@ impl Node {
             now,
             persisted,
         );
+        let (engine, persist) = match store {
+            Some(mut store) => {
+                // The incarnation and the first dot lease are durable before the node
+                // sends anything (see ARCHITECTURE.md, "Persistence").
+                engine.enable_persistence(DOT_LEASE_BLOCK);
+                let first = engine.take_changes();
+                store.commit(&first)?;
+                if let Some(end) = first.store.lease_end {
+                    engine.lease_durable(end);
+                }
+                let engine = Arc::new(Mutex::new(engine));
+                let period = match cfg.durability {
+                    Durability::Sync => PEER_COMMIT_PERIOD,
+                    Durability::Relaxed => Duration::from_millis(cfg.durability_interval_ms),
+                };
+                let c = Committer::start(store, Arc::downgrade(&engine), period)?;
+                (engine, Some(c))
+            }
+            None => {
+                tracing::info!(
+                    node = %cfg.node_id,
+                    "no data_dir: this node's state lives in memory only and is lost when it stops"
+                );
+                (Arc::new(Mutex::new(engine)), None)
+            }
+        };
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            engine: Mutex::new(engine),
+            engine,
+            persist,
             start,
             transport,
             conns: Mutex::new(HashMap::new()),
@@ -251,16 +295,18 @@ impl Node {
         tokio::spawn(node.clone().drive());
         tokio::spawn(node.clone().accept_loop());
         super::reload::start(&node);
-        if node.inner.cfg.data_dir.is_some() {
-            tokio::spawn(node.clone().save_loop());
-        }
         if let Some(admin) = node.inner.cfg.admin {
-            let listener = tokio::net::TcpListener::bind(admin)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: admin,
-                    source,
-                })?;
+            let listener = match tokio::net::TcpListener::bind(admin).await {
+                Ok(l) => l,
+                Err(source) => {
+                    // Stop what started (tasks, the committer and its store's lock).
+                    node.shutdown().await;
+                    return Err(NodeError::Listen {
+                        addr: admin,
+                        source,
+                    });
+                }
+            };
             let backend: Arc<dyn crate::admin::AdminBackend> = Arc::new(node.clone());
             let mut rx = node.inner.shutdown.subscribe();
             let token = node.inner.cfg.admin_token.clone();
@@ -303,16 +349,72 @@ impl Node {
     }
 
     /// Sets a key; the write is pushed to peers at once.
+    ///
+    /// With a data directory and `sync` durability this returns only once the write is
+    /// committed to disk, and blocks the calling thread until then (about one fsync;
+    /// concurrent writes share one): from async code call it in `spawn_blocking`.
     pub fn set(&self, key: &str, value: Vec<u8>) -> Result<(), NodeError> {
-        self.check_running()?;
-        self.with_engine(|e, now| e.set(now, key, value))?;
+        let mut value = Some(value);
+        self.write(|e, now| e.set(now, key, value.take().unwrap_or_default()))?;
         Ok(())
     }
 
-    /// Deletes a key; returns whether it held a live value.
+    /// Deletes a key; returns whether it held a live value. Durable like [`Node::set`].
     pub fn delete(&self, key: &str) -> Result<bool, NodeError> {
+        self.write(|e, now| e.delete(now, key))
+    }
+
+    /// Runs a local write and, with a data directory, makes it durable as the
+    /// durability mode requires. A write that would pass the durable dot lease waits
+    /// for the lease extension's commit first (rare: once per 2^19 writes at most).
+    fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut Engine, Now) -> Result<R, crate::core::state::StateError>,
+    ) -> Result<R, NodeError> {
         self.check_running()?;
-        Ok(self.with_engine(|e, now| e.delete(now, key))?)
+        let Some(c) = &self.inner.persist else {
+            return Ok(self.with_engine(|e, now| f(e, now))?);
+        };
+        for _ in 0..8 {
+            let done = self.with_engine(|e, now| {
+                if !e.lease_ready() {
+                    return Err(e.change_seq());
+                }
+                Ok((f(e, now), e.change_seq()))
+            });
+            match done {
+                Ok((r, seq)) => {
+                    let r = r?;
+                    if self.inner.cfg.durability == Durability::Sync {
+                        c.wait_durable(seq)?;
+                    } else if let Some(e) = c.failure() {
+                        // Relaxed: the write is not waited for, but a store that no
+                        // longer commits must not go unnoticed.
+                        return Err(e.into());
+                    }
+                    c.acked();
+                    return Ok(r);
+                }
+                Err(seq) => c.wait_durable(seq)?,
+            }
+        }
+        Err(NodeError::Store(super::persist::PersistError::Failed(
+            "the dot lease could not be extended".into(),
+        )))
+    }
+
+    /// Why writes are no longer made durable, if a commit failed.
+    pub fn persist_failure(&self) -> Option<String> {
+        self.inner
+            .persist
+            .as_ref()
+            .and_then(Committer::failure)
+            .map(|e| e.to_string())
+    }
+
+    /// The data directory's commit counters (none without a data directory).
+    pub fn persist_stats(&self) -> Option<&PersistStats> {
+        self.inner.persist.as_ref().map(Committer::stats)
     }
 
     fn check_running(&self) -> Result<(), NodeError> {
@@ -456,16 +558,19 @@ impl Node {
         Ok(())
     }
 
-    /// Stops the node: saves state, closes connections and the endpoint.
+    /// Stops the node: commits what is left, closes connections and the endpoint.
     pub async fn shutdown(&self) {
         if self.inner.shutdown.send_replace(true) {
             return;
         }
-        if let Some(d) = &self.inner.cfg.data_dir {
-            let p = self.inner.engine().persisted();
-            if let Err(e) = save_state(d, &p) {
-                tracing::error!(error = %e, "could not save state");
-            }
+        if self.inner.persist.is_some() {
+            let inner = self.inner.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(c) = &inner.persist {
+                    c.close();
+                }
+            })
+            .await;
         }
         self.inner.transport.close();
         self.inner.wake.notify_one();
@@ -1067,23 +1172,6 @@ impl Node {
         self.inner.wake.notify_one();
         r
     }
-
-    async fn save_loop(self) {
-        let Some(dir) = self.inner.cfg.data_dir.clone() else {
-            return;
-        };
-        let mut stop = self.inner.shutdown.subscribe();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(SAVE_PERIOD) => {}
-                _ = stop.changed() => break,
-            }
-            let p = self.inner.engine().persisted();
-            if let Err(e) = save_state(&dir, &p) {
-                tracing::warn!(error = %e, "could not save state");
-            }
-        }
-    }
 }
 
 /// Runs an exchange with the [`SYNC_TIMEOUT`] deadline: a peer that accepts the stream
@@ -1125,35 +1213,6 @@ fn view(
         rtt_ms: rtt,
         is_self,
     }
-}
-
-const STATE_FILE: &str = "state.cbor";
-
-fn load_state(dir: &Path) -> Result<Option<Persisted>, NodeError> {
-    let path = dir.join(STATE_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => ciborium::from_reader::<Persisted, _>(&bytes[..])
-            .map(Some)
-            .map_err(|e| NodeError::DataDir {
-                path,
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(NodeError::DataDir { path, source }),
-    }
-}
-
-fn save_state(dir: &Path, p: &Persisted) -> Result<(), NodeError> {
-    let err = |path: PathBuf| move |source| NodeError::DataDir { path, source };
-    std::fs::create_dir_all(dir).map_err(err(dir.to_path_buf()))?;
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    let mut buf = Vec::new();
-    ciborium::into_writer(p, &mut buf)
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .map_err(err(tmp.clone()))?;
-    std::fs::write(&tmp, &buf).map_err(err(tmp.clone()))?;
-    std::fs::rename(&tmp, dir.join(STATE_FILE)).map_err(err(dir.join(STATE_FILE)))?;
-    Ok(())
 }
 
 impl Node {

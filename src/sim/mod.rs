@@ -6,14 +6,16 @@
 //! generators seeded from [`SimConfig::seed`], events are ordered by (time, sequence
 //! number), and nothing iterates a hash map.
 
+mod durable;
 mod scenario;
 mod topology;
 
 pub use scenario::{
-    compare_table, BandwidthSummary, FaultSpec, NetworkSpec, PropertiesSpec, PropertyResult,
-    Report, Scenario, ScenarioError, WorkloadSpec,
+    compare_table, BandwidthSummary, DurabilitySpec, FaultSpec, NetworkSpec, PropertiesSpec,
+    PropertyResult, Report, Scenario, ScenarioError, WorkloadSpec,
 };
 
+pub use durable::{SimDurability, PEER_COMMIT_US};
 pub use topology::{Datacenter, Topology, WanTraffic};
 
 use std::cmp::Reverse;
@@ -197,6 +199,12 @@ pub struct SimStats {
     /// Events bringing a node that is down back to alive (or joining it) somewhere:
     /// ghosts.
     pub ghosts: u64,
+    /// Simulated commits to the nodes' data directories.
+    pub commits: u64,
+    /// Dots issued a second time with other content (must stay 0).
+    pub dots_reused: u64,
+    /// Local writes acknowledged (committed, with sync durability).
+    pub writes_acked: u64,
 }
 
 /// When each observer declared a crashed node suspect and dead.
@@ -221,6 +229,10 @@ struct SimNode {
     slow_us: u64,
     timer_at: Option<u64>,
     saved: Option<Persisted>,
+    /// The data directory: what the last simulated commit left on disk.
+    image: Option<durable::DurableImage>,
+    /// Next periodic commit (µs).
+    next_commit_us: u64,
     egress_free_us: u64,
     traffic: NodeTraffic,
 }
@@ -372,6 +384,10 @@ pub struct Sim {
     wan: WanTraffic,
     /// Per write, per datacenter: when its last node first held the write.
     dc_arrive: Vec<Vec<u64>>,
+    /// How nodes persist (default: sync).
+    durability: SimDurability,
+    /// Every dot ever issued → a hash of its key and value (dot reuse check).
+    issued: BTreeMap<(NodeId, u64), u64>,
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
@@ -431,6 +447,8 @@ impl Sim {
                 slow_us: 0,
                 timer_at: None,
                 saved: None,
+                image: None,
+                next_commit_us: 0,
                 egress_free_us: 0,
                 traffic: NodeTraffic::default(),
             })
@@ -455,6 +473,8 @@ impl Sim {
             topo: None,
             wan: WanTraffic::default(),
             dc_arrive: Vec::new(),
+            durability: SimDurability::default(),
+            issued: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
@@ -633,9 +653,19 @@ impl Sim {
     }
 
     fn start_node(&mut self, i: usize, persisted: Option<Persisted>) {
-        if persisted.is_none() {
-            for w in &mut self.writes {
-                w.have[i / 64] &= !(1u64 << (i % 64));
+        match &persisted {
+            None => {
+                for w in &mut self.writes {
+                    w.have[i / 64] &= !(1u64 << (i % 64));
+                }
+            }
+            Some(p) => {
+                // What the node held but had not committed is gone.
+                for w in &mut self.writes {
+                    if !p.store.ctx.contains(&w.dot.0, w.dot.1) {
+                        w.have[i / 64] &= !(1u64 << (i % 64));
+                    }
+                }
             }
         }
         for &w in &self.pending_writes {
@@ -668,6 +698,7 @@ impl Sim {
             now,
             persisted,
         ));
+        self.start_persistence(i);
         self.drain(i);
     }
 
@@ -694,7 +725,12 @@ impl Sim {
                     suspected_after_us: BTreeMap::new(),
                     dead_after_us: BTreeMap::new(),
                 });
-                self.nodes[i].saved = Some(e.persisted());
+                // A crash keeps what was committed, not what the engine held.
+                drop(e);
+                self.nodes[i].saved = self.nodes[i]
+                    .image
+                    .as_ref()
+                    .and_then(|img| img.to_persisted());
                 self.nodes[i].epoch += 1;
                 self.nodes[i].timer_at = None;
                 // A down node is no longer waited for.
@@ -716,6 +752,10 @@ impl Sim {
                     return;
                 }
                 let saved = self.nodes[node].saved.take();
+                if !keep_state {
+                    // A new, empty data directory.
+                    self.nodes[node].image = None;
+                }
                 self.start_node(node, if keep_state { saved } else { None });
             }
             Action::Skew { node, ms } => self.nodes[node].skew_ms = ms,
@@ -729,18 +769,25 @@ impl Sim {
     pub fn write(&mut self, node: usize, key: &str, value: Option<Vec<u8>>) {
         let now = self.now_of(node);
         let id = self.nodes[node].id.clone();
+        self.ensure_lease(node);
+        let fingerprint = durable::fingerprint(key, value.as_deref());
         let Some(e) = self.nodes[node].engine.as_mut() else {
             return;
         };
-        let r = match value {
-            Some(v) => e.set(now, key, v).ok(),
-            None => e
-                .delete(now, key)
-                .ok()
-                .and_then(|_| e.store().entry(key).cloned()),
+        // `issued`: the write took a new dot (a delete of an absent key does not).
+        let (r, issued) = match value {
+            Some(v) => (e.set(now, key, v).ok(), true),
+            None => {
+                let d = e.delete(now, key);
+                let issued = matches!(d, Ok(true));
+                (d.ok().and_then(|_| e.store().entry(key).cloned()), issued)
+            }
         };
         if let Some(entry) = r {
             let dot = (id.clone(), entry.vv.get(&id));
+            if issued {
+                self.issued_dot(node, dot.clone(), fingerprint);
+            }
             let mut have = vec![0u64; self.words];
             have[node / 64] |= 1 << (node % 64);
             let missing = self.live_nodes() - 1;
@@ -900,6 +947,7 @@ impl Sim {
                 self.mark_node(i);
             }
         }
+        self.periodic_commit(i);
         // Re-arm the timer if the engine now wants to run earlier.
         if let Some(e) = self.nodes[i].engine.as_ref() {
             let t = e.poll_timeout().max(self.now_us);
@@ -1263,3 +1311,6 @@ impl Sim {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod durable_tests;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::topology::{self, DatacenterSpec, WanReport, WanSpec};
-use super::{Action, NetModel, Sim, SimConfig};
+use super::{Action, NetModel, Sim, SimConfig, SimDurability};
 use crate::core::Config;
 
 /// Errors from loading a scenario.
@@ -285,6 +285,32 @@ pub struct Scenario {
     /// Properties.
     #[serde(default)]
     pub properties: PropertiesSpec,
+    /// How nodes persist: "sync" (the default: local writes committed at once, entries
+    /// from peers every 100 ms), "relaxed" (everything every `durability_interval_ms`) or
+    /// "none" (no data directory: a restart keeps nothing). A crash keeps only what was
+    /// committed.
+    #[serde(default)]
+    pub durability: DurabilitySpec,
+    /// Relaxed durability: time between commits (ms).
+    #[serde(default = "default_durability_interval")]
+    pub durability_interval_ms: u64,
+}
+
+/// A scenario's durability mode (see [`SimDurability`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilitySpec {
+    /// Local writes committed before they are acknowledged.
+    #[default]
+    Sync,
+    /// Commits every `durability_interval_ms`.
+    Relaxed,
+    /// No data directory.
+    None,
+}
+
+fn default_durability_interval() -> u64 {
+    100
 }
 
 fn default_seed() -> u64 {
@@ -704,6 +730,13 @@ impl Scenario {
         if let Some(t) = topology::topology_of(&self.datacenters, &self.wan) {
             sim.set_topology(t).expect("datacenters validated");
         }
+        sim.set_durability(match self.durability {
+            DurabilitySpec::Sync => SimDurability::Sync,
+            DurabilitySpec::Relaxed => SimDurability::Relaxed {
+                interval_us: self.durability_interval_ms.max(1) * 1000,
+            },
+            DurabilitySpec::None => SimDurability::None,
+        });
         let end_us = (self.duration_s * US) as u64;
         for f in &self.faults {
             match f {
@@ -909,6 +942,18 @@ impl Scenario {
                     "{}/{} writes on every live node at the end; stores identical: {identical}",
                     sim.writes().len() - missing,
                     sim.writes().len()
+                ),
+            });
+        }
+        if stats.commits > 0 {
+            // Always checked where nodes persist: a dot issued twice with other content
+            // would be dropped as a duplicate by every node that saw the first.
+            properties.push(PropertyResult {
+                name: "no_dot_reuse".into(),
+                pass: stats.dots_reused == 0,
+                detail: format!(
+                    "{} dots issued twice; {} simulated commits",
+                    stats.dots_reused, stats.commits
                 ),
             });
         }

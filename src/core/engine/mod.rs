@@ -21,17 +21,20 @@ mod clock_skew;
 mod config;
 mod io;
 mod locality;
+mod persist;
 mod stats;
 mod swim;
 mod tree;
 
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
+pub use persist::{Changes, DOT_LEASE_BLOCK};
 pub use io::{Event, Output};
 pub use stats::EngineStats;
 pub use tree::GRAFT_TRIES;
 
-/// What a restarted node brings back from its data directory.
+/// What a restarted node brings back from its data directory. `store.counter` is the
+/// persisted dot lease end: every dot below it may have been issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Persisted {
     /// The key-value store.
@@ -76,6 +79,8 @@ pub struct Engine {
     lazy: tree::Lazy,
     /// How far ahead of our clock each writer's stamps arrive.
     clock_ahead: ClockSkew,
+    /// The incarnation the last drain of changes carried (persistence only).
+    persisted_inc: Option<u64>,
 }
 
 /// A direct message waiting for tokens: recipient, items, expiry (mono µs).
@@ -167,6 +172,7 @@ impl Engine {
             deferred: VecDeque::new(),
             lazy: tree::Lazy::default(),
             clock_ahead: ClockSkew::default(),
+            persisted_inc: None,
             cfg,
         }
     }
@@ -440,7 +446,9 @@ impl Engine {
         &self.queue
     }
 
-    /// What to save in the data directory.
+    /// A copy of the whole state, as `Engine::new` takes it back. O(state): the runtime
+    /// persists incrementally with [`Engine::take_changes`] instead; this serves tools
+    /// and tests (and is the format of the `state.cbor` files of earlier versions).
     pub fn persisted(&self) -> Persisted {
         Persisted {
             store: self.store.snapshot(),

@@ -1,11 +1,13 @@
 //! The replicated key-value state: version vectors, HLC stamps, merge, the causal
 //! context digest, anti-entropy diffs and tombstones (DESIGN.md sections 2 and 3).
 
+mod changes;
 mod context;
 mod hlc;
 mod store;
 mod vv;
 
+pub use changes::StoreChanges;
 pub use context::{CausalContext, RangeSet};
 pub use hlc::{Hlc, HlcClock};
 pub use store::{merge, Applied, Entry, Limits, Merged, Snapshot, StateError, Store, StoreStats};

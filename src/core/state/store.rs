@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::changes::{Lease, StoreChanges, Tracker};
 use super::{CausalContext, Causality, Hlc, HlcClock, VersionVector};
 use crate::core::NodeId;
 
@@ -76,6 +77,15 @@ pub enum StateError {
     /// This node has issued the largest dot counter there is.
     #[error("this node's dot counters are exhausted")]
     CountersExhausted,
+    /// The next dot is above the durable dot lease: the write must wait until the
+    /// lease extension it asked for is committed (see `Store::lease_durable`).
+    #[error("dot counter {counter} would pass the durable lease end {lease_end}; retry after the next commit")]
+    LeaseExhausted {
+        /// The counter now.
+        counter: u64,
+        /// The durable lease end.
+        lease_end: u64,
+    },
 }
 
 /// The highest dot counter a life of ours can have issued by `wall_ms`: a store that
@@ -256,6 +266,10 @@ pub struct Store {
     gc_horizon_ms: u64,
     last_sync_ms: u64,
     stats: StoreStats,
+    /// What changed since the last drain (with a data directory only).
+    tracker: Tracker,
+    /// The dot lease (with a data directory only).
+    lease: Option<Lease>,
 }
 
 impl Store {
@@ -281,6 +295,8 @@ impl Store {
             gc_horizon_ms: 0,
             last_sync_ms: wall_ms,
             stats: StoreStats::default(),
+            tracker: Tracker::default(),
+            lease: None,
         }
     }
 
@@ -407,6 +423,19 @@ impl Store {
                 });
             }
         }
+        if let Some(l) = &mut self.lease {
+            if self.counter >= l.durable_end {
+                // Never issue a dot the persisted lease does not cover: after a crash
+                // the counter restarts at the persisted lease end.
+                if l.maybe_extend(self.counter) {
+                    self.tracker.seq += 1;
+                }
+                return Err(StateError::LeaseExhausted {
+                    counter: self.counter,
+                    lease_end: l.durable_end,
+                });
+            }
+        }
         let mut vv = self
             .entries
             .get(key)
@@ -426,6 +455,11 @@ impl Store {
             });
         }
         self.counter = counter;
+        if let Some(l) = &mut self.lease {
+            if l.maybe_extend(self.counter) {
+                self.tracker.seq += 1;
+            }
+        }
         let e = Entry {
             key: key.to_string(),
             value,
@@ -434,6 +468,8 @@ impl Store {
             writer: self.me.clone(),
         };
         self.ctx.insert(&self.me.clone(), self.counter);
+        self.tracker.ctx();
+        self.tracker.meta();
         self.put(e.clone());
         self.stats.local_writes += 1;
         Ok(e)
@@ -503,6 +539,10 @@ impl Store {
         for (w, c) in &dots {
             self.ctx.insert(w, *c);
         }
+        if !already_seen {
+            self.tracker.ctx();
+        }
+        self.tracker.meta();
         if already_seen {
             self.stats.duplicates += 1;
         }
@@ -561,11 +601,19 @@ impl Store {
     /// whole writer's future, `u64::MAX`) cannot make us believe we have writes we never
     /// received, and so cannot stop them from reaching us.
     pub fn join_context(&mut self, peer: &CausalContext) {
+        let mut changed = false;
         for (w, ranges) in &peer.0 {
             let held = self.held_max(w).max(self.ctx.max(w));
-            if held > 0 {
-                self.ctx.join_writer(w, &ranges.clipped(held));
+            if held == 0 {
+                continue;
             }
+            let mut clipped = CausalContext::new();
+            clipped.0.insert(w.clone(), ranges.clipped(held));
+            changed = changed || !peer_adds_nothing(&self.ctx, &clipped);
+            self.ctx.join(&clipped);
+        }
+        if changed {
+            self.tracker.ctx();
         }
     }
 
@@ -584,6 +632,7 @@ impl Store {
         if theirs > self.counter && theirs <= plausible_own_dot(wall_ms, &self.limits) {
             self.counter = theirs;
             self.stats.dot_collisions_avoided += 1;
+            self.tracker.meta();
         }
     }
 
@@ -598,6 +647,7 @@ impl Store {
             self.remove(&key);
             n += 1;
             self.gc_horizon_ms = self.gc_horizon_ms.max(hlc.ms);
+            self.tracker.meta();
         }
         self.stats.tombstones_collected += n as u64;
         n
@@ -616,6 +666,7 @@ impl Store {
     /// Records a completed anti-entropy exchange.
     pub fn mark_synced(&mut self, wall_ms: u64) {
         self.last_sync_ms = self.last_sync_ms.max(wall_ms);
+        self.tracker.meta();
     }
 
     /// True when a peer may have collected deletes this store never saw: this store was
@@ -642,6 +693,11 @@ impl Store {
         self.index.clear();
         self.tombstones.clear();
         self.ctx = CausalContext::new();
+        if self.tracker.on {
+            self.tracker.keys.clear();
+            self.tracker.cleared = true;
+            self.tracker.ctx();
+        }
         for e in kept {
             for (w, c) in e.vv.dots() {
                 self.ctx.insert(w, c);
@@ -663,6 +719,7 @@ impl Store {
         if e.is_tombstone() {
             self.tombstones.insert((e.hlc, key.clone()));
         }
+        self.tracker.key(&key);
         self.entries.insert(key, e);
     }
 
@@ -674,6 +731,111 @@ impl Store {
             if old.is_tombstone() {
                 self.tombstones.remove(&(old.hlc, key.clone()));
             }
+            self.tracker.key(key);
         }
     }
+
+    // ----- persistence -----
+
+    /// Starts tracking changes for incremental persistence, with a dot lease of
+    /// `lease_block` counters. Until a first [`Store::lease_durable`] no dot can be
+    /// issued: the lease starts at the current counter, which for a restored store is
+    /// the persisted lease end (every dot below it may have been used).
+    pub fn track_changes(&mut self, lease_block: u64) {
+        let block = lease_block.max(2);
+        self.tracker.on = true;
+        self.tracker.meta = true;
+        self.tracker.seq += 1;
+        self.lease = Some(Lease {
+            durable_end: self.counter,
+            block,
+            want: Some(self.counter.saturating_add(block)),
+        });
+    }
+
+    /// True when persistence is on and something changed since the last drain.
+    pub fn has_changes(&self) -> bool {
+        self.tracker.dirty() || self.lease.is_some_and(|l| l.want.is_some())
+    }
+
+    /// Sequence number of the latest change: a drain covers every change up to the
+    /// value this returned before it.
+    pub fn change_seq(&self) -> u64 {
+        self.tracker.seq
+    }
+
+    /// True when the next local write has a durable dot (or no lease is in force);
+    /// otherwise asks for a lease extension and returns false.
+    pub fn lease_ready(&mut self) -> bool {
+        let counter = self.counter;
+        match &mut self.lease {
+            Some(l) if counter >= l.durable_end => {
+                if l.maybe_extend(counter) {
+                    self.tracker.seq += 1;
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Drains what changed since the previous drain: O(changed entries + context).
+    /// A lease extension asked for stays asked for until [`Store::lease_durable`].
+    pub fn take_changes(&mut self) -> StoreChanges {
+        let t = std::mem::take(&mut self.tracker);
+        self.tracker.on = t.on;
+        self.tracker.seq = t.seq;
+        let mut upserts = Vec::new();
+        let mut removed = Vec::new();
+        for k in t.keys {
+            match self.entries.get(&k) {
+                Some(e) => upserts.push(e.clone()),
+                None => removed.push(k.to_string()),
+            }
+        }
+        StoreChanges {
+            cleared: t.cleared,
+            upserts,
+            removed,
+            ctx: t.ctx.then(|| self.ctx.clone()),
+            lease_end: self.lease.and_then(|l| l.want),
+            hlc: self.clock.last(),
+            gc_horizon_ms: self.gc_horizon_ms,
+            last_sync_ms: self.last_sync_ms,
+        }
+    }
+
+    /// Records that a lease end was committed: dots up to it may now be issued.
+    pub fn lease_durable(&mut self, end: u64) {
+        if let Some(l) = &mut self.lease {
+            l.durable_end = l.durable_end.max(end);
+            if l.want.is_some_and(|w| w <= l.durable_end) {
+                l.want = None;
+            }
+            l.maybe_extend(self.counter);
+        }
+    }
+
+    /// The durable dot lease end, if a lease is in force.
+    pub fn lease_end(&self) -> Option<u64> {
+        self.lease.map(|l| l.durable_end)
+    }
+
+    /// The last dot counter issued (or moved to).
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+}
+
+/// True when every dot of `peer` is already in `mine` (joining changes nothing).
+fn peer_adds_nothing(mine: &CausalContext, peer: &CausalContext) -> bool {
+    peer.0.iter().all(|(w, r)| {
+        mine.ranges(w).is_some_and(|m| {
+            let m = m.ranges();
+            r.ranges().iter().all(|&(a, b)| {
+                let i = m.partition_point(|&(x, _)| x <= a);
+                i > 0 && m[i - 1].1 >= b
+            })
+        })
+    })
 }
