@@ -28,8 +28,8 @@ mod tree;
 
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
-pub use persist::{Changes, DOT_LEASE_BLOCK};
 pub use io::{Event, Output};
+pub use persist::{Changes, DOT_LEASE_BLOCK};
 pub use stats::EngineStats;
 pub use tree::GRAFT_TRIES;
 
