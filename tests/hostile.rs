@@ -1,0 +1,157 @@
+//! Real QUIC: a member holding a valid certificate of the fleet speaks the sync protocol by
+//! hand and lies in it. Its forged contexts, stamps and dots are contained, and the
+//! honest members keep replicating between themselves (ARCHITECTURE.md, "Data model").
+
+use std::time::Duration;
+
+use gossamer::core::proto::{SyncFrame, SyncKind};
+use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, VersionVector};
+use gossamer::core::{Config, NodeId};
+use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::transport::{self, QuicSettings, Transport};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The rogue's side of one exchange with the node at `addr`: our `Open` carries `ctx`,
+/// our last turn `entries`. Returns the context the node opened its turn with.
+async fn lying_exchange(
+    rogue: &Transport,
+    addr: &str,
+    expect: &NodeId,
+    ctx: CausalContext,
+    entries: Vec<Entry>,
+) -> CausalContext {
+    let (_, conn) = rogue.connect(addr, Some(expect)).await.expect("connect");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    send.write_all(&[gossamer::wire::STREAM_SYNC])
+        .await
+        .unwrap();
+    let open = SyncFrame::Open {
+        kind: SyncKind::Periodic,
+        ctx,
+        gc_horizon_ms: 0,
+        members_digest: 0,
+    };
+    for f in [open, SyncFrame::End] {
+        transport::write_frame(&mut send, &f).await.unwrap();
+    }
+    let mut theirs = None;
+    loop {
+        let (f, _) = transport::read_frame(&mut recv).await.expect("their turn");
+        match f {
+            SyncFrame::Open { ctx, .. } => theirs = Some(ctx),
+            SyncFrame::End => break,
+            _ => {}
+        }
+    }
+    for f in [SyncFrame::Entries(entries), SyncFrame::End] {
+        transport::write_frame(&mut send, &f).await.unwrap();
+    }
+    let _ = send.finish();
+    // Let the node read our last turn before the connection goes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    theirs.expect("the node opened its turn")
+}
+
+fn entry(key: &str, writer: &NodeId, vv: &[(NodeId, u64)], ms: u64) -> Entry {
+    let mut v = VersionVector::default();
+    for (w, c) in vv {
+        v.set(w.clone(), *c);
+    }
+    Entry {
+        key: key.into(),
+        value: Some(b"forged".to_vec()),
+        vv: v,
+        hlc: Hlc { ms, lc: u32::MAX },
+        writer: writer.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
+    let c = LocalCluster::start(3, 1, Config::local()).await.unwrap();
+    let (ok, _) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(ok, "the honest nodes did not join");
+    let (victim, honest) = (&c.nodes[0], &c.nodes[1]);
+    honest.set("before", b"1".to_vec()).unwrap();
+    let (ok, _) = wait_for(DEADLINE, || c.agree_on("before", Some(b"1"))).await;
+    assert!(ok);
+
+    // The rogue holds a valid certificate (n4, the spare) and speaks for itself: its
+    // lies are in what it sends, not in who it is.
+    let rogue_id = node_name(4);
+    let (id, trust) = gossamer::identity::load(c.certs_dir(), &rogue_id).unwrap();
+    let rogue = Transport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        id,
+        trust,
+        QuicSettings::default(),
+    )
+    .unwrap();
+    let addr = victim.advertise_addr().to_string();
+    let every = |range: (u64, u64)| {
+        let mut ctx = CausalContext::new();
+        for i in 1..=4 {
+            ctx.0
+                .insert(node_name(i), RangeSet::from_ranges(vec![range]));
+        }
+        ctx
+    };
+    // 1. A context claiming every writer's whole future, and an entry of its own
+    //    stamped at the end of time.
+    let far = entry("rogue/far", &rogue_id, &[(rogue_id.clone(), 7)], u64::MAX);
+    lying_exchange(
+        &rogue,
+        &addr,
+        &node_name(1),
+        every((1, u64::MAX)),
+        vec![far],
+    )
+    .await;
+    // 2. An entry naming a dot of the victim's own that it never issued.
+    let own = entry(
+        "rogue/own",
+        &rogue_id,
+        &[(node_name(1), u64::MAX - 1), (rogue_id.clone(), 8)],
+        1,
+    );
+    lying_exchange(
+        &rogue,
+        &addr,
+        &node_name(1),
+        CausalContext::new(),
+        vec![own],
+    )
+    .await;
+    // 3. Look at the context the victim now opens exchanges with.
+    let seen = lying_exchange(&rogue, &addr, &node_name(1), CausalContext::new(), vec![]).await;
+    for i in 1..=3 {
+        let max = seen.max(&node_name(i));
+        assert!(
+            max < u64::MAX / 2,
+            "the victim claims n{i}'s dots up to {max}: the forged context was believed"
+        );
+    }
+
+    // The victim's clock and counter are sane, and it still writes.
+    let s = victim.engine_stats();
+    assert!(s.stamps_clamped >= 1, "the far stamp was not seen");
+    assert!(s.items_invalid >= 1, "the forged own dot was not refused");
+    assert!(victim.get("rogue/own").is_none());
+    victim
+        .set("after/victim", b"v".to_vec())
+        .expect("the victim still writes");
+    let mine = victim.get("after/victim").unwrap();
+    assert!(mine.version[node_name(1).as_str()] < u64::MAX / 2);
+    assert!(mine.hlc_ms < u64::MAX / 2, "the victim's clock was dragged");
+
+    // The honest members keep replicating between themselves, both ways.
+    honest.set("after/honest", b"h".to_vec()).unwrap();
+    let (ok, t) = wait_for(DEADLINE, || {
+        c.agree_on("after/honest", Some(b"h")) && c.agree_on("after/victim", Some(b"v"))
+    })
+    .await;
+    assert!(ok, "honest writes stopped replicating after the lies");
+    println!("honest writes everywhere {t:?} after the lies");
+    c.shutdown().await;
+}
