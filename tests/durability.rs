@@ -3,62 +3,18 @@
 //! crash-loops loses nothing and leaves no ghost, and a damaged, foreign or unwritable
 //! data directory stops `gossamer run` with exit code 2 and a message naming it.
 
+mod common;
+
+use common::{free_tcp, free_udp, gossamer, until, Proc, BIN};
+
 use std::collections::BTreeMap;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gossamer::admin::client::AdminClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gossamer");
 const DEADLINE: Duration = Duration::from_secs(40);
-
-/// A running `gossamer run`; killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Proc {
-    /// SIGKILL: no leave, no final commit.
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gossamer(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run gossamer")
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Certificates for `nodes` in `dir`.
 fn certs(dir: &Path, nodes: &[&str]) {
@@ -96,6 +52,15 @@ struct N {
     data: PathBuf,
 }
 
+/// Starts the first three nodes of `n`, the first as the others' seed.
+fn start_three(rt: &Rt, certs: &Path, n: &[N]) -> [Proc; 3] {
+    [
+        n[0].start(rt, certs, None),
+        n[1].start(rt, certs, Some(&n[0])),
+        n[2].start(rt, certs, Some(&n[0])),
+    ]
+}
+
 impl N {
     fn new(root: &Path, id: &str) -> Self {
         Self {
@@ -131,7 +96,7 @@ impl N {
                 .spawn()
                 .expect("spawn node"),
         );
-        until(&format!("{}'s admin API", self.id), || {
+        until(&format!("{}'s admin API", self.id), DEADLINE, || {
             rt.block_on(self.client().status()).is_ok()
         });
         p
@@ -176,12 +141,16 @@ fn runtime() -> Rt {
 /// Waits until every node in `nodes` sees all of them alive.
 fn wait_alive(rt: &Rt, nodes: &[&N]) {
     for n in nodes {
-        until(&format!("{} sees every member alive", n.id), || {
-            let m = n.members(rt);
-            nodes
-                .iter()
-                .all(|x| m.iter().any(|(id, st)| *id == x.id && st == "alive"))
-        });
+        until(
+            &format!("{} sees every member alive", n.id),
+            DEADLINE,
+            || {
+                let m = n.members(rt);
+                nodes
+                    .iter()
+                    .all(|x| m.iter().any(|(id, st)| *id == x.id && st == "alive"))
+            },
+        );
     }
 }
 
@@ -253,9 +222,7 @@ fn every_acknowledged_write_survives_sigkill_of_the_whole_cluster() {
     let c = dir.path();
     certs(c, &["n1", "n2", "n3"]);
     let n: Vec<N> = ["n1", "n2", "n3"].iter().map(|id| N::new(c, id)).collect();
-    let p1 = n[0].start(&rt, c, None);
-    let p2 = n[1].start(&rt, c, Some(&n[0]));
-    let p3 = n[2].start(&rt, c, Some(&n[0]));
+    let [p1, p2, p3] = start_three(&rt, c, &n);
     wait_alive(&rt, &[&n[0], &n[1], &n[2]]);
     // 200 writes, spread over the three nodes, 8 in flight per node at once.
     let mut acked = BTreeMap::new();
@@ -279,9 +246,7 @@ fn every_acknowledged_write_survives_sigkill_of_the_whole_cluster() {
     p1.kill();
     p2.kill();
     p3.kill();
-    let _p1 = n[0].start(&rt, c, None);
-    let _p2 = n[1].start(&rt, c, Some(&n[0]));
-    let _p3 = n[2].start(&rt, c, Some(&n[0]));
+    let _running = start_three(&rt, c, &n);
     wait_holds(&rt, &[&n[0], &n[1], &n[2]], &acked);
 }
 
@@ -292,9 +257,7 @@ fn a_node_killed_right_after_its_writes_never_reissues_their_dots() {
     let c = dir.path();
     certs(c, &["n1", "n2", "n3"]);
     let n: Vec<N> = ["n1", "n2", "n3"].iter().map(|id| N::new(c, id)).collect();
-    let p1 = n[0].start(&rt, c, None);
-    let p2 = n[1].start(&rt, c, Some(&n[0]));
-    let p3 = n[2].start(&rt, c, Some(&n[0]));
+    let [p1, p2, p3] = start_three(&rt, c, &n);
     wait_alive(&rt, &[&n[0], &n[1], &n[2]]);
     let mut want = write_all(&rt, &n[0], &keys("first", 20), 1);
     assert_eq!(want.len(), 20);
@@ -334,13 +297,17 @@ fn a_crash_looping_node_loses_no_acknowledged_write_and_leaves_no_ghost() {
     let _p3 = n[2].start(&rt, c, Some(&n[0]));
     wait_holds(&rt, &[&n[0], &n[1], &n[2]], &want);
     for x in &n {
-        until(&format!("{} lists each node once, alive", x.id), || {
-            let m = x.members(&rt);
-            m.len() == 3
-                && ["n1", "n2", "n3"]
-                    .iter()
-                    .all(|id| m.iter().filter(|(i, s)| i == id && s == "alive").count() == 1)
-        });
+        until(
+            &format!("{} lists each node once, alive", x.id),
+            DEADLINE,
+            || {
+                let m = x.members(&rt);
+                m.len() == 3
+                    && ["n1", "n2", "n3"]
+                        .iter()
+                        .all(|id| m.iter().filter(|(i, s)| i == id && s == "alive").count() == 1)
+            },
+        );
     }
 }
 

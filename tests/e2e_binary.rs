@@ -1,50 +1,15 @@
 //! End-to-end: the built `gossamer` binary as three processes with certificates made by
 //! `gossamer certs`, talking through the admin API and the CLI.
 
-use std::net::{TcpListener, UdpSocket};
+mod common;
+
+use common::{free_tcp, free_udp, gossamer, until, Proc, BIN};
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gossamer");
 const DEADLINE: Duration = Duration::from_secs(30);
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gossamer(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run gossamer")
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn start(dir: &Path, id: &str, quic: u16, admin: u16, seed: Option<u16>) -> Proc {
     let mut c = Command::new(BIN);
@@ -116,7 +81,7 @@ fn three_processes_replicate_a_key_set_through_the_cli() {
     let _n1 = start(dir.path(), "n1", q[0], a[0], None);
     let _n2 = start(dir.path(), "n2", q[1], a[1], Some(q[0]));
     let _n3 = start(dir.path(), "n3", q[2], a[2], Some(q[0]));
-    until("three members alive on n3", || {
+    until("three members alive on n3", DEADLINE, || {
         members_json(a[2]).is_some_and(|m| {
             m.as_array()
                 .is_some_and(|v| v.len() == 3 && v.iter().all(|x| x["status"] == "alive"))
@@ -132,7 +97,7 @@ fn three_processes_replicate_a_key_set_through_the_cli() {
     // Every node has it before n2 deletes it (a delete of a key n2 has not seen yet
     // would rightly report it absent).
     for i in [1, 2] {
-        until(&format!("the key on n{}", i + 1), || {
+        until(&format!("the key on n{}", i + 1), DEADLINE, || {
             let out = gossamer(&["kv", "get", "greeting", "--admin", &admin(i)]);
             out.status.success() && out.stdout == b"hello fleet\n"
         });
@@ -143,7 +108,7 @@ fn three_processes_replicate_a_key_set_through_the_cli() {
     // Delete on n2, gone on n1.
     let out = gossamer(&["kv", "del", "greeting", "--admin", &admin(1)]);
     assert!(out.status.success());
-    until("the delete on n1", || {
+    until("the delete on n1", DEADLINE, || {
         gossamer(&["kv", "get", "greeting", "--admin", &admin(0)])
             .status
             .code()
@@ -161,7 +126,7 @@ fn three_processes_replicate_a_key_set_through_the_cli() {
         .status()
         .unwrap()
         .success());
-    until("n3 reported as left on n1", || {
+    until("n3 reported as left on n1", DEADLINE, || {
         status_of(a[0], "n3").as_deref() == Some("left")
     });
 }

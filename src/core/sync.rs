@@ -304,6 +304,21 @@ mod tests {
         NodeId::new(s).unwrap()
     }
 
+    /// An entry of `writer` with the dots `vv`, stamped `ms`.
+    fn entry(key: &str, writer: &str, vv: &[(&str, u64)], ms: u64) -> Entry {
+        let mut v = VersionVector::default();
+        for (w, c) in vv {
+            v.set(id(w), *c);
+        }
+        Entry {
+            key: key.into(),
+            value: Some(b"v".to_vec()),
+            vv: v,
+            hlc: Hlc { ms, lc: 0 },
+            writer: id(writer),
+        }
+    }
+
     fn engine(name: &str, cfg: Config) -> Engine {
         let me = MemberInfo {
             id: id(name),
@@ -408,19 +423,7 @@ mod tests {
     #[test]
     fn an_entry_naming_a_dot_of_ours_we_cannot_have_issued_is_refused() {
         let mut victim = engine("a", Config::default());
-        let mut vv = VersionVector::default();
-        vv.set(id("a"), u64::MAX - 1);
-        vv.set(id("b"), 1);
-        let forged = Entry {
-            key: "k".into(),
-            value: Some(b"v".to_vec()),
-            vv,
-            hlc: Hlc {
-                ms: at(1).wall_ms,
-                lc: 0,
-            },
-            writer: id("b"),
-        };
+        let forged = entry("k", "b", &[("a", u64::MAX - 1), ("b", 1)], at(1).wall_ms);
         assert_eq!(victim.sync_on_entries(at(1), vec![forged]), 1);
         assert!(victim.store().get("k").is_none());
         victim
@@ -476,20 +479,12 @@ mod tests {
         strict.limits.max_vv_len = 2;
         let mut a = engine("a", strict);
         let mut b = engine("b", Config::default());
-        let mut vv = VersionVector::default();
-        for w in ["b", "w1", "w2"] {
-            vv.set(id(w), 1);
-        }
-        let wide = Entry {
-            key: "wide".into(),
-            value: Some(b"v".to_vec()),
-            vv,
-            hlc: Hlc {
-                ms: at(1).wall_ms,
-                lc: 0,
-            },
-            writer: id("b"),
-        };
+        let wide = entry(
+            "wide",
+            "b",
+            &[("b", 1), ("w1", 1), ("w2", 1)],
+            at(1).wall_ms,
+        );
         b.sync_on_entries(at(1), vec![wide]);
         assert!(b.store().get("wide").is_some());
         exchange(&mut a, &mut b, at(2));
@@ -513,22 +508,7 @@ mod tests {
     fn an_entry_stamped_beyond_the_drift_bound_does_not_drag_our_clock() {
         let mut a = engine("a", Config::default());
         let year_ms = 365 * 24 * 3_600_000;
-        let mut vv = VersionVector::default();
-        vv.set(id("w"), 1);
-        let future = |key: &str, c: u64| {
-            let mut vv = vv.clone();
-            vv.set(id("w"), c);
-            Entry {
-                key: key.into(),
-                value: Some(b"v".to_vec()),
-                vv,
-                hlc: Hlc {
-                    ms: at(1).wall_ms + year_ms,
-                    lc: 0,
-                },
-                writer: id("w"),
-            }
-        };
+        let future = |key: &str, c: u64| entry(key, "w", &[("w", c)], at(1).wall_ms + year_ms);
         assert_eq!(
             a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)]),
             0
