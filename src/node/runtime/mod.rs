@@ -9,13 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quinn::Connection;
 use tokio::sync::{broadcast, watch, Notify};
 
+mod sync_stream;
+
 use super::api::*;
 use super::config::NodeConfig;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
-use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncFrame, SyncKind};
-use crate::core::sync::{Admit, Exchange, Step, SyncError};
+use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncKind};
 use crate::core::{NodeId, Now};
 use crate::transport::{self, QuicSettings, Transport, TransportError};
 use crate::wire;
@@ -1017,171 +1018,6 @@ impl Node {
             });
         }
     }
-
-    // ----- anti-entropy over a bi stream -----
-
-    async fn contact_seed(&self, addr: &str) -> Option<NodeId> {
-        // A silent seed must not hold the next attempt back for the whole handshake
-        // timeout: the engine's backoff (floor..cap) paces re-probing, not QUIC.
-        let dial =
-            tokio::time::timeout(SEED_DIAL_TIMEOUT, self.inner.transport.connect(addr, None));
-        let (id, conn) = match dial.await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::debug!(seed = %addr, error = %e, "seed unreachable");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!(seed = %addr, "seed did not answer in time");
-                return None;
-            }
-        };
-        if id == self.inner.cfg.node_id {
-            conn.close(transport::CLOSE_SHUTDOWN, b"self");
-            return Some(id);
-        }
-        let conn = self.register(id.clone(), conn);
-        match self.sync_initiate(&id, &conn, SyncKind::Join).await {
-            Ok(()) => {
-                tracing::info!(seed = %addr, peer = %id, "joined through seed");
-                Some(id)
-            }
-            Err(e) => {
-                tracing::debug!(seed = %addr, error = %e, "join failed");
-                None
-            }
-        }
-    }
-
-    /// Writes one turn of ours to a sync stream, each piece paid for with bandwidth
-    /// tokens first ([`Exchange::admit`]), waiting for them when the bucket is short.
-    async fn send_turn(
-        &self,
-        send: &mut quinn::SendStream,
-        ex: &Exchange,
-        frames: &[SyncFrame],
-    ) -> Result<(), TransportError> {
-        for f in frames {
-            let bytes = wire::encode_frame(f);
-            let mut off = 0;
-            while off < bytes.len() {
-                let now = self.inner.now();
-                let admit = ex.admit(&mut self.inner.engine(), now, bytes.len() - off);
-                match admit {
-                    Admit::Send(chunk) => {
-                        send.write_all(&bytes[off..off + chunk])
-                            .await
-                            .map_err(|e| TransportError::Stream(e.to_string()))?;
-                        off += chunk;
-                        inc(&self.inner.stats.sync_bytes_sent, chunk as u64);
-                    }
-                    Admit::WaitUntil(at_us) => {
-                        let wait = Duration::from_micros(at_us.saturating_sub(now.mono_us));
-                        inc(&self.inner.stats.sync_paced_us, wait.as_micros() as u64);
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs an exchange to its end: reads the peer's turns frame by frame into the
-    /// exchange and sends the turns it answers with. The sequencing is the exchange's
-    /// (core::sync); this only moves bytes.
-    async fn run_exchange(
-        &self,
-        ex: &mut Exchange,
-        conn: &Connection,
-        send: &mut quinn::SendStream,
-        recv: &mut quinn::RecvStream,
-    ) -> Result<(), TransportError> {
-        while !ex.is_done() {
-            let (f, n) = transport::read_frame(recv).await.inspect_err(|e| {
-                if matches!(e, TransportError::Wire(_)) {
-                    inc(&self.inner.stats.frames_malformed, 1);
-                }
-            })?;
-            inc(&self.inner.stats.sync_bytes_received, n as u64);
-            let now = self.inner.now();
-            let step = ex.on_frame(&mut self.inner.engine(), now, f);
-            self.inner.wake.notify_one();
-            match step {
-                Ok(Step::Read) => {}
-                Ok(Step::Send(turn)) => self.send_turn(send, ex, &turn).await?,
-                Err(e) => {
-                    if let SyncError::IdentityMismatch { claimed, .. } = &e {
-                        inc(&self.inner.stats.identity_mismatch, 1);
-                        tracing::warn!(peer = %ex.peer(), claimed = %claimed, "peer claims another node's identity; closing");
-                        conn.close(transport::CLOSE_WRONG_PEER, b"identity mismatch");
-                    }
-                    return Err(TransportError::Stream(e.to_string()));
-                }
-            }
-        }
-        let _ = send.finish();
-        Ok(())
-    }
-
-    /// Opens an exchange of `kind` with `peer` on a new bi stream and runs it.
-    async fn sync_initiate(
-        &self,
-        peer: &NodeId,
-        conn: &Connection,
-        kind: SyncKind,
-    ) -> Result<(), TransportError> {
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| TransportError::Stream(e.to_string()))?;
-        let (mut ex, first) = Exchange::initiate(&mut self.inner.engine(), peer.clone(), kind);
-        let run = async {
-            send.write_all(&[wire::STREAM_SYNC])
-                .await
-                .map_err(|e| TransportError::Stream(e.to_string()))?;
-            self.send_turn(&mut send, &ex, &first).await?;
-            self.run_exchange(&mut ex, conn, &mut send, &mut recv).await
-        };
-        let r = within_deadline(run).await;
-        self.end_exchange(ex, r)
-    }
-
-    /// Answers an exchange the peer opened on `send`/`recv` (its type byte already read).
-    async fn sync_respond(
-        &self,
-        from: &NodeId,
-        conn: &Connection,
-        mut send: quinn::SendStream,
-        mut recv: quinn::RecvStream,
-    ) -> Result<(), TransportError> {
-        let mut ex = Exchange::accept(from.clone());
-        let r = within_deadline(self.run_exchange(&mut ex, conn, &mut send, &mut recv)).await;
-        self.end_exchange(ex, r)
-    }
-
-    /// Records an exchange that ended with an error as failed.
-    fn end_exchange(
-        &self,
-        ex: Exchange,
-        r: Result<(), TransportError>,
-    ) -> Result<(), TransportError> {
-        if r.is_err() {
-            let now = self.inner.now();
-            ex.fail(&mut self.inner.engine(), now);
-        }
-        self.inner.wake.notify_one();
-        r
-    }
-}
-
-/// Runs an exchange with the [`SYNC_TIMEOUT`] deadline: a peer that accepts the stream
-/// and never answers cannot hold a sync slot for good.
-async fn within_deadline(
-    run: impl std::future::Future<Output = Result<(), TransportError>>,
-) -> Result<(), TransportError> {
-    tokio::time::timeout(SYNC_TIMEOUT, run)
-        .await
-        .unwrap_or_else(|_| Err(TransportError::Stream("anti-entropy timed out".into())))
 }
 
 fn to_kv(e: &crate::core::state::Entry) -> KvEntry {
