@@ -115,14 +115,7 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
     let c = LocalCluster::start(1, 2, Config::local()).await.unwrap();
     let target = &c.nodes[0];
     // A rogue holding a valid certificate for n3 that claims to be n2.
-    let (id, trust) = gossamer::identity::load(c.certs_dir(), &node_name(3)).unwrap();
-    let rogue = Transport::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        id,
-        trust,
-        QuicSettings::default(),
-    )
-    .unwrap();
+    let rogue = c.endpoint_as(&node_name(3)).unwrap();
     let (peer, conn) = rogue
         .connect(target.advertise_addr(), Some(&node_name(1)))
         .await

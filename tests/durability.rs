@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{free_tcp, free_udp, gossamer, until, Proc, BIN};
+use common::{certs, free_tcp, free_udp, until, Proc, BIN};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,40 +16,24 @@ use gossamer::admin::client::AdminClient;
 
 const DEADLINE: Duration = Duration::from_secs(40);
 
-/// Certificates for `nodes` in `dir`.
-fn certs(dir: &Path, nodes: &[&str]) {
-    let d = dir.to_str().unwrap();
-    let out = gossamer(&["certs", "init", "--dir", d, "--cluster", "durable"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for n in nodes {
-        let out = gossamer(&[
-            "certs",
-            "issue",
-            "--dir",
-            d,
-            "--node",
-            n,
-            "--ip",
-            "127.0.0.1",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 /// One node of a test cluster: fixed ports and data directory across its lives.
 struct N {
     id: String,
     quic: u16,
     admin: u16,
     data: PathBuf,
+}
+
+/// A runtime, a folder with certificates for n1, n2 and n3, and those nodes (not started).
+fn three_nodes() -> (Rt, tempfile::TempDir, Vec<N>) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), "durable", &["n1", "n2", "n3"]);
+    let n = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| N::new(dir.path(), id))
+        .collect();
+    (rt, dir, n)
 }
 
 /// Starts the first three nodes of `n`, the first as the others' seed.
@@ -217,11 +201,8 @@ fn keys(prefix: &str, n: usize) -> Vec<(String, String)> {
 
 #[test]
 fn every_acknowledged_write_survives_sigkill_of_the_whole_cluster() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
+    let (rt, dir, n) = three_nodes();
     let c = dir.path();
-    certs(c, &["n1", "n2", "n3"]);
-    let n: Vec<N> = ["n1", "n2", "n3"].iter().map(|id| N::new(c, id)).collect();
     let [p1, p2, p3] = start_three(&rt, c, &n);
     wait_alive(&rt, &[&n[0], &n[1], &n[2]]);
     // 200 writes, spread over the three nodes, 8 in flight per node at once.
@@ -252,11 +233,8 @@ fn every_acknowledged_write_survives_sigkill_of_the_whole_cluster() {
 
 #[test]
 fn a_node_killed_right_after_its_writes_never_reissues_their_dots() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
+    let (rt, dir, n) = three_nodes();
     let c = dir.path();
-    certs(c, &["n1", "n2", "n3"]);
-    let n: Vec<N> = ["n1", "n2", "n3"].iter().map(|id| N::new(c, id)).collect();
     let [p1, p2, p3] = start_three(&rt, c, &n);
     wait_alive(&rt, &[&n[0], &n[1], &n[2]]);
     let mut want = write_all(&rt, &n[0], &keys("first", 20), 1);
@@ -279,11 +257,8 @@ fn a_node_killed_right_after_its_writes_never_reissues_their_dots() {
 
 #[test]
 fn a_crash_looping_node_loses_no_acknowledged_write_and_leaves_no_ghost() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
+    let (rt, dir, n) = three_nodes();
     let c = dir.path();
-    certs(c, &["n1", "n2", "n3"]);
-    let n: Vec<N> = ["n1", "n2", "n3"].iter().map(|id| N::new(c, id)).collect();
     let _p1 = n[0].start(&rt, c, None);
     let _p2 = n[1].start(&rt, c, Some(&n[0]));
     let mut want = BTreeMap::new();
@@ -352,7 +327,7 @@ fn a_damaged_foreign_or_unwritable_data_directory_stops_the_node_with_exit_2() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let c = dir.path();
-    certs(c, &["n1", "n2"]);
+    certs(c, "durable", &["n1", "n2"]);
     let n1 = N::new(c, "n1");
     let p = n1.start(&rt, c, None);
     assert_eq!(write_all(&rt, &n1, &keys("k", 50), 4).len(), 50);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_tcp, free_udp, gossamer, until, Proc, BIN};
+use common::{certs, free_tcp, free_udp, gossamer, until, Proc, BIN};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -51,29 +51,8 @@ fn status_of(admin: u16, id: &str) -> Option<String> {
 #[test]
 fn three_processes_replicate_a_key_set_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let out = gossamer(&["certs", "init", "--dir", d, "--cluster", "e2e"]);
-    assert!(
-        out.status.success(),
-        "certs init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    certs(dir.path(), "e2e", &["n1", "n2", "n3"]);
     for n in ["n1", "n2", "n3"] {
-        let out = gossamer(&[
-            "certs",
-            "issue",
-            "--dir",
-            d,
-            "--node",
-            n,
-            "--ip",
-            "127.0.0.1",
-        ]);
-        assert!(
-            out.status.success(),
-            "certs issue: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert!(dir.path().join(format!("{n}.pem")).exists());
         assert!(dir.path().join(format!("{n}.key")).exists());
     }

@@ -8,7 +8,7 @@ use gossamer::core::proto::{SyncFrame, SyncKind};
 use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, VersionVector};
 use gossamer::core::{Config, NodeId};
 use gossamer::node::local::{node_name, wait_for, LocalCluster};
-use gossamer::transport::{self, QuicSettings, Transport};
+use gossamer::transport::{self, Transport};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -80,14 +80,7 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
     // The rogue holds a valid certificate (n4, the spare) and speaks for itself: its
     // lies are in what it sends, not in who it is.
     let rogue_id = node_name(4);
-    let (id, trust) = gossamer::identity::load(c.certs_dir(), &rogue_id).unwrap();
-    let rogue = Transport::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        id,
-        trust,
-        QuicSettings::default(),
-    )
-    .unwrap();
+    let rogue = c.endpoint_as(&rogue_id).unwrap();
     let addr = victim.advertise_addr().to_string();
     let every = |range: (u64, u64)| {
         let mut ctx = CausalContext::new();

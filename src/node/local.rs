@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Node, NodeConfig, NodeError};
 use crate::core::{ClusterName, NodeId};
 use crate::identity;
+use crate::transport::{QuicSettings, Transport, TransportError};
 
 /// Writes a CA for `cluster` and certificates for `nodes` into `dir`.
 pub fn generate_certs(dir: &Path, cluster: &str, nodes: &[NodeId]) -> Result<(), NodeError> {
@@ -88,6 +89,15 @@ impl LocalCluster {
     /// The certificate folder.
     pub fn certs_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A QUIC endpoint on 127.0.0.1 holding `id`'s certificate from this cluster's CA
+    /// but no node: for tests that speak the protocol by hand (a spare's certificate
+    /// makes a valid member that can lie).
+    pub fn endpoint_as(&self, id: &NodeId) -> Result<Transport, TransportError> {
+        let (cert, trust) = identity::load(self.certs_dir(), id)?;
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        Transport::bind(any, cert, trust, QuicSettings::default())
     }
 
     /// The first node's address, as a seed list (empty before it starts).

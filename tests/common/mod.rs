@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
@@ -56,5 +57,34 @@ pub fn until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(start.elapsed() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A CA for `cluster` and certificates for `nodes` (127.0.0.1) in `dir`, made by
+/// `gossamer certs`.
+pub fn certs(dir: &Path, cluster: &str, nodes: &[&str]) {
+    let d = dir.to_str().unwrap();
+    let out = gossamer(&["certs", "init", "--dir", d, "--cluster", cluster]);
+    assert!(
+        out.status.success(),
+        "certs init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in nodes {
+        let out = gossamer(&[
+            "certs",
+            "issue",
+            "--dir",
+            d,
+            "--node",
+            n,
+            "--ip",
+            "127.0.0.1",
+        ]);
+        assert!(
+            out.status.success(),
+            "certs issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -142,6 +142,14 @@ impl RangeSet {
         })
     }
 
+    /// True if every counter of `other` is in the set.
+    pub fn covers(&self, other: &RangeSet) -> bool {
+        other.0.iter().all(|&(a, b)| {
+            let i = self.0.partition_point(|&(x, _)| x <= a);
+            i > 0 && self.0[i - 1].1 >= b
+        })
+    }
+
     /// The counters of the set up to `max` (inclusive).
     pub fn clipped(&self, max: u64) -> RangeSet {
         RangeSet(
@@ -198,19 +206,23 @@ impl CausalContext {
     /// Joins `other` into `self`.
     pub fn join(&mut self, other: &CausalContext) {
         for (w, r) in &other.0 {
-            self.join_writer(w, r);
+            let _ = self.join_writer(w, r);
         }
     }
 
-    /// Adds `ranges` to what `writer` has been seen with.
-    pub fn join_writer(&mut self, writer: &NodeId, ranges: &RangeSet) {
-        if ranges.is_empty() {
-            return;
-        }
+    /// Adds `ranges` to what `writer` has been seen with; returns whether that added
+    /// anything.
+    pub fn join_writer(&mut self, writer: &NodeId, ranges: &RangeSet) -> bool {
         match self.0.get_mut(writer) {
-            Some(mine) => mine.union(ranges),
+            Some(mine) if mine.covers(ranges) => false,
+            Some(mine) => {
+                mine.union(ranges);
+                true
+            }
+            None if ranges.is_empty() => false,
             None => {
                 self.0.insert(writer.clone(), ranges.clone());
+                true
             }
         }
     }

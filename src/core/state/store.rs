@@ -607,10 +607,7 @@ impl Store {
             if held == 0 {
                 continue;
             }
-            let mut clipped = CausalContext::new();
-            clipped.0.insert(w.clone(), ranges.clipped(held));
-            changed = changed || !peer_adds_nothing(&self.ctx, &clipped);
-            self.ctx.join(&clipped);
+            changed |= self.ctx.join_writer(w, &ranges.clipped(held));
         }
         if changed {
             self.tracker.ctx();
@@ -825,17 +822,4 @@ impl Store {
     pub fn counter(&self) -> u64 {
         self.counter
     }
-}
-
-/// True when every dot of `peer` is already in `mine` (joining changes nothing).
-fn peer_adds_nothing(mine: &CausalContext, peer: &CausalContext) -> bool {
-    peer.0.iter().all(|(w, r)| {
-        mine.ranges(w).is_some_and(|m| {
-            let m = m.ranges();
-            r.ranges().iter().all(|&(a, b)| {
-                let i = m.partition_point(|&(x, _)| x <= a);
-                i > 0 && m[i - 1].1 >= b
-            })
-        })
-    })
 }
