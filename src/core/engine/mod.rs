@@ -9,16 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic};
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
-use crate::core::proto::{
-    encoded_len, Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
-    DATAGRAM_OVERHEAD, MAX_MEMBER_META,
-};
-use crate::core::state::{Applied, CausalContext, Entry, Snapshot, StateError, Store};
+use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MemberStatus, MAX_MEMBER_META};
+use crate::core::state::{Applied, Entry, Snapshot, StateError, Store};
 use crate::core::{NodeId, Now};
 
+mod anti_entropy;
 mod claims;
 mod clock_skew;
 mod config;
+mod egress;
 mod io;
 mod locality;
 mod persist;
@@ -28,6 +27,8 @@ mod tree;
 
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
+pub use egress::MAX_BACKOFF;
+use egress::{Backoff, Deferred};
 pub use io::{Event, Output};
 pub use persist::{Changes, DOT_LEASE_BLOCK};
 pub use stats::EngineStats;
@@ -82,26 +83,6 @@ pub struct Engine {
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
 }
-
-/// A direct message waiting for tokens: recipient, items, expiry (mono µs).
-type Deferred = (NodeId, Vec<(Item, Traffic)>, u64);
-
-/// Most direct membership messages waiting for tokens at once.
-const DEFERRED_MAX: usize = 1_024;
-
-/// Bandwidth back-off: under pressure fanout and retransmit budgets halve and the
-/// anti-entropy interval doubles per level; calm rounds step it back down.
-#[derive(Debug, Clone, Default)]
-struct Backoff {
-    level: u32,
-    calm_rounds: u32,
-    refused_seen: u64,
-}
-
-/// Highest back-off level: fanout and budgets divided by 8, anti-entropy interval × 8.
-pub const MAX_BACKOFF: u32 = 3;
-/// Gossip rounds without pressure before the back-off steps down one level.
-const CALM_ROUNDS: u32 = 5;
 
 const GC_PERIOD_US: u64 = 60_000_000;
 
@@ -204,184 +185,6 @@ impl Engine {
     /// Fanout after back-off.
     fn fanout(&self) -> usize {
         (self.cfg.fanout >> self.backoff.level).max(1)
-    }
-
-    /// The class a sync stream's bytes are charged to: a join (a node entering or
-    /// re-entering the cluster) is membership traffic; periodic exchanges are
-    /// anti-entropy, the lowest priority.
-    fn stream_class(kind: SyncKind) -> Traffic {
-        match kind {
-            SyncKind::Join => Traffic::Membership,
-            _ => Traffic::AntiEntropy,
-        }
-    }
-
-    /// Charges `bytes` of a sync stream of `kind` to `peer`. Returns `Err(at)` (mono
-    /// µs) when the tokens are not there yet: wait until then and ask again. Send big
-    /// transfers in pieces of at most [`Engine::stream_chunk`] bytes.
-    pub(crate) fn stream_admit(
-        &mut self,
-        now: Now,
-        peer: &NodeId,
-        kind: SyncKind,
-        bytes: usize,
-    ) -> Result<(), u64> {
-        self.tick(now);
-        let class = Self::stream_class(kind);
-        if self.limiter.allowance(now.mono_us, peer, class) >= bytes
-            && self.limiter.admit(now.mono_us, peer, class, bytes)
-        {
-            return Ok(());
-        }
-        let at = self
-            .limiter
-            .ready_at(now.mono_us, peer, class, bytes as u64)
-            .max(now.mono_us + 1_000);
-        Err(at)
-    }
-
-    /// The largest piece of a sync stream of `kind` to pass to [`Engine::stream_admit`]
-    /// at once.
-    pub(crate) fn stream_chunk(&self, kind: SyncKind) -> usize {
-        self.limiter.max_chunk(Self::stream_class(kind))
-    }
-
-    /// Charges and emits one datagram (or reliable send) made of `items`, each tagged
-    /// with its traffic class. Returns false (and counts it) when the tokens are not
-    /// there; the caller's items are then lost for this peer and anti-entropy repairs.
-    fn emit(
-        &mut self,
-        to: &NodeId,
-        addr: String,
-        items: Vec<(Item, Traffic)>,
-        reliable: bool,
-    ) -> bool {
-        if items.is_empty() {
-            return false;
-        }
-        // What the datagram costs on the wire: items, the datagram's own header (at most
-        // DATAGRAM_OVERHEAD), the version byte, and DATAGRAM_OVERHEAD for the packet.
-        let (bytes, lowest) = Self::wire_cost(&items);
-        if !self.limiter.admit(self.clock_us, to, lowest, bytes) {
-            self.stats.sends_limited += 1;
-            return false;
-        }
-        let datagram = Datagram {
-            items: items.into_iter().map(|(i, _)| i).collect(),
-        };
-        if reliable {
-            self.out.push_back(Output::Reliable {
-                to: to.clone(),
-                addr,
-                datagram,
-            });
-        } else {
-            self.stats.datagrams_out += 1;
-            self.stats.items_out += datagram.items.len() as u64;
-            self.out.push_back(Output::Datagram {
-                to: to.clone(),
-                addr,
-                datagram,
-            });
-        }
-        true
-    }
-
-    /// Keeps direct membership `items` for `to` until tokens allow (bounded; stale ones
-    /// expire after a probe period, as a late probe or answer is worthless).
-    fn defer(&mut self, to: &NodeId, items: Vec<(Item, Traffic)>) {
-        if items.is_empty() {
-            return;
-        }
-        self.stats.sends_deferred += 1;
-        if self.deferred.len() >= DEFERRED_MAX {
-            self.deferred.pop_front();
-            self.stats.deferred_dropped += 1;
-        }
-        let expires = self.clock_us + self.cfg.probe_interval_ms * 1000;
-        self.deferred.push_back((to.clone(), items, expires));
-    }
-
-    fn wire_cost(items: &[(Item, Traffic)]) -> (usize, Traffic) {
-        let mut bytes = 2 * DATAGRAM_OVERHEAD + 1;
-        let mut lowest = Traffic::Probe;
-        for (item, t) in items {
-            bytes += encoded_len(item);
-            lowest = lowest.max(*t);
-        }
-        (bytes, lowest)
-    }
-
-    /// Sends what waited for tokens, oldest first, as far as the tokens go.
-    fn flush_deferred(&mut self) {
-        let now = self.clock_us;
-        let mut keep = VecDeque::new();
-        while let Some((to, items, expires)) = self.deferred.pop_front() {
-            if expires <= now {
-                self.stats.deferred_dropped += 1;
-                continue;
-            }
-            let (bytes, class) = Self::wire_cost(&items);
-            let addr = self.addr_of(&to);
-            match addr {
-                Some(addr) if self.limiter.allowance(now, &to, class) >= bytes => {
-                    self.emit(&to, addr, items, false);
-                }
-                Some(_) => keep.push_back((to, items, expires)),
-                None => self.stats.deferred_dropped += 1,
-            }
-        }
-        self.deferred = keep;
-    }
-
-    /// When the first deferred message can go (mono µs).
-    fn deferred_deadline(&self) -> Option<u64> {
-        let (to, items, expires) = self.deferred.front()?;
-        let (bytes, class) = Self::wire_cost(items);
-        let ready = self
-            .limiter
-            .ready_at(self.clock_us, to, class, bytes as u64)
-            .max(self.clock_us + 1_000);
-        Some(ready.min(*expires))
-    }
-
-    /// Byte caps per class (membership, fresh, retransmit) for a datagram to `peer`.
-    fn caps(&self, peer: &NodeId) -> [usize; 3] {
-        let now = self.clock_us;
-        // `pack` counts one DATAGRAM_OVERHEAD; `emit` charges the version byte and the
-        // packet overhead on top.
-        let extra = DATAGRAM_OVERHEAD + 1;
-        [Traffic::Membership, Traffic::Fresh, Traffic::Retransmit]
-            .map(|t| self.limiter.allowance(now, peer, t).saturating_sub(extra))
-    }
-
-    /// One gossip round's worth of back-off bookkeeping: step up when the limiter
-    /// refused something or the bucket sank below the retransmit reserve since the last
-    /// round; step down after [`CALM_ROUNDS`] calm rounds.
-    fn update_backoff(&mut self) {
-        if !self.limiter.is_limited() {
-            return;
-        }
-        let refused: u64 = self.limiter.stats().refused.iter().sum();
-        let low = self.limiter.tokens(self.clock_us) < self.limiter.burst() * 3 / 10;
-        let pressure = refused > self.backoff.refused_seen || low;
-        self.backoff.refused_seen = refused;
-        if pressure {
-            self.backoff.calm_rounds = 0;
-            if self.backoff.level < MAX_BACKOFF {
-                self.backoff.level += 1;
-                self.stats.backoff_steps += 1;
-                // Budgets already queued shrink with the level too.
-                let cap = self.delta_budget();
-                self.queue.cap_delta_budgets(cap);
-            }
-        } else if self.backoff.level > 0 {
-            self.backoff.calm_rounds += 1;
-            if self.backoff.calm_rounds >= CALM_ROUNDS {
-                self.backoff.level -= 1;
-                self.backoff.calm_rounds = 0;
-            }
-        }
     }
 
     /// Our id.
@@ -941,137 +744,5 @@ impl Engine {
             budget,
         );
         Ok(())
-    }
-
-    // ----- anti-entropy: what the frames of an exchange carry (core::sync sequences them) -----
-
-    /// Counts an exchange we open.
-    pub(crate) fn sync_started(&mut self) {
-        self.stats.syncs_started += 1;
-    }
-
-    /// Counts an exchange a peer opened.
-    pub(crate) fn sync_accepted(&mut self) {
-        self.stats.syncs_accepted += 1;
-    }
-
-    /// Our `Open` frame: causal context, tombstone horizon and member digest. A responder
-    /// builds it after [`Engine::sync_on_open`], so that a resynchronisation shows.
-    pub(crate) fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
-        SyncFrame::Open {
-            kind,
-            ctx: self.store.context().clone(),
-            gc_horizon_ms: self.store.gc_horizon_ms(),
-            members_digest: self.members.digest(),
-        }
-    }
-
-    /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
-    /// our state is rebuilt from scratch; returns true then (the exchange will not join
-    /// contexts).
-    pub(crate) fn sync_on_open(
-        &mut self,
-        now: Now,
-        ctx: &CausalContext,
-        gc_horizon_ms: u64,
-    ) -> bool {
-        let reset = self.store.needs_resync(gc_horizon_ms);
-        if reset {
-            self.store.reset_for_resync();
-            self.stats.resyncs += 1;
-        }
-        self.store.observe_peer_context(ctx, now.wall_ms);
-        reset
-    }
-
-    /// What we send in our turn after the peer's `Open`: our member list if `members`,
-    /// then the entries the peer lacks in frames of at most `per_frame` entries (and
-    /// about 512 KiB).
-    pub(crate) fn sync_reply_frames(
-        &self,
-        peer_ctx: &CausalContext,
-        members: bool,
-        per_frame: usize,
-    ) -> Vec<SyncFrame> {
-        let mut frames = Vec::new();
-        if members {
-            // Ourselves first: the peer checks that it matches our certificate.
-            for chunk in self.members.all_states().chunks(256) {
-                frames.push(SyncFrame::Members(chunk.to_vec()));
-            }
-        }
-        let mut cur = Vec::new();
-        let mut bytes = 0usize;
-        for e in self.store.missing_for(peer_ctx) {
-            bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
-            cur.push(e);
-            if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
-                frames.push(SyncFrame::Entries(std::mem::take(&mut cur)));
-                bytes = 0;
-            }
-        }
-        if !cur.is_empty() {
-            frames.push(SyncFrame::Entries(cur));
-        }
-        frames
-    }
-
-    /// Handles a `Members` frame from `peer`.
-    pub(crate) fn sync_on_members(&mut self, now: Now, peer: &NodeId, members: Vec<MemberState>) {
-        self.members.heard_from(peer, now.mono_us);
-        for m in members {
-            let first_hand = &m.info.id == peer;
-            self.apply_member(now, peer, m, first_hand);
-        }
-        self.tell_if_down(now, peer);
-    }
-
-    /// Handles an `Entries` frame; returns how many entries were refused.
-    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>) -> usize {
-        let mut refused = 0;
-        for e in entries {
-            match self.apply_remote(now, e) {
-                None => refused += 1,
-                Some(a) => {
-                    if let Some(entry) = &a.changed {
-                        if !a.already_seen {
-                            self.learned_elsewhere(entry);
-                        }
-                        self.stats.sync_entries_applied += 1;
-                    }
-                }
-            }
-        }
-        refused
-    }
-
-    /// Completes an exchange with `peer` after everything it sent was applied: joins its
-    /// context (`join`: `None` when the exchange must not, because it refused one of the
-    /// peer's entries, whose dots must not count as seen), unless our state was rebuilt
-    /// mid-exchange (`reset`).
-    pub(crate) fn sync_finish(
-        &mut self,
-        now: Now,
-        peer: &NodeId,
-        join: Option<&CausalContext>,
-        reset: bool,
-    ) {
-        if reset {
-            // Our state was rebuilt mid-exchange: run another one soon to finish.
-            self.next_sync_us = now.mono_us;
-        } else {
-            match join {
-                Some(ctx) => self.store.join_context(ctx),
-                None => self.stats.sync_joins_skipped += 1,
-            }
-            self.store.mark_synced(now.wall_ms);
-        }
-        self.members.synced_with(peer, now.mono_us);
-        self.stats.syncs_completed += 1;
-    }
-
-    /// Records a failed exchange.
-    pub(crate) fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
-        self.stats.syncs_failed += 1;
     }
 }

@@ -3,14 +3,16 @@
 
 mod changes;
 mod context;
+mod entry;
 mod hlc;
 mod store;
 mod vv;
 
 pub use changes::StoreChanges;
 pub use context::{CausalContext, RangeSet};
+pub use entry::{merge, Entry, Limits, Merged, StateError};
 pub use hlc::{Hlc, HlcClock};
-pub use store::{merge, Applied, Entry, Limits, Merged, Snapshot, StateError, Store, StoreStats};
+pub use store::{plausible_own_dot, Applied, Snapshot, Store, StoreStats};
 pub use vv::{Causality, VersionVector};
 
 #[cfg(test)]

@@ -1,112 +1,13 @@
-//! The admin API's view of a node, and its Prometheus metrics.
-//!
-//! `/metrics` is assembled from sections (`membership`, `datacenter`, `swim`, `store`,
-//! `sync`, `dissemination`, `transport`, then the security section of `super::certs`);
-//! a new subsystem adds one section function and one line in [`AdminBackend::metrics`].
+//! The sections of `/metrics`, one function per subsystem, each reading that
+//! subsystem's counters.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use super::api::{KvEntry, MemberView, Metric, MetricKind, StatusView};
-use super::runtime::Node;
-use crate::admin::AdminBackend;
-
-/// Member statuses, in the order metrics list them.
-pub(crate) const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
-
-/// Label pairs of one sample.
-type Labels = Vec<(String, String)>;
-
-/// Metric families under construction, in output order.
-#[derive(Default)]
-pub(crate) struct Families(Vec<Metric>);
-
-impl Families {
-    /// A family with one unlabelled sample.
-    fn one(&mut self, name: &str, help: &str, kind: MetricKind, value: f64) {
-        self.labelled(name, help, kind, vec![(Vec::new(), value)]);
-    }
-
-    /// A counter from an integer.
-    fn counter(&mut self, name: &str, help: &str, value: u64) {
-        self.one(name, help, MetricKind::Counter, value as f64);
-    }
-
-    /// A counter read from an atomic.
-    fn counter_atomic(&mut self, name: &str, help: &str, value: &AtomicU64) {
-        self.counter(name, help, value.load(Ordering::Relaxed));
-    }
-
-    /// A gauge.
-    fn gauge(&mut self, name: &str, help: &str, value: f64) {
-        self.one(name, help, MetricKind::Gauge, value);
-    }
-
-    /// A family with labelled samples.
-    fn labelled(&mut self, name: &str, help: &str, kind: MetricKind, samples: Vec<(Labels, f64)>) {
-        self.0.push(Metric {
-            name: name.to_string(),
-            help: help.to_string(),
-            kind,
-            samples,
-        });
-    }
-
-    /// A family built elsewhere (a histogram, the security section).
-    fn push(&mut self, m: Metric) {
-        self.0.push(m);
-    }
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// One datacenter as seen by one node.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct DcSummary {
-    /// Members by status (every entry of [`STATUSES`] present), the local node included.
-    pub(crate) by_status: BTreeMap<&'static str, usize>,
-    /// Mean round-trip time (ms) to its alive members with a measurement.
-    pub(crate) rtt_mean_ms: Option<f64>,
-    /// Largest round-trip time (ms) to its alive members with a measurement.
-    pub(crate) rtt_max_ms: Option<f64>,
-}
-
-/// Groups a member list by datacenter. Statuses outside [`STATUSES`] are ignored; RTTs
-/// count only for alive members other than the local node.
-pub(crate) fn datacenters(members: &[MemberView]) -> BTreeMap<String, DcSummary> {
-    let mut out: BTreeMap<String, DcSummary> = BTreeMap::new();
-    let mut rtts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for m in members {
-        let dc = out.entry(m.dc.clone()).or_insert_with(|| DcSummary {
-            by_status: STATUSES.iter().map(|s| (*s, 0)).collect(),
-            ..DcSummary::default()
-        });
-        if let Some(n) = dc.by_status.get_mut(m.status.as_str()) {
-            *n += 1;
-        }
-        if let (false, "alive", Some(rtt)) = (m.is_self, m.status.as_str(), m.rtt_ms) {
-            if rtt.is_finite() {
-                rtts.entry(&m.dc).or_default().push(rtt);
-            }
-        }
-    }
-    for (dc, v) in rtts {
-        if let Some(s) = out.get_mut(dc) {
-            s.rtt_mean_ms = Some(v.iter().sum::<f64>() / v.len() as f64);
-            s.rtt_max_ms = v.iter().copied().reduce(f64::max);
-        }
-    }
-    out
-}
+use super::{datacenters, labels, Families, Labels};
+use crate::node::api::MetricKind;
+use crate::node::runtime::Node;
 
 impl Node {
     /// Members by status and by datacenter, RTT per datacenter, and who this node is.
-    fn membership_metrics(&self, f: &mut Families) {
+    pub(super) fn membership_metrics(&self, f: &mut Families) {
         use MetricKind::Gauge;
         let status = Node::status(self);
         f.labelled(
@@ -180,7 +81,7 @@ impl Node {
     }
 
     /// Failure detection counters.
-    fn swim_metrics(&self, f: &mut Families) {
+    pub(super) fn swim_metrics(&self, f: &mut Families) {
         let e = self.engine_stats();
         for (name, help, v) in [
             ("gossamer_probes_total", "Direct probes sent.", e.probes),
@@ -227,7 +128,7 @@ impl Node {
     /// The key-value store.
     /// The data directory's commits: writes acknowledged over commits is the group-commit
     /// factor (absent without a data directory).
-    fn persist_metrics(&self, f: &mut Families) {
+    pub(super) fn persist_metrics(&self, f: &mut Families) {
         let Some(p) = self.persist_stats() else {
             return;
         };
@@ -267,7 +168,7 @@ impl Node {
         );
     }
 
-    fn store_metrics(&self, f: &mut Families) {
+    pub(super) fn store_metrics(&self, f: &mut Families) {
         let status = Node::status(self);
         f.gauge("gossamer_keys", "Live keys held.", status.keys as f64);
         f.gauge(
@@ -308,7 +209,7 @@ impl Node {
     }
 
     /// Anti-entropy.
-    fn sync_metrics(&self, f: &mut Families) {
+    pub(super) fn sync_metrics(&self, f: &mut Families) {
         let e = self.engine_stats();
         for (name, help, v) in [
             (
@@ -351,7 +252,7 @@ impl Node {
     }
 
     /// The broadcast queue: gossip items sent and received, drops.
-    fn dissemination_metrics(&self, f: &mut Families) {
+    pub(super) fn dissemination_metrics(&self, f: &mut Families) {
         let e = self.engine_stats();
         let (q, len) = self.queue_stats();
         for (name, help, v) in [
@@ -412,7 +313,7 @@ impl Node {
 
     /// Bandwidth governance: bytes and refusals per traffic class, tokens, back-off,
     /// and what was dropped or put off because of it.
-    fn bandwidth_metrics(&self, f: &mut Families) {
+    pub(super) fn bandwidth_metrics(&self, f: &mut Families) {
         use crate::core::limiter::Traffic;
         let b = self.bandwidth();
         let e = self.engine_stats();
@@ -558,7 +459,7 @@ impl Node {
     }
 
     /// QUIC datagrams, streams, connections and handshakes.
-    fn transport_metrics(&self, f: &mut Families) {
+    pub(super) fn transport_metrics(&self, f: &mut Families) {
         let r = self.runtime_stats();
         for (name, help, v) in [
             (
@@ -640,169 +541,5 @@ impl Node {
                 .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
                 .collect(),
         );
-    }
-}
-
-impl AdminBackend for Node {
-    fn kv_get(&self, key: &str) -> Option<KvEntry> {
-        self.get(key)
-    }
-
-    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
-        self.set(key, value).map_err(|e| e.to_string())
-    }
-
-    fn kv_delete(&self, key: &str) -> Result<bool, String> {
-        self.delete(key).map_err(|e| e.to_string())
-    }
-
-    fn store_failure(&self) -> Option<String> {
-        self.persist_failure()
-    }
-
-    fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
-        self.list(prefix)
-    }
-
-    fn members(&self) -> Vec<MemberView> {
-        Node::members(self)
-    }
-
-    fn status(&self) -> StatusView {
-        Node::status(self)
-    }
-
-    fn metrics(&self) -> Vec<Metric> {
-        let mut f = Families::default();
-        self.membership_metrics(&mut f);
-        self.swim_metrics(&mut f);
-        self.store_metrics(&mut f);
-        self.persist_metrics(&mut f);
-        self.sync_metrics(&mut f);
-        self.dissemination_metrics(&mut f);
-        self.bandwidth_metrics(&mut f);
-        self.transport_metrics(&mut f);
-        for m in self.security_metrics() {
-            f.push(m);
-        }
-        f.0
-    }
-}
-
-// One test starts a local cluster, which only the `testing` feature builds.
-#[cfg(all(test, feature = "testing"))]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::node::local::{self, LocalCluster};
-
-    fn member(id: &str, dc: &str, status: &str, rtt: Option<f64>, is_self: bool) -> MemberView {
-        MemberView {
-            id: crate::core::NodeId::new(id).unwrap(),
-            addr: "127.0.0.1:1".into(),
-            status: status.into(),
-            incarnation: 1,
-            dc: dc.into(),
-            zone: String::new(),
-            tags: BTreeMap::new(),
-            last_heard_ms_ago: None,
-            rtt_ms: rtt,
-            is_self,
-        }
-    }
-
-    #[test]
-    fn datacenters_count_statuses_and_average_alive_rtts() {
-        let dcs = datacenters(&[
-            member("a1", "eu", "alive", Some(0.5), true),
-            member("a2", "eu", "alive", Some(1.0), false),
-            member("a3", "eu", "alive", Some(3.0), false),
-            member("b1", "us", "alive", Some(80.0), false),
-            member("b2", "us", "suspect", Some(900.0), false),
-            member("b3", "us", "dead", None, false),
-            member("c1", "ap", "left", Some(5.0), false),
-            member("c2", "ap", "alive", Some(f64::NAN), false),
-        ]);
-        assert_eq!(dcs.len(), 3);
-        let eu = &dcs["eu"];
-        assert_eq!(eu.by_status["alive"], 3);
-        assert_eq!(eu.by_status["dead"], 0);
-        // The local node's own RTT never counts.
-        assert_eq!((eu.rtt_mean_ms, eu.rtt_max_ms), (Some(2.0), Some(3.0)));
-        let us = &dcs["us"];
-        assert_eq!(
-            us.by_status.values().copied().collect::<Vec<_>>(),
-            vec![1, 1, 0, 1],
-            "alive, dead, left, suspect in key order"
-        );
-        // A suspect's RTT does not count.
-        assert_eq!((us.rtt_mean_ms, us.rtt_max_ms), (Some(80.0), Some(80.0)));
-        let ap = &dcs["ap"];
-        assert_eq!((ap.by_status["left"], ap.by_status["alive"]), (1, 1));
-        assert_eq!((ap.rtt_mean_ms, ap.rtt_max_ms), (None, None));
-    }
-
-    fn sample(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    /// Two nodes in two datacenters: `/metrics` counts members per datacenter, measures the
-    /// RTT to the other one and times the anti-entropy exchanges.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn metrics_per_datacenter_and_sync_durations() {
-        let mut gossip = crate::core::Config::local();
-        gossip.sync_interval_ms = 100;
-        let mut c = LocalCluster::start(1, 1, gossip).await.unwrap();
-        let mut cfg = c.config(2, c.seed_addrs());
-        cfg.dc = "dc-b".into();
-        c.start_with(cfg).await.unwrap();
-        let first = c.nodes[0].clone();
-        let text = || crate::admin::render_prometheus(&AdminBackend::metrics(&first));
-        let (ok, _) = local::wait_for(Duration::from_secs(20), || {
-            let t = text();
-            sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="alive"}"#) == Some(1.0)
-                && sample(&t, r#"gossamer_dc_rtt_mean_seconds{dc="dc-b"}"#).is_some()
-                && sample(&t, "gossamer_sync_duration_seconds_count").unwrap_or(0.0) >= 1.0
-        })
-        .await;
-        let t = text();
-        assert!(
-            ok,
-            "metrics never showed dc-b alive, its RTT and a sync:\n{t}"
-        );
-        let own_dc = &c.nodes[0].status().dc;
-        let own = format!(r#"gossamer_members_by_dc{{dc="{own_dc}",status="alive"}}"#);
-        assert_eq!(sample(&t, &own), Some(1.0), "{t}");
-        assert_eq!(
-            sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="dead"}"#),
-            Some(0.0)
-        );
-        let rtt = sample(&t, r#"gossamer_dc_rtt_max_seconds{dc="dc-b"}"#).unwrap();
-        assert!(rtt > 0.0 && rtt < 1.0, "loopback RTT {rtt}");
-        assert!(t.contains("# TYPE gossamer_sync_duration_seconds histogram\n"));
-        let count = sample(&t, "gossamer_sync_duration_seconds_count").unwrap();
-        let inf = sample(&t, r#"gossamer_sync_duration_seconds_bucket{le="+Inf"}"#).unwrap();
-        assert_eq!(count, inf);
-        assert!(sample(&t, "gossamer_sync_duration_seconds_sum").unwrap() > 0.0);
-        for name in [
-            "gossamer_health_score",
-            "gossamer_suspicions_total",
-            "gossamer_deaths_total",
-            "gossamer_broadcasts_dropped_total",
-            "gossamer_conflicts_total",
-            "gossamer_cert_expiry_seconds",
-        ] {
-            assert!(t.contains(&format!("\n{name} ")), "{name} missing:\n{t}");
-        }
-        // One HELP line per family: sections never repeat a name.
-        let helps: Vec<&str> = t.lines().filter(|l| l.starts_with("# HELP ")).collect();
-        let mut names: Vec<&str> = helps.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
-        names.sort_unstable();
-        let before = names.len();
-        names.dedup();
-        assert_eq!(before, names.len(), "a family appears twice");
-        c.shutdown().await;
     }
 }

@@ -1,0 +1,139 @@
+//! What the frames of an anti-entropy exchange carry, applied to the engine; the
+//! exchange itself (which frame when, what to answer) is `core::sync::Exchange`.
+
+use super::Engine;
+use crate::core::proto::{MemberState, SyncFrame, SyncKind};
+use crate::core::state::{CausalContext, Entry};
+use crate::core::{NodeId, Now};
+
+impl Engine {
+    /// Counts an exchange we open.
+    pub(crate) fn sync_started(&mut self) {
+        self.stats.syncs_started += 1;
+    }
+
+    /// Counts an exchange a peer opened.
+    pub(crate) fn sync_accepted(&mut self) {
+        self.stats.syncs_accepted += 1;
+    }
+
+    /// Our `Open` frame: causal context, tombstone horizon and member digest. A responder
+    /// builds it after [`Engine::sync_on_open`], so that a resynchronisation shows.
+    pub(crate) fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
+        SyncFrame::Open {
+            kind,
+            ctx: self.store.context().clone(),
+            gc_horizon_ms: self.store.gc_horizon_ms(),
+            members_digest: self.members.digest(),
+        }
+    }
+
+    /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
+    /// our state is rebuilt from scratch; returns true then (the exchange will not join
+    /// contexts).
+    pub(crate) fn sync_on_open(
+        &mut self,
+        now: Now,
+        ctx: &CausalContext,
+        gc_horizon_ms: u64,
+    ) -> bool {
+        let reset = self.store.needs_resync(gc_horizon_ms);
+        if reset {
+            self.store.reset_for_resync();
+            self.stats.resyncs += 1;
+        }
+        self.store.observe_peer_context(ctx, now.wall_ms);
+        reset
+    }
+
+    /// What we send in our turn after the peer's `Open`: our member list if `members`,
+    /// then the entries the peer lacks in frames of at most `per_frame` entries (and
+    /// about 512 KiB).
+    pub(crate) fn sync_reply_frames(
+        &self,
+        peer_ctx: &CausalContext,
+        members: bool,
+        per_frame: usize,
+    ) -> Vec<SyncFrame> {
+        let mut frames = Vec::new();
+        if members {
+            // Ourselves first: the peer checks that it matches our certificate.
+            for chunk in self.members.all_states().chunks(256) {
+                frames.push(SyncFrame::Members(chunk.to_vec()));
+            }
+        }
+        let mut cur = Vec::new();
+        let mut bytes = 0usize;
+        for e in self.store.missing_for(peer_ctx) {
+            bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
+            cur.push(e);
+            if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
+                frames.push(SyncFrame::Entries(std::mem::take(&mut cur)));
+                bytes = 0;
+            }
+        }
+        if !cur.is_empty() {
+            frames.push(SyncFrame::Entries(cur));
+        }
+        frames
+    }
+
+    /// Handles a `Members` frame from `peer`.
+    pub(crate) fn sync_on_members(&mut self, now: Now, peer: &NodeId, members: Vec<MemberState>) {
+        self.members.heard_from(peer, now.mono_us);
+        for m in members {
+            let first_hand = &m.info.id == peer;
+            self.apply_member(now, peer, m, first_hand);
+        }
+        self.tell_if_down(now, peer);
+    }
+
+    /// Handles an `Entries` frame; returns how many entries were refused.
+    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>) -> usize {
+        let mut refused = 0;
+        for e in entries {
+            match self.apply_remote(now, e) {
+                None => refused += 1,
+                Some(a) => {
+                    if let Some(entry) = &a.changed {
+                        if !a.already_seen {
+                            self.learned_elsewhere(entry);
+                        }
+                        self.stats.sync_entries_applied += 1;
+                    }
+                }
+            }
+        }
+        refused
+    }
+
+    /// Completes an exchange with `peer` after everything it sent was applied: joins its
+    /// context (`join`: `None` when the exchange must not, because it refused one of the
+    /// peer's entries, whose dots must not count as seen), unless our state was rebuilt
+    /// mid-exchange (`reset`).
+    pub(crate) fn sync_finish(
+        &mut self,
+        now: Now,
+        peer: &NodeId,
+        join: Option<&CausalContext>,
+        reset: bool,
+    ) {
+        if reset {
+            // Our state was rebuilt mid-exchange: run another one soon to finish.
+            self.next_sync_us = now.mono_us;
+        } else {
+            match join {
+                Some(ctx) => self.store.join_context(ctx),
+                None => self.stats.sync_joins_skipped += 1,
+            }
+            self.store.mark_synced(now.wall_ms);
+        }
+        self.members.synced_with(peer, now.mono_us);
+        self.stats.syncs_completed += 1;
+    }
+
+    /// Records a failed exchange.
+    pub(crate) fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
+        self.stats.syncs_failed += 1;
+    }
+}

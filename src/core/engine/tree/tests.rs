@@ -1,0 +1,424 @@
+//! Tests of the broadcast tree, its spans and lazy repair (grafts, subtree heal).
+
+use super::*;
+use crate::core::engine::{Config, Output};
+use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus};
+use crate::core::Now;
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+fn ring(n: usize) -> Vec<NodeId> {
+    let mut r: Vec<NodeId> = (0..n).map(|i| id(&format!("n{i:03}"))).collect();
+    r.sort();
+    r
+}
+
+/// Walks the whole tree from `root`: how often each member is reached, and the depth.
+fn walk(r: &[NodeId], root: &NodeId) -> (BTreeMap<NodeId, u32>, u32) {
+    let mut got: BTreeMap<NodeId, u32> = BTreeMap::new();
+    let mut depth = 0;
+    let mut level = vec![(root.clone(), root.clone())];
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for (node, until) in level {
+            for (c, lim) in tree_children(r, &node, &until) {
+                *got.entry(c.clone()).or_default() += 1;
+                next.push((c, lim));
+            }
+        }
+        if !next.is_empty() {
+            depth += 1;
+        }
+        level = next;
+    }
+    (got, depth)
+}
+
+#[test]
+fn the_tree_reaches_every_member_once_in_log2_hops() {
+    for n in [1usize, 2, 3, 7, 50, 100, 1000] {
+        let r = ring(n);
+        for root in [&r[0], &r[n / 2], &r[n - 1]] {
+            let (got, depth) = walk(&r, root);
+            assert_eq!(got.len(), n - 1, "n={n}: everyone but the root");
+            assert!(got.values().all(|&c| c == 1), "n={n}: exactly once");
+            assert!(!got.contains_key(root));
+            let bound = (n as f64).log2().ceil() as u32;
+            assert!(depth <= bound, "n={n}: depth {depth} > {bound}");
+        }
+    }
+}
+
+#[test]
+fn spans_bounded_by_ids_cover_members_the_sender_does_not_know() {
+    // The root's view lacks m; a child whose view has it covers it.
+    let full = ring(20);
+    let missing = full[7].clone();
+    let partial: Vec<NodeId> = full.iter().filter(|x| **x != missing).cloned().collect();
+    let root = full[0].clone();
+    let mut reached = BTreeSet::new();
+    let mut level = vec![(root.clone(), root.clone(), true)];
+    while let Some((node, until, is_root)) = level.pop() {
+        let view = if is_root { &partial } else { &full };
+        for (c, lim) in tree_children(view, &node, &until) {
+            reached.insert(c.clone());
+            level.push((c, lim, false));
+        }
+    }
+    assert!(reached.contains(&missing));
+    assert_eq!(reached.len(), 19);
+}
+
+/// True if `x` lies strictly inside the clockwise ring interval from `a` to `b`.
+fn between(a: &NodeId, x: &NodeId, b: &NodeId) -> bool {
+    if x == a {
+        return false;
+    }
+    if a < b {
+        a < x && x < b
+    } else {
+        x > a || x < b
+    }
+}
+
+#[test]
+fn spans_match_the_ring_interval() {
+    let r = ring(12);
+    for me in &r {
+        for until in &r {
+            let mut covered: Vec<NodeId> = Vec::new();
+            let mut level = vec![(me.clone(), until.clone())];
+            while let Some((node, lim)) = level.pop() {
+                for (c, l) in tree_children(&r, &node, &lim) {
+                    covered.push(c.clone());
+                    level.push((c, l));
+                }
+            }
+            covered.sort();
+            let want: Vec<NodeId> = r
+                .iter()
+                .filter(|x| between(me, x, until))
+                .cloned()
+                .collect();
+            assert_eq!(covered, want, "span ({me}, {until})");
+        }
+    }
+}
+
+#[test]
+fn between_wraps_around_the_ring() {
+    let (a, b, c) = (id("a"), id("b"), id("c"));
+    assert!(between(&a, &b, &c));
+    assert!(!between(&a, &c, &b));
+    assert!(between(&c, &a, &b), "wraps");
+    assert!(between(&b, &a, &b), "whole ring but b");
+    assert!(!between(&b, &b, &b));
+}
+
+fn info(name: &str) -> MemberInfo {
+    MemberInfo {
+        id: id(name),
+        addr: format!("{name}:1"),
+        dc: "dc1".into(),
+        zone: String::new(),
+        tags: Default::default(),
+    }
+}
+
+fn at(ms: u64) -> Now {
+    Now {
+        mono_us: ms * 1000,
+        wall_ms: 1_700_000_000_000 + ms,
+    }
+}
+
+fn engine(name: &str, peers: &[&str]) -> Engine {
+    let mut e = Engine::new(Config::default(), info(name), vec![], 1, at(0), None);
+    for p in peers {
+        let s = MemberState {
+            info: info(p).into(),
+            incarnation: 1,
+            status: MemberStatus::Alive,
+        };
+        e.handle_datagram(
+            at(1),
+            &id(p),
+            Datagram {
+                items: vec![Item::Member(s)],
+            },
+        );
+    }
+    while e.poll_output().is_some() {}
+    e
+}
+
+fn datagrams(e: &mut Engine) -> Vec<(NodeId, Datagram)> {
+    let mut out = Vec::new();
+    while let Some(o) = e.poll_output() {
+        if let Output::Datagram { to, datagram, .. } = o {
+            out.push((to, datagram));
+        }
+    }
+    out
+}
+
+/// Engine p00 knowing p01..p15.
+fn hub() -> Engine {
+    let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
+    let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+    engine("p00", &refs)
+}
+
+/// Datagrams carrying a tree item.
+fn trees(out: &[(NodeId, Datagram)]) -> usize {
+    out.iter()
+        .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
+        .count()
+}
+
+#[test]
+fn a_write_goes_down_the_tree_once_and_its_id_is_queued() {
+    let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
+    let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let mut e = engine("p00", &refs);
+    e.set(at(10), "k", b"v".to_vec()).unwrap();
+    let out = datagrams(&mut e);
+    let trees: Vec<&NodeId> = out
+        .iter()
+        .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
+        .map(|(to, _)| to)
+        .collect();
+    // 16 members: the root's children sit at offsets 7, 3, 1 and 0 of its 15 peers.
+    assert_eq!(trees.len(), 4, "{trees:?}");
+    let copies: usize = out
+        .iter()
+        .map(|(_, d)| {
+            d.items
+                .iter()
+                .filter(|i| matches!(i, Item::Tree { .. }))
+                .count()
+        })
+        .sum();
+    assert_eq!(copies, 4, "one copy per child");
+    // The id rides in the tree datagrams' spare room and in gossip rounds.
+    let mut ids = out
+        .iter()
+        .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::IHave { .. })))
+        .count();
+    for ms in (300..2_000).step_by(100) {
+        e.handle_timeout(at(ms));
+        ids += datagrams(&mut e)
+            .iter()
+            .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::IHave { .. })))
+            .count();
+    }
+    assert_eq!(
+        ids as u32,
+        e.budget(),
+        "the id is announced its budget's worth"
+    );
+}
+
+#[test]
+fn a_replayed_tree_item_is_not_forwarded_again() {
+    let mut e = hub();
+    let mut w = engine("p05", &["p00"]);
+    let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
+    let dg = Datagram {
+        items: vec![Item::Tree {
+            entry,
+            until: id("p00"),
+        }],
+    };
+    e.handle_datagram(at(10), &id("p05"), dg.clone());
+    assert_eq!(trees(&datagrams(&mut e)), 4, "news goes down our span");
+    e.handle_datagram(at(11), &id("p05"), dg);
+    assert_eq!(trees(&datagrams(&mut e)), 0, "a replay is not forwarded");
+}
+
+#[test]
+fn a_tree_copy_of_an_update_synced_first_is_still_forwarded_once() {
+    let mut e = hub();
+    let mut w = engine("p05", &["p00"]);
+    let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
+    e.sync_on_entries(at(8), vec![entry.clone()]);
+    let dg = Datagram {
+        items: vec![Item::Tree {
+            entry,
+            until: id("p00"),
+        }],
+    };
+    e.handle_datagram(at(10), &id("p05"), dg.clone());
+    assert_eq!(trees(&datagrams(&mut e)), 4, "our span still needs it");
+    e.handle_datagram(at(11), &id("p05"), dg);
+    assert_eq!(trees(&datagrams(&mut e)), 0, "but only once");
+}
+
+#[test]
+fn the_span_computed_from_the_ring_is_the_one_the_tree_sends() {
+    for n in (1..=70).chain([255, 256, 257, 1000]) {
+        let r = ring(n);
+        let roots: Vec<usize> = if n <= 70 {
+            (0..n).collect()
+        } else {
+            vec![0, 1, n / 3, n - 1]
+        };
+        for root in roots {
+            let root = &r[root];
+            // Every member's `until` as the tree hands it down.
+            let mut sent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+            let mut level = vec![(root.clone(), root.clone())];
+            while let Some((node, until)) = level.pop() {
+                for (c, lim) in tree_children(&r, &node, &until) {
+                    sent.insert(c.clone(), lim.clone());
+                    level.push((c, lim));
+                }
+            }
+            for me in &r {
+                assert_eq!(
+                    span_end_in_tree(&r, root, me),
+                    sent.get(me).cloned(),
+                    "n={n} root={root} me={me}"
+                );
+            }
+        }
+    }
+    let r = ring(10);
+    assert_eq!(
+        span_end_in_tree(&r, &id("zz"), &r[1]),
+        None,
+        "root not in the ring"
+    );
+    assert_eq!(
+        span_end_in_tree(&r, &r[0], &id("zz")),
+        None,
+        "we are not in it"
+    );
+}
+
+#[test]
+fn a_grafted_update_heals_the_subtree_below_us() {
+    // p00 writes; in its tree over p00..p15 the child at offset 7 (p08) spans
+    // p09..p15. p08 lost its tree copy and grafts the update from someone.
+    let peers: Vec<String> = (0..16)
+        .filter(|&i| i != 8)
+        .map(|i| format!("p{i:02}"))
+        .collect();
+    let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let mut me = engine("p08", &refs);
+    let mut w = hub();
+    let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
+    let answer = Datagram {
+        items: vec![Item::Delta(entry.clone())],
+    };
+    me.handle_datagram(at(10), &id("p03"), answer.clone());
+    let out = datagrams(&mut me);
+    let mut children: Vec<(NodeId, NodeId)> = out
+        .iter()
+        .flat_map(|(to, d)| {
+            d.items.iter().filter_map(move |i| match i {
+                Item::Tree { until, .. } => Some((to.clone(), until.clone())),
+                _ => None,
+            })
+        })
+        .collect();
+    children.sort();
+    let want: Vec<(NodeId, NodeId)> = [("p09", "p10"), ("p10", "p12"), ("p12", "p00")]
+        .iter()
+        .map(|(c, u)| (id(c), id(u)))
+        .collect();
+    assert_eq!(children, want, "our span p09..p15, split as the tree would");
+    assert_eq!(me.stats().subtrees_healed, 1);
+    // The late tree copy is not news and is not forwarded again.
+    let late = Datagram {
+        items: vec![Item::Tree {
+            entry,
+            until: id("p00"),
+        }],
+    };
+    me.handle_datagram(at(12), &id("p00"), late);
+    assert_eq!(trees(&datagrams(&mut me)), 0);
+    // A graft answer about a writer outside our ring heals nothing.
+    let mut far = engine("q1", &["p08"]);
+    let other = far.set(at(5), "k2", b"v".to_vec()).unwrap();
+    me.handle_datagram(
+        at(20),
+        &id("p03"),
+        Datagram {
+            items: vec![Item::Delta(other)],
+        },
+    );
+    assert_eq!(trees(&datagrams(&mut me)), 0);
+    assert_eq!(me.stats().subtrees_healed, 1);
+}
+
+#[test]
+fn an_id_we_lack_is_grafted_after_the_timeout_and_answered() {
+    let mut a = engine("a", &["b", "c"]);
+    let mut b = engine("b", &["a", "c"]);
+    let e = b.set(at(10), "k", b"v".to_vec()).unwrap();
+    while b.poll_output().is_some() {}
+    let counter = e.vv.get(&e.writer);
+    a.handle_datagram(
+        at(20),
+        &id("b"),
+        Datagram {
+            items: vec![Item::IHave {
+                writer: id("b"),
+                counter,
+            }],
+        },
+    );
+    let due = a.graft_due(&id("b"), counter).expect("pending");
+    assert_eq!(due, 20_000 + Config::default().graft_timeout_ms * 1000);
+    a.handle_timeout(at(20 + Config::default().graft_timeout_ms - 1));
+    assert!(datagrams(&mut a)
+        .iter()
+        .all(|(_, d)| !d.items.iter().any(|i| matches!(i, Item::Graft { .. }))));
+    a.handle_timeout(at(20 + Config::default().graft_timeout_ms));
+    let asks: Vec<(NodeId, Datagram)> = datagrams(&mut a)
+        .into_iter()
+        .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Graft { .. })))
+        .collect();
+    assert_eq!(asks.len(), 1);
+    assert_eq!(asks[0].0, id("b"));
+    b.handle_datagram(at(100), &id("a"), asks[0].1.clone());
+    let answer: Vec<(NodeId, Datagram)> = datagrams(&mut b)
+        .into_iter()
+        .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Delta(_))))
+        .collect();
+    assert_eq!(answer.len(), 1);
+    a.handle_datagram(at(101), &id("b"), answer[0].1.clone());
+    assert_eq!(a.store().get("k"), Some(&b"v"[..]));
+    a.handle_timeout(at(2_000));
+    assert_eq!(a.grafts_pending(), 0, "a held id is no longer pending");
+    assert_eq!(a.stats().grafts_abandoned, 0);
+}
+
+#[test]
+fn an_unanswered_graft_is_retried_then_left_to_anti_entropy() {
+    let mut a = engine("a", &["b"]);
+    a.handle_datagram(
+        at(10),
+        &id("b"),
+        Datagram {
+            items: vec![Item::IHave {
+                writer: id("b"),
+                counter: 7,
+            }],
+        },
+    );
+    let mut asked = 0;
+    for ms in (10..5_000).step_by(10) {
+        a.handle_timeout(at(ms));
+        asked += datagrams(&mut a)
+            .iter()
+            .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Graft { .. })))
+            .count();
+    }
+    assert_eq!(asked as u32, GRAFT_TRIES);
+    assert_eq!(a.stats().grafts_abandoned, 1);
+    assert_eq!(a.grafts_pending(), 0);
+}

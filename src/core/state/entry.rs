@@ -1,0 +1,189 @@
+//! One key's replicated value, the limits every entry must keep, and the merge of two
+//! versions of a key.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Causality, Hlc, VersionVector};
+use crate::core::NodeId;
+
+/// Limits on what the store accepts: sizes of keys, values and version vectors, and how
+/// far ahead of our wall clock a stamp may be. Enforced on local writes and on input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Maximum key length in bytes.
+    pub max_key_len: usize,
+    /// Maximum value length in bytes.
+    pub max_value_len: usize,
+    /// Maximum number of writers named in one entry's version vector.
+    pub max_vv_len: usize,
+    /// Stamps further than this (ms) ahead of our wall clock move our clock only up to
+    /// the bound (the entry is kept), so one node with a wrong clock cannot drag every
+    /// node's stamps forward.
+    pub max_clock_drift_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_len: 512,
+            max_value_len: 256 * 1024,
+            max_vv_len: 1024,
+            max_clock_drift_ms: 60_000,
+        }
+    }
+}
+
+/// Errors from the store; none of them changes the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The key is empty or longer than the limit.
+    #[error("key must be 1 to {max} bytes long (got {len})")]
+    KeyLength {
+        /// Length seen.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The value is longer than the limit.
+    #[error("value must be at most {max} bytes long (got {len})")]
+    ValueLength {
+        /// Length seen.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The version vector names too many writers (hostile or corrupt input).
+    #[error("version vector names {len} writers, more than the limit {max}")]
+    VersionVectorTooLong {
+        /// Writers named.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// An entry with an empty version vector cannot come from any write.
+    #[error("entry has an empty version vector")]
+    EmptyVersionVector,
+    /// The entry names a dot of ours that no life of ours can have issued.
+    #[error("entry names our dot {counter}, which we cannot have issued")]
+    ForgedOwnDot {
+        /// The dot counter named.
+        counter: u64,
+    },
+    /// This node has issued the largest dot counter there is.
+    #[error("this node's dot counters are exhausted")]
+    CountersExhausted,
+    /// The next dot is above the durable dot lease: the write must wait until the
+    /// lease extension it asked for is committed (see `Store::lease_durable`).
+    #[error("dot counter {counter} would pass the durable lease end {lease_end}; retry after the next commit")]
+    LeaseExhausted {
+        /// The counter now.
+        counter: u64,
+        /// The durable lease end.
+        lease_end: u64,
+    },
+}
+
+/// One key's replicated value: a value or a tombstone, with its causal metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value; `None` is a tombstone (a delete).
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+    /// Every write folded into this entry.
+    pub vv: VersionVector,
+    /// HLC stamp of the winning write (the maximum stamp folded in).
+    pub hlc: Hlc,
+    /// Node that made the winning write.
+    pub writer: NodeId,
+}
+
+impl Entry {
+    /// True for a delete marker.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Checks the entry against `limits`.
+    pub fn validate(&self, limits: &Limits) -> Result<(), StateError> {
+        if self.key.is_empty() || self.key.len() > limits.max_key_len {
+            return Err(StateError::KeyLength {
+                len: self.key.len(),
+                max: limits.max_key_len,
+            });
+        }
+        if let Some(v) = &self.value {
+            if v.len() > limits.max_value_len {
+                return Err(StateError::ValueLength {
+                    len: v.len(),
+                    max: limits.max_value_len,
+                });
+            }
+        }
+        if self.vv.len() > limits.max_vv_len {
+            return Err(StateError::VersionVectorTooLong {
+                len: self.vv.len(),
+                max: limits.max_vv_len,
+            });
+        }
+        if self.vv.dots().next().is_none() {
+            return Err(StateError::EmptyVersionVector);
+        }
+        Ok(())
+    }
+
+    /// Total order used to break ties deterministically: (hlc, writer, value).
+    fn rank_cmp(&self, other: &Entry) -> Ordering {
+        (self.hlc, &self.writer, &self.value).cmp(&(other.hlc, &other.writer, &other.value))
+    }
+}
+
+/// Result of [`merge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// The local entry stands.
+    KeepLocal,
+    /// The remote entry replaces the local one.
+    TakeRemote,
+    /// Concurrent writes: this entry (winner's value, joined version vector) replaces local.
+    Conflict(Entry),
+}
+
+/// Merges a remote entry into a local one (DESIGN.md section 2).
+///
+/// A dominating version vector wins; concurrent writes are resolved by the larger
+/// `(hlc, writer)` with the pointwise maximum of both vectors. Equal vectors keep the
+/// larger rank, so even inconsistent inputs resolve identically everywhere.
+pub fn merge(local: &Entry, remote: &Entry) -> Merged {
+    match remote.vv.compare(&local.vv) {
+        Causality::Dominates => Merged::TakeRemote,
+        Causality::DominatedBy => Merged::KeepLocal,
+        Causality::Equal => {
+            if remote.rank_cmp(local) == Ordering::Greater {
+                Merged::TakeRemote
+            } else {
+                Merged::KeepLocal
+            }
+        }
+        Causality::Concurrent => {
+            let winner = if remote.rank_cmp(local) == Ordering::Greater {
+                remote
+            } else {
+                local
+            };
+            let mut vv = local.vv.clone();
+            vv.join(&remote.vv);
+            Merged::Conflict(Entry {
+                key: local.key.clone(),
+                value: winner.value.clone(),
+                vv,
+                hlc: winner.hlc,
+                writer: winner.writer.clone(),
+            })
+        }
+    }
+}

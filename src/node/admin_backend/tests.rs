@@ -1,0 +1,115 @@
+//! Tests of the admin view and `/metrics` of a node.
+
+use std::time::Duration;
+
+use super::*;
+use crate::node::local::{self, LocalCluster};
+
+fn member(id: &str, dc: &str, status: &str, rtt: Option<f64>, is_self: bool) -> MemberView {
+    MemberView {
+        id: crate::core::NodeId::new(id).unwrap(),
+        addr: "127.0.0.1:1".into(),
+        status: status.into(),
+        incarnation: 1,
+        dc: dc.into(),
+        zone: String::new(),
+        tags: BTreeMap::new(),
+        last_heard_ms_ago: None,
+        rtt_ms: rtt,
+        is_self,
+    }
+}
+
+#[test]
+fn datacenters_count_statuses_and_average_alive_rtts() {
+    let dcs = datacenters(&[
+        member("a1", "eu", "alive", Some(0.5), true),
+        member("a2", "eu", "alive", Some(1.0), false),
+        member("a3", "eu", "alive", Some(3.0), false),
+        member("b1", "us", "alive", Some(80.0), false),
+        member("b2", "us", "suspect", Some(900.0), false),
+        member("b3", "us", "dead", None, false),
+        member("c1", "ap", "left", Some(5.0), false),
+        member("c2", "ap", "alive", Some(f64::NAN), false),
+    ]);
+    assert_eq!(dcs.len(), 3);
+    let eu = &dcs["eu"];
+    assert_eq!(eu.by_status["alive"], 3);
+    assert_eq!(eu.by_status["dead"], 0);
+    // The local node's own RTT never counts.
+    assert_eq!((eu.rtt_mean_ms, eu.rtt_max_ms), (Some(2.0), Some(3.0)));
+    let us = &dcs["us"];
+    assert_eq!(
+        us.by_status.values().copied().collect::<Vec<_>>(),
+        vec![1, 1, 0, 1],
+        "alive, dead, left, suspect in key order"
+    );
+    // A suspect's RTT does not count.
+    assert_eq!((us.rtt_mean_ms, us.rtt_max_ms), (Some(80.0), Some(80.0)));
+    let ap = &dcs["ap"];
+    assert_eq!((ap.by_status["left"], ap.by_status["alive"]), (1, 1));
+    assert_eq!((ap.rtt_mean_ms, ap.rtt_max_ms), (None, None));
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Two nodes in two datacenters: `/metrics` counts members per datacenter, measures the
+/// RTT to the other one and times the anti-entropy exchanges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_per_datacenter_and_sync_durations() {
+    let mut gossip = crate::core::Config::local();
+    gossip.sync_interval_ms = 100;
+    let mut c = LocalCluster::start(1, 1, gossip).await.unwrap();
+    let mut cfg = c.config(2, c.seed_addrs());
+    cfg.dc = "dc-b".into();
+    c.start_with(cfg).await.unwrap();
+    let first = c.nodes[0].clone();
+    let text = || crate::admin::render_prometheus(&AdminBackend::metrics(&first));
+    let (ok, _) = local::wait_for(Duration::from_secs(20), || {
+        let t = text();
+        sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="alive"}"#) == Some(1.0)
+            && sample(&t, r#"gossamer_dc_rtt_mean_seconds{dc="dc-b"}"#).is_some()
+            && sample(&t, "gossamer_sync_duration_seconds_count").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    let t = text();
+    assert!(
+        ok,
+        "metrics never showed dc-b alive, its RTT and a sync:\n{t}"
+    );
+    let own_dc = &c.nodes[0].status().dc;
+    let own = format!(r#"gossamer_members_by_dc{{dc="{own_dc}",status="alive"}}"#);
+    assert_eq!(sample(&t, &own), Some(1.0), "{t}");
+    assert_eq!(
+        sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="dead"}"#),
+        Some(0.0)
+    );
+    let rtt = sample(&t, r#"gossamer_dc_rtt_max_seconds{dc="dc-b"}"#).unwrap();
+    assert!(rtt > 0.0 && rtt < 1.0, "loopback RTT {rtt}");
+    assert!(t.contains("# TYPE gossamer_sync_duration_seconds histogram\n"));
+    let count = sample(&t, "gossamer_sync_duration_seconds_count").unwrap();
+    let inf = sample(&t, r#"gossamer_sync_duration_seconds_bucket{le="+Inf"}"#).unwrap();
+    assert_eq!(count, inf);
+    assert!(sample(&t, "gossamer_sync_duration_seconds_sum").unwrap() > 0.0);
+    for name in [
+        "gossamer_health_score",
+        "gossamer_suspicions_total",
+        "gossamer_deaths_total",
+        "gossamer_broadcasts_dropped_total",
+        "gossamer_conflicts_total",
+        "gossamer_cert_expiry_seconds",
+    ] {
+        assert!(t.contains(&format!("\n{name} ")), "{name} missing:\n{t}");
+    }
+    // One HELP line per family: sections never repeat a name.
+    let helps: Vec<&str> = t.lines().filter(|l| l.starts_with("# HELP ")).collect();
+    let mut names: Vec<&str> = helps.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a family appears twice");
+    c.shutdown().await;
+}
