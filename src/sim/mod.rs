@@ -8,8 +8,11 @@
 
 mod durable;
 mod exchange;
+mod network;
 mod scenario;
 mod topology;
+mod traffic;
+mod writes;
 
 pub use scenario::{
     compare_table, BandwidthSummary, DurabilitySpec, FaultSpec, NetworkSpec, PropertiesSpec,
@@ -32,36 +35,12 @@ use crate::core::proto::{
 };
 use crate::core::{Config, Engine, NodeId, Now};
 use exchange::{Pace, SyncState};
+pub use network::NetModel;
+pub use traffic::{EgressWindow, NodeTraffic};
+pub use writes::TrackedWrite;
 
 /// Wall clock at virtual time zero (ms since the UNIX epoch).
 pub const SIM_EPOCH_MS: u64 = 1_700_000_000_000;
-
-/// Network behaviour of every link (per-node overrides may come later).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NetModel {
-    /// One-way latency (µs).
-    pub latency_us: u64,
-    /// Uniform jitter added to the latency (µs); reorders packets.
-    pub jitter_us: u64,
-    /// Probability a datagram is lost.
-    pub loss: f64,
-    /// Probability a datagram is delivered twice.
-    pub duplicate: f64,
-    /// Egress bandwidth of each node (bytes/s); 0 = unlimited.
-    pub bandwidth_bps: u64,
-}
-
-impl Default for NetModel {
-    fn default() -> Self {
-        Self {
-            latency_us: 5_000,
-            jitter_us: 2_000,
-            loss: 0.0,
-            duplicate: 0.0,
-            bandwidth_bps: 0,
-        }
-    }
-}
 
 /// How a simulation starts.
 #[derive(Debug, Clone)]
@@ -79,97 +58,6 @@ pub struct SimConfig {
     /// Start every node at time 0 already joined (a warm start: each table is preloaded
     /// with every member) instead of joining through node 0 over the join window.
     pub joined: bool,
-}
-
-/// A write the simulator tracks until every live node holds it.
-#[derive(Debug, Clone)]
-pub struct TrackedWrite {
-    /// Writer node index.
-    pub node: usize,
-    /// Dot of the write.
-    pub dot: (NodeId, u64),
-    /// Virtual time of the write (µs).
-    pub at_us: u64,
-    /// When every live node first held it (µs).
-    pub done_us: Option<u64>,
-    have: Vec<u64>,
-    /// Live nodes that do not hold it yet.
-    missing: usize,
-}
-
-impl TrackedWrite {
-    fn has(&self, i: usize) -> bool {
-        self.have[i / 64] & (1 << (i % 64)) != 0
-    }
-}
-
-/// Per-node counters kept by the simulator.
-#[derive(Debug, Clone, Default)]
-pub struct NodeTraffic {
-    /// Datagrams sent.
-    pub datagrams: u64,
-    /// Datagram bytes sent.
-    pub datagram_bytes: u64,
-    /// Sync (stream) bytes sent.
-    pub sync_bytes: u64,
-    /// Egress measured over sliding 1-second windows.
-    pub egress: EgressWindow,
-}
-
-/// Bytes sent over a sliding 1-second window (100 slots of 10 ms), with the highest
-/// window seen: what the bandwidth cap is checked against.
-#[derive(Debug, Clone)]
-pub struct EgressWindow {
-    slots: [u64; EGRESS_SLOTS],
-    head: u64,
-    sum: u64,
-    /// Most bytes sent in any 1-second window so far.
-    pub peak: u64,
-    /// When (µs) that window ended.
-    pub peak_at_us: u64,
-}
-
-const EGRESS_SLOTS: usize = 100;
-const EGRESS_SLOT_US: u64 = 10_000;
-
-impl Default for EgressWindow {
-    fn default() -> Self {
-        Self {
-            slots: [0; EGRESS_SLOTS],
-            head: 0,
-            sum: 0,
-            peak: 0,
-            peak_at_us: 0,
-        }
-    }
-}
-
-impl EgressWindow {
-    /// Records `bytes` sent at `now_us`.
-    pub fn record(&mut self, now_us: u64, bytes: u64) {
-        let slot = now_us / EGRESS_SLOT_US;
-        if slot > self.head {
-            let steps = (slot - self.head).min(EGRESS_SLOTS as u64);
-            for k in 1..=steps {
-                let idx = ((self.head + k) % EGRESS_SLOTS as u64) as usize;
-                self.sum -= self.slots[idx];
-                self.slots[idx] = 0;
-            }
-            self.head = slot;
-        }
-        let idx = (slot % EGRESS_SLOTS as u64) as usize;
-        self.slots[idx] += bytes;
-        self.sum += bytes;
-        if self.sum > self.peak {
-            self.peak = self.sum;
-            self.peak_at_us = now_us;
-        }
-    }
-
-    /// Forgets the peak (e.g. to measure a phase of the run on its own).
-    pub fn reset_peak(&mut self) {
-        self.peak = 0;
-    }
 }
 
 /// Counters of a run.
@@ -725,128 +613,6 @@ impl Sim {
         }
     }
 
-    /// A write on node `node` now; it is tracked until every live node holds it.
-    pub fn write(&mut self, node: usize, key: &str, value: Option<Vec<u8>>) {
-        let now = self.now_of(node);
-        let id = self.nodes[node].id.clone();
-        self.ensure_lease(node);
-        let fingerprint = durable::fingerprint(key, value.as_deref());
-        let Some(e) = self.nodes[node].engine.as_mut() else {
-            return;
-        };
-        // `issued`: the write took a new dot (a delete of an absent key does not).
-        let (r, issued) = match value {
-            Some(v) => (e.set(now, key, v).ok(), true),
-            None => {
-                let d = e.delete(now, key);
-                let issued = matches!(d, Ok(true));
-                (d.ok().and_then(|_| e.store().entry(key).cloned()), issued)
-            }
-        };
-        if let Some(entry) = r {
-            let dot = (id.clone(), entry.vv.get(&id));
-            if issued {
-                self.issued_dot(node, dot.clone(), fingerprint);
-            }
-            let mut have = vec![0u64; self.words];
-            have[node / 64] |= 1 << (node % 64);
-            let missing = self.live_nodes() - 1;
-            self.writes.push(TrackedWrite {
-                node,
-                dot,
-                at_us: self.now_us,
-                done_us: (missing == 0).then_some(self.now_us),
-                have,
-                missing,
-            });
-            self.track_write_dcs(self.now_us);
-            if missing > 0 {
-                self.pending_writes.push(self.writes.len() - 1);
-                self.write_by_dot.insert(
-                    self.writes[self.writes.len() - 1].dot.clone(),
-                    self.writes.len() - 1,
-                );
-            }
-        }
-        self.drain(node);
-    }
-
-    /// Marks which live nodes hold each pending write; completes writes every live node
-    /// holds. Catches what events do not show (e.g. a context join after a sync).
-    fn sweep_writes(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.mark_node(i);
-        }
-    }
-
-    /// Marks the writes with these dots as held by node `i`.
-    fn mark_dots(&mut self, i: usize, dots: &[(NodeId, u64)]) {
-        let now = self.now_us;
-        let mut done = false;
-        for d in dots {
-            let Some(&w) = self.write_by_dot.get(d) else {
-                continue;
-            };
-            let tw = &mut self.writes[w];
-            if tw.done_us.is_none() && !tw.has(i) {
-                tw.have[i / 64] |= 1 << (i % 64);
-                topology::note_arrival(&mut self.dc_arrive, self.topo.as_ref(), w, i, now);
-                tw.missing -= 1;
-                if tw.missing == 0 {
-                    tw.done_us = Some(now);
-                    done = true;
-                }
-            }
-        }
-        if done {
-            let writes = &self.writes;
-            self.pending_writes.retain(|&w| writes[w].missing > 0);
-        }
-    }
-
-    /// Marks the pending writes live node `i` now holds (called after it changed).
-    fn mark_node(&mut self, i: usize) {
-        let Some(e) = self.nodes[i].engine.as_ref() else {
-            return;
-        };
-        let ctx = e.store().context();
-        let now = self.now_us;
-        let writes = &mut self.writes;
-        let (arrive, topo) = (&mut self.dc_arrive, self.topo.as_ref());
-        self.pending_writes.retain(|&w| {
-            let tw = &mut writes[w];
-            if !tw.has(i) && ctx.contains(&tw.dot.0, tw.dot.1) {
-                tw.have[i / 64] |= 1 << (i % 64);
-                topology::note_arrival(arrive, topo, w, i, now);
-                tw.missing -= 1;
-                if tw.missing == 0 {
-                    tw.done_us = Some(now);
-                }
-            }
-            tw.missing > 0
-        });
-    }
-
-    /// Writes (of all ever made) that some live node does not hold now. Exact, and
-    /// O(writes · nodes): for end-of-run checks.
-    pub fn writes_missing_now(&self) -> usize {
-        self.writes
-            .iter()
-            .filter(|w| {
-                self.nodes.iter().any(|n| {
-                    n.engine
-                        .as_ref()
-                        .is_some_and(|e| !e.store().context().contains(&w.dot.0, w.dot.1))
-                })
-            })
-            .count()
-    }
-
-    /// Writes not yet held by every live node.
-    pub fn pending_writes(&self) -> usize {
-        self.pending_writes.len()
-    }
-
     fn drain(&mut self, i: usize) {
         let mut outs = Vec::new();
         let mut changed = false;
@@ -949,71 +715,6 @@ impl Sim {
     /// Crash detections recorded so far.
     pub fn detections(&self) -> &[Detection] {
         &self.detections
-    }
-
-    fn transit_us(&mut self, from: usize, bytes: usize) -> u64 {
-        let net = &self.cfg.net;
-        let jitter = if net.jitter_us > 0 {
-            self.rng.random_range(0..=net.jitter_us)
-        } else {
-            0
-        };
-        let mut depart = self.now_us;
-        if let Some(tx) = (bytes as u64 * 1_000_000).checked_div(net.bandwidth_bps) {
-            // Serialisation on the sender's link: packets queue behind each other.
-            let n = &mut self.nodes[from];
-            let start = n.egress_free_us.max(self.now_us);
-            n.egress_free_us = start + tx;
-            depart = start + tx;
-        }
-        depart + self.cfg.net.latency_us + jitter + self.nodes[from].slow_us
-    }
-
-    fn send_datagram(&mut self, from: usize, to: usize, dg: Datagram) {
-        let bytes = encoded_len(&dg) + 1;
-        let now = self.now_us;
-        let t = &mut self.nodes[from].traffic;
-        t.datagrams += 1;
-        t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
-        t.egress.record(now, (bytes + DATAGRAM_OVERHEAD) as u64);
-        self.count_wan(from, to, (bytes + DATAGRAM_OVERHEAD) as u64, false);
-        if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
-            self.stats.cut += 1;
-            return;
-        }
-        if self.cfg.net.loss > 0.0 && self.rng.random_bool(self.cfg.net.loss.min(1.0)) {
-            self.stats.lost += 1;
-            return;
-        }
-        if self.link_lost(from, to) {
-            self.stats.lost += 1;
-            return;
-        }
-        let at =
-            self.transit_us(from, bytes) + self.nodes[to].slow_us + self.link_delay_us(from, to);
-        let epoch = self.nodes[to].epoch;
-        if self.cfg.net.duplicate > 0.0 && self.rng.random_bool(self.cfg.net.duplicate.min(1.0)) {
-            self.stats.duplicated += 1;
-            let again = at + self.rng.random_range(0..=self.cfg.net.jitter_us.max(1));
-            self.schedule(
-                again,
-                Ev::Datagram {
-                    from,
-                    to,
-                    epoch,
-                    dg: dg.clone(),
-                },
-            );
-        }
-        self.schedule(
-            at,
-            Ev::Datagram {
-                from,
-                to,
-                epoch,
-                dg,
-            },
-        );
     }
 
     /// True when every live node holds the same entries (tombstones included).

@@ -1,0 +1,327 @@
+//! Peers: one QUIC connection per member (dialed on demand, deduplicated when both
+//! sides dial at once), what goes out on it (datagrams, or a bounded uni stream when a
+//! message is too large) and the loops that read what comes in.
+
+use super::*;
+
+/// Counts a sync stream a peer has open with us; the count drops with the guard.
+struct StreamSlot(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl StreamSlot {
+    /// A slot of `count`, if fewer than `limit` are taken.
+    fn take(count: &Arc<std::sync::atomic::AtomicU32>, limit: u32) -> Option<Self> {
+        if count.fetch_add(1, Ordering::Relaxed) >= limit {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(count.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Node {
+    pub(super) fn send_datagram(&self, to: NodeId, addr: String, d: &Datagram) {
+        let bytes = wire::encode_datagram(d);
+        let conn = self
+            .inner
+            .conns
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&to).cloned());
+        match conn {
+            Some(conn) if conn.close_reason().is_none() => self.send_on(&conn, bytes, d),
+            _ => {
+                if let Ok(mut p) = self.inner.pending.lock() {
+                    let q = p.entry(to.clone()).or_default();
+                    if q.len() < MAX_PENDING_PER_PEER {
+                        q.push(bytes);
+                    } else {
+                        inc(&self.inner.stats.datagrams_dropped, 1);
+                    }
+                }
+                self.ensure_dial(to, addr);
+            }
+        }
+    }
+
+    /// Runs a reliable (uni stream) send with a deadline, at most
+    /// [`MAX_RELIABLE_IN_FLIGHT`] at once: beyond that, or past the deadline, the message
+    /// is dropped and counted (anti-entropy repairs what it carried), so a slow or silent
+    /// peer cannot pile up tasks.
+    pub(super) fn spawn_reliable<T>(
+        &self,
+        send: impl std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
+    ) {
+        let Ok(permit) = self.inner.reliable_slots.clone().try_acquire_owned() else {
+            inc(&self.inner.stats.reliable_dropped, 1);
+            return;
+        };
+        let node = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(RELIABLE_TIMEOUT, send).await {
+                Ok(Ok(_)) => inc(&node.inner.stats.reliable_sent, 1),
+                _ => inc(&node.inner.stats.reliable_dropped, 1),
+            }
+        });
+    }
+
+    pub(super) fn send_on(&self, conn: &Connection, bytes: Vec<u8>, d: &Datagram) {
+        let max = conn.max_datagram_size().unwrap_or(0);
+        if bytes.len() > max {
+            // Larger than this path allows: use a stream instead of dropping it.
+            let (conn, d) = (conn.clone(), d.clone());
+            self.spawn_reliable(async move { transport::send_reliable(&conn, &d).await });
+            return;
+        }
+        let n = bytes.len() as u64;
+        match conn.send_datagram(bytes.into()) {
+            Ok(()) => {
+                inc(&self.inner.stats.datagrams_sent, 1);
+                inc(&self.inner.stats.datagram_bytes_sent, n);
+            }
+            Err(_) => inc(&self.inner.stats.datagrams_dropped, 1),
+        }
+    }
+
+    pub(super) fn ensure_dial(&self, to: NodeId, addr: String) {
+        {
+            let Ok(mut d) = self.inner.dialing.lock() else {
+                return;
+            };
+            if !d.insert(to.clone()) {
+                return;
+            }
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let r = node.inner.transport.connect(&addr, Some(&to)).await;
+            if let Ok(mut d) = node.inner.dialing.lock() {
+                d.remove(&to);
+            }
+            match r {
+                Ok((id, conn)) => {
+                    let _ = node.register(id, conn);
+                }
+                Err(e) => {
+                    inc(&node.inner.stats.dial_failures, 1);
+                    tracing::debug!(peer = %to, %addr, error = %e, "dial failed");
+                    if let Ok(mut p) = node.inner.pending.lock() {
+                        if let Some(q) = p.remove(&to) {
+                            inc(&node.inner.stats.datagrams_dropped, q.len() as u64);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// An open connection to `id`, dialing `addr` if there is none.
+    pub(super) async fn connection(
+        &self,
+        id: &NodeId,
+        addr: &str,
+    ) -> Result<Connection, TransportError> {
+        if let Some(c) = self
+            .inner
+            .conns
+            .lock()
+            .ok()
+            .and_then(|c| c.get(id).cloned())
+        {
+            if c.close_reason().is_none() {
+                return Ok(c);
+            }
+        }
+        let (got, conn) = self
+            .inner
+            .transport
+            .connect(addr, Some(id))
+            .await
+            .inspect_err(|_| {
+                inc(&self.inner.stats.dial_failures, 1);
+            })?;
+        Ok(self.register(got, conn))
+    }
+
+    /// Adopts an authenticated connection: flushes pending datagrams and starts readers.
+    /// Returns the connection to use for this peer from now on.
+    pub(super) fn register(&self, id: NodeId, conn: Connection) -> Connection {
+        // Two nodes that dial each other at once end up with two connections. Both
+        // sides keep the one dialed by the smaller node id and close the other, so
+        // connections do not pile up (and run into the per-peer limit).
+        let me = &self.inner.cfg.node_id;
+        let dialer_of = |c: &Connection| {
+            if c.side().is_client() {
+                me.clone()
+            } else {
+                id.clone()
+            }
+        };
+        let preferred = std::cmp::min(me, &id).clone();
+        let mut surplus = None;
+        if let Ok(mut c) = self.inner.conns.lock() {
+            match c.get(&id) {
+                Some(old)
+                    if old.stable_id() != conn.stable_id() && old.close_reason().is_none() =>
+                {
+                    if dialer_of(&conn) == preferred || dialer_of(old) != preferred {
+                        surplus = c.insert(id.clone(), conn.clone());
+                    } else {
+                        surplus = Some(conn.clone());
+                    }
+                }
+                _ => {
+                    c.insert(id.clone(), conn.clone());
+                }
+            }
+        }
+        if let Some(extra) = surplus {
+            if dialer_of(&extra) != preferred {
+                extra.close(transport::CLOSE_SHUTDOWN, b"duplicate connection");
+            }
+        }
+        // Pending datagrams go out on whichever connection is pooled now.
+        let conn_for_pending = self
+            .inner
+            .conns
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&id).cloned())
+            .unwrap_or_else(|| conn.clone());
+        let pending = self
+            .inner
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&id));
+        for bytes in pending.unwrap_or_default() {
+            let n = bytes.len() as u64;
+            if conn_for_pending.send_datagram(bytes.into()).is_ok() {
+                inc(&self.inner.stats.datagrams_sent, 1);
+                inc(&self.inner.stats.datagram_bytes_sent, n);
+            } else {
+                inc(&self.inner.stats.datagrams_dropped, 1);
+            }
+        }
+        tokio::spawn(self.clone().read_datagrams(id.clone(), conn.clone()));
+        tokio::spawn(self.clone().read_uni(id.clone(), conn.clone()));
+        tokio::spawn(self.clone().read_bi(id, conn));
+        conn_for_pending
+    }
+
+    pub(super) async fn accept_loop(self) {
+        let mut stop = self.inner.shutdown.subscribe();
+        loop {
+            let next = tokio::select! {
+                c = self.inner.transport.accept() => c,
+                _ = stop.changed() => None,
+            };
+            match next {
+                Some((id, conn)) => {
+                    if id == self.inner.cfg.node_id {
+                        // Our own seed address: nothing to do with ourselves.
+                        continue;
+                    }
+                    let _ = self.register(id, conn);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Closes and forgets the pooled connection to `id`, if any.
+    pub(super) fn drop_connection(&self, id: &NodeId) {
+        let conn = self.inner.conns.lock().ok().and_then(|mut c| c.remove(id));
+        if let Some(conn) = conn {
+            conn.close(transport::CLOSE_SHUTDOWN, b"member not alive");
+        }
+    }
+
+    pub(super) fn forget(&self, id: &NodeId, conn: &Connection) {
+        if let Ok(mut c) = self.inner.conns.lock() {
+            if c.get(id).is_some_and(|x| x.stable_id() == conn.stable_id()) {
+                c.remove(id);
+            }
+        }
+    }
+
+    pub(super) async fn read_datagrams(self, from: NodeId, conn: Connection) {
+        loop {
+            let bytes = match conn.read_datagram().await {
+                Ok(b) => b,
+                Err(_) => break,
+            };
+            inc(&self.inner.stats.datagrams_received, 1);
+            inc(
+                &self.inner.stats.datagram_bytes_received,
+                bytes.len() as u64,
+            );
+            match wire::decode_datagram(&bytes) {
+                Ok(d) => self.handle_datagram(&from, d),
+                Err(e) => {
+                    inc(&self.inner.stats.datagrams_malformed, 1);
+                    tracing::debug!(peer = %from, error = %e, "dropped malformed datagram");
+                }
+            }
+        }
+        self.forget(&from, &conn);
+    }
+
+    pub(super) fn handle_datagram(&self, from: &NodeId, d: Datagram) {
+        let now = self.inner.now();
+        self.inner.engine().handle_datagram(now, from, d);
+        self.inner.wake.notify_one();
+    }
+
+    pub(super) async fn read_uni(self, from: NodeId, conn: Connection) {
+        while let Ok(recv) = conn.accept_uni().await {
+            let node = self.clone();
+            let from = from.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(SYNC_TIMEOUT, transport::read_reliable(recv)).await {
+                    Ok(Ok(d)) => node.handle_datagram(&from, d),
+                    _ => inc(&node.inner.stats.frames_malformed, 1),
+                }
+            });
+        }
+    }
+
+    pub(super) async fn read_bi(self, from: NodeId, conn: Connection) {
+        // One connection per peer: this counts the sync streams the peer has open.
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let limit = self.inner.engine().config().inbound_syncs_per_peer.max(1);
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let slots = [
+                StreamSlot::take(&open, limit),
+                StreamSlot::take(&self.inner.inbound_syncs, MAX_INBOUND_SYNCS as u32),
+            ];
+            let [Some(slot), Some(global)] = slots else {
+                inc(&self.inner.stats.syncs_refused, 1);
+                let _ = send.reset(quinn::VarInt::from_u32(1));
+                let _ = recv.stop(quinn::VarInt::from_u32(1));
+                continue;
+            };
+            let node = self.clone();
+            let from = from.clone();
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let _slots = (slot, global);
+                let mut t = [0u8; 1];
+                let ok = recv.read_exact(&mut t).await.is_ok() && t[0] == wire::STREAM_SYNC;
+                if !ok {
+                    inc(&node.inner.stats.frames_malformed, 1);
+                    return;
+                }
+                if let Err(e) = node.sync_respond(&from, &conn, send, recv).await {
+                    tracing::debug!(peer = %from, error = %e, "anti-entropy (responder) failed");
+                }
+            });
+        }
+    }
+}
