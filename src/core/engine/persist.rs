@@ -19,18 +19,6 @@ pub struct Changes {
     pub incarnation: Option<u64>,
 }
 
-impl Changes {
-    /// True when nothing but bookkeeping changed.
-    pub fn is_empty(&self) -> bool {
-        !self.store.cleared
-            && self.store.upserts.is_empty()
-            && self.store.removed.is_empty()
-            && self.store.ctx.is_none()
-            && self.store.lease_end.is_none()
-            && self.incarnation.is_none()
-    }
-}
-
 impl Engine {
     /// Switches incremental persistence on (a node with a data directory), with a dot
     /// lease of `lease_block` counters. The first [`Engine::take_changes`] then carries

@@ -243,18 +243,13 @@ impl Store {
                 });
             }
         }
-        if let Some(l) = &mut self.lease {
-            if self.counter >= l.durable_end {
-                // Never issue a dot the persisted lease does not cover: after a crash
-                // the counter restarts at the persisted lease end.
-                if l.maybe_extend(self.counter) {
-                    self.tracker.seq += 1;
-                }
-                return Err(StateError::LeaseExhausted {
-                    counter: self.counter,
-                    lease_end: l.durable_end,
-                });
-            }
+        if !self.lease_ready() {
+            // Never issue a dot the persisted lease does not cover: after a crash the
+            // counter restarts at the persisted lease end.
+            return Err(StateError::LeaseExhausted {
+                counter: self.counter,
+                lease_end: self.lease.map_or(0, |l| l.durable_end),
+            });
         }
         let mut vv = self
             .entries
@@ -275,11 +270,7 @@ impl Store {
             });
         }
         self.counter = counter;
-        if let Some(l) = &mut self.lease {
-            if l.maybe_extend(self.counter) {
-                self.tracker.seq += 1;
-            }
-        }
+        self.extend_lease_early();
         let e = Entry {
             key: key.to_string(),
             value,
@@ -584,15 +575,20 @@ impl Store {
     /// True when the next local write has a durable dot (or no lease is in force);
     /// otherwise asks for a lease extension and returns false.
     pub fn lease_ready(&mut self) -> bool {
-        let counter = self.counter;
-        match &mut self.lease {
-            Some(l) if counter >= l.durable_end => {
-                if l.maybe_extend(counter) {
-                    self.tracker.seq += 1;
-                }
-                false
+        let exhausted = self.lease.is_some_and(|l| self.counter >= l.durable_end);
+        if exhausted {
+            self.extend_lease_early();
+        }
+        !exhausted
+    }
+
+    /// Asks for a lease extension once half the block is used, so that it is durable
+    /// before it is needed; a request is a change for the next drain to carry.
+    fn extend_lease_early(&mut self) {
+        if let Some(l) = &mut self.lease {
+            if l.maybe_extend(self.counter) {
+                self.tracker.seq += 1;
             }
-            _ => true,
         }
     }
 
