@@ -205,6 +205,7 @@ fn bench_cbor(c: &mut Criterion) {
         kind: SyncKind::Periodic,
         ctx: store.context().clone(),
         gc_horizon_ms: 0,
+        stable: Default::default(),
         members_digest: 42,
     };
     let obytes = wire::encode_frame(&open);

@@ -143,6 +143,7 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         kind: SyncKind::Join,
         ctx: CausalContext::new(),
         gc_horizon_ms: 0,
+        stable: Default::default(),
         members_digest: 0,
     };
     for f in [open, SyncFrame::End] {

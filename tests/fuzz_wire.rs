@@ -316,16 +316,18 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             prop_oneof![Just(SyncKind::Join), Just(SyncKind::Periodic)],
             context(),
             any::<u64>(),
+            context(),
             any::<u64>()
         )
-            .prop_map(
-                |(kind, ctx, gc_horizon_ms, members_digest)| SyncFrame::Open {
+            .prop_map(|(kind, ctx, gc_horizon_ms, stable, members_digest)| {
+                SyncFrame::Open {
                     kind,
                     ctx,
                     gc_horizon_ms,
+                    stable,
                     members_digest,
                 }
-            ),
+            }),
         proptest::collection::vec(member(), 0..4).prop_map(SyncFrame::Members),
         proptest::collection::vec(entry(), 0..4).prop_map(SyncFrame::Entries),
         Just(SyncFrame::End),

@@ -30,6 +30,7 @@ async fn lying_exchange(
         kind: SyncKind::Periodic,
         ctx,
         gc_horizon_ms: 0,
+        stable: Default::default(),
         members_digest: 0,
     };
     for f in [open, SyncFrame::End] {

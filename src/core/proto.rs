@@ -183,14 +183,20 @@ pub enum SyncKind {
 /// everything the other sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncFrame {
-    /// Opening: the sender's causal context and tombstone horizon.
+    /// Opening: the sender's causal context and fence.
     Open {
         /// Why.
         kind: SyncKind,
         /// Everything the sender has seen.
         ctx: CausalContext,
-        /// Tombstones older than this (wall ms) may have been collected by the sender.
+        /// Unused since tombstones are collected at causal stability; still sent (as 0)
+        /// so that nodes of the previous release decode our `Open` during an upgrade.
+        #[serde(default)]
         gc_horizon_ms: u64,
+        /// Dots every member had seen when the sender collected tombstones over them
+        /// (`core::state::Fence`): a receiver whose context does not cover them rebases.
+        #[serde(default)]
+        stable: CausalContext,
         /// Digest of the sender's member table: lists are exchanged only if they differ.
         members_digest: u64,
     },

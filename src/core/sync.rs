@@ -93,8 +93,9 @@ pub struct Exchange {
     /// The peer's context and member digest, from its `Open`.
     peer_ctx: Option<CausalContext>,
     peer_digest: u64,
-    /// Our state was rebuilt on the peer's `Open` (see [`Engine::sync_on_open`]).
-    reset: bool,
+    /// The store's rebase count when our view of the exchange was fixed (at our `Open`
+    /// for an initiator, after handling the peer's for a responder).
+    generation: u64,
     /// The peer's first `Members` frame was checked against its identity.
     identity_checked: bool,
     /// Entries of the peer's we refused: their dots must not enter our context, so the
@@ -110,7 +111,8 @@ impl Exchange {
     pub fn initiate(engine: &mut Engine, peer: NodeId, kind: SyncKind) -> (Self, Vec<SyncFrame>) {
         engine.sync_started();
         let open = engine.sync_open_frame(kind);
-        let ex = Self::new(peer, Role::Initiator, Some(kind));
+        let mut ex = Self::new(peer, Role::Initiator, Some(kind));
+        ex.generation = engine.sync_generation();
         (ex, vec![open, SyncFrame::End])
     }
 
@@ -126,7 +128,7 @@ impl Exchange {
             kind,
             peer_ctx: None,
             peer_digest: 0,
-            reset: false,
+            generation: 0,
             identity_checked: false,
             refused: 0,
             turns_read: 0,
@@ -172,8 +174,9 @@ impl Exchange {
             SyncFrame::Open {
                 kind,
                 ctx,
-                gc_horizon_ms,
+                stable,
                 members_digest,
+                ..
             } => {
                 if self.peer_ctx.is_some() {
                     return Err(SyncError::SecondOpen {
@@ -184,7 +187,11 @@ impl Exchange {
                     self.kind = Some(kind);
                     engine.sync_accepted();
                 }
-                self.reset = engine.sync_on_open(now, &ctx, gc_horizon_ms);
+                engine.sync_on_open(now, &self.peer, &ctx, &stable);
+                if self.role == Role::Responder {
+                    // Our Open is built after this, so a rebase shows in it.
+                    self.generation = engine.sync_generation();
+                }
                 self.peer_ctx = Some(ctx);
                 self.peer_digest = members_digest;
                 Ok(Step::Read)
@@ -224,7 +231,7 @@ impl Exchange {
     fn end_of_peer_turn(&mut self, engine: &mut Engine, now: Now) -> Step {
         match (self.role, self.turns_read) {
             (Role::Responder, 1) => {
-                // Our Open is built after the peer's was handled, so a reset shows in it.
+                // Our Open is built after the peer's was handled, so a rebase shows in it.
                 let mut turn = vec![engine.sync_open_frame(self.kind())];
                 turn.extend(self.reply(engine));
                 turn.push(SyncFrame::End);
@@ -265,7 +272,7 @@ impl Exchange {
     fn finish(&mut self, engine: &mut Engine, now: Now) {
         self.done = true;
         let join = self.peer_ctx.as_ref().filter(|_| self.refused == 0);
-        engine.sync_finish(now, &self.peer, join, self.reset);
+        engine.sync_finish(now, &self.peer, join, self.generation);
     }
 
     /// Abandons the exchange (transport error, timeout, or a refused frame).
@@ -499,6 +506,136 @@ mod tests {
             );
         }
         assert_eq!(a.stats().sync_joins_skipped, 1);
+    }
+
+    /// Short grace and reap timeout, so that a test can outlast both.
+    fn short_gc() -> Config {
+        Config {
+            tombstone_grace_ms: 5_000,
+            reap_timeout_ms: 10_000,
+            ..Config::default()
+        }
+    }
+
+    /// Runs `e`'s timers alone (nothing it sends arrives) from `from` to `to` ms: its
+    /// peers go suspect, dead, then are reaped; tombstone collection runs.
+    fn alone(e: &mut Engine, from: u64, to: u64) {
+        let mut t = from;
+        while t <= to {
+            e.handle_timeout(at(t));
+            while e.poll_output().is_some() {}
+            t += 100;
+        }
+    }
+
+    /// Three members that know each other, every one holding `k0`..`k3` written by `a`.
+    fn three_with_keys() -> (Engine, Engine, Engine) {
+        let (mut a, mut b, mut c) = (
+            engine("a", short_gc()),
+            engine("b", short_gc()),
+            engine("c", short_gc()),
+        );
+        for k in ["k0", "k1", "k2", "k3"] {
+            a.set(at(1), k, b"v".to_vec()).unwrap();
+        }
+        exchange(&mut b, &mut a, at(2));
+        exchange(&mut c, &mut a, at(3));
+        exchange(&mut b, &mut c, at(4));
+        for e in [&a, &b, &c] {
+            assert_eq!(e.members().len(), 2, "{} knows both others", e.id());
+            assert_eq!(e.store().live_len(), 4);
+        }
+        (a, b, c)
+    }
+
+    fn live(e: &Engine) -> Vec<(String, Option<Vec<u8>>)> {
+        e.store()
+            .iter()
+            .filter(|x| !x.is_tombstone())
+            .map(|x| (x.key.clone(), x.value.clone()))
+            .collect()
+    }
+
+    /// #16, finding 1: a node back from an absence longer than the collection horizon
+    /// was wiped on every later exchange (the resetting exchange never marked it
+    /// synced, and its own writes kept it from ever being empty), so what it learned
+    /// kept vanishing. Now `b`, reaped by `a` while away, rebases once: the deleted key
+    /// is gone, its own write made while away survives and reaches `a`, and what it
+    /// learns afterwards stays.
+    #[test]
+    fn a_node_back_from_beyond_the_grace_rebases_once_and_then_keeps_what_it_learns() {
+        let (mut a, mut b, _c) = three_with_keys();
+        a.delete(at(10), "k0").unwrap();
+        alone(&mut a, 10, 200_000);
+        assert!(a.members().get(b.id()).is_none(), "a reaped b");
+        assert!(a.store().entry("k0").is_none(), "a collected the delete");
+        b.set(at(200_100), "mine", b"m".to_vec()).unwrap();
+        a.set(at(200_100), "later", b"l".to_vec()).unwrap();
+        for i in 0..4 {
+            let now = at(200_200 + i * 100);
+            if i % 2 == 0 {
+                exchange(&mut b, &mut a, now);
+            } else {
+                exchange(&mut a, &mut b, now);
+            }
+            if i >= 1 {
+                assert!(
+                    b.store().get("later").is_some(),
+                    "b lost what it learned (exchange {i})"
+                );
+            }
+        }
+        assert_eq!(b.stats().rebases, 1);
+        assert!(
+            b.store().get("k0").is_none(),
+            "the deleted key stays deleted"
+        );
+        assert_eq!(a.store().get("mine"), Some(&b"m"[..]));
+        assert_eq!(live(&a), live(&b));
+    }
+
+    /// #16, finding 2: a reset in one exchange wiped entries, and another exchange,
+    /// opened before it, then joined its peer's context: the wiped entries counted as
+    /// seen and were never sent again (the node ended without keys its peers held).
+    /// Now an exchange joins only if no rebase happened since it began.
+    #[test]
+    fn an_exchange_that_began_before_a_rebase_does_not_join() {
+        let (mut a, mut b, mut c) = three_with_keys();
+        a.delete(at(10), "k0").unwrap();
+        exchange(&mut c, &mut a, at(11));
+        alone(&mut a, 11, 200_000);
+        assert!(a.store().entry("k0").is_none(), "a collected the delete");
+        // b opens an exchange with c ...
+        let now = at(200_100);
+        let (mut with_c, turn) = Exchange::initiate(&mut b, c.id().clone(), SyncKind::Periodic);
+        let mut at_c = Exchange::accept(b.id().clone());
+        let mut reply = Vec::new();
+        for f in turn {
+            if let Step::Send(t) = at_c.on_frame(&mut c, now, f).unwrap() {
+                reply = t;
+            }
+        }
+        // ... meanwhile rebases against a ...
+        exchange(&mut b, &mut a, now);
+        assert_eq!(b.stats().rebases, 1);
+        // ... and only then hears c's answer.
+        let mut last = Vec::new();
+        for f in reply {
+            if let Step::Send(t) = with_c.on_frame(&mut b, now, f).unwrap() {
+                last = t;
+            }
+        }
+        for f in last {
+            at_c.on_frame(&mut c, now, f).unwrap();
+        }
+        assert!(with_c.is_done() && at_c.is_done());
+        exchange(&mut b, &mut c, at(200_200));
+        exchange(&mut b, &mut a, at(200_300));
+        for k in ["k1", "k2", "k3"] {
+            assert!(b.store().get(k).is_some(), "b lost {k} for good");
+        }
+        assert!(b.store().get("k0").is_none());
+        assert_eq!(live(&a), live(&b));
     }
 
     /// #16, finding 4: an entry stamped a year ahead dragged our clock a year forward.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::engine::{Changes, Persisted};
-use crate::core::state::{CausalContext, Entry, Hlc, Snapshot};
+use crate::core::state::{CausalContext, Entry, Fence, Hlc, Snapshot};
 use crate::core::NodeId;
 
 /// How simulated nodes persist their state.
@@ -47,8 +47,7 @@ pub(crate) struct DurableImage {
     lease_end: u64,
     incarnation: u64,
     hlc: Hlc,
-    gc_horizon_ms: u64,
-    last_sync_ms: u64,
+    fence: Fence,
 }
 
 impl DurableImage {
@@ -61,17 +60,13 @@ impl DurableImage {
             lease_end: 0,
             incarnation: 0,
             hlc: Hlc::default(),
-            gc_horizon_ms: 0,
-            last_sync_ms: 0,
+            fence: Fence::default(),
         }
     }
 
     /// One commit: the same effect `DurableStore::commit` has on disk.
     pub(crate) fn apply(&mut self, c: &Changes) {
         let s = &c.store;
-        if s.cleared {
-            self.entries.clear();
-        }
         for k in &s.removed {
             self.entries.remove(k);
         }
@@ -88,8 +83,9 @@ impl DurableImage {
             self.incarnation = inc;
         }
         self.hlc = s.hlc;
-        self.gc_horizon_ms = s.gc_horizon_ms;
-        self.last_sync_ms = s.last_sync_ms;
+        if let Some(fence) = &s.fence {
+            self.fence = fence.clone();
+        }
     }
 
     /// What a restart loads (`None` for a directory nothing was committed to).
@@ -103,8 +99,7 @@ impl DurableImage {
                 counter: self.lease_end,
                 clock: self.hlc,
                 ctx: self.ctx.clone(),
-                gc_horizon_ms: self.gc_horizon_ms,
-                last_sync_ms: self.last_sync_ms,
+                fence: self.fence.clone(),
                 entries: self.entries.values().cloned().collect(),
             },
             incarnation: self.incarnation,

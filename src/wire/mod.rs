@@ -186,19 +186,24 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             kind,
             mut ctx,
             gc_horizon_ms,
+            mut stable,
             members_digest,
         } => {
-            if ctx.0.len() > MAX_CONTEXT_WRITERS || ctx.range_count() > MAX_CONTEXT_RANGES {
-                return Err(WireError::Limit("causal context too large".into()));
-            }
-            // Decoded ranges come from an untrusted peer: normalise them in place.
-            for r in ctx.0.values_mut() {
-                *r = crate::core::state::RangeSet::from_ranges(std::mem::take(r).into_ranges());
+            for (what, c) in [("causal context", &mut ctx), ("fence", &mut stable)] {
+                if c.0.len() > MAX_CONTEXT_WRITERS || c.range_count() > MAX_CONTEXT_RANGES {
+                    return Err(WireError::Limit(format!("{what} too large")));
+                }
+                // Decoded ranges come from an untrusted peer: normalise them in place.
+                for r in c.0.values_mut() {
+                    *r = crate::core::state::RangeSet::from_ranges(std::mem::take(r).into_ranges());
+                }
+                c.0.retain(|_, r| !r.is_empty());
             }
             Ok(SyncFrame::Open {
                 kind,
                 ctx,
                 gc_horizon_ms,
+                stable,
                 members_digest,
             })
         }

@@ -57,7 +57,8 @@ fn datagram_and_frames_round_trip() {
         SyncFrame::Open {
             kind: SyncKind::Join,
             ctx,
-            gc_horizon_ms: 5,
+            gc_horizon_ms: 0,
+            stable: CausalContext::new(),
             members_digest: 1,
         },
         SyncFrame::Members(vec![member()]),
@@ -147,6 +148,7 @@ fn hostile_ranges_are_normalised() {
         kind: SyncKind::Periodic,
         ctx,
         gc_horizon_ms: 0,
+        stable: Default::default(),
         members_digest: 0,
     });
     // Patch the encoded ranges to be reversed/overlapping by re-encoding raw CBOR.

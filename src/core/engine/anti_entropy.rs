@@ -17,33 +17,42 @@ impl Engine {
         self.stats.syncs_accepted += 1;
     }
 
-    /// Our `Open` frame: causal context, tombstone horizon and member digest. A responder
-    /// builds it after [`Engine::sync_on_open`], so that a resynchronisation shows.
+    /// Our `Open` frame: causal context, fence and member digest. A responder builds it
+    /// after [`Engine::sync_on_open`], so that a rebase shows.
     pub(crate) fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
         SyncFrame::Open {
             kind,
             ctx: self.store.context().clone(),
-            gc_horizon_ms: self.store.gc_horizon_ms(),
+            gc_horizon_ms: 0,
+            stable: self.store.fence().stable.clone(),
             members_digest: self.members.digest(),
         }
     }
 
-    /// Handles the peer's `Open`. If the peer may have collected deletes we never saw,
-    /// our state is rebuilt from scratch; returns true then (the exchange will not join
-    /// contexts).
+    /// Handles `peer`'s `Open`: records what it has seen (for causal stability) and, if
+    /// it collected deletes we may never have seen, rebases against it
+    /// ([`crate::core::state::Store::rebase`]).
     pub(crate) fn sync_on_open(
         &mut self,
         now: Now,
+        peer: &NodeId,
         ctx: &CausalContext,
-        gc_horizon_ms: u64,
-    ) -> bool {
-        let reset = self.store.needs_resync(gc_horizon_ms);
-        if reset {
-            self.store.reset_for_resync();
-            self.stats.resyncs += 1;
+        stable: &CausalContext,
+    ) {
+        self.stability
+            .record(peer, ctx, self.store.tombstone_writers());
+        if self.store.is_behind(stable) {
+            self.store
+                .rebase(stable, now.wall_ms, self.cfg.tombstone_grace_ms);
+            self.stats.rebases += 1;
         }
         self.store.observe_peer_context(ctx, now.wall_ms);
-        reset
+    }
+
+    /// The store's rebase count: an exchange remembers it when it starts, and joins its
+    /// peer's context only if no rebase happened meanwhile.
+    pub(crate) fn sync_generation(&self) -> u64 {
+        self.store.generation()
     }
 
     /// What we send in our turn after the peer's `Open`: our member list if `members`,
@@ -109,24 +118,25 @@ impl Engine {
 
     /// Completes an exchange with `peer` after everything it sent was applied: joins its
     /// context (`join`: `None` when the exchange must not, because it refused one of the
-    /// peer's entries, whose dots must not count as seen), unless our state was rebuilt
-    /// mid-exchange (`reset`).
+    /// peer's entries, whose dots must not count as seen), unless we rebased since it
+    /// began (`generation` is the rebase count then): the peer chose what to send from
+    /// what we held before, so its context would cover entries we dropped.
     pub(crate) fn sync_finish(
         &mut self,
         now: Now,
         peer: &NodeId,
         join: Option<&CausalContext>,
-        reset: bool,
+        generation: u64,
     ) {
-        if reset {
-            // Our state was rebuilt mid-exchange: run another one soon to finish.
-            self.next_sync_us = now.mono_us;
+        if generation != self.store.generation() {
+            // Another exchange soon brings back what the rebase dropped.
+            self.next_sync_us = self.next_sync_us.min(now.mono_us);
+            self.stats.sync_joins_skipped += 1;
         } else {
             match join {
                 Some(ctx) => self.store.join_context(ctx),
                 None => self.stats.sync_joins_skipped += 1,
             }
-            self.store.mark_synced(now.wall_ms);
         }
         self.members.synced_with(peer, now.mono_us);
         self.stats.syncs_completed += 1;

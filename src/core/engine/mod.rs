@@ -1,6 +1,6 @@
 //! The node state machine: inputs are `(now, event)`, outputs are [`Output`]s.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +21,7 @@ mod egress;
 mod io;
 mod locality;
 mod persist;
+mod stability;
 mod stats;
 mod swim;
 mod tree;
@@ -80,6 +81,8 @@ pub struct Engine {
     lazy: tree::Lazy,
     /// How far ahead of our clock each writer's stamps arrive.
     clock_ahead: ClockSkew,
+    /// What each member had seen at its latest exchange with us.
+    stability: stability::Stability,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
 }
@@ -153,6 +156,7 @@ impl Engine {
             deferred: VecDeque::new(),
             lazy: tree::Lazy::default(),
             clock_ahead: ClockSkew::default(),
+            stability: stability::Stability::default(),
             persisted_inc: None,
             cfg,
         }
@@ -306,8 +310,7 @@ impl Engine {
         }
         if t >= self.next_gc_us {
             self.next_gc_us = t + GC_PERIOD_US;
-            self.store
-                .collect_tombstones(now.wall_ms, self.cfg.tombstone_grace_ms);
+            self.collect_tombstones(now);
             let members = &self.members;
             self.limiter.prune(t, |id| {
                 members
@@ -424,6 +427,25 @@ impl Engine {
                 continue;
             }
             self.emit(p, addr, items, false);
+        }
+    }
+
+    /// Collects the tombstones past the grace that every member in the table has seen
+    /// (see `stability`); waits while a member has not shown us its context yet.
+    fn collect_tombstones(&mut self, now: Now) {
+        let members = &self.members;
+        self.stability.retain(|id| members.get(id).is_some());
+        let writers: BTreeSet<NodeId> = self.store.tombstone_writers().cloned().collect();
+        if writers.is_empty() {
+            return;
+        }
+        let ids = self.members.others().map(|m| &m.state.info.id);
+        match self.stability.stable(self.store.context(), ids, &writers) {
+            Some(stable) => {
+                self.store
+                    .collect_stable(now.wall_ms, self.cfg.tombstone_grace_ms, &stable);
+            }
+            None => self.stats.gc_waiting += 1,
         }
     }
 

@@ -31,8 +31,12 @@ pub struct EngineStats {
     pub sync_joins_skipped: u64,
     /// Entries received through anti-entropy that changed the state.
     pub sync_entries_applied: u64,
-    /// Full resynchronisations after being away longer than the tombstone grace.
-    pub resyncs: u64,
+    /// Rebases against a peer that collected deletes we may not have seen (we were
+    /// reaped, partitioned off or new when it collected them).
+    pub rebases: u64,
+    /// Collection rounds that held tombstones but could not collect any because a member
+    /// had not yet shown us what it has seen.
+    pub gc_waiting: u64,
     /// Seed contact attempts.
     pub seed_attempts: u64,
     /// Refutations of suspicion about ourselves.

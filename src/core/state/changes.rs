@@ -15,13 +15,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{CausalContext, Entry, Hlc};
+use super::{CausalContext, Entry, Fence, Hlc};
 
 /// The store's changes since the previous drain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreChanges {
-    /// Every stored entry was dropped before `upserts` (a resynchronisation).
-    pub cleared: bool,
     /// Entries written or replaced.
     pub upserts: Vec<Entry>,
     /// Keys removed (collected tombstones).
@@ -32,10 +30,8 @@ pub struct StoreChanges {
     pub lease_end: Option<u64>,
     /// The HLC's last stamp.
     pub hlc: Hlc,
-    /// Horizon below which tombstones may have been collected.
-    pub gc_horizon_ms: u64,
-    /// Wall time of the last completed anti-entropy exchange.
-    pub last_sync_ms: u64,
+    /// The fence, if it changed.
+    pub fence: Option<Fence>,
 }
 
 /// Change tracking of a store (off until persistence is switched on).
@@ -45,8 +41,8 @@ pub(super) struct Tracker {
     pub on: bool,
     /// Keys written or removed since the last drain.
     pub keys: BTreeSet<Arc<str>>,
-    /// Everything was dropped since the last drain.
-    pub cleared: bool,
+    /// The fence changed.
+    pub fence: bool,
     /// The causal context changed.
     pub ctx: bool,
     /// Something in the store's bookkeeping (clock, counters, horizons) changed.
@@ -72,6 +68,14 @@ impl Tracker {
         }
     }
 
+    /// Records a change of the fence.
+    pub fn fence(&mut self) {
+        if self.on {
+            self.fence = true;
+            self.seq += 1;
+        }
+    }
+
     /// Records a change of bookkeeping only.
     pub fn meta(&mut self) {
         if self.on {
@@ -81,7 +85,7 @@ impl Tracker {
 
     /// True when a drain would carry something.
     pub fn dirty(&self) -> bool {
-        self.on && (self.cleared || self.ctx || self.meta || !self.keys.is_empty())
+        self.on && (self.fence || self.ctx || self.meta || !self.keys.is_empty())
     }
 }
 
@@ -170,7 +174,8 @@ mod tests {
         assert!(c.upserts[0].is_tombstone());
         assert!(s.change_seq() > seq);
         // Tombstone collection removes the key.
-        s.collect_tombstones(u64::MAX, 0);
+        let all = s.context().clone();
+        s.collect_stable(u64::MAX, 0, &all);
         let c = s.take_changes();
         assert_eq!(c.removed, vec!["a".to_string()]);
         assert!(!s.has_changes());

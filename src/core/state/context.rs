@@ -161,6 +161,46 @@ impl RangeSet {
         )
     }
 
+    /// The counters in both sets.
+    pub fn intersection(&self, other: &RangeSet) -> RangeSet {
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        while i < self.0.len() && j < other.0.len() {
+            let (a, b) = self.0[i];
+            let (c, d) = other.0[j];
+            let (lo, hi) = (a.max(c), b.min(d));
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+            if b < d {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        RangeSet(out)
+    }
+
+    /// Removes one counter (splitting its range).
+    pub fn remove(&mut self, c: u64) {
+        let i = self.0.partition_point(|&(a, _)| a <= c);
+        if i == 0 || self.0[i - 1].1 < c {
+            return;
+        }
+        let (a, b) = self.0[i - 1];
+        match (a == c, b == c) {
+            (true, true) => {
+                self.0.remove(i - 1);
+            }
+            (true, false) => self.0[i - 1].0 = c + 1,
+            (false, true) => self.0[i - 1].1 = c - 1,
+            (false, false) => {
+                self.0[i - 1].1 = c - 1;
+                self.0.insert(i, (c + 1, b));
+            }
+        }
+    }
+
     /// The largest counter in the set (0 if empty).
     pub fn max(&self) -> u64 {
         self.0.last().map(|r| r.1).unwrap_or(0)
@@ -227,6 +267,24 @@ impl CausalContext {
         }
     }
 
+    /// Forgets one dot (a writer without dots left is dropped).
+    pub fn remove(&mut self, writer: &NodeId, counter: u64) {
+        if let Some(r) = self.0.get_mut(writer) {
+            r.remove(counter);
+            if r.is_empty() {
+                self.0.remove(writer);
+            }
+        }
+    }
+
+    /// True if every dot of `other` is in `self`.
+    pub fn covers(&self, other: &CausalContext) -> bool {
+        other
+            .0
+            .iter()
+            .all(|(w, r)| r.is_empty() || self.0.get(w).is_some_and(|mine| mine.covers(r)))
+    }
+
     /// The ranges seen for `writer`.
     pub fn ranges(&self, writer: &NodeId) -> Option<&RangeSet> {
         self.0.get(writer)
@@ -280,6 +338,21 @@ mod tests {
             for (a, b) in rs.gaps() { for c in a..=b.min(80) { gap_set.insert(c); } }
             for c in 1..80 { prop_assert_eq!(gap_set.contains(&c), !set.contains(&c)); }
             prop_assert_eq!(RangeSet::from_ranges(rs.ranges().to_vec()), rs);
+        }
+
+        #[test]
+        fn intersection_and_remove_match_a_plain_set(
+            xs in proptest::collection::btree_set(1u64..60, 0..40),
+            ys in proptest::collection::btree_set(1u64..60, 0..40),
+            gone in proptest::collection::vec(0u64..62, 0..10),
+        ) {
+            let of = |s: &BTreeSet<u64>| RangeSet::from_ranges(s.iter().map(|&c| (c, c)).collect());
+            let (mut x, y) = (of(&xs), of(&ys));
+            let both: BTreeSet<u64> = xs.intersection(&ys).copied().collect();
+            prop_assert_eq!(x.intersection(&y), of(&both));
+            let mut left = xs.clone();
+            for c in gone { x.remove(c); left.remove(&c); }
+            prop_assert_eq!(x, of(&left));
         }
     }
 }

@@ -157,23 +157,45 @@ proptest! {
     }
 }
 
+/// #16, findings 1 and 3: tombstones went after the grace whoever had seen them, and a
+/// node judged stale by its last sync wiped itself. Now a tombstone goes only once
+/// stable (every member's context holds its dots) and past the grace; a node that was
+/// not asked (it holds the deleted value) finds out from the collector's fence, rebases
+/// once, and keeps its own recent writes.
 #[test]
-fn tombstones_are_collected_after_grace_and_stale_nodes_must_resync() {
+fn tombstones_go_only_when_stable_and_a_fenced_replica_rebases_once() {
     let a = NodeId::new("a").unwrap();
+    let b = NodeId::new("b").unwrap();
     let mut s = Store::new(a, Limits::default(), 0);
-    s.write("k", Some(b"v".to_vec()), 1_000).unwrap();
+    let set = s.write("k", Some(b"v".to_vec()), 1_000).unwrap();
     s.write("k", None, 2_000).unwrap();
-    assert_eq!(s.tombstone_len(), 1);
-    assert_eq!(s.collect_tombstones(2_500, 1_000), 0);
-    assert_eq!(s.collect_tombstones(3_500, 1_000), 1);
+    let mut stale = Store::new(b, Limits::default(), 0);
+    stale.apply(set.clone(), 1_000).unwrap();
+    // `stale` has not seen the delete: the delete is not stable.
+    let mut meet = s.context().clone();
+    for (w, r) in meet.0.iter_mut() {
+        *r = r.intersection(stale.context().ranges(w).unwrap_or(&RangeSet::new()));
+    }
+    assert_eq!(s.collect_stable(3_500, 1_000, &meet), 0);
+    let everyone = s.context().clone();
+    assert_eq!(
+        s.collect_stable(2_500, 1_000, &everyone),
+        0,
+        "within the grace"
+    );
+    assert_eq!(s.collect_stable(3_500, 1_000, &everyone), 1);
     assert!(s.entry("k").is_none());
-    assert_eq!(s.gc_horizon_ms(), 2_000);
-    // A replica last synced at 1_500 is older than the horizon: it must resync.
-    let mut stale = Store::new(NodeId::new("b").unwrap(), Limits::default(), 1_500);
-    stale.write("old", Some(b"x".to_vec()), 1_200).unwrap();
-    assert!(stale.needs_resync(s.gc_horizon_ms()));
-    stale.mark_synced(3_600);
-    assert!(!stale.needs_resync(s.gc_horizon_ms()));
+    // A late copy of the deleted value brings nothing back.
+    assert_eq!(s.apply(set, 3_600).unwrap().changed, None);
+    assert!(s.entry("k").is_none());
+    // `stale` was not in the table when the delete went (say it was reaped).
+    let fence = s.fence().stable.clone();
+    assert!(stale.is_behind(&fence));
+    stale.write("mine", Some(b"m".to_vec()), 3_600).unwrap();
+    assert_eq!(stale.rebase(&fence, 3_700, 1_000), 1);
+    assert!(stale.get("k").is_none(), "the deleted value is gone");
+    assert!(stale.get("mine").is_some(), "its own new write stays");
+    assert!(!stale.is_behind(&fence), "one rebase per collection");
 }
 
 #[test]

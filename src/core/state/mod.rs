@@ -4,6 +4,7 @@
 mod changes;
 mod context;
 mod entry;
+mod fence;
 mod hlc;
 mod store;
 mod vv;
@@ -11,6 +12,7 @@ mod vv;
 pub use changes::StoreChanges;
 pub use context::{CausalContext, RangeSet};
 pub use entry::{merge, Entry, Limits, Merged, StateError};
+pub use fence::Fence;
 pub use hlc::{Hlc, HlcClock};
 pub use store::{plausible_own_dot, Applied, Snapshot, Store, StoreStats};
 pub use vv::{Causality, VersionVector};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::changes::{Lease, StoreChanges, Tracker};
 use super::entry::{merge, Merged};
-use super::{CausalContext, Entry, Hlc, HlcClock, Limits, StateError};
+use super::{CausalContext, Entry, Fence, Hlc, HlcClock, Limits, StateError};
 use crate::core::NodeId;
 
 /// The highest dot counter a life of ours can have issued by `wall_ms`: a store that
@@ -45,8 +45,10 @@ pub struct StoreStats {
     pub duplicates: u64,
     /// Concurrent writes resolved by (hlc, writer).
     pub conflicts: u64,
-    /// Tombstones removed after the grace period.
+    /// Tombstones removed once stable and past the grace period.
     pub tombstones_collected: u64,
+    /// Entries dropped by rebases (each is sent back by the peer if it still holds it).
+    pub rebase_dropped: u64,
     /// Times a peer showed dots of ours above our counter (restart without state).
     pub dot_collisions_avoided: u64,
 }
@@ -62,10 +64,10 @@ pub struct Snapshot {
     pub clock: Hlc,
     /// Causal context.
     pub ctx: CausalContext,
-    /// Horizon below which tombstones may have been collected.
-    pub gc_horizon_ms: u64,
-    /// Wall time of the last completed anti-entropy exchange.
-    pub last_sync_ms: u64,
+    /// What this node knows about collected deletes (absent in stores written before
+    /// collection at causal stability: empty then).
+    #[serde(default)]
+    pub fence: Fence,
     /// Every entry, tombstones included.
     pub entries: Vec<Entry>,
 }
@@ -80,11 +82,16 @@ pub struct Store {
     index: BTreeMap<(NodeId, u64), Arc<str>>,
     /// Tombstones by stamp, for collection.
     tombstones: BTreeSet<(Hlc, Arc<str>)>,
+    /// Writers named by tombstones' version vectors, with how many tombstones name each:
+    /// the writers whose dots decide whether a tombstone is stable.
+    tombstone_writers: BTreeMap<NodeId, usize>,
     ctx: CausalContext,
+    fence: Fence,
+    /// Bumped by every rebase: an exchange that began before one must not join its
+    /// peer's context (it was computed against what we held before).
+    generation: u64,
     clock: HlcClock,
     counter: u64,
-    gc_horizon_ms: u64,
-    last_sync_ms: u64,
     stats: StoreStats,
     /// What changed since the last drain (with a data directory only).
     tracker: Tracker,
@@ -109,11 +116,12 @@ impl Store {
             entries: BTreeMap::new(),
             index: BTreeMap::new(),
             tombstones: BTreeSet::new(),
+            tombstone_writers: BTreeMap::new(),
             ctx: CausalContext::new(),
+            fence: Fence::default(),
+            generation: 0,
             clock: HlcClock::new(),
             counter: wall_ms << 10,
-            gc_horizon_ms: 0,
-            last_sync_ms: wall_ms,
             stats: StoreStats::default(),
             tracker: Tracker::default(),
             lease: None,
@@ -126,8 +134,7 @@ impl Store {
         s.counter = snap.counter;
         s.clock.restore(snap.clock);
         s.ctx = snap.ctx;
-        s.gc_horizon_ms = snap.gc_horizon_ms;
-        s.last_sync_ms = snap.last_sync_ms;
+        s.fence = snap.fence;
         for e in snap.entries {
             if e.validate(&limits).is_ok() {
                 s.put(e);
@@ -143,8 +150,7 @@ impl Store {
             counter: self.counter,
             clock: self.clock.last(),
             ctx: self.ctx.clone(),
-            gc_horizon_ms: self.gc_horizon_ms,
-            last_sync_ms: self.last_sync_ms,
+            fence: self.fence.clone(),
             entries: self.entries.values().cloned().collect(),
         }
     }
@@ -306,6 +312,19 @@ impl Store {
             self.counter = own;
             self.stats.dot_collisions_avoided += 1;
         }
+        if already_seen {
+            // We hold this write or what superseded it, or a delete over it that was
+            // collected: a late or replayed copy must change nothing (it would bring a
+            // collected key back to life).
+            self.stats.duplicates += 1;
+            self.tracker.meta();
+            return Ok(Applied {
+                already_seen,
+                changed: None,
+                conflict: false,
+                clock_ahead_ms,
+            });
+        }
         let dots: Vec<(NodeId, u64)> = remote.vv.dots().map(|(w, c)| (w.clone(), c)).collect();
         let outcome = match self.entries.get(remote.key.as_str()) {
             None => {
@@ -350,17 +369,12 @@ impl Store {
         for (w, c) in &dots {
             self.ctx.insert(w, *c);
         }
-        if !already_seen {
-            self.tracker.ctx();
-        }
+        self.tracker.ctx();
         self.tracker.meta();
-        if already_seen {
-            self.stats.duplicates += 1;
-        }
         if outcome.changed.is_some() {
             self.stats.remote_applied += 1;
         }
-        if outcome.conflict && !already_seen {
+        if outcome.conflict {
             self.stats.conflicts += 1;
         }
         Ok(outcome)
@@ -444,75 +458,105 @@ impl Store {
         }
     }
 
-    /// Removes tombstones older than `grace_ms`. Returns how many were removed.
-    pub fn collect_tombstones(&mut self, wall_ms: u64, grace_ms: u64) -> usize {
+    /// Writers named by the version vectors of tombstones we hold: the writers whose
+    /// dots peers must have seen before a tombstone can be collected.
+    pub fn tombstone_writers(&self) -> impl Iterator<Item = &NodeId> {
+        self.tombstone_writers.keys()
+    }
+
+    /// Removes the tombstones stamped more than `grace_ms` before `wall_ms` whose every
+    /// dot is in `stable` (dots every member has seen, ourselves included). Returns how
+    /// many were removed.
+    ///
+    /// Stability is what makes removal safe: every member holds the delete or something
+    /// newer, so none can hold a value it deletes, and none will send one (their
+    /// contexts cover its dots). The grace keeps deletes around a while for members that
+    /// have seen them but are slow to act on them, and bounds what a rebase may drop.
+    pub fn collect_stable(&mut self, wall_ms: u64, grace_ms: u64, stable: &CausalContext) -> usize {
         let cutoff = wall_ms.saturating_sub(grace_ms);
-        let mut n = 0;
-        while let Some((hlc, key)) = self.tombstones.first().cloned() {
-            if hlc.ms >= cutoff {
-                break;
-            }
-            self.remove(&key);
-            n += 1;
-            self.gc_horizon_ms = self.gc_horizon_ms.max(hlc.ms);
-            self.tracker.meta();
-        }
-        self.stats.tombstones_collected += n as u64;
-        n
-    }
-
-    /// Horizon below which this store may have collected tombstones.
-    pub fn gc_horizon_ms(&self) -> u64 {
-        self.gc_horizon_ms
-    }
-
-    /// Wall time of the last completed anti-entropy exchange.
-    pub fn last_sync_ms(&self) -> u64 {
-        self.last_sync_ms
-    }
-
-    /// Records a completed anti-entropy exchange.
-    pub fn mark_synced(&mut self, wall_ms: u64) {
-        self.last_sync_ms = self.last_sync_ms.max(wall_ms);
-        self.tracker.meta();
-    }
-
-    /// True when a peer may have collected deletes this store never saw: this store was
-    /// out of touch for longer than the peer's tombstone horizon and must resynchronise
-    /// from scratch instead of resurrecting deleted keys.
-    pub fn needs_resync(&self, peer_gc_horizon_ms: u64) -> bool {
-        peer_gc_horizon_ms > self.last_sync_ms && !self.entries.is_empty()
-    }
-
-    /// Drops everything learned from others; keeps this node's own writes made after the
-    /// last sync (they are newer than anything the peer can have collected). Returns how
-    /// many entries were dropped.
-    pub fn reset_for_resync(&mut self) -> usize {
-        let keep_after = self.last_sync_ms;
-        let me = self.me.clone();
-        let kept: Vec<Entry> = self
-            .entries
-            .values()
-            .filter(|e| e.writer == me && e.hlc.ms > keep_after)
-            .cloned()
+        let due: Vec<Arc<str>> = self
+            .tombstones
+            .iter()
+            .take_while(|(hlc, _)| hlc.ms < cutoff)
+            .filter(|(_, key)| {
+                self.entries
+                    .get(key)
+                    .is_some_and(|e| e.vv.dots().all(|(w, c)| stable.contains(w, c)))
+            })
+            .map(|(_, key)| key.clone())
             .collect();
-        let dropped = self.entries.len() - kept.len();
-        self.entries.clear();
-        self.index.clear();
-        self.tombstones.clear();
-        self.ctx = CausalContext::new();
-        if self.tracker.on {
-            self.tracker.keys.clear();
-            self.tracker.cleared = true;
-            self.tracker.ctx();
+        if due.is_empty() {
+            return 0;
         }
-        for e in kept {
-            for (w, c) in e.vv.dots() {
-                self.ctx.insert(w, c);
+        let mut fenced = CausalContext::new();
+        for key in &due {
+            if let Some(e) = self.entries.get(key) {
+                for (w, _) in e.vv.dots() {
+                    if let Some(r) = stable.ranges(w) {
+                        fenced.join_writer(w, r);
+                    }
+                }
             }
-            self.put(e);
+            self.remove(key);
         }
-        dropped
+        // Members that were not in our table (reaped, new) learn from these dots that
+        // deletes were collected without them.
+        self.fence.stable.join(&fenced);
+        self.tracker.fence();
+        self.stats.tombstones_collected += due.len() as u64;
+        due.len()
+    }
+
+    /// What we know about collected deletes.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// True when a peer's `stable` dots are not all covered by our context or fence: the
+    /// peer collected deletes we may never have seen, and we must rebase against it.
+    pub fn is_behind(&self, peer_stable: &CausalContext) -> bool {
+        self.fence.is_behind(&self.ctx, peer_stable)
+    }
+
+    /// Rebases against a peer whose fence we are behind: drops every entry stamped more
+    /// than `grace_ms` ago whose dots are all in the peer's `stable` set (the peer
+    /// vouches every member had seen them; it holds them or what superseded them, or
+    /// collected a delete over them) and forgets those dots, so that the peer sends back
+    /// what it still holds. Returns how many entries were dropped.
+    ///
+    /// Nothing else is dropped: entries the peer has not seen go to it in this exchange,
+    /// and an entry younger than the grace cannot lie under a collected delete (the
+    /// delete came after it, and was collected only once older than the grace), so a
+    /// lying peer cannot make us drop a recent write, ours or anyone's.
+    pub fn rebase(&mut self, peer_stable: &CausalContext, wall_ms: u64, grace_ms: u64) -> usize {
+        let cutoff = wall_ms.saturating_sub(grace_ms);
+        let dropped: Vec<Arc<str>> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.hlc.ms < cutoff && e.vv.dots().all(|(w, c)| peer_stable.contains(w, c))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &dropped {
+            if let Some(e) = self.entries.get(key) {
+                for (w, c) in e.vv.dots() {
+                    self.ctx.remove(w, c);
+                }
+            }
+            self.remove(key);
+        }
+        self.fence.adopted.join(peer_stable);
+        self.generation += 1;
+        self.tracker.ctx();
+        self.tracker.fence();
+        self.stats.rebase_dropped += dropped.len() as u64;
+        dropped.len()
+    }
+
+    /// Rebases so far (see [`Store::rebase`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn put(&mut self, e: Entry) {
@@ -526,6 +570,9 @@ impl Store {
         }
         if e.is_tombstone() {
             self.tombstones.insert((e.hlc, key.clone()));
+            for (w, _) in e.vv.dots() {
+                *self.tombstone_writers.entry(w.clone()).or_default() += 1;
+            }
         }
         self.tracker.key(&key);
         self.entries.insert(key, e);
@@ -538,6 +585,14 @@ impl Store {
             }
             if old.is_tombstone() {
                 self.tombstones.remove(&(old.hlc, key.clone()));
+                for (w, _) in old.vv.dots() {
+                    if let Some(n) = self.tombstone_writers.get_mut(w) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.tombstone_writers.remove(w);
+                        }
+                    }
+                }
             }
             self.tracker.key(key);
         }
@@ -607,14 +662,12 @@ impl Store {
             }
         }
         StoreChanges {
-            cleared: t.cleared,
             upserts,
             removed,
             ctx: t.ctx.then(|| self.ctx.clone()),
             lease_end: self.lease.and_then(|l| l.want),
             hlc: self.clock.last(),
-            gc_horizon_ms: self.gc_horizon_ms,
-            last_sync_ms: self.last_sync_ms,
+            fence: t.fence.then(|| self.fence.clone()),
         }
     }
 

@@ -200,8 +200,13 @@ impl Node {
             ),
             (
                 "gossamer_tombstones_collected_total",
-                "Tombstones removed after the grace period.",
+                "Tombstones removed once every member had seen them and the grace period had passed.",
                 store.tombstones_collected,
+            ),
+            (
+                "gossamer_rebase_dropped_total",
+                "Entries dropped by rebases (the peer sends back what it still holds).",
+                store.rebase_dropped,
             ),
         ] {
             f.counter(name, help, v);
@@ -238,9 +243,9 @@ impl Node {
                 e.sync_entries_applied,
             ),
             (
-                "gossamer_resyncs_total",
-                "Full resynchronisations after an absence longer than the tombstone grace.",
-                e.resyncs,
+                "gossamer_rebases_total",
+                "Rebases against a peer that collected deletes this node may not have seen (it was reaped, partitioned off or new).",
+                e.rebases,
             ),
         ] {
             f.counter(name, help, v);
@@ -278,8 +283,13 @@ impl Node {
             ),
             (
                 "gossamer_sync_joins_skipped_total",
-                "Anti-entropy exchanges that refused an entry and so did not join the peer's context.",
+                "Anti-entropy exchanges that did not join the peer's context: they refused one of its entries, or a rebase happened while they ran.",
                 e.sync_joins_skipped,
+            ),
+            (
+                "gossamer_gc_waiting_total",
+                "Tombstone collection rounds that collected nothing because a member had not yet shown what it has seen.",
+                e.gc_waiting,
             ),
             (
                 "gossamer_broadcasts_queued_total",

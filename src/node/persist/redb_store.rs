@@ -10,7 +10,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::PersistError;
 use crate::core::engine::{Changes, Persisted};
-use crate::core::state::{CausalContext, Entry, Hlc, Snapshot};
+use crate::core::state::{CausalContext, Entry, Fence, Hlc, Snapshot};
 use crate::core::NodeId;
 
 /// The store's file name inside the data directory.
@@ -183,8 +183,12 @@ impl DurableStore {
         };
         let lease_end = num("lease_end")?;
         let incarnation = num("incarnation")?;
-        let gc_horizon_ms = num("gc_horizon_ms")?;
-        let last_sync_ms = num("last_sync_ms")?;
+        // Stores written before collection at causal stability have no fence (and hold
+        // `gc_horizon_ms`/`last_sync_ms`, no longer read): an empty one is right for them.
+        let fence: Fence = match get("fence")? {
+            None => Fence::default(),
+            Some(b) => ciborium::from_reader(&b[..]).map_err(|e| decode_err("fence", e))?,
+        };
         let table = txn.open_table(ENTRIES).map_err(|e| self.corrupt(e))?;
         let total = table.len().map_err(|e| self.corrupt(e))?;
         let started = Instant::now();
@@ -216,8 +220,7 @@ impl DurableStore {
                 counter: lease_end,
                 clock: hlc,
                 ctx,
-                gc_horizon_ms,
-                last_sync_ms,
+                fence,
                 entries,
             },
             incarnation,
@@ -255,12 +258,9 @@ impl DurableStore {
                 put(&mut meta, "ctx", &buf).map_err(|e| self.io(e))?;
                 cbor(&s.clock, &mut buf);
                 put(&mut meta, "hlc", &buf).map_err(|e| self.io(e))?;
-                for (k, v) in [
-                    ("lease_end", s.counter),
-                    ("incarnation", p.incarnation),
-                    ("gc_horizon_ms", s.gc_horizon_ms),
-                    ("last_sync_ms", s.last_sync_ms),
-                ] {
+                cbor(&s.fence, &mut buf);
+                put(&mut meta, "fence", &buf).map_err(|e| self.io(e))?;
+                for (k, v) in [("lease_end", s.counter), ("incarnation", p.incarnation)] {
                     put(&mut meta, k, &v.to_le_bytes()).map_err(|e| self.io(e))?;
                 }
             }
@@ -277,9 +277,6 @@ impl DurableStore {
         {
             let mut entries = txn.open_table(ENTRIES).map_err(|e| self.io(e))?;
             let s = &c.store;
-            if s.cleared {
-                entries.retain(|_, _| false).map_err(|e| self.io(e))?;
-            }
             for k in &s.removed {
                 entries.remove(k.as_str()).map_err(|e| self.io(e))?;
                 written.entries += 1;
@@ -314,10 +311,11 @@ impl DurableStore {
             cbor(&s.hlc, &mut self.buf);
             meta.insert("hlc", self.buf.as_slice())
                 .map_err(|e| self.io(e))?;
-            meta.insert("gc_horizon_ms", &s.gc_horizon_ms.to_le_bytes()[..])
-                .map_err(|e| self.io(e))?;
-            meta.insert("last_sync_ms", &s.last_sync_ms.to_le_bytes()[..])
-                .map_err(|e| self.io(e))?;
+            if let Some(fence) = &s.fence {
+                cbor(fence, &mut self.buf);
+                meta.insert("fence", self.buf.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
         }
         txn.commit().map_err(|e| self.io(e))?;
         Ok(written)

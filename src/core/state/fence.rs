@@ -1,0 +1,73 @@
+//! The fence: what a node knows about deletes that were collected.
+//!
+//! A tombstone is collected only once every member in the table has seen it (causal
+//! stability, see `core::engine::stability`), so no member left holds a value it
+//! deletes. A node that was not in that table (reaped after a long absence, cut off in
+//! a partition its peers reaped, or new) can still hold such a value: its peers' contexts
+//! cover the value's dots, so nobody would ever send it the delete, and the value would
+//! stay on it alone. The fence is how it finds out.
+//!
+//! `stable` is the union of the dots every member had seen when this node collected
+//! tombstones; it travels in every `Open`. A node whose context does not cover a peer's
+//! `stable` dots missed something that was collected without it, and *rebases* against
+//! that peer (`Store::rebase`): it drops what the peer vouches every member had seen, the
+//! peer sends back what it still holds, and the node adopts the peer's `stable` dots
+//! into `adopted` so that it does not rebase again for the same collections. `adopted`
+//! is used only for that decision: it never enters the causal context, so a peer that
+//! lies about its fence cannot hide writes from us.
+
+use serde::{Deserialize, Serialize};
+
+use super::CausalContext;
+
+/// What a node knows about collected deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fence {
+    /// Dots every member had seen when we collected tombstones over them; sent to peers.
+    #[serde(default)]
+    pub stable: CausalContext,
+    /// Dots of peers' fences we rebased against.
+    #[serde(default)]
+    pub adopted: CausalContext,
+}
+
+impl Fence {
+    /// True when `peer_stable` names dots that neither our context nor our fence covers:
+    /// deletes were collected that we may not have seen.
+    pub fn is_behind(&self, ctx: &CausalContext, peer_stable: &CausalContext) -> bool {
+        peer_stable.0.iter().any(|(w, theirs)| {
+            let mut known = ctx.ranges(w).cloned().unwrap_or_default();
+            for mine in [self.stable.ranges(w), self.adopted.ranges(w)]
+                .into_iter()
+                .flatten()
+            {
+                known.union(mine);
+            }
+            !known.covers(theirs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::RangeSet;
+    use crate::core::NodeId;
+
+    fn ctx(w: &str, ranges: Vec<(u64, u64)>) -> CausalContext {
+        let mut c = CausalContext::new();
+        c.0.insert(NodeId::new(w).unwrap(), RangeSet::from_ranges(ranges));
+        c
+    }
+
+    #[test]
+    fn behind_until_context_or_fence_covers_the_peers_stable_dots() {
+        let mut f = Fence::default();
+        let peer = ctx("w", vec![(1, 10)]);
+        assert!(f.is_behind(&ctx("w", vec![(1, 5)]), &peer));
+        assert!(!f.is_behind(&ctx("w", vec![(1, 12)]), &peer));
+        f.adopted = ctx("w", vec![(6, 10)]);
+        assert!(!f.is_behind(&ctx("w", vec![(1, 5)]), &peer));
+        assert!(!f.is_behind(&CausalContext::new(), &CausalContext::new()));
+    }
+}
