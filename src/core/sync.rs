@@ -565,6 +565,7 @@ mod tests {
     #[test]
     fn a_node_back_from_beyond_the_grace_rebases_once_and_then_keeps_what_it_learns() {
         let (mut a, mut b, _c) = three_with_keys();
+        let old_k0 = b.store().entry("k0").cloned().unwrap();
         a.delete(at(10), "k0").unwrap();
         alone(&mut a, 10, 200_000);
         assert!(a.members().get(b.id()).is_none(), "a reaped b");
@@ -592,6 +593,11 @@ mod tests {
         );
         assert_eq!(a.store().get("mine"), Some(&b"m"[..]));
         assert_eq!(live(&a), live(&b));
+        // The rebase dropped the old value's dot; the exchanges since showed it dead, so
+        // a late copy of the value brings nothing back.
+        b.sync_on_entries(at(201_000), vec![old_k0]);
+        assert!(b.store().get("k0").is_none(), "a replay resurrected k0");
+        assert!(b.store().fence().dropped.is_empty());
     }
 
     /// #16, finding 2: a reset in one exchange wiped entries, and another exchange,

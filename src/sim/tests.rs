@@ -579,10 +579,13 @@ fn wrong_clocks_do_not_drag_the_honest_nodes_clocks() {
 /// writes: ARCHITECTURE.md, "Data model".)
 #[test]
 fn a_lying_member_cannot_stop_replication_between_honest_members() {
-    // 10 % loss, so that anti-entropy (where the lies are told) carries part of the data.
+    // 10 % loss, so that anti-entropy (where the lies are told) carries part of the data;
+    // deletes, and a grace short enough that the forged fence below can make honest nodes
+    // drop entries (they must get them back from each other).
     let text = "name = \"liar\"\nnodes = 20\nseed = 7\nduration_s = 30\n\
+                [gossip]\ntombstone_grace_ms = 5000\n\
                 [network]\nlatency_ms = 5\njitter_ms = 2\nloss = 0.1\n\
-                [workload]\nwrites_per_sec = 20\nkeys = 20\nstart_s = 3\n";
+                [workload]\nwrites_per_sec = 20\nkeys = 20\nstart_s = 3\ndeletes = 0.2\n";
     let sc = Scenario::from_toml(text, "liar (inline)").unwrap();
     let seed = std::env::var("GOSSAMER_SIM_SEED")
         .ok()
@@ -596,10 +599,13 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
         LIAR,
         Box::new(move |turn: &mut Vec<SyncFrame>| {
             for f in turn.iter_mut() {
-                if let SyncFrame::Open { ctx, .. } = f {
+                if let SyncFrame::Open { ctx, stable, .. } = f {
+                    // It claims to have seen everything, and a fence over everything (as
+                    // if it had collected deletes over every write).
                     for i in 0..n {
-                        ctx.0
-                            .insert(sim_id(i), RangeSet::from_ranges(vec![(1, u64::MAX)]));
+                        let all = RangeSet::from_ranges(vec![(1, u64::MAX)]);
+                        ctx.0.insert(sim_id(i), all.clone());
+                        stable.0.insert(sim_id(i), all);
                     }
                 }
             }
@@ -628,8 +634,22 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
     );
     // The workload ends at 30 s; anti-entropy rounds repair what loss took after it.
     sim.run_until(60_000_000);
-    assert_eq!(sim.writes_missing_now(), 0, "seed {seed}: writes missing");
     let honest: Vec<usize> = (0..n).filter(|&i| i != LIAR).collect();
+    // Every write on every honest node (the liar's own replica is its to spoil: it tells
+    // peers it has everything, so they send it nothing).
+    let missing: Vec<(usize, &(NodeId, u64))> = sim
+        .writes()
+        .iter()
+        .flat_map(|w| honest.iter().map(move |&i| (i, &w.dot)))
+        .filter(|(i, dot)| {
+            let e = sim.engine(*i).unwrap();
+            !e.store().context().contains(&dot.0, dot.1)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: writes missing: {missing:?}"
+    );
     // The liar's own writes are its to spoil (it can claim, in its own name, to have
     // written what it never sent, as any writer can): keys whose entry is the liar's are
     // left out, and so is the liar's component of every version vector.
@@ -684,5 +704,14 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
     assert!(
         clamped > 0,
         "seed {seed}: no forgery reached an honest node"
+    );
+    let (rebases, dropped): (u64, u64) = honest.iter().fold((0, 0), |(r, d), &i| {
+        let e = sim.engine(i).unwrap();
+        (r + e.stats().rebases, d + e.store().stats().rebase_dropped)
+    });
+    println!("forged fence: {rebases} rebases, {dropped} entries dropped and recovered");
+    assert!(
+        rebases > 0 && dropped > 0,
+        "seed {seed}: the forged fence was never tried"
     );
 }

@@ -44,6 +44,7 @@ impl Engine {
         if self.store.is_behind(stable) {
             self.store
                 .rebase(stable, now.wall_ms, self.cfg.tombstone_grace_ms);
+            self.rebased_against.insert(peer.clone());
             self.stats.rebases += 1;
         }
         self.store.observe_peer_context(ctx, now.wall_ms);
@@ -134,7 +135,17 @@ impl Engine {
             self.stats.sync_joins_skipped += 1;
         } else {
             match join {
-                Some(ctx) => self.store.join_context(ctx),
+                Some(ctx) => {
+                    self.store.join_context(ctx);
+                    // The peer whose fence made us drop entries cannot also be the one
+                    // that says they are dead.
+                    if !self.rebased_against.contains(peer) {
+                        self.store.settle_dropped(ctx);
+                    }
+                    if self.store.fence().dropped.is_empty() {
+                        self.rebased_against.clear();
+                    }
+                }
                 None => self.stats.sync_joins_skipped += 1,
             }
         }

@@ -83,6 +83,8 @@ pub struct Engine {
     clock_ahead: ClockSkew,
     /// What each member had seen at its latest exchange with us.
     stability: stability::Stability,
+    /// Peers we rebased against since the store last had no dropped dots.
+    rebased_against: BTreeSet<NodeId>,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
 }
@@ -157,6 +159,7 @@ impl Engine {
             lazy: tree::Lazy::default(),
             clock_ahead: ClockSkew::default(),
             stability: stability::Stability::default(),
+            rebased_against: BTreeSet::new(),
             persisted_inc: None,
             cfg,
         }

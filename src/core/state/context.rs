@@ -181,6 +181,27 @@ impl RangeSet {
         RangeSet(out)
     }
 
+    /// Removes every counter in `a..=b`.
+    pub fn remove_range(&mut self, a: u64, b: u64) {
+        if a > b {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &(x, y) in &self.0 {
+            if y < a || x > b {
+                out.push((x, y));
+                continue;
+            }
+            if x < a {
+                out.push((x, a - 1));
+            }
+            if y > b {
+                out.push((b + 1, y));
+            }
+        }
+        self.0 = out;
+    }
+
     /// Removes one counter (splitting its range).
     pub fn remove(&mut self, c: u64) {
         let i = self.0.partition_point(|&(a, _)| a <= c);
@@ -295,6 +316,11 @@ impl CausalContext {
         self.0.get(writer).map(RangeSet::max).unwrap_or(0)
     }
 
+    /// True when no dot is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(RangeSet::is_empty)
+    }
+
     /// Total number of ranges (a measure of the context's encoded size).
     pub fn range_count(&self) -> usize {
         self.0.values().map(|r| r.ranges().len()).sum()
@@ -352,7 +378,11 @@ mod tests {
             prop_assert_eq!(x.intersection(&y), of(&both));
             let mut left = xs.clone();
             for c in gone { x.remove(c); left.remove(&c); }
-            prop_assert_eq!(x, of(&left));
+            prop_assert_eq!(&x, &of(&left));
+            let mut y2 = y.clone();
+            y2.remove_range(10, 30);
+            let outside: BTreeSet<u64> = ys.iter().copied().filter(|c| !(10..=30).contains(c)).collect();
+            prop_assert_eq!(y2, of(&outside));
         }
     }
 }

@@ -14,7 +14,8 @@
 //! peer sends back what it still holds, and the node adopts the peer's `stable` dots
 //! into `adopted` so that it does not rebase again for the same collections. `adopted`
 //! is used only for that decision: it never enters the causal context, so a peer that
-//! lies about its fence cannot hide writes from us.
+//! lies about its fence cannot hide writes from us. `dropped` remembers what a rebase
+//! took out of the context until an exchange accounts for it.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,13 @@ pub struct Fence {
     /// Dots of peers' fences we rebased against.
     #[serde(default)]
     pub adopted: CausalContext,
+    /// Dots of entries a rebase dropped that no exchange has accounted for since: a peer
+    /// that holds such an entry sends it back; the next completed exchange whose peer has
+    /// seen the dot and did not send it shows the write is dead (superseded, or under a
+    /// collected delete), and the dot re-enters our context (`Store::settle_dropped`), so
+    /// that a late copy cannot bring it back.
+    #[serde(default)]
+    pub dropped: CausalContext,
 }
 
 impl Fence {

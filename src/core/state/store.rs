@@ -429,13 +429,54 @@ impl Store {
         let mut changed = false;
         for (w, ranges) in &peer.0 {
             let held = self.held_max(w).max(self.ctx.max(w));
-            if held == 0 {
-                continue;
+            if held > 0 {
+                changed |= self.ctx.join_writer(w, &ranges.clipped(held));
             }
-            changed |= self.ctx.join_writer(w, &ranges.clipped(held));
         }
         if changed {
             self.tracker.ctx();
+        }
+        self.forget_dropped_seen();
+    }
+
+    /// Takes back into our context the dots a rebase dropped that `peer` has seen, at
+    /// the end of an exchange in which it sent us everything it holds that we lack: the
+    /// entries it still held came back in it, so the rest are dead writes (superseded,
+    /// or under a collected delete), and a late copy of one must not bring it back.
+    /// The caller does not ask this of the peer whose fence made us drop them.
+    pub fn settle_dropped(&mut self, peer: &CausalContext) {
+        let mut changed = false;
+        for (w, dropped) in &self.fence.dropped.0 {
+            if let Some(seen) = peer.ranges(w) {
+                let dead = dropped.intersection(seen);
+                if !dead.is_empty() {
+                    self.ctx.join_writer(w, &dead);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.tracker.ctx();
+            self.forget_dropped_seen();
+        }
+    }
+
+    /// Forgets dropped dots that are back in our context.
+    fn forget_dropped_seen(&mut self) {
+        if !self.fence.dropped.is_empty() {
+            let ctx = &self.ctx;
+            let before = self.fence.dropped.range_count();
+            for (w, r) in self.fence.dropped.0.iter_mut() {
+                if let Some(seen) = ctx.ranges(w) {
+                    for &(a, b) in seen.ranges() {
+                        r.remove_range(a, b);
+                    }
+                }
+            }
+            self.fence.dropped.0.retain(|_, r| !r.is_empty());
+            if self.fence.dropped.range_count() != before {
+                self.tracker.fence();
+            }
         }
     }
 
@@ -542,6 +583,7 @@ impl Store {
             if let Some(e) = self.entries.get(key) {
                 for (w, c) in e.vv.dots() {
                     self.ctx.remove(w, c);
+                    self.fence.dropped.insert(w, c);
                 }
             }
             self.remove(key);
