@@ -644,6 +644,36 @@ mod tests {
         assert_eq!(live(&a), live(&b));
     }
 
+    /// #16, finding 7: the causal context never forgot a writer, so it grew with every
+    /// id ever seen (until the `Open` passed its size limit and every peer refused it).
+    /// A writer that left, whose keys are all gone and whose dots everyone has seen, is
+    /// compacted out; a late copy of its writes still changes nothing.
+    #[test]
+    fn a_departed_writer_whose_keys_are_gone_leaves_the_context() {
+        let mut a = engine("a", short_gc());
+        let mut w = engine("w", short_gc());
+        let eph = w.set(at(1), "eph", b"x".to_vec()).unwrap();
+        exchange(&mut a, &mut w, at(2));
+        w.delete(at(3), "eph").unwrap();
+        exchange(&mut a, &mut w, at(4));
+        assert!(a.store().entry("eph").unwrap().is_tombstone());
+        assert!(a.store().context().ranges(w.id()).is_some());
+        alone(&mut a, 5, 200_000);
+        assert!(a.members().get(w.id()).is_none(), "a reaped w");
+        assert!(
+            a.store().entry("eph").is_none(),
+            "the tombstone was collected"
+        );
+        assert!(
+            a.store().context().ranges(w.id()).is_none(),
+            "w is still in the context"
+        );
+        assert_eq!(a.store().stats().writers_compacted, 1);
+        a.sync_on_entries(at(200_100), vec![eph]);
+        assert!(a.store().entry("eph").is_none(), "a late copy came back");
+        assert!(a.store().context().ranges(w.id()).is_none());
+    }
+
     /// #16, finding 4: an entry stamped a year ahead dragged our clock a year forward.
     /// Now the entry is kept (its write is not lost) and our clock moves only up to the
     /// drift bound; the writer is told once.

@@ -39,8 +39,8 @@ impl Engine {
         ctx: &CausalContext,
         stable: &CausalContext,
     ) {
-        self.stability
-            .record(peer, ctx, self.store.tombstone_writers());
+        let writers = self.stability_writers();
+        self.stability.record(peer, ctx, writers.iter());
         if self.store.is_behind(stable) {
             self.store
                 .rebase(stable, now.wall_ms, self.cfg.tombstone_grace_ms);

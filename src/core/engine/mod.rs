@@ -435,10 +435,12 @@ impl Engine {
 
     /// Collects the tombstones past the grace that every member in the table has seen
     /// (see `stability`); waits while a member has not shown us its context yet.
+    /// Then compacts departed writers whose every dot everyone has seen out of the
+    /// context.
     fn collect_tombstones(&mut self, now: Now) {
         let members = &self.members;
         self.stability.retain(|id| members.get(id).is_some());
-        let writers: BTreeSet<NodeId> = self.store.tombstone_writers().cloned().collect();
+        let writers = self.stability_writers();
         if writers.is_empty() {
             return;
         }
@@ -447,9 +449,32 @@ impl Engine {
             Some(stable) => {
                 self.store
                     .collect_stable(now.wall_ms, self.cfg.tombstone_grace_ms, &stable);
+                let members = &self.members;
+                let departed: Vec<NodeId> = self
+                    .store
+                    .context_writers()
+                    .filter(|w| members.get(w).is_none())
+                    .cloned()
+                    .collect();
+                self.store.compact_departed(departed.iter(), &stable);
             }
             None => self.stats.gc_waiting += 1,
         }
+    }
+
+    /// The writers whose dots stability is tracked for: those our tombstones name, and
+    /// those in our context that are no longer members (candidates for compaction).
+    fn stability_writers(&self) -> BTreeSet<NodeId> {
+        let members = &self.members;
+        self.store
+            .tombstone_writers()
+            .chain(
+                self.store
+                    .context_writers()
+                    .filter(|w| members.get(w).is_none()),
+            )
+            .cloned()
+            .collect()
     }
 
     fn gossip_round(&mut self) {

@@ -37,6 +37,13 @@ pub struct Fence {
     /// that a late copy cannot bring it back.
     #[serde(default)]
     pub dropped: CausalContext,
+    /// Writers compacted out of the context, with the highest dot they had: they left
+    /// (reaped), every member had seen all their dots, and no entry we hold names them.
+    /// Their dots up to that count as seen, so a late copy changes nothing; they are not
+    /// sent in our `Open`, which is why the context does not grow with every id ever
+    /// seen. One id and a number each.
+    #[serde(default)]
+    pub compacted: std::collections::BTreeMap<crate::core::NodeId, u64>,
 }
 
 impl Fence {

@@ -49,6 +49,8 @@ pub struct StoreStats {
     pub tombstones_collected: u64,
     /// Entries dropped by rebases (each is sent back by the peer if it still holds it).
     pub rebase_dropped: u64,
+    /// Departed writers compacted out of the context.
+    pub writers_compacted: u64,
     /// Times a peer showed dots of ours above our counter (restart without state).
     pub dot_collisions_avoided: u64,
 }
@@ -300,7 +302,9 @@ impl Store {
             .observe(remote.hlc, wall_ms, self.limits.max_clock_drift_ms)
             .err()
             .map(|far| far.ahead_ms);
-        let already_seen = remote.vv.dots().all(|(w, c)| self.ctx.contains(w, c));
+        let already_seen = remote.vv.dots().all(|(w, c)| {
+            self.ctx.contains(w, c) || self.fence.compacted.get(w).is_some_and(|&m| c <= m)
+        });
         let own = remote.vv.get(&self.me);
         if own > self.counter {
             if own > plausible_own_dot(wall_ms, &self.limits) {
@@ -546,6 +550,56 @@ impl Store {
         self.tracker.fence();
         self.stats.tombstones_collected += due.len() as u64;
         due.len()
+    }
+
+    /// Compacts departed writers out of the context: each of `departed` (writers no
+    /// longer in the member table) whose every dot is in `stable` and that no entry we
+    /// hold names. Returns how many were compacted.
+    ///
+    /// Such a writer's keys were all deleted and collected (a version vector never loses
+    /// a writer, so any surviving key would still name it), and every member has seen
+    /// all it wrote, so nothing of it remains to send or to receive. Typical of
+    /// short-lived nodes (pods with generated names) whose keys go when they do.
+    pub fn compact_departed<'a>(
+        &mut self,
+        departed: impl Iterator<Item = &'a NodeId>,
+        stable: &CausalContext,
+    ) -> usize {
+        let mut n = 0;
+        for w in departed {
+            if w == &self.me || self.held_max(w) > 0 {
+                continue;
+            }
+            let Some(mine) = self.ctx.ranges(w) else {
+                continue;
+            };
+            if !stable.ranges(w).is_some_and(|s| s.covers(mine)) {
+                continue;
+            }
+            let top = mine.max();
+            let seen = self.fence.compacted.entry(w.clone()).or_default();
+            *seen = (*seen).max(top);
+            self.ctx.0.remove(w);
+            for c in [
+                &mut self.fence.stable,
+                &mut self.fence.adopted,
+                &mut self.fence.dropped,
+            ] {
+                c.0.remove(w);
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.tracker.ctx();
+            self.tracker.fence();
+            self.stats.writers_compacted += n as u64;
+        }
+        n
+    }
+
+    /// Writers in our context that are not `me`.
+    pub fn context_writers(&self) -> impl Iterator<Item = &NodeId> {
+        self.ctx.0.keys().filter(move |w| *w != &self.me)
     }
 
     /// What we know about collected deletes.

@@ -208,6 +208,11 @@ impl Node {
                 "Entries dropped by rebases (the peer sends back what it still holds).",
                 store.rebase_dropped,
             ),
+            (
+                "gossamer_writers_compacted_total",
+                "Departed writers compacted out of the causal context (their keys gone, their dots seen by every member).",
+                store.writers_compacted,
+            ),
         ] {
             f.counter(name, help, v);
         }
