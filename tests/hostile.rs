@@ -1,5 +1,5 @@
 //! Real QUIC: a member holding a valid certificate of the fleet speaks the sync protocol by
-//! hand and lies in it. Its forged contexts, stamps and dots are contained, and the
+//! hand and lies in it. Its forged contexts, fences, stamps and dots are contained, and the
 //! honest members keep replicating between themselves (ARCHITECTURE.md, "Data model").
 
 use std::time::Duration;
@@ -12,13 +12,14 @@ use gossamer::transport::{self, Transport};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// The rogue's side of one exchange with the node at `addr`: our `Open` carries `ctx`,
-/// our last turn `entries`. Returns the context the node opened its turn with.
+/// The rogue's side of one exchange with the node at `addr`: our `Open` carries `ctx`
+/// and the fence `stable`, our last turn `entries`. Returns the context the node opened
+/// its turn with.
 async fn lying_exchange(
     rogue: &Transport,
     addr: &str,
     expect: &NodeId,
-    ctx: CausalContext,
+    (ctx, stable): (CausalContext, CausalContext),
     entries: Vec<Entry>,
 ) -> CausalContext {
     let (_, conn) = rogue.connect(addr, Some(expect)).await.expect("connect");
@@ -30,7 +31,7 @@ async fn lying_exchange(
         kind: SyncKind::Periodic,
         ctx,
         gc_horizon_ms: 0,
-        stable: Default::default(),
+        stable,
         members_digest: 0,
     };
     for f in [open, SyncFrame::End] {
@@ -98,7 +99,7 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
         &rogue,
         &addr,
         &node_name(1),
-        every((1, u64::MAX)),
+        (every((1, u64::MAX)), CausalContext::new()),
         vec![far],
     )
     .await;
@@ -113,12 +114,23 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
         &rogue,
         &addr,
         &node_name(1),
-        CausalContext::new(),
+        (CausalContext::new(), CausalContext::new()),
         vec![own],
     )
     .await;
-    // 3. Look at the context the victim now opens exchanges with.
-    let seen = lying_exchange(&rogue, &addr, &node_name(1), CausalContext::new(), vec![]).await;
+    // 3. A fence claiming it collected deletes over every write there is: the victim
+    //    rebases against it, but drops nothing younger than the grace.
+    lying_exchange(
+        &rogue,
+        &addr,
+        &node_name(1),
+        (CausalContext::new(), every((1, u64::MAX))),
+        vec![],
+    )
+    .await;
+    // 4. Look at the context the victim now opens exchanges with.
+    let no_lies = (CausalContext::new(), CausalContext::new());
+    let seen = lying_exchange(&rogue, &addr, &node_name(1), no_lies, vec![]).await;
     for i in 1..=3 {
         let max = seen.max(&node_name(i));
         assert!(
@@ -132,6 +144,11 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
     assert!(s.stamps_clamped >= 1, "the far stamp was not seen");
     assert!(s.items_invalid >= 1, "the forged own dot was not refused");
     assert!(victim.get("rogue/own").is_none());
+    assert_eq!(s.rebases, 1, "the forged fence was not tried");
+    assert!(
+        victim.get("before").is_some(),
+        "the forged fence made the victim drop a recent write"
+    );
     victim
         .set("after/victim", b"v".to_vec())
         .expect("the victim still writes");
