@@ -302,9 +302,12 @@ fn context() -> impl Strategy<Value = CausalContext> {
         0..4,
     )
     .prop_map(|m| {
+        // A context never names a writer without dots (the decoder drops such entries), so
+        // the generator does not make them either.
         CausalContext(
             m.into_iter()
                 .map(|(k, v)| (k, RangeSet::from_ranges(v)))
+                .filter(|(_, r)| !r.is_empty())
                 .collect(),
         )
     })
