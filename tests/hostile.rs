@@ -118,13 +118,27 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
         vec![own],
     )
     .await;
-    // 3. A fence claiming it collected deletes over every write there is: the victim
-    //    rebases against it, but drops nothing younger than the grace.
+    // 3. A fence claiming it collected deletes over every write there will ever be:
+    //    ignored (no writer can have issued those dots yet) ...
     lying_exchange(
         &rogue,
         &addr,
         &node_name(1),
         (CausalContext::new(), every((1, u64::MAX))),
+        vec![],
+    )
+    .await;
+    //    ... and one over every write there can be by now: the victim rebases against
+    //    it, but drops nothing younger than the grace.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    lying_exchange(
+        &rogue,
+        &addr,
+        &node_name(1),
+        (CausalContext::new(), every((1, now_ms << 10))),
         vec![],
     )
     .await;
@@ -144,7 +158,8 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
     assert!(s.stamps_clamped >= 1, "the far stamp was not seen");
     assert!(s.items_invalid >= 1, "the forged own dot was not refused");
     assert!(victim.get("rogue/own").is_none());
-    assert_eq!(s.rebases, 1, "the forged fence was not tried");
+    assert_eq!(s.fences_refused, 1, "the impossible fence was not refused");
+    assert_eq!(s.rebases, 1, "the plausible fence was not tried");
     assert!(
         victim.get("before").is_some(),
         "the forged fence made the victim drop a recent write"

@@ -17,7 +17,7 @@
 
 use thiserror::Error;
 
-use super::engine::Engine;
+use super::engine::{Engine, PeerFence};
 use super::proto::{SyncFrame, SyncKind};
 use super::state::CausalContext;
 use super::{NodeId, Now};
@@ -101,6 +101,8 @@ pub struct Exchange {
     /// Entries of the peer's we refused: their dots must not enter our context, so the
     /// peer's context is not joined.
     refused: usize,
+    /// How the peer's `Open` stood against our fence.
+    peer_fence: PeerFence,
     /// Turns of the peer's we have read to their `End`.
     turns_read: u8,
     done: bool,
@@ -131,6 +133,7 @@ impl Exchange {
             generation: 0,
             identity_checked: false,
             refused: 0,
+            peer_fence: PeerFence::default(),
             turns_read: 0,
             done: false,
         }
@@ -187,7 +190,7 @@ impl Exchange {
                     self.kind = Some(kind);
                     engine.sync_accepted();
                 }
-                engine.sync_on_open(now, &self.peer, &ctx, &stable);
+                self.peer_fence = engine.sync_on_open(now, &self.peer, &ctx, &stable);
                 if self.role == Role::Responder {
                     // Our Open is built after this, so a rebase shows in it.
                     self.generation = engine.sync_generation();
@@ -216,7 +219,7 @@ impl Exchange {
             }
             SyncFrame::Entries(entries) => {
                 self.require_open()?;
-                self.refused += engine.sync_on_entries(now, entries);
+                self.refused += engine.sync_on_entries(now, entries, self.peer_fence.stale);
                 Ok(Step::Read)
             }
             SyncFrame::End => {
@@ -271,7 +274,10 @@ impl Exchange {
 
     fn finish(&mut self, engine: &mut Engine, now: Now) {
         self.done = true;
-        let join = self.peer_ctx.as_ref().filter(|_| self.refused == 0);
+        let join = self
+            .peer_ctx
+            .as_ref()
+            .filter(|_| self.refused == 0 && !self.peer_fence.behind);
         engine.sync_finish(now, &self.peer, join, self.generation);
     }
 
@@ -431,7 +437,7 @@ mod tests {
     fn an_entry_naming_a_dot_of_ours_we_cannot_have_issued_is_refused() {
         let mut victim = engine("a", Config::default());
         let forged = entry("k", "b", &[("a", u64::MAX - 1), ("b", 1)], at(1).wall_ms);
-        assert_eq!(victim.sync_on_entries(at(1), vec![forged]), 1);
+        assert_eq!(victim.sync_on_entries(at(1), vec![forged], false), 1);
         assert!(victim.store().get("k").is_none());
         victim
             .set(at(2), "x", b"1".to_vec())
@@ -492,7 +498,7 @@ mod tests {
             &[("b", 1), ("w1", 1), ("w2", 1)],
             at(1).wall_ms,
         );
-        b.sync_on_entries(at(1), vec![wide]);
+        b.sync_on_entries(at(1), vec![wide], false);
         assert!(b.store().get("wide").is_some());
         exchange(&mut a, &mut b, at(2));
         assert!(
@@ -595,9 +601,53 @@ mod tests {
         assert_eq!(live(&a), live(&b));
         // The rebase dropped the old value's dot; the exchanges since showed it dead, so
         // a late copy of the value brings nothing back.
-        b.sync_on_entries(at(201_000), vec![old_k0]);
+        b.sync_on_entries(at(201_000), vec![old_k0], false);
         assert!(b.store().get("k0").is_none(), "a replay resurrected k0");
         assert!(b.store().fence().dropped.is_empty());
+    }
+
+    /// #16, finding 3: a minority that went on syncing inside itself while the majority
+    /// collected a delete never looked stale (its last sync was recent), and on heal
+    /// neither side sent anything for the key: the majority's context covered the live
+    /// value's dot and the tombstone was gone, so the key stayed live on one side and
+    /// absent on the other for good. Here `a` is the majority, `b` and `c` the minority,
+    /// and both sides keep writing and deleting; after the heal every node holds the
+    /// same live keys.
+    #[test]
+    fn a_minority_partitioned_past_the_grace_converges_on_heal() {
+        let (mut a, mut b, mut c) = three_with_keys();
+        a.delete(at(10), "k0").unwrap();
+        a.set(at(10), "majority", b"a".to_vec()).unwrap();
+        alone(&mut a, 10, 200_000);
+        assert!(a.members().get(b.id()).is_none(), "a reaped b");
+        assert!(a.store().entry("k0").is_none(), "a collected the delete");
+        // The minority writes, deletes and syncs inside itself up to the heal.
+        b.set(at(150_000), "minority", b"b".to_vec()).unwrap();
+        c.delete(at(150_000), "k1").unwrap();
+        for t in [150_100, 199_000, 199_900] {
+            exchange(&mut b, &mut c, at(t));
+        }
+        // Heal: the minority meets the majority through b, then talks inside itself.
+        exchange(&mut b, &mut a, at(200_100));
+        exchange(&mut c, &mut b, at(200_200));
+        exchange(&mut a, &mut c, at(200_300));
+        exchange(&mut b, &mut a, at(200_400));
+        for e in [&a, &b, &c] {
+            assert!(e.store().get("k0").is_none(), "{}: k0 is alive", e.id());
+            assert!(e.store().get("k1").is_none(), "{}: k1 is alive", e.id());
+            assert!(
+                e.store().get("majority").is_some(),
+                "{}: lost a write",
+                e.id()
+            );
+            assert!(
+                e.store().get("minority").is_some(),
+                "{}: lost a write",
+                e.id()
+            );
+        }
+        assert_eq!(live(&a), live(&b));
+        assert_eq!(live(&a), live(&c));
     }
 
     /// #16, finding 2: a reset in one exchange wiped entries, and another exchange,
@@ -669,7 +719,7 @@ mod tests {
             "w is still in the context"
         );
         assert_eq!(a.store().stats().writers_compacted, 1);
-        a.sync_on_entries(at(200_100), vec![eph]);
+        a.sync_on_entries(at(200_100), vec![eph], false);
         assert!(a.store().entry("eph").is_none(), "a late copy came back");
         assert!(a.store().context().ranges(w.id()).is_none());
     }
@@ -683,7 +733,7 @@ mod tests {
         let year_ms = 365 * 24 * 3_600_000;
         let future = |key: &str, c: u64| entry(key, "w", &[("w", c)], at(1).wall_ms + year_ms);
         assert_eq!(
-            a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)]),
+            a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)], false),
             0
         );
         assert!(a.store().get("k1").is_some(), "the write is kept");

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::core::proto::{MemberState, SyncFrame, SyncKind};
-use crate::core::state::{CausalContext, Entry};
+use crate::core::state::{plausible_own_dot, CausalContext, Entry, Fence};
 use crate::core::{NodeId, Now};
 
 impl Engine {
@@ -24,30 +24,50 @@ impl Engine {
             kind,
             ctx: self.store.context().clone(),
             gc_horizon_ms: 0,
-            stable: self.store.fence().stable.clone(),
+            stable: self.store.fence().vouched(),
             members_digest: self.members.digest(),
         }
     }
 
     /// Handles `peer`'s `Open`: records what it has seen (for causal stability) and, if
     /// it collected deletes we may never have seen, rebases against it
-    /// ([`crate::core::state::Store::rebase`]).
+    /// ([`crate::core::state::Store::rebase`]). Returns how the peer stands against our
+    /// fence.
     pub(crate) fn sync_on_open(
         &mut self,
         now: Now,
         peer: &NodeId,
         ctx: &CausalContext,
         stable: &CausalContext,
-    ) {
+    ) -> PeerFence {
+        let peer_behind = self.store.fence().peer_is_behind(ctx, stable);
+        let stale = self.store.fence().peer_is_stale(ctx, stable);
         let writers = self.stability_writers();
         self.stability.record(peer, ctx, writers.iter());
-        if self.store.is_behind(stable) {
-            self.store
-                .rebase(stable, now.wall_ms, self.cfg.tombstone_grace_ms);
-            self.rebased_against.insert(peer.clone());
-            self.stats.rebases += 1;
+        let plausible = plausible_own_dot(now.wall_ms, self.store.limits());
+        if Fence::implausible(stable, plausible) {
+            // A fence over dots nobody can have issued yet (`{w: [(1, u64::MAX)]}`):
+            // made up, and rebasing against it would drop entries for nothing.
+            self.stats.fences_refused += 1;
+        } else if self.store.is_behind(stable) {
+            if peer_behind && self.id() > peer {
+                // Each side collected what the other missed (a healed partition). The
+                // peer rebases first, against the context we showed it; we rebase in a
+                // later exchange, against the context it holds then. Were both to
+                // rebase at once, each against the other's context from before its
+                // own rebase, an entry both dropped would be held by no one.
+                self.stats.rebases_deferred += 1;
+            } else {
+                self.store
+                    .rebase(stable, ctx, now.wall_ms, self.cfg.tombstone_grace_ms);
+                self.stats.rebases += 1;
+            }
         }
         self.store.observe_peer_context(ctx, now.wall_ms);
+        PeerFence {
+            behind: peer_behind,
+            stale,
+        }
     }
 
     /// The store's rebase count: an exchange remembers it when it starts, and joins its
@@ -98,10 +118,24 @@ impl Engine {
         self.tell_if_down(now, peer);
     }
 
-    /// Handles an `Entries` frame; returns how many entries were refused.
-    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>) -> usize {
+    /// Handles an `Entries` frame; returns how many entries were refused. `stale`: the
+    /// peer has not caught up with our fence ([`PeerFence::stale`]).
+    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>, stale: bool) -> usize {
         let mut refused = 0;
         for e in entries {
+            if stale
+                && self
+                    .store
+                    .fence()
+                    .is_dropped_copy(self.store.context(), e.vv.dots())
+            {
+                // A value our rebase dropped, from a member that has not rebased: most
+                // likely one a collected delete superseded. Its owner sends it back if
+                // it is alive.
+                self.stats.stale_copies_refused += 1;
+                refused += 1;
+                continue;
+            }
             match self.apply_remote(now, e) {
                 None => refused += 1,
                 Some(a) => {
@@ -137,14 +171,7 @@ impl Engine {
             match join {
                 Some(ctx) => {
                     self.store.join_context(ctx);
-                    // The peer whose fence made us drop entries cannot also be the one
-                    // that says they are dead.
-                    if !self.rebased_against.contains(peer) {
-                        self.store.settle_dropped(ctx);
-                    }
-                    if self.store.fence().dropped.is_empty() {
-                        self.rebased_against.clear();
-                    }
+                    self.store.settle_dropped(ctx);
                 }
                 None => self.stats.sync_joins_skipped += 1,
             }
@@ -157,4 +184,15 @@ impl Engine {
     pub(crate) fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
         self.stats.syncs_failed += 1;
     }
+}
+
+/// How a peer's `Open` stands against our fence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PeerFence {
+    /// Behind what we vouch for: it rebases against us in this exchange, so the context
+    /// it showed is not what it will hold, and is not joined.
+    pub behind: bool,
+    /// Not caught up with every fence we know of: its copies of entries our rebase
+    /// dropped are refused.
+    pub stale: bool,
 }

@@ -26,6 +26,7 @@ mod stats;
 mod swim;
 mod tree;
 
+pub(crate) use anti_entropy::PeerFence;
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
 pub use egress::MAX_BACKOFF;
@@ -83,8 +84,6 @@ pub struct Engine {
     clock_ahead: ClockSkew,
     /// What each member had seen at its latest exchange with us.
     stability: stability::Stability,
-    /// Peers we rebased against since the store last had no dropped dots.
-    rebased_against: BTreeSet<NodeId>,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
 }
@@ -159,7 +158,6 @@ impl Engine {
             lazy: tree::Lazy::default(),
             clock_ahead: ClockSkew::default(),
             stability: stability::Stability::default(),
-            rebased_against: BTreeSet::new(),
             persisted_inc: None,
             cfg,
         }

@@ -34,6 +34,12 @@ pub struct EngineStats {
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,
+    /// Rebases put off because the peer was behind our fence too and rebases first.
+    pub rebases_deferred: u64,
+    /// Copies of entries a rebase dropped, refused from members that had not rebased.
+    pub stale_copies_refused: u64,
+    /// Peers' fences ignored because they named dots no writer can have issued yet.
+    pub fences_refused: u64,
     /// Collection rounds that held tombstones but could not collect any because a member
     /// had not yet shown us what it has seen.
     pub gc_waiting: u64,

@@ -192,7 +192,7 @@ fn tombstones_go_only_when_stable_and_a_fenced_replica_rebases_once() {
     let fence = s.fence().stable.clone();
     assert!(stale.is_behind(&fence));
     stale.write("mine", Some(b"m".to_vec()), 3_600).unwrap();
-    assert_eq!(stale.rebase(&fence, 3_700, 1_000), 1);
+    assert_eq!(stale.rebase(&fence, s.context(), 3_700, 1_000), 1);
     assert!(stale.get("k").is_none(), "the deleted value is gone");
     assert!(stale.get("mine").is_some(), "its own new write stays");
     assert!(!stale.is_behind(&fence), "one rebase per collection");

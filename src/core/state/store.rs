@@ -615,21 +615,32 @@ impl Store {
 
     /// Rebases against a peer whose fence we are behind: drops every entry stamped more
     /// than `grace_ms` ago whose dots are all in the peer's `stable` set (the peer
-    /// vouches every member had seen them; it holds them or what superseded them, or
-    /// collected a delete over them) and forgets those dots, so that the peer sends back
-    /// what it still holds. Returns how many entries were dropped.
+    /// vouches every member had seen them) and in its context `peer_ctx` (it has seen
+    /// them and still does: it holds them or what superseded them, or collected a delete
+    /// over them), and forgets those dots, so that the peer sends back what it still
+    /// holds. Returns how many entries were dropped.
     ///
-    /// Nothing else is dropped: entries the peer has not seen go to it in this exchange,
-    /// and an entry younger than the grace cannot lie under a collected delete (the
-    /// delete came after it, and was collected only once older than the grace), so a
-    /// lying peer cannot make us drop a recent write, ours or anyone's.
-    pub fn rebase(&mut self, peer_stable: &CausalContext, wall_ms: u64, grace_ms: u64) -> usize {
+    /// Nothing else is dropped: entries the peer has not seen (or dropped in a rebase of
+    /// its own) go to it in this exchange, and an entry younger than the grace cannot lie
+    /// under a collected delete (the delete came after it, and was collected only once
+    /// older than the grace), so a lying peer cannot make us drop a recent write, ours or
+    /// anyone's.
+    pub fn rebase(
+        &mut self,
+        peer_stable: &CausalContext,
+        peer_ctx: &CausalContext,
+        wall_ms: u64,
+        grace_ms: u64,
+    ) -> usize {
         let cutoff = wall_ms.saturating_sub(grace_ms);
         let dropped: Vec<Arc<str>> = self
             .entries
             .iter()
             .filter(|(_, e)| {
-                e.hlc.ms < cutoff && e.vv.dots().all(|(w, c)| peer_stable.contains(w, c))
+                e.hlc.ms < cutoff
+                    && e.vv
+                        .dots()
+                        .all(|(w, c)| peer_stable.contains(w, c) && peer_ctx.contains(w, c))
             })
             .map(|(k, _)| k.clone())
             .collect();

@@ -252,6 +252,21 @@ impl Node {
                 "Rebases against a peer that collected deletes this node may not have seen (it was reaped, partitioned off or new).",
                 e.rebases,
             ),
+            (
+                "gossamer_rebases_deferred_total",
+                "Rebases put off because the peer was behind this node's fence too (a healed partition) and rebases first.",
+                e.rebases_deferred,
+            ),
+            (
+                "gossamer_stale_copies_refused_total",
+                "Copies of entries a rebase dropped, refused from members that had not rebased.",
+                e.stale_copies_refused,
+            ),
+            (
+                "gossamer_fences_refused_total",
+                "Peers' fences ignored because they named dots no writer can have issued yet.",
+                e.fences_refused,
+            ),
         ] {
             f.counter(name, help, v);
         }
