@@ -228,9 +228,9 @@ fn entry() -> impl Strategy<Value = Entry> {
     (
         ".{0,24}",
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..48)),
-        proptest::collection::btree_map(node_id(), any::<u64>(), 0..4),
-        any::<u64>(),
-        any::<u32>(),
+        proptest::collection::btree_map(node_id(), extreme(), 0..4),
+        extreme(),
+        prop_oneof![Just(u32::MAX), any::<u32>()],
         node_id(),
     )
         .prop_map(|(key, value, vv, ms, lc, writer)| Entry {
@@ -295,10 +295,22 @@ fn datagram() -> impl Strategy<Value = Datagram> {
     proptest::collection::vec(item(), 0..8).prop_map(|items| Datagram { items })
 }
 
+/// A counter or stamp: small, near the top of the range, or anywhere (hostile peers
+/// send the extremes: #16, finding 5).
+fn extreme() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0u64..1_000_000,
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(1u64 << 63),
+        any::<u64>(),
+    ]
+}
+
 fn context() -> impl Strategy<Value = CausalContext> {
     proptest::collection::btree_map(
         node_id(),
-        proptest::collection::vec((0u64..1_000_000, 0u64..1_000_000), 0..6),
+        proptest::collection::vec((extreme(), extreme()), 0..6),
         0..4,
     )
     .prop_map(|m| {

@@ -9,6 +9,7 @@
 mod durable;
 mod exchange;
 mod network;
+mod oracle;
 mod scenario;
 mod topology;
 mod traffic;
@@ -36,6 +37,7 @@ use crate::core::proto::{
 use crate::core::{Config, Engine, NodeId, Now};
 use exchange::{Pace, SyncState};
 pub use network::NetModel;
+pub use oracle::LiveDiff;
 pub use traffic::{EgressWindow, NodeTraffic};
 pub use writes::TrackedWrite;
 
@@ -253,6 +255,8 @@ pub struct Sim {
     durability: SimDurability,
     /// Every dot ever issued → a hash of its key and value (dot reuse check).
     issued: BTreeMap<(NodeId, u64), u64>,
+    /// Every acknowledged write merged into one store (oracle.rs).
+    oracle: oracle::Oracle,
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
@@ -323,6 +327,7 @@ impl Sim {
             dc_arrive: Vec::new(),
             durability: SimDurability::default(),
             issued: BTreeMap::new(),
+            oracle: oracle::Oracle::new(&cfg.gossip.limits),
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
@@ -718,14 +723,34 @@ impl Sim {
     }
 
     /// True when every live node holds the same entries (tombstones included).
+    ///
+    /// Two entries are the same when they hold the same write: key, value, writer, stamp
+    /// and the writer's dot. Their version vectors may differ in dots of collected
+    /// history: a key deleted, collected and written again starts a new vector on the
+    /// nodes that collected, while a node that still held an old copy merges that
+    /// copy's (dead, stable) dots into it. Every such dot is seen everywhere, so no
+    /// exchange carries it and no outcome depends on it (ARCHITECTURE.md, "Tombstone
+    /// collection at causal stability").
     pub fn stores_identical(&self) -> bool {
+        let same = |a: &crate::core::state::Entry, b: &crate::core::state::Entry| {
+            a.key == b.key
+                && a.value == b.value
+                && a.writer == b.writer
+                && a.hlc == b.hlc
+                && a.vv.get(&a.writer) == b.vv.get(&b.writer)
+        };
         let mut first: Option<&Engine> = None;
         for n in &self.nodes {
             let Some(e) = n.engine.as_ref() else { continue };
             match first {
                 None => first = Some(e),
                 Some(f) => {
-                    if f.store().len() != e.store().len() || !f.store().iter().eq(e.store().iter())
+                    if f.store().len() != e.store().len()
+                        || !f
+                            .store()
+                            .iter()
+                            .zip(e.store().iter())
+                            .all(|(a, b)| same(a, b))
                     {
                         return false;
                     }

@@ -52,6 +52,31 @@ fn profile_scenario_from_env() {
     println!("{}", r.table());
 }
 
+/// #16: a node down for longer than the tombstone grace comes back without bringing a
+/// collected delete back to life or losing anything.
+#[test]
+fn a_node_away_beyond_the_grace_returns_without_resurrecting_or_losing_keys() {
+    let r = scenario!("away-beyond-grace");
+    assert!(r.writes > 1_000);
+    assert!(r.rebases.0 > 0, "the returning node never rebased");
+}
+
+/// #16, finding 3: a minority partitioned for longer than the tombstone grace, writing
+/// and deleting on both sides, converges to the reference on heal.
+///
+/// Fails today (seed 37): where both sides collected deletes during the partition,
+/// the majority's rebased nodes wait for dropped dots that never settle and the minority
+/// keeps deferring its own rebase (227 of 909 writes not everywhere at the end, one key
+/// live that a later-stamped delete removed). Run it with `--ignored`; the issue stays
+/// open until it passes (ARCHITECTURE.md, "Limits").
+#[test]
+#[ignore = "open: both sides of a partition collected deletes (#16, finding 3)"]
+fn a_minority_partitioned_beyond_the_grace_converges_to_the_reference() {
+    let r = scenario!("minority-beyond-grace");
+    assert!(r.cut > 0, "the partition cut nothing");
+    assert!(r.rebases.0 > 0, "no side rebased on heal");
+}
+
 #[test]
 fn thirty_minute_partition_into_halves_heals_with_every_write_everywhere() {
     let r = scenario!("partition-30min");
@@ -580,8 +605,8 @@ fn wrong_clocks_do_not_drag_the_honest_nodes_clocks() {
 #[test]
 fn a_lying_member_cannot_stop_replication_between_honest_members() {
     // 10 % loss, so that anti-entropy (where the lies are told) carries part of the data;
-    // deletes, and a grace short enough that the forged fence below can make honest nodes
-    // drop entries (they must get them back from each other).
+    // deletes, and a grace short enough that the forged fence below would make honest
+    // nodes drop entries if they believed it.
     let text = "name = \"liar\"\nnodes = 20\nseed = 7\nduration_s = 30\n\
                 [gossip]\ntombstone_grace_ms = 5000\n\
                 [network]\nlatency_ms = 5\njitter_ms = 2\nloss = 0.1\n\
@@ -705,13 +730,10 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
         clamped > 0,
         "seed {seed}: no forgery reached an honest node"
     );
-    let (rebases, dropped): (u64, u64) = honest.iter().fold((0, 0), |(r, d), &i| {
+    let (refused, rebases): (u64, u64) = honest.iter().fold((0, 0), |(f, r), &i| {
         let e = sim.engine(i).unwrap();
-        (r + e.stats().rebases, d + e.store().stats().rebase_dropped)
+        (f + e.stats().fences_refused, r + e.stats().rebases)
     });
-    println!("forged fence: {rebases} rebases, {dropped} entries dropped and recovered");
-    assert!(
-        rebases > 0 && dropped > 0,
-        "seed {seed}: the forged fence was never tried"
-    );
+    println!("forged fence: refused {refused} times, {rebases} rebases");
+    assert!(refused > 0, "seed {seed}: the forged fence was never tried");
 }

@@ -48,6 +48,7 @@ impl Sim {
             let dot = (id.clone(), entry.vv.get(&id));
             if issued {
                 self.issued_dot(node, dot.clone(), fingerprint);
+                self.oracle.record(entry);
             }
             let mut have = vec![0u64; self.words];
             have[node / 64] |= 1 << (node % 64);
@@ -141,6 +142,22 @@ impl Sim {
                 })
             })
             .count()
+    }
+
+    /// How each live node's live keys differ from the reference replica that merged
+    /// every acknowledged write (`None` for nodes that are down). Meaningful once the
+    /// run has settled, and only where no acknowledged write can be lost (sync
+    /// durability, no restart without state of a node holding writes no one else has).
+    pub fn live_view_diffs(&self) -> Vec<Option<LiveDiff>> {
+        self.nodes
+            .iter()
+            .map(|n| n.engine.as_ref().map(|e| self.oracle.diff(e.store())))
+            .collect()
+    }
+
+    /// Live keys of the reference replica.
+    pub fn reference_live_keys(&self) -> usize {
+        self.oracle.live_len()
     }
 
     /// Writes not yet held by every live node.

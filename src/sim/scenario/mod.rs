@@ -205,6 +205,10 @@ pub enum FaultSpec {
 pub struct PropertiesSpec {
     /// Every write reaches every live node, and all live stores end identical.
     pub converge: bool,
+    /// Every live node's live keys and values equal those of a reference replica that
+    /// merged every acknowledged write: no write lost, no deleted key alive, no live key
+    /// missing. Needs sync durability wherever a node crashes.
+    pub live_views_match: bool,
     /// Bound on the p99 time for a write to reach every live node (ms).
     pub p99_propagation_ms: Option<f64>,
     /// Bound on the slowest write (ms).
@@ -230,6 +234,7 @@ impl Default for PropertiesSpec {
     fn default() -> Self {
         Self {
             converge: true,
+            live_views_match: false,
             p99_propagation_ms: None,
             max_propagation_ms: None,
             no_false_failures: false,
@@ -602,6 +607,7 @@ impl Scenario {
         let n = sim.len();
         let (mut bytes, mut dgrams, mut sync) = (0u64, 0u64, 0u64);
         let mut conflicts = 0;
+        let mut rebases = (0u64, 0u64);
         let (mut copies, mut grafts) = (0u64, 0u64);
         for i in 0..n {
             let t = sim.traffic(i);
@@ -611,6 +617,8 @@ impl Scenario {
             if let Some(e) = sim.engine(i) {
                 let st = e.store().stats();
                 conflicts += st.conflicts;
+                rebases.0 += e.stats().rebases;
+                rebases.1 += st.rebase_dropped;
                 copies += st.duplicates + st.remote_applied;
                 grafts += e.stats().grafts_sent;
             }
@@ -640,6 +648,33 @@ impl Scenario {
                     sim.writes().len() - missing,
                     sim.writes().len()
                 ),
+            });
+        }
+        if pr.live_views_match {
+            let diffs = sim.live_view_diffs();
+            let bad: Vec<String> = diffs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.as_ref().filter(|d| !d.is_empty()).map(|d| (i, d)))
+                .take(3)
+                .map(|(i, d)| {
+                    format!(
+                        "node {i}: resurrected {:?}, missing {:?}, different {:?}",
+                        d.resurrected, d.missing, d.different
+                    )
+                })
+                .collect();
+            properties.push(PropertyResult {
+                name: "live_views_match".into(),
+                pass: bad.is_empty(),
+                detail: if bad.is_empty() {
+                    format!(
+                        "every live node holds the reference's {} live keys, no more",
+                        sim.reference_live_keys()
+                    )
+                } else {
+                    bad.join("; ")
+                },
             });
         }
         if stats.commits > 0 {
@@ -788,6 +823,7 @@ impl Scenario {
             datagrams_per_node_s: per(dgrams),
             sync_bytes_per_node_s: per(sync),
             conflicts,
+            rebases,
             copies_per_update,
             grafts,
             lost: stats.lost,

@@ -84,6 +84,8 @@ pub struct Report {
     pub sync_bytes_per_node_s: f64,
     /// Concurrent writes resolved (sum over nodes).
     pub conflicts: u64,
+    /// Rebases against a peer's fence, and entries they dropped (summed over live nodes).
+    pub rebases: (u64, u64),
     /// Copies of each write received per node (store duplicates plus applied updates,
     /// over writes × (N − 1)): about 1 with tree push.
     pub copies_per_update: f64,
@@ -162,6 +164,11 @@ impl Report {
             format!("{:.2}", self.datagrams_per_node_s),
         );
         row(&mut s, "conflicts resolved", self.conflicts.to_string());
+        row(
+            &mut s,
+            "rebases, entries dropped",
+            format!("{}, {}", self.rebases.0, self.rebases.1),
+        );
         row(
             &mut s,
             "copies per update, grafts",
