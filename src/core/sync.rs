@@ -17,9 +17,9 @@
 
 use thiserror::Error;
 
-use super::engine::{Engine, PeerFence};
+use super::engine::{Engine, FenceCheck};
 use super::proto::{SyncFrame, SyncKind};
-use super::state::CausalContext;
+use super::state::{CausalContext, RebaseProbe};
 use super::{NodeId, Now};
 
 /// Most entries in one `Entries` frame (frames also stop at about 512 KiB).
@@ -93,16 +93,17 @@ pub struct Exchange {
     /// The peer's context and member digest, from its `Open`.
     peer_ctx: Option<CausalContext>,
     peer_digest: u64,
-    /// The store's rebase count when our view of the exchange was fixed (at our `Open`
-    /// for an initiator, after handling the peer's for a responder).
-    generation: u64,
     /// The peer's first `Members` frame was checked against its identity.
     identity_checked: bool,
     /// Entries of the peer's we refused: their dots must not enter our context, so the
     /// peer's context is not joined.
     refused: usize,
-    /// How the peer's `Open` stood against our fence.
-    peer_fence: PeerFence,
+    /// The rebase this exchange runs, if we are behind the peer's fence
+    /// (`core::state::rebase`).
+    probe: Option<RebaseProbe>,
+    /// We opened the exchange and found we are behind the peer's fence: the rebase runs
+    /// in the next one, and this one does not join the peer's context.
+    rebase_next: bool,
     /// Turns of the peer's we have read to their `End`.
     turns_read: u8,
     done: bool,
@@ -110,11 +111,16 @@ pub struct Exchange {
 
 impl Exchange {
     /// Opens an exchange with `peer`: returns it and our first turn.
-    pub fn initiate(engine: &mut Engine, peer: NodeId, kind: SyncKind) -> (Self, Vec<SyncFrame>) {
+    pub fn initiate(
+        engine: &mut Engine,
+        now: Now,
+        peer: NodeId,
+        kind: SyncKind,
+    ) -> (Self, Vec<SyncFrame>) {
         engine.sync_started();
-        let open = engine.sync_open_frame(kind);
         let mut ex = Self::new(peer, Role::Initiator, Some(kind));
-        ex.generation = engine.sync_generation();
+        ex.probe = engine.sync_probe_for(now, &ex.peer);
+        let open = engine.sync_open_frame(kind, ex.probe.as_ref());
         (ex, vec![open, SyncFrame::End])
     }
 
@@ -130,10 +136,10 @@ impl Exchange {
             kind,
             peer_ctx: None,
             peer_digest: 0,
-            generation: 0,
             identity_checked: false,
             refused: 0,
-            peer_fence: PeerFence::default(),
+            probe: None,
+            rebase_next: false,
             turns_read: 0,
             done: false,
         }
@@ -190,10 +196,13 @@ impl Exchange {
                     self.kind = Some(kind);
                     engine.sync_accepted();
                 }
-                self.peer_fence = engine.sync_on_open(now, &self.peer, &ctx, &stable);
-                if self.role == Role::Responder {
-                    // Our Open is built after this, so a rebase shows in it.
-                    self.generation = engine.sync_generation();
+                let responder = self.role == Role::Responder;
+                match engine.sync_on_open(now, &self.peer, responder, &ctx, &stable) {
+                    FenceCheck::Covered => {}
+                    // Our Open is built after this, with the rebase's candidates hidden.
+                    FenceCheck::Rebase(p) => self.probe = Some(p),
+                    // Unless this exchange already runs the rebase its last Open asked for.
+                    FenceCheck::RebaseNext => self.rebase_next = self.probe.is_none(),
                 }
                 self.peer_ctx = Some(ctx);
                 self.peer_digest = members_digest;
@@ -219,7 +228,7 @@ impl Exchange {
             }
             SyncFrame::Entries(entries) => {
                 self.require_open()?;
-                self.refused += engine.sync_on_entries(now, entries, self.peer_fence.stale);
+                self.refused += engine.sync_on_entries(now, entries, self.probe.as_mut());
                 Ok(Step::Read)
             }
             SyncFrame::End => {
@@ -235,7 +244,7 @@ impl Exchange {
         match (self.role, self.turns_read) {
             (Role::Responder, 1) => {
                 // Our Open is built after the peer's was handled, so a rebase shows in it.
-                let mut turn = vec![engine.sync_open_frame(self.kind())];
+                let mut turn = vec![engine.sync_open_frame(self.kind(), self.probe.as_ref())];
                 turn.extend(self.reply(engine));
                 turn.push(SyncFrame::End);
                 Step::Send(turn)
@@ -277,8 +286,8 @@ impl Exchange {
         let join = self
             .peer_ctx
             .as_ref()
-            .filter(|_| self.refused == 0 && !self.peer_fence.behind);
-        engine.sync_finish(now, &self.peer, join, self.generation);
+            .filter(|_| self.refused == 0 && !self.rebase_next);
+        engine.sync_finish(now, &self.peer, join, self.probe.take());
     }
 
     /// Abandons the exchange (transport error, timeout, or a refused frame).
@@ -356,7 +365,7 @@ mod tests {
         now: Now,
         mut lie: impl FnMut(&mut SyncFrame),
     ) -> (Exchange, Exchange) {
-        let (mut ea, mut turn) = Exchange::initiate(a, b.id().clone(), SyncKind::Periodic);
+        let (mut ea, mut turn) = Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic);
         let mut eb = Exchange::accept(a.id().clone());
         let mut to_b = true;
         while !(ea.is_done() && eb.is_done()) {
@@ -437,7 +446,7 @@ mod tests {
     fn an_entry_naming_a_dot_of_ours_we_cannot_have_issued_is_refused() {
         let mut victim = engine("a", Config::default());
         let forged = entry("k", "b", &[("a", u64::MAX - 1), ("b", 1)], at(1).wall_ms);
-        assert_eq!(victim.sync_on_entries(at(1), vec![forged], false), 1);
+        assert_eq!(victim.sync_on_entries(at(1), vec![forged], None), 1);
         assert!(victim.store().get("k").is_none());
         victim
             .set(at(2), "x", b"1".to_vec())
@@ -471,6 +480,7 @@ mod tests {
         );
         let (_, turn) = Exchange::initiate(
             &mut engine("a", Config::default()),
+            at(1),
             id("b"),
             SyncKind::Periodic,
         );
@@ -498,7 +508,7 @@ mod tests {
             &[("b", 1), ("w1", 1), ("w2", 1)],
             at(1).wall_ms,
         );
-        b.sync_on_entries(at(1), vec![wide], false);
+        b.sync_on_entries(at(1), vec![wide], None);
         assert!(b.store().get("wide").is_some());
         exchange(&mut a, &mut b, at(2));
         assert!(
@@ -599,11 +609,10 @@ mod tests {
         );
         assert_eq!(a.store().get("mine"), Some(&b"m"[..]));
         assert_eq!(live(&a), live(&b));
-        // The rebase dropped the old value's dot; the exchanges since showed it dead, so
-        // a late copy of the value brings nothing back.
-        b.sync_on_entries(at(201_000), vec![old_k0], false);
+        // The rebase dropped the old value and kept its dot (the write was seen), so a
+        // late copy of it brings nothing back.
+        b.sync_on_entries(at(201_000), vec![old_k0], None);
         assert!(b.store().get("k0").is_none(), "a replay resurrected k0");
-        assert!(b.store().fence().dropped.is_empty());
     }
 
     /// #16, finding 3: a minority that went on syncing inside itself while the majority
@@ -653,9 +662,10 @@ mod tests {
     /// #16, finding 2: a reset in one exchange wiped entries, and another exchange,
     /// opened before it, then joined its peer's context: the wiped entries counted as
     /// seen and were never sent again (the node ended without keys its peers held).
-    /// Now an exchange joins only if no rebase happened since it began.
+    /// Now a rebase removes nothing before its peer has answered and keeps the dropped
+    /// writes' dots, so an exchange running across it is not misled.
     #[test]
-    fn an_exchange_that_began_before_a_rebase_does_not_join() {
+    fn an_exchange_running_across_a_rebase_loses_nothing() {
         let (mut a, mut b, mut c) = three_with_keys();
         a.delete(at(10), "k0").unwrap();
         exchange(&mut c, &mut a, at(11));
@@ -663,7 +673,8 @@ mod tests {
         assert!(a.store().entry("k0").is_none(), "a collected the delete");
         // b opens an exchange with c ...
         let now = at(200_100);
-        let (mut with_c, turn) = Exchange::initiate(&mut b, c.id().clone(), SyncKind::Periodic);
+        let (mut with_c, turn) =
+            Exchange::initiate(&mut b, now, c.id().clone(), SyncKind::Periodic);
         let mut at_c = Exchange::accept(b.id().clone());
         let mut reply = Vec::new();
         for f in turn {
@@ -671,8 +682,8 @@ mod tests {
                 reply = t;
             }
         }
-        // ... meanwhile rebases against a ...
-        exchange(&mut b, &mut a, now);
+        // ... meanwhile rebases against a (which opens that exchange) ...
+        exchange(&mut a, &mut b, now);
         assert_eq!(b.stats().rebases, 1);
         // ... and only then hears c's answer.
         let mut last = Vec::new();
@@ -719,7 +730,7 @@ mod tests {
             "w is still in the context"
         );
         assert_eq!(a.store().stats().writers_compacted, 1);
-        a.sync_on_entries(at(200_100), vec![eph], false);
+        a.sync_on_entries(at(200_100), vec![eph], None);
         assert!(a.store().entry("eph").is_none(), "a late copy came back");
         assert!(a.store().context().ranges(w.id()).is_none());
     }
@@ -733,7 +744,7 @@ mod tests {
         let year_ms = 365 * 24 * 3_600_000;
         let future = |key: &str, c: u64| entry(key, "w", &[("w", c)], at(1).wall_ms + year_ms);
         assert_eq!(
-            a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)], false),
+            a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)], None),
             0
         );
         assert!(a.store().get("k1").is_some(), "the write is kept");

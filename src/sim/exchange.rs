@@ -55,10 +55,11 @@ impl Sim {
         let id = self.next_sync;
         let epochs = (self.nodes[a].epoch, self.nodes[b].epoch);
         let (a_id, b_id) = (self.nodes[a].id.clone(), self.nodes[b].id.clone());
+        let now = self.now_of(a);
         let Some(ea) = self.nodes[a].engine.as_mut() else {
             return;
         };
-        let (ex_a, first) = Exchange::initiate(ea, b_id, kind);
+        let (ex_a, first) = Exchange::initiate(ea, now, b_id, kind);
         self.syncs.insert(
             id,
             SyncState {

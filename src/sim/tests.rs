@@ -59,22 +59,24 @@ fn a_node_away_beyond_the_grace_returns_without_resurrecting_or_losing_keys() {
     let r = scenario!("away-beyond-grace");
     assert!(r.writes > 1_000);
     assert!(r.rebases.0 > 0, "the returning node never rebased");
+    assert!(
+        r.rebases.1 > 0,
+        "no value under a collected delete was dropped"
+    );
 }
 
 /// #16, finding 3: a minority partitioned for longer than the tombstone grace, writing
-/// and deleting on both sides, converges to the reference on heal.
-///
-/// Fails today (seed 37): where both sides collected deletes during the partition,
-/// the majority's rebased nodes wait for dropped dots that never settle and the minority
-/// keeps deferring its own rebase (227 of 909 writes not everywhere at the end, one key
-/// live that a later-stamped delete removed). Run it with `--ignored`; the issue stays
-/// open until it passes (ARCHITECTURE.md, "Limits").
+/// and deleting on both sides (each collects its own deletes), converges to the
+/// reference on heal.
 #[test]
-#[ignore = "open: both sides of a partition collected deletes (#16, finding 3)"]
 fn a_minority_partitioned_beyond_the_grace_converges_to_the_reference() {
     let r = scenario!("minority-beyond-grace");
     assert!(r.cut > 0, "the partition cut nothing");
     assert!(r.rebases.0 > 0, "no side rebased on heal");
+    assert!(
+        r.rebases.1 > 0,
+        "no value under a collected delete was dropped"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::core::proto::{MemberState, SyncFrame, SyncKind};
-use crate::core::state::{plausible_own_dot, CausalContext, Entry, Fence};
+use crate::core::state::{plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
 use crate::core::{NodeId, Now};
 
 impl Engine {
@@ -17,63 +17,72 @@ impl Engine {
         self.stats.syncs_accepted += 1;
     }
 
-    /// Our `Open` frame: causal context, fence and member digest. A responder builds it
-    /// after [`Engine::sync_on_open`], so that a rebase shows.
-    pub(crate) fn sync_open_frame(&self, kind: SyncKind) -> SyncFrame {
+    /// Our `Open` frame: causal context (with a rebase's candidates hidden, so that the
+    /// peer sends back those it still holds), what we vouch for, and the member digest.
+    pub(crate) fn sync_open_frame(&self, kind: SyncKind, probe: Option<&RebaseProbe>) -> SyncFrame {
+        let ctx = match probe {
+            Some(p) => p.hide(self.store.context()),
+            None => self.store.context().clone(),
+        };
         SyncFrame::Open {
             kind,
-            ctx: self.store.context().clone(),
+            ctx,
             gc_horizon_ms: 0,
             stable: self.store.fence().vouched(),
             members_digest: self.members.digest(),
         }
     }
 
-    /// Handles `peer`'s `Open`: records what it has seen (for causal stability) and, if
-    /// it collected deletes we may never have seen, rebases against it
-    /// ([`crate::core::state::Store::rebase`]). Returns how the peer stands against our
-    /// fence.
+    /// The rebase to run in an exchange we open with `peer`: one the peer's last `Open`
+    /// showed we need ([`Engine::sync_on_open`] as initiator), against what it vouched
+    /// for and had seen then (both only grow, so the candidates are, if anything, fewer).
+    pub(crate) fn sync_probe_for(&self, now: Now, peer: &NodeId) -> Option<RebaseProbe> {
+        let (vouched, ctx) = self.rebase_due.get(peer)?;
+        Some(
+            self.store
+                .probe_rebase(vouched, ctx, now.wall_ms, self.cfg.tombstone_grace_ms),
+        )
+    }
+
+    /// Handles `peer`'s `Open`: records what it has seen (for causal stability) and
+    /// checks what it vouches for. If it collected deletes we may never have seen, a
+    /// responder runs the rebase in this exchange (it builds its `Open` after this); an
+    /// initiator, whose `Open` went out already, runs it in its next exchange with this
+    /// peer, which it opens at once, and must not join the peer's context in this one:
+    /// it names the collected deletes, whose values we may still hold.
     pub(crate) fn sync_on_open(
         &mut self,
         now: Now,
         peer: &NodeId,
+        responder: bool,
         ctx: &CausalContext,
-        stable: &CausalContext,
-    ) -> PeerFence {
-        let peer_behind = self.store.fence().peer_is_behind(ctx, stable);
-        let stale = self.store.fence().peer_is_stale(ctx, stable);
+        vouched: &CausalContext,
+    ) -> FenceCheck {
         let writers = self.stability_writers();
         self.stability.record(peer, ctx, writers.iter());
-        let plausible = plausible_own_dot(now.wall_ms, self.store.limits());
-        if Fence::implausible(stable, plausible) {
-            // A fence over dots nobody can have issued yet (`{w: [(1, u64::MAX)]}`):
-            // made up, and rebasing against it would drop entries for nothing.
-            self.stats.fences_refused += 1;
-        } else if self.store.is_behind(stable) {
-            if peer_behind && self.id() > peer {
-                // Each side collected what the other missed (a healed partition). The
-                // peer rebases first, against the context we showed it; we rebase in a
-                // later exchange, against the context it holds then. Were both to
-                // rebase at once, each against the other's context from before its
-                // own rebase, an entry both dropped would be held by no one.
-                self.stats.rebases_deferred += 1;
-            } else {
-                self.store
-                    .rebase(stable, ctx, now.wall_ms, self.cfg.tombstone_grace_ms);
-                self.stats.rebases += 1;
-            }
-        }
         self.store.observe_peer_context(ctx, now.wall_ms);
-        PeerFence {
-            behind: peer_behind,
-            stale,
+        let plausible = plausible_own_dot(now.wall_ms, self.store.limits());
+        if Fence::implausible(vouched, plausible) {
+            // A fence over dots nobody can have issued yet (`{w: [(1, u64::MAX)]}`):
+            // made up, and a rebase against it would drop entries for nothing.
+            self.stats.fences_refused += 1;
+            return FenceCheck::Covered;
         }
-    }
-
-    /// The store's rebase count: an exchange remembers it when it starts, and joins its
-    /// peer's context only if no rebase happened meanwhile.
-    pub(crate) fn sync_generation(&self) -> u64 {
-        self.store.generation()
+        if !self.store.is_behind(vouched) {
+            return FenceCheck::Covered;
+        }
+        if responder {
+            return FenceCheck::Rebase(self.store.probe_rebase(
+                vouched,
+                ctx,
+                now.wall_ms,
+                self.cfg.tombstone_grace_ms,
+            ));
+        }
+        self.rebase_due
+            .insert(peer.clone(), (vouched.clone(), ctx.clone()));
+        self.next_sync_us = self.next_sync_us.min(now.mono_us);
+        FenceCheck::RebaseNext
     }
 
     /// What we send in our turn after the peer's `Open`: our member list if `members`,
@@ -118,23 +127,18 @@ impl Engine {
         self.tell_if_down(now, peer);
     }
 
-    /// Handles an `Entries` frame; returns how many entries were refused. `stale`: the
-    /// peer has not caught up with our fence ([`PeerFence::stale`]).
-    pub(crate) fn sync_on_entries(&mut self, now: Now, entries: Vec<Entry>, stale: bool) -> usize {
+    /// Handles an `Entries` frame; returns how many entries were refused. Entries for a
+    /// rebase's candidates are noted in `probe`: the peer still holds them.
+    pub(crate) fn sync_on_entries(
+        &mut self,
+        now: Now,
+        entries: Vec<Entry>,
+        mut probe: Option<&mut RebaseProbe>,
+    ) -> usize {
         let mut refused = 0;
         for e in entries {
-            if stale
-                && self
-                    .store
-                    .fence()
-                    .is_dropped_copy(self.store.context(), e.vv.dots())
-            {
-                // A value our rebase dropped, from a member that has not rebased: most
-                // likely one a collected delete superseded. Its owner sends it back if
-                // it is alive.
-                self.stats.stale_copies_refused += 1;
-                refused += 1;
-                continue;
+            if let Some(p) = probe.as_deref_mut() {
+                p.returned(&e.key);
             }
             match self.apply_remote(now, e) {
                 None => refused += 1,
@@ -152,29 +156,29 @@ impl Engine {
     }
 
     /// Completes an exchange with `peer` after everything it sent was applied: joins its
-    /// context (`join`: `None` when the exchange must not, because it refused one of the
-    /// peer's entries, whose dots must not count as seen), unless we rebased since it
-    /// began (`generation` is the rebase count then): the peer chose what to send from
-    /// what we held before, so its context would cover entries we dropped.
+    /// context and completes the exchange's rebase, if any (`join`: `None` when the
+    /// exchange must do neither, because it refused one of the peer's entries: their
+    /// dots must not count as seen, and a refused entry may be a rebase candidate the
+    /// peer sent back).
     pub(crate) fn sync_finish(
         &mut self,
         now: Now,
         peer: &NodeId,
         join: Option<&CausalContext>,
-        generation: u64,
+        probe: Option<RebaseProbe>,
     ) {
-        if generation != self.store.generation() {
-            // Another exchange soon brings back what the rebase dropped.
-            self.next_sync_us = self.next_sync_us.min(now.mono_us);
-            self.stats.sync_joins_skipped += 1;
-        } else {
-            match join {
-                Some(ctx) => {
-                    self.store.join_context(ctx);
-                    self.store.settle_dropped(ctx);
+        match join {
+            Some(ctx) => {
+                // The rebase first: the peer's context names the collected deletes,
+                // and the values they removed must be gone before it is joined.
+                if let Some(p) = probe {
+                    self.store.finish_rebase(p);
+                    self.rebase_due.remove(peer);
+                    self.stats.rebases += 1;
                 }
-                None => self.stats.sync_joins_skipped += 1,
+                self.store.join_context(ctx);
             }
+            None => self.stats.sync_joins_skipped += 1,
         }
         self.members.synced_with(peer, now.mono_us);
         self.stats.syncs_completed += 1;
@@ -186,13 +190,15 @@ impl Engine {
     }
 }
 
-/// How a peer's `Open` stands against our fence.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PeerFence {
-    /// Behind what we vouch for: it rebases against us in this exchange, so the context
-    /// it showed is not what it will hold, and is not joined.
-    pub behind: bool,
-    /// Not caught up with every fence we know of: its copies of entries our rebase
-    /// dropped are refused.
-    pub stale: bool,
+/// What a peer's `Open` shows about our fence against what it vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FenceCheck {
+    /// We have seen all it vouches for (or it vouches for the impossible, and is
+    /// ignored).
+    Covered,
+    /// We are behind and answer the exchange: the rebase runs in it.
+    Rebase(RebaseProbe),
+    /// We are behind and opened the exchange: the rebase runs in our next one with this
+    /// peer, and this one must not join its context.
+    RebaseNext,
 }

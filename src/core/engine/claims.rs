@@ -46,6 +46,44 @@ pub(super) struct Claims {
     announced_us: Option<u64>,
     /// Members the announcement has yet to reach (paced by the bandwidth bucket).
     to_announce: Vec<NodeId>,
+    /// Second-hand introductions each peer may still make.
+    intros: IntroBudget,
+}
+
+/// Per relaying peer, a token bucket of second-hand introductions (`intro_burst`
+/// tokens, `intro_per_sec` back per second), over a bounded number of peers.
+#[derive(Debug, Clone, Default)]
+pub(super) struct IntroBudget {
+    /// Peer → (tokens in thousandths, when last refilled in mono µs).
+    peers: BTreeMap<NodeId, (u64, u64)>,
+}
+
+impl IntroBudget {
+    /// Takes one token of `peer`'s; false when it has none left. A peer not yet
+    /// tracked starts full; with [`MAX_TRACKED`] peers tracked, the full ones are
+    /// forgotten first (they lose nothing by it).
+    fn take(&mut self, peer: &NodeId, now_us: u64, burst: u32, per_sec: u32) -> bool {
+        let cap = u64::from(burst) * 1_000;
+        if !self.peers.contains_key(peer) && self.peers.len() >= MAX_TRACKED {
+            self.peers.retain(|_, (t, at)| {
+                let back = now_us.saturating_sub(*at) / 1_000 * u64::from(per_sec);
+                t.saturating_add(back) < cap
+            });
+            if self.peers.len() >= MAX_TRACKED {
+                return false;
+            }
+        }
+        let (tokens, at) = self.peers.entry(peer.clone()).or_insert((cap, now_us));
+        // Thousandths of a token per µs elapsed: per_sec tokens per second.
+        let back = now_us.saturating_sub(*at) / 1_000 * u64::from(per_sec);
+        *tokens = tokens.saturating_add(back).min(cap);
+        *at = now_us;
+        if *tokens < 1_000 {
+            return false;
+        }
+        *tokens -= 1_000;
+        true
+    }
 }
 
 /// A rate limit per key (at most once per period each) over a bounded number of keys.
@@ -108,11 +146,20 @@ impl Engine {
         broadcast: bool,
     ) {
         let id = s.info.id.clone();
-        if self.members.get(&id).is_none() && self.members.len() >= self.cfg.max_members {
-            // Introduced by someone else to a full table: only the member itself, over
-            // its own authenticated connection, gets a place now.
-            self.stats.members_refused_full += 1;
-            return;
+        if self.members.get(&id).is_none() {
+            if self.members.len() >= self.cfg.max_members {
+                // Introduced by someone else to a full table: only the member itself,
+                // over its own authenticated connection, gets a place now.
+                self.stats.members_refused_full += 1;
+                return;
+            }
+            let (burst, per_sec) = (self.cfg.intro_burst, self.cfg.intro_per_sec);
+            if !self.claims.intros.take(sender, now.mono_us, burst, per_sec) {
+                // Not lost: other members introduce it too, later exchanges list it
+                // again, and it is admitted at once when it speaks for itself.
+                self.stats.intros_limited += 1;
+                return;
+            }
         }
         match self.members.judge_second_hand(&s) {
             SecondHand::Apply(st) => {
@@ -516,6 +563,29 @@ mod tests {
         assert_eq!(held.status, MemberStatus::Suspect);
         assert_eq!(held.info.addr, "y:7000", "a suspicion carries no metadata");
         assert_eq!(r.stats().claims_refused, 0);
+    }
+
+    /// #16, finding 7: below the table's cap, one member could still introduce as many
+    /// invented members as it liked, as fast as it liked. Each peer now has a budget of
+    /// introductions; past it they are refused and counted, while another peer's
+    /// introductions and a member speaking for itself still get in.
+    #[test]
+    fn a_peer_introduces_members_second_hand_only_within_its_budget() {
+        let (_, mut r, x) = cluster();
+        r.cfg.intro_burst = 3;
+        r.cfg.intro_per_sec = 1;
+        let fake = |i: u64| engine(&format!("fake{i}"), 10 + i).members().me().clone();
+        r.sync_on_members(at(10), x.id(), (0..10).map(fake).collect());
+        assert_eq!(r.members().len(), 2 + 3, "the burst, no more");
+        assert_eq!(r.stats().intros_limited, 7);
+        // Two seconds later, two more tokens.
+        r.sync_on_members(at(2_010), x.id(), (10..20).map(fake).collect());
+        assert_eq!(r.members().len(), 2 + 5);
+        // Another peer has its own budget; a member speaking for itself needs none.
+        r.sync_on_members(at(2_010), &id("y"), vec![fake(30)]);
+        let newcomer = engine("n", 99).members().me().clone();
+        send(&mut r, at(2_020), &id("n"), vec![Item::Member(newcomer)]);
+        assert_eq!(r.members().len(), 2 + 7);
     }
 
     /// #16, finding 7: a member could introduce any number of invented members

@@ -42,6 +42,13 @@ pub struct Config {
     /// speaks for itself is always admitted): one member cannot fill every node's
     /// memory with invented members.
     pub max_members: usize,
+    /// Members one peer may introduce second-hand at once (its bucket's size); a new
+    /// member's own claims are never limited. With `intro_per_sec`, how fast a lying
+    /// member can fill tables with invented members (each then has to be found dead and
+    /// reaped) while a real join still spreads.
+    pub intro_burst: u32,
+    /// Members one peer may introduce second-hand per second, once its burst is spent.
+    pub intro_per_sec: u32,
     /// Prefer peers in our own datacenter (`dc`) for gossip rounds, eager pushes and
     /// anti-entropy, and let a write cross to another datacenter only through its
     /// writer's bounded relays (see ARCHITECTURE.md, "Locality and WAN"). `false` treats
@@ -111,6 +118,8 @@ impl Default for Config {
             seed_backoff_cap_ms: 30_000,
             queue_max: 4_096,
             max_members: 65_536,
+            intro_burst: 1_024,
+            intro_per_sec: 64,
             locality: true,
             cross_dc_share: 0.1,
             dc_relays: 2,
@@ -184,6 +193,8 @@ impl Config {
         pos("seed_backoff_floor_ms", self.seed_backoff_floor_ms)?;
         pos("queue_max", self.queue_max as u64)?;
         pos("max_members", self.max_members as u64)?;
+        pos("intro_burst", self.intro_burst as u64)?;
+        pos("intro_per_sec", self.intro_per_sec as u64)?;
         if self.graft_timeout_ms > 60_000 {
             return Err(format!(
                 "graft_timeout_ms must be at most 60000 (got {}): a missing update waits that \

@@ -1,6 +1,6 @@
 //! The node state machine: inputs are `(now, event)`, outputs are [`Output`]s.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -10,7 +10,7 @@ use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
 use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MemberStatus, MAX_MEMBER_META};
-use crate::core::state::{Applied, Entry, Snapshot, StateError, Store};
+use crate::core::state::{Applied, CausalContext, Entry, Snapshot, StateError, Store};
 use crate::core::{NodeId, Now};
 
 mod anti_entropy;
@@ -26,7 +26,7 @@ mod stats;
 mod swim;
 mod tree;
 
-pub(crate) use anti_entropy::PeerFence;
+pub(crate) use anti_entropy::FenceCheck;
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
 pub use egress::MAX_BACKOFF;
@@ -84,6 +84,9 @@ pub struct Engine {
     clock_ahead: ClockSkew,
     /// What each member had seen at its latest exchange with us.
     stability: stability::Stability,
+    /// Peers whose last `Open` showed we must rebase against them, with what they
+    /// vouched for and had seen then: our next exchange with each runs the rebase.
+    rebase_due: BTreeMap<NodeId, (CausalContext, CausalContext)>,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
 }
@@ -158,6 +161,7 @@ impl Engine {
             lazy: tree::Lazy::default(),
             clock_ahead: ClockSkew::default(),
             stability: stability::Stability::default(),
+            rebase_due: BTreeMap::new(),
             persisted_inc: None,
             cfg,
         }
@@ -494,7 +498,19 @@ impl Engine {
             self.stats.syncs_deferred += 1;
             return;
         }
-        // Bias toward the member synced with least recently, among a small random sample.
+        // A rebase we owe comes first; then the member synced with least recently,
+        // among a small random sample.
+        let due = self
+            .rebase_due
+            .keys()
+            .find(|id| self.members.is_live(id))
+            .cloned();
+        if let Some(with) = due {
+            if let Some(addr) = self.addr_of(&with) {
+                self.out.push_back(Output::Sync { with, addr });
+                return;
+            }
+        }
         let sample = self.sync_candidates(4);
         let best = sample.into_iter().min_by_key(|id| {
             self.members

@@ -34,10 +34,6 @@ pub struct EngineStats {
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,
-    /// Rebases put off because the peer was behind our fence too and rebases first.
-    pub rebases_deferred: u64,
-    /// Copies of entries a rebase dropped, refused from members that had not rebased.
-    pub stale_copies_refused: u64,
     /// Peers' fences ignored because they named dots no writer can have issued yet.
     pub fences_refused: u64,
     /// Collection rounds that held tombstones but could not collect any because a member
@@ -56,6 +52,9 @@ pub struct EngineStats {
     pub claims_answered: u64,
     /// Members introduced second-hand and refused because the table held `max_members`.
     pub members_refused_full: u64,
+    /// Members introduced second-hand and refused because the relaying peer had spent
+    /// its introduction budget (`intro_burst`, `intro_per_sec`).
+    pub intros_limited: u64,
     /// Direct probes sent.
     pub probes: u64,
     /// Probes that got no ack, direct or indirect, within the period.

@@ -298,6 +298,16 @@ impl CausalContext {
         }
     }
 
+    /// Forgets the dots `a..=b` of `writer` (a writer without dots left is dropped).
+    pub fn remove_range(&mut self, writer: &NodeId, a: u64, b: u64) {
+        if let Some(r) = self.0.get_mut(writer) {
+            r.remove_range(a, b);
+            if r.is_empty() {
+                self.0.remove(writer);
+            }
+        }
+    }
+
     /// True if every dot of `other` is in `self`.
     pub fn covers(&self, other: &CausalContext) -> bool {
         other

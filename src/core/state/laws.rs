@@ -192,7 +192,15 @@ fn tombstones_go_only_when_stable_and_a_fenced_replica_rebases_once() {
     let fence = s.fence().stable.clone();
     assert!(stale.is_behind(&fence));
     stale.write("mine", Some(b"m".to_vec()), 3_600).unwrap();
-    assert_eq!(stale.rebase(&fence, s.context(), 3_700, 1_000), 1);
+    // The rebase asks `s` for what its fence covers; `s` sends back what it holds
+    // (nothing of `k`), and the candidate it did not send goes.
+    let mut probe = stale.probe_rebase(&fence, s.context(), 3_700, 1_000);
+    assert_eq!(probe.len(), 1, "only the old value is a candidate");
+    for e in s.missing_for(&probe.hide(stale.context())) {
+        probe.returned(&e.key);
+        stale.apply(e, 3_700).unwrap();
+    }
+    assert_eq!(stale.finish_rebase(probe), 1);
     assert!(stale.get("k").is_none(), "the deleted value is gone");
     assert!(stale.get("mine").is_some(), "its own new write stays");
     assert!(!stale.is_behind(&fence), "one rebase per collection");

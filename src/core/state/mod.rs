@@ -6,6 +6,7 @@ mod context;
 mod entry;
 mod fence;
 mod hlc;
+mod rebase;
 mod store;
 mod vv;
 
@@ -14,6 +15,7 @@ pub use context::{CausalContext, RangeSet};
 pub use entry::{merge, Entry, Limits, Merged, StateError};
 pub use fence::Fence;
 pub use hlc::{Hlc, HlcClock};
+pub use rebase::RebaseProbe;
 pub use store::{plausible_own_dot, Applied, Snapshot, Store, StoreStats};
 pub use vv::{Causality, VersionVector};
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::changes::{Lease, StoreChanges, Tracker};
 use super::entry::{merge, Merged};
-use super::{CausalContext, Entry, Fence, Hlc, HlcClock, Limits, StateError};
+use super::{CausalContext, Entry, Fence, Hlc, HlcClock, Limits, RebaseProbe, StateError};
 use crate::core::NodeId;
 
 /// The highest dot counter a life of ours can have issued by `wall_ms`: a store that
@@ -47,7 +47,7 @@ pub struct StoreStats {
     pub conflicts: u64,
     /// Tombstones removed once stable and past the grace period.
     pub tombstones_collected: u64,
-    /// Entries dropped by rebases (each is sent back by the peer if it still holds it).
+    /// Entries dropped by rebases (the peer had collected a delete over them).
     pub rebase_dropped: u64,
     /// Departed writers compacted out of the context.
     pub writers_compacted: u64,
@@ -89,9 +89,6 @@ pub struct Store {
     tombstone_writers: BTreeMap<NodeId, usize>,
     ctx: CausalContext,
     fence: Fence,
-    /// Bumped by every rebase: an exchange that began before one must not join its
-    /// peer's context (it was computed against what we held before).
-    generation: u64,
     clock: HlcClock,
     counter: u64,
     stats: StoreStats,
@@ -121,7 +118,6 @@ impl Store {
             tombstone_writers: BTreeMap::new(),
             ctx: CausalContext::new(),
             fence: Fence::default(),
-            generation: 0,
             clock: HlcClock::new(),
             counter: wall_ms << 10,
             stats: StoreStats::default(),
@@ -440,48 +436,6 @@ impl Store {
         if changed {
             self.tracker.ctx();
         }
-        self.forget_dropped_seen();
-    }
-
-    /// Takes back into our context the dots a rebase dropped that `peer` has seen, at
-    /// the end of an exchange in which it sent us everything it holds that we lack: the
-    /// entries it still held came back in it, so the rest are dead writes (superseded,
-    /// or under a collected delete), and a late copy of one must not bring it back.
-    /// The caller does not ask this of the peer whose fence made us drop them.
-    pub fn settle_dropped(&mut self, peer: &CausalContext) {
-        let mut changed = false;
-        for (w, dropped) in &self.fence.dropped.0 {
-            if let Some(seen) = peer.ranges(w) {
-                let dead = dropped.intersection(seen);
-                if !dead.is_empty() {
-                    self.ctx.join_writer(w, &dead);
-                    changed = true;
-                }
-            }
-        }
-        if changed {
-            self.tracker.ctx();
-            self.forget_dropped_seen();
-        }
-    }
-
-    /// Forgets dropped dots that are back in our context.
-    fn forget_dropped_seen(&mut self) {
-        if !self.fence.dropped.is_empty() {
-            let ctx = &self.ctx;
-            let before = self.fence.dropped.range_count();
-            for (w, r) in self.fence.dropped.0.iter_mut() {
-                if let Some(seen) = ctx.ranges(w) {
-                    for &(a, b) in seen.ranges() {
-                        r.remove_range(a, b);
-                    }
-                }
-            }
-            self.fence.dropped.0.retain(|_, r| !r.is_empty());
-            if self.fence.dropped.range_count() != before {
-                self.tracker.fence();
-            }
-        }
     }
 
     /// The highest dot of `writer` named by an entry we hold (0 if none).
@@ -580,11 +534,7 @@ impl Store {
             let seen = self.fence.compacted.entry(w.clone()).or_default();
             *seen = (*seen).max(top);
             self.ctx.0.remove(w);
-            for c in [
-                &mut self.fence.stable,
-                &mut self.fence.adopted,
-                &mut self.fence.dropped,
-            ] {
+            for c in [&mut self.fence.stable, &mut self.fence.adopted] {
                 c.0.remove(w);
             }
             n += 1;
@@ -613,57 +563,63 @@ impl Store {
         self.fence.is_behind(&self.ctx, peer_stable)
     }
 
-    /// Rebases against a peer whose fence we are behind: drops every entry stamped more
-    /// than `grace_ms` ago whose dots are all in the peer's `stable` set (the peer
-    /// vouches every member had seen them) and in its context `peer_ctx` (it has seen
-    /// them and still does: it holds them or what superseded them, or collected a delete
-    /// over them), and forgets those dots, so that the peer sends back what it still
-    /// holds. Returns how many entries were dropped.
+    /// Begins a rebase against a peer whose fence we are behind ([`RebaseProbe`]): the
+    /// candidates are the entries stamped more than `grace_ms` ago whose dots are all in
+    /// what the peer vouches for and in its context `peer_ctx`.
     ///
-    /// Nothing else is dropped: entries the peer has not seen (or dropped in a rebase of
-    /// its own) go to it in this exchange, and an entry younger than the grace cannot lie
-    /// under a collected delete (the delete came after it, and was collected only once
-    /// older than the grace), so a lying peer cannot make us drop a recent write, ours or
-    /// anyone's.
-    pub fn rebase(
-        &mut self,
-        peer_stable: &CausalContext,
+    /// Nothing else can be dropped: an entry the peer has not seen goes to it in this
+    /// exchange, and an entry younger than the grace cannot lie under a collected delete
+    /// (the delete came after it, and was collected only once older than the grace), so
+    /// a lying peer cannot make us drop a recent write, ours or anyone's.
+    pub fn probe_rebase(
+        &self,
+        peer_vouched: &CausalContext,
         peer_ctx: &CausalContext,
         wall_ms: u64,
         grace_ms: u64,
-    ) -> usize {
+    ) -> RebaseProbe {
         let cutoff = wall_ms.saturating_sub(grace_ms);
-        let dropped: Vec<Arc<str>> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| {
-                e.hlc.ms < cutoff
-                    && e.vv
-                        .dots()
-                        .all(|(w, c)| peer_stable.contains(w, c) && peer_ctx.contains(w, c))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &dropped {
-            if let Some(e) = self.entries.get(key) {
-                for (w, c) in e.vv.dots() {
-                    self.ctx.remove(w, c);
-                    self.fence.dropped.insert(w, c);
-                }
+        let mut probe = RebaseProbe {
+            vouched: peer_vouched.clone(),
+            ..RebaseProbe::default()
+        };
+        for e in self.entries.values().filter(|e| {
+            e.hlc.ms < cutoff
+                && e.vv
+                    .dots()
+                    .all(|(w, c)| peer_vouched.contains(w, c) && peer_ctx.contains(w, c))
+        }) {
+            for (w, c) in e.vv.dots() {
+                probe.hidden.insert(w, c);
             }
-            self.remove(key);
+            probe.candidates.insert(e.key.clone(), e.vv.clone());
         }
-        self.fence.adopted.join(peer_stable);
-        self.generation += 1;
-        self.tracker.ctx();
-        self.tracker.fence();
-        self.stats.rebase_dropped += dropped.len() as u64;
-        dropped.len()
+        probe
     }
 
-    /// Rebases so far (see [`Store::rebase`]).
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// Completes a rebase once the peer has sent everything it holds that our hidden
+    /// context lacked: drops each candidate it did not send back and that did not change
+    /// meanwhile (the peer collected a delete over it), and adopts what the peer vouches
+    /// for. The dropped entries' dots stay in the context. Returns how many were dropped.
+    pub fn finish_rebase(&mut self, probe: RebaseProbe) -> usize {
+        let mut dropped = 0;
+        for (key, vv) in &probe.candidates {
+            if probe.returned.contains(key) {
+                continue;
+            }
+            let Some((k, e)) = self.entries.get_key_value(key.as_str()) else {
+                continue;
+            };
+            if &e.vv == vv {
+                let k = k.clone();
+                self.remove(&k);
+                dropped += 1;
+            }
+        }
+        self.fence.adopted.join(&probe.vouched);
+        self.tracker.fence();
+        self.stats.rebase_dropped += dropped as u64;
+        dropped
     }
 
     fn put(&mut self, e: Entry) {

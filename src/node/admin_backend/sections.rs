@@ -253,16 +253,6 @@ impl Node {
                 e.rebases,
             ),
             (
-                "gossamer_rebases_deferred_total",
-                "Rebases put off because the peer was behind this node's fence too (a healed partition) and rebases first.",
-                e.rebases_deferred,
-            ),
-            (
-                "gossamer_stale_copies_refused_total",
-                "Copies of entries a rebase dropped, refused from members that had not rebased.",
-                e.stale_copies_refused,
-            ),
-            (
                 "gossamer_fences_refused_total",
                 "Peers' fences ignored because they named dots no writer can have issued yet.",
                 e.fences_refused,
@@ -431,6 +421,11 @@ impl Node {
                 "gossamer_members_refused_full_total",
                 "Members introduced second-hand and refused because the table held max_members.",
                 e.members_refused_full,
+            ),
+            (
+                "gossamer_intros_limited_total",
+                "Members introduced second-hand and refused because the relaying peer had spent its introduction budget.",
+                e.intros_limited,
             ),
             (
                 "gossamer_claims_verified_total",

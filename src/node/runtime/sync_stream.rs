@@ -129,7 +129,8 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| TransportError::Stream(e.to_string()))?;
-        let (mut ex, first) = Exchange::initiate(&mut self.inner.engine(), peer.clone(), kind);
+        let now = self.inner.now();
+        let (mut ex, first) = Exchange::initiate(&mut self.inner.engine(), now, peer.clone(), kind);
         let run = async {
             send.write_all(&[wire::STREAM_SYNC])
                 .await

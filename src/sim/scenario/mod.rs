@@ -664,12 +664,20 @@ impl Scenario {
                     )
                 })
                 .collect();
+            let concurrent = diffs
+                .iter()
+                .flatten()
+                .map(|d| d.concurrent.len())
+                .max()
+                .unwrap_or(0);
             properties.push(PropertyResult {
                 name: "live_views_match".into(),
                 pass: bad.is_empty(),
                 detail: if bad.is_empty() {
                     format!(
-                        "every live node holds the reference's {} live keys, no more",
+                        "every live node holds the reference's {} live keys, no more \
+                         (and {concurrent} written concurrently with a delete collected \
+                         on the other side of a partition)",
                         sim.reference_live_keys()
                     )
                 } else {

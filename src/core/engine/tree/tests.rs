@@ -243,7 +243,7 @@ fn a_tree_copy_of_an_update_synced_first_is_still_forwarded_once() {
     let mut e = hub();
     let mut w = engine("p05", &["p00"]);
     let entry = w.set(at(5), "k", b"v".to_vec()).unwrap();
-    e.sync_on_entries(at(8), vec![entry.clone()], false);
+    e.sync_on_entries(at(8), vec![entry.clone()], None);
     let dg = Datagram {
         items: vec![Item::Tree {
             entry,
