@@ -663,7 +663,8 @@ mod tests {
     /// opened before it, then joined its peer's context: the wiped entries counted as
     /// seen and were never sent again (the node ended without keys its peers held).
     /// Now a rebase removes nothing before its peer has answered and keeps the dropped
-    /// writes' dots, so an exchange running across it is not misled.
+    /// writes' dots, so an exchange running across it is not misled; an initiator that
+    /// finds itself behind joins nothing and rebases in its next exchange with that peer.
     #[test]
     fn an_exchange_running_across_a_rebase_loses_nothing() {
         let (mut a, mut b, mut c) = three_with_keys();
@@ -682,9 +683,8 @@ mod tests {
                 reply = t;
             }
         }
-        // ... meanwhile rebases against a (which opens that exchange) ...
-        exchange(&mut a, &mut b, now);
-        assert_eq!(b.stats().rebases, 1);
+        // ... meanwhile meets a (the exchange that, in the old design, reset it) ...
+        exchange(&mut b, &mut a, now);
         // ... and only then hears c's answer.
         let mut last = Vec::new();
         for f in reply {
@@ -703,6 +703,7 @@ mod tests {
         }
         assert!(b.store().get("k0").is_none());
         assert_eq!(live(&a), live(&b));
+        assert_eq!(b.stats().rebases, 1, "b rebased once, in its next exchange with a");
     }
 
     /// #16, finding 7: the causal context never forgot a writer, so it grew with every
