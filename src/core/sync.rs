@@ -703,7 +703,11 @@ mod tests {
         }
         assert!(b.store().get("k0").is_none());
         assert_eq!(live(&a), live(&b));
-        assert_eq!(b.stats().rebases, 1, "b rebased once, in its next exchange with a");
+        assert_eq!(
+            b.stats().rebases,
+            1,
+            "b rebased once, in its next exchange with a"
+        );
     }
 
     /// #16, finding 7: the causal context never forgot a writer, so it grew with every

@@ -79,6 +79,18 @@ fn a_minority_partitioned_beyond_the_grace_converges_to_the_reference() {
     );
 }
 
+/// The same with a clock an hour ahead on one side and an hour behind on the other.
+///
+/// Fails today (seeds 37, 1, 2, 3: one key per run resurrected or missing, replicas not
+/// identical): clocks wrong by more than the grace with a partition longer than it.
+/// ARCHITECTURE.md, "Open: clocks wrong by more than the grace";
+/// `cargo test --release --lib skewed -- --ignored`.
+#[test]
+#[ignore = "open: a clock behind by more than the grace defeats the rebase (#16)"]
+fn a_minority_partitioned_beyond_the_grace_with_wrong_clocks_converges() {
+    scenario!("minority-beyond-grace-skewed");
+}
+
 #[test]
 fn thirty_minute_partition_into_halves_heals_with_every_write_everywhere() {
     let r = scenario!("partition-30min");

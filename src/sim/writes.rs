@@ -48,7 +48,10 @@ impl Sim {
             let dot = (id.clone(), entry.vv.get(&id));
             if issued {
                 self.issued_dot(node, dot.clone(), fingerprint);
-                self.oracle.record(entry);
+                if let (Some(o), Some(e)) = (self.oracle.as_mut(), self.nodes[node].engine.as_ref())
+                {
+                    o.record(entry, e.store().context());
+                }
             }
             let mut have = vec![0u64; self.words];
             have[node / 64] |= 1 << (node % 64);
@@ -144,20 +147,29 @@ impl Sim {
             .count()
     }
 
-    /// How each live node's live keys differ from the reference replica that merged
-    /// every acknowledged write (`None` for nodes that are down). Meaningful once the
-    /// run has settled, and only where no acknowledged write can be lost (sync
-    /// durability, no restart without state of a node holding writes no one else has).
+    /// Keeps every acknowledged write from now on, for [`Sim::live_view_diffs`].
+    pub fn track_reference(&mut self) {
+        self.oracle.get_or_insert_with(oracle::Oracle::default);
+    }
+
+    /// How each live node's live keys differ from the reference of every acknowledged
+    /// write (`None` for nodes that are down; empty without [`Sim::track_reference`]).
+    /// Meaningful once the run has settled, and only where no acknowledged write can be
+    /// lost (sync durability, no restart without state of a node holding writes no one
+    /// else has).
     pub fn live_view_diffs(&self) -> Vec<Option<LiveDiff>> {
+        let Some(o) = self.oracle.as_ref() else {
+            return Vec::new();
+        };
         self.nodes
             .iter()
-            .map(|n| n.engine.as_ref().map(|e| self.oracle.diff(e.store())))
+            .map(|n| n.engine.as_ref().map(|e| o.diff(e.store())))
             .collect()
     }
 
-    /// Live keys of the reference replica.
+    /// Keys the reference expects live on every replica.
     pub fn reference_live_keys(&self) -> usize {
-        self.oracle.live_len()
+        self.oracle.as_ref().map_or(0, oracle::Oracle::live_len)
     }
 
     /// Writes not yet held by every live node.

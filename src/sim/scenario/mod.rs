@@ -432,6 +432,9 @@ impl Scenario {
         if let Some(t) = topology::topology_of(&self.datacenters, &self.wan) {
             sim.set_topology(t).expect("datacenters validated");
         }
+        if self.properties.live_views_match {
+            sim.track_reference();
+        }
         sim.set_durability(match self.durability {
             DurabilitySpec::Sync => SimDurability::Sync,
             DurabilitySpec::Relaxed => SimDurability::Relaxed {
@@ -675,9 +678,9 @@ impl Scenario {
                 pass: bad.is_empty(),
                 detail: if bad.is_empty() {
                     format!(
-                        "every live node holds the reference's {} live keys, no more \
-                         (and {concurrent} written concurrently with a delete collected \
-                         on the other side of a partition)",
+                        "no value lost, stale or resurrected on any live node ({} keys \
+                         live in the reference; {concurrent} with a value and a delete \
+                         concurrent)",
                         sim.reference_live_keys()
                     )
                 } else {
