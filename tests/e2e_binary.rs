@@ -156,6 +156,19 @@ fn bad_configuration_exits_with_code_2_and_names_the_problem() {
     let out = gossamer(&["run", "--config", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fanout"));
+    // An empty admin token (#20): it would let `Authorization: Bearer ` in.
+    let empty = dir.path().join("empty-token.toml");
+    std::fs::write(
+        &empty,
+        format!(
+            "node_id = \"n1\"\nlisten = \"127.0.0.1:0\"\ncerts = \"{d}\"\nadmin_token = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let out = gossamer(&["run", "--config", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin_token"), "stderr: {err}");
     // A missing node id.
     let out = gossamer(&["run", "--listen", "127.0.0.1:0", "--certs", d]);
     assert_eq!(out.status.code(), Some(2));

@@ -75,7 +75,6 @@ pub enum ClientError {
 #[derive(Debug)]
 struct RawResponse {
     status: StatusCode,
-    #[allow(dead_code)]
     headers: HeaderMap,
     body: Bytes,
 }
@@ -159,10 +158,49 @@ impl AdminClient {
         }
     }
 
-    /// Live entries whose key starts with `prefix`, sorted by key.
+    /// Live entries whose key starts with `prefix`, sorted by key: every page of the
+    /// listing, one request each.
     pub async fn list(&self, prefix: &str) -> Result<Vec<KvListItem>, ClientError> {
-        let path = format!("/v1/kv?prefix={}", percent_encode(prefix, false));
-        self.get_json(&path).await
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = self.list_page(prefix, after.as_deref(), None).await?;
+            all.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of a listing: at most `limit` entries (the server's default without one)
+    /// whose key starts with `prefix` and sorts after `after` (a cursor this returned
+    /// before), and the cursor of the next page if there is one.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<KvListItem>, Option<String>), ClientError> {
+        let mut path = format!("/v1/kv?prefix={}", percent_encode(prefix, false));
+        if let Some(a) = after {
+            // A cursor is a percent-encoded key already.
+            path.push_str("&after=");
+            path.push_str(a);
+        }
+        if let Some(l) = limit {
+            path.push_str(&format!("&limit={l}"));
+        }
+        let resp = self.request(Method::GET, &path, None).await?;
+        if !resp.status.is_success() {
+            return Err(self.error(resp));
+        }
+        let next = resp
+            .headers
+            .get(super::NEXT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((decode(&resp.body)?, next))
     }
 
     /// The members as seen by the node (JSON objects shaped like

@@ -11,20 +11,25 @@
 //! | `GET /v1/kv/{key}?meta=1`   | JSON [`KvMeta`]                                             |
 //! | `PUT /v1/kv/{key}`          | body = value (at most [`MAX_BODY_BYTES`], else 413); 204, or 400 if rejected |
 //! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
-//! | `GET /v1/kv?prefix=P`       | JSON array of [`KvListItem`], sorted by key                 |
+//! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains |
 //! | `GET /metrics`              | Prometheus text format 0.0.4                                |
 //!
 //! Keys may contain `/`; other characters outside the URL-unreserved set are
-//! percent-encoded in the path. With an auth token configured, every request must carry
-//! `Authorization: Bearer <token>`, else 401. Errors are JSON `{"error": "..."}`.
+//! percent-encoded in the path. An empty key is answered 400. With an auth token
+//! configured, every request must carry `Authorization: Bearer <token>`, else 401. Errors
+//! are JSON `{"error": "..."}`. The server bounds what a client can hold (`serve.rs`):
+//! connections, header and idle timeouts, a per-request deadline (408) and requests in
+//! flight (503).
 
 mod prometheus;
+mod serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -39,6 +44,21 @@ use crate::node::{KvEntry, MemberView, Metric, StatusView};
 pub use prometheus::{
     render_prometheus, Histogram, DURATION_BUCKETS, NAME_LABEL, PROMETHEUS_CONTENT_TYPE,
 };
+pub use serve::{serve_with, ServeLimits};
+
+/// Entries in a listing page unless the client asks for another `limit`.
+pub const DEFAULT_PAGE: usize = 1_000;
+
+/// Most entries a client may ask for in one listing page.
+pub const MAX_PAGE: usize = 10_000;
+
+/// About how many bytes of keys and values one listing page holds (at least one entry):
+/// concurrent listings of large values must not each hold the whole store in memory.
+pub const PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Response header of a listing with more entries after it: pass its value back as
+/// `after` for the next page (the last key of this page, percent-encoded).
+pub const NEXT_HEADER: &str = "x-gossamer-next";
 
 /// Largest accepted request body (a value written with `PUT /v1/kv/{key}`): 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -65,8 +85,9 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn store_failure(&self) -> Option<String> {
         None
     }
-    /// Live entries whose key starts with `prefix`.
-    fn kv_list(&self, prefix: &str) -> Vec<KvEntry>;
+    /// At most `limit` live entries whose key starts with `prefix` and sorts after
+    /// `after`, in key order.
+    fn kv_list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry>;
     /// Every member known to this node, itself included.
     fn members(&self) -> Vec<MemberView>;
     /// Summary of the local node.
@@ -158,7 +179,7 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
         .route("/v1/kv", get(kv_list))
-        .route("/v1/kv/", get(kv_list))
+        .route("/v1/kv/", get(kv_list).put(empty_key).delete(empty_key))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -174,20 +195,51 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
     }
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes, then finishes the
-/// requests in flight and returns.
+/// [`router`] with a deadline per request (then 408) and a bound on requests in flight
+/// (beyond it 503), as tower layers.
+pub fn router_with(
+    backend: Arc<dyn AdminBackend>,
+    auth_token: Option<String>,
+    limits: ServeLimits,
+) -> Router {
+    router(backend, auth_token).layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(late_or_overloaded))
+            .load_shed()
+            .concurrency_limit(limits.max_in_flight.max(1))
+            .timeout(limits.request_timeout),
+    )
+}
+
+async fn late_or_overloaded(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        error(StatusCode::REQUEST_TIMEOUT, "request took too long")
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight; retry",
+        )
+    } else {
+        error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+    }
+}
+
+/// Serves the admin API on `listener` within [`ServeLimits::default`] until `shutdown`
+/// completes, then finishes the requests in flight and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     backend: Arc<dyn AdminBackend>,
     auth_token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, auth = auth_token.is_some(), "admin API listening");
-    }
-    axum::serve(listener, router(backend, auth_token))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(
+        listener,
+        backend,
+        auth_token,
+        ServeLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 type Backend = Arc<dyn AdminBackend>;
@@ -230,6 +282,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn empty_key() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "empty key: give the key after /v1/kv/",
+    )
 }
 
 async fn not_found() -> Response {
@@ -362,13 +421,41 @@ async fn kv_list(
         Err(rej) => return error(rej.status(), rej.body_text()),
     };
     let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
-    let mut items: Vec<KvListItem> = b
-        .kv_list(prefix)
-        .into_iter()
-        .map(KvListItem::from)
-        .collect();
-    items.sort_by(|a, b| a.key.cmp(&b.key));
-    Json(items).into_response()
+    let after = query.get("after").map(String::as_str);
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => DEFAULT_PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be a number from 1 to {MAX_PAGE}"),
+            )
+        }
+    };
+    // One more than asked shows whether another page follows.
+    let mut entries = b.kv_list(prefix, after, limit + 1);
+    let mut more = entries.len() > limit;
+    entries.truncate(limit);
+    let mut bytes = 0usize;
+    let mut items: Vec<KvListItem> = Vec::with_capacity(entries.len());
+    for e in entries {
+        if !items.is_empty() && bytes + e.key.len() + e.value.len() > PAGE_BYTES {
+            more = true;
+            break;
+        }
+        bytes += e.key.len() + e.value.len();
+        items.push(KvListItem::from(e));
+    }
+    let mut resp = Json(&items).into_response();
+    if more {
+        if let Some(last) = items.last() {
+            let cursor = client::percent_encode(&last.key, false);
+            if let Ok(v) = HeaderValue::from_str(&cursor) {
+                resp.headers_mut().insert(NEXT_HEADER, v);
+            }
+        }
+    }
+    resp
 }
 
 pub mod client;

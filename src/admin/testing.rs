@@ -73,14 +73,13 @@ impl AdminBackend for FakeBackend {
         self.failed.lock().unwrap().clone()
     }
 
-    fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
-        // Reverse order on purpose: the server must sort.
+    fn kv_list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry> {
         self.kv
             .lock()
             .unwrap()
             .values()
-            .rev()
-            .filter(|e| e.key.starts_with(prefix))
+            .filter(|e| e.key.starts_with(prefix) && after.is_none_or(|a| e.key.as_str() > a))
+            .take(limit)
             .cloned()
             .collect()
     }
@@ -161,14 +160,20 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server, requiring `token` if given.
     pub async fn start(token: Option<&str>) -> Self {
+        Self::start_with(token, super::ServeLimits::default()).await
+    }
+
+    /// Starts a server within `limits`, requiring `token` if given.
+    pub async fn start_with(token: Option<&str>, limits: super::ServeLimits) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let backend = Arc::new(FakeBackend::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(super::serve(
+        let task = tokio::spawn(super::serve_with(
             listener,
             backend.clone(),
             token.map(str::to_string),
+            limits,
             async move {
                 let _ = stopped.await;
             },
@@ -205,6 +210,19 @@ impl FakeBackend {
     /// Number of stored keys.
     pub fn len_for_test(&self) -> usize {
         self.kv.lock().unwrap().len()
+    }
+
+    /// Stores `key = value` directly (no size checks), to seed large listings.
+    pub fn insert_for_test(&self, key: &str, value: &[u8]) {
+        let entry = KvEntry {
+            key: key.to_string(),
+            value: value.to_vec(),
+            writer: id("n1"),
+            hlc_ms: 1,
+            hlc_lc: 0,
+            version: BTreeMap::new(),
+        };
+        self.kv.lock().unwrap().insert(key.to_string(), entry);
     }
 
     /// Makes the store fail: every later write is refused with `msg`.

@@ -6,8 +6,10 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::testing::{TestServer, FAKE_MAX_KEY};
-use super::{ErrorBody, KvListItem, KvMeta, MAX_BODY_BYTES};
+use super::{ErrorBody, KvListItem, KvMeta, ServeLimits, MAX_BODY_BYTES, MAX_PAGE, NEXT_HEADER};
 use crate::admin::client::{AdminClient, ClientError};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends one raw request and returns status, headers and body.
 async fn raw(
@@ -350,4 +352,158 @@ async fn a_write_refused_by_a_failed_store_is_503_and_a_bad_key_400() {
     assert!(error_text(&body).contains("no longer persisted"));
     let (status, _, _) = raw(&server, "DELETE", "/v1/kv/k", &[], Vec::new()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// #20: a listing comes in pages; walking them with the cursor yields every key exactly
+/// once, in order, whatever the page size.
+#[tokio::test]
+async fn a_listing_of_10000_keys_is_walked_exactly_once_in_pages() {
+    let server = TestServer::start(None).await;
+    for i in 0..10_000 {
+        server.backend.insert_for_test(&format!("k/{i:05}"), b"v");
+    }
+    server.backend.insert_for_test("other", b"v");
+    let c = client(&server);
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let (page, next) = c
+            .list_page("k/", after.as_deref(), Some(777))
+            .await
+            .unwrap();
+        assert!(page.len() <= 777);
+        seen.extend(page.into_iter().map(|i| i.key));
+        pages += 1;
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+        assert!(pages < 100, "the cursor does not advance");
+    }
+    let want: Vec<String> = (0..10_000).map(|i| format!("k/{i:05}")).collect();
+    assert_eq!(seen, want);
+    assert_eq!(pages, 13);
+    // The walking client, with the server's default page.
+    assert_eq!(c.list("k/").await.unwrap().len(), 10_000);
+    // Bad limits are refused, naming the bound.
+    for bad in ["0", "x", &(MAX_PAGE + 1).to_string()] {
+        let (status, _, body) =
+            raw(&server, "GET", &format!("/v1/kv?limit={bad}"), &[], vec![]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(error_text(&body).contains("limit"));
+    }
+    // The last page carries no cursor.
+    let (_, headers, _) = raw(&server, "GET", "/v1/kv?prefix=other", &[], vec![]).await;
+    assert!(headers.get(NEXT_HEADER).is_none());
+}
+
+/// #20: `PUT /v1/kv/` answered 405; an empty key is a client error that says so.
+#[tokio::test]
+async fn an_empty_key_is_a_400_that_names_it() {
+    let server = TestServer::start(None).await;
+    for method in ["PUT", "DELETE"] {
+        let (status, _, body) = raw(&server, method, "/v1/kv/", &[], b"v".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method}");
+        assert!(error_text(&body).contains("empty key"));
+    }
+}
+
+fn tight() -> ServeLimits {
+    ServeLimits {
+        max_connections: 4,
+        max_in_flight: 64,
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        request_timeout: Duration::from_millis(500),
+    }
+}
+
+/// Reads until the server closes the connection (or the deadline passes); returns what
+/// was read and whether it closed.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, deadline: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (got, closed)
+}
+
+/// #20: connections that send nothing, half a header, or a body that never comes are
+/// closed at the timeouts instead of being held for ever.
+#[tokio::test]
+async fn idle_slow_and_stalled_connections_are_closed_at_the_timeouts() {
+    let server = TestServer::start_with(None, tight()).await;
+    // Nothing at all.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(closed, "an idle connection was kept");
+    // Half a header.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert!(closed, "a partial header was waited for");
+    // A huge or a plausible Content-Length with one byte of body: 408 at the request
+    // deadline (the size limit applies to bytes read, and none come).
+    for (len, want) in [("99999999999", "HTTP/1.1 408"), ("1000", "HTTP/1.1 408")] {
+        let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!("PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\nv");
+        stalled.write_all(head.as_bytes()).await.unwrap();
+        let (got, closed) = read_until_closed(&mut stalled, Duration::from_secs(10)).await;
+        assert!(
+            closed,
+            "a stalled body (Content-Length {len}) was waited for"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(want), "Content-Length {len}: {text}");
+    }
+    assert!(!server.backend.kv_get_for_test("x"));
+}
+
+/// #20: beyond `max_connections`, a client waits in the backlog; it is served once a
+/// slot frees.
+#[tokio::test]
+async fn the_connection_cap_holds() {
+    let limits = ServeLimits {
+        idle_timeout: Duration::from_secs(30),
+        header_timeout: Duration::from_secs(30),
+        ..tight()
+    };
+    let server = TestServer::start_with(None, limits).await;
+    let mut held = Vec::new();
+    for _ in 0..limits.max_connections {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // A complete request, so each connection is surely accepted and kept alive.
+        s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut extra = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    extra
+        .write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(500), extra.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap");
+    held.pop();
+    let n = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf))
+        .await
+        .expect("not served after a slot freed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }

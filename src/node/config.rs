@@ -98,6 +98,17 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.gossip.validate().map_err(|e| format!("gossip.{e}"))?;
         self.security.validate()?;
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(
+                "admin_token: an empty token would let any `Authorization: Bearer ` in; set a \
+                 long random string (e.g. `openssl rand -hex 32`) or remove the setting"
+                    .into(),
+            );
+        }
         if let Some(admin) = self.admin {
             if !admin.ip().is_loopback() && self.admin_token.is_none() {
                 return Err(format!(

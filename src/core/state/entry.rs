@@ -47,6 +47,15 @@ pub enum StateError {
         /// Configured maximum.
         max: usize,
     },
+    /// The key holds a control character (NUL, CR, LF, ...): it would break every
+    /// line-based listing and log of it.
+    #[error("key must not contain control characters (found {found:?} at byte {at})")]
+    KeyControl {
+        /// The character.
+        found: char,
+        /// Its byte offset in the key.
+        at: usize,
+    },
     /// The value is longer than the limit.
     #[error("value must be at most {max} bytes long (got {len})")]
     ValueLength {

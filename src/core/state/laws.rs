@@ -222,4 +222,13 @@ fn limits_reject_oversized_input_without_changing_state() {
     assert_eq!(s.apply(bogus, 1), Err(StateError::EmptyVersionVector));
     assert!(s.is_empty());
     assert!(s.context().0.is_empty());
+    // #20: a key with NUL, CR or LF broke every line-based listing of it.
+    for (key, at) in [("a\nb", 1), ("\0", 0), ("x\ry", 1), ("tab\there", 3)] {
+        match s.write(key, Some(vec![]), 1) {
+            Err(StateError::KeyControl { at: a, .. }) => assert_eq!(a, at, "{key:?}"),
+            other => panic!("{key:?} was not refused: {other:?}"),
+        }
+    }
+    assert!(s.write("ünïcode/ok", Some(vec![]), 1).is_ok());
+    assert!(s.write("ünïcode/ok", None, 1).is_ok());
 }

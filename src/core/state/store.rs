@@ -220,6 +220,25 @@ impl Store {
             .filter(|e| !e.is_tombstone())
     }
 
+    /// Live entries whose key starts with `prefix` and sorts after `after`, in key order:
+    /// a page of a listing that resumes where the previous one ended.
+    pub fn scan_prefix_after<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        self.entries
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e)
+            .filter(|e| !e.is_tombstone())
+    }
+
     /// Every entry, tombstones included, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
@@ -238,6 +257,9 @@ impl Store {
                 len: key.len(),
                 max: self.limits.max_key_len,
             });
+        }
+        if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(StateError::KeyControl { found, at });
         }
         if let Some(v) = &value {
             if v.len() > self.limits.max_value_len {

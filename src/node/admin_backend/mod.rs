@@ -123,8 +123,8 @@ impl AdminBackend for Node {
         self.persist_failure()
     }
 
-    fn kv_list(&self, prefix: &str) -> Vec<KvEntry> {
-        self.list(prefix)
+    fn kv_list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry> {
+        self.list_page(prefix, after, limit)
     }
 
     fn members(&self) -> Vec<MemberView> {

@@ -422,6 +422,17 @@ impl Node {
         e.store().scan_prefix(prefix).map(to_kv).collect()
     }
 
+    /// At most `limit` live keys starting with `prefix` that sort after `after`, in key
+    /// order: one page of a listing.
+    pub fn list_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry> {
+        let e = self.inner.engine();
+        e.store()
+            .scan_prefix_after(prefix, after)
+            .take(limit)
+            .map(to_kv)
+            .collect()
+    }
+
     /// Subscribes to key and membership changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
