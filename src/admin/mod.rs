@@ -202,13 +202,15 @@ pub fn router_with(
     auth_token: Option<String>,
     limits: ServeLimits,
 ) -> Router {
-    router(backend, auth_token).layer(
-        tower::ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(late_or_overloaded))
-            .load_shed()
-            .concurrency_limit(limits.max_in_flight.max(1))
-            .timeout(limits.request_timeout),
-    )
+    // Around the whole router, as one service: `Router::layer` would wrap each route
+    // apart, giving every route a bound of its own.
+    let bounded = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(late_or_overloaded))
+        .load_shed()
+        .concurrency_limit(limits.max_in_flight.max(1))
+        .timeout(limits.request_timeout)
+        .service(router(backend, auth_token));
+    Router::new().fallback_service(bounded)
 }
 
 async fn late_or_overloaded(err: tower::BoxError) -> Response {

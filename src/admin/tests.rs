@@ -507,3 +507,43 @@ async fn the_connection_cap_holds() {
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
+
+/// #20: beyond `max_in_flight` requests at once, the API answers 503 at once instead of
+/// queueing; once they end, it serves again.
+#[tokio::test]
+async fn requests_beyond_the_in_flight_bound_are_refused_with_503() {
+    let limits = ServeLimits {
+        max_in_flight: 2,
+        request_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(30),
+        ..tight()
+    };
+    let server = TestServer::start_with(None, limits).await;
+    // Two requests whose bodies never come hold both slots until their deadline.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nv")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut refused = false;
+    while tokio::time::Instant::now() < deadline {
+        let (status, _, body) = raw(&server, "GET", "/v1/status", &[], vec![]).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(error_text(&body).contains("in flight"));
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "a third request was served with two in flight");
+    for mut s in stalled {
+        let (got, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert!(got.starts_with(b"HTTP/1.1 408"));
+    }
+    let (status, _, _) = raw(&server, "GET", "/v1/status", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+}
