@@ -722,50 +722,6 @@ impl Sim {
         &self.detections
     }
 
-    /// True when every live node holds the same live entries.
-    ///
-    /// Entries are compared by the write they hold: key, value, writer, stamp and the
-    /// writer's dot. Tombstones are left out: each node collects them on its own
-    /// schedule (its clock, its collection round), so replicas that agree on every live
-    /// key may still differ in the deletes they keep. Version vectors are left out too:
-    /// they may differ in dots of collected history (a key deleted, collected and written
-    /// again starts a new vector on the nodes that collected, while a node that still
-    /// held an old copy merges that copy's dead, stable dots into it); every such dot is
-    /// seen everywhere, so no exchange carries it (ARCHITECTURE.md, "Tombstone collection
-    /// at causal stability").
-    pub fn stores_identical(&self) -> bool {
-        use crate::core::state::Entry;
-        let same = |a: &Entry, b: &Entry| {
-            a.key == b.key
-                && a.value == b.value
-                && a.writer == b.writer
-                && a.hlc == b.hlc
-                && a.vv.get(&a.writer) == b.vv.get(&b.writer)
-        };
-        let live = |e: &Engine| -> Vec<Entry> {
-            e.store()
-                .iter()
-                .filter(|x| !x.is_tombstone())
-                .cloned()
-                .collect()
-        };
-        let mut first: Option<Vec<Entry>> = None;
-        for n in &self.nodes {
-            let Some(e) = n.engine.as_ref() else { continue };
-            let mine = live(e);
-            match &first {
-                None => first = Some(mine),
-                Some(f) => {
-                    if f.len() != mine.len() || !f.iter().zip(mine.iter()).all(|(a, b)| same(a, b))
-                    {
-                        return false;
-                    }
-                }
-            }
-        }
-        true
-    }
-
     /// Number of nodes that are up.
     pub fn live_nodes(&self) -> usize {
         self.nodes.iter().filter(|n| n.engine.is_some()).count()

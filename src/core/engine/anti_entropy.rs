@@ -1,7 +1,7 @@
 //! What the frames of an anti-entropy exchange carry, applied to the engine; the
 //! exchange itself (which frame when, what to answer) is `core::sync::Exchange`.
 
-use super::Engine;
+use super::{Engine, Output};
 use crate::core::proto::{MemberState, SyncFrame, SyncKind};
 use crate::core::state::{plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
 use crate::core::{NodeId, Now};
@@ -15,6 +15,47 @@ impl Engine {
     /// Counts an exchange a peer opened.
     pub(crate) fn sync_accepted(&mut self) {
         self.stats.syncs_accepted += 1;
+    }
+
+    /// Opens this interval's exchange: a rebase we owe first, else the member synced
+    /// with least recently among a small random sample.
+    pub(super) fn start_periodic_sync(&mut self) {
+        // Anti-entropy comes last under pressure: put it off while the bucket is below
+        // its reserve (the next interval tries again).
+        if self.limiter.is_limited()
+            && self.limiter.tokens(self.clock_us) < self.limiter.burst() / 2 + 1_024
+        {
+            self.stats.syncs_deferred += 1;
+            return;
+        }
+        // A rebase we owe comes first (owed to a member that has left, it is dropped:
+        // another member's fence will show we are behind, if we still are); then the
+        // member synced with least recently, among a small random sample.
+        let members = &self.members;
+        self.rebase_due.retain(|id, _| members.get(id).is_some());
+        let due = self
+            .rebase_due
+            .keys()
+            .find(|id| self.members.is_live(id))
+            .cloned();
+        if let Some(with) = due {
+            if let Some(addr) = self.addr_of(&with) {
+                self.out.push_back(Output::Sync { with, addr });
+                return;
+            }
+        }
+        let sample = self.sync_candidates(4);
+        let best = sample.into_iter().min_by_key(|id| {
+            self.members
+                .get(id)
+                .and_then(|m| m.last_sync_us)
+                .unwrap_or(0)
+        });
+        if let Some(with) = best {
+            if let Some(addr) = self.addr_of(&with) {
+                self.out.push_back(Output::Sync { with, addr });
+            }
+        }
     }
 
     /// Our `Open` frame: causal context (with a rebase's candidates hidden, so that the

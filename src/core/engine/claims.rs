@@ -64,19 +64,19 @@ impl IntroBudget {
     /// forgotten first (they lose nothing by it).
     fn take(&mut self, peer: &NodeId, now_us: u64, burst: u32, per_sec: u32) -> bool {
         let cap = u64::from(burst) * 1_000;
+        // Thousandths of a token per ms elapsed: per_sec tokens per second.
+        let refilled = |t: u64, at: u64| {
+            let back = now_us.saturating_sub(at) / 1_000 * u64::from(per_sec);
+            t.saturating_add(back).min(cap)
+        };
         if !self.peers.contains_key(peer) && self.peers.len() >= MAX_TRACKED {
-            self.peers.retain(|_, (t, at)| {
-                let back = now_us.saturating_sub(*at) / 1_000 * u64::from(per_sec);
-                t.saturating_add(back) < cap
-            });
+            self.peers.retain(|_, (t, at)| refilled(*t, *at) < cap);
             if self.peers.len() >= MAX_TRACKED {
                 return false;
             }
         }
         let (tokens, at) = self.peers.entry(peer.clone()).or_insert((cap, now_us));
-        // Thousandths of a token per µs elapsed: per_sec tokens per second.
-        let back = now_us.saturating_sub(*at) / 1_000 * u64::from(per_sec);
-        *tokens = tokens.saturating_add(back).min(cap);
+        *tokens = refilled(*tokens, *at);
         *at = now_us;
         if *tokens < 1_000 {
             return false;

@@ -489,42 +489,6 @@ impl Engine {
         self.push_to_with(&peers, None, &[], data_peers);
     }
 
-    fn start_periodic_sync(&mut self) {
-        // Anti-entropy comes last under pressure: put it off while the bucket is below
-        // its reserve (the next interval tries again).
-        if self.limiter.is_limited()
-            && self.limiter.tokens(self.clock_us) < self.limiter.burst() / 2 + 1_024
-        {
-            self.stats.syncs_deferred += 1;
-            return;
-        }
-        // A rebase we owe comes first; then the member synced with least recently,
-        // among a small random sample.
-        let due = self
-            .rebase_due
-            .keys()
-            .find(|id| self.members.is_live(id))
-            .cloned();
-        if let Some(with) = due {
-            if let Some(addr) = self.addr_of(&with) {
-                self.out.push_back(Output::Sync { with, addr });
-                return;
-            }
-        }
-        let sample = self.sync_candidates(4);
-        let best = sample.into_iter().min_by_key(|id| {
-            self.members
-                .get(id)
-                .and_then(|m| m.last_sync_us)
-                .unwrap_or(0)
-        });
-        if let Some(with) = best {
-            if let Some(addr) = self.addr_of(&with) {
-                self.out.push_back(Output::Sync { with, addr });
-            }
-        }
-    }
-
     fn emit_member_change(&mut self, now: Now, change: Change, broadcast: bool) {
         self.swim_on_change(now, &change);
         let state = match &change {

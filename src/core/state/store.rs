@@ -210,14 +210,7 @@ impl Store {
 
     /// Live entries whose key starts with `prefix`, in key order.
     pub fn scan_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(_, e)| e)
-            .filter(|e| !e.is_tombstone())
+        self.scan_prefix_after(prefix, None)
     }
 
     /// Live entries whose key starts with `prefix` and sorts after `after`, in key order:

@@ -205,7 +205,7 @@ impl Node {
             ),
             (
                 "gossamer_rebase_dropped_total",
-                "Entries dropped by rebases (the peer sends back what it still holds).",
+                "Entries a rebase dropped because the peer had collected a delete over them.",
                 store.rebase_dropped,
             ),
             (

@@ -1,0 +1,99 @@
+//! The node's key-value API: local writes (durable as the durability mode requires) and
+//! reads of the live state.
+
+use super::*;
+
+impl Node {
+    /// Sets a key; the write is pushed to peers at once.
+    ///
+    /// With a data directory and `sync` durability this returns only once the write is
+    /// committed to disk, and blocks the calling thread until then (about one fsync;
+    /// concurrent writes share one): from async code call it in `spawn_blocking`.
+    pub fn set(&self, key: &str, value: Vec<u8>) -> Result<(), NodeError> {
+        let mut value = Some(value);
+        self.write(|e, now| e.set(now, key, value.take().unwrap_or_default()))?;
+        Ok(())
+    }
+
+    /// Deletes a key; returns whether it held a live value. Durable like [`Node::set`].
+    pub fn delete(&self, key: &str) -> Result<bool, NodeError> {
+        self.write(|e, now| e.delete(now, key))
+    }
+
+    /// Runs a local write and, with a data directory, makes it durable as the
+    /// durability mode requires. A write that would pass the durable dot lease waits
+    /// for the lease extension's commit first (rare: once per 2^19 writes at most).
+    fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut Engine, Now) -> Result<R, crate::core::state::StateError>,
+    ) -> Result<R, NodeError> {
+        self.check_running()?;
+        let Some(c) = &self.inner.persist else {
+            return Ok(self.with_engine(|e, now| f(e, now))?);
+        };
+        for _ in 0..8 {
+            let done = self.with_engine(|e, now| {
+                if !e.lease_ready() {
+                    return Err(e.change_seq());
+                }
+                Ok((f(e, now), e.change_seq()))
+            });
+            match done {
+                Ok((r, seq)) => {
+                    let r = r?;
+                    if self.inner.cfg.durability == Durability::Sync {
+                        c.wait_durable(seq)?;
+                    } else if let Some(e) = c.failure() {
+                        // Relaxed: the write is not waited for, but a store that no
+                        // longer commits must not go unnoticed.
+                        return Err(e.into());
+                    }
+                    c.acked();
+                    return Ok(r);
+                }
+                Err(seq) => c.wait_durable(seq)?,
+            }
+        }
+        Err(NodeError::Store(
+            crate::node::persist::PersistError::Failed(
+                "the dot lease could not be extended".into(),
+            ),
+        ))
+    }
+
+    /// The live value of a key with its metadata.
+    pub fn get(&self, key: &str) -> Option<KvEntry> {
+        let e = self.inner.engine();
+        e.store()
+            .entry(key)
+            .filter(|x| !x.is_tombstone())
+            .map(to_kv)
+    }
+
+    /// Live keys starting with `prefix`, in key order.
+    pub fn list(&self, prefix: &str) -> Vec<KvEntry> {
+        self.list_page(prefix, None, usize::MAX)
+    }
+
+    /// At most `limit` live keys starting with `prefix` that sort after `after`, in key
+    /// order: one page of a listing.
+    pub fn list_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry> {
+        let e = self.inner.engine();
+        e.store()
+            .scan_prefix_after(prefix, after)
+            .take(limit)
+            .map(to_kv)
+            .collect()
+    }
+}
+
+fn to_kv(e: &crate::core::state::Entry) -> KvEntry {
+    KvEntry {
+        key: e.key.clone(),
+        value: e.value.clone().unwrap_or_default(),
+        writer: e.writer.clone(),
+        hlc_ms: e.hlc.ms,
+        hlc_lc: e.hlc.lc,
+        version: e.vv.0.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
