@@ -43,6 +43,8 @@ fn entry(key: &str, counter: u64) -> Entry {
             lc: 0,
         },
         writer: id("w0"),
+        sig: Default::default(),
+        siblings: Vec::new(),
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use gossamer::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
 };
-use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, VersionVector};
+use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, Signature, VersionVector};
 use gossamer::core::NodeId;
 use gossamer::{transport, wire};
 use proptest::prelude::*;
@@ -232,13 +232,19 @@ fn entry() -> impl Strategy<Value = Entry> {
         extreme(),
         prop_oneof![Just(u32::MAX), any::<u32>()],
         node_id(),
+        (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..70)),
     )
-        .prop_map(|(key, value, vv, ms, lc, writer)| Entry {
+        .prop_map(|(key, value, vv, ms, lc, writer, (sig_key, sig))| Entry {
             key,
             value,
             vv: VersionVector(vv),
             hlc: Hlc { ms, lc },
             writer,
+            sig: Signature {
+                key: sig_key,
+                bytes: sig,
+            },
+            siblings: Vec::new(),
         })
 }
 

@@ -66,6 +66,8 @@ fn entry(key: &str, writer: &NodeId, vv: &[(NodeId, u64)], ms: u64) -> Entry {
         vv: v,
         hlc: Hlc { ms, lc: u32::MAX },
         writer: writer.clone(),
+        sig: Default::default(),
+        siblings: Vec::new(),
     }
 }
 

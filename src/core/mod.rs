@@ -7,6 +7,7 @@
 //! the simulator in `crate::sim`) carries out. This is what lets the same code run
 //! over real QUIC and, deterministically, at 10,000 nodes in the simulator.
 
+pub mod authority;
 pub mod dissemination;
 pub mod engine;
 pub mod id;

@@ -338,6 +338,8 @@ mod tests {
             vv: v,
             hlc: Hlc { ms, lc: 0 },
             writer: id(writer),
+            sig: Default::default(),
+            siblings: Vec::new(),
         }
     }
 

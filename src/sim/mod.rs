@@ -6,6 +6,7 @@
 //! generators seeded from [`SimConfig::seed`], events are ordered by (time, sequence
 //! number), and nothing iterates a hash map.
 
+mod authority;
 mod durable;
 mod exchange;
 mod network;
@@ -20,6 +21,7 @@ pub use scenario::{
     PropertyResult, Report, Scenario, ScenarioError, WorkloadSpec,
 };
 
+pub use authority::SimAuthority;
 pub use durable::{SimDurability, PEER_COMMIT_US};
 pub use topology::{Datacenter, Topology, WanTraffic};
 
@@ -398,6 +400,11 @@ impl Sim {
         self.nodes[i].engine.as_ref()
     }
 
+    /// The signing keys of node `i` (a lying member signs in its own name with them).
+    pub fn authority_of(&self, i: usize) -> SimAuthority {
+        SimAuthority::new(self.cfg.seed, self.nodes[i].id.clone())
+    }
+
     /// Number of nodes (up or down).
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -543,14 +550,9 @@ impl Sim {
         };
         let seed = self.cfg.seed ^ ((i as u64 + 1) << 20) ^ (n.epoch << 48);
         let now = self.now_of(i);
-        self.nodes[i].engine = Some(Engine::new(
-            self.cfg.gossip.clone(),
-            me,
-            seeds,
-            seed,
-            now,
-            persisted,
-        ));
+        let mut engine = Engine::new(self.cfg.gossip.clone(), me, seeds, seed, now, persisted);
+        engine.set_authority(Box::new(self.authority_of(i)));
+        self.nodes[i].engine = Some(engine);
         self.start_persistence(i);
         self.drain(i);
     }

@@ -1,7 +1,8 @@
 //! Simulation tests. Each prints its seed; a failure prints the command that replays it.
 
 use super::*;
-use crate::core::state::{Entry, Hlc, RangeSet, VersionVector};
+use crate::core::authority::Authority;
+use crate::core::state::{signed_bytes, Entry, Hlc, RangeSet, VersionVector, Write};
 
 /// Runs `scenarios/<name>.toml` (embedded at build time) and asserts its properties.
 macro_rules! scenario {
@@ -634,6 +635,7 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
     let mut sim = sc.build(seed);
     const LIAR: usize = 3;
     let n = sim.len();
+    let mut liar_keys = sim.authority_of(LIAR);
     sim.tamper_sync_frames(
         LIAR,
         Box::new(move |turn: &mut Vec<SyncFrame>| {
@@ -658,12 +660,19 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
             {
                 let mut vv = VersionVector::default();
                 vv.set(sim_id(LIAR), c);
+                let key = format!("forged{i}");
+                let hlc = Hlc { ms, lc: u32::MAX };
+                let value = b"forged".to_vec();
+                let sig =
+                    liar_keys.sign(&signed_bytes(&key, Some(&value), &vv, hlc, &sim_id(LIAR)));
                 forged.push(Entry {
-                    key: format!("forged{i}"),
-                    value: Some(b"forged".to_vec()),
+                    key,
+                    value: Some(value),
                     vv,
-                    hlc: Hlc { ms, lc: u32::MAX },
+                    hlc,
                     writer: sim_id(LIAR),
+                    sig,
+                    siblings: Vec::new(),
                 });
             }
             // Before the turn's End.
@@ -691,13 +700,28 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
     );
     // The liar's own writes are its to spoil (it can claim, in its own name, to have
     // written what it never sent, as any writer can): keys whose entry is the liar's are
-    // left out, and so is the liar's component of every version vector.
+    // left out, and so are the liar's writes among concurrent ones and the liar's
+    // component of every version vector.
     let entries = |i: usize| -> BTreeMap<String, Entry> {
         let e = sim.engine(i).unwrap();
         e.store()
             .iter()
             .map(|e| {
-                let mut e = e.clone();
+                // A write of the liar's concurrent with honest ones is its own to spoil too.
+                let honest_writes: Vec<Write> = e
+                    .writes()
+                    .into_iter()
+                    .filter(|w| w.writer != sim_id(LIAR))
+                    .map(|mut w| {
+                        w.vv.0.remove(&sim_id(LIAR));
+                        w
+                    })
+                    .collect();
+                let mut e = if honest_writes.is_empty() {
+                    e.clone()
+                } else {
+                    Entry::from_writes(&e.key, honest_writes)
+                };
                 e.vv.0.remove(&sim_id(LIAR));
                 (e.key.clone(), e)
             })

@@ -14,6 +14,8 @@ fn entry(k: &str, v: Option<&[u8]>) -> Entry {
         vv,
         hlc: Hlc { ms: 12, lc: 3 },
         writer: NodeId::new("a").unwrap(),
+        sig: Default::default(),
+        siblings: Vec::new(),
     }
 }
 

@@ -385,6 +385,8 @@ mod tests {
             vv: Default::default(),
             hlc: Default::default(),
             writer: NodeId::new("a").unwrap(),
+            sig: Default::default(),
+            siblings: Vec::new(),
         });
         q.push(Topic::Key("big".into()), Class::Delta, big.clone(), 4);
         assert_eq!(q.take_oversized(), vec![big]);

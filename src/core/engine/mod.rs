@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::core::authority::{Authority, RefusalCounts};
 use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic};
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
@@ -14,6 +15,7 @@ use crate::core::state::{Applied, CausalContext, Entry, Snapshot, StateError, St
 use crate::core::{NodeId, Now};
 
 mod anti_entropy;
+mod authorship;
 mod claims;
 mod clock_skew;
 mod config;
@@ -89,6 +91,8 @@ pub struct Engine {
     rebase_due: BTreeMap<NodeId, (CausalContext, CausalContext)>,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
+    /// Signs our writes and verifies everyone else's.
+    authorship: authorship::Authorship,
 }
 
 const GC_PERIOD_US: u64 = 60_000_000;
@@ -163,12 +167,23 @@ impl Engine {
             stability: stability::Stability::default(),
             rebase_due: BTreeMap::new(),
             persisted_inc: None,
+            authorship: authorship::Authorship::default(),
             cfg,
         }
     }
 
     fn tick(&mut self, now: Now) {
         self.clock_us = self.clock_us.max(now.mono_us);
+    }
+
+    /// Signs our writes and verifies every peer's with `authority` from now on.
+    pub fn set_authority(&mut self, authority: Box<dyn Authority>) {
+        self.authorship.set(authority);
+    }
+
+    /// Writes refused by reason (bad or missing signatures, grants, revocations).
+    pub fn writes_refused(&self) -> &RefusalCounts {
+        self.authorship.refused()
     }
 
     /// How far ahead of our clock each writer's stamps arrive, and refusals.
@@ -656,6 +671,14 @@ impl Engine {
     /// `None` if refused.
     fn apply_remote(&mut self, now: Now, e: Entry) -> Option<Applied> {
         let writer = e.writer.clone();
+        // Verify only what could change the state: a copy we hold already costs nothing.
+        if e.validate(self.store.limits()).is_ok()
+            && !self.store.has_seen(&e)
+            && self.authorship.verify(&e).is_err()
+        {
+            self.stats.items_invalid += 1;
+            return None;
+        }
         match self.store.apply(e, now.wall_ms) {
             Err(_) => {
                 self.stats.items_invalid += 1;
@@ -712,7 +735,13 @@ impl Engine {
 
     fn write(&mut self, now: Now, key: &str, value: Option<Vec<u8>>) -> Result<Entry, StateError> {
         self.tick(now);
-        let e = self.store.write(key, value, now.wall_ms)?;
+        self.authorship
+            .may_write(key)
+            .map_err(StateError::Refused)?;
+        let authorship = &mut self.authorship;
+        let e = self
+            .store
+            .write_signed(key, value, now.wall_ms, |b| authorship.sign(b))?;
         self.out.push_back(Output::Event(Event::Kv {
             entry: e.clone(),
             local: true,

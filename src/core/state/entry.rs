@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Causality, Hlc, VersionVector};
+use super::{Causality, Hlc, Signature, VersionVector, Write, MAX_SIGNATURE_LEN};
 use crate::core::NodeId;
 
 /// Limits on what the store accepts: sizes of keys, values and version vectors, and how
@@ -81,6 +81,12 @@ pub enum StateError {
         /// The dot counter named.
         counter: u64,
     },
+    /// This node may not write the key, or a peer's write was refused.
+    #[error("{0}")]
+    Refused(crate::core::authority::Refusal),
+    /// The entry's structure is inconsistent (hostile or corrupt input).
+    #[error("malformed entry: {0}")]
+    Malformed(&'static str),
     /// This node has issued the largest dot counter there is.
     #[error("this node's dot counters are exhausted")]
     CountersExhausted,
@@ -109,6 +115,14 @@ pub struct Entry {
     pub hlc: Hlc,
     /// Node that made the winning write.
     pub writer: NodeId,
+    /// The winning write's signature.
+    #[serde(default, skip_serializing_if = "Signature::is_empty")]
+    pub sig: Signature,
+    /// Empty for one write (then `vv` is that write's own vector). After concurrent
+    /// writes met: every write no other supersedes, the winner included, so that every
+    /// replica resolves them alike and `vv` is exactly the join of signed vectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siblings: Vec<Write>,
 }
 
 impl Entry {
@@ -142,13 +156,101 @@ impl Entry {
         if self.vv.dots().next().is_none() {
             return Err(StateError::EmptyVersionVector);
         }
+        if self.sig.bytes.len() > MAX_SIGNATURE_LEN {
+            return Err(StateError::Malformed("signature too long"));
+        }
+        if !self.siblings.is_empty() {
+            self.validate_siblings(limits)?;
+        }
         Ok(())
+    }
+
+    /// Concurrent writes must be what [`Entry::from_writes`] makes of them: at least
+    /// two, none superseding another, the shown write the highest-ranked, the vector
+    /// their join. Anything else would resolve differently on different replicas.
+    fn validate_siblings(&self, limits: &Limits) -> Result<(), StateError> {
+        if self.siblings.len() < 2 || self.siblings.len() > limits.max_vv_len {
+            return Err(StateError::Malformed("sibling count"));
+        }
+        for w in &self.siblings {
+            if w.sig.bytes.len() > MAX_SIGNATURE_LEN || w.vv.len() > limits.max_vv_len {
+                return Err(StateError::Malformed("sibling too large"));
+            }
+            if let Some(v) = &w.value {
+                if v.len() > limits.max_value_len {
+                    return Err(StateError::Malformed("sibling value too long"));
+                }
+            }
+        }
+        let rebuilt = Entry::from_writes(&self.key, self.siblings.clone());
+        if rebuilt != *self {
+            return Err(StateError::Malformed("siblings do not make this entry"));
+        }
+        Ok(())
+    }
+
+    /// Every write this entry holds: one, or the concurrent siblings.
+    pub fn writes(&self) -> Vec<Write> {
+        if !self.siblings.is_empty() {
+            return self.siblings.clone();
+        }
+        vec![Write {
+            value: self.value.clone(),
+            vv: self.vv.clone(),
+            hlc: self.hlc,
+            writer: self.writer.clone(),
+            sig: self.sig.clone(),
+        }]
+    }
+
+    /// The entry for a set of writes of `key` (not empty): drops every write another
+    /// one supersedes, shows the highest-ranked of the rest and joins their vectors.
+    /// Order-insensitive, so any replica merging the same writes gets the same entry.
+    pub fn from_writes(key: &str, mut writes: Vec<Write>) -> Entry {
+        writes.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| b.vv.0.cmp(&a.vv.0)));
+        writes.dedup();
+        let maximal: Vec<Write> = writes
+            .iter()
+            .filter(|w| {
+                !writes
+                    .iter()
+                    .any(|o| o.vv.compare(&w.vv) == Causality::Dominates)
+            })
+            .cloned()
+            .collect();
+        let mut vv = VersionVector::new();
+        for w in &maximal {
+            vv.join(&w.vv);
+        }
+        let mut it = maximal.into_iter();
+        let top = it.next().expect("from_writes needs at least one write");
+        let rest: Vec<Write> = it.collect();
+        let siblings = if rest.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once(top.clone()).chain(rest).collect()
+        };
+        Entry {
+            key: key.to_string(),
+            value: top.value,
+            vv,
+            hlc: top.hlc,
+            writer: top.writer,
+            sig: top.sig,
+            siblings,
+        }
     }
 
     /// Total order used to break ties deterministically: (hlc, writer, value).
     fn rank_cmp(&self, other: &Entry) -> Ordering {
         (self.hlc, &self.writer, &self.value).cmp(&(other.hlc, &other.writer, &other.value))
     }
+}
+
+/// The tie-break order of writes: (hlc, writer, value, signature); the signature only
+/// orders forgeries that verification refuses anyway, so the order stays total.
+fn rank(w: &Write) -> (Hlc, &NodeId, &Option<Vec<u8>>, &[u8]) {
+    (w.hlc, &w.writer, &w.value, &w.sig.bytes)
 }
 
 /// Result of [`merge`].
@@ -158,15 +260,17 @@ pub enum Merged {
     KeepLocal,
     /// The remote entry replaces the local one.
     TakeRemote,
-    /// Concurrent writes: this entry (winner's value, joined version vector) replaces local.
+    /// Concurrent writes: this entry (every write neither side supersedes, the highest
+    /// ranked shown, the joined version vector) replaces local.
     Conflict(Entry),
 }
 
 /// Merges a remote entry into a local one (DESIGN.md section 2).
 ///
-/// A dominating version vector wins; concurrent writes are resolved by the larger
-/// `(hlc, writer)` with the pointwise maximum of both vectors. Equal vectors keep the
-/// larger rank, so even inconsistent inputs resolve identically everywhere.
+/// A dominating version vector wins; concurrent writes keep every write neither side
+/// supersedes, show the one with the larger `(hlc, writer)` and join the vectors. Equal
+/// vectors keep the larger rank, so even inconsistent inputs resolve identically
+/// everywhere.
 pub fn merge(local: &Entry, remote: &Entry) -> Merged {
     match remote.vv.compare(&local.vv) {
         Causality::Dominates => Merged::TakeRemote,
@@ -179,20 +283,9 @@ pub fn merge(local: &Entry, remote: &Entry) -> Merged {
             }
         }
         Causality::Concurrent => {
-            let winner = if remote.rank_cmp(local) == Ordering::Greater {
-                remote
-            } else {
-                local
-            };
-            let mut vv = local.vv.clone();
-            vv.join(&remote.vv);
-            Merged::Conflict(Entry {
-                key: local.key.clone(),
-                value: winner.value.clone(),
-                vv,
-                hlc: winner.hlc,
-                writer: winner.writer.clone(),
-            })
+            let mut writes = local.writes();
+            writes.extend(remote.writes());
+            Merged::Conflict(Entry::from_writes(&local.key, writes))
         }
     }
 }

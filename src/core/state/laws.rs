@@ -218,6 +218,8 @@ fn limits_reject_oversized_input_without_changing_state() {
         vv: VersionVector::new(),
         hlc: Hlc::default(),
         writer: NodeId::new("b").unwrap(),
+        sig: Default::default(),
+        siblings: Vec::new(),
     };
     assert_eq!(s.apply(bogus, 1), Err(StateError::EmptyVersionVector));
     assert!(s.is_empty());

@@ -9,6 +9,7 @@ mod hlc;
 mod rebase;
 mod store;
 mod vv;
+mod write;
 
 pub use changes::StoreChanges;
 pub use context::{CausalContext, RangeSet};
@@ -18,6 +19,7 @@ pub use hlc::{Hlc, HlcClock};
 pub use rebase::RebaseProbe;
 pub use store::{plausible_own_dot, Applied, Snapshot, Store, StoreStats};
 pub use vv::{Causality, VersionVector};
+pub use write::{signed_bytes, Signature, Write, MAX_SIGNATURE_LEN};
 
 #[cfg(test)]
 mod laws;

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::changes::{Lease, StoreChanges, Tracker};
 use super::entry::{merge, Merged};
-use super::{CausalContext, Entry, Fence, Hlc, HlcClock, Limits, RebaseProbe, StateError};
+use super::{
+    signed_bytes, CausalContext, Entry, Fence, Hlc, HlcClock, Limits, RebaseProbe, Signature,
+    StateError,
+};
 use crate::core::NodeId;
 
 /// The highest dot counter a life of ours can have issued by `wall_ms`: a store that
@@ -237,13 +240,24 @@ impl Store {
         self.entries.values()
     }
 
-    /// A local write (`Some(value)`) or delete (`None`). Returns the new entry, which the
-    /// caller disseminates.
+    /// A local write (`Some(value)`) or delete (`None`), unsigned (tests and embedders
+    /// without identities). Returns the new entry, which the caller disseminates.
     pub fn write(
         &mut self,
         key: &str,
         value: Option<Vec<u8>>,
         wall_ms: u64,
+    ) -> Result<Entry, StateError> {
+        self.write_signed(key, value, wall_ms, |_| Signature::default())
+    }
+
+    /// A local write signed by `sign`, which gets the write's [`signed_bytes`].
+    pub fn write_signed(
+        &mut self,
+        key: &str,
+        value: Option<Vec<u8>>,
+        wall_ms: u64,
+        sign: impl FnOnce(&[u8]) -> Signature,
     ) -> Result<Entry, StateError> {
         if key.is_empty() || key.len() > self.limits.max_key_len {
             return Err(StateError::KeyLength {
@@ -290,12 +304,16 @@ impl Store {
         }
         self.counter = counter;
         self.extend_lease_early();
+        let hlc = self.clock.tick(wall_ms);
+        let sig = sign(&signed_bytes(key, value.as_deref(), &vv, hlc, &self.me));
         let e = Entry {
             key: key.to_string(),
             value,
             vv,
-            hlc: self.clock.tick(wall_ms),
+            hlc,
             writer: self.me.clone(),
+            sig,
+            siblings: Vec::new(),
         };
         self.ctx.insert(&self.me.clone(), self.counter);
         self.tracker.ctx();
@@ -303,6 +321,14 @@ impl Store {
         self.put(e.clone());
         self.stats.local_writes += 1;
         Ok(e)
+    }
+
+    /// Whether every write `remote` holds is one we have seen (it or what superseded
+    /// it, or a delete over it that was collected): such a copy changes nothing.
+    pub fn has_seen(&self, remote: &Entry) -> bool {
+        remote.vv.dots().all(|(w, c)| {
+            self.ctx.contains(w, c) || self.fence.compacted.get(w).is_some_and(|&m| c <= m)
+        })
     }
 
     /// Applies an entry received from a peer. Invalid entries are rejected unchanged.
@@ -313,9 +339,7 @@ impl Store {
             .observe(remote.hlc, wall_ms, self.limits.max_clock_drift_ms)
             .err()
             .map(|far| far.ahead_ms);
-        let already_seen = remote.vv.dots().all(|(w, c)| {
-            self.ctx.contains(w, c) || self.fence.compacted.get(w).is_some_and(|&m| c <= m)
-        });
+        let already_seen = self.has_seen(&remote);
         let own = remote.vv.get(&self.me);
         if own > self.counter {
             if own > plausible_own_dot(wall_ms, &self.limits) {
