@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use gossamer::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
 };
-use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, Signature, VersionVector};
+use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, Signature, VersionVector, Write};
 use gossamer::core::NodeId;
 use gossamer::{transport, wire};
 use proptest::prelude::*;
@@ -224,7 +224,40 @@ fn node_id() -> impl Strategy<Value = NodeId> {
     "[a-z][a-z0-9-]{0,12}[a-z0-9]".prop_map(|s| NodeId::new(&s).unwrap())
 }
 
+fn signature() -> impl Strategy<Value = Signature> {
+    (
+        prop_oneof![Just(0), any::<u64>()],
+        proptest::collection::vec(any::<u8>(), 0..70),
+    )
+        .prop_map(|(key, bytes)| Signature { key, bytes })
+}
+
+/// A write as concurrent entries carry it (the decoder checks no structure: the store does).
+fn write() -> impl Strategy<Value = Write> {
+    (
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+        proptest::collection::btree_map(node_id(), extreme(), 0..3),
+        extreme(),
+        node_id(),
+        signature(),
+    )
+        .prop_map(|(value, vv, ms, writer, sig)| Write {
+            value,
+            vv: VersionVector(vv),
+            hlc: Hlc { ms, lc: 0 },
+            writer,
+            sig,
+        })
+}
+
 fn entry() -> impl Strategy<Value = Entry> {
+    (single_entry(), proptest::collection::vec(write(), 0..3)).prop_map(|(mut e, siblings)| {
+        e.siblings = siblings;
+        e
+    })
+}
+
+fn single_entry() -> impl Strategy<Value = Entry> {
     (
         ".{0,24}",
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..48)),
@@ -232,18 +265,15 @@ fn entry() -> impl Strategy<Value = Entry> {
         extreme(),
         prop_oneof![Just(u32::MAX), any::<u32>()],
         node_id(),
-        (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..70)),
+        signature(),
     )
-        .prop_map(|(key, value, vv, ms, lc, writer, (sig_key, sig))| Entry {
+        .prop_map(|(key, value, vv, ms, lc, writer, sig)| Entry {
             key,
             value,
             vv: VersionVector(vv),
             hlc: Hlc { ms, lc },
             writer,
-            sig: Signature {
-                key: sig_key,
-                bytes: sig,
-            },
+            sig,
             siblings: Vec::new(),
         })
 }

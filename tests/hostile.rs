@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use gossamer::core::authority::Authority;
 use gossamer::core::proto::{SyncFrame, SyncKind};
-use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, VersionVector};
+use gossamer::core::state::{signed_bytes, CausalContext, Entry, Hlc, RangeSet, VersionVector};
 use gossamer::core::{Config, NodeId};
 use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::node::{certs_key, NodeAuthority};
 use gossamer::transport::{self, Transport};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -55,20 +57,37 @@ async fn lying_exchange(
     theirs.expect("the node opened its turn")
 }
 
-fn entry(key: &str, writer: &NodeId, vv: &[(NodeId, u64)], ms: u64) -> Entry {
+fn entry(
+    keys: &mut NodeAuthority,
+    key: &str,
+    value: &[u8],
+    writer: &NodeId,
+    vv: &[(NodeId, u64)],
+    ms: u64,
+) -> Entry {
     let mut v = VersionVector::default();
     for (w, c) in vv {
         v.set(w.clone(), *c);
     }
+    let hlc = Hlc { ms, lc: u32::MAX };
+    // Signed with the rogue's own key: the lies are in what it signs.
+    let sig = keys.sign(&signed_bytes(key, Some(value), &v, hlc, writer));
     Entry {
         key: key.into(),
-        value: Some(b"forged".to_vec()),
+        value: Some(value.to_vec()),
         vv: v,
-        hlc: Hlc { ms, lc: u32::MAX },
+        hlc,
         writer: writer.clone(),
-        sig: Default::default(),
+        sig,
         siblings: Vec::new(),
     }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,6 +104,17 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
     // lies are in what it sends, not in who it is.
     let rogue_id = node_name(4);
     let rogue = c.endpoint_as(&rogue_id).unwrap();
+    let (id, trust) = gossamer::identity::load(c.certs_dir(), &rogue_id).unwrap();
+    let mut keys = NodeAuthority::new(&id, &trust, wall_ms).unwrap();
+    let certs = keys.certs_value(None).unwrap();
+    let certs = entry(
+        &mut keys,
+        &certs_key(&rogue_id),
+        &certs,
+        &rogue_id,
+        &[(rogue_id.clone(), 1)],
+        wall_ms(),
+    );
     let addr = victim.advertise_addr().to_string();
     let every = |range: (u64, u64)| {
         let mut ctx = CausalContext::new();
@@ -96,18 +126,27 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
     };
     // 1. A context claiming every writer's whole future, and an entry of its own
     //    stamped at the end of time.
-    let far = entry("rogue/far", &rogue_id, &[(rogue_id.clone(), 7)], u64::MAX);
+    let far = entry(
+        &mut keys,
+        "rogue/far",
+        b"forged",
+        &rogue_id,
+        &[(rogue_id.clone(), 7)],
+        u64::MAX,
+    );
     lying_exchange(
         &rogue,
         &addr,
         &node_name(1),
         (every((1, u64::MAX)), CausalContext::new()),
-        vec![far],
+        vec![certs, far],
     )
     .await;
     // 2. An entry naming a dot of the victim's own that it never issued.
     let own = entry(
+        &mut keys,
         "rogue/own",
+        b"forged",
         &rogue_id,
         &[(node_name(1), u64::MAX - 1), (rogue_id.clone(), 8)],
         1,
@@ -132,10 +171,7 @@ async fn a_hostile_member_cannot_poison_contexts_clocks_or_counters() {
     .await;
     //    ... and one over every write there can be by now: the victim rebases against
     //    it, but drops nothing younger than the grace.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = wall_ms();
     lying_exchange(
         &rogue,
         &addr,

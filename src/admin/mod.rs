@@ -70,6 +70,23 @@ pub const WRITER_HEADER: &str = "x-gossamer-writer";
 /// `GET /v1/kv/{key}`.
 pub const HLC_HEADER: &str = "x-gossamer-hlc";
 
+/// Why a node refused a write, with a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The key lies outside the node's write grant (answered 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Anything else: bad input (400), or a failed store (503).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for WriteError {
+    fn from(msg: String) -> Self {
+        WriteError::Refused(msg)
+    }
+}
+
 /// What the admin API needs from a node. Calls must be quick (no blocking I/O); they run
 /// on the async runtime, except `kv_set` and `kv_delete`, which may wait for a commit
 /// and run on tokio's blocking pool.
@@ -77,9 +94,9 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// The live value of `key`, if any (tombstones are absent).
     fn kv_get(&self, key: &str) -> Option<KvEntry>;
     /// Writes `key`; `Err` carries a message for the client (e.g. a size limit).
-    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
+    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), WriteError>;
     /// Deletes `key`; `Ok(false)` when the key was absent.
-    fn kv_delete(&self, key: &str) -> Result<bool, String>;
+    fn kv_delete(&self, key: &str) -> Result<bool, WriteError>;
     /// Why writes can no longer be made durable (a failed commit), if they cannot: a
     /// write refused then is answered 503, not 400.
     fn store_failure(&self) -> Option<String> {
@@ -246,9 +263,12 @@ pub async fn serve(
 
 type Backend = Arc<dyn AdminBackend>;
 
-/// A refused write is the client's fault (400) unless the node's store has failed (503).
-fn write_error_status(b: &Backend) -> StatusCode {
-    if b.store_failure().is_some() {
+/// A write outside the grant is 403; another refused write is the client's fault (400)
+/// unless the node's store has failed (503).
+fn write_error_status(b: &Backend, e: &WriteError) -> StatusCode {
+    if matches!(e, WriteError::Forbidden(_)) {
+        StatusCode::FORBIDDEN
+    } else if b.store_failure().is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::BAD_REQUEST
@@ -389,9 +409,9 @@ async fn kv_put(
         let (key, b) = (key.clone(), b.clone());
         tokio::task::spawn_blocking(move || b.kv_set(&key, body.to_vec())).await
     };
-    match set.unwrap_or_else(|e| Err(format!("write failed: {e}"))) {
+    match set.unwrap_or_else(|e| Err(format!("write failed: {e}").into())) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(msg) => error(write_error_status(&b), msg),
+        Err(e) => error(write_error_status(&b, &e), e.to_string()),
     }
 }
 
@@ -407,10 +427,10 @@ async fn kv_delete(
         let (key, b) = (key.clone(), b.clone());
         tokio::task::spawn_blocking(move || b.kv_delete(&key)).await
     };
-    match deleted.unwrap_or_else(|e| Err(format!("delete failed: {e}"))) {
+    match deleted.unwrap_or_else(|e| Err(format!("delete failed: {e}").into())) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("key {key:?} not found")),
-        Err(msg) => error(write_error_status(&b), msg),
+        Err(e) => error(write_error_status(&b, &e), e.to_string()),
     }
 }
 

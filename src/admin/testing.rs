@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::AdminBackend;
+use super::{AdminBackend, WriteError};
 use crate::core::NodeId;
 use crate::node::{KvEntry, MemberView, Metric, MetricKind, StatusView};
 
 /// Largest key the fake accepts.
 pub const FAKE_MAX_KEY: usize = 64;
+/// Keys under this prefix lie outside the fake node's write grant.
+pub const FAKE_FORBIDDEN: &str = "forbidden/";
 /// Largest value the fake accepts.
 pub const FAKE_MAX_VALUE: usize = 256 * 1024;
 
@@ -34,15 +36,20 @@ impl AdminBackend for FakeBackend {
         self.kv.lock().unwrap().get(key).cloned()
     }
 
-    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), WriteError> {
         if let Some(f) = self.store_failure() {
-            return Err(f);
+            return Err(f.into());
+        }
+        if key.starts_with(FAKE_FORBIDDEN) {
+            return Err(WriteError::Forbidden(
+                "key outside the writer's grant (allowed prefixes: app/)".into(),
+            ));
         }
         if key.len() > FAKE_MAX_KEY {
-            return Err(format!("key is longer than {FAKE_MAX_KEY} bytes"));
+            return Err(format!("key is longer than {FAKE_MAX_KEY} bytes").into());
         }
         if value.len() > FAKE_MAX_VALUE {
-            return Err(format!("value is longer than {FAKE_MAX_VALUE} bytes"));
+            return Err(format!("value is longer than {FAKE_MAX_VALUE} bytes").into());
         }
         let mut hlc = self.hlc.lock().unwrap();
         *hlc += 1;
@@ -62,9 +69,9 @@ impl AdminBackend for FakeBackend {
         Ok(())
     }
 
-    fn kv_delete(&self, key: &str) -> Result<bool, String> {
+    fn kv_delete(&self, key: &str) -> Result<bool, WriteError> {
         if let Some(f) = self.store_failure() {
-            return Err(f);
+            return Err(f.into());
         }
         Ok(self.kv.lock().unwrap().remove(key).is_some())
     }
@@ -124,6 +131,7 @@ impl AdminBackend for FakeBackend {
             keys: kv.len(),
             tombstones: 0,
             clock_ahead_ms: 0,
+            may_write: "all keys".into(),
             uptime_s: 3725,
             version: "0.1.0".into(),
         }

@@ -400,6 +400,7 @@ fn status_text(s: &serde_json::Value) -> String {
         ("keys", json_str(&s["keys"])),
         ("tombstones", json_str(&s["tombstones"])),
         ("clock skew", clock_skew(&s["clock_ahead_ms"])),
+        ("may write", json_str(&s["may_write"])),
         ("uptime", uptime),
         ("version", json_str(&s["version"])),
     ];

@@ -68,7 +68,7 @@ pub struct IssueArgs {
           allow_hyphen_values = true, conflicts_with = "inventory")]
     pub node: Option<NodeId>,
     /// Issue for every node listed in FILE, one per line:
-    /// `node-id [ip=IP]... [dns=NAME]... [days=N]` ('#' starts a comment). The whole file is
+    /// `node-id [ip=IP]... [dns=NAME]... [days=N] [allow-prefix=P]...` ('#' starts a comment). The whole file is
     /// checked before anything is written.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
@@ -80,6 +80,12 @@ pub struct IssueArgs {
     #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns,
           conflicts_with = "inventory")]
     pub dns: Vec<String>,
+    /// Key prefix the node may write (repeatable; an inventory line's allow-prefix=
+    /// sets it there). Without it the node may write every key. Every node refuses the
+    /// node's writes outside its prefixes, even signed.
+    #[arg(long = "allow-prefix", value_name = "PREFIX", value_parser = parse_prefix,
+          conflicts_with = "inventory")]
+    pub allow: Vec<String>,
     /// CA private key, if it is not DIR/ca.key (e.g. kept offline).
     #[arg(long, value_name = "FILE")]
     pub ca_key: Option<PathBuf>,
@@ -139,9 +145,11 @@ pub struct InventoryEntry {
     pub dns: Vec<String>,
     /// Validity in days, if the line sets it.
     pub days: Option<u32>,
+    /// Key prefixes the node may write (empty: every key).
+    pub allow: Vec<String>,
 }
 
-/// Parses an inventory: one node per line, `node-id [ip=IP]... [dns=NAME]... [days=N]`,
+/// Parses an inventory: one node per line, `node-id [ip=IP]... [dns=NAME]... [days=N] [allow-prefix=P]...`,
 /// `#` comments and blank lines ignored. Errors name the line.
 pub fn parse_inventory(text: &str, source: &str) -> Result<Vec<InventoryEntry>, UsageError> {
     let mut out: Vec<InventoryEntry> = Vec::new();
@@ -163,11 +171,14 @@ pub fn parse_inventory(text: &str, source: &str) -> Result<Vec<InventoryEntry>, 
             ips: Vec::new(),
             dns: Vec::new(),
             days: None,
+            allow: Vec::new(),
         };
         for w in words {
-            let (k, v) = w
-                .split_once('=')
-                .ok_or_else(|| err(format!("{w:?}: expected ip=IP, dns=NAME or days=N")))?;
+            let (k, v) = w.split_once('=').ok_or_else(|| {
+                err(format!(
+                    "{w:?}: expected ip=IP, dns=NAME, days=N or allow-prefix=PREFIX"
+                ))
+            })?;
             match k {
                 "ip" => entry.ips.push(
                     v.parse()
@@ -182,9 +193,10 @@ pub fn parse_inventory(text: &str, source: &str) -> Result<Vec<InventoryEntry>, 
                         .ok_or_else(|| err(format!("days={v}: expected 1 to 36500")))?;
                     entry.days = Some(d);
                 }
+                "allow-prefix" => entry.allow.push(parse_prefix(v).map_err(err)?),
                 _ => {
                     return Err(err(format!(
-                        "{w:?}: unknown key {k:?} (expected ip=, dns= or days=)"
+                        "{w:?}: unknown key {k:?} (expected ip=, dns=, days= or allow-prefix=)"
                     )))
                 }
             }
@@ -197,13 +209,30 @@ pub fn parse_inventory(text: &str, source: &str) -> Result<Vec<InventoryEntry>, 
     Ok(out)
 }
 
+fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err(format!(
+            "allow-prefix {s:?}: must be non-empty and free of control characters (leave it out to grant every key)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 fn issue_one(
     dir: &Path,
     e: &InventoryEntry,
     ca_key: Option<&Path>,
     days: u32,
 ) -> anyhow::Result<()> {
-    let files = identity::write_node(dir, &e.node, &e.ips, &e.dns, ca_key, e.days.unwrap_or(days))?;
+    let files = identity::write_node_granted(
+        dir,
+        &e.node,
+        &e.ips,
+        &e.dns,
+        &e.allow,
+        ca_key,
+        e.days.unwrap_or(days),
+    )?;
     let mut names: Vec<String> = e.dns.clone();
     names.extend(e.ips.iter().map(|ip| ip.to_string()));
     if names.is_empty() {
@@ -216,6 +245,13 @@ fn issue_one(
         expiry(&files),
         names.join(", ")
     );
+    if !e.allow.is_empty() {
+        println!(
+            "  node {} may write only keys under: {}",
+            e.node,
+            identity::Grant::prefixes(e.allow.clone()).describe()
+        );
+    }
     println!(
         "wrote {} (node private key, mode 0600)",
         files.key.display()
@@ -287,6 +323,13 @@ fn print_inspection(file: &Path, json: bool) -> anyhow::Result<()> {
         if !c.ip_addresses.is_empty() {
             row("ip addresses:", &c.ip_addresses.join(", "));
         }
+        if c.node_id.is_some() {
+            let grant = match &c.allow_prefixes {
+                None => identity::Grant::all(),
+                Some(p) => identity::Grant::prefixes(p.clone()),
+            };
+            row("may write:", &grant.describe());
+        }
         row("CA:", if c.is_ca { "yes" } else { "no" });
     }
     Ok(())
@@ -333,6 +376,7 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
                     ips: a.ips.clone(),
                     dns: a.dns.clone(),
                     days: None,
+                    allow: a.allow.clone(),
                 }],
                 (None, None) => {
                     return Err(UsageError("pass --node ID or --inventory FILE".into()).into())

@@ -265,6 +265,41 @@ pub fn issue_node_with_validity(
     not_before_unix: i64,
     not_after_unix: i64,
 ) -> Result<PemPair, IdentityError> {
+    issue_node_granted(
+        ca_cert_pem,
+        ca_key_pem,
+        node,
+        ips,
+        dns,
+        &[],
+        not_before_unix,
+        not_after_unix,
+    )
+}
+
+/// Like [`issue_node_with_validity`], granting writes only under `allow_prefixes` (SAN
+/// URIs `gossamer-allow:<prefix>`, see [`super::Grant`]); empty grants every key.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_node_granted(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    node: &NodeId,
+    ips: &[IpAddr],
+    dns: &[String],
+    allow_prefixes: &[String],
+    not_before_unix: i64,
+    not_after_unix: i64,
+) -> Result<PemPair, IdentityError> {
+    for p in allow_prefixes {
+        if p.is_empty() || p.chars().any(char::is_control) {
+            return Err(IdentityError::InvalidParameter {
+                field: "allow_prefix",
+                detail: format!(
+                    "{p:?}: a prefix must be non-empty and free of control characters (omit --allow-prefix to grant every key)"
+                ),
+            });
+        }
+    }
     if not_after_unix <= not_before_unix {
         return Err(IdentityError::InvalidParameter {
             field: "not_after",
@@ -290,6 +325,9 @@ pub fn issue_node_with_validity(
         sans.push(SanType::DnsName(ia5("dns name", name.clone())?));
     }
     sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    for p in allow_prefixes {
+        sans.push(SanType::URI(ia5("allow_prefix", super::grant_uri(p))?));
+    }
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -570,8 +608,32 @@ pub fn write_node(
     ca_key: Option<&Path>,
     days: u32,
 ) -> Result<WrittenFiles, IdentityError> {
+    write_node_granted(dir, node, ips, dns, &[], ca_key, days)
+}
+
+/// Like [`write_node`], granting writes only under `allow_prefixes` (empty: every key).
+pub fn write_node_granted(
+    dir: &Path,
+    node: &NodeId,
+    ips: &[IpAddr],
+    dns: &[String],
+    allow_prefixes: &[String],
+    ca_key: Option<&Path>,
+    days: u32,
+) -> Result<WrittenFiles, IdentityError> {
     let (ca_pem, ca_key_pem) = read_ca(dir, ca_key)?;
-    let pair = issue_node(&ca_pem, &ca_key_pem, node, ips, dns, days)?;
+    let span = check_days(days)?;
+    let now = now_unix();
+    let pair = issue_node_granted(
+        &ca_pem,
+        &ca_key_pem,
+        node,
+        ips,
+        dns,
+        allow_prefixes,
+        now - BACKDATE_SECS,
+        now + span,
+    )?;
     let cert = dir.join(format!("{node}.pem"));
     let key = dir.join(format!("{node}.key"));
     write_file(&key, &pair.key_pem, 0o600)?;

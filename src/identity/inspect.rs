@@ -40,6 +40,8 @@ pub struct CertInfo {
     pub dns_names: Vec<String>,
     /// IP addresses in the subjectAltName extension.
     pub ip_addresses: Vec<String>,
+    /// Key prefixes a node may write (`gossamer-allow:` SAN URIs); `None`: every key.
+    pub allow_prefixes: Option<Vec<String>>,
 }
 
 impl CertInfo {
@@ -88,6 +90,13 @@ impl CertInfo {
             gossamer_uri_problem: problem,
             dns_names,
             ip_addresses,
+            allow_prefixes: super::Grant::of(&x)
+                .map_err(|detail| IdentityError::BadCertificate {
+                    source_name: source_name.to_string(),
+                    detail,
+                })?
+                .allowed()
+                .map(<[String]>::to_vec),
         })
     }
 

@@ -24,6 +24,7 @@
 
 mod certs;
 mod error;
+mod grant;
 mod inspect;
 mod load;
 mod parse;
@@ -32,11 +33,12 @@ mod revocation;
 mod tls;
 
 pub use certs::{
-    check_dns_name, generate_ca, issue_node, issue_node_with_validity, revoke, write_ca,
-    write_node, write_revocation, PemPair, WrittenFiles, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS,
-    DEFAULT_NODE_DAYS,
+    check_dns_name, generate_ca, issue_node, issue_node_granted, issue_node_with_validity, revoke,
+    write_ca, write_node, write_node_granted, write_revocation, PemPair, WrittenFiles,
+    DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS, DEFAULT_NODE_DAYS,
 };
 pub use error::IdentityError;
+pub use grant::{grant_uri, Grant, GRANT_URI_SCHEME};
 pub use inspect::{format_unix, inspect_pem, CertInfo};
 pub use load::{load, peer_from_cert, CertPaths, Identity, TrustBundle};
 pub use protocol::{ALPN, SNI};

@@ -17,6 +17,9 @@ pub enum NodeError {
     /// Certificates could not be loaded or do not fit the configuration.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    /// The node's key cannot sign writes, or the trust bundle cannot verify them.
+    #[error(transparent)]
+    Authority(#[from] super::AuthorityError),
     /// The QUIC endpoint or admin listener could not be set up.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -107,6 +110,9 @@ pub struct StatusView {
     /// Largest amount (ms) a peer's stamp was ahead of this node's clock (a peer's
     /// clock error as seen from here; per peer in `/metrics`).
     pub clock_ahead_ms: u64,
+    /// What this node may write: "all keys", the granted prefixes, or "unsigned" when
+    /// `security.signed_writes` is off.
+    pub may_write: String,
     /// Seconds since start.
     pub uptime_s: u64,
     /// gossamer version.

@@ -215,6 +215,7 @@ impl Node {
         let info = id.info()?;
         let transport = self.transport();
         let certificate_changed = transport.identity().chain != id.chain;
+        self.renew_authority(&id, &trust)?;
         let outcome = transport.reload(id, trust).map_err(node_error)?;
         Ok(ReloadReport {
             certificate_changed,

@@ -2,6 +2,7 @@
 
 mod admin_backend;
 mod api;
+mod authority;
 mod certs;
 mod config;
 #[cfg(feature = "testing")]
@@ -12,6 +13,7 @@ mod runtime;
 mod security;
 
 pub use api::*;
+pub use authority::{certs_key, AuthorityError, NodeAuthority, MAX_WRITER_CHAINS};
 pub use certs::{CertStatus, ReloadReport};
 pub use config::NodeConfig;
 pub use persist::{Durability, PersistError, PersistStats};

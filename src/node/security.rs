@@ -1,5 +1,5 @@
 //! A node's security settings (`[security]` in TOML): certificate reload, expiry
-//! warnings and the transport's admission limits.
+//! warnings, the transport's admission limits, and whether writes are signed.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,10 @@ pub struct SecurityConfig {
     pub handshakes_per_sec_per_ip: f64,
     /// Burst of incoming handshakes allowed per source address.
     pub handshake_burst_per_ip: u32,
+    /// Sign every write with the node's key and refuse every write whose signature does
+    /// not verify against its writer's certificate (default). Off: writes are unsigned
+    /// and a relay is trusted as to who wrote what; every node of a fleet must agree.
+    pub signed_writes: bool,
 }
 
 impl Default for SecurityConfig {
@@ -36,6 +40,7 @@ impl Default for SecurityConfig {
             max_conns_per_peer: transport::QuicSettings::default().max_conns_per_peer,
             handshakes_per_sec_per_ip: rate.per_sec,
             handshake_burst_per_ip: rate.burst,
+            signed_writes: true,
         }
     }
 }

@@ -773,3 +773,6 @@ mod tests;
 
 #[cfg(test)]
 mod durable_tests;
+
+#[cfg(test)]
+mod forgery_tests;

@@ -615,8 +615,7 @@ fn wrong_clocks_do_not_drag_the_honest_nodes_clocks() {
 /// every writer's whole future, and it adds entries of its own with stamps and counters
 /// at the extremes. The honest members keep replicating every write among themselves,
 /// their stores end identical, their counters and clocks stay sane, and none of them
-/// panics. (Entries forged in another writer's name are not defended before signed
-/// writes: ARCHITECTURE.md, "Data model".)
+/// panics. (Entries forged in another writer's name: `forgery_tests.rs`.)
 #[test]
 fn a_lying_member_cannot_stop_replication_between_honest_members() {
     // 10 % loss, so that anti-entropy (where the lies are told) carries part of the data;

@@ -11,7 +11,9 @@ use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
 use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MemberStatus, MAX_MEMBER_META};
-use crate::core::state::{Applied, CausalContext, Entry, Snapshot, StateError, Store};
+use crate::core::state::{
+    is_system_key, Applied, CausalContext, Entry, Snapshot, StateError, Store, SYSTEM_PREFIX,
+};
 use crate::core::{NodeId, Now};
 
 mod anti_entropy;
@@ -735,9 +737,36 @@ impl Engine {
 
     fn write(&mut self, now: Now, key: &str, value: Option<Vec<u8>>) -> Result<Entry, StateError> {
         self.tick(now);
+        if is_system_key(key) {
+            return Err(StateError::KeyControl {
+                found: SYSTEM_PREFIX,
+                at: 0,
+            });
+        }
         self.authorship
             .may_write(key)
             .map_err(StateError::Refused)?;
+        self.write_any(now, key, value)
+    }
+
+    /// Publishes one of gossamer's own values (under [`SYSTEM_PREFIX`], outside any
+    /// grant), such as this node's certificate chains.
+    pub fn write_system(
+        &mut self,
+        now: Now,
+        name: &str,
+        value: Vec<u8>,
+    ) -> Result<Entry, StateError> {
+        self.tick(now);
+        self.write_any(now, &format!("{SYSTEM_PREFIX}{name}"), Some(value))
+    }
+
+    fn write_any(
+        &mut self,
+        now: Now,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<Entry, StateError> {
         let authorship = &mut self.authorship;
         let e = self
             .store

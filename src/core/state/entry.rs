@@ -116,7 +116,7 @@ pub struct Entry {
     /// Node that made the winning write.
     pub writer: NodeId,
     /// The winning write's signature.
-    #[serde(default, skip_serializing_if = "Signature::is_empty")]
+    #[serde(default, skip_serializing_if = "Signature::is_default")]
     pub sig: Signature,
     /// Empty for one write (then `vv` is that write's own vector). After concurrent
     /// writes met: every write no other supersedes, the winner included, so that every

@@ -21,5 +21,14 @@ pub use store::{plausible_own_dot, Applied, Snapshot, Store, StoreStats};
 pub use vv::{Causality, VersionVector};
 pub use write::{signed_bytes, Signature, Write, MAX_SIGNATURE_LEN};
 
+/// Keys under this prefix belong to gossamer itself (a writer's certificates): no user
+/// can write them (the prefix is a control character) and user listings leave them out.
+pub const SYSTEM_PREFIX: char = '\u{1}';
+
+/// Whether `key` is one of gossamer's own.
+pub fn is_system_key(key: &str) -> bool {
+    key.starts_with(SYSTEM_PREFIX)
+}
+
 #[cfg(test)]
 mod laws;

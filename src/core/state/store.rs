@@ -265,7 +265,12 @@ impl Store {
                 max: self.limits.max_key_len,
             });
         }
-        if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
+        let own_prefix = usize::from(super::is_system_key(key));
+        if let Some((at, found)) = key
+            .char_indices()
+            .skip(own_prefix)
+            .find(|(_, c)| c.is_control())
+        {
             return Err(StateError::KeyControl { found, at });
         }
         if let Some(v) = &value {

@@ -30,6 +30,11 @@ impl Signature {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+
+    /// True for the default value, which the encoding leaves out.
+    pub fn is_default(&self) -> bool {
+        self.key == 0 && self.bytes.is_empty()
+    }
 }
 
 /// One write: a value or a delete, the version vector its writer held when writing it

@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod sections;
 
+use super::api::NodeError;
 use super::api::{KvEntry, MemberView, Metric, MetricKind, StatusView};
 use super::runtime::Node;
-use crate::admin::AdminBackend;
+use crate::admin::{AdminBackend, WriteError};
+use crate::core::authority::Refusal;
+use crate::core::state::StateError;
 
 /// Member statuses, in the order metrics list them.
 pub(crate) const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
@@ -106,17 +109,27 @@ pub(crate) fn datacenters(members: &[MemberView]) -> BTreeMap<String, DcSummary>
     out
 }
 
+/// A write outside the grant is forbidden; any other failure is a refusal.
+fn write_error(e: NodeError) -> WriteError {
+    match e {
+        NodeError::State(StateError::Refused(r @ Refusal::OutsideGrant { .. })) => {
+            WriteError::Forbidden(format!("{r}"))
+        }
+        other => WriteError::Refused(other.to_string()),
+    }
+}
+
 impl AdminBackend for Node {
     fn kv_get(&self, key: &str) -> Option<KvEntry> {
         self.get(key)
     }
 
-    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
-        self.set(key, value).map_err(|e| e.to_string())
+    fn kv_set(&self, key: &str, value: Vec<u8>) -> Result<(), WriteError> {
+        self.set(key, value).map_err(write_error)
     }
 
-    fn kv_delete(&self, key: &str) -> Result<bool, String> {
-        self.delete(key).map_err(|e| e.to_string())
+    fn kv_delete(&self, key: &str) -> Result<bool, WriteError> {
+        self.delete(key).map_err(write_error)
     }
 
     fn store_failure(&self) -> Option<String> {

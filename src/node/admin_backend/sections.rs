@@ -260,6 +260,16 @@ impl Node {
         ] {
             f.counter(name, help, v);
         }
+        f.labelled(
+            "gossamer_writes_refused_total",
+            "Peers' writes refused, by reason: unsigned, unknown_writer (no known certificate of the writer holds the key), bad_signature (forged or altered), outside_grant, revoked.",
+            MetricKind::Counter,
+            self.writes_refused()
+                .by_reason()
+                .iter()
+                .map(|(r, n)| (labels(&[("reason", r)]), *n as f64))
+                .collect(),
+        );
         f.push(self.runtime_stats().sync_duration.metric(
             "gossamer_sync_duration_seconds",
             "Duration of the anti-entropy exchanges this node opened and completed (stream open to last frame).",

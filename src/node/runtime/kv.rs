@@ -2,6 +2,7 @@
 //! reads of the live state.
 
 use super::*;
+use crate::core::state::is_system_key;
 
 impl Node {
     /// Sets a key; the write is pushed to peers at once.
@@ -66,8 +67,18 @@ impl Node {
         let e = self.inner.engine();
         e.store()
             .entry(key)
-            .filter(|x| !x.is_tombstone())
+            .filter(|x| !x.is_tombstone() && !is_system_key(&x.key))
             .map(to_kv)
+    }
+
+    /// The replicated entry of `key` as stored (tombstone, version vector, signatures).
+    pub fn entry(&self, key: &str) -> Option<crate::core::state::Entry> {
+        self.inner.engine().store().entry(key).cloned()
+    }
+
+    /// Every write this node has seen, as (writer, dot ranges).
+    pub fn context(&self) -> crate::core::state::CausalContext {
+        self.inner.engine().store().context().clone()
     }
 
     /// Live keys starting with `prefix`, in key order.
@@ -81,6 +92,7 @@ impl Node {
         let e = self.inner.engine();
         e.store()
             .scan_prefix_after(prefix, after)
+            .filter(|x| !is_system_key(&x.key))
             .take(limit)
             .map(to_kv)
             .collect()

@@ -16,9 +16,12 @@ mod sync_stream;
 use super::api::*;
 use super::config::NodeConfig;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
+use super::{certs_key, NodeAuthority};
+use crate::core::authority::Authority as _;
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
 use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncKind};
+use crate::core::state::SYSTEM_PREFIX;
 use crate::core::{NodeId, Now};
 use crate::transport::{self, QuicSettings, Transport, TransportError};
 use crate::wire;
@@ -117,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) stats: RuntimeStats,
     advertise: String,
     reload: super::reload::ReloadState,
+    /// Signs our writes and verifies peers' (none: `security.signed_writes` off).
+    authority: Option<NodeAuthority>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -132,14 +137,32 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn lock_engine(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    // A panic while holding the lock is a bug; keep serving rather than cascade.
+    engine.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Publishes this node's certificate chains under its reserved key when they changed
+/// (first start, renewal), so every node can verify its writes.
+pub(super) fn publish_certificates(engine: &mut Engine, authority: &NodeAuthority, now: Now) {
+    let key = certs_key(engine.id());
+    let Some(value) = authority.certs_value(engine.store().get(&key)) else {
+        return;
+    };
+    let name = &key[SYSTEM_PREFIX.len_utf8()..];
+    if let Err(e) = engine.write_system(now, name, value) {
+        // Only a lease not yet durable can refuse it; the next start or reload retries.
+        tracing::warn!(error = %e, "cannot publish this node's certificates yet; peers refuse its writes until it does");
+    }
+}
+
 impl Inner {
     fn now(&self) -> Now {
         Now::new(self.start.elapsed().as_micros() as u64, wall_ms())
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
-        // A panic while holding the lock is a bug; keep serving rather than cascade.
-        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+        lock_engine(&self.engine)
     }
 
     fn is_shutdown(&self) -> bool {
@@ -173,6 +196,11 @@ impl Node {
             super::persist::prepare_dir(d)?;
         }
         let (identity, trust) = crate::identity::load(&cfg.certs, &cfg.node_id)?;
+        let authority = cfg
+            .security
+            .signed_writes
+            .then(|| NodeAuthority::new(&identity, &trust, wall_ms))
+            .transpose()?;
         let opened = match &cfg.data_dir {
             Some(d) => Some(DurableStore::open(
                 d,
@@ -227,6 +255,21 @@ impl Node {
             now,
             persisted,
         );
+        if let Some(a) = &authority {
+            // Writers' certificates held from an earlier life: the directory starts empty,
+            // and these entries will not arrive again.
+            let prefix = certs_key(engine.id());
+            let prefix = &prefix[..prefix.len() - engine.id().as_str().len()];
+            let mut learn = a.clone();
+            for e in engine.store().scan_prefix(prefix) {
+                for w in e.writes() {
+                    if let Err(r) = learn.verify(&e.key, &w) {
+                        tracing::warn!(key = ?e.key, writer = %w.writer, reason = %r, "a stored writer certificate no longer verifies");
+                    }
+                }
+            }
+            engine.set_authority(Box::new(a.clone()));
+        }
         let (engine, persist) = match store {
             Some(mut store) => {
                 // The incarnation and the first dot lease are durable before the node
@@ -253,6 +296,9 @@ impl Node {
                 (Arc::new(Mutex::new(engine)), None)
             }
         };
+        if let Some(a) = &authority {
+            publish_certificates(&mut lock_engine(&engine), a, Now::new(0, wall_ms()));
+        }
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
@@ -272,6 +318,7 @@ impl Node {
             stats: RuntimeStats::default(),
             advertise,
             reload: Default::default(),
+            authority,
             cfg,
         });
         let node = Node { inner };
@@ -402,21 +449,35 @@ impl Node {
                 .entry(m.state.status.as_str().to_string())
                 .or_insert(0) += 1;
         }
+        // gossamer's own keys (writers' certificates) are not the application's.
+        let own_keys = e
+            .store()
+            .scan_prefix(&crate::core::state::SYSTEM_PREFIX.to_string())
+            .count();
         StatusView {
             node_id: self.id(),
             cluster: self.inner.transport.identity().cluster.to_string(),
             listen: self.inner.advertise.clone(),
             dc: e.members().me().info.dc.clone(),
             members,
-            keys: e.store().live_len(),
+            keys: e.store().live_len() - own_keys,
             tombstones: e.store().tombstone_len(),
             clock_ahead_ms: e.clock_skew().max_ahead_ms(),
+            may_write: self.write_grant().map_or_else(
+                || "every key, unsigned (security.signed_writes is off)".into(),
+                |g| g.describe(),
+            ),
             uptime_s: self.inner.start.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 
-    /// How far ahead of this node's clock each writer's stamps arrived.
+    /// Peers' writes this node refused, by reason (signatures, grants, revocations).
+    pub fn writes_refused(&self) -> crate::core::authority::RefusalCounts {
+        self.inner.engine().writes_refused().clone()
+    }
+
+    /// How far ahead of our clock each writer's stamps arrived (beyond the drift bound).
     pub fn clock_skew(
         &self,
     ) -> std::collections::BTreeMap<NodeId, crate::core::engine::WriterSkew> {
@@ -600,7 +661,7 @@ impl Node {
                     tracing::warn!(
                         writer = %writer,
                         ahead_ms,
-                        "refusing entries stamped beyond the clock drift bound                          (limits.max_clock_drift_ms); that node's clock is wrong"
+                        "stamps beyond the clock drift bound (limits.max_clock_drift_ms) move our clock only up to it; that node's clock is wrong"
                     );
                 }
                 if let Event::Member(Change::Updated { new, .. }) = &ev {
@@ -611,7 +672,11 @@ impl Node {
                         self.drop_connection(&new.info.id);
                     }
                 }
-                let _ = self.inner.events.send(ev);
+                // gossamer's own keys are not the application's business.
+                let own = matches!(&ev, Event::Kv { entry, .. } if crate::core::state::is_system_key(&entry.key));
+                if !own {
+                    let _ = self.inner.events.send(ev);
+                }
             }
         }
     }
@@ -679,6 +744,28 @@ impl Node {
     /// The transport (for `super::reload`).
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    /// After a certificate reload: signs with the renewed key, judges known writers'
+    /// keys against the reloaded trust, and publishes the renewed chain.
+    pub(crate) fn renew_authority(
+        &self,
+        identity: &crate::identity::Identity,
+        trust: &crate::identity::TrustBundle,
+    ) -> Result<(), NodeError> {
+        let Some(a) = &self.inner.authority else {
+            return Ok(());
+        };
+        a.renew(identity, trust, &identity.cluster)?;
+        let now = self.inner.now();
+        publish_certificates(&mut self.inner.engine(), a, now);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// This node's write grant (`None`: writes are not signed, every key).
+    pub fn write_grant(&self) -> Option<crate::identity::Grant> {
+        self.inner.authority.as_ref().map(NodeAuthority::grant)
     }
 
     /// The configuration the node started with.
