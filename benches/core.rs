@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the sans-IO core: merge, HLC and version-vector operations, the
 //! causal-context diff, CBOR encoding of datagrams and sync frames, datagram packing, and
-//! an anti-entropy round over a 100,000-key state that differs by 1 %.
+//! an anti-entropy round over a 100,000-key state that differs by 1 %, and what signing
+//! and verifying one write costs.
 //!
 //! Run: `cargo bench --bench core` (add `-- --quick`, or
 //! `-- --warm-up-time 1 --measurement-time 3`, for a short run; a name filter such as
@@ -284,8 +285,85 @@ fn bench_sync_100k(c: &mut Criterion) {
     assert!(a.iter().eq(check.iter()), "stores identical after the sync");
 }
 
+/// Signing and verifying one write of 100 bytes with a node's certificate key (ECDSA
+/// P-256, as `gossamer certs issue` makes), and building the bytes signed.
+fn bench_authorship(c: &mut Criterion) {
+    use gossamer::core::authority::Authority;
+    use gossamer::core::state::{signed_bytes, Write};
+    use gossamer::identity::{generate_ca, issue_node_granted, Identity, TrustBundle};
+    use gossamer::node::{certs_key, NodeAuthority};
+    let ca = generate_ca(
+        &gossamer::core::id::ClusterName::new("bench").expect("cluster"),
+        30,
+    )
+    .expect("CA");
+    let trust = TrustBundle::from_pem(&ca.cert_pem).expect("trust");
+    let now_s = (wall_now_ms() / 1000) as i64;
+    let identity = |n: &str| {
+        let p = issue_node_granted(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &id(n),
+            &[],
+            &[],
+            &[],
+            now_s - 60,
+            now_s + 86_400,
+        )
+        .expect("node certificate");
+        Identity::from_pem(&p.cert_pem, &p.key_pem).expect("identity")
+    };
+    let mut a = NodeAuthority::new(&identity("a"), &trust, wall_now_ms).expect("authority");
+    let mut b = NodeAuthority::new(&identity("b"), &trust, wall_now_ms).expect("authority");
+    let write = |a: &mut NodeAuthority, key: &str, value: Vec<u8>, counter: u64| {
+        let mut vv = vv(4, 7);
+        vv.set(id("a"), counter);
+        let hlc = Hlc { ms: WALL_MS, lc: 0 };
+        let sig = a.sign(&signed_bytes(key, Some(&value), &vv, hlc, &id("a")));
+        Write {
+            value: Some(value),
+            vv,
+            hlc,
+            writer: id("a"),
+            sig,
+        }
+    };
+    let certs = a.certs_value(None).expect("certificates");
+    let certs = write(&mut a, &certs_key(&id("a")), certs, 1);
+    b.verify(&certs_key(&id("a")), &certs)
+        .expect("a's certificates verify");
+    let w = write(&mut a, "bench/key", vec![0x5a; 100], 2);
+    let mut g = c.benchmark_group("authorship");
+    g.bench_function("signed_bytes/100B", |bch| {
+        bch.iter(|| signed_bytes("bench/key", w.value.as_deref(), &w.vv, w.hlc, &w.writer))
+    });
+    g.bench_function("sign/p256_100B", |bch| {
+        bch.iter(|| {
+            a.sign(&signed_bytes(
+                "bench/key",
+                w.value.as_deref(),
+                &w.vv,
+                w.hlc,
+                &w.writer,
+            ))
+        })
+    });
+    g.bench_function("verify/p256_100B", |bch| {
+        bch.iter(|| b.verify("bench/key", black_box(&w)).expect("verifies"))
+    });
+    g.finish();
+}
+
+fn wall_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 criterion_group!(
     benches,
+    bench_authorship,
     bench_merge,
     bench_hlc,
     bench_vv,

@@ -47,6 +47,10 @@ pub struct BenchDurableArgs {
     /// Value size (bytes).
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
+    /// Nodes neither sign their writes nor verify others' (`security.signed_writes =
+    /// false`): what signing costs.
+    #[arg(long)]
+    pub unsigned: bool,
     /// Instead of the throughput run: fill one node's store with this many keys
     /// (relaxed, 1 s commits), stop it, and measure its restart and its file size.
     #[arg(long)]
@@ -127,7 +131,8 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
         .await
         .context("making certificates")?;
     for i in 1..=a.nodes {
-        let cfg = node_config(&c, i, durability(a.durability), a.interval_ms);
+        let mut cfg = node_config(&c, i, durability(a.durability), a.interval_ms);
+        cfg.security.signed_writes = !a.unsigned;
         c.start_with(cfg).await.context("starting a node")?;
     }
     let (ok, _) =
@@ -137,6 +142,7 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
     }
     let nodes = c.nodes.clone();
     let (writers, writes, size) = (a.writers, a.writes, a.value_size);
+    let start = Instant::now();
     let (elapsed, done) =
         tokio::task::spawn_blocking(move || write_load(&nodes, writers, writes, size)).await?;
     let (mut commits, mut fsyncs, mut acked) = (0u64, 0u64, 0u64);
@@ -147,9 +153,14 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
             acked += s.writes_acked.load(Ordering::Relaxed);
         }
     }
+    // Until every write is on every node (bounded: a stuck cluster shows as "-").
+    let all = |n: &Node| n.status().keys >= done;
+    let (everywhere, _) =
+        gossamer::node::local::wait_for(Duration::from_secs(120), || c.nodes.iter().all(all)).await;
+    let everywhere_s = everywhere.then(|| start.elapsed().as_secs_f64());
     let rate = done as f64 / elapsed.as_secs_f64();
-    println!("| nodes | durability | writers | writes ok | seconds | writes/s | commits (all nodes) | acked writes per commit (all nodes) | fsyncs per write (all nodes) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| nodes | durability | signed | writers | writes ok | seconds | writes/s | everywhere after s | writes/s everywhere | commits (all nodes) | acked writes per commit (all nodes) | fsyncs per write (all nodes) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mode = match a.durability {
         Mode::Sync => "sync".to_string(),
         Mode::Relaxed => format!("relaxed {} ms", a.interval_ms),
@@ -162,9 +173,14 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
             "-".into()
         }
     };
+    let (ev_s, ev_rate) = match everywhere_s {
+        Some(t) => (format!("{t:.2}"), format!("{:.0}", done as f64 / t)),
+        None => ("-".into(), "-".into()),
+    };
     println!(
-        "| {} | {mode} | {} | {done} | {:.2} | {rate:.0} | {commits} | {} | {} |",
+        "| {} | {mode} | {} | {} | {done} | {:.2} | {rate:.0} | {ev_s} | {ev_rate} | {commits} | {} | {} |",
         a.nodes,
+        if a.unsigned { "no" } else { "yes" },
         a.writers,
         elapsed.as_secs_f64(),
         per(acked as f64, commits as f64),
