@@ -10,12 +10,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gossamer::core::authority::Authority;
-use gossamer::core::proto::{SyncFrame, SyncKind};
 use gossamer::core::state::{signed_bytes, CausalContext, Entry, Hlc, VersionVector};
 use gossamer::core::{Config, NodeId};
 use gossamer::node::local::{node_name, wait_for, LocalCluster};
 use gossamer::node::{certs_key, NodeAuthority, NodeError};
-use gossamer::transport::{self, Transport};
+
+mod rogue;
+
+use rogue::lying_exchange;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -24,36 +26,6 @@ fn wall_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Sends `entries` to the node at `addr` in one exchange, claiming to have seen nothing.
-async fn send_entries(rogue: &Transport, addr: &str, expect: &NodeId, entries: Vec<Entry>) {
-    let (_, conn) = rogue.connect(addr, Some(expect)).await.expect("connect");
-    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    send.write_all(&[gossamer::wire::STREAM_SYNC])
-        .await
-        .unwrap();
-    let open = SyncFrame::Open {
-        kind: SyncKind::Periodic,
-        ctx: CausalContext::new(),
-        gc_horizon_ms: 0,
-        stable: CausalContext::new(),
-        members_digest: 0,
-    };
-    for f in [open, SyncFrame::End] {
-        transport::write_frame(&mut send, &f).await.unwrap();
-    }
-    loop {
-        let (f, _) = transport::read_frame(&mut recv).await.expect("their turn");
-        if matches!(f, SyncFrame::End) {
-            break;
-        }
-    }
-    for f in [SyncFrame::Entries(entries), SyncFrame::End] {
-        transport::write_frame(&mut send, &f).await.unwrap();
-    }
-    let _ = send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
 }
 
 /// An entry of `writer`'s, signed by `signer`.
@@ -147,7 +119,8 @@ async fn a_compromised_member_can_neither_forge_alter_nor_write_outside_its_gran
     let mut unsigned = signed(&mut keys, "rogue/unsigned", Some(b"u"), &rogue_id, 4);
     unsigned.sig = Default::default();
     entries.push(unsigned);
-    send_entries(&rogue, &addr, &node_name(1), entries).await;
+    let nothing = (CausalContext::new(), CausalContext::new());
+    lying_exchange(&rogue, &addr, &node_name(1), nothing, entries).await;
 
     let refused = victim.writes_refused();
     println!("victim refused: {refused:?}");

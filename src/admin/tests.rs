@@ -5,7 +5,7 @@ use hyper::body::Bytes;
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use super::testing::{TestServer, FAKE_MAX_KEY};
+use super::testing::{TestServer, FAKE_FORBIDDEN, FAKE_MAX_KEY};
 use super::{ErrorBody, KvListItem, KvMeta, ServeLimits, MAX_BODY_BYTES, MAX_PAGE, NEXT_HEADER};
 use crate::admin::client::{AdminClient, ClientError};
 use std::time::Duration;
@@ -352,6 +352,18 @@ async fn a_write_refused_by_a_failed_store_is_503_and_a_bad_key_400() {
     assert!(error_text(&body).contains("no longer persisted"));
     let (status, _, _) = raw(&server, "DELETE", "/v1/kv/k", &[], Vec::new()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// #17: a write outside the node's grant is 403, with a message naming the prefixes.
+#[tokio::test]
+async fn a_write_outside_the_grant_is_403_naming_the_prefixes() {
+    let server = TestServer::start(None).await;
+    let key = format!("/v1/kv/{FAKE_FORBIDDEN}x");
+    let (status, _, body) = raw(&server, "PUT", &key, &[], b"v".to_vec()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(error_text(&body).contains("app/"), "{}", error_text(&body));
+    let (status, _, _) = raw(&server, "PUT", "/v1/kv/app/x", &[], b"v".to_vec()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 /// #20: a listing comes in pages; walking them with the cursor yields every key exactly

@@ -236,11 +236,13 @@ impl Node {
         }
     }
 
-    /// Periodic work: judge established peers again (expiry, revocation) and warn about our
-    /// own certificate's expiry.
+    /// Periodic work: judge established peers again (expiry, revocation), warn about our
+    /// own certificate's expiry, and publish our certificates if an earlier attempt could
+    /// not (a dot lease not yet durable).
     fn housekeeping(&self) {
         self.transport().recheck_connections();
         self.check_expiry();
+        self.republish_certificates();
     }
 
     /// Logs a warning when our certificate expires within the configured window (at most

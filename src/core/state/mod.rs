@@ -8,6 +8,7 @@ mod fence;
 mod hlc;
 mod rebase;
 mod store;
+mod store_stats;
 mod vv;
 mod write;
 
@@ -17,7 +18,8 @@ pub use entry::{merge, Entry, Limits, Merged, StateError};
 pub use fence::Fence;
 pub use hlc::{Hlc, HlcClock};
 pub use rebase::RebaseProbe;
-pub use store::{plausible_own_dot, Applied, Snapshot, Store, StoreStats};
+pub use store::{plausible_own_dot, Applied, Snapshot, Store};
+pub use store_stats::StoreStats;
 pub use vv::{Causality, VersionVector};
 pub use write::{signed_bytes, Signature, Write, MAX_SIGNATURE_LEN};
 

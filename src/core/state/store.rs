@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::changes::{Lease, StoreChanges, Tracker};
 use super::entry::{merge, Merged};
+use super::store_stats::StoreStats;
 use super::{
     signed_bytes, CausalContext, Entry, Fence, Hlc, HlcClock, Limits, RebaseProbe, Signature,
     StateError,
@@ -35,27 +36,6 @@ pub struct Applied {
     /// bound: the entry is kept (its writer's write is not lost) but our clock moved
     /// only up to the bound. `None` within the bound.
     pub clock_ahead_ms: Option<u64>,
-}
-
-/// Counters kept by the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreStats {
-    /// Local writes (sets and deletes).
-    pub local_writes: u64,
-    /// Remote entries that changed the state.
-    pub remote_applied: u64,
-    /// Remote entries whose dots had all been seen already.
-    pub duplicates: u64,
-    /// Concurrent writes resolved by (hlc, writer).
-    pub conflicts: u64,
-    /// Tombstones removed once stable and past the grace period.
-    pub tombstones_collected: u64,
-    /// Entries dropped by rebases (the peer had collected a delete over them).
-    pub rebase_dropped: u64,
-    /// Departed writers compacted out of the context.
-    pub writers_compacted: u64,
-    /// Times a peer showed dots of ours above our counter (restart without state).
-    pub dot_collisions_avoided: u64,
 }
 
 /// Persisted form of a store.

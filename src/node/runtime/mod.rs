@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quinn::Connection;
 use tokio::sync::{broadcast, watch, Notify};
 
+mod authorship;
 mod kv;
 mod peers;
 mod sync_stream;
@@ -16,12 +17,10 @@ mod sync_stream;
 use super::api::*;
 use super::config::NodeConfig;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
-use super::{certs_key, NodeAuthority};
-use crate::core::authority::Authority as _;
+use super::NodeAuthority;
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
 use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncKind};
-use crate::core::state::SYSTEM_PREFIX;
 use crate::core::{NodeId, Now};
 use crate::transport::{self, QuicSettings, Transport, TransportError};
 use crate::wire;
@@ -142,20 +141,6 @@ fn lock_engine(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Publishes this node's certificate chains under its reserved key when they changed
-/// (first start, renewal), so every node can verify its writes.
-pub(super) fn publish_certificates(engine: &mut Engine, authority: &NodeAuthority, now: Now) {
-    let key = certs_key(engine.id());
-    let Some(value) = authority.certs_value(engine.store().get(&key)) else {
-        return;
-    };
-    let name = &key[SYSTEM_PREFIX.len_utf8()..];
-    if let Err(e) = engine.write_system(now, name, value) {
-        // Only a lease not yet durable can refuse it; the next start or reload retries.
-        tracing::warn!(error = %e, "cannot publish this node's certificates yet; peers refuse its writes until it does");
-    }
-}
-
 impl Inner {
     fn now(&self) -> Now {
         Now::new(self.start.elapsed().as_micros() as u64, wall_ms())
@@ -256,19 +241,7 @@ impl Node {
             persisted,
         );
         if let Some(a) = &authority {
-            // Writers' certificates held from an earlier life: the directory starts empty,
-            // and these entries will not arrive again.
-            let prefix = certs_key(engine.id());
-            let prefix = &prefix[..prefix.len() - engine.id().as_str().len()];
-            let mut learn = a.clone();
-            for e in engine.store().scan_prefix(prefix) {
-                for w in e.writes() {
-                    if let Err(r) = learn.verify(&e.key, &w) {
-                        tracing::warn!(key = ?e.key, writer = %w.writer, reason = %r, "a stored writer certificate no longer verifies");
-                    }
-                }
-            }
-            engine.set_authority(Box::new(a.clone()));
+            authorship::install(&mut engine, a);
         }
         let (engine, persist) = match store {
             Some(mut store) => {
@@ -297,7 +270,7 @@ impl Node {
             }
         };
         if let Some(a) = &authority {
-            publish_certificates(&mut lock_engine(&engine), a, Now::new(0, wall_ms()));
+            authorship::publish(&mut lock_engine(&engine), a, Now::new(0, wall_ms()));
         }
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
@@ -470,11 +443,6 @@ impl Node {
             uptime_s: self.inner.start.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
-    }
-
-    /// Peers' writes this node refused, by reason (signatures, grants, revocations).
-    pub fn writes_refused(&self) -> crate::core::authority::RefusalCounts {
-        self.inner.engine().writes_refused().clone()
     }
 
     /// How far ahead of our clock each writer's stamps arrived (beyond the drift bound).
@@ -744,28 +712,6 @@ impl Node {
     /// The transport (for `super::reload`).
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
-    }
-
-    /// After a certificate reload: signs with the renewed key, judges known writers'
-    /// keys against the reloaded trust, and publishes the renewed chain.
-    pub(crate) fn renew_authority(
-        &self,
-        identity: &crate::identity::Identity,
-        trust: &crate::identity::TrustBundle,
-    ) -> Result<(), NodeError> {
-        let Some(a) = &self.inner.authority else {
-            return Ok(());
-        };
-        a.renew(identity, trust, &identity.cluster)?;
-        let now = self.inner.now();
-        publish_certificates(&mut self.inner.engine(), a, now);
-        self.inner.wake.notify_one();
-        Ok(())
-    }
-
-    /// This node's write grant (`None`: writes are not signed, every key).
-    pub fn write_grant(&self) -> Option<crate::identity::Grant> {
-        self.inner.authority.as_ref().map(NodeAuthority::grant)
     }
 
     /// The configuration the node started with.
