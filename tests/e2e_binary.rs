@@ -174,3 +174,53 @@ fn bad_configuration_exits_with_code_2_and_names_the_problem() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id"));
 }
+
+/// #20: a seed that does not answer is logged at WARN while the node is alone and shown
+/// in `status` with its failures and last error, until it answers.
+#[test]
+fn a_seed_that_does_not_answer_is_logged_and_shown_until_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), "e2e", &["n1", "n2"]);
+    let (q1, a1, q2, a2) = (free_udp(), free_tcp(), free_udp(), free_tcp());
+    let log = std::fs::File::create(dir.path().join("n1.log")).unwrap();
+    let _n1 = Proc(
+        Command::new(BIN)
+            .args(["run", "--node-id", "n1", "--listen"])
+            .arg(format!("127.0.0.1:{q1}"))
+            .arg("--admin")
+            .arg(format!("127.0.0.1:{a1}"))
+            .arg("--certs")
+            .arg(dir.path())
+            .arg("--seed")
+            .arg(format!("127.0.0.1:{q2}"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node"),
+    );
+    let admin = format!("127.0.0.1:{a1}");
+    let seed = || -> Option<serde_json::Value> {
+        let out = gossamer(&["status", "--json", "--admin", &admin]);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(st["seeds"][0].clone())
+    };
+    until("the silent seed shown as failing", DEADLINE, || {
+        seed().is_some_and(|s| {
+            s["joined"] == false && s["failures"].as_u64() >= Some(1) && s["last_error"].is_string()
+        })
+    });
+    let text = gossamer(&["status", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("NOT ANSWERING"), "{text}");
+    let logged = std::fs::read_to_string(dir.path().join("n1.log")).unwrap();
+    assert!(
+        logged.contains("WARN") && logged.contains("this node is alone"),
+        "no warning logged: {logged}"
+    );
+    // The seed comes up: the next attempt joins through it.
+    let _n2 = start(dir.path(), "n2", q2, a2, None);
+    until("the seed joined", DEADLINE, || {
+        seed().is_some_and(|s| s["joined"] == true && s["member"] == "n2")
+    });
+}

@@ -131,6 +131,7 @@ impl AdminBackend for FakeBackend {
             keys: kv.len(),
             tombstones: 0,
             clock_ahead_ms: 0,
+            seeds: Vec::new(),
             may_write: "all keys".into(),
             uptime_s: 3725,
             version: "0.1.0".into(),

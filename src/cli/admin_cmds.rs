@@ -258,6 +258,27 @@ fn datacenters(members: &[serde_json::Value]) -> serde_json::Value {
     out.into()
 }
 
+/// One seed of `status`: joined through whom, or why not and when it is tried again.
+fn seed_line(seed: &serde_json::Value) -> String {
+    let addr = json_str(&seed["addr"]);
+    if seed["joined"].as_bool() == Some(true) {
+        return format!("{addr} joined ({})", json_str(&seed["member"]));
+    }
+    let failures = seed["failures"].as_u64().unwrap_or(0);
+    if failures == 0 {
+        return format!("{addr} trying");
+    }
+    let next = match seed["retry_in_ms"].as_u64() {
+        Some(ms) => format!("next try in {:.1} s", ms as f64 / 1000.0),
+        None => "trying now".into(),
+    };
+    format!(
+        "{addr} NOT ANSWERING ({failures} failed attempt{} in a row, {next}): {}",
+        if failures == 1 { "" } else { "s" },
+        json_str(&seed["last_error"])
+    )
+}
+
 fn json_str(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "-".to_string(),
@@ -407,6 +428,9 @@ fn status_text(s: &serde_json::Value) -> String {
     let mut out = String::new();
     for (k, v) in lines {
         out.push_str(&format!("{:<11} {v}\n", format!("{k}:")));
+    }
+    for seed in s["seeds"].as_array().into_iter().flatten() {
+        out.push_str(&format!("{:<11} {}\n", "seed:", seed_line(seed)));
     }
     if let Some(dcs) = s["datacenters"].as_object().filter(|d| !d.is_empty()) {
         out.push_str("datacenters:\n");

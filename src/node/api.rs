@@ -110,6 +110,8 @@ pub struct StatusView {
     /// Largest amount (ms) a peer's stamp was ahead of this node's clock (a peer's
     /// clock error as seen from here; per peer in `/metrics`).
     pub clock_ahead_ms: u64,
+    /// Every configured seed and how contacting it goes.
+    pub seeds: Vec<SeedStatus>,
     /// What this node may write: "all keys", the granted prefixes, or "unsigned" when
     /// `security.signed_writes` is off.
     pub may_write: String,
@@ -117,6 +119,23 @@ pub struct StatusView {
     pub uptime_s: u64,
     /// gossamer version.
     pub version: String,
+}
+
+/// One configured seed, as `gossamer status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeedStatus {
+    /// The configured address.
+    pub addr: String,
+    /// The member that answered there, once one did.
+    pub member: Option<String>,
+    /// Whether that member is alive, so the seed needs no more attempts.
+    pub joined: bool,
+    /// Attempts that failed in a row.
+    pub failures: u32,
+    /// Time until the next attempt (ms); none while one runs or once joined.
+    pub retry_in_ms: Option<u64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// Kind of a Prometheus metric.

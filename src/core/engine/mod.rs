@@ -24,6 +24,7 @@ mod io;
 mod local_write;
 mod locality;
 mod persist;
+mod seeds;
 mod stability;
 mod stats;
 mod swim;
@@ -36,6 +37,8 @@ pub use egress::MAX_BACKOFF;
 use egress::{Backoff, Deferred};
 pub use io::{Event, Output};
 pub use persist::{Changes, DOT_LEASE_BLOCK};
+use seeds::Seed;
+pub use seeds::SeedView;
 pub use stats::EngineStats;
 pub use tree::GRAFT_TRIES;
 
@@ -47,15 +50,6 @@ pub struct Persisted {
     pub store: Snapshot,
     /// Our incarnation when it was saved.
     pub incarnation: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Seed {
-    addr: String,
-    next_us: u64,
-    backoff_ms: u64,
-    member: Option<NodeId>,
-    in_flight: bool,
 }
 
 /// The protocol state machine of one node.
@@ -128,13 +122,7 @@ impl Engine {
         let next_sync_us = now.mono_us + jitter(&mut rng, cfg.sync_interval_ms);
         let seeds = seeds
             .into_iter()
-            .map(|addr| Seed {
-                addr,
-                next_us: now.mono_us,
-                backoff_ms: cfg.seed_backoff_floor_ms,
-                member: None,
-                in_flight: false,
-            })
+            .map(|addr| Seed::new(addr, now.mono_us, cfg.seed_backoff_floor_ms))
             .collect();
         Self {
             queue: BroadcastQueue::new(cfg.queue_max, cfg.max_datagram),
@@ -349,36 +337,6 @@ impl Engine {
             self.seeds[i].in_flight = true;
             self.stats.seed_attempts += 1;
             self.out.push_back(Output::Contact { seed: i, addr });
-        }
-    }
-
-    fn seed_satisfied(&self, s: &Seed) -> bool {
-        match &s.member {
-            Some(id) if id == self.id() => true,
-            Some(id) => self.members.is_live(id),
-            None => false,
-        }
-    }
-
-    /// Reports the outcome of an [`Output::Contact`]: the node that answered, or failure.
-    pub fn seed_result(&mut self, now: Now, seed: usize, answered: Option<NodeId>) {
-        let floor = self.cfg.seed_backoff_floor_ms;
-        let cap = self.cfg.seed_backoff_cap_ms;
-        let jitter = self.rng.random_range(0..=floor * 1000 / 2);
-        let Some(s) = self.seeds.get_mut(seed) else {
-            return;
-        };
-        s.in_flight = false;
-        match answered {
-            Some(id) => {
-                s.member = Some(id);
-                s.backoff_ms = floor;
-                s.next_us = now.mono_us + floor * 1000 + jitter;
-            }
-            None => {
-                s.next_us = now.mono_us + s.backoff_ms * 1000 + jitter;
-                s.backoff_ms = (s.backoff_ms * 2).min(cap);
-            }
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch, Notify};
 mod authorship;
 mod kv;
 mod peers;
+mod seeds;
 mod sync_stream;
 
 use super::api::*;
@@ -121,6 +122,8 @@ pub(crate) struct Inner {
     reload: super::reload::ReloadState,
     /// Signs our writes and verifies peers' (none: `security.signed_writes` off).
     authority: Option<NodeAuthority>,
+    /// Why each seed's last attempt failed (cleared when it answers).
+    seed_errors: Mutex<HashMap<String, String>>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -292,6 +295,7 @@ impl Node {
             advertise,
             reload: Default::default(),
             authority,
+            seed_errors: Mutex::new(HashMap::new()),
             cfg,
         });
         let node = Node { inner };
@@ -411,6 +415,8 @@ impl Node {
 
     /// Summary of this node.
     pub fn status(&self) -> StatusView {
+        // Before the engine's lock: `seed_status` takes it too.
+        let seeds = self.seed_status();
         let e = self.inner.engine();
         let mut members = std::collections::BTreeMap::new();
         members.insert("alive".to_string(), 0usize);
@@ -436,6 +442,7 @@ impl Node {
             keys: e.store().live_len() - own_keys,
             tombstones: e.store().tombstone_len(),
             clock_ahead_ms: e.clock_skew().max_ahead_ms(),
+            seeds,
             may_write: self.write_grant().map_or_else(
                 || "every key, unsigned (security.signed_writes is off)".into(),
                 |g| g.describe(),
@@ -619,9 +626,7 @@ impl Node {
                 let node = self.clone();
                 tokio::spawn(async move {
                     let answered = node.contact_seed(&addr).await;
-                    let now = node.inner.now();
-                    node.inner.engine().seed_result(now, seed, answered);
-                    node.inner.wake.notify_one();
+                    node.seed_answered(seed, &addr, answered);
                 });
             }
             Output::Event(ev) => {

@@ -15,36 +15,33 @@ use crate::transport::{self, TransportError};
 use crate::wire;
 
 impl Node {
-    pub(super) async fn contact_seed(&self, addr: &str) -> Option<NodeId> {
+    /// Dials a seed and joins through it; `Err` says why not, for the log and `status`.
+    pub(super) async fn contact_seed(&self, addr: &str) -> Result<NodeId, String> {
         // A silent seed must not hold the next attempt back for the whole handshake
         // timeout: the engine's backoff (floor..cap) paces re-probing, not QUIC.
         let dial =
             tokio::time::timeout(SEED_DIAL_TIMEOUT, self.inner.transport.connect(addr, None));
         let (id, conn) = match dial.await {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::debug!(seed = %addr, error = %e, "seed unreachable");
-                return None;
-            }
+            Ok(Err(e)) => return Err(format!("unreachable: {e}")),
             Err(_) => {
-                tracing::debug!(seed = %addr, "seed did not answer in time");
-                return None;
+                return Err(format!(
+                    "no answer within {} ms",
+                    SEED_DIAL_TIMEOUT.as_millis()
+                ))
             }
         };
         if id == self.inner.cfg.node_id {
             conn.close(transport::CLOSE_SHUTDOWN, b"self");
-            return Some(id);
+            return Ok(id);
         }
         let conn = self.register(id.clone(), conn);
         match self.sync_initiate(&id, &conn, SyncKind::Join).await {
             Ok(()) => {
                 tracing::info!(seed = %addr, peer = %id, "joined through seed");
-                Some(id)
+                Ok(id)
             }
-            Err(e) => {
-                tracing::debug!(seed = %addr, error = %e, "join failed");
-                None
-            }
+            Err(e) => Err(format!("join through {id} failed: {e}")),
         }
     }
 
