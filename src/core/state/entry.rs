@@ -36,6 +36,14 @@ impl Default for Limits {
     }
 }
 
+/// Most concurrent writes one entry keeps. More writers than this writing one key at
+/// once make an entry every peer refuses (an open limit, ARCHITECTURE.md "Data model").
+pub const MAX_SIBLINGS: usize = 256;
+
+/// Most version-vector items across an entry's concurrent writes (bounds the cost of
+/// checking them, siblings² × vector length, on hostile input).
+pub const MAX_SIBLING_DOTS: usize = 65_536;
+
 /// Errors from the store; none of them changes the state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -169,8 +177,13 @@ impl Entry {
     /// two, none superseding another, the shown write the highest-ranked, the vector
     /// their join. Anything else would resolve differently on different replicas.
     fn validate_siblings(&self, limits: &Limits) -> Result<(), StateError> {
-        if self.siblings.len() < 2 || self.siblings.len() > limits.max_vv_len {
+        if self.siblings.len() < 2 || self.siblings.len() > MAX_SIBLINGS {
             return Err(StateError::Malformed("sibling count"));
+        }
+        // Rebuilding costs siblings² × vector length: bound the vectors' total too.
+        let dots: usize = self.siblings.iter().map(|w| w.vv.len()).sum();
+        if dots > MAX_SIBLING_DOTS {
+            return Err(StateError::Malformed("siblings name too many dots"));
         }
         for w in &self.siblings {
             if w.sig.bytes.len() > MAX_SIGNATURE_LEN || w.vv.len() > limits.max_vv_len {
@@ -273,8 +286,10 @@ pub enum Merged {
 /// everywhere.
 pub fn merge(local: &Entry, remote: &Entry) -> Merged {
     match remote.vv.compare(&local.vv) {
-        Causality::Dominates => Merged::TakeRemote,
-        Causality::DominatedBy => Merged::KeepLocal,
+        // Joined vectors can dominate without any one write superseding each of the
+        // other side's (hostile vectors): then the writes are merged one by one.
+        Causality::Dominates if supersedes(remote, local) => Merged::TakeRemote,
+        Causality::DominatedBy if supersedes(local, remote) => Merged::KeepLocal,
         Causality::Equal => {
             if remote.rank_cmp(local) == Ordering::Greater {
                 Merged::TakeRemote
@@ -282,10 +297,28 @@ pub fn merge(local: &Entry, remote: &Entry) -> Merged {
                 Merged::KeepLocal
             }
         }
-        Causality::Concurrent => {
+        Causality::Dominates | Causality::DominatedBy | Causality::Concurrent => {
             let mut writes = local.writes();
             writes.extend(remote.writes());
             Merged::Conflict(Entry::from_writes(&local.key, writes))
         }
+    }
+}
+
+/// Whether every write of `b` is superseded by (or is) some write of `a`.
+fn supersedes(a: &Entry, b: &Entry) -> bool {
+    let (ours, theirs) = (write_vvs(a), write_vvs(b));
+    theirs.iter().all(|t| {
+        ours.iter()
+            .any(|o| matches!(o.compare(t), Causality::Dominates | Causality::Equal))
+    })
+}
+
+/// The version vectors of an entry's writes.
+fn write_vvs(e: &Entry) -> Vec<&VersionVector> {
+    if e.siblings.is_empty() {
+        vec![&e.vv]
+    } else {
+        e.siblings.iter().map(|w| &w.vv).collect()
     }
 }

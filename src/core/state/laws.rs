@@ -234,3 +234,34 @@ fn limits_reject_oversized_input_without_changing_state() {
     assert!(s.write("ünïcode/ok", Some(vec![]), 1).is_ok());
     assert!(s.write("ünïcode/ok", None, 1).is_ok());
 }
+
+/// Review of #17: joined vectors can dominate without any single write superseding
+/// the other side's (vectors a hostile writer signs). Merging by the joined vectors
+/// alone dropped a write on one replica and kept it on another, for good.
+#[test]
+fn writes_merge_one_by_one_when_only_the_joined_vectors_dominate() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let write = |dots: &[(&str, u64)], writer: &str, ms: u64| {
+        let mut vv = VersionVector::new();
+        for (w, c) in dots {
+            vv.set(id(w), *c);
+        }
+        Write {
+            value: Some(vec![ms as u8]),
+            vv,
+            hlc: Hlc { ms, lc: 0 },
+            writer: id(writer),
+            sig: Signature::default(),
+        }
+    };
+    let x = Entry::from_writes("k", vec![write(&[("a", 1), ("b", 1)], "b", 1)]);
+    let y = Entry::from_writes("k", vec![write(&[("a", 1), ("m", 1)], "m", 2)]);
+    let z = Entry::from_writes("k", vec![write(&[("b", 1), ("m", 2)], "m", 3)]);
+    let yz = m(&y, &z);
+    assert_eq!(yz.siblings.len(), 2);
+    // P holds x, then gets y and z together; R gets x, y, z one at a time.
+    let p = m(&x, &yz);
+    let r = m(&m(&x, &y), &z);
+    assert_eq!(p, r, "the replicas diverge");
+    assert_eq!(p.siblings.len(), 3, "x is superseded by no single write");
+}

@@ -14,7 +14,7 @@ mod write;
 
 pub use changes::StoreChanges;
 pub use context::{CausalContext, RangeSet};
-pub use entry::{merge, Entry, Limits, Merged, StateError};
+pub use entry::{merge, Entry, Limits, Merged, StateError, MAX_SIBLINGS, MAX_SIBLING_DOTS};
 pub use fence::Fence;
 pub use hlc::{Hlc, HlcClock};
 pub use rebase::RebaseProbe;

@@ -18,7 +18,7 @@ use serde_bytes::ByteBuf;
 
 use crate::core::authority::{Authority, Refusal};
 use crate::core::id::ClusterName;
-use crate::core::state::{Signature, Write, SYSTEM_PREFIX};
+use crate::core::state::{is_system_key, Signature, Write, SYSTEM_PREFIX};
 use crate::core::NodeId;
 use crate::identity::{Grant, Identity, PeerRecheck, TrustBundle};
 
@@ -207,6 +207,13 @@ impl Authority for NodeAuthority {
         let mut g = self.lock();
         if key == certs_key(&write.writer) {
             return g.learn(write, key);
+        }
+        if is_system_key(key) {
+            // gossamer's own keys: a writer may write only its own certificates (else a
+            // member could shadow another's and make later nodes refuse its writes).
+            return Err(Refusal::OutsideGrant {
+                allowed: vec![certs_key(&write.writer)],
+            });
         }
         let k = g
             .writers

@@ -160,3 +160,22 @@ fn a_renewed_key_keeps_old_writes_verifying_and_a_revoked_one_is_refused() {
         Err(Refusal::Revoked)
     );
 }
+
+/// Review of #17: a member granted every key must not write another node's certificate
+/// key (nodes joining later would learn no key of that node and refuse its writes).
+#[test]
+fn only_a_writer_may_write_its_own_certificate_key() {
+    let f = Fleet::new();
+    let mut a = NodeAuthority::new(&f.identity("a", &[]), &f.trust, wall_ms).unwrap();
+    let mut m = NodeAuthority::new(&f.identity("m", &[]), &f.trust, wall_ms).unwrap();
+    let mut b = NodeAuthority::new(&f.identity("b", &[]), &f.trust, wall_ms).unwrap();
+    let m_certs = certs_write(&mut m, "m", None, 1);
+    b.verify(&certs_key(&node("m")), &m_certs).unwrap();
+    // m copies a's published value under a's key, in its own name.
+    let a_value = a.certs_value(None).unwrap();
+    let shadow = write(&mut m, "m", &certs_key(&node("a")), &a_value, 2);
+    assert!(matches!(
+        b.verify(&certs_key(&node("a")), &shadow),
+        Err(Refusal::OutsideGrant { .. })
+    ));
+}

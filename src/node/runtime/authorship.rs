@@ -28,7 +28,13 @@ pub(super) fn install(engine: &mut Engine, authority: &NodeAuthority) {
 /// (first start, renewal), so every node can verify its writes.
 pub(super) fn publish(engine: &mut Engine, authority: &NodeAuthority, now: Now) {
     let key = certs_key(engine.id());
-    let Some(value) = authority.certs_value(engine.store().get(&key)) else {
+    let me = engine.id().clone();
+    let previous = engine
+        .store()
+        .entry(&key)
+        .filter(|e| e.writer == me)
+        .and_then(|e| e.value.as_deref());
+    let Some(value) = authority.certs_value(previous) else {
         return;
     };
     let name = &key[SYSTEM_PREFIX.len_utf8()..];
