@@ -166,7 +166,7 @@ fn a_renewed_key_keeps_old_writes_verifying_and_a_revoked_one_is_refused() {
 #[test]
 fn only_a_writer_may_write_its_own_certificate_key() {
     let f = Fleet::new();
-    let mut a = NodeAuthority::new(&f.identity("a", &[]), &f.trust, wall_ms).unwrap();
+    let a = NodeAuthority::new(&f.identity("a", &[]), &f.trust, wall_ms).unwrap();
     let mut m = NodeAuthority::new(&f.identity("m", &[]), &f.trust, wall_ms).unwrap();
     let mut b = NodeAuthority::new(&f.identity("b", &[]), &f.trust, wall_ms).unwrap();
     let m_certs = certs_write(&mut m, "m", None, 1);
