@@ -124,16 +124,9 @@ pub struct StatusView {
 /// One configured seed, as `gossamer status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeedStatus {
-    /// The configured address.
-    pub addr: String,
-    /// The member that answered there, once one did.
-    pub member: Option<String>,
-    /// Whether that member is alive, so the seed needs no more attempts.
-    pub joined: bool,
-    /// Attempts that failed in a row.
-    pub failures: u32,
-    /// Time until the next attempt (ms); none while one runs or once joined.
-    pub retry_in_ms: Option<u64>,
+    /// Who answered there, failures in a row, the next attempt.
+    #[serde(flatten)]
+    pub seed: crate::core::engine::SeedView,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
 }

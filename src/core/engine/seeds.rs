@@ -39,7 +39,7 @@ pub struct SeedView {
     /// The member that answered there, once one did.
     pub member: Option<NodeId>,
     /// Whether that member is alive (nothing more to do with this seed).
-    pub satisfied: bool,
+    pub joined: bool,
     /// Attempts that failed in a row.
     pub failures: u32,
     /// Time until the next attempt (ms); `None` while one runs or when satisfied.
@@ -80,7 +80,7 @@ impl Engine {
                 SeedView {
                     addr: s.addr.clone(),
                     member: s.member.clone(),
-                    satisfied,
+                    joined: satisfied,
                     failures: s.failures,
                     retry_in_ms: (!satisfied && !s.in_flight)
                         .then(|| s.next_us.saturating_sub(now.mono_us) / 1000),

@@ -54,11 +54,7 @@ impl Node {
             .into_iter()
             .map(|v| SeedStatus {
                 last_error: errors.get(&v.addr).cloned(),
-                addr: v.addr,
-                member: v.member.map(|m| m.to_string()),
-                joined: v.satisfied,
-                failures: v.failures,
-                retry_in_ms: v.retry_in_ms,
+                seed: v,
             })
             .collect()
     }
