@@ -265,3 +265,45 @@ fn writes_merge_one_by_one_when_only_the_joined_vectors_dominate() {
     assert_eq!(p, r, "the replicas diverge");
     assert_eq!(p.siblings.len(), 3, "x is superseded by no single write");
 }
+
+/// Open (#17 review): a writer's signed vector may name another writer's dots, and a
+/// receiver counts every named dot as seen; with the context clip taking that dot as
+/// evidence, a member's `Open` then claims the other writer's whole future, and that
+/// writer's later writes are dropped as duplicates. Fails today ("b's write was dropped as
+/// seen"); ARCHITECTURE.md, "What a compromised member can still do".
+#[test]
+#[ignore = "open: others' dots named in a signed vector count as seen (#17)"]
+fn a_dot_named_by_another_writer_does_not_silence_its_writer() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut a = Store::new(id("a"), Limits::default(), 1);
+    let mut b = Store::new(id("b"), Limits::default(), 1);
+    // m writes a key of its own, its vector naming b's far future.
+    let mut vv = VersionVector::new();
+    vv.set(id("m"), 1);
+    vv.set(id("b"), 1 << 62);
+    let forged = Entry::from_writes(
+        "m/k",
+        vec![Write {
+            value: Some(b"m".to_vec()),
+            vv,
+            hlc: Hlc { ms: 1, lc: 0 },
+            writer: id("m"),
+            sig: Signature::default(),
+        }],
+    );
+    a.apply(forged, 1).unwrap();
+    // ... and claims, in its next Open, every dot of b's up to there.
+    let mut claim = CausalContext::new();
+    claim
+        .0
+        .insert(id("b"), RangeSet::from_ranges(vec![(1, 1 << 62)]));
+    a.join_context(&claim);
+    // b's next write must still reach a.
+    let w = b.write("b/x", Some(b"v".to_vec()), 2).unwrap();
+    a.apply(w, 2).unwrap();
+    assert_eq!(
+        a.get("b/x"),
+        Some(&b"v"[..]),
+        "b's write was dropped as seen"
+    );
+}
