@@ -224,3 +224,85 @@ fn a_seed_that_does_not_answer_is_logged_and_shown_until_it_does() {
         seed().is_some_and(|s| s["joined"] == true && s["member"] == "n2")
     });
 }
+
+/// `demo --keep` leaves a cluster a newcomer can use with the CLI, and Ctrl-C/SIGTERM
+/// ends it cleanly, deleting its folders.
+#[test]
+fn the_kept_demo_cluster_answers_the_cli_and_ends_on_sigterm() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    let mut child = Proc(
+        Command::new(BIN)
+            .args(["demo", "--keep", "--nodes", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn demo"),
+    );
+    let (tx, rx) = mpsc::channel();
+    let out = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut admins = Vec::new();
+    let mut certs_dir = None;
+    let start = std::time::Instant::now();
+    loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the demo printed its admin addresses");
+        if let Some(rest) = line
+            .split(" in ")
+            .nth(1)
+            .filter(|_| line.contains("generated a CA"))
+        {
+            certs_dir = rest.split(',').next().map(std::path::PathBuf::from);
+        }
+        if let [_, "admin", addr] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            admins.push(addr.to_string());
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    assert_eq!(admins.len(), 3, "one admin address per node: {admins:?}");
+    let certs_dir = certs_dir.expect("the demo named its certificate folder");
+    assert!(certs_dir.is_dir());
+    let set = gossamer(&["kv", "set", "--admin", &admins[0], "demo/hello", "world"]);
+    assert!(set.status.success(), "{set:?}");
+    until("the write on the last node", DEADLINE, || {
+        let got = gossamer(&["kv", "get", "--admin", &admins[2], "demo/hello"]);
+        got.status.success() && got.stdout == b"world\n"
+    });
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    until("the demo to exit", DEADLINE, || {
+        while let Ok(l) = rx.try_recv() {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        child.0.try_wait().unwrap().is_some()
+    });
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "exit {status:?}; output: {rest}");
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(1)) {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert!(rest.contains("leaving the cluster gracefully"), "{rest}");
+    assert!(
+        !certs_dir.exists(),
+        "{} was not deleted",
+        certs_dir.display()
+    );
+}

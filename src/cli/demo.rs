@@ -15,6 +15,10 @@ pub struct DemoArgs {
     /// Number of nodes (2 to 50).
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// Keep the cluster running after the demo, with an admin API per node, until
+    /// Ctrl-C or SIGTERM: try `gossamer kv set`, `members`, `status` against it
+    #[arg(long)]
+    pub keep: bool,
 }
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -41,7 +45,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     // Like a real fleet, each node keeps its state in a data directory of its own.
-    let c = LocalCluster::start_durable(n, 0, gossip, Some(Durability::Sync))
+    let c = LocalCluster::start_durable(n, 0, gossip, Some(Durability::Sync), args.keep)
         .await
         .context("starting the local cluster")?;
     println!(
@@ -126,6 +130,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .load(std::sync::atomic::Ordering::Relaxed)
         })
         .sum();
+    if args.keep {
+        keep_running(&c).await?;
+    }
     println!("\n  {dgrams} gossip datagrams in all; leaving the cluster gracefully");
     let mut leaving = tokio::task::JoinSet::new();
     for node in c.nodes.clone() {
@@ -133,5 +140,40 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     while leaving.join_next().await.is_some() {}
     println!("done in {}", ms(t0.elapsed()));
+    Ok(())
+}
+
+/// Prints how to reach the running cluster, then waits for Ctrl-C or SIGTERM.
+async fn keep_running(c: &LocalCluster) -> anyhow::Result<()> {
+    // Listen for SIGTERM before saying how to stop us, so no signal falls between.
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    println!("\n  the cluster keeps running; each node's admin API:");
+    for node in &c.nodes {
+        if let Some(addr) = node.admin_addr() {
+            println!("    {:<4} admin {addr}", node.id().to_string());
+        }
+    }
+    let first = c.nodes.iter().find_map(|x| x.admin_addr());
+    let last = c.nodes.iter().rev().find_map(|x| x.admin_addr());
+    if let (Some(a), Some(b)) = (first, last) {
+        println!("\n  try, from another terminal:");
+        println!("    gossamer kv set --admin {a} demo/hello world");
+        println!("    gossamer kv get --admin {b} demo/hello");
+        println!("    gossamer members --admin {b}");
+        println!("    gossamer status --admin {a}");
+    }
+    println!("\n  Ctrl-C leaves the cluster and deletes its folders");
+    // Whoever reads our output through a pipe must see the addresses now.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    #[cfg(unix)]
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }

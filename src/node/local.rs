@@ -42,6 +42,8 @@ pub struct LocalCluster {
     /// Durability of each node's data directory (`n<i>/` under the temporary folder),
     /// or none: state in memory only.
     durable: Option<super::Durability>,
+    /// Whether each node serves the admin API on an ephemeral loopback port.
+    admin_api: bool,
 }
 
 impl LocalCluster {
@@ -53,16 +55,19 @@ impl LocalCluster {
         spare: usize,
         gossip: crate::core::Config,
     ) -> Result<Self, NodeError> {
-        Self::start_durable(n, spare, gossip, None).await
+        Self::start_durable(n, spare, gossip, None, false).await
     }
 
     /// Like [`LocalCluster::start`], and with `durable`, every node keeps its state in
-    /// a data directory of its own under the temporary folder, with that durability.
+    /// a data directory of its own under the temporary folder, with that durability;
+    /// with `admin_api`, each node serves its admin API on an ephemeral loopback port
+    /// ([`Node::admin_addr`]).
     pub async fn start_durable(
         n: usize,
         spare: usize,
         gossip: crate::core::Config,
         durable: Option<super::Durability>,
+        admin_api: bool,
     ) -> Result<Self, NodeError> {
         let dir = tempfile::Builder::new()
             .prefix("gossamer-certs-")
@@ -78,6 +83,7 @@ impl LocalCluster {
             nodes: Vec::new(),
             gossip,
             durable,
+            admin_api,
         };
         for i in 1..=n {
             let seeds = c.seed_addrs();
@@ -121,6 +127,9 @@ impl LocalCluster {
         // Every in-process node dials from 127.0.0.1: a per-address handshake limit would
         // throttle the whole cluster as if it were one peer.
         cfg.security.handshakes_per_sec_per_ip = 0.0;
+        if self.admin_api {
+            cfg.admin = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        }
         if let Some(d) = self.durable {
             cfg.data_dir = Some(self.dir.path().join(format!("data-n{i}")));
             cfg.durability = d;

@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     authority: Option<NodeAuthority>,
     /// Why each seed's last attempt failed (cleared when it answers).
     seed_errors: Mutex<HashMap<String, String>>,
+    /// Where the admin API listens, once bound (the configured port may be 0).
+    admin_addr: std::sync::OnceLock<SocketAddr>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -296,6 +298,7 @@ impl Node {
             reload: Default::default(),
             authority,
             seed_errors: Mutex::new(HashMap::new()),
+            admin_addr: std::sync::OnceLock::new(),
             cfg,
         });
         let node = Node { inner };
@@ -314,6 +317,9 @@ impl Node {
                     });
                 }
             };
+            if let Ok(bound) = listener.local_addr() {
+                let _ = node.inner.admin_addr.set(bound);
+            }
             let backend: Arc<dyn crate::admin::AdminBackend> = Arc::new(node.clone());
             let mut rx = node.inner.shutdown.subscribe();
             let token = node.inner.cfg.admin_token.clone();
@@ -343,6 +349,11 @@ impl Node {
     /// The address other nodes dial.
     pub fn advertise_addr(&self) -> &str {
         &self.inner.advertise
+    }
+
+    /// The address the admin API listens on (`None` without one).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin_addr.get().copied()
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, Now) -> R) -> R {
