@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 client for a node's admin API (see [`crate::admin`]).
 //!
-//! One TCP connection per request: the admin API is on loopback and the CLI issues a
-//! request or two per run, so pooling would buy nothing.
+//! One TCP connection per request: the CLI issues a request or two per run, so pooling
+//! would buy nothing. With [`AdminClient::with_tls`] each connection is HTTPS (see
+//! [`crate::identity::admin_client_config`]).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::admin::{ErrorBody, KvListItem, KvMeta};
 
@@ -31,6 +33,18 @@ pub enum ClientError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The TLS handshake failed (certificate refused by either side, plain HTTP server).
+    #[error(
+        "TLS handshake with the admin API at {addr} failed: {source} (check --ca, --cert and \
+         --key: the node must hold a certificate of the CA in --ca, and takes operator \
+         certificates from `gossamer certs issue --client NAME`)"
+    )]
+    Tls {
+        /// The admin address used.
+        addr: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
     /// The node did not answer in time.
     #[error("the admin API at {addr} did not answer within {} s", timeout.as_secs())]
     Timeout {
@@ -40,12 +54,14 @@ pub enum ClientError {
         timeout: Duration,
     },
     /// The HTTP exchange failed (connection reset, malformed response...).
-    #[error("HTTP error talking to the admin API at {addr}: {source}")]
+    #[error("HTTP error talking to the admin API at {addr}: {source}{hint}")]
     Http {
         /// The admin address used.
         addr: String,
         /// Underlying error.
         source: hyper::Error,
+        /// What probably went wrong, when the error suggests it (else empty).
+        hint: &'static str,
     },
     /// The node requires a bearer token and none, or a wrong one, was given.
     #[error("the admin API at {addr} refused the request: {message} (pass the admin token with --token)")]
@@ -80,20 +96,33 @@ struct RawResponse {
 }
 
 /// Client for one node's admin API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminClient {
     addr: String,
     token: Option<String>,
     timeout: Duration,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl AdminClient {
-    /// A client for the admin API at `addr` (`host:port`; a leading `http://` is accepted),
-    /// sending `token` as a bearer token when given.
+    /// A client for the admin API at `addr` (`host:port`; a leading `http://` or
+    /// `https://` is accepted, the scheme is set by [`AdminClient::with_tls`]), sending
+    /// `token` as a bearer token when given.
     pub fn new(addr: impl Into<String>, token: Option<String>) -> Self {
         let addr = addr.into();
         let addr = addr
             .strip_prefix("http://")
+            .or_else(|| addr.strip_prefix("https://"))
             .unwrap_or(&addr)
             .trim_end_matches('/')
             .to_string();
@@ -101,7 +130,14 @@ impl AdminClient {
             addr,
             token,
             timeout: REQUEST_TIMEOUT,
+            tls: None,
         }
+    }
+
+    /// Speaks HTTPS with `config` (from [`crate::identity::admin_client_config`]).
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(TlsConnector::from(config));
+        self
     }
 
     /// Replaces the per-request timeout (default [`REQUEST_TIMEOUT`]).
@@ -277,13 +313,30 @@ impl AdminClient {
     ) -> Result<RawResponse, ClientError> {
         if self.addr.contains("://") {
             return Err(ClientError::Invalid(format!(
-                "admin address {:?} must be host:port (the admin API speaks plain HTTP)",
+                "admin address {:?} must be host:port (https:// is chosen with --ca)",
                 self.addr
             )));
         }
-        let http_err = |source| ClientError::Http {
-            addr: self.addr.clone(),
-            source,
+        let tls = self.tls.is_some();
+        let http_err = |source: hyper::Error| {
+            let hint = match (tls, source.is_parse()) {
+                (false, true) => {
+                    " (does the node serve HTTPS, admin_tls? then pass --ca, --cert and --key)"
+                }
+                // TLS 1.3 clients learn of a refused client certificate only from the
+                // alert that ends the connection.
+                (true, false) => {
+                    " (did the node refuse our client certificate? it takes operator \
+                     certificates from `gossamer certs issue --client NAME` of its CA, passed \
+                     with --cert and --key; its log names the reason)"
+                }
+                _ => "",
+            };
+            ClientError::Http {
+                addr: self.addr.clone(),
+                source,
+                hint,
+            }
         };
         let stream =
             TcpStream::connect(&self.addr)
@@ -293,15 +346,31 @@ impl AdminClient {
                     source,
                 })?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(http_err)?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin client connection ended");
+        let req = self.build_request(method, path, body)?;
+        match &self.tls {
+            None => send(TokioIo::new(stream), req, http_err).await,
+            Some(tls) => {
+                // Nodes are verified by chain and node URI, not by name (as QUIC peers).
+                let name = rustls::pki_types::ServerName::try_from(crate::identity::SNI)
+                    .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                let stream =
+                    tls.connect(name, stream)
+                        .await
+                        .map_err(|source| ClientError::Tls {
+                            addr: self.addr.clone(),
+                            source,
+                        })?;
+                send(TokioIo::new(stream), req, http_err).await
             }
-        });
+        }
+    }
 
+    fn build_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -319,31 +388,49 @@ impl AdminClient {
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/octet-stream");
         }
-        let req = builder
+        builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| ClientError::Invalid(format!("cannot build request: {e}")))?;
-
-        let result = async {
-            let resp = sender.send_request(req).await.map_err(http_err)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(http_err)?
-                .to_bytes();
-            Ok(RawResponse {
-                status,
-                headers,
-                body,
-            })
-        }
-        .await;
-        drop(sender);
-        driver.abort();
-        result
+            .map_err(|e| ClientError::Invalid(format!("cannot build request: {e}")))
     }
+}
+
+/// Sends `req` on a fresh connection `io` and reads the whole answer.
+async fn send<I>(
+    io: I,
+    req: Request<Full<Bytes>>,
+    http_err: impl Fn(hyper::Error) -> ClientError,
+) -> Result<RawResponse, ClientError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(&http_err)?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "admin client connection ended");
+        }
+    });
+    let result = async {
+        let resp = sender.send_request(req).await.map_err(&http_err)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(&http_err)?
+            .to_bytes();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+    .await;
+    drop(sender);
+    driver.abort();
+    result
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {

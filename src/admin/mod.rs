@@ -44,7 +44,7 @@ use crate::node::{KvEntry, MemberView, Metric, StatusView};
 pub use prometheus::{
     render_prometheus, Histogram, DURATION_BUCKETS, NAME_LABEL, PROMETHEUS_CONTENT_TYPE,
 };
-pub use serve::{serve_with, ServeLimits};
+pub use serve::{serve_with, ServeLimits, TlsSource};
 
 /// Entries in a listing page unless the client asks for another `limit`.
 pub const DEFAULT_PAGE: usize = 1_000;
@@ -249,12 +249,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     backend: Arc<dyn AdminBackend>,
     auth_token: Option<String>,
+    tls: Option<TlsSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with(
         listener,
         backend,
         auth_token,
+        tls,
         ServeLimits::default(),
         shutdown,
     )

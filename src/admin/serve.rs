@@ -10,6 +10,9 @@
 //! - **Request timeout** and **bounded concurrency** are router layers
 //!   (`super::router_with`): a request that takes longer than `request_timeout`, reading
 //!   its body included, is answered 408; beyond `max_in_flight` requests at once, 503.
+//! - **TLS** (optional): the handshake must finish within `header_timeout` and holds a
+//!   connection slot like any connection; the client certificate is judged by the
+//!   configuration's verifier (see [`crate::identity::admin_server_config`]).
 
 use std::future::Future;
 use std::io;
@@ -24,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 
 use super::{router_with, AdminBackend};
 
@@ -54,17 +58,29 @@ impl Default for ServeLimits {
     }
 }
 
+/// Where the admin server takes the TLS configuration of each new connection: called per
+/// connection, so a certificate reload applies from the next one on. An error (the
+/// certificate in force cannot be used) closes that connection and is logged.
+pub type TlsSource = Arc<dyn Fn() -> Result<Arc<rustls::ServerConfig>, String> + Send + Sync>;
+
 /// Serves the admin API on `listener` within `limits` until `shutdown` completes, then
-/// lets the requests in flight finish (for up to `request_timeout`) and returns.
+/// lets the requests in flight finish (for up to `request_timeout`) and returns. With
+/// `tls`, every connection is HTTPS.
 pub async fn serve_with(
     listener: TcpListener,
     backend: Arc<dyn AdminBackend>,
     auth_token: Option<String>,
+    tls: Option<TlsSource>,
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, auth = auth_token.is_some(), "admin API listening");
+        tracing::info!(
+            %addr,
+            token = auth_token.is_some(),
+            tls = tls.is_some(),
+            "admin API listening"
+        );
     }
     let app = router_with(backend, auth_token, limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -89,20 +105,27 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let svc = TowerToHyperService::new(app.clone());
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let acceptor = match tls.as_ref().map(|source| source()) {
+            None => None,
+            Some(Ok(config)) => Some(TlsAcceptor::from(config)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "admin API: no usable TLS configuration; connection closed");
+                continue;
+            }
+        };
         tokio::spawn(async move {
-            let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(io, svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                // The guard `wait_for` returns is not `Send`: drop it inside.
-                _ = async { drop(stop.wait_for(|s| *s).await) } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let stream = IdleTimeout::new(stream, limits.idle_timeout);
+            match acceptor {
+                None => serve_connection(TokioIo::new(stream), svc, limits, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), svc, limits, stop).await,
+                        // The verifier logged and counted a refused certificate.
+                        Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake failed"),
+                        Err(_) => tracing::debug!("admin TLS handshake timed out"),
+                    }
                 }
             }
             drop(permit);
@@ -113,6 +136,31 @@ pub async fn serve_with(
     let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(limits.request_timeout, slots.acquire_many(all)).await;
     Ok(())
+}
+
+/// Serves HTTP/1 on one connection until it ends or the server stops (then gracefully).
+async fn serve_connection<I, S>(io: I, svc: S, limits: ServeLimits, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // The guard `wait_for` returns is not `Send`: drop it inside.
+        _ = async { drop(stop.wait_for(|s| *s).await) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// A stream that fails with `TimedOut` once nothing was read or written for `idle`.

@@ -174,6 +174,16 @@ impl TestServer {
 
     /// Starts a server within `limits`, requiring `token` if given.
     pub async fn start_with(token: Option<&str>, limits: super::ServeLimits) -> Self {
+        Self::start_full(token, None, limits).await
+    }
+
+    /// Starts a server within `limits`, requiring `token` if given, serving HTTPS with
+    /// `tls` if given.
+    pub async fn start_full(
+        token: Option<&str>,
+        tls: Option<super::TlsSource>,
+        limits: super::ServeLimits,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let backend = Arc::new(FakeBackend::default());
@@ -182,6 +192,7 @@ impl TestServer {
             listener,
             backend.clone(),
             token.map(str::to_string),
+            tls,
             limits,
             async move {
                 let _ = stopped.await;

@@ -8,49 +8,7 @@ use clap::{Args, Subcommand};
 
 use gossamer::admin::client::AdminClient;
 
-/// Admin address used when neither `--admin` nor `GOSSAMER_ADMIN` is given.
-pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7947";
-
-/// Environment variable read when `--admin` is not given.
-pub const ADMIN_ENV: &str = "GOSSAMER_ADMIN";
-
-/// Environment variable read when `--token` is not given.
-pub const TOKEN_ENV: &str = "GOSSAMER_ADMIN_TOKEN";
-
-/// How to reach a node's admin API.
-#[derive(Debug, Clone, Default, Args)]
-pub struct AdminConn {
-    /// Admin API address of the node (host:port) [env: GOSSAMER_ADMIN] [default: 127.0.0.1:7947]
-    #[arg(long, value_name = "ADDR", global = true)]
-    pub admin: Option<String>,
-    /// Bearer token for the admin API, if the node requires one [env: GOSSAMER_ADMIN_TOKEN]
-    #[arg(long, value_name = "TOKEN", global = true)]
-    pub token: Option<String>,
-}
-
-impl AdminConn {
-    /// The admin address: `--admin`, else `$GOSSAMER_ADMIN`, else [`DEFAULT_ADMIN_ADDR`].
-    pub fn addr(&self) -> String {
-        self.admin
-            .clone()
-            .or_else(|| env_nonempty(ADMIN_ENV))
-            .unwrap_or_else(|| DEFAULT_ADMIN_ADDR.to_string())
-    }
-
-    /// The token: `--token`, else `$GOSSAMER_ADMIN_TOKEN`, else none.
-    pub fn token(&self) -> Option<String> {
-        self.token.clone().or_else(|| env_nonempty(TOKEN_ENV))
-    }
-
-    /// A client for the selected node.
-    pub fn client(&self) -> AdminClient {
-        AdminClient::new(self.addr(), self.token())
-    }
-}
-
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+pub use super::admin_conn::AdminConn;
 
 /// `gossamer kv`: read and write the replicated key-value state.
 #[derive(Debug, Clone, Args)]
@@ -116,7 +74,7 @@ pub struct StatusArgs {
 
 /// Runs `gossamer kv ...`; returns the process exit code (1 when `get`/`del` find no key).
 pub async fn run_kv(args: KvArgs) -> anyhow::Result<i32> {
-    let client = args.conn.client();
+    let client = args.conn.client()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     kv(&client, &args.command, &mut out).await
@@ -175,7 +133,7 @@ async fn kv(client: &AdminClient, cmd: &KvCommand, out: &mut impl Write) -> anyh
 pub async fn run_members(args: MembersArgs) -> anyhow::Result<i32> {
     let members = args
         .conn
-        .client()
+        .client()?
         .members()
         .await
         .context("cannot list members")?;
@@ -193,7 +151,7 @@ pub async fn run_members(args: MembersArgs) -> anyhow::Result<i32> {
 
 /// Runs `gossamer status`; returns the process exit code.
 pub async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
-    let client = args.conn.client();
+    let client = args.conn.client()?;
     let status = status_with_datacenters(&client).await?;
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&status)?)
@@ -542,19 +500,6 @@ mod tests {
             }) => assert_eq!(value, "-v"),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn admin_cmds_default_addr() {
-        let conn = AdminConn {
-            admin: Some("10.0.0.1:1".into()),
-            token: None,
-        };
-        assert_eq!(conn.addr(), "10.0.0.1:1");
-        // Without --admin, the env var or the default (the env may be set by the caller).
-        let conn = AdminConn::default();
-        let expected = env_nonempty(ADMIN_ENV).unwrap_or_else(|| DEFAULT_ADMIN_ADDR.into());
-        assert_eq!(conn.addr(), expected);
     }
 
     #[test]

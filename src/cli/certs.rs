@@ -64,9 +64,15 @@ pub struct IssueArgs {
     pub dir: PathBuf,
     /// Node id (lowercase letters, digits and '-').
     #[arg(long, value_name = "ID", value_parser = parse_node,
-          required_unless_present = "inventory",
-          allow_hyphen_values = true, conflicts_with = "inventory")]
+          required_unless_present_any = ["inventory", "client"],
+          allow_hyphen_values = true, conflicts_with_all = ["inventory", "client"])]
     pub node: Option<NodeId>,
+    /// Issue an operator certificate for NAME instead: DIR/operator-NAME.pem and .key, a
+    /// client certificate for the admin API over HTTPS (`admin_tls`) that cannot join the
+    /// cluster as a node.
+    #[arg(long, value_name = "NAME", value_parser = parse_node,
+          conflicts_with_all = ["inventory", "ips", "dns", "allow"])]
+    pub client: Option<NodeId>,
     /// Issue for every node listed in FILE, one per line:
     /// `node-id [ip=IP]... [dns=NAME]... [days=N] [allow-prefix=P]...` ('#' starts a comment). The whole file is
     /// checked before anything is written.
@@ -295,6 +301,17 @@ fn print_inspection(file: &Path, json: bool) -> anyhow::Result<()> {
         row("subject:", &c.subject);
         row("issuer:", &c.issuer);
         match (&c.node_id, &c.cluster) {
+            _ if c.operator.is_some() => {
+                let op = c.operator.as_ref().expect("checked");
+                row(
+                    "operator:",
+                    &format!(
+                        "{} (admin API client only; cannot join the cluster)",
+                        op.name
+                    ),
+                );
+                row("cluster:", op.cluster.as_str());
+            }
             (Some(n), Some(cl)) => {
                 row("node id:", n.as_str());
                 row("cluster:", cl.as_str());
@@ -360,6 +377,23 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
             );
             println!(
                 "wrote {} (CA private key, mode 0600; keep it offline)",
+                files.key.display()
+            );
+        }
+        CertsCommand::Issue(a) if a.client.is_some() => {
+            let name = a.client.as_ref().expect("matched");
+            let files =
+                identity::write_operator(&a.dir, name.as_str(), a.ca_key.as_deref(), a.days)?;
+            println!(
+                "wrote {} (operator certificate of {name} for the admin API over HTTPS, {})",
+                files.cert.display(),
+                expiry(&files)
+            );
+            println!(
+                "wrote {} (its private key, mode 0600); use: gossamer status --admin ADDR --ca {} --cert {} --key {}",
+                files.key.display(),
+                a.dir.join("ca.pem").display(),
+                files.cert.display(),
                 files.key.display()
             );
         }

@@ -1,6 +1,7 @@
 //! The `gossamer` command's subcommands (binary only: errors here are `anyhow`).
 
 pub mod admin_cmds;
+pub mod admin_conn;
 pub mod bench;
 pub mod bench_durable;
 pub mod certs;

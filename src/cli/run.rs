@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use gossamer::core::NodeId;
+use gossamer::identity::AdminClients;
 use gossamer::node::{Node, NodeConfig, NodeError};
 
 use super::UsageError;
@@ -29,9 +30,13 @@ pub struct RunArgs {
     /// Loopback HTTP admin address, e.g. 127.0.0.1:7947.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
-    /// Bearer token for the admin API (required when it is not on loopback).
+    /// Bearer token for the admin API (off loopback, this or --admin-tls is required).
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// Serve the admin API over HTTPS, requiring client certificates from the fleet CA:
+    /// operators (from `gossamer certs issue --client`) or operators-and-nodes.
+    #[arg(long, value_name = "operators|operators-and-nodes")]
+    pub admin_tls: Option<AdminClients>,
     /// Folder with ca.pem, ID.pem and ID.key.
     #[arg(long, value_name = "DIR")]
     pub certs: Option<PathBuf>,
@@ -99,6 +104,7 @@ struct FileConfig {
     advertise: Option<String>,
     admin: Option<SocketAddr>,
     admin_token: Option<String>,
+    admin_tls: Option<AdminClients>,
     certs: Option<PathBuf>,
     #[serde(default)]
     seeds: Vec<String>,
@@ -165,6 +171,7 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         advertise: args.advertise.or(file.advertise),
         admin: args.admin.or(file.admin),
         admin_token: args.admin_token.or(file.admin_token),
+        admin_tls: args.admin_tls.or(file.admin_tls),
         certs,
         seeds,
         dc: args.dc.or(file.dc).unwrap_or_else(|| "default".into()),
@@ -224,10 +231,27 @@ fn check_summary(cfg: &NodeConfig) -> String {
         ("advertise", opt(cfg.advertise.clone())),
         (
             "admin",
-            match (&cfg.admin, &cfg.admin_token) {
-                (Some(a), Some(_)) => format!("{a} (token required)"),
-                (Some(a), None) => a.to_string(),
-                (None, _) => "-".into(),
+            match (&cfg.admin, &cfg.admin_token, cfg.admin_tls) {
+                (None, _, _) => "-".into(),
+                (Some(a), token, tls) => {
+                    let scheme = if tls.is_some() { "https" } else { "http" };
+                    let mut needs = Vec::new();
+                    match tls {
+                        Some(AdminClients::Operators) => needs.push("operator certificate"),
+                        Some(AdminClients::OperatorsAndNodes) => {
+                            needs.push("operator or node certificate")
+                        }
+                        None => {}
+                    }
+                    if token.is_some() {
+                        needs.push("token");
+                    }
+                    if needs.is_empty() {
+                        format!("{scheme}://{a}")
+                    } else {
+                        format!("{scheme}://{a} ({} required)", needs.join(" + "))
+                    }
+                }
             },
         ),
         (

@@ -31,7 +31,7 @@ pub const DEFAULT_CRL_DAYS: u32 = 365;
 const MAX_DAYS: u32 = 36_500;
 const DAY: i64 = 86_400;
 /// Node certificates start being valid an hour in the past, to tolerate clock skew.
-const BACKDATE_SECS: i64 = 3_600;
+pub(super) const BACKDATE_SECS: i64 = 3_600;
 
 /// A certificate and its private key, both PEM encoded. `Debug` never prints the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn check_days(days: u32) -> Result<i64, IdentityError> {
+pub(super) fn check_days(days: u32) -> Result<i64, IdentityError> {
     if days == 0 || days > MAX_DAYS {
         return Err(IdentityError::InvalidParameter {
             field: "days",
@@ -79,14 +79,14 @@ fn check_days(days: u32) -> Result<i64, IdentityError> {
     Ok(i64::from(days) * DAY)
 }
 
-fn asn1_time(field: &'static str, unix: i64) -> Result<ASN1Time, IdentityError> {
+pub(super) fn asn1_time(field: &'static str, unix: i64) -> Result<ASN1Time, IdentityError> {
     ASN1Time::from_timestamp(unix).map_err(|_| IdentityError::InvalidParameter {
         field,
         detail: format!("{unix} is not a representable time"),
     })
 }
 
-fn random_serial() -> Result<SerialNumber, IdentityError> {
+pub(super) fn random_serial() -> Result<SerialNumber, IdentityError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()
@@ -100,7 +100,7 @@ fn random_serial() -> Result<SerialNumber, IdentityError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn ia5(field: &'static str, s: String) -> Result<Ia5String, IdentityError> {
+pub(super) fn ia5(field: &'static str, s: String) -> Result<Ia5String, IdentityError> {
     Ia5String::try_from(s.clone()).map_err(|e| IdentityError::InvalidParameter {
         field,
         detail: format!("{s:?}: {e}"),
@@ -170,15 +170,15 @@ pub fn generate_ca(cluster: &ClusterName, days: u32) -> Result<PemPair, Identity
 }
 
 /// A CA ready to sign: the issuer, its cluster and its certificate.
-struct LoadedCa {
-    issuer: Issuer<'static, KeyPair>,
-    cluster: ClusterName,
+pub(super) struct LoadedCa {
+    pub(super) issuer: Issuer<'static, KeyPair>,
+    pub(super) cluster: ClusterName,
     cert: CertificateDer<'static>,
 }
 
 /// Finds, among the CA certificates in `ca_cert_pem` (a bundle may hold several during a CA
 /// rotation), the one whose public key is `ca_key_pem`'s.
-fn load_ca(ca_cert_pem: &str, ca_key_pem: &str) -> Result<LoadedCa, IdentityError> {
+pub(super) fn load_ca(ca_cert_pem: &str, ca_key_pem: &str) -> Result<LoadedCa, IdentityError> {
     let key = KeyPair::from_pem(ca_key_pem).map_err(|e| IdentityError::Pem {
         source_name: "CA private key".into(),
         what: "private key",
@@ -505,7 +505,7 @@ fn create_dir(dir: &Path) -> Result<(), IdentityError> {
 
 /// Writes `contents` to `path` atomically (temporary file in the same directory, then
 /// rename), with the given Unix mode.
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), IdentityError> {
+pub(super) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), IdentityError> {
     let io = |action: &'static str| {
         move |source| IdentityError::Io {
             action,
@@ -538,7 +538,7 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), IdentityErro
     Ok(())
 }
 
-fn not_after_of(cert_pem: &str) -> Result<i64, IdentityError> {
+pub(super) fn not_after_of(cert_pem: &str) -> Result<i64, IdentityError> {
     let certs = parse_certs(cert_pem, "generated certificate")?;
     let x509 = parse_x509(&certs[0], "generated certificate")?;
     Ok(x509.validity().not_after.timestamp())
@@ -578,7 +578,10 @@ pub fn write_ca(
     })
 }
 
-fn read_ca(dir: &Path, ca_key: Option<&Path>) -> Result<(String, String), IdentityError> {
+pub(super) fn read_ca(
+    dir: &Path,
+    ca_key: Option<&Path>,
+) -> Result<(String, String), IdentityError> {
     let shown = dir.display();
     let ca_pem = read_required(
         &dir.join("ca.pem"),

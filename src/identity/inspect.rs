@@ -42,6 +42,8 @@ pub struct CertInfo {
     pub ip_addresses: Vec<String>,
     /// Key prefixes a node may write (`gossamer-allow:` SAN URIs); `None`: every key.
     pub allow_prefixes: Option<Vec<String>>,
+    /// The operator an operator certificate names (`gossamer-operator://`), if it is one.
+    pub operator: Option<super::Operator>,
 }
 
 impl CertInfo {
@@ -71,6 +73,7 @@ impl CertInfo {
                 }
             }
         }
+        let operator = super::operator_of(cert).ok();
         let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
         Ok(Self {
             subject: x.subject().to_string(),
@@ -97,6 +100,7 @@ impl CertInfo {
                 })?
                 .allowed()
                 .map(<[String]>::to_vec),
+            operator,
         })
     }
 

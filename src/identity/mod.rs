@@ -18,20 +18,26 @@
 //!   require the peer's SAN URI to name our cluster (and, when dialing a known peer, the
 //!   expected node id). The TLS server name is not checked: clients dial IP addresses with
 //!   the fixed server name [`SNI`];
+//! - issues operator certificates (`gossamer-operator://<cluster>/<name>`, client use only,
+//!   never admitted by the transport) and builds the admin API's HTTPS configurations that
+//!   require them ([`issue_operator`], [`admin_server_config`], [`admin_client_config`]);
 //! - maps a verified connection back to the peer's `(cluster, node id)` ([`peer_identity`]),
 //!   and counts refused handshakes by reason ([`HandshakeStats`],
 //!   [`classify_handshake_error`]).
 
+mod admin_tls;
 mod certs;
 mod error;
 mod grant;
 mod inspect;
 mod load;
+mod operator;
 mod parse;
 mod protocol;
 mod revocation;
 mod tls;
 
+pub use admin_tls::{admin_client_config, admin_server_config, AdminClients};
 pub use certs::{
     check_dns_name, generate_ca, issue_node, issue_node_granted, issue_node_with_validity, revoke,
     write_ca, write_node, write_node_granted, write_revocation, PemPair, WrittenFiles,
@@ -41,6 +47,7 @@ pub use error::IdentityError;
 pub use grant::{grant_uri, Grant, GRANT_URI_SCHEME};
 pub use inspect::{format_unix, inspect_pem, CertInfo};
 pub use load::{load, peer_from_cert, CertPaths, Identity, TrustBundle};
+pub use operator::{issue_operator, operator_of, write_operator, Operator, OPERATOR_URI_PREFIX};
 pub use protocol::{ALPN, SNI};
 pub use revocation::RevocationList;
 pub use tls::{

@@ -385,3 +385,18 @@ fn classifies_tls_reasons() {
     assert_eq!(stats.snapshot().unknown_ca, 1);
     assert_eq!(stats.snapshot().refused(), 1);
 }
+
+#[test]
+fn an_operator_certificate_names_no_node_and_a_node_certificate_no_operator() {
+    let ca = generate_ca(&cluster("prod"), 10).unwrap();
+    let op = issue_operator(&ca.cert_pem, &ca.key_pem, "alice", 1).unwrap();
+    let der = parse::parse_certs(&op.cert_pem, "op").unwrap().remove(0);
+    // The transport's identity check: an operator can never pass as a node.
+    assert!(peer_from_cert(&der).is_err());
+    let who = operator_of(&der).unwrap();
+    assert_eq!((who.cluster.as_str(), who.name.as_str()), ("prod", "alice"));
+    let n = issue_node(&ca.cert_pem, &ca.key_pem, &node("n1"), &[], &[], 1).unwrap();
+    let der = parse::parse_certs(&n.cert_pem, "n1").unwrap().remove(0);
+    assert!(operator_of(&der).unwrap_err().contains("names a node"));
+    assert!(issue_operator(&ca.cert_pem, &ca.key_pem, "Bad_Name", 1).is_err());
+}

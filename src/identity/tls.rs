@@ -18,10 +18,10 @@ use super::revocation::RevocationList;
 use crate::core::id::{ClusterName, NodeId};
 
 /// Text embedded in the error of a refused peer whose certificate names another cluster.
-const TAG_WRONG_CLUSTER: &str = "gossamer-wrong-cluster";
+pub(super) const TAG_WRONG_CLUSTER: &str = "gossamer-wrong-cluster";
 /// Text embedded in the error of a refused peer whose certificate identity is unusable or not
 /// the expected node.
-const TAG_BAD_IDENTITY: &str = "gossamer-bad-identity";
+pub(super) const TAG_BAD_IDENTITY: &str = "gossamer-bad-identity";
 
 /// Counters of peer-certificate decisions, shared between the TLS verifiers and the
 /// transport. Each refused handshake is counted once, under one reason.
@@ -254,7 +254,7 @@ fn classify_tls(code: u64, reason: &str) -> &'static str {
 }
 
 /// Label of a chain/validity failure reported by webpki.
-fn cert_error_label(e: &rustls::Error) -> &'static str {
+pub(super) fn cert_error_label(e: &rustls::Error) -> &'static str {
     match e {
         rustls::Error::InvalidCertificate(ce) => match ce {
             // BadSignature: issued in the name of a trusted CA but not signed by its key.
@@ -291,7 +291,7 @@ impl fmt::Debug for PeerRejected {
 
 impl std::error::Error for PeerRejected {}
 
-fn rejected(tag: &'static str, detail: String) -> rustls::Error {
+pub(super) fn rejected(tag: &'static str, detail: String) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
         PeerRejected { tag, detail },
     ))))
@@ -311,18 +311,18 @@ fn describe(cert: &CertificateDer<'_>) -> String {
 
 /// Shared post-chain checks and accounting of both verifiers.
 #[derive(Debug)]
-struct Policy {
-    cluster: ClusterName,
-    revoked: Arc<RevocationList>,
-    stats: Arc<HandshakeStats>,
-    /// "client" or "server": the role of the peer being verified, for logs.
-    peer_role: &'static str,
+pub(super) struct Policy {
+    pub(super) cluster: ClusterName,
+    pub(super) revoked: Arc<RevocationList>,
+    pub(super) stats: Arc<HandshakeStats>,
+    /// "client", "server" or "admin client": the role of the peer being verified, for logs.
+    pub(super) peer_role: &'static str,
 }
 
 /// The checks after chain verification, shared by the handshake verifiers and
 /// [`recheck_peer`]: a usable SAN URI, not listed as revoked, our cluster, and (if given) the
 /// expected node. Returns the refusal label and error on failure.
-fn judge_identity(
+pub(super) fn judge_identity(
     ee: &CertificateDer<'_>,
     our_cluster: &ClusterName,
     revoked: &RevocationList,
@@ -372,7 +372,7 @@ fn judge_identity(
 }
 
 impl Policy {
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         cert: &CertificateDer<'_>,
         label: &'static str,
@@ -401,7 +401,7 @@ impl Policy {
         Ok(())
     }
 
-    fn signature_result(
+    pub(super) fn signature_result(
         &self,
         cert: &CertificateDer<'_>,
         r: Result<HandshakeSignatureValid, rustls::Error>,
@@ -474,10 +474,10 @@ impl ClientCertVerifier for GossamerClientVerifier {
 /// Verifies servers: webpki chain, validity and revocation against the bundle (ignoring the
 /// TLS server name), then our cluster and, if given, the expected node id.
 #[derive(Debug)]
-struct GossamerServerVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    expected: Option<NodeId>,
-    policy: Policy,
+pub(super) struct GossamerServerVerifier {
+    pub(super) inner: Arc<WebPkiServerVerifier>,
+    pub(super) expected: Option<NodeId>,
+    pub(super) policy: Policy,
 }
 
 impl ServerCertVerifier for GossamerServerVerifier {
@@ -611,7 +611,9 @@ pub fn quinn_client_config(
 
 /// A webpki client-certificate verifier over `trust` (ring algorithms, CRLs applied to
 /// end-entity certificates).
-fn client_cert_verifier(trust: &TrustBundle) -> Result<Arc<dyn ClientCertVerifier>, IdentityError> {
+pub(super) fn client_cert_verifier(
+    trust: &TrustBundle,
+) -> Result<Arc<dyn ClientCertVerifier>, IdentityError> {
     let mut inner = WebPkiClientVerifier::builder_with_provider(
         trust.roots().clone(),
         Arc::new(crypto_provider()),

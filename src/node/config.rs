@@ -23,9 +23,15 @@ pub struct NodeConfig {
     /// Loopback HTTP admin address (none: no admin API).
     #[serde(default)]
     pub admin: Option<SocketAddr>,
-    /// Bearer token the admin API requires; mandatory when `admin` is not loopback.
+    /// Bearer token the admin API requires. Off loopback, a token or `admin_tls` is
+    /// mandatory.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Serve the admin API over HTTPS with the node's certificate, requiring a client
+    /// certificate from the fleet's CA: `operators` (certificates from `gossamer certs
+    /// issue --client`) or `operators-and-nodes`. None: plain HTTP.
+    #[serde(default)]
+    pub admin_tls: Option<crate::identity::AdminClients>,
     /// Folder with `ca.pem`, `<node-id>.pem` and `<node-id>.key`.
     pub certs: PathBuf,
     /// Seed addresses (`host:port`), contacted until each is a live member.
@@ -80,6 +86,7 @@ impl NodeConfig {
             advertise: None,
             admin: None,
             admin_token: None,
+            admin_tls: None,
             certs,
             seeds: Vec::new(),
             dc: default_dc(),
@@ -110,9 +117,9 @@ impl NodeConfig {
             );
         }
         if let Some(admin) = self.admin {
-            if !admin.ip().is_loopback() && self.admin_token.is_none() {
+            if !admin.ip().is_loopback() && self.admin_token.is_none() && self.admin_tls.is_none() {
                 return Err(format!(
-                    "admin: {admin} is not a loopback address; set admin_token (or --admin-token) to protect it, or bind to 127.0.0.1"
+                    "admin: {admin} is not a loopback address; set admin_tls = \"operators\" (or --admin-tls operators) to require operator certificates, or admin_token (--admin-token), or bind to 127.0.0.1"
                 ));
             }
         }

@@ -576,5 +576,21 @@ impl Node {
                 .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
                 .collect(),
         );
+        let admin = self.admin_handshake_stats().snapshot();
+        f.counter(
+            "gossamer_admin_tls_accepted_total",
+            "Admin API client certificates accepted (admin_tls).",
+            admin.accepted,
+        );
+        f.labelled(
+            "gossamer_admin_tls_refused_total",
+            "Admin API client certificates refused, by reason (admin_tls).",
+            MetricKind::Counter,
+            admin
+                .refusals()
+                .into_iter()
+                .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
+                .collect(),
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quinn::Connection;
 use tokio::sync::{broadcast, watch, Notify};
 
+mod admin;
 mod authorship;
 mod kv;
 mod peers;
@@ -126,6 +127,8 @@ pub(crate) struct Inner {
     seed_errors: Mutex<HashMap<String, String>>,
     /// Where the admin API listens, once bound (the configured port may be 0).
     admin_addr: std::sync::OnceLock<SocketAddr>,
+    /// Client-certificate decisions of the admin API's TLS (with `admin_tls`).
+    admin_handshakes: Arc<crate::identity::HandshakeStats>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -299,38 +302,17 @@ impl Node {
             authority,
             seed_errors: Mutex::new(HashMap::new()),
             admin_addr: std::sync::OnceLock::new(),
+            admin_handshakes: crate::identity::HandshakeStats::new(),
             cfg,
         });
         let node = Node { inner };
         tokio::spawn(node.clone().drive());
         tokio::spawn(node.clone().accept_loop());
         super::reload::start(&node);
-        if let Some(admin) = node.inner.cfg.admin {
-            let listener = match tokio::net::TcpListener::bind(admin).await {
-                Ok(l) => l,
-                Err(source) => {
-                    // Stop what started (tasks, the committer and its store's lock).
-                    node.shutdown().await;
-                    return Err(NodeError::Listen {
-                        addr: admin,
-                        source,
-                    });
-                }
-            };
-            if let Ok(bound) = listener.local_addr() {
-                let _ = node.inner.admin_addr.set(bound);
-            }
-            let backend: Arc<dyn crate::admin::AdminBackend> = Arc::new(node.clone());
-            let mut rx = node.inner.shutdown.subscribe();
-            let token = node.inner.cfg.admin_token.clone();
-            tokio::spawn(async move {
-                let stop = async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                };
-                if let Err(e) = crate::admin::serve(listener, backend, token, stop).await {
-                    tracing::error!(error = %e, "admin API stopped");
-                }
-            });
+        if let Err(e) = node.start_admin().await {
+            // Stop what started (tasks, the committer and its store's lock).
+            node.shutdown().await;
+            return Err(e);
         }
         tracing::info!(node = %node.id(), listen = %local, "node started");
         Ok(node)
@@ -349,11 +331,6 @@ impl Node {
     /// The address other nodes dial.
     pub fn advertise_addr(&self) -> &str {
         &self.inner.advertise
-    }
-
-    /// The address the admin API listens on (`None` without one).
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.inner.admin_addr.get().copied()
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, Now) -> R) -> R {
