@@ -576,5 +576,10 @@ impl Node {
                 .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
                 .collect(),
         );
+        f.counter_atomic(
+            "gossamer_handshake_retries_total",
+            "QUIC Retry packets sent to incoming connection attempts from unvalidated addresses.",
+            &self.handshake_stats().retries_sent,
+        );
     }
 }
