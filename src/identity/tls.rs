@@ -51,8 +51,17 @@ pub struct HandshakeStats {
     /// Other refusals (bad encoding, bad signature, wrong key usage, ...).
     pub other: AtomicU64,
     /// Incoming connection attempts refused before the handshake because their source
-    /// address exceeded its handshake rate.
+    /// address exceeded its handshake rate. Only attempts from validated addresses (that
+    /// echoed a QUIC Retry token) are counted here: the others are answered with a Retry
+    /// first, so spoofed sources cannot spend another address's rate.
     pub rate_limited: AtomicU64,
+    /// Incoming connection attempts from an unvalidated address that could not be answered
+    /// with a Retry (quinn refused to send one) and were dropped without a reply.
+    pub retry_failed: AtomicU64,
+    /// QUIC Retry packets sent: incoming Initials from addresses that had not yet proven
+    /// they receive what is sent to them. Not a refusal: a real client echoes the token and
+    /// comes back validated, a spoofed source never does.
+    pub retries_sent: AtomicU64,
 }
 
 /// A plain copy of [`HandshakeStats`], e.g. for metrics or status output.
@@ -68,10 +77,12 @@ pub struct HandshakeCounts {
     pub revoked: u64,
     pub other: u64,
     pub rate_limited: u64,
+    pub retry_failed: u64,
+    pub retries_sent: u64,
 }
 
 impl HandshakeCounts {
-    /// All refusals.
+    /// All refusals (`retries_sent` is not one).
     pub fn refused(&self) -> u64 {
         self.no_certificate
             + self.unknown_ca
@@ -81,11 +92,12 @@ impl HandshakeCounts {
             + self.revoked
             + self.other
             + self.rate_limited
+            + self.retry_failed
     }
 
     /// `(label, count)` for every refusal reason, labels as returned by
     /// [`classify_handshake_error`].
-    pub fn refusals(&self) -> [(&'static str, u64); 8] {
+    pub fn refusals(&self) -> [(&'static str, u64); 9] {
         [
             ("no_certificate", self.no_certificate),
             ("unknown_ca", self.unknown_ca),
@@ -95,6 +107,7 @@ impl HandshakeCounts {
             ("revoked", self.revoked),
             ("other", self.other),
             ("rate_limited", self.rate_limited),
+            ("retry_failed", self.retry_failed),
         ]
     }
 }
@@ -106,8 +119,8 @@ impl HandshakeStats {
     }
 
     /// Increments the refusal counter named `label` (one of the labels of
-    /// [`HandshakeCounts::refusals`], or `accepted`). Returns false, counting nothing, for any
-    /// other label.
+    /// [`HandshakeCounts::refusals`], `accepted` or `retries_sent`). Returns false, counting
+    /// nothing, for any other label.
     pub fn count(&self, label: &str) -> bool {
         let counter = match label {
             "accepted" => &self.accepted,
@@ -119,6 +132,8 @@ impl HandshakeStats {
             "revoked" => &self.revoked,
             "other" => &self.other,
             "rate_limited" => &self.rate_limited,
+            "retry_failed" => &self.retry_failed,
+            "retries_sent" => &self.retries_sent,
             _ => return false,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +190,8 @@ impl HandshakeStats {
             revoked: g(&self.revoked),
             other: g(&self.other),
             rate_limited: g(&self.rate_limited),
+            retry_failed: g(&self.retry_failed),
+            retries_sent: g(&self.retries_sent),
         }
     }
 }

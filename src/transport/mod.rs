@@ -1,13 +1,14 @@
 //! QUIC transport: the quinn endpoint with mutual TLS, dialing with identity checks,
 //! and the framing of sync and reliable streams.
 //!
-//! Admission limits: incoming handshakes per source address (token bucket, refused before
-//! the handshake), handshakes in progress, connections per peer id, and streams per
-//! connection ([`QuicSettings`]). The identity and trust bundle can be swapped at run time
+//! Admission limits: QUIC address validation (a Retry for every Initial from an address not
+//! yet validated, before any budget is spent), incoming handshakes per source address (token
+//! bucket, refused before the handshake), handshakes in progress, connections per peer id,
+//! and streams per connection ([`QuicSettings`]; `admission.rs`). The identity and trust bundle can be swapped at run time
 //! ([`Transport::reload`]), which also closes the connections of peers no longer admitted.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ use crate::core::proto::{Datagram, SyncFrame};
 use crate::core::NodeId;
 use crate::identity::{self, HandshakeStats, Identity, IdentityError, TrustBundle};
 use crate::wire::{self, WireError};
+
+mod admission;
 
 /// Transport errors.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,9 @@ pub enum TransportError {
     /// An operation took too long.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// No randomness for the key of QUIC Retry tokens.
+    #[error("cannot draw a random key for QUIC Retry tokens")]
+    TokenKey,
     /// A new identity or trust bundle was not applied.
     #[error("reload refused: {0}")]
     Reload(String),
@@ -101,7 +107,8 @@ pub struct QuicSettings {
     /// restarted peer's stale ones go first). 0: no limit.
     pub max_conns_per_peer: usize,
     /// Incoming handshakes allowed per source address (IPv4 address, IPv6 /64); excess
-    /// attempts are refused before any cryptography. `None`: no limit.
+    /// attempts are refused before any cryptography. Only attempts whose address was
+    /// validated by a QUIC Retry spend it. `None`: no limit.
     pub handshake_rate: Option<HandshakeRate>,
     /// Incoming handshakes in progress at once; more are refused.
     pub max_pending_handshakes: usize,
@@ -211,11 +218,10 @@ struct Shared {
     peers: Mutex<HashMap<NodeId, Vec<Tracked>>>,
     pending: tokio::sync::Mutex<JoinSet<Handshake>>,
     stats: ConnectionStats,
+    /// Key of QUIC Retry tokens, the same for the transport's lifetime so that a reload,
+    /// which replaces the server config, keeps the tokens issued a round trip earlier valid.
+    token_key: Arc<dyn quinn::crypto::HandshakeTokenKey>,
 }
-
-/// Source addresses whose handshake buckets are remembered; beyond it, full buckets are
-/// forgotten (and, under a flood of distinct addresses, all of them).
-const MAX_TRACKED_ADDRS: usize = 16_384;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -241,13 +247,14 @@ impl Transport {
         settings: QuicSettings,
     ) -> Result<Self, TransportError> {
         let handshakes = Arc::new(HandshakeStats::default());
-        let server = server_config(&identity, &trust, &handshakes, &settings)?;
+        let token_key = admission::token_key()?;
+        let server = server_config(&identity, &trust, &handshakes, &settings, &token_key)?;
         let endpoint = Endpoint::server(server, listen).map_err(|source| TransportError::Bind {
             addr: listen,
             source,
         })?;
         Ok(Self::with_endpoint(
-            endpoint, identity, trust, handshakes, settings,
+            endpoint, identity, trust, handshakes, settings, token_key,
         ))
     }
 
@@ -263,7 +270,8 @@ impl Transport {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let handshakes = Arc::new(HandshakeStats::default());
-        let server = server_config(&identity, &trust, &handshakes, &settings)?;
+        let token_key = admission::token_key()?;
+        let server = server_config(&identity, &trust, &handshakes, &settings, &token_key)?;
         let endpoint = Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -272,7 +280,7 @@ impl Transport {
         )
         .map_err(|source| TransportError::Bind { addr, source })?;
         Ok(Self::with_endpoint(
-            endpoint, identity, trust, handshakes, settings,
+            endpoint, identity, trust, handshakes, settings, token_key,
         ))
     }
 
@@ -282,6 +290,7 @@ impl Transport {
         trust: TrustBundle,
         handshakes: Arc<HandshakeStats>,
         settings: QuicSettings,
+        token_key: Arc<dyn quinn::crypto::HandshakeTokenKey>,
     ) -> Self {
         let limits = (settings.max_conns_per_peer, settings.handshake_rate);
         Self {
@@ -298,6 +307,7 @@ impl Transport {
                 peers: Mutex::new(HashMap::new()),
                 pending: tokio::sync::Mutex::new(JoinSet::new()),
                 stats: ConnectionStats::default(),
+                token_key,
             }),
         }
     }
@@ -382,6 +392,7 @@ impl Transport {
             &trust,
             &self.shared.handshakes,
             &self.shared.settings,
+            &self.shared.token_key,
         )?;
         {
             let mut tls = self.shared.tls.write().unwrap_or_else(|p| p.into_inner());
@@ -511,41 +522,6 @@ impl Transport {
         }
     }
 
-    /// Takes a handshake token for `ip`; false when its bucket is empty.
-    fn admit(&self, ip: IpAddr) -> bool {
-        let Some(rate) = lock(&self.shared.limits).1 else {
-            return true;
-        };
-        let burst = f64::from(rate.burst.max(1));
-        let key = match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                // One /64 is one subscriber: key by the prefix.
-                None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-            },
-        };
-        let now = Instant::now();
-        let mut buckets = lock(&self.shared.buckets);
-        if buckets.len() >= MAX_TRACKED_ADDRS && !buckets.contains_key(&key) {
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate.per_sec < burst
-            });
-            if buckets.len() >= MAX_TRACKED_ADDRS {
-                buckets.clear();
-            }
-        }
-        let (tokens, at) = buckets.entry(key).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_sec).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Dials `addr` (an `ip:port` or `name:port`, resolved now) and completes the
     /// handshake with the identity and trust in force. With `expected`, a peer whose
     /// certificate names another node is refused.
@@ -593,54 +569,6 @@ impl Transport {
         Ok((id, conn))
     }
 
-    /// Accepts the next authenticated incoming connection.
-    ///
-    /// Handshakes run concurrently (at most [`QuicSettings::max_pending_handshakes`]); an
-    /// attempt from an address over its handshake rate is refused before the handshake and
-    /// counted as `rate_limited`; refused handshakes are counted by reason and skipped.
-    /// Returns `None` when the endpoint closes. Cancel-safe: handshakes in progress carry on
-    /// and are returned by a later call.
-    pub async fn accept(&self) -> Option<(NodeId, Connection)> {
-        let mut pending = self.shared.pending.lock().await;
-        loop {
-            tokio::select! {
-                biased;
-                Some(done) = pending.join_next(), if !pending.is_empty() => {
-                    if let Ok(Some((id, conn))) = done {
-                        if conn.close_reason().is_none() {
-                            self.track(&id, &conn, true);
-                            return Some((id, conn));
-                        }
-                    }
-                }
-                incoming = self.endpoint.accept() => {
-                    let incoming = incoming?;
-                    let remote = incoming.remote_address();
-                    if !self.admit(remote.ip()) {
-                        self.shared.handshakes.count("rate_limited");
-                        tracing::debug!(%remote, "refused connection attempt: handshake rate exceeded");
-                        incoming.refuse();
-                        continue;
-                    }
-                    if pending.len() >= self.shared.settings.max_pending_handshakes {
-                        self.shared
-                            .stats
-                            .refused_overloaded
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%remote, "refused connection attempt: too many handshakes in progress");
-                        incoming.refuse();
-                        continue;
-                    }
-                    pending.spawn(handshake(
-                        incoming,
-                        self.shared.handshakes.clone(),
-                        self.shared.settings.handshake_timeout,
-                    ));
-                }
-            }
-        }
-    }
-
     /// Closes the endpoint.
     pub fn close(&self) {
         self.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
@@ -652,45 +580,14 @@ fn server_config(
     trust: &TrustBundle,
     handshakes: &Arc<HandshakeStats>,
     settings: &QuicSettings,
+    token_key: &Arc<dyn quinn::crypto::HandshakeTokenKey>,
 ) -> Result<quinn::ServerConfig, TransportError> {
     let mut server = identity::quinn_server_config(identity, trust, handshakes.clone())?;
     server.transport_config(transport_config(settings));
+    server
+        .token_key(token_key.clone())
+        .retry_token_lifetime(admission::RETRY_TOKEN_LIFETIME);
     Ok(server)
-}
-
-/// Completes one incoming handshake; `None` (after counting and logging) if it fails.
-async fn handshake(
-    incoming: quinn::Incoming,
-    stats: Arc<HandshakeStats>,
-    timeout: Duration,
-) -> Handshake {
-    let remote = incoming.remote_address();
-    let connecting = match incoming.accept() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(%remote, error = %e, "incoming connection failed");
-            return None;
-        }
-    };
-    match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => {
-            tracing::warn!(%remote, "refused handshake: timed out");
-            None
-        }
-        Ok(Err(e)) => {
-            let reason = stats.record_handshake_error(&e);
-            tracing::warn!(%remote, reason, error = %e, "refused handshake");
-            None
-        }
-        Ok(Ok(conn)) => match identity::peer_identity(&conn) {
-            Ok((_, id)) => Some((id, conn)),
-            Err(e) => {
-                tracing::warn!(%remote, error = %e, "refused connection without a usable identity");
-                conn.close(CLOSE_WRONG_PEER, b"identity");
-                None
-            }
-        },
-    }
 }
 
 /// Application close code: shutting down.

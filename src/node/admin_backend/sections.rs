@@ -576,6 +576,11 @@ impl Node {
                 .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
                 .collect(),
         );
+        f.counter_atomic(
+            "gossamer_handshake_retries_total",
+            "QUIC Retry packets sent to incoming connection attempts from unvalidated addresses.",
+            &self.handshake_stats().retries_sent,
+        );
         let admin = self.admin_handshake_stats().snapshot();
         f.counter(
             "gossamer_admin_tls_accepted_total",
@@ -589,6 +594,8 @@ impl Node {
             admin
                 .refusals()
                 .into_iter()
+                // QUIC admission reasons do not apply to the admin API.
+                .filter(|(r, _)| !matches!(*r, "rate_limited" | "retry_failed"))
                 .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
                 .collect(),
         );
