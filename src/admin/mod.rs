@@ -194,7 +194,8 @@ pub struct ErrorBody {
 }
 
 /// Builds the admin router. `auth_token`, when set, is required as a bearer token on every
-/// request but those of the status page `/ui`. Use [`serve`] unless the router is to be embedded in another server.
+/// request but those of the status page `/ui`. Use [`serve`] unless the router is to be
+/// embedded in another server.
 pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Router {
     let app = Router::new()
         .route("/v1/status", get(status))
