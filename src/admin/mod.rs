@@ -13,16 +13,19 @@
 //! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
 //! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains |
 //! | `GET /metrics`              | Prometheus text format 0.0.4                                |
+//! | `GET /ui`                   | the read-only status page (`ui.rs`); served without the token |
 //!
 //! Keys may contain `/`; other characters outside the URL-unreserved set are
 //! percent-encoded in the path. An empty key is answered 400. With an auth token
-//! configured, every request must carry `Authorization: Bearer <token>`, else 401. Errors
+//! configured, every request must carry `Authorization: Bearer <token>`, else 401; only
+//! the status page's static files (`/ui`, which hold no data) are served without it. Errors
 //! are JSON `{"error": "..."}`. The server bounds what a client can hold (`serve.rs`):
 //! connections, header and idle timeouts, a per-request deadline (408) and requests in
 //! flight (503).
 
 mod prometheus;
 mod serve;
+mod ui;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -45,6 +48,7 @@ pub use prometheus::{
     render_prometheus, Histogram, DURATION_BUCKETS, NAME_LABEL, PROMETHEUS_CONTENT_TYPE,
 };
 pub use serve::{serve_with, ServeLimits, TlsSource};
+pub use ui::UI_CSP;
 
 /// Entries in a listing page unless the client asks for another `limit`.
 pub const DEFAULT_PAGE: usize = 1_000;
@@ -190,7 +194,8 @@ pub struct ErrorBody {
 }
 
 /// Builds the admin router. `auth_token`, when set, is required as a bearer token on every
-/// request. Use [`serve`] unless the router is to be embedded in another server.
+/// request but those of the status page `/ui`. Use [`serve`] unless the router is to be
+/// embedded in another server.
 pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Router {
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -203,13 +208,15 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(backend);
-    match auth_token {
+    let app = match auth_token {
         Some(token) => app.layer(middleware::from_fn_with_state(
             Arc::<str>::from(token),
             require_token,
         )),
         None => app,
-    }
+    };
+    // Merged after the token check, so the page (which holds no data) loads without it.
+    app.merge(ui::routes())
 }
 
 /// [`router`] with a deadline per request (then 408) and a bound on requests in flight

@@ -320,6 +320,56 @@ async fn admin_bearer_token() {
 }
 
 #[tokio::test]
+async fn admin_ui_served_without_token_with_csp() {
+    let server = TestServer::start(Some("s3cret")).await;
+    for (path, content_type, marker) in [
+        ("/ui", "text/html; charset=utf-8", "/ui/app.js"),
+        ("/ui/", "text/html; charset=utf-8", "/ui/style.css"),
+        (
+            "/ui/app.js",
+            "text/javascript; charset=utf-8",
+            "textContent",
+        ),
+        ("/ui/style.css", "text/css; charset=utf-8", "status-suspect"),
+    ] {
+        let (status, headers, body) = raw(&server, "GET", path, &[], vec![]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert_eq!(headers["content-security-policy"], super::UI_CSP, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains(marker), "{path} lacks {marker:?}");
+        // Nothing is fetched from elsewhere.
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path}"
+        );
+    }
+    assert!(super::UI_CSP.starts_with("default-src 'self'"));
+    // The data stays behind the token, and so does everything else under /ui.
+    for path in [
+        "/v1/status",
+        "/v1/members",
+        "/v1/kv?prefix=",
+        "/metrics",
+        "/ui/x",
+    ] {
+        let (status, _, _) = raw(&server, "GET", path, &[], vec![]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // The page reads a key with every `/` percent-encoded (so that a browser does not
+    // resolve `..` segments in it): the server decodes it back.
+    let auth = [("authorization", "Bearer s3cret")];
+    server.backend.insert_for_test("app/../x", b"v");
+    let (status, _, body) = raw(&server, "GET", "/v1/kv/app%2F..%2Fx?meta=1", &auth, vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<KvMeta>(&body).unwrap().key,
+        "app/../x"
+    );
+}
+
+#[tokio::test]
 async fn admin_graceful_shutdown_returns() {
     let server = TestServer::start(None).await;
     let addr = server.addr;
