@@ -26,6 +26,7 @@ mod certs;
 mod error;
 mod grant;
 mod inspect;
+mod keyfmt;
 mod load;
 mod parse;
 mod protocol;
@@ -40,7 +41,7 @@ pub use certs::{
 pub use error::IdentityError;
 pub use grant::{grant_uri, Grant, GRANT_URI_SCHEME};
 pub use inspect::{format_unix, inspect_pem, CertInfo};
-pub use load::{load, peer_from_cert, CertPaths, Identity, TrustBundle};
+pub use load::{load, load_paths, peer_from_cert, CertPaths, Identity, TrustBundle};
 pub use protocol::{ALPN, SNI};
 pub use revocation::RevocationList;
 pub use tls::{
