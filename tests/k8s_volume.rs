@@ -1,6 +1,6 @@
 //! A node whose certificate comes from a Kubernetes volume, as cert-manager provides it
 //! (its csi-driver, or a `kubernetes.io/tls` Secret): `tls.crt` holds the certificate then
-//! the chain up to the root, `tls.key` an `EC PRIVATE KEY` (SEC1, cert-manager's default
+//! its chain (older cert-manager versions include the root, the case tested), `tls.key` an `EC PRIVATE KEY` (SEC1, cert-manager's default
 //! encoding), `ca.crt` the issuing CA. The kubelet (and csi-driver's storage) replaces such
 //! a volume's contents with an atomic symlink flip: the visible names are symlinks into
 //! `..data`, itself a symlink to a hidden timestamped folder; an update writes a new folder,
