@@ -4,7 +4,8 @@
 #   2. the example certificate inventory issues certificates (into a temporary folder)
 #   3. the systemd unit passes `systemd-analyze verify` and keeps a low exposure score
 #   4. manifests, compose file, unit, Dockerfile and Grafana dashboard: tests/deploy.rs
-#   5. kustomize renders deploy/k8s (when kubectl is installed)
+#   5. kustomize renders deploy/k8s and the overlay deploy/k8s-cert-manager (when kubectl is installed;
+#      tests/deploy.rs applies the overlay's patch and checks the result either way)
 #   6. the guide's local three-node cluster: deploy/local/cluster.sh start, check, stop
 # Usage: deploy/check.sh [path/to/gossamer]   (default: target/release/gossamer, built if
 # missing). Every wait has a deadline; traffic stays on 127.0.0.1.
@@ -76,10 +77,18 @@ fi
 step "manifests, compose file, unit, Dockerfile, dashboard: cargo test --test deploy"
 cargo test --release --quiet --test deploy
 
-step "kubernetes: kubectl kustomize deploy/k8s"
+step "kubernetes: kubectl kustomize deploy/k8s, deploy/k8s-cert-manager"
 if command -v kubectl >/dev/null 2>&1; then
-  kubectl kustomize deploy/k8s >"$tmp/k8s.yaml"
-  echo "ok  rendered $(grep -c '^kind:' "$tmp/k8s.yaml") objects"
+  for k in deploy/k8s deploy/k8s-cert-manager; do
+    kubectl kustomize "$k" >"$tmp/k8s.yaml"
+    echo "ok  $k: rendered $(grep -c '^kind:' "$tmp/k8s.yaml") objects"
+  done
+  # The overlay leaves no init container and no Secret volume behind.
+  kubectl kustomize deploy/k8s-cert-manager >"$tmp/k8s.yaml"
+  if grep -q -e 'initContainers:' -e 'secretName: gossamer-certs' "$tmp/k8s.yaml"; then
+    echo "deploy/k8s-cert-manager still copies certificates from a Secret" >&2
+    exit 1
+  fi
 else
   skip "kubectl not installed (tests/deploy.rs checked the manifests)"
 fi

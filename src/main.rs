@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node.
-    Run(cli::run::RunArgs),
+    Run(Box<cli::run::RunArgs>),
     /// Run a deterministic simulation scenario (TOML) and check its properties.
     Sim(cli::sim_cmd::SimArgs),
     /// Start a local cluster with generated certificates and show it converging.
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<i32> = rt.block_on(async move {
         match cli.command {
-            Command::Run(a) => cli::run::run(a).await.map(|_| 0),
+            Command::Run(a) => cli::run::run(*a).await.map(|_| 0),
             Command::Demo(a) => cli::demo::run(a).await.map(|_| 0),
             Command::Sim(a) => cli::sim_cmd::run(a),
             Command::Certs(a) => cli::certs::run(a).map(|_| 0),

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use gossamer::core::id::ClusterName;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn deploy() -> PathBuf {
@@ -241,6 +242,211 @@ fn deploy_k8s_pod_configuration_passes_run_check() {
     assert_eq!(table["certs"].as_str(), Some(certs_mount));
     let init = pod["initContainers"][0]["args"][0].as_str().unwrap();
     assert!(init.contains(certs_mount) && init.contains("$POD_NAME.key"));
+}
+
+/// The array index or map key `token` of a JSON pointer names in `y`.
+fn pointer_child<'a>(y: &'a mut Yaml, token: &str) -> &'a mut Yaml {
+    match y {
+        Yaml::Array(a) => {
+            let i: usize = token.parse().unwrap_or_else(|_| panic!("index {token:?}"));
+            assert!(i < a.len(), "index {i} past the end ({} items)", a.len());
+            &mut a[i]
+        }
+        Yaml::Hash(h) => h
+            .get_mut(&Yaml::String(token.to_string()))
+            .unwrap_or_else(|| panic!("no key {token:?}")),
+        other => panic!("{token:?} inside a scalar {other:?}"),
+    }
+}
+
+/// Applies a JSON patch (RFC 6902: add, remove, replace) as kustomize does; panics when a
+/// path does not exist, as kustomize fails.
+fn json_patch(doc: &mut Yaml, ops: &[Yaml]) {
+    for op in ops {
+        let path = op["path"].as_str().expect("path");
+        let mut tokens: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let last = tokens.pop().unwrap();
+        let mut parent = &mut *doc;
+        for t in tokens {
+            parent = pointer_child(parent, t);
+        }
+        let value = op["value"].clone();
+        match (op["op"].as_str().expect("op"), parent) {
+            ("remove", Yaml::Array(a)) => {
+                a.remove(last.parse::<usize>().unwrap());
+            }
+            ("remove", Yaml::Hash(h)) => {
+                assert!(h.remove(&Yaml::String(last.into())).is_some(), "{path}");
+            }
+            ("replace", p) => *pointer_child(p, last) = value,
+            ("add", Yaml::Array(a)) if last == "-" => a.push(value),
+            ("add", Yaml::Hash(h)) => {
+                h.insert(Yaml::String(last.into()), value);
+            }
+            (o, _) => panic!("{path}: op {o} not supported here"),
+        }
+    }
+}
+
+/// deploy/k8s-cert-manager: the base (deploy/k8s) with each pod's certificate from cert-manager's
+/// csi-driver, mounted directly (no init container) and read through --cert-file etc.
+#[test]
+fn deploy_k8s_cert_manager_overlay_mounts_each_pods_own_certificate() {
+    let dir = "k8s-cert-manager";
+    let expected: BTreeMap<String, Vec<&str>> = BTreeMap::from([
+        (format!("{dir}/kustomization.yaml"), vec!["Kustomization"]),
+        (format!("{dir}/issuer.yaml"), vec!["Issuer"]),
+        (format!("{dir}/ca-secret.example.yaml"), vec!["Secret"]),
+        (format!("{dir}/statefulset-patch.yaml"), vec!["?"]),
+    ]);
+    let on_disk: BTreeSet<String> = std::fs::read_dir(deploy().join(dir))
+        .unwrap()
+        .map(|e| format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    assert_eq!(on_disk, expected.keys().cloned().collect());
+    for (file, want) in &expected {
+        assert_eq!(kinds(&yaml_docs(file)), *want, "{file}");
+    }
+
+    let k = &yaml_docs(&format!("{dir}/kustomization.yaml"))[0];
+    assert_eq!(strings(&k["resources"]), vec!["../k8s", "issuer.yaml"]);
+    let patch = &k["patches"][0];
+    assert_eq!(patch["target"]["kind"].as_str(), Some("StatefulSet"));
+    let ops_file = format!("{dir}/{}", patch["path"].as_str().unwrap());
+    let ops = yaml_docs(&ops_file)[0]
+        .as_vec()
+        .expect("a JSON patch")
+        .clone();
+    let mut sts = yaml_docs("k8s/statefulset.yaml")[0].clone();
+    assert_eq!(patch["target"]["name"], sts["metadata"]["name"]);
+    json_patch(&mut sts, &ops);
+
+    let pod = &sts["spec"]["template"]["spec"];
+    assert!(pod["initContainers"].is_badvalue(), "no init copy");
+    let volumes = pod["volumes"].as_vec().unwrap();
+    assert!(
+        volumes.iter().all(|v| v["secret"].is_badvalue()),
+        "no Secret holds node keys: {volumes:?}"
+    );
+    let csi = volumes
+        .iter()
+        .find(|v| v["csi"]["driver"].as_str() == Some("csi.cert-manager.io"))
+        .expect("a csi-driver volume");
+    assert_eq!(csi["csi"]["readOnly"].as_bool(), Some(true));
+    let attr = |k: &str| {
+        csi["csi"]["volumeAttributes"][format!("csi.cert-manager.io/{k}").as_str()]
+            .as_str()
+            .unwrap_or_else(|| panic!("attribute {k}"))
+            .to_string()
+    };
+    // Issued by the Issuer of this overlay, for the pod's own node id.
+    let issuer = &yaml_docs(&format!("{dir}/issuer.yaml"))[0];
+    assert_eq!(
+        attr("issuer-name"),
+        issuer["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(attr("issuer-kind"), "Issuer");
+    let ca_secret = &yaml_docs(&format!("{dir}/ca-secret.example.yaml"))[0];
+    assert_eq!(
+        issuer["spec"]["ca"]["secretName"],
+        ca_secret["metadata"]["name"]
+    );
+    assert_eq!(ca_secret["type"].as_str(), Some("kubernetes.io/tls"));
+    for key in ["tls.crt", "tls.key"] {
+        let v = ca_secret["stringData"][key].as_str().unwrap();
+        assert!(v.starts_with("REPLACE"), "{key} must stay a placeholder");
+    }
+    let uri = attr("uri-sans");
+    let cluster = uri
+        .strip_prefix("gossamer://")
+        .and_then(|r| r.strip_suffix("/${POD_NAME}"))
+        .unwrap_or_else(|| panic!("uri-sans {uri:?} is not gossamer://<cluster>/${{POD_NAME}}"));
+    assert!(ClusterName::new(cluster).is_ok(), "{cluster}");
+    // A key that can sign writes, for both ends of mutual TLS.
+    assert_eq!(attr("key-algorithm"), "ECDSA");
+    assert_eq!(attr("key-size"), "256");
+    let usages = attr("key-usages");
+    for u in ["digital signature", "server auth", "client auth"] {
+        assert!(
+            usages.split(',').any(|x| x.trim() == u),
+            "{u} missing: {usages}"
+        );
+    }
+    let fs_group = pod["securityContext"]["fsGroup"].as_i64().unwrap();
+    assert_eq!(attr("fs-group"), fs_group.to_string());
+
+    // The container mounts it and names its files; the pod configuration passes --check.
+    let container = &pod["containers"][0];
+    let mounts = container["volumeMounts"].as_vec().unwrap();
+    let mount_of = |name: &str| {
+        mounts
+            .iter()
+            .find(|m| m["name"].as_str() == Some(name))
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("no mount of volume {name}"))
+            .to_string()
+    };
+    let tls_mount = mount_of(csi["name"].as_str().unwrap());
+    // Every volume is mounted once and every mount has its volume (a JSON patch that
+    // addresses the wrong index breaks this).
+    let volume_names: Vec<&str> = volumes
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    let mut mount_names: Vec<&str> = mounts.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let claims: Vec<&str> = sts["spec"]["volumeClaimTemplates"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    mount_names.retain(|m| !claims.contains(m));
+    let mut sorted = volume_names.clone();
+    sorted.sort();
+    mount_names.sort();
+    assert_eq!(sorted, mount_names, "volumes {volume_names:?}");
+    assert_eq!(
+        volume_names,
+        ["config", "tls", "certs"],
+        "data comes from the claim template"
+    );
+    let args = strings(&container["args"]);
+    for (flag, file) in [("cert", "tls.crt"), ("key", "tls.key"), ("ca", "ca.crt")] {
+        let want = format!("--{flag}-file={tls_mount}/{file}");
+        assert!(args.contains(&want), "{want} missing: {args:?}");
+    }
+    let cm = &yaml_docs("k8s/configmap.yaml")[0];
+    let toml_text = cm["data"]["gossamer.toml"].as_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gossamer.toml");
+    std::fs::write(&cfg, toml_text).unwrap();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            a.replace("$(POD_NAME)", "gossamer-2")
+                .replace("$(POD_NAMESPACE)", "default")
+                .replace("$(GOSSAMER_ADMIN_TOKEN)", "test-token")
+                .replace(
+                    &format!("{}/gossamer.toml", mount_of("config")),
+                    cfg.to_str().unwrap(),
+                )
+        })
+        .collect();
+    let out = run_check(&args);
+    assert!(
+        out.contains(&format!(
+            "  certs:     {tls_mount}/tls.crt (key {tls_mount}/tls.key, trust {tls_mount}/ca.crt)"
+        )),
+        "{out}"
+    );
+    // crl.pem and revoked.txt: the certs folder, now the optional ConfigMap.
+    let table: toml::Table = toml::from_str(toml_text).unwrap();
+    let certs_volume = volumes
+        .iter()
+        .find(|v| v["name"].as_str() == Some("certs"))
+        .unwrap();
+    assert_eq!(table["certs"].as_str(), Some(mount_of("certs").as_str()));
+    assert_eq!(certs_volume["configMap"]["optional"].as_bool(), Some(true));
 }
 
 #[test]

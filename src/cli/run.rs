@@ -40,6 +40,16 @@ pub struct RunArgs {
     /// Folder with ca.pem, ID.pem and ID.key.
     #[arg(long, value_name = "DIR")]
     pub certs: Option<PathBuf>,
+    /// The node's certificate instead of ID.pem: a file in --certs or an absolute path
+    /// (tls.crt of a Kubernetes TLS volume).
+    #[arg(long, value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// The node's private key instead of ID.key (tls.key).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// The trust bundle instead of ca.pem (ca.crt).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Seed address (repeatable).
     #[arg(long = "seed", value_name = "HOST:PORT")]
     pub seeds: Vec<String>,
@@ -106,6 +116,9 @@ struct FileConfig {
     admin_token: Option<String>,
     admin_tls: Option<AdminClients>,
     certs: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     #[serde(default)]
     seeds: Vec<String>,
     dc: Option<String>,
@@ -173,6 +186,9 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         admin_token: args.admin_token.or(file.admin_token),
         admin_tls: args.admin_tls.or(file.admin_tls),
         certs,
+        cert_file: args.cert_file.or(file.cert_file),
+        key_file: args.key_file.or(file.key_file),
+        ca_file: args.ca_file.or(file.ca_file),
         seeds,
         dc: args.dc.or(file.dc).unwrap_or_else(|| "default".into()),
         zone: args.zone.or(file.zone).unwrap_or_default(),
@@ -256,7 +272,17 @@ fn check_summary(cfg: &NodeConfig) -> String {
         ),
         (
             "certs",
-            format!("{certs}/{{ca.pem,{id}.pem,{id}.key}}{certs_note}"),
+            if (&cfg.cert_file, &cfg.key_file, &cfg.ca_file) == (&None, &None, &None) {
+                format!("{certs}/{{ca.pem,{id}.pem,{id}.key}}{certs_note}")
+            } else {
+                let p = cfg.cert_paths();
+                format!(
+                    "{} (key {}, trust {}){certs_note}",
+                    p.cert.display(),
+                    p.key.display(),
+                    p.ca.display()
+                )
+            },
         ),
         ("seeds", list(cfg.seeds.clone())),
         (
@@ -421,6 +447,42 @@ fanout = 4
                 wan.probe_interval_ms, wan.probe_timeout_ms
             )),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn certificate_file_names_come_from_the_file_or_flags() {
+        let f = config_file(
+            "node_id = \"g-0\"\nlisten = \"127.0.0.1:1\"\ncerts = \"/etc/gossamer/tls\"\nca_file = \"/etc/gossamer/trust/ca.pem\"\n",
+        );
+        let path = f.path().to_str().unwrap();
+        let cfg = build_config(args(&[
+            "--config",
+            path,
+            "--cert-file=tls.crt",
+            "--key-file=tls.key",
+        ]))
+        .unwrap();
+        let p = cfg.cert_paths();
+        // A file name is taken in the certs folder, an absolute path as is.
+        assert_eq!(p.cert, PathBuf::from("/etc/gossamer/tls/tls.crt"));
+        assert_eq!(p.key, PathBuf::from("/etc/gossamer/tls/tls.key"));
+        assert_eq!(p.ca, PathBuf::from("/etc/gossamer/trust/ca.pem"));
+        // Revocation lists stay in the certs folder.
+        assert_eq!(p.crl, PathBuf::from("/etc/gossamer/tls/crl.pem"));
+        let text = check_summary(&cfg);
+        assert!(
+            text.contains("  certs:     /etc/gossamer/tls/tls.crt (key /etc/gossamer/tls/tls.key, trust /etc/gossamer/trust/ca.pem)"),
+            "{text}"
+        );
+        let plain = build_config(args(&["--config", path, "--ca-file", "ca.crt"])).unwrap();
+        assert_eq!(
+            plain.cert_paths().cert,
+            PathBuf::from("/etc/gossamer/tls/g-0.pem")
+        );
+        assert_eq!(
+            plain.cert_paths().ca,
+            PathBuf::from("/etc/gossamer/tls/ca.crt")
         );
     }
 

@@ -359,6 +359,28 @@ impl CertPaths {
         }
     }
 
+    /// Replaces the certificate, key and trust bundle paths given (a file name is taken
+    /// in `certs_dir`, an absolute path as is). Kubernetes TLS volumes (a `kubernetes.io/tls`
+    /// Secret, cert-manager's csi-driver) name them `tls.crt`, `tls.key` and `ca.crt`.
+    pub fn with_files(
+        mut self,
+        certs_dir: &Path,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        ca: Option<&Path>,
+    ) -> Self {
+        for (slot, file) in [
+            (&mut self.cert, cert),
+            (&mut self.key, key),
+            (&mut self.ca, ca),
+        ] {
+            if let Some(f) = file {
+                *slot = certs_dir.join(f);
+            }
+        }
+        self
+    }
+
     /// Every path, in a fixed order (what a watcher polls).
     pub fn all(&self) -> [&Path; 5] {
         [&self.ca, &self.cert, &self.key, &self.crl, &self.revoked]
@@ -384,8 +406,19 @@ fn read_optional(path: &Path) -> Result<Option<String>, IdentityError> {
 /// certificate names another node, if the key does not match, or if the certificate does not
 /// chain to the bundle, is not currently valid or is revoked.
 pub fn load(certs_dir: &Path, node: &NodeId) -> Result<(Identity, TrustBundle), IdentityError> {
-    let dir = certs_dir.display();
-    let paths = CertPaths::new(certs_dir, node);
+    load_paths(&CertPaths::new(certs_dir, node), node)
+}
+
+/// [`load`] from the files `paths` names (see [`CertPaths::with_files`]).
+///
+/// The certificate file may hold the node's certificate followed by its chain up to and
+/// including the root (cert-manager's `tls.crt` may): a root in the chain is harmless,
+/// the path ends at the bundle's CA either way.
+pub fn load_paths(
+    paths: &CertPaths,
+    node: &NodeId,
+) -> Result<(Identity, TrustBundle), IdentityError> {
+    let dir = paths.ca.parent().unwrap_or(Path::new(".")).display();
     let ca_path = paths.ca.clone();
     let cert_path = paths.cert.clone();
     let key_path = paths.key.clone();

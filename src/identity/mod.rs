@@ -30,6 +30,7 @@ mod certs;
 mod error;
 mod grant;
 mod inspect;
+mod keyfmt;
 mod load;
 mod operator;
 mod parse;
@@ -46,7 +47,7 @@ pub use certs::{
 pub use error::IdentityError;
 pub use grant::{grant_uri, Grant, GRANT_URI_SCHEME};
 pub use inspect::{format_unix, inspect_pem, CertInfo};
-pub use load::{load, peer_from_cert, CertPaths, Identity, TrustBundle};
+pub use load::{load, load_paths, peer_from_cert, CertPaths, Identity, TrustBundle};
 pub use operator::{issue_operator, operator_of, write_operator, Operator, OPERATOR_URI_PREFIX};
 pub use protocol::{ALPN, SNI};
 pub use revocation::RevocationList;

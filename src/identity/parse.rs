@@ -115,14 +115,18 @@ pub(crate) fn parse_key(
     pem: &str,
     source_name: &str,
 ) -> Result<PrivateKeyDer<'static>, IdentityError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| IdentityError::Pem {
-        source_name: source_name.to_string(),
-        what: "private key",
-        detail: match e {
-            rustls::pki_types::pem::Error::NoItemsFound => "no \"BEGIN PRIVATE KEY\" block".into(),
-            e => e.to_string(),
-        },
-    })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map(super::keyfmt::normalize_key)
+        .map_err(|e| IdentityError::Pem {
+            source_name: source_name.to_string(),
+            what: "private key",
+            detail: match e {
+                rustls::pki_types::pem::Error::NoItemsFound => {
+                    "no \"BEGIN PRIVATE KEY\" block".into()
+                }
+                e => e.to_string(),
+            },
+        })
 }
 
 pub(crate) fn read_required(

@@ -4,8 +4,9 @@
 //! security metrics.
 //!
 //! Every `cert_poll_interval_ms` the node looks at the modification time, size and inode of
-//! `DIR/ca.pem`, `DIR/<id>.pem`, `DIR/<id>.key`, `DIR/crl.pem` and `DIR/revoked.txt`; when any
-//! changed, it loads them all again (the same checks as at start) and swaps them into the
+//! `DIR/ca.pem`, `DIR/<id>.pem`, `DIR/<id>.key` (or the `ca_file`, `cert_file`, `key_file`
+//! configured instead), `DIR/crl.pem` and `DIR/revoked.txt`, following symlinks (so a
+//! Kubernetes volume's `..data` flip counts as a change); when any changed, it loads them all again (the same checks as at start) and swaps them into the
 //! transport. A set of files that does not load (a certificate copied before its key, a
 //! typo in `revoked.txt`) is logged and counted, and the certificates in force stay; the
 //! next change is tried again. On every tick, established connections are judged again, so
@@ -21,7 +22,7 @@ use super::api::{Metric, MetricKind, NodeError};
 use super::reload::{stamp, CertWatch, Stamp};
 use super::runtime::Node;
 use crate::core::NodeId;
-use crate::identity::{self, CertPaths};
+use crate::identity;
 use crate::transport::{self, ConnectionStats, PeerConnection, TransportError};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,7 +92,7 @@ fn start(node: &Node) {
     let sec = node.config().security.clone();
     node.transport()
         .set_limits(sec.max_conns_per_peer, sec.handshake_rate());
-    let paths = CertPaths::new(&node.config().certs, &node.config().node_id);
+    let paths = node.config().cert_paths();
     *lock(&node.reload_state().stamps) = Some(paths.all().iter().map(|p| stamp(p)).collect());
     node.check_expiry();
     #[cfg(unix)]
@@ -178,7 +179,7 @@ impl Node {
     pub fn reload_certificates(&self) -> Result<ReloadReport, NodeError> {
         let state = self.reload_state();
         let _one = lock(&state.serial);
-        let paths = CertPaths::new(&self.config().certs, &self.config().node_id);
+        let paths = self.config().cert_paths();
         let stamps: Vec<Stamp> = paths.all().iter().map(|p| stamp(p)).collect();
         *lock(&state.stamps) = Some(stamps);
         let r = self.reload_inner();
@@ -211,7 +212,7 @@ impl Node {
 
     fn reload_inner(&self) -> Result<ReloadReport, NodeError> {
         let cfg = self.config();
-        let (id, trust) = identity::load(&cfg.certs, &cfg.node_id)?;
+        let (id, trust) = identity::load_paths(&cfg.cert_paths(), &cfg.node_id)?;
         let info = id.info()?;
         let transport = self.transport();
         let certificate_changed = transport.identity().chain != id.chain;
@@ -227,7 +228,7 @@ impl Node {
 
     /// Reloads if any certificate file changed since the last (attempted) load.
     fn poll_certificates(&self) {
-        let paths = CertPaths::new(&self.config().certs, &self.config().node_id);
+        let paths = self.config().cert_paths();
         let now: Vec<Stamp> = paths.all().iter().map(|p| stamp(p)).collect();
         let changed = lock(&self.reload_state().stamps).as_ref() != Some(&now);
         if changed {

@@ -32,8 +32,19 @@ pub struct NodeConfig {
     /// issue --client`) or `operators-and-nodes`. None: plain HTTP.
     #[serde(default)]
     pub admin_tls: Option<crate::identity::AdminClients>,
-    /// Folder with `ca.pem`, `<node-id>.pem` and `<node-id>.key`.
+    /// Folder with `ca.pem`, `<node-id>.pem` and `<node-id>.key` (and the optional
+    /// `crl.pem`, `revoked.txt`).
     pub certs: PathBuf,
+    /// The node's certificate (chain) instead of `<certs>/<node-id>.pem`: a file name in
+    /// `certs` or an absolute path, e.g. `tls.crt` of a Kubernetes TLS volume.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The node's private key instead of `<certs>/<node-id>.key` (e.g. `tls.key`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The trust bundle instead of `<certs>/ca.pem` (e.g. `ca.crt`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Seed addresses (`host:port`), contacted until each is a live member.
     #[serde(default)]
     pub seeds: Vec<String>,
@@ -88,6 +99,9 @@ impl NodeConfig {
             admin_token: None,
             admin_tls: None,
             certs,
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
             seeds: Vec::new(),
             dc: default_dc(),
             zone: String::new(),
@@ -99,6 +113,16 @@ impl NodeConfig {
             rng_seed: None,
             security: super::SecurityConfig::default(),
         }
+    }
+
+    /// The certificate files this node reads (and watches for changes).
+    pub fn cert_paths(&self) -> crate::identity::CertPaths {
+        crate::identity::CertPaths::new(&self.certs, &self.node_id).with_files(
+            &self.certs,
+            self.cert_file.as_deref(),
+            self.key_file.as_deref(),
+            self.ca_file.as_deref(),
+        )
     }
 
     /// Checks values that serde cannot; the error names the field and the fix.

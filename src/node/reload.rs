@@ -14,6 +14,10 @@ use std::time::{Instant, SystemTime};
 pub(super) type Stamp = Option<(Option<SystemTime>, u64, u64)>;
 
 pub(super) fn stamp(path: &Path) -> Stamp {
+    // `metadata` follows symlinks, and must: a Kubernetes volume (Secret, ConfigMap,
+    // cert-manager's csi-driver) updates by flipping a `..data` symlink to a new folder,
+    // so the visible path and its own link never change, only the file it resolves to
+    // (a new inode). tests/k8s_volume.rs flips one with the old modification times.
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let ino = std::os::unix::fs::MetadataExt::ino(&meta);

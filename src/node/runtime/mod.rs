@@ -188,7 +188,7 @@ impl Node {
             // Before anything else: a data directory we cannot write stops the start.
             super::persist::prepare_dir(d)?;
         }
-        let (identity, trust) = crate::identity::load(&cfg.certs, &cfg.node_id)?;
+        let (identity, trust) = crate::identity::load_paths(&cfg.cert_paths(), &cfg.node_id)?;
         let authority = cfg
             .security
             .signed_writes
