@@ -452,6 +452,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // `--key` (the client key) beside `kv set KEY`: distinct argument ids.
+        match parse(&[
+            "kv", "set", "k", "v", "--ca", "a", "--cert", "b", "--key", "c",
+        ]) {
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::Set { key, .. },
+                conn,
+            }) => {
+                assert_eq!(key, "k");
+                assert_eq!(conn.key.as_deref(), Some(std::path::Path::new("c")));
+            }
+            other => panic!("{other:?}"),
+        }
         match parse(&["kv", "--admin", "h:1", "get", "k", "--token", "t"]) {
             TestCmd::Kv(KvArgs {
                 command: KvCommand::Get { key },

@@ -35,14 +35,17 @@ pub struct AdminConn {
     #[arg(long, value_name = "TOKEN", global = true)]
     pub token: Option<String>,
     /// Speak HTTPS, trusting nodes of the fleet CA in FILE (ca.pem) [env: GOSSAMER_ADMIN_CA]
-    #[arg(long, value_name = "FILE", global = true)]
+    // Own ids: `kv set KEY` has a positional argument named `key`.
+    #[arg(id = "tls_ca", long = "ca", value_name = "FILE", global = true)]
     pub ca: Option<PathBuf>,
     /// Client certificate for HTTPS (from `gossamer certs issue --client NAME`)
     /// [env: GOSSAMER_ADMIN_CERT]
-    #[arg(long, value_name = "FILE", global = true)]
+    // Own ids: `kv set KEY` has a positional argument named `key`.
+    #[arg(id = "tls_cert", long = "cert", value_name = "FILE", global = true)]
     pub cert: Option<PathBuf>,
     /// The client certificate's private key [env: GOSSAMER_ADMIN_KEY]
-    #[arg(long, value_name = "FILE", global = true)]
+    // Own ids: `kv set KEY` has a positional argument named `key`.
+    #[arg(id = "tls_key", long = "key", value_name = "FILE", global = true)]
     pub key: Option<PathBuf>,
 }
 
