@@ -10,10 +10,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::CertificateError;
 use serde::{Deserialize, Serialize};
 
 use super::error::IdentityError;
@@ -24,8 +22,8 @@ use super::parse::{
 };
 use super::protocol::crypto_provider;
 use super::tls::{
-    cert_error_label, client_cert_verifier, judge_identity, rejected, GossamerServerVerifier,
-    HandshakeStats, Policy, TAG_BAD_IDENTITY, TAG_WRONG_CLUSTER,
+    client_cert_verifier, judge_identity, rejected, ClientAdmission, GossamerClientVerifier,
+    GossamerServerVerifier, HandshakeStats, Policy, TAG_BAD_IDENTITY, TAG_WRONG_CLUSTER,
 };
 use crate::core::id::ClusterName;
 
@@ -63,15 +61,15 @@ pub fn admin_server_config(
     clients: AdminClients,
     stats: Arc<HandshakeStats>,
 ) -> Result<rustls::ServerConfig, IdentityError> {
-    let verifier = AdminClientVerifier {
+    let verifier = GossamerClientVerifier {
         inner: client_cert_verifier(trust)?,
-        clients,
         policy: Policy {
             cluster: id.cluster.clone(),
             revoked: trust.revocation_list().clone(),
             stats,
             peer_role: "admin client",
         },
+        admit: ClientAdmission::Admin(clients),
     };
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -158,104 +156,43 @@ fn bundle_cluster(trust: &TrustBundle, source: &str) -> Result<ClusterName, Iden
     }
 }
 
-/// The admin API's client verifier: webpki chain, validity and CRLs against the bundle,
-/// then an operator (or, where allowed, a node) of our cluster that is not revoked.
-#[derive(Debug)]
-struct AdminClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+/// Whom the admin API admits after the chain check: an operator of our cluster that is
+/// not revoked, or, where `clients` allows, a node of our cluster. The refusal label and
+/// error on failure.
+pub(super) fn judge_admin_client(
+    ee: &CertificateDer<'_>,
     clients: AdminClients,
-    policy: Policy,
-}
-
-impl AdminClientVerifier {
-    fn judge(&self, ee: &CertificateDer<'_>) -> Result<(), (&'static str, rustls::Error)> {
-        let policy = &self.policy;
-        let operator = match operator_of(ee) {
-            Ok(op) => op,
-            Err(_) if peer_from_cert(ee).is_ok() => {
-                if self.clients == AdminClients::OperatorsAndNodes {
-                    return judge_identity(ee, &policy.cluster, &policy.revoked, None).map(drop);
-                }
-                let detail = "a node certificate; this admin API takes operator certificates \
-                              (admin_tls = \"operators\")"
-                    .to_string();
-                return Err(("bad_identity", rejected(TAG_BAD_IDENTITY, detail)));
+    policy: &Policy,
+) -> Result<(), (&'static str, rustls::Error)> {
+    let operator = match operator_of(ee) {
+        Ok(op) => op,
+        Err(_) if peer_from_cert(ee).is_ok() => {
+            if clients == AdminClients::OperatorsAndNodes {
+                return judge_identity(ee, &policy.cluster, &policy.revoked, None).map(drop);
             }
-            Err(e) => return Err(("bad_identity", rejected(TAG_BAD_IDENTITY, e))),
-        };
-        let serial = x509_parser::parse_x509_certificate(ee)
-            .map(|(_, x)| x.raw_serial().to_vec())
-            .unwrap_or_default();
-        if policy.revoked.is_revoked(&serial, None) {
-            let err = rustls::Error::InvalidCertificate(CertificateError::Revoked);
-            return Err(("revoked", err));
+            let detail = "a node certificate; this admin API takes operator certificates \
+                          (admin_tls = \"operators\")"
+                .to_string();
+            return Err(("bad_identity", rejected(TAG_BAD_IDENTITY, detail)));
         }
-        if operator.cluster != policy.cluster {
-            let detail = format!(
-                "operator {:?} belongs to cluster {:?}, we are cluster {:?}",
-                operator.name,
-                operator.cluster.as_str(),
-                policy.cluster.as_str()
-            );
-            return Err(("wrong_cluster", rejected(TAG_WRONG_CLUSTER, detail)));
-        }
-        tracing::debug!(operator = %operator.name, "admin client certificate accepted");
-        Ok(())
+        Err(e) => return Err(("bad_identity", rejected(TAG_BAD_IDENTITY, e))),
+    };
+    let serial = x509_parser::parse_x509_certificate(ee)
+        .map(|(_, x)| x.raw_serial().to_vec())
+        .unwrap_or_default();
+    if policy.revoked.is_revoked(&serial, None) {
+        let err = rustls::Error::InvalidCertificate(CertificateError::Revoked);
+        return Err(("revoked", err));
     }
-}
-
-impl ClientCertVerifier for AdminClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
+    if operator.cluster != policy.cluster {
+        let detail = format!(
+            "operator {:?} belongs to cluster {:?}, we are cluster {:?}",
+            operator.name,
+            operator.cluster.as_str(),
+            policy.cluster.as_str()
+        );
+        return Err(("wrong_cluster", rejected(TAG_WRONG_CLUSTER, detail)));
     }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        if let Err(e) = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
-            return Err(self.policy.refuse(end_entity, cert_error_label(&e), e));
-        }
-        self.judge(end_entity)
-            .map_err(|(label, e)| self.policy.refuse(end_entity, label, e))?;
-        self.policy.stats.count("accepted");
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let r = self.inner.verify_tls12_signature(message, cert, dss);
-        self.policy.signature_result(cert, r)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let r = self.inner.verify_tls13_signature(message, cert, dss);
-        self.policy.signature_result(cert, r)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    tracing::debug!(operator = %operator.name, "admin client certificate accepted");
+    Ok(())
 }

@@ -79,14 +79,14 @@ pub(super) fn check_days(days: u32) -> Result<i64, IdentityError> {
     Ok(i64::from(days) * DAY)
 }
 
-pub(super) fn asn1_time(field: &'static str, unix: i64) -> Result<ASN1Time, IdentityError> {
+fn asn1_time(field: &'static str, unix: i64) -> Result<ASN1Time, IdentityError> {
     ASN1Time::from_timestamp(unix).map_err(|_| IdentityError::InvalidParameter {
         field,
         detail: format!("{unix} is not a representable time"),
     })
 }
 
-pub(super) fn random_serial() -> Result<SerialNumber, IdentityError> {
+fn random_serial() -> Result<SerialNumber, IdentityError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()
@@ -329,12 +329,24 @@ pub fn issue_node_granted(
         sans.push(SanType::URI(ia5("allow_prefix", super::grant_uri(p))?));
     }
     params.subject_alt_names = sans;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
+    sign_leaf(params, &ca, not_before_unix, not_after_unix)
+}
+
+/// Signs an end-entity certificate (subject, SANs and extended key usages already in
+/// `params`) with `ca`: not a CA, digital signature, authority key id, random serial, the
+/// validity given, a fresh ECDSA P-256 key.
+pub(super) fn sign_leaf(
+    mut params: CertificateParams,
+    ca: &LoadedCa,
+    not_before_unix: i64,
+    not_after_unix: i64,
+) -> Result<PemPair, IdentityError> {
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial()?);
     params.not_before = asn1_time("not_before", not_before_unix)?.to_datetime();

@@ -9,16 +9,12 @@
 
 use std::path::Path;
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, SanType};
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 
 use super::certs::{
-    asn1_time, check_days, ia5, load_ca, not_after_of, now_unix, random_serial, read_ca,
-    write_file, BACKDATE_SECS,
+    check_days, ia5, load_ca, not_after_of, now_unix, read_ca, sign_leaf, write_file, BACKDATE_SECS,
 };
 use super::error::IdentityError;
 use super::parse::URI_PREFIX;
@@ -60,21 +56,10 @@ pub fn issue_operator(
         "operator name",
         format!("{OPERATOR_URI_PREFIX}{}/{name}", ca.cluster),
     )?)];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     // Client only: an operator certificate cannot serve TLS, so it cannot pose as a node's
     // admin endpoint either.
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(random_serial()?);
-    params.not_before = asn1_time("not_before", now - BACKDATE_SECS)?.to_datetime();
-    params.not_after = asn1_time("not_after", now + span)?.to_datetime();
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert = params.signed_by(&key, &ca.issuer)?;
-    Ok(PemPair {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    sign_leaf(params, &ca, now - BACKDATE_SECS, now + span)
 }
 
 /// Issues an operator certificate with the CA in `DIR/ca.pem` and the key `ca_key`

@@ -427,11 +427,22 @@ impl Policy {
     }
 }
 
-/// Verifies clients: webpki chain and validity against the bundle, then our cluster.
+/// Who a client verifier admits after the chain check.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ClientAdmission {
+    /// Members: a node of our cluster (the QUIC transport).
+    Nodes,
+    /// The admin API's clients (see [`super::admin_tls`]).
+    Admin(super::AdminClients),
+}
+
+/// Verifies clients: webpki chain and validity against the bundle, then our cluster and
+/// the identity `admit` asks for.
 #[derive(Debug)]
-struct GossamerClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    policy: Policy,
+pub(super) struct GossamerClientVerifier {
+    pub(super) inner: Arc<dyn ClientCertVerifier>,
+    pub(super) policy: Policy,
+    pub(super) admit: ClientAdmission,
 }
 
 impl ClientCertVerifier for GossamerClientVerifier {
@@ -459,7 +470,14 @@ impl ClientCertVerifier for GossamerClientVerifier {
         {
             return Err(self.policy.refuse(end_entity, cert_error_label(&e), e));
         }
-        self.policy.check_identity(end_entity, None)?;
+        match self.admit {
+            ClientAdmission::Nodes => self.policy.check_identity(end_entity, None)?,
+            ClientAdmission::Admin(clients) => {
+                super::admin_tls::judge_admin_client(end_entity, clients, &self.policy)
+                    .map_err(|(label, e)| self.policy.refuse(end_entity, label, e))?;
+                self.policy.stats.count("accepted");
+            }
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -557,6 +575,7 @@ pub fn server_config(
             stats,
             peer_role: "client",
         },
+        admit: ClientAdmission::Nodes,
     };
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
