@@ -115,14 +115,13 @@ impl std::fmt::Debug for AdminClient {
 }
 
 impl AdminClient {
-    /// A client for the admin API at `addr` (`host:port`; a leading `http://` or
-    /// `https://` is accepted, the scheme is set by [`AdminClient::with_tls`]), sending
+    /// A client for the admin API at `addr` (`host:port`; a leading `http://` is accepted,
+    /// and `https://` once [`AdminClient::with_tls`] is called), sending
     /// `token` as a bearer token when given.
     pub fn new(addr: impl Into<String>, token: Option<String>) -> Self {
         let addr = addr.into();
         let addr = addr
             .strip_prefix("http://")
-            .or_else(|| addr.strip_prefix("https://"))
             .unwrap_or(&addr)
             .trim_end_matches('/')
             .to_string();
@@ -136,6 +135,9 @@ impl AdminClient {
 
     /// Speaks HTTPS with `config` (from [`crate::identity::admin_client_config`]).
     pub fn with_tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        if let Some(rest) = self.addr.strip_prefix("https://") {
+            self.addr = rest.to_string();
+        }
         self.tls = Some(TlsConnector::from(config));
         self
     }
