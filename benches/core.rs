@@ -271,7 +271,7 @@ fn bench_sync_100k(c: &mut Criterion) {
                 for e in a.missing_for(store.context()) {
                     store.apply(e, WALL_MS).expect("valid entry");
                 }
-                store.join_context(a.context());
+                store.join_context(a.node(), a.context());
             },
             BatchSize::LargeInput,
         )

@@ -136,12 +136,7 @@ fn relaxed_durability_loses_only_writes_of_the_last_interval() {
     let lost: Vec<&TrackedWrite> = sim
         .writes()
         .iter()
-        .filter(|w| {
-            (0..sim.len()).all(|i| {
-                sim.engine(i)
-                    .is_some_and(|e| !e.store().context().contains(&w.dot.0, w.dot.1))
-            })
-        })
+        .filter(|w| (0..sim.len()).all(|i| sim.engine(i).is_some_and(|e| !w.held_by(e.store()))))
         .collect();
     println!("writes {}, lost {}", sim.writes().len(), lost.len());
     for w in &lost {

@@ -55,14 +55,8 @@ fn a_member_forging_and_altering_writes_is_refused_and_replication_goes_on() {
     let missing = sim
         .writes()
         .iter()
-        .flat_map(|w| honest.iter().map(move |&i| (i, &w.dot)))
-        .filter(|(i, dot)| {
-            !sim.engine(*i)
-                .unwrap()
-                .store()
-                .context()
-                .contains(&dot.0, dot.1)
-        })
+        .flat_map(|w| honest.iter().map(move |&i| (i, w)))
+        .filter(|(i, w)| !w.held_by(sim.engine(*i).unwrap().store()))
         .count();
     assert_eq!(missing, 0, "seed {seed}: writes missing on honest nodes");
     for &i in &honest {

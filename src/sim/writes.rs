@@ -8,6 +8,8 @@ use super::*;
 pub struct TrackedWrite {
     /// Writer node index.
     pub node: usize,
+    /// Key written.
+    pub key: String,
     /// Dot of the write.
     pub dot: (NodeId, u64),
     /// Virtual time of the write (µs).
@@ -20,6 +22,12 @@ pub struct TrackedWrite {
 }
 
 impl TrackedWrite {
+    /// True if `store` holds this write, what superseded it, or a collected delete over
+    /// it ([`Store::holds_write`](crate::core::state::Store::holds_write)).
+    pub fn held_by(&self, store: &crate::core::state::Store) -> bool {
+        store.holds_write(&self.key, &self.dot.0, self.dot.1)
+    }
+
     pub(super) fn has(&self, i: usize) -> bool {
         self.have[i / 64] & (1 << (i % 64)) != 0
     }
@@ -58,6 +66,7 @@ impl Sim {
             let missing = self.live_nodes() - 1;
             self.writes.push(TrackedWrite {
                 node,
+                key: key.to_string(),
                 dot,
                 at_us: self.now_us,
                 done_us: (missing == 0).then_some(self.now_us),
@@ -114,13 +123,13 @@ impl Sim {
         let Some(e) = self.nodes[i].engine.as_ref() else {
             return;
         };
-        let ctx = e.store().context();
+        let store = e.store();
         let now = self.now_us;
         let writes = &mut self.writes;
         let (arrive, topo) = (&mut self.dc_arrive, self.topo.as_ref());
         self.pending_writes.retain(|&w| {
             let tw = &mut writes[w];
-            if !tw.has(i) && ctx.contains(&tw.dot.0, tw.dot.1) {
+            if !tw.has(i) && tw.held_by(store) {
                 tw.have[i / 64] |= 1 << (i % 64);
                 topology::note_arrival(arrive, topo, w, i, now);
                 tw.missing -= 1;
@@ -138,11 +147,9 @@ impl Sim {
         self.writes
             .iter()
             .filter(|w| {
-                self.nodes.iter().any(|n| {
-                    n.engine
-                        .as_ref()
-                        .is_some_and(|e| !e.store().context().contains(&w.dot.0, w.dot.1))
-                })
+                self.nodes
+                    .iter()
+                    .any(|n| n.engine.as_ref().is_some_and(|e| !w.held_by(e.store())))
             })
             .count()
     }

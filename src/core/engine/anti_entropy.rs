@@ -213,11 +213,11 @@ impl Engine {
                 // The rebase first: the peer's context names the collected deletes,
                 // and the values they removed must be gone before it is joined.
                 if let Some(p) = probe {
-                    self.store.finish_rebase(p);
+                    self.store.finish_rebase(p, ctx);
                     self.rebase_due.remove(peer);
                     self.stats.rebases += 1;
                 }
-                self.store.join_context(ctx);
+                self.store.join_context(peer, ctx);
             }
             None => self.stats.sync_joins_skipped += 1,
         }

@@ -202,6 +202,20 @@ impl Entry {
         Ok(())
     }
 
+    /// The dots of the writes this entry holds (each write's own dot). Holding the entry
+    /// is evidence of these only: every other dot its vector names is a superseded
+    /// write, known from one writer's word about another's, which a compromised writer
+    /// can make up.
+    pub fn own_dots(&self) -> impl Iterator<Item = (&NodeId, u64)> + '_ {
+        let single = self
+            .siblings
+            .is_empty()
+            .then(|| (&self.writer, self.vv.get(&self.writer)));
+        single
+            .into_iter()
+            .chain(self.siblings.iter().map(Write::dot))
+    }
+
     /// Every write this entry holds: one, or the concurrent siblings.
     pub fn writes(&self) -> Vec<Write> {
         if !self.siblings.is_empty() {

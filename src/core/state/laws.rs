@@ -133,7 +133,9 @@ proptest! {
         split in any::<prop::sample::Index>(),
     ) {
         // Two replicas each hold a different subset of the writes; one diff exchange
-        // in each direction, then a context join, makes them identical and mutually covered.
+        // in each direction, then a context join, makes them identical, and neither
+        // lacks a write the other holds. Their contexts may still differ: a superseded
+        // write only one of them saw stays a gap in the other's (its writer closes it).
         let all = history(&ops, [0, 1, 2]);
         prop_assume!(!all.is_empty());
         let cut = split.index(all.len());
@@ -146,13 +148,14 @@ proptest! {
         let to_y = x.missing_for(&cy);
         for e in to_x { x.apply(e, 5_000).unwrap(); }
         for e in to_y { y.apply(e, 5_000).unwrap(); }
-        x.join_context(&cy);
-        y.join_context(&cx);
+        x.join_context(y.node(), &cy);
+        y.join_context(x.node(), &cx);
         let xs: Vec<Entry> = x.iter().cloned().collect();
         let ys: Vec<Entry> = y.iter().cloned().collect();
         prop_assert_eq!(&xs, &ys);
-        prop_assert_eq!(x.context(), y.context());
         prop_assert!(x.missing_for(y.context()).is_empty());
+        prop_assert!(y.missing_for(x.context()).is_empty());
+        for e in &xs { prop_assert!(x.has_seen(e) && y.has_seen(e)); }
         prop_assert_eq!(xs, replay(all));
     }
 }
@@ -200,7 +203,7 @@ fn tombstones_go_only_when_stable_and_a_fenced_replica_rebases_once() {
         probe.returned(&e.key);
         stale.apply(e, 3_700).unwrap();
     }
-    assert_eq!(stale.finish_rebase(probe), 1);
+    assert_eq!(stale.finish_rebase(probe, s.context()), 1);
     assert!(stale.get("k").is_none(), "the deleted value is gone");
     assert!(stale.get("mine").is_some(), "its own new write stays");
     assert!(!stale.is_behind(&fence), "one rebase per collection");
@@ -266,13 +269,12 @@ fn writes_merge_one_by_one_when_only_the_joined_vectors_dominate() {
     assert_eq!(p.siblings.len(), 3, "x is superseded by no single write");
 }
 
-/// Open (#17 review): a writer's signed vector may name another writer's dots, and a
-/// receiver counts every named dot as seen; with the context clip taking that dot as
-/// evidence, a member's `Open` then claims the other writer's whole future, and that
-/// writer's later writes are dropped as duplicates. Fails today ("b's write was dropped as
-/// seen"); ARCHITECTURE.md, "What a compromised member can still do".
+/// #17 review: a writer's signed vector may name another writer's dots, and a receiver
+/// counted every named dot as seen; with the context clip taking that dot as evidence, a
+/// member's `Open` then claimed the other writer's whole future, and that writer's later
+/// writes were dropped as duplicates. Now only a write's own dot is evidence, and only a
+/// peer's claims about its own dots are joined.
 #[test]
-#[ignore = "open: others' dots named in a signed vector count as seen (#17)"]
 fn a_dot_named_by_another_writer_does_not_silence_its_writer() {
     let id = |s: &str| NodeId::new(s).unwrap();
     let mut a = Store::new(id("a"), Limits::default(), 1);
@@ -297,7 +299,7 @@ fn a_dot_named_by_another_writer_does_not_silence_its_writer() {
     claim
         .0
         .insert(id("b"), RangeSet::from_ranges(vec![(1, 1 << 62)]));
-    a.join_context(&claim);
+    a.join_context(&id("m"), &claim);
     // b's next write must still reach a.
     let w = b.write("b/x", Some(b"v".to_vec()), 2).unwrap();
     a.apply(w, 2).unwrap();
@@ -306,4 +308,79 @@ fn a_dot_named_by_another_writer_does_not_silence_its_writer() {
         Some(&b"v"[..]),
         "b's write was dropped as seen"
     );
+}
+
+/// #17 review: one named dot is enough to hide one write. A member names, in a key of
+/// its own, the dot another writer issues next; the receiver must not count it as seen.
+#[test]
+fn a_single_dot_named_by_another_writer_does_not_hide_that_write() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut a = Store::new(id("a"), Limits::default(), 1);
+    let mut b = Store::new(id("b"), Limits::default(), 1);
+    let mut vv = VersionVector::new();
+    vv.set(id("m"), 1);
+    vv.set(id("b"), b.counter() + 1);
+    let forged = Entry::from_writes(
+        "m/k",
+        vec![Write {
+            value: Some(b"m".to_vec()),
+            vv,
+            hlc: Hlc { ms: 1, lc: 0 },
+            writer: id("m"),
+            sig: Signature::default(),
+        }],
+    );
+    a.apply(forged, 1).unwrap();
+    let w = b.write("b/x", Some(b"v".to_vec()), 2).unwrap();
+    assert!(!a.has_seen(&w), "b's next write counts as seen at a");
+    a.apply(w, 2).unwrap();
+    assert_eq!(a.get("b/x"), Some(&b"v"[..]));
+}
+
+/// #17 review, the narrow form: a peer's `Open` claimed a third writer's dots below the
+/// highest one we hold, among them a write still in flight to us; joining the claim
+/// marked it seen, and nobody would send it to us again.
+#[test]
+fn a_peers_claim_on_a_third_writers_write_in_flight_does_not_hide_it() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut a = Store::new(id("a"), Limits::default(), 1);
+    let mut b = Store::new(id("b"), Limits::default(), 1);
+    let first = b.write("b/1", Some(b"1".to_vec()), 2).unwrap();
+    let in_flight = b.write("b/2", Some(b"2".to_vec()), 3).unwrap();
+    let third = b.write("b/3", Some(b"3".to_vec()), 4).unwrap();
+    a.apply(first, 5).unwrap();
+    a.apply(third, 5).unwrap();
+    // m says it has seen all of b's dots so far.
+    let mut claim = CausalContext::new();
+    claim.0.insert(
+        id("b"),
+        RangeSet::from_ranges(vec![(1, b.context().max(&id("b")))]),
+    );
+    a.join_context(&id("m"), &claim);
+    assert!(!a.has_seen(&in_flight));
+    a.apply(in_flight, 6).unwrap();
+    assert_eq!(a.get("b/2"), Some(&b"2"[..]));
+}
+
+/// The gap a superseded write leaves closes when its own writer vouches for it: `a` sees
+/// only the write of `c` that superseded `b`'s, and learns `b`'s dot from `b` alone.
+#[test]
+fn a_superseded_writes_gap_closes_with_its_writers_own_claim() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut a = Store::new(id("a"), Limits::default(), 1);
+    let mut b = Store::new(id("b"), Limits::default(), 1);
+    let mut c = Store::new(id("c"), Limits::default(), 1);
+    let old = b.write("k", Some(b"b".to_vec()), 2).unwrap();
+    let b_dot = old.vv.get(&id("b"));
+    c.apply(old, 2).unwrap();
+    let newer = c.write("k", Some(b"c".to_vec()), 3).unwrap();
+    a.apply(newer, 3).unwrap();
+    assert!(!a.context().contains(&id("b"), b_dot), "named, not seen");
+    // c's word about b's dot is not enough ...
+    a.join_context(&id("c"), c.context());
+    assert!(!a.context().contains(&id("b"), b_dot));
+    // ... b's is, and the late copy of b's superseded write then changes nothing.
+    a.join_context(&id("b"), b.context());
+    assert!(a.context().contains(&id("b"), b_dot));
+    assert_eq!(a.get("k"), Some(&b"c"[..]));
 }

@@ -310,10 +310,29 @@ impl Store {
 
     /// Whether every write `remote` holds is one we have seen (it or what superseded
     /// it, or a delete over it that was collected): such a copy changes nothing.
+    ///
+    /// Judged by the writes' own dots only: the superseded dots its vector also names
+    /// are another writer's word, and a copy naming one we never saw is merged, which
+    /// changes nothing either if our entry already holds what supersedes it.
     pub fn has_seen(&self, remote: &Entry) -> bool {
-        remote.vv.dots().all(|(w, c)| {
-            self.ctx.contains(w, c) || self.fence.compacted.get(w).is_some_and(|&m| c <= m)
-        })
+        remote.own_dots().all(|(w, c)| self.seen_dot(w, c))
+    }
+
+    /// True if we hold the write `(writer, counter)` of `key`, what superseded it, or a
+    /// delete over it that was collected. Unlike the context alone, this counts a write
+    /// superseded before it reached us (our entry for `key` names it) while its writer
+    /// has not vouched for it yet.
+    pub fn holds_write(&self, key: &str, writer: &NodeId, counter: u64) -> bool {
+        self.seen_dot(writer, counter)
+            || self
+                .entries
+                .get(key)
+                .is_some_and(|e| e.vv.get(writer) >= counter)
+    }
+
+    /// True if the write `(w, c)` is in our context or below a compacted writer's top.
+    fn seen_dot(&self, w: &NodeId, c: u64) -> bool {
+        self.ctx.contains(w, c) || self.fence.compacted.get(w).is_some_and(|&m| c <= m)
     }
 
     /// Applies an entry received from a peer. Invalid entries are rejected unchanged.
@@ -349,7 +368,9 @@ impl Store {
                 clock_ahead_ms,
             });
         }
-        let dots: Vec<(NodeId, u64)> = remote.vv.dots().map(|(w, c)| (w.clone(), c)).collect();
+        // Only the writes' own dots become evidence (see `join_context`): a dot of
+        // another writer that this entry's vector names stays a fact about this key.
+        let dots: Vec<(NodeId, u64)> = remote.own_dots().map(|(w, c)| (w.clone(), c)).collect();
         let outcome = match self.entries.get(remote.key.as_str()) {
             None => {
                 self.put(remote.clone());
@@ -427,8 +448,12 @@ impl Store {
                 }
             }
         }
+        // A key found through a superseded dot the peer never saw is sent only if the
+        // peer also lacks one of the writes it holds now.
         keys.into_iter()
-            .filter_map(|k| self.entries.get(k).cloned())
+            .filter_map(|k| self.entries.get(k))
+            .filter(|e| e.own_dots().any(|(w, c)| !peer.contains(w, c)))
+            .cloned()
             .collect()
     }
 
@@ -440,24 +465,24 @@ impl Store {
         self.entries.get(key)
     }
 
-    /// Joins a peer's context into ours once everything it sent has been applied.
-    /// This closes the gaps that superseded writes leave.
+    /// Joins what `peer` says about its own writes into our context, once everything it
+    /// sent in an exchange has been applied. This closes the gaps its superseded writes
+    /// left: each of them lies under a write it sent us or that we held already.
     ///
-    /// Only as far as our own evidence goes: each writer's dots are taken up to the
-    /// highest dot of that writer we hold (in an entry, or in our context already). A
-    /// superseded write always lies below the write that superseded it, which we hold,
-    /// so every honest gap closes; but a peer claiming dots beyond anything we hold (a
-    /// whole writer's future, `u64::MAX`) cannot make us believe we have writes we never
-    /// received, and so cannot stop them from reaching us.
-    pub fn join_context(&mut self, peer: &CausalContext) {
-        let mut changed = false;
-        for (w, ranges) in &peer.0 {
-            let held = self.held_max(w).max(self.ctx.max(w));
-            if held > 0 {
-                changed |= self.ctx.join_writer(w, &ranges.clipped(held));
-            }
-        }
-        if changed {
+    /// Only the peer's own dots: what a peer says it has seen of a third writer's is
+    /// never evidence, because joining it would mark that writer's writes as held
+    /// without holding them, and no honest peer would send them to us again. A peer
+    /// naming a third writer's future (or just a write still in flight to us) could
+    /// silence it that way. Only the peer can hide the peer's writes from us, and only
+    /// as far as our own evidence of them goes (the highest dot of it we hold or that an
+    /// entry we hold names), so a claim on its own far future changes nothing either.
+    /// The gaps third writers leave close when we meet them.
+    pub fn join_context(&mut self, peer: &NodeId, claimed: &CausalContext) {
+        let Some(ranges) = claimed.ranges(peer) else {
+            return;
+        };
+        let held = self.held_max(peer).max(self.ctx.max(peer));
+        if held > 0 && self.ctx.join_writer(peer, &ranges.clipped(held)) {
             self.tracker.ctx();
         }
     }
@@ -625,7 +650,13 @@ impl Store {
     /// context lacked: drops each candidate it did not send back and that did not change
     /// meanwhile (the peer collected a delete over it), and adopts what the peer vouches
     /// for. The dropped entries' dots stay in the context. Returns how many were dropped.
-    pub fn finish_rebase(&mut self, probe: RebaseProbe) -> usize {
+    ///
+    /// The dots the peer both vouches for and shows in `peer_ctx` (clipped, per writer,
+    /// at our own evidence) then join our context: they are the writes its collected
+    /// deletes removed, which we may never have seen, and a copy of one arriving later
+    /// (from a member of our side that has not rebased yet) must change nothing. This
+    /// trusts the peer's fence as the rebase itself does (fences are not signed yet).
+    pub fn finish_rebase(&mut self, probe: RebaseProbe, peer_ctx: &CausalContext) -> usize {
         let mut dropped = 0;
         for (key, vv) in &probe.candidates {
             if probe.returned.contains(key) {
@@ -638,6 +669,17 @@ impl Store {
                 let k = k.clone();
                 self.remove(&k);
                 dropped += 1;
+            }
+        }
+        for (w, vouched) in &probe.vouched.0 {
+            let held = self.held_max(w).max(self.ctx.max(w));
+            if let (Some(shown), true) = (peer_ctx.ranges(w), held > 0) {
+                if self
+                    .ctx
+                    .join_writer(w, &vouched.intersection(shown).clipped(held))
+                {
+                    self.tracker.ctx();
+                }
             }
         }
         self.fence.adopted.join(&probe.vouched);
