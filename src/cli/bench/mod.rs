@@ -112,7 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         println!("JSON written to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        write_file(path, &svg(&report), "the chart")?;
+        write_file(path, &svg(&report)?, "the chart")?;
         println!("chart written to {}", path.display());
     }
     Ok(if failed || report.rows.is_empty() {
