@@ -32,6 +32,7 @@ mod table;
 mod throughput;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -53,7 +54,8 @@ fn write_file(path: &Path, text: &str, what: &str) -> anyhow::Result<()> {
 /// Runs `gossamer bench`; returns the exit code (0: every row measured).
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let p = plan(&args)?;
-    let progress = Progress::new(args.quiet);
+    // Shared with the simulator's thread, so that one display (one bar) serves the run.
+    let progress = Arc::new(Progress::new(args.quiet));
     let mut report = Report {
         mode: p.mode,
         seed: p.seed,
@@ -86,7 +88,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             },
             Mode::Sim => {
                 // The simulator is synchronous and CPU-bound: keep it off the runtime.
-                let (pp, pr) = (p.clone(), Progress::new(args.quiet));
+                let (pp, pr) = (p.clone(), progress.clone());
                 tokio::task::spawn_blocking(move || sim_row(&pp, n, &pr))
                     .await
                     .context("simulator task")?
@@ -110,7 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         println!("JSON written to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        write_file(path, &svg(&report), "the chart")?;
+        write_file(path, &svg(&report)?, "the chart")?;
         println!("chart written to {}", path.display());
     }
     Ok(if failed || report.rows.is_empty() {
