@@ -238,11 +238,6 @@ const QUEUE: &[CounterDef<QueueStats>] = &[
         |q| q.superseded,
     ),
     (
-        "gossamer_broadcasts_dropped_total",
-        "Broadcasts dropped because the queue was full (anti-entropy repairs them).",
-        |q| q.dropped_full,
-    ),
-    (
         "gossamer_broadcasts_oversized_total",
         "Broadcasts too large for a datagram, sent on a stream instead.",
         |q| q.oversized,
@@ -521,6 +516,19 @@ impl Node {
         out.table(&self.engine_stats(), DISSEMINATION)?;
         let (q, len) = self.queue_stats();
         out.table(&q, QUEUE)?;
+        // One family, so that each drop is counted once: the total is its sum.
+        out.counters(
+            "gossamer_broadcasts_dropped_total",
+            "Broadcasts dropped because the queue was full, by class (anti-entropy repairs them).",
+            "class",
+            [
+                (
+                    "delta",
+                    q.dropped_full.saturating_sub(q.dropped_full_membership),
+                ),
+                ("membership", q.dropped_full_membership),
+            ],
+        )?;
         out.gauge(
             "gossamer_broadcast_queue_length",
             "Broadcasts waiting in the queue.",
@@ -550,16 +558,6 @@ impl Node {
             "Sends refused for lack of bandwidth tokens, by traffic class.",
             "class",
             per_class(&b.stats.refused),
-        )?;
-        let (q, _) = self.queue_stats();
-        out.counters(
-            "gossamer_broadcasts_dropped_by_class_total",
-            "Broadcasts dropped from the full queue, by class (anti-entropy repairs them).",
-            "class",
-            [
-                ("delta", q.dropped_full - q.dropped_full_membership),
-                ("membership", q.dropped_full_membership),
-            ],
         )?;
         out.gauge(
             "gossamer_bandwidth_cap_bytes_per_second",

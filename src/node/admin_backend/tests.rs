@@ -99,12 +99,17 @@ async fn metrics_per_datacenter_and_sync_durations() {
         "gossamer_health_score",
         "gossamer_suspicions_total",
         "gossamer_deaths_total",
-        "gossamer_broadcasts_dropped_total",
         "gossamer_conflicts_total",
         "gossamer_cert_expiry_seconds",
     ] {
         assert!(t.contains(&format!("\n{name} ")), "{name} missing:\n{t}");
     }
+    // Queue drops are one family by class, not also a second unlabelled total.
+    for class in ["delta", "membership"] {
+        let series = format!(r#"gossamer_broadcasts_dropped_total{{class="{class}"}}"#);
+        assert!(sample(&t, &series).is_some(), "{series} missing:\n{t}");
+    }
+    assert!(!t.contains("dropped_by_class"), "{t}");
     // OpenMetrics text: comments, then sample lines `name{labels} value`, then `# EOF`.
     assert!(t.ends_with("\n# EOF\n"), "{t}");
     for line in t.lines() {
