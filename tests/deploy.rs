@@ -655,6 +655,28 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// Metric names that `queries` use but the `/metrics` text `exposition` does not serve:
+/// the sample names of its families, as their `# TYPE` lines declare them (a family may
+/// have no series yet, e.g. RTTs on a node alone).
+fn unknown_metrics(queries: &[String], exposition: &str) -> Vec<String> {
+    let mut served = BTreeSet::new();
+    for line in exposition.lines() {
+        let Some(decl) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (family, kind) = decl.split_once(' ').expect("# TYPE <name> <type>");
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "gauge" => &[""],
+            other => panic!("{family}: unexpected metric type {other}"),
+        };
+        served.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+    }
+    let used: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+    used.difference(&served).cloned().collect()
+}
+
 fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
@@ -683,25 +705,32 @@ async fn deploy_grafana_dashboard_queries_exported_metrics() {
     exprs(&dash, &mut queries);
     let used: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
 
-    // What a real node exports (histograms also as _bucket, _sum and _count).
-    let cluster = gossamer::node::local::LocalCluster::start(1, 0, gossamer::core::Config::local())
-        .await
-        .unwrap();
-    let families = gossamer::admin::AdminBackend::metrics(&cluster.nodes[0]);
+    // What a running node serves on /metrics.
+    let cluster = gossamer::node::local::LocalCluster::start_durable(
+        1,
+        0,
+        gossamer::core::Config::local(),
+        None,
+        true,
+    )
+    .await
+    .unwrap();
+    let admin = cluster.nodes[0].admin_addr().expect("admin API");
+    let client = gossamer::admin::client::AdminClient::new(admin.to_string(), None);
+    let exposition = client.metrics().await;
     cluster.shutdown().await;
-    let mut exported = BTreeSet::new();
-    for m in &families {
-        exported.insert(m.name.clone());
-        if m.kind == gossamer::node::MetricKind::Histogram {
-            for s in ["_bucket", "_sum", "_count"] {
-                exported.insert(format!("{}{s}", m.name));
-            }
-        }
-    }
-    let unknown: Vec<&String> = used.difference(&exported).collect();
+    let exposition = exposition.expect("GET /metrics");
+    let unknown = unknown_metrics(&queries, &exposition);
     assert!(
         unknown.is_empty(),
-        "dashboard queries unknown metrics: {unknown:?}"
+        "dashboard queries metrics /metrics does not serve: {unknown:?}"
+    );
+    // The check can fail: a name the node does not serve is reported.
+    let mut bogus = queries.clone();
+    bogus.push("rate(gossamer_no_such_metric_total[5m])".to_string());
+    assert_eq!(
+        unknown_metrics(&bogus, &exposition),
+        ["gossamer_no_such_metric_total"]
     );
     for needed in [
         "gossamer_members",

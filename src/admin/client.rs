@@ -252,7 +252,7 @@ impl AdminClient {
         self.get_json("/v1/status").await
     }
 
-    /// The node's metrics in Prometheus text format.
+    /// The node's metrics in the OpenMetrics text format, as `/metrics` serves them.
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let resp = self.request(Method::GET, "/metrics", None).await?;
         if !resp.status.is_success() {

@@ -12,7 +12,7 @@
 //! | `PUT /v1/kv/{key}`          | body = value (at most [`MAX_BODY_BYTES`], else 413); 204, or 400 if rejected |
 //! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
 //! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains |
-//! | `GET /metrics`              | Prometheus text format 0.0.4                                |
+//! | `GET /metrics`              | OpenMetrics text ([`METRICS_CONTENT_TYPE`]), encoded by prometheus-client from the metrics the backend registers |
 //! | `GET /ui`                   | the read-only status page (`ui.rs`); served without the token |
 //!
 //! Keys may contain `/`; other characters outside the URL-unreserved set are
@@ -23,7 +23,7 @@
 //! connections, header and idle timeouts, a per-request deadline (408) and requests in
 //! flight (503).
 
-mod prometheus;
+mod metrics;
 mod serve;
 mod ui;
 
@@ -42,11 +42,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::node::{KvEntry, MemberView, Metric, StatusView};
+use prometheus_client::registry::Registry;
 
-pub use prometheus::{
-    render_prometheus, Histogram, DURATION_BUCKETS, NAME_LABEL, PROMETHEUS_CONTENT_TYPE,
+use crate::node::{KvEntry, MemberView, StatusView};
+
+pub use metrics::{
+    encode_metrics, metrics_registry, DurationHistogram, DURATION_BUCKETS, METRICS_CONTENT_TYPE,
 };
+/// The metrics client [`AdminBackend::register_metrics`] speaks, re-exported so that a
+/// backend uses the same version.
+pub use prometheus_client;
 pub use serve::{serve_with, ServeLimits, TlsSource};
 pub use ui::UI_CSP;
 
@@ -113,8 +118,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn members(&self) -> Vec<MemberView>;
     /// Summary of the local node.
     fn status(&self) -> StatusView;
-    /// Current metric families.
-    fn metrics(&self) -> Vec<Metric>;
+    /// Registers the backend's metrics in `registry`, once, when the router is built:
+    /// typed metrics it updates, and collectors that read their values at each scrape of
+    /// `/metrics` (the backend keeps its counters wherever it likes).
+    fn register_metrics(self: Arc<Self>, registry: &mut Registry);
 }
 
 /// `GET /v1/kv/{key}?meta=1`: an entry with its metadata.
@@ -197,13 +204,17 @@ pub struct ErrorBody {
 /// request but those of the status page `/ui`. Use [`serve`] unless the router is to be
 /// embedded in another server.
 pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Router {
+    let registry = Arc::new(metrics_registry(backend.clone()));
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
         .route("/v1/kv", get(kv_list))
         .route("/v1/kv/", get(kv_list).put(empty_key).delete(empty_key))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics(&registry))),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -338,12 +349,14 @@ async fn members(State(b): State<Backend>) -> Response {
     Json(b.members()).into_response()
 }
 
-async fn metrics(State(b): State<Backend>) -> Response {
-    (
-        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
-        render_prometheus(&b.metrics()),
-    )
-        .into_response()
+fn metrics(registry: &Registry) -> Response {
+    match encode_metrics(registry) {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a metrics collector failed",
+        ),
+    }
 }
 
 /// The key of a `/v1/kv/{key}` request, or the status and message of the rejection.

@@ -9,7 +9,12 @@ use tokio::task::JoinHandle;
 
 use super::{AdminBackend, WriteError};
 use crate::core::NodeId;
-use crate::node::{KvEntry, MemberView, Metric, MetricKind, StatusView};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::node::{KvEntry, MemberView, StatusView};
 
 /// Largest key the fake accepts.
 pub const FAKE_MAX_KEY: usize = 64;
@@ -138,21 +143,37 @@ impl AdminBackend for FakeBackend {
         }
     }
 
-    fn metrics(&self) -> Vec<Metric> {
-        vec![
-            Metric {
-                name: "gossamer_keys".into(),
-                help: "Live keys.".into(),
-                kind: MetricKind::Gauge,
-                samples: vec![(vec![], self.kv.lock().unwrap().len() as f64)],
-            },
-            Metric {
-                name: "gossamer_members".into(),
-                help: "Members by status.".into(),
-                kind: MetricKind::Gauge,
-                samples: vec![(vec![("status".into(), "alive".into())], 1.0)],
-            },
-        ]
+    fn register_metrics(self: Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(FakeMetrics(self)));
+    }
+}
+
+/// The fake's metrics: its live keys and one member, read at each scrape.
+struct FakeMetrics(Arc<FakeBackend>);
+
+impl std::fmt::Debug for FakeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeMetrics")
+    }
+}
+
+impl Collector for FakeMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let keys = ConstGauge::new(self.0.kv.lock().unwrap().len() as i64);
+        keys.encode(encoder.encode_descriptor(
+            "gossamer_keys",
+            "Live keys.",
+            None,
+            keys.metric_type(),
+        )?)?;
+        let alive = ConstGauge::new(1i64);
+        let mut members = encoder.encode_descriptor(
+            "gossamer_members",
+            "Members by status.",
+            None,
+            alive.metric_type(),
+        )?;
+        alive.encode(members.encode_family(&[("status", "alive")])?)
     }
 }
 

@@ -252,7 +252,7 @@ async fn admin_status_members_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert!(
@@ -263,6 +263,7 @@ async fn admin_status_members_metrics() {
         text.contains("gossamer_members{status=\"alive\"} 1\n"),
         "{text}"
     );
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
     assert_eq!(c.metrics().await.unwrap(), text);
 }
 

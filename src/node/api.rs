@@ -130,29 +130,3 @@ pub struct SeedStatus {
     /// Why the last attempt failed.
     pub last_error: Option<String>,
 }
-
-/// Kind of a Prometheus metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    /// Monotonic counter.
-    Counter,
-    /// Value that goes up and down.
-    Gauge,
-    /// Histogram: `_bucket`, `_sum` and `_count` samples (see
-    /// [`crate::admin::Histogram`]).
-    Histogram,
-}
-
-/// One metric family with its samples.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metric {
-    /// Name, e.g. `gossamer_datagrams_sent_total`.
-    pub name: String,
-    /// One-line help text.
-    pub help: String,
-    /// Counter, gauge or histogram.
-    pub kind: MetricKind,
-    /// Samples: label pairs and value. A `__name__` label names a sample of a histogram
-    /// family (`NAME_bucket`, `NAME_sum`, `NAME_count`).
-    pub samples: Vec<(Vec<(String, String)>, f64)>,
-}

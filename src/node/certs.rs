@@ -12,13 +12,14 @@
 //! next change is tried again. On every tick, established connections are judged again, so
 //! a peer whose certificate expires or is revoked is disconnected.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::api::{Metric, MetricKind, NodeError};
+use super::admin_backend::scrape::{get, Scrape};
+use super::api::NodeError;
 use super::reload::{stamp, CertWatch, Stamp};
 use super::runtime::Node;
 use crate::core::NodeId;
@@ -318,71 +319,46 @@ impl Node {
         self.transport().connection_stats()
     }
 
-    /// Certificate and admission metrics, appended to the admin API's `/metrics`.
-    pub(crate) fn security_metrics(&self) -> Vec<Metric> {
-        use MetricKind::{Counter, Gauge};
+    /// Certificate and admission metrics: the security section of the admin API's
+    /// `/metrics`.
+    pub(crate) fn security_metrics(&self, out: &mut Scrape<'_>) -> std::fmt::Result {
         let s = self.certificate_status();
         let c = self.connection_stats();
-        let one = |name: &str, help: &str, kind, v: f64| Metric {
-            name: name.into(),
-            help: help.into(),
-            kind,
-            samples: vec![(Vec::new(), v)],
-        };
-        let by = |label: &str, pairs: &[(&str, u64)]| -> Vec<(Vec<(String, String)>, f64)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (vec![(label.to_string(), k.to_string())], *v as f64))
-                .collect()
-        };
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        vec![
-            one(
-                "gossamer_cert_expiry_seconds",
-                "Seconds until this node's certificate expires (negative once expired).",
-                Gauge,
-                s.expires_in_secs as f64,
-            ),
-            one(
-                "gossamer_trust_bundle_cas",
-                "CA certificates in the trust bundle in force.",
-                Gauge,
-                s.ca_certs as f64,
-            ),
-            one(
-                "gossamer_revocations",
-                "Revocation entries in force (CRLs plus revoked.txt entries).",
-                Gauge,
-                (s.crls + s.revoked_entries) as f64,
-            ),
-            Metric {
-                name: "gossamer_cert_reloads_total".into(),
-                help: "Certificate reloads by result.".into(),
-                kind: Counter,
-                samples: by(
-                    "result",
-                    &[("ok", s.reloads_ok), ("failed", s.reloads_failed)],
-                ),
-            },
-            Metric {
-                name: "gossamer_connections_closed_total".into(),
-                help: "Established connections closed by the node's own policy, by reason.".into(),
-                kind: Counter,
-                samples: by(
-                    "reason",
-                    &[
-                        ("revoked", g(&c.closed_revoked)),
-                        ("untrusted", g(&c.closed_untrusted)),
-                        ("peer_limit", g(&c.closed_over_peer_limit)),
-                    ],
-                ),
-            },
-            one(
-                "gossamer_handshakes_shed_total",
-                "Incoming connections refused because too many handshakes were in progress.",
-                Counter,
-                g(&c.refused_overloaded) as f64,
-            ),
-        ]
+        out.gauge(
+            "gossamer_cert_expiry_seconds",
+            "Seconds until this node's certificate expires (negative once expired).",
+            s.expires_in_secs,
+        )?;
+        out.gauge(
+            "gossamer_trust_bundle_cas",
+            "CA certificates in the trust bundle in force.",
+            s.ca_certs,
+        )?;
+        out.gauge(
+            "gossamer_revocations",
+            "Revocation entries in force (CRLs plus revoked.txt entries).",
+            s.crls + s.revoked_entries,
+        )?;
+        out.counters(
+            "gossamer_cert_reloads_total",
+            "Certificate reloads by result.",
+            "result",
+            [("ok", s.reloads_ok), ("failed", s.reloads_failed)],
+        )?;
+        out.counters(
+            "gossamer_connections_closed_total",
+            "Established connections closed by the node's own policy, by reason.",
+            "reason",
+            [
+                ("revoked", get(&c.closed_revoked)),
+                ("untrusted", get(&c.closed_untrusted)),
+                ("peer_limit", get(&c.closed_over_peer_limit)),
+            ],
+        )?;
+        out.counter(
+            "gossamer_handshakes_shed_total",
+            "Incoming connections refused because too many handshakes were in progress.",
+            get(&c.refused_overloaded),
+        )
     }
 }

@@ -176,7 +176,8 @@
       "(" + members.length + " in " + byDc.size + (byDc.size === 1 ? " datacenter)" : " datacenters)");
   }
 
-  // Sums each family of the Prometheus text over its labels (e.g. bytes of every class).
+  // Sums each sample name of the /metrics text (OpenMetrics) over its labels (e.g. bytes
+  // of every class); comment lines (# HELP, # TYPE, # EOF) are skipped.
   function parseMetrics(text) {
     const sums = new Map();
     for (const line of text.split("\n")) {

@@ -1,74 +1,27 @@
 //! The admin API's view of a node, and its Prometheus metrics.
 //!
-//! `/metrics` is assembled from sections (`membership`, `datacenter`, `swim`, `store`,
-//! `sync`, `dissemination`, `transport`, then the security section of `super::certs`);
-//! a new subsystem adds one section function and one line in [`AdminBackend::metrics`].
+//! `/metrics` is prometheus-client's encoding of one collector per section
+//! (`membership`, `swim`, `store`, `persist`, `sync`, `dissemination`, `bandwidth`,
+//! `transport`, and the security section of `super::certs`), each reading its subsystem's
+//! counters at every scrape; a new subsystem adds one section function and one line in
+//! `sections::register`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+pub(super) mod scrape;
 mod sections;
 
 use super::api::NodeError;
-use super::api::{KvEntry, MemberView, Metric, MetricKind, StatusView};
+use super::api::{KvEntry, MemberView, StatusView};
 use super::runtime::Node;
+use crate::admin::prometheus_client::registry::Registry;
 use crate::admin::{AdminBackend, WriteError};
 use crate::core::authority::Refusal;
 use crate::core::state::StateError;
 
 /// Member statuses, in the order metrics list them.
 pub(crate) const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
-
-/// Label pairs of one sample.
-type Labels = Vec<(String, String)>;
-
-/// Metric families under construction, in output order.
-#[derive(Default)]
-pub(crate) struct Families(Vec<Metric>);
-
-impl Families {
-    /// A family with one unlabelled sample.
-    fn one(&mut self, name: &str, help: &str, kind: MetricKind, value: f64) {
-        self.labelled(name, help, kind, vec![(Vec::new(), value)]);
-    }
-
-    /// A counter from an integer.
-    fn counter(&mut self, name: &str, help: &str, value: u64) {
-        self.one(name, help, MetricKind::Counter, value as f64);
-    }
-
-    /// A counter read from an atomic.
-    fn counter_atomic(&mut self, name: &str, help: &str, value: &AtomicU64) {
-        self.counter(name, help, value.load(Ordering::Relaxed));
-    }
-
-    /// A gauge.
-    fn gauge(&mut self, name: &str, help: &str, value: f64) {
-        self.one(name, help, MetricKind::Gauge, value);
-    }
-
-    /// A family with labelled samples.
-    fn labelled(&mut self, name: &str, help: &str, kind: MetricKind, samples: Vec<(Labels, f64)>) {
-        self.0.push(Metric {
-            name: name.to_string(),
-            help: help.to_string(),
-            kind,
-            samples,
-        });
-    }
-
-    /// A family built elsewhere (a histogram, the security section).
-    fn push(&mut self, m: Metric) {
-        self.0.push(m);
-    }
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 /// One datacenter as seen by one node.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -148,20 +101,8 @@ impl AdminBackend for Node {
         Node::status(self)
     }
 
-    fn metrics(&self) -> Vec<Metric> {
-        let mut f = Families::default();
-        self.membership_metrics(&mut f);
-        self.swim_metrics(&mut f);
-        self.store_metrics(&mut f);
-        self.persist_metrics(&mut f);
-        self.sync_metrics(&mut f);
-        self.dissemination_metrics(&mut f);
-        self.bandwidth_metrics(&mut f);
-        self.transport_metrics(&mut f);
-        for m in self.security_metrics() {
-            f.push(m);
-        }
-        f.0
+    fn register_metrics(self: Arc<Self>, registry: &mut Registry) {
+        sections::register(&self, registry);
     }
 }
 

@@ -1,603 +1,613 @@
-//! The sections of `/metrics`, one function per subsystem, each reading that
-//! subsystem's counters.
+//! The sections of `/metrics`, one collector per subsystem, each reading that
+//! subsystem's counters at every scrape. Counters copied from a stats struct are named
+//! and explained once, in that section's table.
 
-use super::{datacenters, labels, Families, Labels};
-use crate::node::api::MetricKind;
-use crate::node::runtime::Node;
+use std::fmt;
+
+use prometheus_client::registry::Registry;
+
+use super::datacenters;
+use super::scrape::{get, CounterDef, Scrape, Section, Write};
+use crate::core::dissemination::QueueStats;
+use crate::core::engine::EngineStats;
+use crate::core::state::StoreStats;
+use crate::node::persist::PersistStats;
+use crate::node::runtime::{Node, RuntimeStats};
+
+/// Registers every section of `node`'s `/metrics` in `registry`, and the histogram of
+/// sync durations, which the runtime records into directly.
+pub(super) fn register(node: &Node, registry: &mut Registry) {
+    let sections: [(&'static str, Write); 9] = [
+        ("membership", Node::membership_metrics),
+        ("swim", Node::swim_metrics),
+        ("store", Node::store_metrics),
+        ("persist", Node::persist_metrics),
+        ("sync", Node::sync_metrics),
+        ("dissemination", Node::dissemination_metrics),
+        ("bandwidth", Node::bandwidth_metrics),
+        ("transport", Node::transport_metrics),
+        ("security", Node::security_metrics),
+    ];
+    for (name, write) in sections {
+        registry.register_collector(Section::new(name, node, write));
+    }
+    // The registry appends a full stop to the help.
+    registry.register(
+        "gossamer_sync_duration_seconds",
+        "Duration of the anti-entropy exchanges this node opened and completed (stream open to last frame)",
+        node.runtime_stats().sync_duration.clone(),
+    );
+}
+
+/// Failure detection.
+const SWIM: &[CounterDef<EngineStats>] = &[
+    ("gossamer_probes_total", "Direct probes sent.", |e| e.probes),
+    (
+        "gossamer_probes_failed_total",
+        "Probes answered neither directly nor indirectly within the period.",
+        |e| e.probes_failed,
+    ),
+    (
+        "gossamer_ping_reqs_total",
+        "Indirect probe requests sent.",
+        |e| e.ping_reqs,
+    ),
+    (
+        "gossamer_suspicions_total",
+        "Members this node declared suspect.",
+        |e| e.suspicions,
+    ),
+    (
+        "gossamer_deaths_total",
+        "Members this node declared dead.",
+        |e| e.deaths,
+    ),
+    (
+        "gossamer_members_reaped_total",
+        "Dead or departed members forgotten after the reap timeout.",
+        |e| e.reaped,
+    ),
+    (
+        "gossamer_refutations_total",
+        "Refutations of suspicion about this node.",
+        |e| e.refutations,
+    ),
+    (
+        "gossamer_seed_attempts_total",
+        "Seed contact attempts.",
+        |e| e.seed_attempts,
+    ),
+];
+
+/// The key-value store.
+const STORE: &[CounterDef<StoreStats>] = &[
+    (
+        "gossamer_local_writes_total",
+        "Local writes (sets and deletes).",
+        |s| s.local_writes,
+    ),
+    (
+        "gossamer_remote_applied_total",
+        "Remote updates that changed the state.",
+        |s| s.remote_applied,
+    ),
+    (
+        "gossamer_duplicate_updates_total",
+        "Remote updates already seen (redundant copies).",
+        |s| s.duplicates,
+    ),
+    (
+        "gossamer_conflicts_total",
+        "Concurrent writes resolved by (hlc, writer).",
+        |s| s.conflicts,
+    ),
+    (
+        "gossamer_tombstones_collected_total",
+        "Tombstones removed once every member had seen them and the grace period had passed.",
+        |s| s.tombstones_collected,
+    ),
+    (
+        "gossamer_rebase_dropped_total",
+        "Entries a rebase dropped because the peer had collected a delete over them.",
+        |s| s.rebase_dropped,
+    ),
+    (
+        "gossamer_writers_compacted_total",
+        "Departed writers compacted out of the causal context (their keys gone, their dots seen by every member).",
+        |s| s.writers_compacted,
+    ),
+];
+
+/// The data directory's commits.
+const PERSIST: &[CounterDef<PersistStats>] = &[
+    (
+        "gossamer_store_commits_total",
+        "Transactions committed to the data directory's store.",
+        |p| get(&p.commits),
+    ),
+    (
+        "gossamer_store_fsyncs_total",
+        "Durable commits (each forces the store file to disk once).",
+        |p| get(&p.fsyncs),
+    ),
+    (
+        "gossamer_store_writes_acked_total",
+        "Local writes acknowledged (with sync durability: after their commit).",
+        |p| get(&p.writes_acked),
+    ),
+    (
+        "gossamer_store_entries_written_total",
+        "Entries written or removed by commits (local and from peers).",
+        |p| get(&p.entries_written),
+    ),
+    (
+        "gossamer_store_commit_failures_total",
+        "Commits that failed (the node stops persisting after the first).",
+        |p| get(&p.failures),
+    ),
+    (
+        "gossamer_store_commit_microseconds_total",
+        "Time spent in commits (µs).",
+        |p| get(&p.commit_us),
+    ),
+];
+
+/// Anti-entropy.
+const SYNC: &[CounterDef<EngineStats>] = &[
+    (
+        "gossamer_syncs_started_total",
+        "Anti-entropy exchanges started.",
+        |e| e.syncs_started,
+    ),
+    (
+        "gossamer_syncs_accepted_total",
+        "Anti-entropy exchanges peers opened with this node.",
+        |e| e.syncs_accepted,
+    ),
+    (
+        "gossamer_syncs_completed_total",
+        "Anti-entropy exchanges completed.",
+        |e| e.syncs_completed,
+    ),
+    (
+        "gossamer_syncs_failed_total",
+        "Anti-entropy exchanges failed.",
+        |e| e.syncs_failed,
+    ),
+    (
+        "gossamer_sync_entries_applied_total",
+        "Entries received by anti-entropy that changed the state.",
+        |e| e.sync_entries_applied,
+    ),
+    (
+        "gossamer_rebases_total",
+        "Rebases against a peer that collected deletes this node may not have seen (it was reaped, partitioned off or new).",
+        |e| e.rebases,
+    ),
+    (
+        "gossamer_fences_refused_total",
+        "Peers' fences ignored because they named dots no writer can have issued yet.",
+        |e| e.fences_refused,
+    ),
+];
+
+/// Gossip items and what became of them.
+const DISSEMINATION: &[CounterDef<EngineStats>] = &[
+    (
+        "gossamer_gossip_items_sent_total",
+        "Gossip items (member updates and key deltas) packed into datagrams.",
+        |e| e.items_out,
+    ),
+    (
+        "gossamer_gossip_items_received_total",
+        "Gossip items received in datagrams.",
+        |e| e.items_in,
+    ),
+    (
+        "gossamer_items_invalid_total",
+        "Received items dropped for breaking a limit.",
+        |e| e.items_invalid,
+    ),
+    (
+        "gossamer_stamps_beyond_drift_total",
+        "Entries stamped further ahead of this node's clock than limits.max_clock_drift_ms (kept; the clock moved only up to the bound).",
+        |e| e.stamps_clamped,
+    ),
+    (
+        "gossamer_sync_joins_skipped_total",
+        "Anti-entropy exchanges that did not join the peer's context: they refused one of its entries, or a rebase happened while they ran.",
+        |e| e.sync_joins_skipped,
+    ),
+    (
+        "gossamer_gc_waiting_total",
+        "Tombstone collection rounds that collected nothing because a member had not yet shown what it has seen.",
+        |e| e.gc_waiting,
+    ),
+];
+
+/// The broadcast queue.
+const QUEUE: &[CounterDef<QueueStats>] = &[
+    (
+        "gossamer_broadcasts_queued_total",
+        "Broadcasts queued for gossip.",
+        |q| q.queued,
+    ),
+    (
+        "gossamer_broadcasts_superseded_total",
+        "Broadcasts replaced by a newer one on the same key or member.",
+        |q| q.superseded,
+    ),
+    (
+        "gossamer_broadcasts_oversized_total",
+        "Broadcasts too large for a datagram, sent on a stream instead.",
+        |q| q.oversized,
+    ),
+];
+
+/// What bandwidth governance, membership admission and the broadcast tree dropped, put
+/// off or repaired.
+const BANDWIDTH: &[CounterDef<EngineStats>] = &[
+    (
+        "gossamer_inbound_datagrams_dropped_total",
+        "Datagrams dropped by the per-peer inbound cap.",
+        |e| e.inbound_dropped,
+    ),
+    (
+        "gossamer_syncs_deferred_total",
+        "Periodic anti-entropy exchanges put off under bandwidth pressure.",
+        |e| e.syncs_deferred,
+    ),
+    (
+        "gossamer_sends_deferred_total",
+        "Direct membership messages that waited for bandwidth tokens.",
+        |e| e.sends_deferred,
+    ),
+    (
+        "gossamer_sends_deferred_dropped_total",
+        "Direct membership messages dropped after waiting (stale or wait list full).",
+        |e| e.deferred_dropped,
+    ),
+    (
+        "gossamer_bandwidth_backoff_steps_total",
+        "Times the bandwidth back-off stepped up.",
+        |e| e.backoff_steps,
+    ),
+    (
+        "gossamer_claims_refused_total",
+        "Second-hand membership claims refused (a node may speak only for itself).",
+        |e| e.claims_refused,
+    ),
+    (
+        "gossamer_members_refused_full_total",
+        "Members introduced second-hand and refused because the table held max_members.",
+        |e| e.members_refused_full,
+    ),
+    (
+        "gossamer_intros_limited_total",
+        "Members introduced second-hand and refused because the relaying peer had spent its introduction budget.",
+        |e| e.intros_limited,
+    ),
+    (
+        "gossamer_claims_verified_total",
+        "Refused claims verified by asking the member itself.",
+        |e| e.claims_verified,
+    ),
+    (
+        "gossamer_claims_answered_total",
+        "Stale views of this node corrected first-hand.",
+        |e| e.claims_answered,
+    ),
+    (
+        "gossamer_tree_pushes_total",
+        "Updates sent down the broadcast tree (one per child).",
+        |e| e.tree_sent,
+    ),
+    (
+        "gossamer_ids_missing_total",
+        "Update ids announced to this node while it lacked the update.",
+        |e| e.ids_missing,
+    ),
+    (
+        "gossamer_grafts_sent_total",
+        "Missing updates asked for by id.",
+        |e| e.grafts_sent,
+    ),
+    (
+        "gossamer_grafts_answered_total",
+        "Updates sent in answer to a peer's graft.",
+        |e| e.grafts_answered,
+    ),
+    (
+        "gossamer_grafts_abandoned_total",
+        "Missing ids given up after every graft try or not tracked (anti-entropy repairs them).",
+        |e| e.grafts_abandoned + e.grafts_dropped,
+    ),
+    (
+        "gossamer_subtrees_healed_total",
+        "Grafted updates forwarded down this node's span of the writer's tree.",
+        |e| e.subtrees_healed,
+    ),
+];
+
+/// Sync streams turned away or paced.
+const SYNC_STREAMS: &[CounterDef<RuntimeStats>] = &[
+    (
+        "gossamer_syncs_refused_total",
+        "Sync streams refused because the peer had too many open.",
+        |r| get(&r.syncs_refused),
+    ),
+    (
+        "gossamer_sync_paced_seconds_total",
+        "Time sync streams waited for bandwidth tokens.",
+        |r| get(&r.sync_paced_us) / 1_000_000,
+    ),
+];
+
+/// QUIC datagrams, streams and connections.
+const TRANSPORT: &[CounterDef<RuntimeStats>] = &[
+    (
+        "gossamer_datagrams_sent_total",
+        "Gossip datagrams sent.",
+        |r| get(&r.datagrams_sent),
+    ),
+    (
+        "gossamer_datagram_bytes_sent_total",
+        "Gossip datagram bytes sent.",
+        |r| get(&r.datagram_bytes_sent),
+    ),
+    (
+        "gossamer_datagrams_received_total",
+        "Gossip datagrams received.",
+        |r| get(&r.datagrams_received),
+    ),
+    (
+        "gossamer_datagram_bytes_received_total",
+        "Gossip datagram bytes received.",
+        |r| get(&r.datagram_bytes_received),
+    ),
+    (
+        "gossamer_datagrams_malformed_total",
+        "Datagrams dropped as malformed.",
+        |r| get(&r.datagrams_malformed),
+    ),
+    (
+        "gossamer_datagrams_dropped_total",
+        "Datagrams dropped on send (repaired by anti-entropy).",
+        |r| get(&r.datagrams_dropped),
+    ),
+    (
+        "gossamer_reliable_sent_total",
+        "Oversized updates sent on streams.",
+        |r| get(&r.reliable_sent),
+    ),
+    (
+        "gossamer_reliable_dropped_total",
+        "Oversized updates dropped: too many in flight, no connection, or past the 5 s deadline (repaired by anti-entropy).",
+        |r| get(&r.reliable_dropped),
+    ),
+    (
+        "gossamer_sync_bytes_sent_total",
+        "Anti-entropy stream bytes sent.",
+        |r| get(&r.sync_bytes_sent),
+    ),
+    (
+        "gossamer_sync_bytes_received_total",
+        "Anti-entropy stream bytes received.",
+        |r| get(&r.sync_bytes_received),
+    ),
+    (
+        "gossamer_frames_malformed_total",
+        "Stream frames refused as malformed.",
+        |r| get(&r.frames_malformed),
+    ),
+    (
+        "gossamer_identity_mismatch_total",
+        "Peers refused for claiming another node's identity.",
+        |r| get(&r.identity_mismatch),
+    ),
+    (
+        "gossamer_dial_failures_total",
+        "Failed connection attempts.",
+        |r| get(&r.dial_failures),
+    ),
+];
 
 impl Node {
     /// Members by status and by datacenter, RTT per datacenter, and who this node is.
-    pub(super) fn membership_metrics(&self, f: &mut Families) {
-        use MetricKind::Gauge;
+    fn membership_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
         let status = Node::status(self);
-        f.labelled(
+        out.gauges(
             "gossamer_info",
             "Constant 1, labelled with this node's id, datacenter, zone and version.",
-            Gauge,
-            vec![(
-                labels(&[
+            [(
+                [
                     ("node", status.node_id.as_str()),
-                    ("dc", &status.dc),
-                    ("zone", &self.config().zone),
-                    ("version", &status.version),
-                ]),
-                1.0,
+                    ("dc", status.dc.as_str()),
+                    ("zone", self.config().zone.as_str()),
+                    ("version", status.version.as_str()),
+                ],
+                1i64,
             )],
-        );
-        f.labelled(
+        )?;
+        out.gauges(
             "gossamer_members",
             "Members known to this node by status, itself included.",
-            Gauge,
             status
                 .members
                 .iter()
-                .map(|(s, n)| (labels(&[("status", s)]), *n as f64))
-                .collect(),
-        );
+                .map(|(s, n)| ([("status", s.as_str())], *n)),
+        )?;
         let skew = self.clock_skew();
-        f.labelled(
+        out.gauges(
             "gossamer_peer_clock_ahead_ms",
             "Largest amount a writer's stamps were ahead of this node's clock, per writer.",
-            Gauge,
             skew.iter()
-                .map(|(w, s)| (labels(&[("peer", w.as_str())]), s.ahead_ms as f64))
-                .collect(),
-        );
+                .map(|(w, s)| ([("peer", w.as_str())], s.ahead_ms)),
+        )?;
         let dcs = datacenters(&Node::members(self));
-        let mut by_dc = Vec::new();
-        let (mut mean, mut max) = (Vec::new(), Vec::new());
-        for (dc, s) in &dcs {
-            for (st, n) in &s.by_status {
-                by_dc.push((labels(&[("dc", dc), ("status", st)]), *n as f64));
-            }
-            if let (Some(a), Some(m)) = (s.rtt_mean_ms, s.rtt_max_ms) {
-                mean.push((labels(&[("dc", dc)]), a / 1000.0));
-                max.push((labels(&[("dc", dc)]), m / 1000.0));
-            }
-        }
-        f.labelled(
+        out.gauges(
             "gossamer_members_by_dc",
             "Members known to this node by datacenter and status, itself included.",
-            Gauge,
-            by_dc,
-        );
-        f.labelled(
+            dcs.iter().flat_map(|(dc, s)| {
+                s.by_status
+                    .iter()
+                    .map(move |(st, n)| ([("dc", dc.as_str()), ("status", *st)], *n))
+            }),
+        )?;
+        let rtts = || {
+            dcs.iter().filter_map(|(dc, s)| {
+                let (mean, max) = (s.rtt_mean_ms?, s.rtt_max_ms?);
+                Some(([("dc", dc.as_str())], mean / 1000.0, max / 1000.0))
+            })
+        };
+        out.gauges(
             "gossamer_dc_rtt_mean_seconds",
             "Mean round-trip time to the alive members of each datacenter that have one.",
-            Gauge,
-            mean,
-        );
-        f.labelled(
+            rtts().map(|(dc, mean, _)| (dc, mean)),
+        )?;
+        out.gauges(
             "gossamer_dc_rtt_max_seconds",
             "Largest round-trip time to an alive member of each datacenter.",
-            Gauge,
-            max,
-        );
-        f.gauge(
+            rtts().map(|(dc, _, max)| (dc, max)),
+        )?;
+        out.gauge(
             "gossamer_health_score",
             "Lifeguard local health score: 0 is healthy; probe timing is stretched by score + 1.",
-            self.awareness() as f64,
-        );
+            self.awareness(),
+        )
     }
 
     /// Failure detection counters.
-    pub(super) fn swim_metrics(&self, f: &mut Families) {
-        let e = self.engine_stats();
-        for (name, help, v) in [
-            ("gossamer_probes_total", "Direct probes sent.", e.probes),
-            (
-                "gossamer_probes_failed_total",
-                "Probes answered neither directly nor indirectly within the period.",
-                e.probes_failed,
-            ),
-            (
-                "gossamer_ping_reqs_total",
-                "Indirect probe requests sent.",
-                e.ping_reqs,
-            ),
-            (
-                "gossamer_suspicions_total",
-                "Members this node declared suspect.",
-                e.suspicions,
-            ),
-            (
-                "gossamer_deaths_total",
-                "Members this node declared dead.",
-                e.deaths,
-            ),
-            (
-                "gossamer_members_reaped_total",
-                "Dead or departed members forgotten after the reap timeout.",
-                e.reaped,
-            ),
-            (
-                "gossamer_refutations_total",
-                "Refutations of suspicion about this node.",
-                e.refutations,
-            ),
-            (
-                "gossamer_seed_attempts_total",
-                "Seed contact attempts.",
-                e.seed_attempts,
-            ),
-        ] {
-            f.counter(name, help, v);
-        }
+    fn swim_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        out.table(&self.engine_stats(), SWIM)
     }
 
     /// The key-value store.
+    fn store_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        let status = Node::status(self);
+        out.gauge("gossamer_keys", "Live keys held.", status.keys)?;
+        out.gauge("gossamer_tombstones", "Tombstones held.", status.tombstones)?;
+        out.table(&self.with_store_stats(), STORE)
+    }
+
     /// The data directory's commits: writes acknowledged over commits is the group-commit
     /// factor (absent without a data directory).
-    pub(super) fn persist_metrics(&self, f: &mut Families) {
-        let Some(p) = self.persist_stats() else {
-            return;
-        };
-        for (name, help, v) in [
-            (
-                "gossamer_store_commits_total",
-                "Transactions committed to the data directory's store.",
-                &p.commits,
-            ),
-            (
-                "gossamer_store_fsyncs_total",
-                "Durable commits (each forces the store file to disk once).",
-                &p.fsyncs,
-            ),
-            (
-                "gossamer_store_writes_acked_total",
-                "Local writes acknowledged (with sync durability: after their commit).",
-                &p.writes_acked,
-            ),
-            (
-                "gossamer_store_entries_written_total",
-                "Entries written or removed by commits (local and from peers).",
-                &p.entries_written,
-            ),
-            (
-                "gossamer_store_commit_failures_total",
-                "Commits that failed (the node stops persisting after the first).",
-                &p.failures,
-            ),
-        ] {
-            f.counter_atomic(name, help, v);
-        }
-        f.counter(
-            "gossamer_store_commit_microseconds_total",
-            "Time spent in commits (µs).",
-            p.commit_us.load(std::sync::atomic::Ordering::Relaxed),
-        );
-    }
-
-    pub(super) fn store_metrics(&self, f: &mut Families) {
-        let status = Node::status(self);
-        f.gauge("gossamer_keys", "Live keys held.", status.keys as f64);
-        f.gauge(
-            "gossamer_tombstones",
-            "Tombstones held.",
-            status.tombstones as f64,
-        );
-        let store = self.with_store_stats();
-        for (name, help, v) in [
-            (
-                "gossamer_local_writes_total",
-                "Local writes (sets and deletes).",
-                store.local_writes,
-            ),
-            (
-                "gossamer_remote_applied_total",
-                "Remote updates that changed the state.",
-                store.remote_applied,
-            ),
-            (
-                "gossamer_duplicate_updates_total",
-                "Remote updates already seen (redundant copies).",
-                store.duplicates,
-            ),
-            (
-                "gossamer_conflicts_total",
-                "Concurrent writes resolved by (hlc, writer).",
-                store.conflicts,
-            ),
-            (
-                "gossamer_tombstones_collected_total",
-                "Tombstones removed once every member had seen them and the grace period had passed.",
-                store.tombstones_collected,
-            ),
-            (
-                "gossamer_rebase_dropped_total",
-                "Entries a rebase dropped because the peer had collected a delete over them.",
-                store.rebase_dropped,
-            ),
-            (
-                "gossamer_writers_compacted_total",
-                "Departed writers compacted out of the causal context (their keys gone, their dots seen by every member).",
-                store.writers_compacted,
-            ),
-        ] {
-            f.counter(name, help, v);
+    fn persist_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        match self.persist_stats() {
+            Some(p) => out.table(p, PERSIST),
+            None => Ok(()),
         }
     }
 
-    /// Anti-entropy.
-    pub(super) fn sync_metrics(&self, f: &mut Families) {
-        let e = self.engine_stats();
-        for (name, help, v) in [
-            (
-                "gossamer_syncs_started_total",
-                "Anti-entropy exchanges started.",
-                e.syncs_started,
-            ),
-            (
-                "gossamer_syncs_accepted_total",
-                "Anti-entropy exchanges peers opened with this node.",
-                e.syncs_accepted,
-            ),
-            (
-                "gossamer_syncs_completed_total",
-                "Anti-entropy exchanges completed.",
-                e.syncs_completed,
-            ),
-            (
-                "gossamer_syncs_failed_total",
-                "Anti-entropy exchanges failed.",
-                e.syncs_failed,
-            ),
-            (
-                "gossamer_sync_entries_applied_total",
-                "Entries received by anti-entropy that changed the state.",
-                e.sync_entries_applied,
-            ),
-            (
-                "gossamer_rebases_total",
-                "Rebases against a peer that collected deletes this node may not have seen (it was reaped, partitioned off or new).",
-                e.rebases,
-            ),
-            (
-                "gossamer_fences_refused_total",
-                "Peers' fences ignored because they named dots no writer can have issued yet.",
-                e.fences_refused,
-            ),
-        ] {
-            f.counter(name, help, v);
-        }
-        f.labelled(
+    /// Anti-entropy (its durations are a histogram the runtime records into, registered
+    /// apart).
+    fn sync_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        out.table(&self.engine_stats(), SYNC)?;
+        out.counters(
             "gossamer_writes_refused_total",
             "Peers' writes refused, by reason: unsigned, unknown_writer (no known certificate of the writer holds the key), bad_signature (forged or altered), outside_grant, revoked.",
-            MetricKind::Counter,
-            self.writes_refused()
-                .by_reason()
-                .iter()
-                .map(|(r, n)| (labels(&[("reason", r)]), *n as f64))
-                .collect(),
-        );
-        f.push(self.runtime_stats().sync_duration.metric(
-            "gossamer_sync_duration_seconds",
-            "Duration of the anti-entropy exchanges this node opened and completed (stream open to last frame).",
-        ));
+            "reason",
+            self.writes_refused().by_reason(),
+        )
     }
 
     /// The broadcast queue: gossip items sent and received, drops.
-    pub(super) fn dissemination_metrics(&self, f: &mut Families) {
-        let e = self.engine_stats();
+    fn dissemination_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        out.table(&self.engine_stats(), DISSEMINATION)?;
         let (q, len) = self.queue_stats();
-        for (name, help, v) in [
-            (
-                "gossamer_gossip_items_sent_total",
-                "Gossip items (member updates and key deltas) packed into datagrams.",
-                e.items_out,
-            ),
-            (
-                "gossamer_gossip_items_received_total",
-                "Gossip items received in datagrams.",
-                e.items_in,
-            ),
-            (
-                "gossamer_items_invalid_total",
-                "Received items dropped for breaking a limit.",
-                e.items_invalid,
-            ),
-            (
-                "gossamer_stamps_beyond_drift_total",
-                "Entries stamped further ahead of this node's clock than limits.max_clock_drift_ms (kept; the clock moved only up to the bound).",
-                e.stamps_clamped,
-            ),
-            (
-                "gossamer_sync_joins_skipped_total",
-                "Anti-entropy exchanges that did not join the peer's context: they refused one of its entries, or a rebase happened while they ran.",
-                e.sync_joins_skipped,
-            ),
-            (
-                "gossamer_gc_waiting_total",
-                "Tombstone collection rounds that collected nothing because a member had not yet shown what it has seen.",
-                e.gc_waiting,
-            ),
-            (
-                "gossamer_broadcasts_queued_total",
-                "Broadcasts queued for gossip.",
-                q.queued,
-            ),
-            (
-                "gossamer_broadcasts_superseded_total",
-                "Broadcasts replaced by a newer one on the same key or member.",
-                q.superseded,
-            ),
-            (
-                "gossamer_broadcasts_dropped_total",
-                "Broadcasts dropped because the queue was full (anti-entropy repairs them).",
-                q.dropped_full,
-            ),
-            (
-                "gossamer_broadcasts_oversized_total",
-                "Broadcasts too large for a datagram, sent on a stream instead.",
-                q.oversized,
-            ),
-        ] {
-            f.counter(name, help, v);
-        }
-        f.gauge(
+        out.table(&q, QUEUE)?;
+        // One family, so that each drop is counted once: the total is its sum.
+        out.counters(
+            "gossamer_broadcasts_dropped_total",
+            "Broadcasts dropped because the queue was full, by class (anti-entropy repairs them).",
+            "class",
+            [
+                (
+                    "delta",
+                    q.dropped_full.saturating_sub(q.dropped_full_membership),
+                ),
+                ("membership", q.dropped_full_membership),
+            ],
+        )?;
+        out.gauge(
             "gossamer_broadcast_queue_length",
             "Broadcasts waiting in the queue.",
-            len as f64,
-        );
+            len,
+        )
     }
 
     /// Bandwidth governance: bytes and refusals per traffic class, tokens, back-off,
     /// and what was dropped or put off because of it.
-    pub(super) fn bandwidth_metrics(&self, f: &mut Families) {
+    fn bandwidth_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
         use crate::core::limiter::Traffic;
         let b = self.bandwidth();
-        let e = self.engine_stats();
-        let (q, _) = self.queue_stats();
-        let per_class = |v: &[u64; 5]| -> Vec<(Labels, f64)> {
+        let per_class = |v: &[u64; 5]| -> Vec<(&'static str, u64)> {
             Traffic::ALL
                 .iter()
-                .map(|t| (labels(&[("class", t.name())]), v[*t as usize] as f64))
+                .map(|t| (t.name(), v[*t as usize]))
                 .collect()
         };
-        f.labelled(
+        out.counters(
             "gossamer_gossip_bytes_total",
             "Gossip bytes sent (datagrams and sync streams), by traffic class.",
-            MetricKind::Counter,
+            "class",
             per_class(&b.stats.bytes),
-        );
-        f.labelled(
+        )?;
+        out.counters(
             "gossamer_bandwidth_refused_total",
             "Sends refused for lack of bandwidth tokens, by traffic class.",
-            MetricKind::Counter,
+            "class",
             per_class(&b.stats.refused),
-        );
-        f.labelled(
-            "gossamer_broadcasts_dropped_by_class_total",
-            "Broadcasts dropped from the full queue, by class (anti-entropy repairs them).",
-            MetricKind::Counter,
-            vec![
-                (
-                    labels(&[("class", "delta")]),
-                    (q.dropped_full - q.dropped_full_membership) as f64,
-                ),
-                (
-                    labels(&[("class", "membership")]),
-                    q.dropped_full_membership as f64,
-                ),
-            ],
-        );
-        f.gauge(
+        )?;
+        out.gauge(
             "gossamer_bandwidth_cap_bytes_per_second",
             "Configured gossip bandwidth cap (0 = unlimited).",
-            b.rate as f64,
-        );
-        f.gauge(
+            b.rate,
+        )?;
+        out.gauge(
             "gossamer_bandwidth_tokens_bytes",
             "Tokens in the node's bandwidth bucket now.",
-            b.tokens as f64,
-        );
-        f.gauge(
+            b.tokens,
+        )?;
+        out.gauge(
             "gossamer_bandwidth_backoff_level",
             "Bandwidth back-off level: fanout and delta budgets halve, the anti-entropy interval doubles, per level.",
-            b.backoff_level as f64,
-        );
-        for (name, help, v) in [
-            (
-                "gossamer_inbound_datagrams_dropped_total",
-                "Datagrams dropped by the per-peer inbound cap.",
-                e.inbound_dropped,
-            ),
-            (
-                "gossamer_syncs_deferred_total",
-                "Periodic anti-entropy exchanges put off under bandwidth pressure.",
-                e.syncs_deferred,
-            ),
-            (
-                "gossamer_sends_deferred_total",
-                "Direct membership messages that waited for bandwidth tokens.",
-                e.sends_deferred,
-            ),
-            (
-                "gossamer_sends_deferred_dropped_total",
-                "Direct membership messages dropped after waiting (stale or wait list full).",
-                e.deferred_dropped,
-            ),
-            (
-                "gossamer_bandwidth_backoff_steps_total",
-                "Times the bandwidth back-off stepped up.",
-                e.backoff_steps,
-            ),
-            (
-                "gossamer_claims_refused_total",
-                "Second-hand membership claims refused (a node may speak only for itself).",
-                e.claims_refused,
-            ),
-            (
-                "gossamer_members_refused_full_total",
-                "Members introduced second-hand and refused because the table held max_members.",
-                e.members_refused_full,
-            ),
-            (
-                "gossamer_intros_limited_total",
-                "Members introduced second-hand and refused because the relaying peer had spent its introduction budget.",
-                e.intros_limited,
-            ),
-            (
-                "gossamer_claims_verified_total",
-                "Refused claims verified by asking the member itself.",
-                e.claims_verified,
-            ),
-            (
-                "gossamer_claims_answered_total",
-                "Stale views of this node corrected first-hand.",
-                e.claims_answered,
-            ),
-            (
-                "gossamer_tree_pushes_total",
-                "Updates sent down the broadcast tree (one per child).",
-                e.tree_sent,
-            ),
-            (
-                "gossamer_ids_missing_total",
-                "Update ids announced to this node while it lacked the update.",
-                e.ids_missing,
-            ),
-            (
-                "gossamer_grafts_sent_total",
-                "Missing updates asked for by id.",
-                e.grafts_sent,
-            ),
-            (
-                "gossamer_grafts_answered_total",
-                "Updates sent in answer to a peer's graft.",
-                e.grafts_answered,
-            ),
-            (
-                "gossamer_grafts_abandoned_total",
-                "Missing ids given up after every graft try or not tracked (anti-entropy repairs them).",
-                e.grafts_abandoned + e.grafts_dropped,
-            ),
-            (
-                "gossamer_subtrees_healed_total",
-                "Grafted updates forwarded down this node's span of the writer's tree.",
-                e.subtrees_healed,
-            ),
-        ] {
-            f.counter(name, help, v);
-        }
-        let r = self.runtime_stats();
-        f.counter_atomic(
-            "gossamer_syncs_refused_total",
-            "Sync streams refused because the peer had too many open.",
-            &r.syncs_refused,
-        );
-        f.counter(
-            "gossamer_sync_paced_seconds_total",
-            "Time sync streams waited for bandwidth tokens.",
-            r.sync_paced_us.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000,
-        );
+            b.backoff_level,
+        )?;
+        out.table(&self.engine_stats(), BANDWIDTH)?;
+        out.table(self.runtime_stats(), SYNC_STREAMS)
     }
 
     /// QUIC datagrams, streams, connections and handshakes.
-    pub(super) fn transport_metrics(&self, f: &mut Families) {
-        let r = self.runtime_stats();
-        for (name, help, v) in [
-            (
-                "gossamer_datagrams_sent_total",
-                "Gossip datagrams sent.",
-                &r.datagrams_sent,
-            ),
-            (
-                "gossamer_datagram_bytes_sent_total",
-                "Gossip datagram bytes sent.",
-                &r.datagram_bytes_sent,
-            ),
-            (
-                "gossamer_datagrams_received_total",
-                "Gossip datagrams received.",
-                &r.datagrams_received,
-            ),
-            (
-                "gossamer_datagram_bytes_received_total",
-                "Gossip datagram bytes received.",
-                &r.datagram_bytes_received,
-            ),
-            (
-                "gossamer_datagrams_malformed_total",
-                "Datagrams dropped as malformed.",
-                &r.datagrams_malformed,
-            ),
-            (
-                "gossamer_datagrams_dropped_total",
-                "Datagrams dropped on send (repaired by anti-entropy).",
-                &r.datagrams_dropped,
-            ),
-            (
-                "gossamer_reliable_sent_total",
-                "Oversized updates sent on streams.",
-                &r.reliable_sent,
-            ),
-            (
-                "gossamer_reliable_dropped_total",
-                "Oversized updates dropped: too many in flight, no connection, or past the 5 s deadline (repaired by anti-entropy).",
-                &r.reliable_dropped,
-            ),
-            (
-                "gossamer_sync_bytes_sent_total",
-                "Anti-entropy stream bytes sent.",
-                &r.sync_bytes_sent,
-            ),
-            (
-                "gossamer_sync_bytes_received_total",
-                "Anti-entropy stream bytes received.",
-                &r.sync_bytes_received,
-            ),
-            (
-                "gossamer_frames_malformed_total",
-                "Stream frames refused as malformed.",
-                &r.frames_malformed,
-            ),
-            (
-                "gossamer_identity_mismatch_total",
-                "Peers refused for claiming another node's identity.",
-                &r.identity_mismatch,
-            ),
-            (
-                "gossamer_dial_failures_total",
-                "Failed connection attempts.",
-                &r.dial_failures,
-            ),
-        ] {
-            f.counter_atomic(name, help, v);
-        }
-        f.labelled(
+    fn transport_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        out.table(self.runtime_stats(), TRANSPORT)?;
+        let quic = self.handshake_stats();
+        out.counters(
             "gossamer_handshakes_refused_total",
             "TLS handshakes refused, by reason.",
-            MetricKind::Counter,
-            self.handshake_stats()
-                .snapshot()
-                .refusals()
-                .into_iter()
-                .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
-                .collect(),
-        );
-        f.counter_atomic(
+            "reason",
+            quic.snapshot().refusals(),
+        )?;
+        out.counter(
             "gossamer_handshake_retries_total",
             "QUIC Retry packets sent to incoming connection attempts from unvalidated addresses.",
-            &self.handshake_stats().retries_sent,
-        );
+            get(&quic.retries_sent),
+        )?;
         let admin = self.admin_handshake_stats().snapshot();
-        f.counter(
+        out.counter(
             "gossamer_admin_tls_accepted_total",
             "Admin API client certificates accepted (admin_tls).",
             admin.accepted,
-        );
-        f.labelled(
+        )?;
+        out.counters(
             "gossamer_admin_tls_refused_total",
             "Admin API client certificates refused, by reason (admin_tls).",
-            MetricKind::Counter,
+            "reason",
             admin
                 .refusals()
                 .into_iter()
                 // QUIC admission reasons do not apply to the admin API.
-                .filter(|(r, _)| !matches!(*r, "rate_limited" | "retry_failed"))
-                .map(|(reason, n)| (labels(&[("reason", reason)]), n as f64))
-                .collect(),
-        );
+                .filter(|(r, _)| !matches!(*r, "rate_limited" | "retry_failed")),
+        )
     }
 }

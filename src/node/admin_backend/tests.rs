@@ -66,8 +66,9 @@ async fn metrics_per_datacenter_and_sync_durations() {
     let mut cfg = c.config(2, c.seed_addrs());
     cfg.dc = "dc-b".into();
     c.start_with(cfg).await.unwrap();
-    let first = c.nodes[0].clone();
-    let text = || crate::admin::render_prometheus(&AdminBackend::metrics(&first));
+    // One registry for the whole test: its collectors read the node anew at each scrape.
+    let registry = crate::admin::metrics_registry(Arc::new(c.nodes[0].clone()));
+    let text = || crate::admin::encode_metrics(&registry).unwrap();
     let (ok, _) = local::wait_for(Duration::from_secs(20), || {
         let t = text();
         sample(&t, r#"gossamer_members_by_dc{dc="dc-b",status="alive"}"#) == Some(1.0)
@@ -98,11 +99,32 @@ async fn metrics_per_datacenter_and_sync_durations() {
         "gossamer_health_score",
         "gossamer_suspicions_total",
         "gossamer_deaths_total",
-        "gossamer_broadcasts_dropped_total",
         "gossamer_conflicts_total",
         "gossamer_cert_expiry_seconds",
     ] {
         assert!(t.contains(&format!("\n{name} ")), "{name} missing:\n{t}");
+    }
+    // Queue drops are one family by class, not also a second unlabelled total.
+    for class in ["delta", "membership"] {
+        let series = format!(r#"gossamer_broadcasts_dropped_total{{class="{class}"}}"#);
+        assert!(sample(&t, &series).is_some(), "{series} missing:\n{t}");
+    }
+    assert!(!t.contains("dropped_by_class"), "{t}");
+    // OpenMetrics text: comments, then sample lines `name{labels} value`, then `# EOF`.
+    assert!(t.ends_with("\n# EOF\n"), "{t}");
+    for line in t.lines() {
+        let sample = !line.starts_with('#')
+            && line.starts_with("gossamer_")
+            && line
+                .rsplit_once(' ')
+                .is_some_and(|(_, v)| v.parse::<f64>().is_ok());
+        assert!(
+            sample
+                || ["# HELP ", "# TYPE ", "# EOF"]
+                    .iter()
+                    .any(|p| line.starts_with(p)),
+            "not an OpenMetrics line: {line:?}"
+        );
     }
     // One HELP line per family: sections never repeat a name.
     let helps: Vec<&str> = t.lines().filter(|l| l.starts_with("# HELP ")).collect();

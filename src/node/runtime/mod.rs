@@ -58,7 +58,7 @@ pub struct RuntimeStats {
     /// Dial failures.
     pub dial_failures: AtomicU64,
     /// Durations of completed anti-entropy exchanges this node opened.
-    pub sync_duration: crate::admin::Histogram,
+    pub sync_duration: crate::admin::DurationHistogram,
     /// Sync streams refused because the peer already had `inbound_syncs_per_peer` open.
     pub syncs_refused: AtomicU64,
     /// Time sync streams spent waiting for bandwidth tokens (µs).
