@@ -85,11 +85,14 @@ async fn https_server(
 ) -> (TestServer, Arc<HandshakeStats>) {
     let stats = HandshakeStats::new();
     let s = stats.clone();
-    let source: TlsSource = Arc::new(move || {
-        identity::admin_server_config(&node, &trust, clients, s.clone())
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-    });
+    let source = TlsSource::new(
+        move || {
+            identity::admin_server_config(&node, &trust, clients, s.clone())
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        },
+        stats.clone(),
+    );
     let server = TestServer::start_full(None, Some(source), ServeLimits::default()).await;
     (server, stats)
 }
@@ -135,10 +138,17 @@ async fn the_admin_api_takes_operator_certificates_and_refuses_the_rest() {
     assert!(status.is_ok(), "{status:?}");
     assert_eq!(stats.snapshot().accepted, 1);
 
-    // No client certificate: refused.
+    // No client certificate: refused, and counted although rustls refuses it before the
+    // verifier runs.
     assert!(ca.client(addr.clone(), None).status().await.is_err());
-    // (rustls refuses a missing certificate before the verifier runs; the node's QUIC path
-    // counts that from the handshake error, the admin server does not.)
+    wait_refused(&stats, "no_certificate", 1).await;
+    // Plain HTTP to the HTTPS port: refused, counted as `other`.
+    assert!(AdminClient::new(addr.clone(), None)
+        .with_timeout(Duration::from_secs(5))
+        .status()
+        .await
+        .is_err());
+    wait_refused(&stats, "other", 1).await;
 
     // A node's certificate: refused under `operators`, as a bad identity.
     let (_, n2) = ca.node("n2");

@@ -25,6 +25,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+
+use crate::identity::HandshakeStats;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
@@ -58,10 +60,33 @@ impl Default for ServeLimits {
     }
 }
 
-/// Where the admin server takes the TLS configuration of each new connection: called per
-/// connection, so a certificate reload applies from the next one on. An error (the
-/// certificate in force cannot be used) closes that connection and is logged.
-pub type TlsSource = Arc<dyn Fn() -> Result<Arc<rustls::ServerConfig>, String> + Send + Sync>;
+/// The TLS configuration of each new connection, as a function called per connection.
+type ConfigFn = dyn Fn() -> Result<Arc<rustls::ServerConfig>, String> + Send + Sync;
+
+/// Where the admin server takes the TLS configuration of each new connection, and where it
+/// counts the handshakes that fail before any verifier decides.
+#[derive(Clone)]
+pub struct TlsSource {
+    config: Arc<ConfigFn>,
+    stats: Arc<HandshakeStats>,
+}
+
+impl TlsSource {
+    /// `config` is called per connection, so a certificate reload applies from the next
+    /// one on; an error (the certificate in force cannot be used) closes that connection
+    /// and is logged. `stats` are the counters its verifier counts in: a handshake that
+    /// rustls refuses before the verifier runs (a client without a certificate, a client
+    /// speaking plain HTTP) is counted there too.
+    pub fn new(
+        config: impl Fn() -> Result<Arc<rustls::ServerConfig>, String> + Send + Sync + 'static,
+        stats: Arc<HandshakeStats>,
+    ) -> Self {
+        Self {
+            config: Arc::new(config),
+            stats,
+        }
+    }
+}
 
 /// Serves the admin API on `listener` within `limits` until `shutdown` completes, then
 /// lets the requests in flight finish (for up to `request_timeout`) and returns. With
@@ -106,7 +131,7 @@ pub async fn serve_with(
         let _ = stream.set_nodelay(true);
         let svc = TowerToHyperService::new(app.clone());
         let stop = stop_rx.clone();
-        let acceptor = match tls.as_ref().map(|source| source()) {
+        let acceptor = match tls.as_ref().map(|source| (source.config)()) {
             None => None,
             Some(Ok(config)) => Some(TlsAcceptor::from(config)),
             Some(Err(e)) => {
@@ -114,6 +139,7 @@ pub async fn serve_with(
                 continue;
             }
         };
+        let stats = tls.as_ref().map(|source| source.stats.clone());
         tokio::spawn(async move {
             let stream = IdleTimeout::new(stream, limits.idle_timeout);
             match acceptor {
@@ -122,8 +148,14 @@ pub async fn serve_with(
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), svc, limits, stop).await,
-                        // The verifier logged and counted a refused certificate.
-                        Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake failed"),
+                        // The verifier logged and counted a refused certificate; what
+                        // rustls refused before it is counted here.
+                        Ok(Err(e)) => {
+                            if let Some(stats) = &stats {
+                                stats.record_tls_accept_error(&e);
+                            }
+                            tracing::debug!(error = %e, "admin TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!("admin TLS handshake timed out"),
                     }
                 }

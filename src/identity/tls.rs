@@ -155,6 +155,22 @@ impl HandshakeStats {
         }
     }
 
+    /// Counts a failed TLS handshake of a TCP server (the admin API) if rustls refused it
+    /// before the verifier decided: a client without a certificate (`no_certificate`), or
+    /// another TLS failure such as a client speaking plain HTTP (`other`). Verifier
+    /// decisions are counted by the verifier, and failures below TLS (a reset, a close
+    /// before the handshake) are not refusals. Returns the label counted.
+    pub fn record_tls_accept_error(&self, err: &std::io::Error) -> Option<&'static str> {
+        let tls = err.get_ref()?.downcast_ref::<rustls::Error>()?;
+        let label = match tls {
+            rustls::Error::InvalidCertificate(_) => return None,
+            rustls::Error::NoCertificatesPresented => "no_certificate",
+            _ => "other",
+        };
+        self.count(label);
+        Some(label)
+    }
+
     /// Classifies a failed handshake and counts it if it is a refusal made locally by rustls
     /// that the verifiers have not already counted: a peer that sent no certificate
     /// (`no_certificate`), or another local TLS failure outside certificate verification

@@ -45,17 +45,21 @@ impl Node {
     /// connection without further bookkeeping; admin connections are few.
     fn admin_tls(&self, clients: AdminClients) -> TlsSource {
         let node = self.clone();
-        Arc::new(move || {
-            let transport = node.transport();
-            identity::admin_server_config(
-                &transport.identity(),
-                &transport.trust(),
-                clients,
-                node.inner.admin_handshakes.clone(),
-            )
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-        })
+        let stats = self.inner.admin_handshakes.clone();
+        TlsSource::new(
+            move || {
+                let transport = node.transport();
+                identity::admin_server_config(
+                    &transport.identity(),
+                    &transport.trust(),
+                    clients,
+                    node.inner.admin_handshakes.clone(),
+                )
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+            },
+            stats,
+        )
     }
 
     /// The address the admin API listens on (`None` without one).
