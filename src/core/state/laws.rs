@@ -269,6 +269,25 @@ fn writes_merge_one_by_one_when_only_the_joined_vectors_dominate() {
     assert_eq!(p.siblings.len(), 3, "x is superseded by no single write");
 }
 
+/// A write of `m` to a key of its own whose vector names `b`'s dot `b_dot` (what any
+/// writer may sign: its vector is its word about the key's history).
+fn m_naming_b(b_dot: u64) -> Entry {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut vv = VersionVector::new();
+    vv.set(id("m"), 1);
+    vv.set(id("b"), b_dot);
+    Entry::from_writes(
+        "m/k",
+        vec![Write {
+            value: Some(b"m".to_vec()),
+            vv,
+            hlc: Hlc { ms: 1, lc: 0 },
+            writer: id("m"),
+            sig: Signature::default(),
+        }],
+    )
+}
+
 /// #17 review: a writer's signed vector may name another writer's dots, and a receiver
 /// counted every named dot as seen; with the context clip taking that dot as evidence, a
 /// member's `Open` then claimed the other writer's whole future, and that writer's later
@@ -280,20 +299,7 @@ fn a_dot_named_by_another_writer_does_not_silence_its_writer() {
     let mut a = Store::new(id("a"), Limits::default(), 1);
     let mut b = Store::new(id("b"), Limits::default(), 1);
     // m writes a key of its own, its vector naming b's far future.
-    let mut vv = VersionVector::new();
-    vv.set(id("m"), 1);
-    vv.set(id("b"), 1 << 62);
-    let forged = Entry::from_writes(
-        "m/k",
-        vec![Write {
-            value: Some(b"m".to_vec()),
-            vv,
-            hlc: Hlc { ms: 1, lc: 0 },
-            writer: id("m"),
-            sig: Signature::default(),
-        }],
-    );
-    a.apply(forged, 1).unwrap();
+    a.apply(m_naming_b(1 << 62), 1).unwrap();
     // ... and claims, in its next Open, every dot of b's up to there.
     let mut claim = CausalContext::new();
     claim
@@ -317,20 +323,7 @@ fn a_single_dot_named_by_another_writer_does_not_hide_that_write() {
     let id = |s: &str| NodeId::new(s).unwrap();
     let mut a = Store::new(id("a"), Limits::default(), 1);
     let mut b = Store::new(id("b"), Limits::default(), 1);
-    let mut vv = VersionVector::new();
-    vv.set(id("m"), 1);
-    vv.set(id("b"), b.counter() + 1);
-    let forged = Entry::from_writes(
-        "m/k",
-        vec![Write {
-            value: Some(b"m".to_vec()),
-            vv,
-            hlc: Hlc { ms: 1, lc: 0 },
-            writer: id("m"),
-            sig: Signature::default(),
-        }],
-    );
-    a.apply(forged, 1).unwrap();
+    a.apply(m_naming_b(b.counter() + 1), 1).unwrap();
     let w = b.write("b/x", Some(b"v".to_vec()), 2).unwrap();
     assert!(!a.has_seen(&w), "b's next write counts as seen at a");
     a.apply(w, 2).unwrap();
