@@ -25,11 +25,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-
-use crate::identity::HandshakeStats;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
+
+use crate::identity::HandshakeStats;
 
 use super::{router_with, AdminBackend};
 

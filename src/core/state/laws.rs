@@ -377,3 +377,32 @@ fn a_superseded_writes_gap_closes_with_its_writers_own_claim() {
     assert!(a.context().contains(&id("b"), b_dot));
     assert_eq!(a.get("k"), Some(&b"c"[..]));
 }
+
+/// The fence path: a rebase joins what the peer vouches for and shows, clipped at our
+/// evidence of each writer. Clipped at the dots our entries name instead, a member that
+/// named `b`'s far future in a key of its own could, with a plausible fence, make the
+/// rebase mark `b`'s next writes as seen.
+#[test]
+fn a_rebase_against_a_fence_does_not_reach_past_our_evidence() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut a = Store::new(id("a"), Limits::default(), 1);
+    let mut b = Store::new(id("b"), Limits::default(), 1);
+    let seen = b.write("b/0", Some(b"0".to_vec()), 2).unwrap();
+    a.apply(seen, 2).unwrap();
+    a.apply(m_naming_b(b.counter() + 1_000), 2).unwrap();
+    // m vouches for (and shows) every dot of b's up to the one it named.
+    let mut fence = CausalContext::new();
+    fence.0.insert(
+        id("b"),
+        RangeSet::from_ranges(vec![(1, b.counter() + 1_000)]),
+    );
+    let probe = a.probe_rebase(&fence, &fence, 3, 1);
+    a.finish_rebase(probe, &fence);
+    let w = b.write("b/x", Some(b"v".to_vec()), 4).unwrap();
+    assert!(
+        !a.has_seen(&w),
+        "b's next write counts as seen after the rebase"
+    );
+    a.apply(w, 4).unwrap();
+    assert_eq!(a.get("b/x"), Some(&b"v"[..]));
+}

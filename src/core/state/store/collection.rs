@@ -174,14 +174,15 @@ impl Store {
             }
         }
         for (w, vouched) in &probe.vouched.0 {
-            let held = self.held_max(w).max(self.ctx.max(w));
-            if let (Some(shown), true) = (peer_ctx.ranges(w), held > 0) {
-                if self
-                    .ctx
-                    .join_writer(w, &vouched.intersection(shown).clipped(held))
-                {
-                    self.tracker.ctx();
-                }
+            // Clipped at our evidence of `w` (its writes we received), not at the dots
+            // our entries name: another writer may name any dot of `w`'s in a key of its
+            // own, and with a plausible fence would then reach `w`'s future.
+            let Some(shown) = peer_ctx.ranges(w) else {
+                continue;
+            };
+            let clipped = vouched.intersection(shown).clipped(self.ctx.max(w));
+            if self.ctx.join_writer(w, &clipped) {
+                self.tracker.ctx();
             }
         }
         self.fence.adopted.join(&probe.vouched);
