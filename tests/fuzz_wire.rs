@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use gossamer::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
 };
-use gossamer::core::state::{CausalContext, Entry, Hlc, RangeSet, Signature, VersionVector, Write};
+use gossamer::core::state::{
+    CausalContext, Entry, Hlc, Proof, RangeSet, Signature, VersionVector, Write,
+};
 use gossamer::core::NodeId;
 use gossamer::{transport, wire};
 use proptest::prelude::*;
@@ -228,8 +230,13 @@ fn signature() -> impl Strategy<Value = Signature> {
     (
         prop_oneof![Just(0), any::<u64>()],
         proptest::collection::vec(any::<u8>(), 0..70),
+        proptest::option::of((any::<u32>(), proptest::collection::vec(any::<u8>(), 0..130))),
     )
-        .prop_map(|(key, bytes)| Signature { key, bytes })
+        .prop_map(|(key, bytes, proof)| Signature {
+            key,
+            bytes,
+            proof: proof.map(|(index, path)| Proof { index, path }),
+        })
 }
 
 /// A write as concurrent entries carry it (the decoder checks no structure: the store does).

@@ -35,9 +35,15 @@ pub enum Refusal {
 
 /// Signs this node's writes and judges other writers'.
 pub trait Authority: Send {
-    /// Signs `bytes` (a write's [`signed_bytes`](super::state::signed_bytes)) with this
-    /// node's key.
+    /// Signs `bytes` (the [`batch_bytes`](super::state::batch_proof::batch_bytes) of a
+    /// batch of writes) with this node's key.
     fn sign(&mut self, bytes: &[u8]) -> Signature;
+
+    /// Whether [`Authority::sign`] signs at all; `false` leaves writes unsigned and
+    /// spares the engine hashing them.
+    fn signs(&self) -> bool {
+        true
+    }
 
     /// Whether this node's grant lets it write `key`.
     fn may_write(&self, key: &str) -> Result<(), Refusal>;
@@ -53,6 +59,10 @@ pub struct Unsigned;
 impl Authority for Unsigned {
     fn sign(&mut self, _bytes: &[u8]) -> Signature {
         Signature::default()
+    }
+
+    fn signs(&self) -> bool {
+        false
     }
 
     fn may_write(&self, _key: &str) -> Result<(), Refusal> {

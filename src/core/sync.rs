@@ -117,6 +117,8 @@ impl Exchange {
         peer: NodeId,
         kind: SyncKind,
     ) -> (Self, Vec<SyncFrame>) {
+        // Our unsigned writes are signed (and sent) before any frame can carry them.
+        engine.seal_writes();
         engine.sync_started();
         let mut ex = Self::new(peer, Role::Initiator, Some(kind));
         ex.probe = engine.sync_probe_for(now, &ex.peer);
@@ -174,6 +176,7 @@ impl Exchange {
         now: Now,
         frame: SyncFrame,
     ) -> Result<Step, SyncError> {
+        engine.seal_writes();
         if self.done {
             return Err(SyncError::AfterEnd {
                 peer: self.peer.clone(),

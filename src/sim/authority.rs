@@ -38,6 +38,7 @@ impl Authority for SimAuthority {
         Signature {
             key: 1,
             bytes: hmac::sign(&self.key_of(&self.me), bytes).as_ref().to_vec(),
+            proof: None,
         }
     }
 
@@ -54,7 +55,7 @@ impl Authority for SimAuthority {
         }
         hmac::verify(
             &self.key_of(&write.writer),
-            &write.signed_bytes(key),
+            &write.signed_message(key).ok_or(Refusal::BadSignature)?,
             &write.sig.bytes,
         )
         .map_err(|_| Refusal::BadSignature)

@@ -1,5 +1,7 @@
-//! Local writes: sets and deletes through the node's grant and signature, and
-//! gossamer's own values; each is disseminated at once.
+//! Local writes: sets and deletes through the node's grant, and gossamer's own values.
+//! A write enters the store at once and leaves the node when it is sealed: signed with
+//! every other write made since the last seal ([`Engine::seal_writes`]), and sent with
+//! them in shared datagrams.
 
 use super::{tree, Engine, Event, Output};
 use crate::core::dissemination::{Class, Topic};
@@ -22,7 +24,7 @@ impl Engine {
     }
 
     fn write(&mut self, now: Now, key: &str, value: Option<Vec<u8>>) -> Result<Entry, StateError> {
-        self.tick(now);
+        self.advance_clock(now);
         if is_system_key(key) {
             return Err(StateError::KeyControl {
                 found: SYSTEM_PREFIX,
@@ -43,7 +45,7 @@ impl Engine {
         name: &str,
         value: Vec<u8>,
     ) -> Result<Entry, StateError> {
-        self.tick(now);
+        self.advance_clock(now);
         self.write_any(now, &format!("{SYSTEM_PREFIX}{name}"), Some(value))
     }
 
@@ -53,34 +55,58 @@ impl Engine {
         key: &str,
         value: Option<Vec<u8>>,
     ) -> Result<Entry, StateError> {
-        let authorship = &mut self.authorship;
-        let e = self
-            .store
-            .write_signed(key, value, now.wall_ms, |b| authorship.sign(b))?;
+        let e = self.store.write(key, value, now.wall_ms)?;
+        let full = self.authorship.note_unsealed(key, e.vv.get(self.id()));
         self.out.push_back(Output::Event(Event::Kv {
             entry: e.clone(),
             local: true,
             conflict: false,
         }));
-        if self.tree_mode() {
-            self.announce(&e);
-            let mut batches = tree::Batches::new();
-            let me = self.id().clone();
-            self.tree_forward(&mut batches, &e, &me);
-            self.send_tree_batches(batches);
-            self.relay_to_other_dcs(&e);
-        } else if self.cfg.push_deltas {
-            let budget = self.delta_budget();
-            let seq = self.queue.push(
-                Topic::Key(e.key.clone()),
-                Class::Delta,
-                Item::Delta(e.clone()),
-                budget,
-            );
-            let peers = self.pick_local_peers(self.fanout(), None);
-            self.push_to(&peers, None, &[seq]);
-            self.relay_to_other_dcs(&e);
+        if full {
+            // Writers faster than the driver seal their own full batch: the burst a
+            // seal sends stays one batch, and writers feel the cost of what they send.
+            self.seal_writes();
         }
         Ok(e)
+    }
+
+    /// Signs every local write not signed yet and disseminates them together. Runs
+    /// before anything can leave the node (every input, every polled output, every
+    /// drain of changes for persistence), so no unsigned write is sent or persisted.
+    pub(crate) fn seal_writes(&mut self) {
+        if !self.authorship.has_unsealed() {
+            return;
+        }
+        let (sealed, signatures) = self.authorship.seal(&mut self.store);
+        self.stats.write_signatures += signatures;
+        if self.tree_mode() {
+            let me = self.id().clone();
+            let mut batches = tree::Batches::new();
+            for e in &sealed {
+                self.announce(e);
+                self.tree_forward(&mut batches, e, &me);
+            }
+            self.send_tree_batches(batches);
+        } else if self.cfg.push_deltas {
+            let budget = self.delta_budget();
+            let seqs: Vec<u64> = sealed
+                .iter()
+                .map(|e| {
+                    self.queue.push(
+                        Topic::Key(e.key.clone()),
+                        Class::Delta,
+                        Item::Delta(e.clone()),
+                        budget,
+                    )
+                })
+                .collect();
+            let peers = self.pick_local_peers(self.fanout(), None);
+            self.push_to(&peers, None, &seqs);
+        }
+        if self.tree_mode() || self.cfg.push_deltas {
+            for e in &sealed {
+                self.relay_to_other_dcs(e);
+            }
+        }
     }
 }

@@ -161,7 +161,13 @@ impl Engine {
         }
     }
 
+    /// Every input but a local write: our unsigned writes leave first.
     fn tick(&mut self, now: Now) {
+        self.advance_clock(now);
+        self.seal_writes();
+    }
+
+    fn advance_clock(&mut self, now: Now) {
         self.clock_us = self.clock_us.max(now.mono_us);
     }
 
@@ -265,7 +271,9 @@ impl Engine {
     /// A copy of the whole state, as `Engine::new` takes it back. O(state): the runtime
     /// persists incrementally with [`Engine::take_changes`] instead; this serves tools
     /// and tests (and is the format of the `state.cbor` files of earlier versions).
-    pub fn persisted(&self) -> Persisted {
+    /// Seals our unsigned writes first, as every other way out of the engine does.
+    pub fn persisted(&mut self) -> Persisted {
+        self.seal_writes();
         Persisted {
             store: self.store.snapshot(),
             incarnation: self.members.me().incarnation,
@@ -274,6 +282,7 @@ impl Engine {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.seal_writes();
         self.out.pop_front()
     }
 

@@ -49,6 +49,8 @@ impl Engine {
     /// Drains what changed since the previous call: O(changed entries + context),
     /// never a copy of the whole state.
     pub fn take_changes(&mut self) -> Changes {
+        // Never persist an unsigned write: after a crash it could not be sent.
+        self.seal_writes();
         let incarnation = self.incarnation_changed();
         if let Some(inc) = incarnation {
             self.persisted_inc = Some(inc);

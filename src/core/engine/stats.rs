@@ -15,6 +15,8 @@ pub struct EngineStats {
     pub items_in: u64,
     /// Items received that broke a limit or rule, dropped.
     pub items_invalid: u64,
+    /// Signatures made over batches of this node's writes (one per batch).
+    pub write_signatures: u64,
     /// Anti-entropy exchanges this node opened.
     pub syncs_started: u64,
     /// Anti-entropy exchanges peers opened with this node.

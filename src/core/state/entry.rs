@@ -164,8 +164,10 @@ impl Entry {
         if self.vv.dots().next().is_none() {
             return Err(StateError::EmptyVersionVector);
         }
-        if self.sig.bytes.len() > MAX_SIGNATURE_LEN {
-            return Err(StateError::Malformed("signature too long"));
+        if !signature_fits(&self.sig) {
+            return Err(StateError::Malformed(
+                "signature too long or batch proof malformed",
+            ));
         }
         if !self.siblings.is_empty() {
             self.validate_siblings(limits)?;
@@ -186,7 +188,7 @@ impl Entry {
             return Err(StateError::Malformed("siblings name too many dots"));
         }
         for w in &self.siblings {
-            if w.sig.bytes.len() > MAX_SIGNATURE_LEN || w.vv.len() > limits.max_vv_len {
+            if !signature_fits(&w.sig) || w.vv.len() > limits.max_vv_len {
                 return Err(StateError::Malformed("sibling too large"));
             }
             if let Some(v) = &w.value {
@@ -272,6 +274,11 @@ impl Entry {
     fn rank_cmp(&self, other: &Entry) -> Ordering {
         (self.hlc, &self.writer, &self.value).cmp(&(other.hlc, &other.writer, &other.value))
     }
+}
+
+/// Whether a peer's signature has a size and, if batched, a proof shape we accept.
+fn signature_fits(sig: &Signature) -> bool {
+    sig.bytes.len() <= MAX_SIGNATURE_LEN && sig.proof.as_ref().is_none_or(|p| p.is_well_formed())
 }
 
 /// The tie-break order of writes: (hlc, writer, value, signature); the signature only

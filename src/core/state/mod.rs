@@ -1,6 +1,7 @@
 //! The replicated key-value state: version vectors, HLC stamps, merge, the causal
 //! context digest, anti-entropy diffs and tombstones (DESIGN.md sections 2 and 3).
 
+pub mod batch_proof;
 mod changes;
 mod context;
 mod entry;
@@ -12,6 +13,7 @@ mod store_stats;
 mod vv;
 mod write;
 
+pub use batch_proof::{Proof, MAX_BATCH, MAX_BATCH_HEIGHT};
 pub use changes::StoreChanges;
 pub use context::{CausalContext, RangeSet};
 pub use entry::{merge, Entry, Limits, Merged, StateError, MAX_SIBLINGS, MAX_SIBLING_DOTS};

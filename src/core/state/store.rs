@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::changes::{Lease, StoreChanges, Tracker};
 use super::entry::{merge, Merged};
 use super::store_stats::StoreStats;
-use super::{
-    signed_bytes, CausalContext, Entry, Fence, Hlc, HlcClock, Limits, Signature, StateError,
-};
+use super::{CausalContext, Entry, Fence, Hlc, HlcClock, Limits, Signature, StateError, Write};
 use crate::core::NodeId;
 
 mod collection;
@@ -221,24 +219,14 @@ impl Store {
         self.entries.values()
     }
 
-    /// A local write (`Some(value)`) or delete (`None`), unsigned (tests and embedders
-    /// without identities). Returns the new entry, which the caller disseminates.
+    /// A local write (`Some(value)`) or delete (`None`), not signed yet: the engine
+    /// signs its writes in batches ([`Store::seal`]) before any of them leaves the
+    /// node. Returns the new entry.
     pub fn write(
         &mut self,
         key: &str,
         value: Option<Vec<u8>>,
         wall_ms: u64,
-    ) -> Result<Entry, StateError> {
-        self.write_signed(key, value, wall_ms, |_| Signature::default())
-    }
-
-    /// A local write signed by `sign`, which gets the write's [`signed_bytes`].
-    pub fn write_signed(
-        &mut self,
-        key: &str,
-        value: Option<Vec<u8>>,
-        wall_ms: u64,
-        sign: impl FnOnce(&[u8]) -> Signature,
     ) -> Result<Entry, StateError> {
         if key.is_empty() || key.len() > self.limits.max_key_len {
             return Err(StateError::KeyLength {
@@ -291,14 +279,13 @@ impl Store {
         self.counter = counter;
         self.extend_lease_early();
         let hlc = self.clock.tick(wall_ms);
-        let sig = sign(&signed_bytes(key, value.as_deref(), &vv, hlc, &self.me));
         let e = Entry {
             key: key.to_string(),
             value,
             vv,
             hlc,
             writer: self.me.clone(),
-            sig,
+            sig: Signature::default(),
             siblings: Vec::new(),
         };
         self.ctx.insert(&self.me.clone(), self.counter);
@@ -307,6 +294,41 @@ impl Store {
         self.put(e.clone());
         self.stats.local_writes += 1;
         Ok(e)
+    }
+
+    /// Our write `counter` to `key`, if the entry still holds it (a later write of ours
+    /// supersedes it): what [`Store::seal`] signs.
+    pub fn own_write(&self, key: &str, counter: u64) -> Option<Write> {
+        self.entries
+            .get(key)?
+            .writes()
+            .into_iter()
+            .find(|w| w.writer == self.me && w.vv.get(&self.me) == counter)
+    }
+
+    /// Sets the signature of our write `counter` to `key`, if the entry still holds it.
+    pub fn seal(&mut self, key: &str, counter: u64, sig: Signature) {
+        let Some(k) = self.entries.get_key_value(key).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let e = self.entries.get_mut(&k).expect("just found");
+        let me = &self.me;
+        let ours = |w: &NodeId, vv: &super::VersionVector| w == me && vv.get(me) == counter;
+        if e.siblings.is_empty() {
+            if !ours(&e.writer, &e.vv) {
+                return;
+            }
+            e.sig = sig;
+        } else {
+            let Some(w) = e.siblings.iter_mut().find(|w| ours(&w.writer, &w.vv)) else {
+                return;
+            };
+            w.sig = sig.clone();
+            if ours(&e.writer, &e.vv) {
+                e.sig = sig;
+            }
+        }
+        self.tracker.key(&k);
     }
 
     /// Whether every write `remote` holds is one we have seen (it or what superseded

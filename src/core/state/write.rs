@@ -8,13 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::batch_proof::{batch_bytes, leaf, Proof};
 use super::{Hlc, VersionVector};
 use crate::core::NodeId;
 
 /// Longest signature accepted (ECDSA P-256 and Ed25519 are 64 bytes; room for others).
 pub const MAX_SIGNATURE_LEN: usize = 132;
 
-/// A writer's signature over one write, naming which of its keys made it.
+/// A writer's signature over one write, or over the batch of writes it belongs to,
+/// naming which of its keys made it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Signature {
     /// Which key of the writer signed: the first 8 bytes of the SHA-256 of the key's
@@ -23,6 +25,10 @@ pub struct Signature {
     /// The signature bytes; empty for an unsigned write.
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
+    /// The write's path to the batch root the signature covers; `None` when the
+    /// signature covers this write alone (writes of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
 }
 
 impl Signature {
@@ -33,7 +39,7 @@ impl Signature {
 
     /// True for the default value, which the encoding leaves out.
     pub fn is_default(&self) -> bool {
-        self.key == 0 && self.bytes.is_empty()
+        self.key == 0 && self.bytes.is_empty() && self.proof.is_none()
     }
 }
 
@@ -94,6 +100,17 @@ impl Write {
     /// The bytes this write's signature covers, for a write of `key`.
     pub fn signed_bytes(&self, key: &str) -> Vec<u8> {
         signed_bytes(key, self.value.as_deref(), &self.vv, self.hlc, &self.writer)
+    }
+
+    /// The bytes this write's signature must verify over, for a write of `key`: the
+    /// root of its batch when it carries a [`Proof`], else its own signed bytes.
+    /// `None` when the proof is malformed.
+    pub fn signed_message(&self, key: &str) -> Option<Vec<u8>> {
+        let bytes = self.signed_bytes(key);
+        match &self.sig.proof {
+            None => Some(bytes),
+            Some(p) => p.root(leaf(&bytes)).map(|r| batch_bytes(&r, p.height())),
+        }
     }
 
     /// This write's own dot: its writer's counter in its vector.

@@ -185,6 +185,11 @@ const SYNC: &[CounterDef<EngineStats>] = &[
         |e| e.rebases,
     ),
     (
+        "gossamer_write_signatures_total",
+        "Signatures made over batches of this node's writes (one per batch, up to 64 writes each).",
+        |e| e.write_signatures,
+    ),
+    (
         "gossamer_fences_refused_total",
         "Peers' fences ignored because they named dots no writer can have issued yet.",
         |e| e.fences_refused,

@@ -72,6 +72,43 @@ struct Inner {
     writers: HashMap<NodeId, Vec<WriterKey>>,
     rng: ring::rand::SystemRandom,
     wall_ms: fn() -> u64,
+    verified_roots: RecentSet<(u64, Vec<u8>)>,
+}
+
+/// Batch roots whose signature verified, by signing key: the most recent
+/// [`VERIFIED_ROOTS`]. A key revoked later is refused before this is consulted.
+pub const VERIFIED_ROOTS: usize = 4096;
+
+/// A set that forgets its oldest members beyond a capacity.
+struct RecentSet<T> {
+    members: std::collections::HashSet<T>,
+    order: std::collections::VecDeque<T>,
+    cap: usize,
+}
+
+impl<T: Clone + Eq + std::hash::Hash> RecentSet<T> {
+    fn new(cap: usize) -> Self {
+        Self {
+            members: Default::default(),
+            order: Default::default(),
+            cap,
+        }
+    }
+
+    fn contains(&self, t: &T) -> bool {
+        self.members.contains(t)
+    }
+
+    fn insert(&mut self, t: T) {
+        if self.members.insert(t.clone()) {
+            self.order.push_back(t);
+            if self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.members.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 /// Signs as this node, verifies every writer; cheap to clone (shared state), so the
@@ -102,6 +139,7 @@ impl NodeAuthority {
             writers,
             rng: ring::rand::SystemRandom::new(),
             wall_ms,
+            verified_roots: RecentSet::new(VERIFIED_ROOTS),
         }))))
     }
 
@@ -153,6 +191,14 @@ impl NodeAuthority {
         Ok(())
     }
 
+    /// Whether a certificate of `writer`'s verified here (its writes can be judged).
+    pub fn knows(&self, writer: &NodeId) -> bool {
+        self.lock()
+            .writers
+            .get(writer)
+            .is_some_and(|k| !k.is_empty())
+    }
+
     /// The value this node should publish under [`certs_key`], given what it published
     /// before (`previous`): the current chain first, then earlier chains, deduplicated by
     /// key and bounded. `None` when `previous` already starts with the current chain.
@@ -186,6 +232,7 @@ impl Authority for NodeAuthority {
         Signature {
             key: g.signer_id,
             bytes: sig,
+            proof: None,
         }
     }
 
@@ -228,7 +275,19 @@ impl Authority for NodeAuthority {
                 allowed: k.grant.allowed().unwrap_or_default().to_vec(),
             });
         }
-        check_signature(k, &write.signed_bytes(key), &write.sig.bytes)
+        let message = write.signed_message(key).ok_or(Refusal::BadSignature)?;
+        if write.sig.proof.is_none() {
+            return check_signature(k, &message, &write.sig.bytes);
+        }
+        // A batch root: checked once, then every other write of the batch only walks
+        // its path to it.
+        let root = (k.id, message);
+        if g.verified_roots.contains(&root) {
+            return Ok(());
+        }
+        check_signature(k, &root.1, &write.sig.bytes)?;
+        g.verified_roots.insert(root);
+        Ok(())
     }
 }
 
@@ -260,7 +319,11 @@ impl Inner {
             } else {
                 Refusal::UnknownWriter
             })?;
-        check_signature(signer, &write.signed_bytes(key), &write.sig.bytes)?;
+        check_signature(
+            signer,
+            &write.signed_message(key).ok_or(Refusal::BadSignature)?,
+            &write.sig.bytes,
+        )?;
         let known = self.writers.entry(write.writer.clone()).or_default();
         for k in keys {
             if !known.iter().any(|o| o.id == k.id) {

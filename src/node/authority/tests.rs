@@ -179,3 +179,86 @@ fn only_a_writer_may_write_its_own_certificate_key() {
         Err(Refusal::OutsideGrant { .. })
     ));
 }
+
+/// `n` writes of `writer`'s (keys `k0`, `k1`, ...) signed as one batch, the way the
+/// engine seals them.
+fn batch(signer: &mut NodeAuthority, writer: &str, n: usize) -> Vec<(String, Write)> {
+    use crate::core::state::batch_proof::{batch_bytes, build, leaf};
+    let mut writes: Vec<(String, Write)> = (0..n)
+        .map(|i| {
+            let mut vv = VersionVector::new();
+            vv.set(node(writer), 10 + i as u64);
+            let w = Write {
+                value: Some(format!("v{i}").into_bytes()),
+                vv,
+                hlc: Hlc {
+                    ms: wall_ms(),
+                    lc: i as u32,
+                },
+                writer: node(writer),
+                sig: Signature::default(),
+            };
+            (format!("k{i}"), w)
+        })
+        .collect();
+    let leaves: Vec<_> = writes
+        .iter()
+        .map(|(k, w)| leaf(&w.signed_bytes(k)))
+        .collect();
+    let (root, height, proofs) = build(&leaves);
+    let sig = signer.sign(&batch_bytes(&root, height));
+    for ((_, w), p) in writes.iter_mut().zip(proofs) {
+        w.sig = sig.clone();
+        w.sig.proof = Some(p);
+    }
+    writes
+}
+
+/// #17: one signature over a batch; each write still verifies on its own, and nothing
+/// a relay does to one write (value, key, path, place in the batch) passes, even once
+/// the batch's root is known good.
+#[test]
+fn a_batch_signature_verifies_each_write_and_no_altered_one() {
+    let f = Fleet::new();
+    let mut a = NodeAuthority::new(&f.identity("a", &[]), &f.trust, wall_ms).unwrap();
+    let mut b = NodeAuthority::new(&f.identity("b", &[]), &f.trust, wall_ms).unwrap();
+    let certs = certs_write(&mut a, "a", None, 1);
+    b.verify(&certs_key(&node("a")), &certs).unwrap();
+    let writes = batch(&mut a, "a", 5);
+    // Out of order and one by one, as anti-entropy may deliver them.
+    for (k, w) in writes.iter().rev() {
+        b.verify(k, w).unwrap();
+    }
+    let (k1, w1) = &writes[1];
+    let mut altered = w1.clone();
+    altered.value = Some(b"x".to_vec());
+    assert_eq!(b.verify(k1, &altered), Err(Refusal::BadSignature));
+    assert_eq!(b.verify("k3", w1), Err(Refusal::BadSignature), "moved key");
+    let mut moved = w1.clone();
+    moved.sig.proof = writes[3].1.sig.proof.clone();
+    assert_eq!(
+        b.verify(k1, &moved),
+        Err(Refusal::BadSignature),
+        "other place"
+    );
+    let mut bent = w1.clone();
+    bent.sig.proof.as_mut().unwrap().path[0] ^= 1;
+    assert_eq!(b.verify(k1, &bent), Err(Refusal::BadSignature), "bent path");
+    // A root b checked before does not vouch for a different write with a bad signature.
+    let mut forged = w1.clone();
+    forged.sig.bytes[0] ^= 1;
+    forged.value = Some(b"y".to_vec());
+    assert_eq!(b.verify(k1, &forged), Err(Refusal::BadSignature));
+    // Another writer's batch claimed in a's name.
+    let mut m = NodeAuthority::new(&f.identity("m", &[]), &f.trust, wall_ms).unwrap();
+    let (mk, mw) = batch(&mut m, "a", 2).remove(0);
+    assert!(b.verify(&mk, &mw).is_err(), "m signs in a's name");
+
+    // Revoking a after its root was verified: the next write of that batch is refused.
+    let mut revoked = RevocationList::new();
+    revoked.revoke_node(node("a"));
+    let trust = f.trust.clone().with_revocation_list(revoked);
+    let b_id = f.identity("b", &[]);
+    b.renew(&b_id, &trust, &b_id.cluster).unwrap();
+    assert_eq!(b.verify(k1, w1), Err(Refusal::Revoked));
+}
