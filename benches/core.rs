@@ -351,6 +351,60 @@ fn bench_authorship(c: &mut Criterion) {
     g.bench_function("verify/p256_100B", |bch| {
         bch.iter(|| b.verify("bench/key", black_box(&w)).expect("verifies"))
     });
+    // The engine's way: one signature over the hash tree of a batch of writes.
+    let unsigned = |n: u64, round: u64| -> Vec<(String, Write)> {
+        (0..n)
+            .map(|i| {
+                let mut vv = vv(4, 7);
+                vv.set(id("a"), round * 1000 + i + 3);
+                let w = Write {
+                    value: Some(vec![0x5a; 100]),
+                    vv,
+                    hlc: Hlc { ms: WALL_MS, lc: 0 },
+                    writer: id("a"),
+                    sig: Default::default(),
+                };
+                (format!("bench/{i}"), w)
+            })
+            .collect()
+    };
+    let seal = |a: &mut NodeAuthority, writes: &mut [(String, Write)]| {
+        use gossamer::core::state::batch_proof::{batch_bytes, build, leaf};
+        let leaves: Vec<_> = writes
+            .iter()
+            .map(|(k, w)| leaf(&w.signed_bytes(k)))
+            .collect();
+        let (root, height, proofs) = build(&leaves);
+        let sig = a.sign(&batch_bytes(&root, height));
+        for ((_, w), p) in writes.iter_mut().zip(proofs) {
+            w.sig = sig.clone();
+            w.sig.proof = Some(p);
+        }
+    };
+    g.bench_function("seal/p256_batch_of_64_100B", |bch| {
+        bch.iter_batched(
+            || unsigned(64, 0),
+            |mut ws| seal(&mut a, &mut ws),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut round = 0;
+    g.bench_function("verify/p256_batch_of_64_100B", |bch| {
+        bch.iter_batched(
+            || {
+                round += 1;
+                let mut ws = unsigned(64, round);
+                seal(&mut a, &mut ws);
+                ws
+            },
+            |ws| {
+                for (k, w) in &ws {
+                    b.verify(k, w).expect("verifies");
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 

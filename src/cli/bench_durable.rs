@@ -140,6 +140,14 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
     if !ok {
         anyhow::bail!("the nodes did not join within 30 s");
     }
+    // Signed writes: measure the steady state, not the start-up moment when a writer's
+    // certificates have not reached every node yet (its writes are refused, then
+    // fetched again by anti-entropy).
+    let (ok, _) =
+        gossamer::node::local::wait_for(Duration::from_secs(30), || c.writers_known()).await;
+    if !ok {
+        anyhow::bail!("the nodes did not learn each other's certificates within 30 s");
+    }
     let nodes = c.nodes.clone();
     let (writers, writes, size) = (a.writers, a.writes, a.value_size);
     let start = Instant::now();

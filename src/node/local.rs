@@ -156,6 +156,14 @@ impl LocalCluster {
         self.nodes.iter().all(|x| x.alive_count() == n)
     }
 
+    /// True once every node can verify every node's writes (each holds every writer's
+    /// certificates): a write load started earlier has writes refused and refetched.
+    pub fn writers_known(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| self.nodes.iter().all(|w| n.can_verify(&w.id())))
+    }
+
     /// True once every node holds the same value for `key` (`None`: absent everywhere).
     pub fn agree_on(&self, key: &str, value: Option<&[u8]>) -> bool {
         self.nodes

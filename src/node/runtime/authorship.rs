@@ -81,4 +81,14 @@ impl Node {
     pub fn write_grant(&self) -> Option<crate::identity::Grant> {
         self.inner.authority.as_ref().map(NodeAuthority::grant)
     }
+
+    /// Whether this node can verify `writer`'s writes: it holds a certificate of the
+    /// writer's that verified (always true when writes are not signed). Until then the
+    /// writer's writes are refused (`unknown_writer`) and fetched again later.
+    pub fn can_verify(&self, writer: &NodeId) -> bool {
+        self.inner
+            .authority
+            .as_ref()
+            .is_none_or(|a| a.knows(writer))
+    }
 }
