@@ -369,17 +369,7 @@ fn bench_authorship(c: &mut Criterion) {
             .collect()
     };
     let seal = |a: &mut NodeAuthority, writes: &mut [(String, Write)]| {
-        use gossamer::core::state::batch_proof::{batch_bytes, build, leaf};
-        let leaves: Vec<_> = writes
-            .iter()
-            .map(|(k, w)| leaf(&w.signed_bytes(k)))
-            .collect();
-        let (root, height, proofs) = build(&leaves);
-        let sig = a.sign(&batch_bytes(&root, height));
-        for ((_, w), p) in writes.iter_mut().zip(proofs) {
-            w.sig = sig.clone();
-            w.sig.proof = Some(p);
-        }
+        gossamer::core::state::batch_proof::sign_batch(writes, |b| a.sign(b));
     };
     g.bench_function("seal/p256_batch_of_64_100B", |bch| {
         bch.iter_batched(

@@ -10,8 +10,8 @@
 //! receiver.
 
 use crate::core::authority::{Authority, Refusal, RefusalCounts, Unsigned};
-use crate::core::state::batch_proof::{self, batch_bytes, leaf};
-use crate::core::state::{Entry, Store, MAX_BATCH};
+use crate::core::state::batch_proof::sign_batch;
+use crate::core::state::{Entry, Store, Write, MAX_BATCH};
 
 /// Signs and verifies writes through the node's [`Authority`].
 pub(super) struct Authorship {
@@ -60,31 +60,23 @@ impl Authorship {
     /// signatures made.
     pub(super) fn seal(&mut self, store: &mut Store) -> (Vec<Entry>, u64) {
         let noted = std::mem::take(&mut self.unsealed);
-        let mut writes = Vec::with_capacity(noted.len());
-        for (key, counter) in noted {
-            if let Some(w) = store.own_write(&key, counter) {
-                writes.push((key, counter, w));
-            }
-        }
-        let signs = self.authority.signs();
+        let mut writes: Vec<(String, Write)> = noted
+            .into_iter()
+            .filter_map(|(key, counter)| store.own_write(&key, counter).map(|w| (key, w)))
+            .collect();
         let mut signatures = 0;
-        for batch in writes.chunks(MAX_BATCH).filter(|_| signs) {
-            let leaves: Vec<_> = batch
-                .iter()
-                .map(|(k, _, w)| leaf(&w.signed_bytes(k)))
-                .collect();
-            let (root, height, proofs) = batch_proof::build(&leaves);
-            let sig = self.authority.sign(&batch_bytes(&root, height));
-            signatures += 1;
-            for ((key, counter, _), proof) in batch.iter().zip(proofs) {
-                let mut s = sig.clone();
-                s.proof = Some(proof);
-                store.seal(key, *counter, s);
+        if self.authority.signs() {
+            for batch in writes.chunks_mut(MAX_BATCH) {
+                sign_batch(batch, |bytes| self.authority.sign(bytes));
+                signatures += 1;
+                for (key, w) in batch.iter() {
+                    store.seal(key, w.vv.get(&w.writer), w.sig.clone());
+                }
             }
         }
         let entries = writes
             .iter()
-            .filter_map(|(key, _, _)| store.entry(key).cloned())
+            .filter_map(|(key, _)| store.entry(key).cloned())
             .collect();
         (entries, signatures)
     }

@@ -20,6 +20,8 @@
 use ring::digest::SHA256;
 use serde::{Deserialize, Serialize};
 
+use super::{Signature, Write};
+
 /// Most writes under one signature: a path is at most [`MAX_BATCH_HEIGHT`] hashes
 /// (96 bytes), while one check serves the whole batch.
 pub const MAX_BATCH: usize = 64;
@@ -117,6 +119,27 @@ pub fn build(leaves: &[Node]) -> (Node, usize, Vec<Proof>) {
             .collect();
     }
     (level[0], height, proofs)
+}
+
+/// Signs `batch` (1 to [`MAX_BATCH`] writes of one writer, each with its key) with one
+/// call of `sign` over the root of their tree, and gives each write the signature with
+/// its path. An empty signature (no identities) leaves the writes unsigned.
+pub fn sign_batch(batch: &mut [(String, Write)], sign: impl FnOnce(&[u8]) -> Signature) {
+    let leaves: Vec<Node> = batch
+        .iter()
+        .map(|(k, w)| leaf(&w.signed_bytes(k)))
+        .collect();
+    let (root, height, proofs) = build(&leaves);
+    let sig = sign(&batch_bytes(&root, height));
+    if sig.is_empty() {
+        return;
+    }
+    for ((_, w), proof) in batch.iter_mut().zip(proofs) {
+        w.sig = Signature {
+            proof: Some(proof),
+            ..sig.clone()
+        };
+    }
 }
 
 fn empty_leaf() -> Node {

@@ -183,7 +183,6 @@ fn only_a_writer_may_write_its_own_certificate_key() {
 /// `n` writes of `writer`'s (keys `k0`, `k1`, ...) signed as one batch, the way the
 /// engine seals them.
 fn batch(signer: &mut NodeAuthority, writer: &str, n: usize) -> Vec<(String, Write)> {
-    use crate::core::state::batch_proof::{batch_bytes, build, leaf};
     let mut writes: Vec<(String, Write)> = (0..n)
         .map(|i| {
             let mut vv = VersionVector::new();
@@ -201,16 +200,7 @@ fn batch(signer: &mut NodeAuthority, writer: &str, n: usize) -> Vec<(String, Wri
             (format!("k{i}"), w)
         })
         .collect();
-    let leaves: Vec<_> = writes
-        .iter()
-        .map(|(k, w)| leaf(&w.signed_bytes(k)))
-        .collect();
-    let (root, height, proofs) = build(&leaves);
-    let sig = signer.sign(&batch_bytes(&root, height));
-    for ((_, w), p) in writes.iter_mut().zip(proofs) {
-        w.sig = sig.clone();
-        w.sig.proof = Some(p);
-    }
+    crate::core::state::batch_proof::sign_batch(&mut writes, |b| signer.sign(b));
     writes
 }
 
