@@ -122,6 +122,13 @@ async fn a_compromised_member_can_neither_forge_alter_nor_write_outside_its_gran
     let nothing = (CausalContext::new(), CausalContext::new());
     lying_exchange(&rogue, &addr, &node_name(1), nothing, entries).await;
 
+    // The stream's data is acknowledged before the node has handled it: wait until it
+    // has judged all four lies (or the deadline), then check each verdict.
+    let judged = || {
+        let r = victim.writes_refused();
+        r.unknown_writer + r.bad_signature + r.outside_grant + r.unsigned >= 4
+    };
+    let (_, _) = wait_for(DEADLINE, judged).await;
     let refused = victim.writes_refused();
     println!("victim refused: {refused:?}");
     assert!(
