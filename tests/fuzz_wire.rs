@@ -22,7 +22,7 @@ use gossamer::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
 };
 use gossamer::core::state::{
-    CausalContext, Entry, Hlc, Proof, RangeSet, Signature, VersionVector, Write,
+    CausalContext, Entry, Hlc, Proof, RangeSet, SealedRun, Signature, VersionVector, Write,
 };
 use gossamer::core::NodeId;
 use gossamer::{transport, wire};
@@ -148,8 +148,15 @@ fn decode_everything(bytes: &[u8]) {
     };
     let t = Instant::now();
     check(
-        "decode_datagram",
-        measured(|| drop(wire::decode_datagram(bytes))),
+        "decode_datagram + unpack runs",
+        measured(|| {
+            // A run's paths are computed from the peer's bytes: that must not panic either.
+            for item in wire::decode_datagram(bytes).map_or(Vec::new(), |d| d.items) {
+                if let Item::TreeRun { run, .. } = item {
+                    drop(run.unpack());
+                }
+            }
+        }),
         t,
     );
     let t = Instant::now();
@@ -170,9 +177,9 @@ fn decode_everything(bytes: &[u8]) {
         measured(|| {
             if bytes.len() >= 4 {
                 let _ = wire::frame_len([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                drop(wire::decode_frame(&bytes[4..]));
+                unpack_runs(wire::decode_frame(&bytes[4..]));
             }
-            drop(wire::decode_frame(bytes));
+            unpack_runs(wire::decode_frame(bytes));
         }),
         t,
     );
@@ -192,6 +199,15 @@ fn decode_everything(bytes: &[u8]) {
         }),
         t,
     );
+}
+
+/// Recomputes the paths of a decoded frame's runs, as the receiver does.
+fn unpack_runs(frame: Result<SyncFrame, wire::WireError>) {
+    if let Ok(SyncFrame::Sealed(runs)) = frame {
+        for run in runs {
+            drop(run.unpack());
+        }
+    }
 }
 
 /// Runs `batch` on its own thread, failing if it panics or does not finish within [`HANG`].
@@ -285,6 +301,37 @@ fn single_entry() -> impl Strategy<Value = Entry> {
         })
 }
 
+/// A run of writes: a valid one now and then, most with made-up positions and hashes.
+fn run() -> impl Strategy<Value = SealedRun> {
+    (
+        any::<u64>(),
+        proptest::collection::vec(any::<u8>(), 0..70),
+        0u8..10,
+        proptest::collection::vec(any::<u8>(), 0..6),
+        proptest::collection::vec(single_entry(), 0..6),
+        proptest::collection::vec(any::<u8>(), 0..200),
+    )
+        .prop_map(|(key, sig, height, mut indices, entries, nodes)| {
+            indices.sort_unstable();
+            indices.dedup();
+            let entries = entries
+                .into_iter()
+                .map(|e| Entry {
+                    sig: Signature::default(),
+                    ..e
+                })
+                .collect();
+            SealedRun {
+                key,
+                sig,
+                height,
+                indices,
+                entries,
+                nodes,
+            }
+        })
+}
+
 fn member() -> impl Strategy<Value = MemberState> {
     (
         node_id(),
@@ -324,6 +371,8 @@ fn item() -> impl Strategy<Value = Item> {
         any::<u64>().prop_map(|seq| Item::Ack { seq }),
         (any::<u64>(), node_id()).prop_map(|(seq, target)| Item::PingReq { seq, target }),
         any::<u64>().prop_map(|seq| Item::Nack { seq }),
+        (entry(), node_id()).prop_map(|(entry, until)| Item::Tree { entry, until }),
+        (run(), node_id()).prop_map(|(run, until)| Item::TreeRun { run, until }),
         (node_id(), any::<u64>(), node_id()).prop_map(|(id, incarnation, accuser)| {
             Item::Suspect {
                 id,
@@ -388,6 +437,7 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             }),
         proptest::collection::vec(member(), 0..4).prop_map(SyncFrame::Members),
         proptest::collection::vec(entry(), 0..4).prop_map(SyncFrame::Entries),
+        proptest::collection::vec(run(), 0..3).prop_map(SyncFrame::Sealed),
         Just(SyncFrame::End),
     ]
 }

@@ -194,10 +194,38 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
         per(acked as f64, commits as f64),
         per(fsyncs as f64, done as f64),
     );
+    print_paths(&c.nodes);
     for n in &c.nodes {
         n.shutdown().await;
     }
     Ok(0)
+}
+
+/// How the writes travelled, summed over the nodes: by the tree, by repair (grafts and
+/// anti-entropy), and what the limits held back or dropped.
+fn print_paths(nodes: &[Node]) {
+    let (mut tree, mut grafts, mut synced, mut limited, mut dropped) = (0, 0, 0, 0, 0);
+    let mut refused = 0;
+    let (mut sent, mut bytes, mut lost, mut sync_bytes) = (0, 0, 0, 0);
+    for n in nodes {
+        let e = n.engine_stats();
+        tree += e.tree_sent;
+        grafts += e.grafts_sent;
+        synced += e.sync_entries_applied;
+        limited += e.sends_limited;
+        dropped += e.deferred_dropped + e.inbound_dropped + e.items_invalid;
+        let r = n.writes_refused();
+        refused += r.unsigned + r.unknown_writer + r.bad_signature + r.outside_grant + r.revoked;
+        let r = n.runtime_stats();
+        sent += r.datagrams_sent.load(Ordering::Relaxed);
+        bytes += r.datagram_bytes_sent.load(Ordering::Relaxed);
+        lost += r.datagrams_dropped.load(Ordering::Relaxed);
+        sync_bytes += r.sync_bytes_sent.load(Ordering::Relaxed);
+    }
+    println!();
+    println!("| tree copies sent | datagrams sent | datagram bytes sent | datagrams dropped | grafts sent | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| {tree} | {sent} | {bytes} | {lost} | {grafts} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} |");
 }
 
 /// Fills one node's store with `keys` keys, stops it, and restarts it: the restart

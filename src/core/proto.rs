@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::state::{CausalContext, Entry};
+use crate::core::state::{CausalContext, Entry, SealedRun};
 use crate::core::NodeId;
 
 /// A member's self-description, gossiped with its membership state.
@@ -129,6 +129,15 @@ pub enum Item {
         /// means the whole ring.
         until: NodeId,
     },
+    /// Writes of one signed batch pushed down the tree together, sharing their
+    /// signature and path hashes ([`SealedRun`]); each is handled as an [`Item::Tree`]
+    /// with the same span.
+    TreeRun {
+        /// The writes.
+        run: SealedRun,
+        /// End (exclusive) of the receiver's span of the ring, as in [`Item::Tree`].
+        until: NodeId,
+    },
     /// The sender holds the write `(writer, counter)` (a lazy push: the id, not the
     /// update). A receiver that lacks it asks for it with [`Item::Graft`].
     IHave {
@@ -153,7 +162,11 @@ impl Item {
     pub fn is_data(&self) -> bool {
         matches!(
             self,
-            Item::Delta(_) | Item::Tree { .. } | Item::IHave { .. } | Item::Graft { .. }
+            Item::Delta(_)
+                | Item::Tree { .. }
+                | Item::TreeRun { .. }
+                | Item::IHave { .. }
+                | Item::Graft { .. }
         )
     }
 }
@@ -204,6 +217,9 @@ pub enum SyncFrame {
     Members(Vec<MemberState>),
     /// Entries the receiver lacks.
     Entries(Vec<Entry>),
+    /// Entries the receiver lacks, the writes of one signed batch sharing their
+    /// signature and path hashes ([`SealedRun`]); handled as `Entries`.
+    Sealed(Vec<SealedRun>),
     /// End of the sender's turn.
     End,
 }

@@ -234,6 +234,22 @@ impl Exchange {
                 self.refused += engine.sync_on_entries(now, entries, self.probe.as_mut());
                 Ok(Step::Read)
             }
+            SyncFrame::Sealed(runs) => {
+                self.require_open()?;
+                for run in runs {
+                    let count = run.entries.len();
+                    match run.unpack() {
+                        Ok(entries) => {
+                            self.refused +=
+                                engine.sync_on_entries(now, entries, self.probe.as_mut());
+                        }
+                        // Malformed: its writes are not applied, so the peer's context
+                        // must not be joined either (as for a refused entry).
+                        Err(_) => self.refused += engine.sync_refused_run(count),
+                    }
+                }
+                Ok(Step::Read)
+            }
             SyncFrame::End => {
                 self.require_open()?;
                 self.turns_read += 1;

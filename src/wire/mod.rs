@@ -178,6 +178,13 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             "{} entries in one frame, limit {MAX_ENTRIES_PER_FRAME}",
             e.len()
         ))),
+        SyncFrame::Sealed(runs)
+            if runs.iter().map(|r| r.entries.len()).sum::<usize>() > MAX_ENTRIES_PER_FRAME =>
+        {
+            Err(WireError::Limit(format!(
+                "more than {MAX_ENTRIES_PER_FRAME} entries in one frame"
+            )))
+        }
         SyncFrame::Members(m) if m.len() > MAX_MEMBERS_PER_FRAME => Err(WireError::Limit(format!(
             "{} members in one frame, limit {MAX_MEMBERS_PER_FRAME}",
             m.len()

@@ -3,7 +3,7 @@
 
 use super::{Engine, Output};
 use crate::core::proto::{MemberState, SyncFrame, SyncKind};
-use crate::core::state::{plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
+use crate::core::state::{group_runs, plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
 use crate::core::{NodeId, Now};
 
 impl Engine {
@@ -148,13 +148,11 @@ impl Engine {
             bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
             cur.push(e);
             if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
-                frames.push(SyncFrame::Entries(std::mem::take(&mut cur)));
+                push_entries(&mut frames, std::mem::take(&mut cur));
                 bytes = 0;
             }
         }
-        if !cur.is_empty() {
-            frames.push(SyncFrame::Entries(cur));
-        }
+        push_entries(&mut frames, cur);
         frames
     }
 
@@ -166,6 +164,14 @@ impl Engine {
             self.apply_member(now, peer, m, first_hand);
         }
         self.tell_if_down(now, peer);
+    }
+
+    /// Counts a malformed run of `count` writes from a peer's exchange; returns how many
+    /// entries that refuses (at least one, so the exchange does not join the peer's
+    /// context).
+    pub(crate) fn sync_refused_run(&mut self, count: usize) -> usize {
+        self.stats.items_invalid += 1;
+        count.max(1)
     }
 
     /// Handles an `Entries` frame; returns how many entries were refused. Entries for a
@@ -242,4 +248,16 @@ pub(crate) enum FenceCheck {
     /// We are behind and opened the exchange: the rebase runs in our next one with this
     /// peer, and this one must not join its context.
     RebaseNext,
+}
+
+/// Adds frames carrying `entries`: the writes of one signed batch as runs (their
+/// signature and shared path hashes once), the others as they are.
+fn push_entries(frames: &mut Vec<SyncFrame>, entries: Vec<Entry>) {
+    let (runs, alone) = group_runs(entries);
+    if !runs.is_empty() {
+        frames.push(SyncFrame::Sealed(runs));
+    }
+    if !alone.is_empty() {
+        frames.push(SyncFrame::Entries(alone));
+    }
 }

@@ -560,11 +560,15 @@ impl Engine {
                     }
                 }
                 Item::Delta(e) => fresh.extend(self.apply_delta(now, e)),
-                Item::Tree { entry, until } => {
-                    if self.apply_tree(now, entry.clone()) {
-                        self.tree_forward(&mut batches, &entry, &until);
+                Item::Tree { entry, until } => self.on_tree(now, &mut batches, entry, &until),
+                Item::TreeRun { run, until } => match run.unpack() {
+                    Ok(entries) => {
+                        for entry in entries {
+                            self.on_tree(now, &mut batches, entry, &until);
+                        }
                     }
-                }
+                    Err(_) => self.stats.items_invalid += 1,
+                },
                 Item::IHave { writer, counter } => self.on_ihave(from, writer, counter),
                 Item::Graft { writer, counter } => self.on_graft(&mut answers, &writer, counter),
                 Item::Member(s) => self.apply_member(now, from, s, true),
@@ -590,6 +594,13 @@ impl Engine {
             // Eager push: forward what we just learned at once, ahead of anything queued.
             let peers = self.pick_local_peers(self.fanout(), Some(from));
             self.push_to(&peers, Some(from), &fresh);
+        }
+    }
+
+    /// A tree-pushed update: applied, and forwarded down our span if it was news.
+    fn on_tree(&mut self, now: Now, batches: &mut tree::Batches, entry: Entry, until: &NodeId) {
+        if self.apply_tree(now, entry.clone()) {
+            self.tree_forward(batches, &entry, until);
         }
     }
 

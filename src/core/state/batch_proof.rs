@@ -146,7 +146,7 @@ fn empty_leaf() -> Node {
     hash(&[b"gossamer/empty/v1\0"])
 }
 
-fn inner(left: &Node, right: &Node) -> Node {
+pub(super) fn inner(left: &Node, right: &Node) -> Node {
     hash(&[b"gossamer/node/v1\0", left, right])
 }
 

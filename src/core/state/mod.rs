@@ -8,6 +8,7 @@ mod entry;
 mod fence;
 mod hlc;
 mod rebase;
+mod sealed_run;
 mod store;
 mod store_stats;
 mod vv;
@@ -20,6 +21,7 @@ pub use entry::{merge, Entry, Limits, Merged, StateError, MAX_SIBLINGS, MAX_SIBL
 pub use fence::Fence;
 pub use hlc::{Hlc, HlcClock};
 pub use rebase::RebaseProbe;
+pub use sealed_run::{group_runs, RunKey, SealedRun};
 pub use store::{plausible_own_dot, Applied, Snapshot, Store};
 pub use store_stats::StoreStats;
 pub use vv::{Causality, VersionVector};

@@ -30,6 +30,8 @@
 //! arrive from another datacenter (the writer's relays, see `locality.rs`) start a tree
 //! of their own at home.
 
+mod pack;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::Engine;
@@ -229,21 +231,22 @@ impl Engine {
                 continue;
             };
             self.stats.tree_sent += items.len() as u64;
-            let mut cur: Vec<(Item, Traffic)> = Vec::new();
-            let mut used = DATAGRAM_OVERHEAD;
-            for item in items {
-                let len = encoded_len(&item);
-                if len + DATAGRAM_OVERHEAD > max {
-                    self.emit(&child, addr.clone(), vec![(item, Traffic::Fresh)], true);
-                    continue;
-                }
-                if used + len > max {
-                    self.emit(&child, addr.clone(), std::mem::take(&mut cur), false);
-                    used = DATAGRAM_OVERHEAD;
-                }
-                used += len;
-                cur.push((item, Traffic::Fresh));
+            let packed = pack::pack(items, max);
+            for item in packed.oversized {
+                self.emit(&child, addr.clone(), vec![(item, Traffic::Fresh)], true);
             }
+            for datagram in packed.full {
+                let items = datagram.into_iter().map(|i| (i, Traffic::Fresh)).collect();
+                self.emit(&child, addr.clone(), items, false);
+            }
+            let (mut cur, used): (Vec<(Item, Traffic)>, usize) = (
+                packed
+                    .last
+                    .into_iter()
+                    .map(|i| (i, Traffic::Fresh))
+                    .collect(),
+                packed.last_len,
+            );
             if cur.is_empty() {
                 continue;
             }
