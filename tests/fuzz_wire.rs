@@ -152,7 +152,7 @@ fn decode_everything(bytes: &[u8]) {
         measured(|| {
             // A run's paths are computed from the peer's bytes: that must not panic either.
             for item in wire::decode_datagram(bytes).map_or(Vec::new(), |d| d.items) {
-                if let Item::TreeRun { run, .. } = item {
+                if let Item::TreeRun { run, .. } | Item::DeltaRun(run) = item {
                     drop(run.unpack());
                 }
             }
@@ -373,6 +373,7 @@ fn item() -> impl Strategy<Value = Item> {
         any::<u64>().prop_map(|seq| Item::Nack { seq }),
         (entry(), node_id()).prop_map(|(entry, until)| Item::Tree { entry, until }),
         (run(), node_id()).prop_map(|(run, until)| Item::TreeRun { run, until }),
+        run().prop_map(Item::DeltaRun),
         (node_id(), any::<u64>(), node_id()).prop_map(|(id, incarnation, accuser)| {
             Item::Suspect {
                 id,

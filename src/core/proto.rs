@@ -83,6 +83,9 @@ pub struct MemberState {
 pub enum Item {
     /// A key-value update.
     Delta(Entry),
+    /// Several key-value updates of one signed batch sharing their signature and path
+    /// hashes ([`SealedRun`]); each is handled as an [`Item::Delta`].
+    DeltaRun(SealedRun),
     /// A membership update.
     Member(MemberState),
     /// Liveness probe.
@@ -163,6 +166,7 @@ impl Item {
         matches!(
             self,
             Item::Delta(_)
+                | Item::DeltaRun(_)
                 | Item::Tree { .. }
                 | Item::TreeRun { .. }
                 | Item::IHave { .. }

@@ -495,7 +495,10 @@ mod tests {
 
     /// A delta or a tree push: the update itself, not its id.
     fn carries_update(i: &Item) -> bool {
-        matches!(i, Item::Delta(_) | Item::Tree { .. } | Item::TreeRun { .. })
+        matches!(
+            i,
+            Item::Delta(_) | Item::DeltaRun(_) | Item::Tree { .. } | Item::TreeRun { .. }
+        )
     }
 
     fn dc_of(id: &NodeId) -> char {

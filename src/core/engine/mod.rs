@@ -547,19 +547,15 @@ impl Engine {
         let mut answers = Vec::new();
         for item in dg.items {
             match item {
-                Item::Delta(e) if self.tree_mode() => {
-                    // A relay from another datacenter starts a tree at home; anything
-                    // else (a graft's answer) heals the subtree below us.
-                    if let Some(e) = self.apply_fresh(now, e) {
-                        if self.crosses_dc(from) {
-                            let me = self.id().clone();
-                            self.tree_forward(&mut batches, &e, &me);
-                        } else {
-                            self.heal_subtree(&mut batches, &e);
+                Item::Delta(e) => self.on_delta(now, from, &mut batches, &mut fresh, e),
+                Item::DeltaRun(run) => match run.unpack() {
+                    Ok(entries) => {
+                        for e in entries {
+                            self.on_delta(now, from, &mut batches, &mut fresh, e);
                         }
                     }
-                }
-                Item::Delta(e) => fresh.extend(self.apply_delta(now, e)),
+                    Err(_) => self.stats.items_invalid += 1,
+                },
                 Item::Tree { entry, until } => self.on_tree(now, &mut batches, entry, &until),
                 Item::TreeRun { run, until } => match run.unpack() {
                     Ok(entries) => {
@@ -594,6 +590,31 @@ impl Engine {
             // Eager push: forward what we just learned at once, ahead of anything queued.
             let peers = self.pick_local_peers(self.fanout(), Some(from));
             self.push_to(&peers, Some(from), &fresh);
+        }
+    }
+
+    /// A delta: in tree mode, a relay from another datacenter starts a tree at home and
+    /// anything else (a graft's answer) heals the subtree below us; in push mode, news
+    /// is queued in `fresh` for the eager push.
+    fn on_delta(
+        &mut self,
+        now: Now,
+        from: &NodeId,
+        batches: &mut tree::Batches,
+        fresh: &mut Vec<u64>,
+        e: Entry,
+    ) {
+        if !self.tree_mode() {
+            fresh.extend(self.apply_delta(now, e));
+            return;
+        }
+        if let Some(e) = self.apply_fresh(now, e) {
+            if self.crosses_dc(from) {
+                let me = self.id().clone();
+                self.tree_forward(batches, &e, &me);
+            } else {
+                self.heal_subtree(batches, &e);
+            }
         }
     }
 

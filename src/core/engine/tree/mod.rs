@@ -324,30 +324,25 @@ impl Engine {
         let Some(addr) = self.addr_of(to) else {
             return;
         };
-        let max = self.cfg.max_datagram;
-        let mut cur = Vec::new();
-        let mut used = DATAGRAM_OVERHEAD;
-        let mut oversized = 0;
-        for e in answers {
-            let item = Item::Delta(e);
-            let len = encoded_len(&item);
-            if len + DATAGRAM_OVERHEAD > max {
-                if oversized < GRAFT_OVERSIZED_MAX {
-                    oversized += 1;
-                    self.stats.grafts_answered += 1;
-                    self.emit(to, addr.clone(), vec![(item, Traffic::Retransmit)], true);
-                }
-                continue;
-            }
-            if used + len > max {
-                // One datagram per request datagram: the rest is asked again or synced.
-                break;
-            }
-            used += len;
+        let items = answers.into_iter().map(Item::Delta).collect();
+        let packed = pack::pack(items, self.cfg.max_datagram);
+        for item in packed.oversized.into_iter().take(GRAFT_OVERSIZED_MAX) {
             self.stats.grafts_answered += 1;
-            cur.push((item, Traffic::Retransmit));
+            self.emit(to, addr.clone(), vec![(item, Traffic::Retransmit)], true);
         }
-        self.emit(to, addr, cur, false);
+        // One datagram per request datagram: the rest is asked again or synced.
+        let first = packed.full.into_iter().next().unwrap_or(packed.last);
+        for item in &first {
+            self.stats.grafts_answered += match item {
+                Item::DeltaRun(run) => run.entries.len() as u64,
+                _ => 1,
+            };
+        }
+        let items = first
+            .into_iter()
+            .map(|i| (i, Traffic::Retransmit))
+            .collect();
+        self.emit(to, addr, items, false);
     }
 
     /// Sends the grafts that are due, retrying earlier ones.

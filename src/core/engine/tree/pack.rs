@@ -1,6 +1,7 @@
-//! The tree items for one child cut into datagrams. Consecutive writes of one signed
-//! batch with the same span travel as one [`SealedRun`], so a burst pays its signature
-//! and its shared path hashes once per datagram instead of once per write.
+//! The items for one peer cut into datagrams. Consecutive writes of one signed batch
+//! (tree pushes with the same span, or deltas such as graft answers) travel as one
+//! [`SealedRun`], so a burst pays its signature and its shared path hashes once per
+//! datagram instead of once per write.
 
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::state::{Entry, RunKey, SealedRun, Signature};
@@ -27,7 +28,8 @@ pub(super) struct Packed {
 
 /// Writes gathered into the run being built.
 struct OpenRun {
-    until: NodeId,
+    /// The span of tree pushes; `None` for deltas.
+    until: Option<NodeId>,
     entries: Vec<Entry>,
     indices: Vec<u32>,
     height: usize,
@@ -38,17 +40,10 @@ struct OpenRun {
 }
 
 impl OpenRun {
-    fn start(entry: Entry, until: NodeId) -> Self {
+    fn start(entry: Entry, until: Option<NodeId>) -> Self {
         let proof = entry.sig.proof.as_ref().expect("a run key has a proof");
         let (index, height) = (proof.index, proof.height());
-        let item = Item::Tree {
-            entry,
-            until: until.clone(),
-        };
-        let single = encoded_len(&item);
-        let Item::Tree { entry, .. } = item else {
-            unreachable!()
-        };
+        let single = encoded_len(&alone(entry.clone(), until.clone()));
         let body = stripped_len(&entry);
         Self {
             until,
@@ -61,7 +56,7 @@ impl OpenRun {
     }
 
     /// Whether `entry` for `until` belongs to this run.
-    fn takes(&self, entry: &Entry, until: &NodeId) -> bool {
+    fn takes(&self, entry: &Entry, until: &Option<NodeId>) -> bool {
         let index = entry.sig.proof.as_ref().map(|p| p.index);
         *until == self.until
             && RunKey::of(entry) == RunKey::of(&self.entries[0])
@@ -75,7 +70,7 @@ impl OpenRun {
         let at = indices.partition_point(|&i| i < index);
         indices.insert(at, index);
         RUN_FRAMING
-            + self.until.as_str().len()
+            + self.until.as_ref().map_or(0, |u| u.as_str().len())
             + self.entries[0].sig.bytes.len()
             + self.body
             + len
@@ -94,15 +89,21 @@ impl OpenRun {
     fn close(self) -> Item {
         if self.entries.len() == 1 {
             let entry = self.entries.into_iter().next().expect("one write");
-            return Item::Tree {
-                entry,
-                until: self.until,
-            };
+            return alone(entry, self.until);
         }
-        Item::TreeRun {
-            run: SealedRun::new(self.entries),
-            until: self.until,
+        let run = SealedRun::new(self.entries);
+        match self.until {
+            Some(until) => Item::TreeRun { run, until },
+            None => Item::DeltaRun(run),
         }
+    }
+}
+
+/// The item carrying one write: a tree push for `until`, or a delta.
+fn alone(entry: Entry, until: Option<NodeId>) -> Item {
+    match until {
+        Some(until) => Item::Tree { entry, until },
+        None => Item::Delta(entry),
     }
 }
 
@@ -123,46 +124,49 @@ pub(super) fn pack(items: Vec<Item>, max: usize) -> Packed {
     };
     let mut open: Option<OpenRun> = None;
     for item in items {
-        let item = match item {
-            Item::Tree { entry, until } if RunKey::of(&entry).is_some() => {
-                if let Some(run) = open.as_mut().filter(|r| r.takes(&entry, &until)) {
-                    let len = stripped_len(&entry);
-                    let index = entry.sig.proof.as_ref().map_or(0, |p| p.index);
-                    if out.last_len + run.len_with(len, index) <= max {
-                        run.add(entry, len);
-                        continue;
-                    }
-                }
+        let (entry, until) = match item {
+            Item::Tree { entry, until } if RunKey::of(&entry).is_some() => (entry, Some(until)),
+            Item::Delta(entry) if RunKey::of(&entry).is_some() => (entry, None),
+            other => {
                 close(&mut out, &mut open, max);
-                let run = OpenRun::start(entry, until);
-                if run.single + DATAGRAM_OVERHEAD > max {
-                    out.oversized.push(run.close());
-                    continue;
+                let len = encoded_len(&other);
+                if len + DATAGRAM_OVERHEAD > max {
+                    out.oversized.push(other);
+                } else {
+                    make_room(&mut out, len, max);
+                    out.last_len += len;
+                    out.last.push(other);
                 }
-                if out.last_len + run.single > max {
-                    out.full.push(std::mem::take(&mut out.last));
-                    out.last_len = DATAGRAM_OVERHEAD;
-                }
-                open = Some(run);
                 continue;
             }
-            other => other,
         };
+        if let Some(run) = open.as_mut().filter(|r| r.takes(&entry, &until)) {
+            let len = stripped_len(&entry);
+            let index = entry.sig.proof.as_ref().map_or(0, |p| p.index);
+            if out.last_len + run.len_with(len, index) <= max {
+                run.add(entry, len);
+                continue;
+            }
+        }
         close(&mut out, &mut open, max);
-        let len = encoded_len(&item);
-        if len + DATAGRAM_OVERHEAD > max {
-            out.oversized.push(item);
+        let run = OpenRun::start(entry, until);
+        if run.single + DATAGRAM_OVERHEAD > max {
+            out.oversized.push(run.close());
             continue;
         }
-        if out.last_len + len > max {
-            out.full.push(std::mem::take(&mut out.last));
-            out.last_len = DATAGRAM_OVERHEAD;
-        }
-        out.last_len += len;
-        out.last.push(item);
+        make_room(&mut out, run.single, max);
+        open = Some(run);
     }
     close(&mut out, &mut open, max);
     out
+}
+
+/// Starts a new datagram if `len` more bytes do not fit the one being filled.
+fn make_room(out: &mut Packed, len: usize, max: usize) {
+    if out.last_len + len > max {
+        out.full.push(std::mem::take(&mut out.last));
+        out.last_len = DATAGRAM_OVERHEAD;
+    }
 }
 
 /// Puts the open run, if any, into the datagram being filled (it was sized to fit).
@@ -305,6 +309,23 @@ mod tests {
             }
             assert_eq!(writes(&p), entries);
         }
+    }
+
+    #[test]
+    fn deltas_of_one_batch_travel_as_a_delta_run() {
+        let entries = burst("w", 6, 20);
+        let mut items: Vec<Item> = entries.iter().cloned().map(Item::Delta).collect();
+        let mut unsigned = entries[0].clone();
+        unsigned.sig = Signature::default();
+        items.push(Item::Delta(unsigned.clone()));
+        let p = pack(items, 1_200);
+        assert!(p.full.is_empty());
+        assert!(matches!(&p.last[0], Item::DeltaRun(r) if r.entries.len() == 6));
+        assert_eq!(p.last[1], Item::Delta(unsigned));
+        let Item::DeltaRun(run) = p.last[0].clone() else {
+            unreachable!()
+        };
+        assert_eq!(run.unpack().unwrap(), entries);
     }
 
     #[test]
