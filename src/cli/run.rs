@@ -135,6 +135,8 @@ struct FileConfig {
     rng_seed: Option<u64>,
     #[serde(default)]
     security: gossamer::node::SecurityConfig,
+    #[serde(default)]
+    watch: gossamer::node::WatchConfig,
 }
 
 /// Builds the node configuration from the file (if any) and the flags.
@@ -205,6 +207,7 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         )?,
         rng_seed: file.rng_seed,
         security: file.security,
+        watch: file.watch,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)
