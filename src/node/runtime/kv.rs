@@ -99,6 +99,57 @@ impl Node {
     }
 }
 
+impl Node {
+    /// One page of a listing, like [`Node::list_page`], and the change index it is
+    /// consistent with: it reflects every change up to that index and none after.
+    pub fn list_page_indexed(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KvEntry>, u64) {
+        let _order = self.inner.dispatch_order();
+        let (page, index, outs) = {
+            let mut e = self.inner.engine();
+            // Changes applied but not yet taken from the engine are logged first, so
+            // the log's index covers everything the page shows.
+            let outs = self.inner.take_outputs(&mut e);
+            let page = e
+                .store()
+                .scan_prefix_after(prefix, after)
+                .filter(|x| !is_system_key(&x.key))
+                .take(limit)
+                .map(to_kv)
+                .collect();
+            (page, self.inner.changes.index(), outs)
+        };
+        for o in outs {
+            self.dispatch(o);
+        }
+        (page, index)
+    }
+
+    /// The latest change index: every key-value change this node applied up to now has
+    /// an index at or below it (see [`crate::node::watch`]).
+    pub fn change_index(&self) -> u64 {
+        self.inner.changes.index()
+    }
+
+    /// Opens a watch of the keys starting with `prefix`, from `index` (none: from now).
+    pub fn watch(
+        &self,
+        prefix: &str,
+        index: Option<u64>,
+    ) -> Result<crate::node::watch::Watch, crate::node::watch::WatchError> {
+        self.inner.changes.watch(prefix, index)
+    }
+
+    /// The change log's counters.
+    pub fn watch_stats(&self) -> &crate::node::watch::WatchStats {
+        self.inner.changes.stats()
+    }
+}
+
 fn to_kv(e: &crate::core::state::Entry) -> KvEntry {
     KvEntry {
         key: e.key.clone(),

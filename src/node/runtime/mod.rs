@@ -19,6 +19,7 @@ mod sync_stream;
 use super::api::*;
 use super::config::NodeConfig;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
+use super::watch::ChangeLog;
 use super::NodeAuthority;
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
@@ -129,6 +130,11 @@ pub(crate) struct Inner {
     admin_addr: std::sync::OnceLock<SocketAddr>,
     /// Client-certificate decisions of the admin API's TLS (with `admin_tls`).
     admin_handshakes: Arc<crate::identity::HandshakeStats>,
+    /// Every key-value change applied, indexed, for watches (`super::watch`).
+    changes: Arc<ChangeLog>,
+    /// Held from taking the engine's outputs until they are carried out, so that
+    /// outputs taken by two callers are carried out in the order they were taken.
+    dispatching: Mutex<()>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -160,6 +166,24 @@ impl Inner {
 
     fn is_shutdown(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Every output the engine has ready, each key-value change logged for watches on
+    /// the way (under the engine's lock, so the log's order is the store's). Call with
+    /// [`Inner::dispatch_order`] held, and carry the outputs out before releasing it.
+    fn take_outputs(&self, e: &mut Engine) -> Vec<Output> {
+        let wall = wall_ms();
+        let mut outs = Vec::new();
+        while let Some(o) = e.poll_output() {
+            self.changes.record(&o, wall);
+            outs.push(o);
+        }
+        outs
+    }
+
+    /// See [`Inner::dispatching`]; taken before the engine's lock.
+    fn dispatch_order(&self) -> MutexGuard<'_, ()> {
+        self.dispatching.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -303,6 +327,8 @@ impl Node {
             seed_errors: Mutex::new(HashMap::new()),
             admin_addr: std::sync::OnceLock::new(),
             admin_handshakes: crate::identity::HandshakeStats::new(),
+            changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
+            dispatching: Mutex::new(()),
             cfg,
         });
         let node = Node { inner };
@@ -500,6 +526,7 @@ impl Node {
         if self.inner.shutdown.send_replace(true) {
             return;
         }
+        self.inner.changes.close();
         if self.inner.persist.is_some() {
             let inner = self.inner.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -537,6 +564,7 @@ impl Node {
 
     /// Runs due timers and carries out every pending output; returns the next deadline.
     fn pump(&self) -> u64 {
+        let _order = self.inner.dispatch_order();
         // When timers are due, hand quinn's RTT estimates to the engine first (probe
         // timeouts adapt to them). Connections are read before the engine is locked.
         let due = self.inner.engine().poll_timeout() <= self.inner.now().mono_us;
@@ -562,11 +590,7 @@ impl Node {
                 }
                 e.handle_timeout(now);
             }
-            let mut outs = Vec::new();
-            while let Some(o) = e.poll_output() {
-                outs.push(o);
-            }
-            (outs, e.poll_timeout())
+            (self.inner.take_outputs(&mut e), e.poll_timeout())
         };
         for o in outputs {
             self.dispatch(o);
