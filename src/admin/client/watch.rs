@@ -89,10 +89,7 @@ impl WatchStream {
             }
             let body: &mut Incoming = self.open.resp.body_mut();
             let frame = match tokio::time::timeout(WATCH_SILENCE, body.frame()).await {
-                Err(_) => return Err(ClientError::Decode(format!(
-                    "the watch stream was silent for {} s (no heartbeat): the connection is dead",
-                    WATCH_SILENCE.as_secs()
-                ))),
+                Err(_) => return Err(silent()),
                 Ok(None) => {
                     self.ended = true;
                     continue;
@@ -109,6 +106,14 @@ impl WatchStream {
             }
         }
     }
+}
+
+/// The error of a watch stream that sent nothing for [`WATCH_SILENCE`].
+fn silent() -> ClientError {
+    ClientError::Decode(format!(
+        "the watch stream was silent for {} s (no heartbeat): the connection is dead",
+        WATCH_SILENCE.as_secs()
+    ))
 }
 
 impl AdminClient {
