@@ -217,7 +217,7 @@ async fn a_watcher_that_never_reads_is_reset_and_the_node_keeps_replicating() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watches_beyond_the_limit_get_429_and_long_prefixes_400() {
+async fn watches_beyond_the_limit_get_429_quiet_ones_heartbeats_and_long_prefixes_400() {
     let c = cluster().await;
     let n = &c.nodes[0];
     let admin = client(n);
@@ -245,6 +245,13 @@ async fn watches_beyond_the_limit_get_429_and_long_prefixes_400() {
     open.pop();
     let ok = wait_for_async(DEADLINE, || async { admin.watch("", None).await.is_ok() }).await;
     assert!(ok, "a closed watch did not free its slot");
+    // A quiet watch hears a heartbeat (after 10 s) carrying an index to resume from.
+    let start = open[0].index().expect("the watch's start index");
+    match next_line(&mut open[0]).await {
+        WatchLine::Heartbeat { index } => assert!(index >= start, "{index} < {start}"),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    assert_eq!(open[0].index(), Some(n.change_index()));
     let long = "p".repeat(4097);
     match admin.watch(&long, None).await.unwrap_err() {
         ClientError::Status { status, message } => {
