@@ -106,7 +106,16 @@ pub async fn watch(
             .context("cannot watch keys")?;
         from = from.or(stream.index());
         let mut lines = 0;
-        while let Some(line) = stream.next().await.context("the watch failed")? {
+        let mut failure = None;
+        loop {
+            let line = match stream.next().await {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             lines += 1;
             if let WatchLine::Reset { index, reason } = &line {
                 if json {
@@ -144,9 +153,16 @@ pub async fn watch(
                 out.flush()?;
             }
         }
-        // The stream ended without a reset (the node is shutting down): resume once it
-        // answers again, but not forever.
+        // After a reset, watch again from the new listing's index; after any other end
+        // (the node shutting down, a dead connection), resume from the last index, but
+        // not forever.
         empty = if lines == 0 { empty + 1 } else { 0 };
+        if let Some(e) = failure {
+            if empty >= MAX_EMPTY_RECONNECTS {
+                return Err(e).context("the watch failed");
+            }
+            eprintln!("watch interrupted ({e}); resuming");
+        }
         if empty >= MAX_EMPTY_RECONNECTS {
             anyhow::bail!("the node keeps ending the watch without a line; giving up");
         }
