@@ -8,6 +8,7 @@ use gossamer::admin::client::{AdminClient, ClientError, WatchStream};
 use gossamer::admin::watch::{ChangeLine, WatchLine};
 use gossamer::core::Config;
 use gossamer::node::local::{wait_for, wait_for_async, LocalCluster};
+use gossamer::node::watch::{WatchItem, WatchNext};
 use gossamer::node::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -259,6 +260,125 @@ async fn watches_beyond_the_limit_get_429_quiet_ones_heartbeats_and_long_prefixe
             assert!(message.contains("4096"), "{message}");
         }
         other => panic!("{other:?}"),
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_taken_during_writes_and_a_watch_from_its_index_neither_miss_nor_repeat() {
+    let c = cluster().await;
+    let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
+    let on_b = client(&b);
+    // Writes on A in batches, each waiting until B holds it, so that the burst spans the
+    // listing below. Every write has a value of its own.
+    let (writer, replica) = (a.clone(), b.clone());
+    let burst = tokio::task::spawn_blocking(move || {
+        for batch in 0..20 {
+            let mut last = (String::new(), Vec::new());
+            for j in 0..40 {
+                let i = batch * 40 + j;
+                let key = format!("live/k{}", i % 60);
+                let value = format!("w{i}").into_bytes();
+                writer.set(&key, value.clone()).unwrap();
+                if i % 9 == 0 {
+                    writer.delete(&format!("live/k{}", (i + 30) % 60)).unwrap();
+                }
+                last = (key, value);
+            }
+            let start = std::time::Instant::now();
+            while replica.get(&last.0).map(|e| e.value) != Some(last.1.clone()) {
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "batch {batch} did not replicate"
+                );
+                std::thread::yield_now();
+            }
+        }
+    });
+    let (ok, _) = wait_for(DEADLINE, || b.list("live/").len() >= 20).await;
+    assert!(ok);
+    let listing = on_b.list_indexed("live/").await.unwrap();
+    let listed: BTreeMap<String, String> = listing
+        .items
+        .iter()
+        .map(|i| (i.key.clone(), i.value.clone()))
+        .collect();
+    let mut watch = on_b.watch("live/", Some(listing.index)).await.unwrap();
+    // Read as the changes come, until the end marker.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            let ch = next_change(&mut watch).await;
+            if ch.key == "live/zz-end" {
+                return (got, ch.index);
+            }
+            got.push(ch);
+        }
+    });
+    burst.await.unwrap();
+    let (ok, _) = wait_for(DEADLINE, || state(&a, "live/") == state(&b, "live/")).await;
+    assert!(ok, "the burst did not converge");
+    let end = on_b.list_indexed("live/").await.unwrap();
+    on_b.set("live/zz-end", b"end").await.unwrap();
+    let (got, end_index) = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end_index > end.index);
+    let mut prev = listing.index;
+    let mut model = listed.clone();
+    let mut first_seen = std::collections::BTreeSet::new();
+    for ch in &got {
+        assert!(
+            ch.index > prev,
+            "indexes rise strictly past the listing's: {ch:?}"
+        );
+        prev = ch.index;
+        // Values are unique per write: a key's first change repeating the listed value
+        // would be a write the listing already showed.
+        if first_seen.insert(ch.key.clone()) && !ch.deleted {
+            assert_ne!(
+                listed.get(&ch.key),
+                ch.value.as_ref(),
+                "{ch:?} repeats what the listing showed"
+            );
+        }
+        if ch.index <= end.index {
+            apply(&mut model, ch);
+        }
+    }
+    let want: BTreeMap<String, String> = end
+        .items
+        .iter()
+        .map(|i| (i.key.clone(), i.value.clone()))
+        .collect();
+    assert_eq!(model, want, "listing + watch = the final listing");
+    println!(
+        "listed {} keys, then {} changes by the watch",
+        listed.len(),
+        got.len()
+    );
+    c.shutdown().await;
+}
+
+/// On one thread, the node's driver cannot run between a write and a listing: the
+/// listing must itself log the write it shows, or a watch from its index repeats it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_listing_logs_the_changes_it_shows_before_the_driver_does() {
+    let c = LocalCluster::start(1, 0, Config::local()).await.unwrap();
+    let n = &c.nodes[0];
+    n.set("k/shown", b"1".to_vec()).unwrap();
+    let (page, index) = n.list_page_indexed("k/", None, 10);
+    assert_eq!(page.len(), 1, "the listing shows the write");
+    assert_eq!(index, n.change_index());
+    let mut watch = n.watch("k/", Some(index)).unwrap();
+    n.set("k/after", b"2".to_vec()).unwrap();
+    match watch.next(DEADLINE).await {
+        WatchNext::Item(WatchItem::Change(ch)) => {
+            assert_eq!(ch.key, "k/after", "the listed write was repeated");
+            assert!(ch.index > index);
+        }
+        other => panic!("expected a change, got {other:?}"),
     }
     c.shutdown().await;
 }
