@@ -1,5 +1,6 @@
-//! The node's key-value API: local writes (durable as the durability mode requires) and
-//! reads of the live state.
+//! The node's key-value API: local writes (durable as the durability mode requires),
+//! reads of the live state, indexed listings and watches, and the one place that feeds
+//! the change log from the engine's outputs.
 
 use super::*;
 use crate::core::state::is_system_key;
@@ -108,12 +109,12 @@ impl Node {
         after: Option<&str>,
         limit: usize,
     ) -> (Vec<KvEntry>, u64) {
-        let _order = self.inner.dispatch_order();
-        let (page, index, outs) = {
+        let (page, index) = {
             let mut e = self.inner.engine();
             // Changes applied but not yet taken from the engine are logged first, so
-            // the log's index covers everything the page shows.
-            let outs = self.inner.take_outputs(&mut e);
+            // the log's index covers everything the page shows; the driver carries
+            // their outputs out.
+            self.inner.log_pending(&mut e);
             let page = e
                 .store()
                 .scan_prefix_after(prefix, after)
@@ -121,11 +122,9 @@ impl Node {
                 .take(limit)
                 .map(to_kv)
                 .collect();
-            (page, self.inner.changes.index(), outs)
+            (page, self.inner.changes.index())
         };
-        for o in outs {
-            self.dispatch(o);
-        }
+        self.inner.wake.notify_one();
         (page, index)
     }
 
@@ -147,6 +146,38 @@ impl Node {
     /// The change log's counters.
     pub fn watch_stats(&self) -> &crate::node::watch::WatchStats {
         self.inner.changes.stats()
+    }
+}
+
+/// Taking the engine's outputs and logging the key-value changes among them: the one
+/// place that feeds the change log (`crate::node::watch`).
+impl Inner {
+    /// Every output the engine has ready (after those a listing took before), each
+    /// key-value change logged for watches on the way: under the engine's lock, so the
+    /// log's order is the store's.
+    pub(super) fn take_outputs(&self, e: &mut Engine) -> Vec<Output> {
+        let mut outs = std::mem::take(&mut *self.taken_outputs());
+        self.log_outputs(e, &mut outs);
+        outs
+    }
+
+    /// Logs the changes of every output the engine has ready and keeps the outputs for
+    /// the driver: what a listing does before it reads the store.
+    fn log_pending(&self, e: &mut Engine) {
+        let mut taken = self.taken_outputs();
+        self.log_outputs(e, &mut taken);
+    }
+
+    fn log_outputs(&self, e: &mut Engine, into: &mut Vec<Output>) {
+        let wall = wall_ms();
+        while let Some(o) = e.poll_output() {
+            self.changes.record(&o, wall);
+            into.push(o);
+        }
+    }
+
+    fn taken_outputs(&self) -> MutexGuard<'_, Vec<Output>> {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -132,9 +132,9 @@ pub(crate) struct Inner {
     admin_handshakes: Arc<crate::identity::HandshakeStats>,
     /// Every key-value change applied, indexed, for watches (`super::watch`).
     changes: Arc<ChangeLog>,
-    /// Held from taking the engine's outputs until they are carried out, so that
-    /// outputs taken by two callers are carried out in the order they were taken.
-    dispatching: Mutex<()>,
+    /// Outputs a listing took from the engine (to log the changes it shows), left for
+    /// the driver to carry out ahead of those it takes next.
+    taken: Mutex<Vec<Output>>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -166,24 +166,6 @@ impl Inner {
 
     fn is_shutdown(&self) -> bool {
         *self.shutdown.borrow()
-    }
-
-    /// Every output the engine has ready, each key-value change logged for watches on
-    /// the way (under the engine's lock, so the log's order is the store's). Call with
-    /// [`Inner::dispatch_order`] held, and carry the outputs out before releasing it.
-    fn take_outputs(&self, e: &mut Engine) -> Vec<Output> {
-        let wall = wall_ms();
-        let mut outs = Vec::new();
-        while let Some(o) = e.poll_output() {
-            self.changes.record(&o, wall);
-            outs.push(o);
-        }
-        outs
-    }
-
-    /// See [`Inner::dispatching`]; taken before the engine's lock.
-    fn dispatch_order(&self) -> MutexGuard<'_, ()> {
-        self.dispatching.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -328,7 +310,7 @@ impl Node {
             admin_addr: std::sync::OnceLock::new(),
             admin_handshakes: crate::identity::HandshakeStats::new(),
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
-            dispatching: Mutex::new(()),
+            taken: Mutex::new(Vec::new()),
             cfg,
         });
         let node = Node { inner };
@@ -564,7 +546,6 @@ impl Node {
 
     /// Runs due timers and carries out every pending output; returns the next deadline.
     fn pump(&self) -> u64 {
-        let _order = self.inner.dispatch_order();
         // When timers are due, hand quinn's RTT estimates to the engine first (probe
         // timeouts adapt to them). Connections are read before the engine is locked.
         let due = self.inner.engine().poll_timeout() <= self.inner.now().mono_us;
