@@ -356,3 +356,26 @@ fn the_cli_reaches_a_node_over_https_with_an_operator_certificate() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_over_https_takes_operator_certificates_like_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("prod", dir.path());
+    let (n1, _) = ca.node("n1");
+    let (server, stats) = https_server(n1, ca.bundle(), AdminClients::Operators).await;
+    let addr = server.addr.to_string();
+    assert!(ca.client(addr.clone(), None).watch("", None).await.is_err());
+    wait_refused(&stats, "no_certificate", 1).await;
+    let alice = ca.operator("alice");
+    let client = ca.client(addr, Some(("alice", &alice)));
+    let mut watch = client.watch("app/", None).await.unwrap();
+    client.set("app/x", b"1").await.unwrap();
+    let line = tokio::time::timeout(DEADLINE, watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    match line {
+        Some(gossamer::admin::watch::WatchLine::Change(c)) => assert_eq!(c.key, "app/x"),
+        other => panic!("expected a change, got {other:?}"),
+    }
+}

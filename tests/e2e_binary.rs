@@ -306,3 +306,86 @@ fn the_kept_demo_cluster_answers_the_cli_and_ends_on_sigterm() {
         certs_dir.display()
     );
 }
+
+/// `gossamer kv watch` as a process: its stdout's lines, read by a thread.
+fn watch_lines(args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .args(["kv", "watch"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kv watch");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Proc(child), rx)
+}
+
+#[test]
+fn kv_watch_prints_changes_and_resumes_after_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), "e2e", &["n1"]);
+    let (q, a) = (free_udp(), free_tcp());
+    let _n1 = start(dir.path(), "n1", q, a, None);
+    let admin = format!("127.0.0.1:{a}");
+    until("the node's admin API", DEADLINE, || {
+        members_json(a).is_some()
+    });
+    let (_watch, lines) = watch_lines(&["app/", "--admin", &admin]);
+    let mut seen = Vec::new();
+    // The watch starts from now: write until it shows a write.
+    let mut n = 0;
+    until("kv watch printing a write", DEADLINE, || {
+        n += 1;
+        let out = gossamer(&["kv", "set", "app/x", &format!("v{n}"), "--admin", &admin]);
+        assert!(out.status.success());
+        gossamer(&["kv", "set", "other/y", "no", "--admin", &admin]);
+        seen.extend(lines.try_iter());
+        seen.iter().any(|l| l.starts_with("set app/x=v"))
+    });
+    let out = gossamer(&["kv", "del", "app/x", "--admin", &admin]);
+    assert!(out.status.success());
+    until("kv watch printing the delete", DEADLINE, || {
+        seen.extend(lines.try_iter());
+        seen.iter().any(|l| l == "del app/x")
+    });
+    assert!(
+        seen.iter().all(|l| !l.contains("other/")),
+        "only keys under the prefix: {seen:?}"
+    );
+    // An index from before this process life: the node resets the watch, and the
+    // command re-lists (printing the state) and goes on.
+    gossamer(&["kv", "set", "app/z", "here", "--admin", &admin]);
+    let (_json, lines) = watch_lines(&["app/", "--index", "1", "--json", "--admin", &admin]);
+    let mut seen = Vec::new();
+    until("kv watch --json re-listing after a reset", DEADLINE, || {
+        seen.extend(lines.try_iter());
+        seen.len() >= 2
+    });
+    assert!(
+        seen[0].contains(r#""type":"reset""#) && seen[0].contains("before_this_life"),
+        "{seen:?}"
+    );
+    let line: serde_json::Value = serde_json::from_str(&seen[1]).unwrap();
+    assert_eq!(line["type"], "change");
+    assert_eq!(
+        (line["key"].as_str(), line["value"].as_str()),
+        (Some("app/z"), Some("here"))
+    );
+    println!("kv watch --json printed {seen:?}");
+    // And resumes: a later write comes through.
+    until("kv watch --json after its reset", DEADLINE, || {
+        gossamer(&["kv", "set", "app/after", "1", "--admin", &admin]);
+        seen.extend(lines.try_iter());
+        seen.iter().any(|l| l.contains(r#""key":"app/after""#))
+    });
+}

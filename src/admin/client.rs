@@ -16,6 +16,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::admin::{ErrorBody, KvListItem, KvMeta};
 
+mod watch;
+pub use watch::{IndexedListing, WatchStream, WATCH_SILENCE};
+
 /// Time allowed for each request, from connecting to reading the whole answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -313,33 +316,56 @@ impl AdminClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
+        let open = self.open(method, path, body).await?;
+        let status = open.resp.status();
+        let headers = open.resp.headers().clone();
+        let body = open.resp.into_body().collect().await;
+        open.driver.abort();
+        let body = body.map_err(|e| self.http_err(e))?.to_bytes();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The error of a failed HTTP exchange, with a hint when the error suggests one.
+    fn http_err(&self, source: hyper::Error) -> ClientError {
+        let hint = match (self.tls.is_some(), source.is_parse()) {
+            (false, true) => {
+                " (does the node serve HTTPS, admin_tls? then pass --ca, --cert and --key)"
+            }
+            // TLS 1.3 clients learn of a refused client certificate only from the
+            // alert that ends the connection.
+            (true, false) => {
+                " (did the node refuse our client certificate? it takes operator \
+                 certificates from `gossamer certs issue --client NAME` of its CA, passed \
+                 with --cert and --key; its log names the reason)"
+            }
+            _ => "",
+        };
+        ClientError::Http {
+            addr: self.addr.clone(),
+            source,
+            hint,
+        }
+    }
+
+    /// Connects, sends the request and returns once the answer's header is in; its
+    /// body is read from the connection as the caller goes.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Open, ClientError> {
         if self.addr.contains("://") {
             return Err(ClientError::Invalid(format!(
                 "admin address {:?} must be host:port (https:// is chosen with --ca)",
                 self.addr
             )));
         }
-        let tls = self.tls.is_some();
-        let http_err = |source: hyper::Error| {
-            let hint = match (tls, source.is_parse()) {
-                (false, true) => {
-                    " (does the node serve HTTPS, admin_tls? then pass --ca, --cert and --key)"
-                }
-                // TLS 1.3 clients learn of a refused client certificate only from the
-                // alert that ends the connection.
-                (true, false) => {
-                    " (did the node refuse our client certificate? it takes operator \
-                     certificates from `gossamer certs issue --client NAME` of its CA, passed \
-                     with --cert and --key; its log names the reason)"
-                }
-                _ => "",
-            };
-            ClientError::Http {
-                addr: self.addr.clone(),
-                source,
-                hint,
-            }
-        };
+        let http_err = |e| self.http_err(e);
         let stream =
             TcpStream::connect(&self.addr)
                 .await
@@ -396,12 +422,21 @@ impl AdminClient {
     }
 }
 
-/// Sends `req` on a fresh connection `io` and reads the whole answer.
+/// An answer whose header is in and whose body is read as the caller goes, with the
+/// task driving its connection (abort it when done).
+struct Open {
+    resp: hyper::Response<hyper::body::Incoming>,
+    driver: tokio::task::JoinHandle<()>,
+    /// Kept until the body is read: the connection is not to end before.
+    _sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+/// Sends `req` on a fresh connection `io` and waits for the answer's header.
 async fn send<I>(
     io: I,
     req: Request<Full<Bytes>>,
     http_err: impl Fn(hyper::Error) -> ClientError,
-) -> Result<RawResponse, ClientError>
+) -> Result<Open, ClientError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -413,26 +448,17 @@ where
             tracing::debug!(error = %e, "admin client connection ended");
         }
     });
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(&http_err)?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(&http_err)?
-            .to_bytes();
-        Ok(RawResponse {
-            status,
-            headers,
-            body,
-        })
+    match sender.send_request(req).await {
+        Ok(resp) => Ok(Open {
+            resp,
+            driver,
+            _sender: sender,
+        }),
+        Err(e) => {
+            driver.abort();
+            Err(http_err(e))
+        }
     }
-    .await;
-    drop(sender);
-    driver.abort();
-    result
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {

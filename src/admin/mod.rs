@@ -11,7 +11,8 @@
 //! | `GET /v1/kv/{key}?meta=1`   | JSON [`KvMeta`]                                             |
 //! | `PUT /v1/kv/{key}`          | body = value (at most [`MAX_BODY_BYTES`], else 413); 204, or 400 if rejected |
 //! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
-//! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains |
+//! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains, [`INDEX_HEADER`] the change index the page is consistent with |
+//! | `GET /v1/watch?prefix=P&index=I` | newline-delimited JSON [`watch::WatchLine`]s: changes under `P` after index `I` (default: from now), a heartbeat every [`watch::HEARTBEAT`] of silence, a reset marker when `I` cannot be resumed from (see [`watch`]); 400 for a prefix over 4,096 bytes, 429 beyond `watch.max_watches` |
 //! | `GET /metrics`              | OpenMetrics text ([`METRICS_CONTENT_TYPE`]), encoded by prometheus-client from the metrics the backend registers |
 //! | `GET /ui`                   | the read-only status page (`ui.rs`); served without the token |
 //!
@@ -26,6 +27,7 @@
 mod metrics;
 mod serve;
 mod ui;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -44,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use prometheus_client::registry::Registry;
 
+use crate::node::watch::{Watch, WatchError};
 use crate::node::{KvEntry, MemberView, StatusView};
 
 pub use metrics::{
@@ -68,6 +71,11 @@ pub const PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Response header of a listing with more entries after it: pass its value back as
 /// `after` for the next page (the last key of this page, percent-encoded).
 pub const NEXT_HEADER: &str = "x-gossamer-next";
+
+/// Response header of a listing page (and of a watch): the change index the page is
+/// consistent with (the index the watch starts after). A watch from it misses no change
+/// and repeats none that the page shows.
+pub const INDEX_HEADER: &str = "x-gossamer-index";
 
 /// Largest accepted request body (a value written with `PUT /v1/kv/{key}`): 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -114,6 +122,23 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// At most `limit` live entries whose key starts with `prefix` and sorts after
     /// `after`, in key order.
     fn kv_list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry>;
+    /// [`AdminBackend::kv_list`] and the change index the page is consistent with (it
+    /// shows every change up to that index and none after), if the backend keeps a
+    /// change log.
+    fn kv_list_indexed(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KvEntry>, Option<u64>) {
+        (self.kv_list(prefix, after, limit), None)
+    }
+    /// Opens a watch of the keys starting with `prefix` after `index` (none: from the
+    /// current index on).
+    fn watch(&self, prefix: &str, index: Option<u64>) -> Result<Watch, WatchError> {
+        let _ = (prefix, index);
+        Err(WatchError::Unsupported)
+    }
     /// Every member known to this node, itself included.
     fn members(&self) -> Vec<MemberView>;
     /// Summary of the local node.
@@ -211,6 +236,7 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .route("/v1/kv", get(kv_list))
         .route("/v1/kv/", get(kv_list).put(empty_key).delete(empty_key))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/v1/watch", get(watch::watch))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics(&registry))),
@@ -477,7 +503,7 @@ async fn kv_list(
         }
     };
     // One more than asked shows whether another page follows.
-    let mut entries = b.kv_list(prefix, after, limit + 1);
+    let (mut entries, index) = b.kv_list_indexed(prefix, after, limit + 1);
     let mut more = entries.len() > limit;
     entries.truncate(limit);
     let mut bytes = 0usize;
@@ -491,6 +517,10 @@ async fn kv_list(
         items.push(KvListItem::from(e));
     }
     let mut resp = Json(&items).into_response();
+    if let Some(index) = index {
+        resp.headers_mut()
+            .insert(INDEX_HEADER, HeaderValue::from(index));
+    }
     if more {
         if let Some(last) = items.last() {
             let cursor = client::percent_encode(&last.key, false);

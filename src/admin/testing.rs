@@ -14,6 +14,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::node::watch::{ChangeLog, Watch, WatchConfig, WatchError};
 use crate::node::{KvEntry, MemberView, StatusView};
 
 /// Largest key the fake accepts.
@@ -23,13 +24,25 @@ pub const FAKE_FORBIDDEN: &str = "forbidden/";
 /// Largest value the fake accepts.
 pub const FAKE_MAX_VALUE: usize = 256 * 1024;
 
-/// An in-memory node: a KV map, two members and a few metrics.
-#[derive(Default)]
+/// An in-memory node: a KV map, two members, a change log and a few metrics.
 pub struct FakeBackend {
     kv: Mutex<BTreeMap<String, KvEntry>>,
     hlc: Mutex<u64>,
     /// A failed store: every write is refused with this message.
     failed: Mutex<Option<String>>,
+    /// Every change, indexed, for watches (fed under `kv`'s lock).
+    changes: Arc<ChangeLog>,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        Self {
+            kv: Mutex::default(),
+            hlc: Mutex::default(),
+            failed: Mutex::default(),
+            changes: ChangeLog::new(WatchConfig::default(), 1_700_000_000_000),
+        }
+    }
 }
 
 fn id(s: &str) -> NodeId {
@@ -60,6 +73,8 @@ impl AdminBackend for FakeBackend {
         *hlc += 1;
         let mut kv = self.kv.lock().unwrap();
         let counter = kv.get(key).map_or(0, |e| e.version["n1"]) + 1;
+        self.changes
+            .append(1_700_000_000_000, key.into(), Some(value.clone()), id("n1"));
         kv.insert(
             key.to_string(),
             KvEntry {
@@ -78,7 +93,34 @@ impl AdminBackend for FakeBackend {
         if let Some(f) = self.store_failure() {
             return Err(f.into());
         }
-        Ok(self.kv.lock().unwrap().remove(key).is_some())
+        let mut kv = self.kv.lock().unwrap();
+        let removed = kv.remove(key).is_some();
+        if removed {
+            self.changes
+                .append(1_700_000_000_000, key.into(), None, id("n1"));
+        }
+        Ok(removed)
+    }
+
+    fn kv_list_indexed(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KvEntry>, Option<u64>) {
+        // Under the map's lock, as changes are logged under it.
+        let kv = self.kv.lock().unwrap();
+        let page = kv
+            .values()
+            .filter(|e| e.key.starts_with(prefix) && after.is_none_or(|a| e.key.as_str() > a))
+            .take(limit)
+            .cloned()
+            .collect();
+        (page, Some(self.changes.index()))
+    }
+
+    fn watch(&self, prefix: &str, index: Option<u64>) -> Result<Watch, WatchError> {
+        self.changes.watch(prefix, index)
     }
 
     fn store_failure(&self) -> Option<String> {

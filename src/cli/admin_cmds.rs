@@ -48,6 +48,20 @@ pub enum KvCommand {
         /// Only keys starting with this prefix (default: all)
         prefix: Option<String>,
     },
+    /// Print one line per change of a key starting with PREFIX as it happens (`set
+    /// KEY=VALUE`, `del KEY`), until interrupted; re-lists and resumes by itself when the
+    /// node resets the watch
+    Watch {
+        /// Only keys starting with this prefix (default: all)
+        prefix: Option<String>,
+        /// Start after this change index (from a listing's x-gossamer-index or an earlier
+        /// watch line) instead of now
+        #[arg(long)]
+        index: Option<u64>,
+        /// Print the node's JSON lines (changes, heartbeats, resets) instead
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `gossamer members`: the cluster membership as seen by one node.
@@ -116,6 +130,14 @@ async fn kv(client: &AdminClient, cmd: &KvCommand, out: &mut impl Write) -> anyh
                 eprintln!("key {key:?} not found");
                 Ok(1)
             }
+        }
+        KvCommand::Watch {
+            prefix,
+            index,
+            json,
+        } => {
+            super::kv_watch::watch(client, prefix.as_deref().unwrap_or(""), *index, *json, out)
+                .await
         }
         KvCommand::List { prefix } => {
             let prefix = prefix.as_deref().unwrap_or("");
@@ -494,6 +516,17 @@ mod tests {
             parse(&["kv", "list", "app/", "--admin", "x:1"]),
             TestCmd::Kv(KvArgs {
                 command: KvCommand::List { prefix: Some(_) },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["kv", "watch", "app/", "--index", "42", "--json"]),
+            TestCmd::Kv(KvArgs {
+                command: KvCommand::Watch {
+                    prefix: Some(_),
+                    index: Some(42),
+                    json: true
+                },
                 ..
             })
         ));

@@ -135,6 +135,8 @@ struct FileConfig {
     rng_seed: Option<u64>,
     #[serde(default)]
     security: gossamer::node::SecurityConfig,
+    #[serde(default)]
+    watch: gossamer::node::WatchConfig,
 }
 
 /// Builds the node configuration from the file (if any) and the flags.
@@ -205,6 +207,7 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         )?,
         rng_seed: file.rng_seed,
         security: file.security,
+        watch: file.watch,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)
@@ -518,6 +521,14 @@ fanout = 4
                 "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\ndurability_interval_ms = 0\n",
                 "durability_interval_ms",
             ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n[watch]\nmax_watches = 0\n",
+                "watch.max_watches",
+            ),
+            (
+                "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n[watch]\nlog_size = 5\n",
+                "log_size",
+            ),
         ];
         for (text, field) in cases {
             let f = config_file(text);
@@ -525,6 +536,15 @@ fanout = 4
                 .unwrap_err();
             assert!(e.0.contains(field), "{field}: {}", e.0);
         }
+        let f = config_file(
+            "node_id = \"a\"\nlisten = \"127.0.0.1:1\"\ncerts = \"c\"\n[watch]\nlog_changes = 500\n",
+        );
+        let cfg = build_config(args(&["--config", f.path().to_str().unwrap()])).unwrap();
+        assert_eq!(cfg.watch.log_changes, 500);
+        assert_eq!(
+            cfg.watch.max_watches, 64,
+            "the other [watch] keys keep their defaults"
+        );
         let f = config_file("node_id = \"a\"\nlisten = \"0.0.0.0:7946\"\ncerts = \"c\"\n");
         let cfg = build_config(args(&["--config", f.path().to_str().unwrap()])).unwrap();
         let e = check_addresses(&cfg).unwrap_err();

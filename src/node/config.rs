@@ -78,6 +78,9 @@ pub struct NodeConfig {
     /// Certificate reload, expiry warnings and admission limits.
     #[serde(default)]
     pub security: super::SecurityConfig,
+    /// The change log and its watches (`[watch]`).
+    #[serde(default)]
+    pub watch: super::WatchConfig,
 }
 
 fn default_durability_interval() -> u64 {
@@ -112,6 +115,7 @@ impl NodeConfig {
             gossip: crate::core::Config::default(),
             rng_seed: None,
             security: super::SecurityConfig::default(),
+            watch: super::WatchConfig::default(),
         }
     }
 
@@ -129,6 +133,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.gossip.validate().map_err(|e| format!("gossip.{e}"))?;
         self.security.validate()?;
+        self.watch.validate()?;
         if self
             .admin_token
             .as_deref()

@@ -11,6 +11,7 @@ pub mod persist;
 mod reload;
 mod runtime;
 mod security;
+pub mod watch;
 
 pub use api::*;
 pub use authority::{certs_key, AuthorityError, NodeAuthority, MAX_WRITER_CHAINS};
@@ -19,3 +20,4 @@ pub use config::NodeConfig;
 pub use persist::{Durability, PersistError, PersistStats};
 pub use runtime::{BandwidthView, Node, RuntimeStats};
 pub use security::SecurityConfig;
+pub use watch::WatchConfig;

@@ -1,7 +1,7 @@
 //! The admin API's view of a node, and its Prometheus metrics.
 //!
 //! `/metrics` is prometheus-client's encoding of one collector per section
-//! (`membership`, `swim`, `store`, `persist`, `sync`, `dissemination`, `bandwidth`,
+//! (`membership`, `swim`, `store`, `persist`, `sync`, `dissemination`, `bandwidth`, `watch`,
 //! `transport`, and the security section of `super::certs`), each reading its subsystem's
 //! counters at every scrape; a new subsystem adds one section function and one line in
 //! `sections::register`.
@@ -19,6 +19,7 @@ use crate::admin::prometheus_client::registry::Registry;
 use crate::admin::{AdminBackend, WriteError};
 use crate::core::authority::Refusal;
 use crate::core::state::StateError;
+use crate::node::watch::{Watch, WatchError};
 
 /// Member statuses, in the order metrics list them.
 pub(crate) const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
@@ -91,6 +92,20 @@ impl AdminBackend for Node {
 
     fn kv_list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry> {
         self.list_page(prefix, after, limit)
+    }
+
+    fn kv_list_indexed(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KvEntry>, Option<u64>) {
+        let (page, index) = self.list_page_indexed(prefix, after, limit);
+        (page, Some(index))
+    }
+
+    fn watch(&self, prefix: &str, index: Option<u64>) -> Result<Watch, WatchError> {
+        Node::watch(self, prefix, index)
     }
 
     fn members(&self) -> Vec<MemberView> {

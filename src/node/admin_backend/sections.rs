@@ -13,11 +13,12 @@ use crate::core::engine::EngineStats;
 use crate::core::state::StoreStats;
 use crate::node::persist::PersistStats;
 use crate::node::runtime::{Node, RuntimeStats};
+use crate::node::watch::WatchStats;
 
 /// Registers every section of `node`'s `/metrics` in `registry`, and the histogram of
 /// sync durations, which the runtime records into directly.
 pub(super) fn register(node: &Node, registry: &mut Registry) {
-    let sections: [(&'static str, Write); 9] = [
+    let sections: [(&'static str, Write); 10] = [
         ("membership", Node::membership_metrics),
         ("swim", Node::swim_metrics),
         ("store", Node::store_metrics),
@@ -27,6 +28,7 @@ pub(super) fn register(node: &Node, registry: &mut Registry) {
         ("bandwidth", Node::bandwidth_metrics),
         ("transport", Node::transport_metrics),
         ("security", Node::security_metrics),
+        ("watch", Node::watch_metrics),
     ];
     for (name, write) in sections {
         registry.register_collector(Section::new(name, node, write));
@@ -417,6 +419,25 @@ const TRANSPORT: &[CounterDef<RuntimeStats>] = &[
     ),
 ];
 
+/// The change log and its watches.
+const WATCH: &[CounterDef<WatchStats>] = &[
+    (
+        "gossamer_watches_opened_total",
+        "Watches opened on the admin API.",
+        |w| get(&w.opened),
+    ),
+    (
+        "gossamer_watches_refused_total",
+        "Watches refused because watch.max_watches were open (HTTP 429).",
+        |w| get(&w.refused),
+    ),
+    (
+        "gossamer_changes_logged_total",
+        "Key-value changes this node applied and indexed for watches.",
+        |w| get(&w.logged),
+    ),
+];
+
 impl Node {
     /// Members by status and by datacenter, RTT per datacenter, and who this node is.
     fn membership_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
@@ -581,6 +602,23 @@ impl Node {
         )?;
         out.table(&self.engine_stats(), BANDWIDTH)?;
         out.table(self.runtime_stats(), SYNC_STREAMS)
+    }
+
+    /// The change log and the watches of the admin API.
+    fn watch_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        let w = self.watch_stats();
+        out.gauge(
+            "gossamer_watches_open",
+            "Watches open on the admin API.",
+            get(&w.open),
+        )?;
+        out.table(w, WATCH)?;
+        out.counters(
+            "gossamer_watch_resets_total",
+            "Watches reset (told to re-list), by reason: behind (the ring no longer holds the index, or the watcher read too slowly), before_this_life (an index from before the node's restart), ahead (an index beyond the node's).",
+            "reason",
+            w.resets_by_reason(),
+        )
     }
 
     /// QUIC datagrams, streams, connections and handshakes.

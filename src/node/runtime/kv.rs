@@ -1,5 +1,6 @@
-//! The node's key-value API: local writes (durable as the durability mode requires) and
-//! reads of the live state.
+//! The node's key-value API: local writes (durable as the durability mode requires),
+//! reads of the live state, indexed listings and watches, and the one place that feeds
+//! the change log from the engine's outputs.
 
 use super::*;
 use crate::core::state::is_system_key;
@@ -96,6 +97,87 @@ impl Node {
             .take(limit)
             .map(to_kv)
             .collect()
+    }
+}
+
+impl Node {
+    /// One page of a listing, like [`Node::list_page`], and the change index it is
+    /// consistent with: it reflects every change up to that index and none after.
+    pub fn list_page_indexed(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KvEntry>, u64) {
+        let (page, index) = {
+            let mut e = self.inner.engine();
+            // Changes applied but not yet taken from the engine are logged first, so
+            // the log's index covers everything the page shows; the driver carries
+            // their outputs out.
+            self.inner.log_pending(&mut e);
+            let page = e
+                .store()
+                .scan_prefix_after(prefix, after)
+                .filter(|x| !is_system_key(&x.key))
+                .take(limit)
+                .map(to_kv)
+                .collect();
+            (page, self.inner.changes.index())
+        };
+        self.inner.wake.notify_one();
+        (page, index)
+    }
+
+    /// The latest change index: every key-value change this node applied up to now has
+    /// an index at or below it (see [`crate::node::watch`]).
+    pub fn change_index(&self) -> u64 {
+        self.inner.changes.index()
+    }
+
+    /// Opens a watch of the keys starting with `prefix`, from `index` (none: from now).
+    pub fn watch(
+        &self,
+        prefix: &str,
+        index: Option<u64>,
+    ) -> Result<crate::node::watch::Watch, crate::node::watch::WatchError> {
+        self.inner.changes.watch(prefix, index)
+    }
+
+    /// The change log's counters.
+    pub fn watch_stats(&self) -> &crate::node::watch::WatchStats {
+        self.inner.changes.stats()
+    }
+}
+
+/// Taking the engine's outputs and logging the key-value changes among them: the one
+/// place that feeds the change log (`crate::node::watch`).
+impl Inner {
+    /// Every output the engine has ready (after those a listing took before), each
+    /// key-value change logged for watches on the way: under the engine's lock, so the
+    /// log's order is the store's.
+    pub(super) fn take_outputs(&self, e: &mut Engine) -> Vec<Output> {
+        let mut outs = std::mem::take(&mut *self.taken_outputs());
+        self.log_outputs(e, &mut outs);
+        outs
+    }
+
+    /// Logs the changes of every output the engine has ready and keeps the outputs for
+    /// the driver: what a listing does before it reads the store.
+    fn log_pending(&self, e: &mut Engine) {
+        let mut taken = self.taken_outputs();
+        self.log_outputs(e, &mut taken);
+    }
+
+    fn log_outputs(&self, e: &mut Engine, into: &mut Vec<Output>) {
+        let wall = wall_ms();
+        while let Some(o) = e.poll_output() {
+            self.changes.record(&o, wall);
+            into.push(o);
+        }
+    }
+
+    fn taken_outputs(&self) -> MutexGuard<'_, Vec<Output>> {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -19,6 +19,7 @@ mod sync_stream;
 use super::api::*;
 use super::config::NodeConfig;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
+use super::watch::ChangeLog;
 use super::NodeAuthority;
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
@@ -129,6 +130,11 @@ pub(crate) struct Inner {
     admin_addr: std::sync::OnceLock<SocketAddr>,
     /// Client-certificate decisions of the admin API's TLS (with `admin_tls`).
     admin_handshakes: Arc<crate::identity::HandshakeStats>,
+    /// Every key-value change applied, indexed, for watches (`super::watch`).
+    changes: Arc<ChangeLog>,
+    /// Outputs a listing took from the engine (to log the changes it shows), left for
+    /// the driver to carry out ahead of those it takes next.
+    taken: Mutex<Vec<Output>>,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -303,6 +309,8 @@ impl Node {
             seed_errors: Mutex::new(HashMap::new()),
             admin_addr: std::sync::OnceLock::new(),
             admin_handshakes: crate::identity::HandshakeStats::new(),
+            changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
+            taken: Mutex::new(Vec::new()),
             cfg,
         });
         let node = Node { inner };
@@ -500,6 +508,7 @@ impl Node {
         if self.inner.shutdown.send_replace(true) {
             return;
         }
+        self.inner.changes.close();
         if self.inner.persist.is_some() {
             let inner = self.inner.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -562,11 +571,7 @@ impl Node {
                 }
                 e.handle_timeout(now);
             }
-            let mut outs = Vec::new();
-            while let Some(o) = e.poll_output() {
-                outs.push(o);
-            }
-            (outs, e.poll_timeout())
+            (self.inner.take_outputs(&mut e), e.poll_timeout())
         };
         for o in outputs {
             self.dispatch(o);
