@@ -19,11 +19,22 @@ pub struct SimArgs {
     /// Also run the scenario without its bandwidth cap and print both side by side.
     #[arg(long)]
     pub compare_unlimited: bool,
+    /// Protocol settings as TOML (fields of the `[gossip]` section at top level) set
+    /// over the scenario's own, e.g. scenarios/protocols/memberlist-lan.toml.
+    #[arg(long, value_name = "FILE")]
+    pub protocol: Option<PathBuf>,
 }
 
 /// Runs the scenario; exit code 1 when a property fails.
 pub fn run(args: SimArgs) -> anyhow::Result<i32> {
-    let sc = Scenario::load(&args.scenario).map_err(|e| super::UsageError(e.to_string()))?;
+    let mut sc = Scenario::load(&args.scenario).map_err(|e| super::UsageError(e.to_string()))?;
+    if let Some(p) = &args.protocol {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| super::UsageError(format!("--protocol {}: {e}", p.display())))?;
+        sc = sc
+            .with_protocol(&text, &format!("--protocol {}", p.display()))
+            .map_err(|e| super::UsageError(e.to_string()))?;
+    }
     let seed = args.seed.unwrap_or(sc.seed);
     let report = sc.run(seed);
     let unlimited = args.compare_unlimited.then(|| sc.unlimited().run(seed));
@@ -51,8 +62,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
         Ok(0)
     } else {
         eprintln!(
-            "scenario failed; replay with: gossamer sim {} --seed {seed}",
-            args.scenario.display()
+            "scenario failed; replay with: gossamer sim {} --seed {seed}{}",
+            args.scenario.display(),
+            args.protocol
+                .as_ref()
+                .map(|p| format!(" --protocol {}", p.display()))
+                .unwrap_or_default()
         );
         Ok(1)
     }

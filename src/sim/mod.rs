@@ -776,3 +776,6 @@ mod durable_tests;
 
 #[cfg(test)]
 mod forgery_tests;
+
+#[cfg(test)]
+mod swim_tests;

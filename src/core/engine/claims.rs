@@ -353,7 +353,13 @@ mod tests {
             zone: "z1".into(),
             tags: [("role".to_string(), "kv".to_string())].into(),
         };
-        Engine::new(Config::local(), info, Vec::new(), seed, at(0), None)
+        // The timelines below step through a 500 ms probe timeout and 1 s period.
+        let cfg = Config {
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 500,
+            ..Config::local()
+        };
+        Engine::new(cfg, info, Vec::new(), seed, at(0), None)
     }
 
     /// Three engines that know each other first-hand; outputs drained.

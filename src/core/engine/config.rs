@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::state::Limits;
 
+/// Largest `awareness_max`: the health multiplier stretches timeouts at most 16 times.
+pub const MAX_AWARENESS: u32 = 16;
+
+/// Largest `suspicion_confirmations`: more would rarely arrive within a suspicion.
+pub const MAX_SUSPICION_CONFIRMATIONS: u32 = 32;
+
 /// Protocol tuning. Every field is settable in the node's configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -74,12 +80,19 @@ pub struct Config {
     pub probe_timeout_ms: u64,
     /// Members asked to probe indirectly when a direct probe times out (`k`).
     pub indirect_checks: usize,
-    /// Suspicion timeout = `suspicion_mult · log10(N) · probe_interval` at the least.
+    /// Suspicion timeout = `suspicion_mult · max(1, log10 N) · probe_interval` at the
+    /// least (the floor, reached once `suspicion_confirmations` members confirmed).
     pub suspicion_mult: u32,
-    /// The longest suspicion timeout, as a multiple of the least (Lifeguard).
+    /// The longest suspicion timeout, as a multiple of the least (Lifeguard): the
+    /// timeout of a suspicion nobody confirmed yet.
     pub suspicion_max_mult: u32,
-    /// Ceiling of the local health multiplier (Lifeguard): a struggling node stretches
-    /// its probe interval and timeout by up to this factor.
+    /// Independent confirmations (accusers beyond the first) that bring the suspicion
+    /// timeout down to its floor, each one shortening it on Lifeguard's log scale;
+    /// capped at N − 2 in a cluster of N.
+    pub suspicion_confirmations: u32,
+    /// Ceiling of the local health multiplier (Lifeguard), 1 to 16: a struggling node
+    /// stretches its probe interval and timeout, and the timeout of a suspicion nobody
+    /// confirmed, by up to this factor (1 turns local health awareness off).
     pub awareness_max: u32,
     /// Dead and departed members are kept (as tombstones) this long before being
     /// forgotten (ms).
@@ -125,11 +138,12 @@ impl Default for Config {
             dc_relays: 2,
             dc_retransmits: 1,
             probe_rtt_mult: 3,
-            probe_interval_ms: 1_000,
-            probe_timeout_ms: 500,
-            indirect_checks: 3,
-            suspicion_mult: 4,
+            probe_interval_ms: 500,
+            probe_timeout_ms: 250,
+            indirect_checks: 5,
+            suspicion_mult: 2,
             suspicion_max_mult: 6,
+            suspicion_confirmations: 3,
             awareness_max: 8,
             reap_timeout_ms: 3_600_000,
             gossip_bandwidth: 10_000_000,
@@ -143,7 +157,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The LAN profile (the default): memberlist's LAN timings, 200 ms gossip rounds.
+    /// The LAN profile (the default): 500 ms probe periods, 5 indirect checks, a
+    /// suspicion floor of `2 · log10 N` periods reached with 3 confirmations (memberlist's
+    /// LAN timings were 1 s, 3, 4 and 2; `scenarios/protocols/memberlist-lan.toml`),
+    /// 200 ms gossip rounds.
     pub fn lan() -> Self {
         Self::default()
     }
@@ -162,14 +179,17 @@ impl Config {
 
     /// The WAN profile: longer probe period and timeouts, slower gossip and
     /// anti-entropy, and a 1 MB/s gossip cap, for links of tens to hundreds of
-    /// milliseconds.
+    /// milliseconds. Its failure detector keeps memberlist's WAN constants (5 s probes,
+    /// 3 s timeout, 3 indirect checks, suspicion multiplier 6, K = 4).
     pub fn wan() -> Self {
         Self {
             gossip_interval_ms: 500,
             sync_interval_ms: 10_000,
             probe_interval_ms: 5_000,
             probe_timeout_ms: 3_000,
+            indirect_checks: 3,
             suspicion_mult: 6,
+            suspicion_confirmations: 4,
             gossip_bandwidth: 1_000_000,
             ..Self::default()
         }
@@ -208,6 +228,22 @@ impl Config {
         pos("suspicion_mult", self.suspicion_mult as u64)?;
         pos("suspicion_max_mult", self.suspicion_max_mult as u64)?;
         pos("awareness_max", self.awareness_max as u64)?;
+        if self.awareness_max > MAX_AWARENESS {
+            return Err(format!(
+                "awareness_max must be at most {MAX_AWARENESS} (got {}): a node that \
+                 misses acks would wait that many times longer to probe and accuse",
+                self.awareness_max
+            ));
+        }
+        if self.suspicion_confirmations == 0
+            || self.suspicion_confirmations > MAX_SUSPICION_CONFIRMATIONS
+        {
+            return Err(format!(
+                "suspicion_confirmations must be 1 to {MAX_SUSPICION_CONFIRMATIONS} (got {}); \
+                 for a fixed suspicion timeout set suspicion_max_mult = 1 instead",
+                self.suspicion_confirmations
+            ));
+        }
         if self.probe_timeout_ms > self.probe_interval_ms {
             return Err(format!(
                 "probe_timeout_ms ({}) must not exceed probe_interval_ms ({})",
@@ -249,5 +285,67 @@ impl Config {
             return Err("seed_backoff_cap_ms must be at least seed_backoff_floor_ms".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_validates() {
+        for c in [Config::lan(), Config::local(), Config::wan()] {
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn suspicion_confirmations_out_of_range_is_refused_naming_the_field_and_the_fix() {
+        for bad in [0, MAX_SUSPICION_CONFIRMATIONS + 1] {
+            let c = Config {
+                suspicion_confirmations: bad,
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert!(
+                e.starts_with("suspicion_confirmations must be 1 to 32"),
+                "{e}"
+            );
+            assert!(e.contains(&format!("got {bad}")), "{e}");
+            assert!(e.contains("suspicion_max_mult = 1"), "{e}");
+        }
+        for good in [1, 3, MAX_SUSPICION_CONFIRMATIONS] {
+            let c = Config {
+                suspicion_confirmations: good,
+                ..Config::default()
+            };
+            assert!(c.validate().is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn awareness_max_above_sixteen_is_refused() {
+        let c = Config {
+            awareness_max: MAX_AWARENESS,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        let c = Config {
+            awareness_max: MAX_AWARENESS + 1,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(e.starts_with("awareness_max must be at most 16"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_the_new_field_gets_its_default() {
+        let c: Config =
+            toml::from_str("probe_interval_ms = 700\nprobe_timeout_ms = 300\n").unwrap();
+        assert_eq!(
+            c.suspicion_confirmations,
+            Config::default().suspicion_confirmations
+        );
+        assert_eq!(c.probe_interval_ms, 700);
     }
 }

@@ -604,7 +604,13 @@ mod tests {
 
     #[test]
     fn probe_timeouts_follow_rtt_with_the_configured_floor() {
-        let mut e = engine(Config::default());
+        // A 500 ms floor and a 1 s period, whatever the defaults.
+        let timing = Config {
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 500,
+            ..Config::default()
+        };
+        let mut e = engine(timing.clone());
         let near = NodeId::new("a1").unwrap();
         let far = NodeId::new("b1").unwrap();
         let far2 = NodeId::new("b2").unwrap();
@@ -621,7 +627,7 @@ mod tests {
         assert_eq!(e.probe_period_us(900_000), 1_800_000);
         let off = engine(Config {
             probe_rtt_mult: 0,
-            ..Config::default()
+            ..timing
         });
         assert_eq!(off.probe_timeout_us(&far), 500_000);
     }

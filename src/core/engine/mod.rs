@@ -27,6 +27,7 @@ mod persist;
 mod seeds;
 mod stability;
 mod stats;
+mod suspicion;
 mod swim;
 mod tree;
 

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::suspicion::Suspicion;
 use super::{Engine, Event, Output};
 use crate::core::dissemination::{Class, Topic};
 use crate::core::limiter::Traffic;
@@ -40,33 +41,6 @@ struct Relay {
     requester: NodeId,
     their_seq: u64,
     deadline_us: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Suspicion {
-    incarnation: u64,
-    start_us: u64,
-    min_us: u64,
-    max_us: u64,
-    /// Confirmations expected before the timeout reaches its minimum.
-    k: u32,
-    accusers: BTreeSet<NodeId>,
-}
-
-impl Suspicion {
-    fn deadline_us(&self) -> u64 {
-        // Lifeguard: timeout = max - (max - min) · log(C + 1) / log(K + 1), never below min,
-        // where C counts accusers beyond the first.
-        let c = self.accusers.len().saturating_sub(1) as f64;
-        let timeout = if self.k == 0 {
-            self.min_us
-        } else {
-            let frac = (c + 1.0).ln() / (self.k as f64 + 1.0).ln();
-            let raw = self.max_us as f64 - frac * (self.max_us - self.min_us) as f64;
-            (raw.max(self.min_us as f64)) as u64
-        };
-        self.start_us + timeout
-    }
 }
 
 /// SWIM state of one engine.
@@ -504,31 +478,15 @@ impl Engine {
         incarnation: u64,
         accuser: Option<NodeId>,
     ) {
-        let n = self.members.live_count().max(1) as f64;
-        let interval = self.cfg.probe_interval_ms * 1000;
-        let min = (self.cfg.suspicion_mult as f64 * n.log10().max(1.0) * interval as f64) as u64;
-        let max = min * self.cfg.suspicion_max_mult as u64;
-        let k = self.cfg.suspicion_mult.saturating_sub(2);
-        let k = if (n as u32).saturating_sub(2) < k {
-            0
-        } else {
-            k
-        };
-        let mut accusers = BTreeSet::new();
-        if let Some(a) = accuser {
-            accusers.insert(a);
-        }
-        self.swim.insert_suspicion(
-            id.clone(),
-            Suspicion {
-                incarnation,
-                start_us: now.mono_us,
-                min_us: min,
-                max_us: max,
-                k,
-                accusers,
-            },
+        let s = Suspicion::new(
+            &self.cfg,
+            self.members.live_count(),
+            self.swim.health_multiplier(),
+            incarnation,
+            now.mono_us,
+            accuser,
         );
+        self.swim.insert_suspicion(id.clone(), s);
     }
 
     /// Puts members added in bulk into the probe order, which is shuffled again (one

@@ -618,6 +618,31 @@ impl Scenario {
                 detail,
             });
         }
+        if let Some(bound) = pr.detect_median_within_ms {
+            let (pass, detail) = match &detection_ms {
+                Some(d) => (
+                    d.undetected == 0 && d.all_dead_p50_ms <= bound,
+                    format!(
+                        "{} crashes: all dead median {:.0} / p99 {:.0} ms, {} undetected (bound {bound} ms)",
+                        d.crashes, d.all_dead_p50_ms, d.all_dead_p99_ms, d.undetected
+                    ),
+                ),
+                None => (false, "no crash to detect".into()),
+            };
+            properties.push(PropertyResult {
+                name: "detect_median_within_ms".into(),
+                pass,
+                detail,
+            });
+        }
+        if let Some(bound) = pr.max_bytes_per_node_s {
+            let got = per(bytes);
+            properties.push(PropertyResult {
+                name: "max_bytes_per_node_s".into(),
+                pass: got <= bound,
+                detail: format!("{got:.0} B per node per s (bound {bound} B)"),
+            });
+        }
         Report {
             name: self.name.clone(),
             seed,
@@ -651,6 +676,28 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// This scenario with the protocol fields of `overrides` (TOML text: fields of the
+    /// `[gossip]` section at top level, e.g. a profile of another implementation's
+    /// failure-detector constants) set over its own `[gossip]` settings. `source` names
+    /// the text in errors. The result is validated like a scenario file.
+    pub fn with_protocol(&self, overrides: &str, source: &str) -> Result<Scenario, ScenarioError> {
+        let parse = |reason: String| ScenarioError::Parse {
+            path: source.to_string(),
+            reason,
+        };
+        let extra: toml::Table = toml::from_str(overrides).map_err(|e| parse(e.to_string()))?;
+        let mut table = toml::Table::try_from(&self.gossip).map_err(|e| parse(e.to_string()))?;
+        for (k, v) in extra {
+            table.insert(k, v);
+        }
+        let mut s = self.clone();
+        s.gossip = table
+            .try_into()
+            .map_err(|e: toml::de::Error| parse(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
     /// This scenario with the bandwidth cap removed (and the cap property dropped).
     pub fn unlimited(&self) -> Scenario {
         let mut u = self.clone();

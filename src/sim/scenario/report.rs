@@ -12,8 +12,15 @@ pub struct DetectionSummary {
     pub first_suspicion_ms: f64,
     /// Mean time until every live observer declared it dead (ms).
     pub all_dead_ms: f64,
+    /// Median over crashes of the time until every live observer declared it dead (ms).
+    pub all_dead_p50_ms: f64,
+    /// 99th percentile over crashes of that time (ms; the slowest with under 100 crashes).
+    pub all_dead_p99_ms: f64,
     /// Slowest crash until every live observer declared it dead (ms).
     pub all_dead_max_ms: f64,
+    /// Each detected crash's time until every live observer declared it dead (ms), in
+    /// crash order: to pool crashes over several seeds.
+    pub all_dead_each_ms: Vec<f64>,
     /// Crashes some live observer never declared dead.
     pub undetected: usize,
 }
@@ -189,8 +196,14 @@ impl Report {
                 &mut s,
                 "crash detection",
                 format!(
-                    "first suspicion {:.0} ms, all dead {:.0} ms (max {:.0}), {} undetected",
-                    d.first_suspicion_ms, d.all_dead_ms, d.all_dead_max_ms, d.undetected
+                    "{} crashes: first suspicion {:.0} ms, all dead mean {:.0} / p50 {:.0} / p99 {:.0} / max {:.0} ms, {} undetected",
+                    d.crashes,
+                    d.first_suspicion_ms,
+                    d.all_dead_ms,
+                    d.all_dead_p50_ms,
+                    d.all_dead_p99_ms,
+                    d.all_dead_max_ms,
+                    d.undetected
                 ),
             );
         }
@@ -301,13 +314,27 @@ pub(super) fn detection_summary(sim: &Sim) -> Option<DetectionSummary> {
             v.iter().sum::<f64>() / v.len() as f64
         }
     };
+    let mut sorted = all.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
     Some(DetectionSummary {
         crashes: all.len() + undetected,
         first_suspicion_ms: mean(&first),
         all_dead_ms: mean(&all),
-        all_dead_max_ms: all.iter().cloned().fold(0.0, f64::max),
+        all_dead_p50_ms: median(&sorted),
+        all_dead_p99_ms: percentile(&sorted, 0.99),
+        all_dead_max_ms: sorted.last().copied().unwrap_or(0.0),
+        all_dead_each_ms: all,
         undetected,
     })
+}
+
+/// The median of sorted values (the mean of the middle two for an even count).
+pub(super) fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {

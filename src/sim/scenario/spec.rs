@@ -184,6 +184,11 @@ pub struct PropertiesSpec {
     /// Every crash that was not followed by a restart is detected by every live node,
     /// each within this bound (ms).
     pub detect_within_ms: Option<f64>,
+    /// Bound on the median over crashes (that no restart followed) of the time until
+    /// every live node declared the crashed node dead (ms).
+    pub detect_median_within_ms: Option<f64>,
+    /// Bound on the mean bytes each node sends per second (datagrams and anti-entropy).
+    pub max_bytes_per_node_s: Option<f64>,
     /// Every node's egress over every 1-second window stays within this fraction above
     /// its `gossip_bandwidth` cap (e.g. 0.05).
     pub egress_within_cap: Option<f64>,
@@ -203,6 +208,8 @@ impl Default for PropertiesSpec {
             membership_converges: true,
             no_ghosts: false,
             detect_within_ms: None,
+            detect_median_within_ms: None,
+            max_bytes_per_node_s: None,
             egress_within_cap: None,
             max_wan_bytes_per_write: None,
         }
