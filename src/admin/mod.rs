@@ -407,9 +407,9 @@ async fn kv_get(
         Ok(k) => k,
         Err((status, msg)) => return error(status, msg),
     };
-    let Query(query) = match query {
+    let query = match query_params(query) {
         Ok(q) => q,
-        Err(rej) => return error(rej.status(), rej.body_text()),
+        Err((status, msg)) => return error(status, msg),
     };
     let Some(entry) = b.kv_get(&key) else {
         return error(StatusCode::NOT_FOUND, format!("key {key:?} not found"));
@@ -482,13 +482,22 @@ async fn kv_delete(
     }
 }
 
+/// A request's query parameters, or the status and message refusing a malformed query.
+pub(super) fn query_params(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, (StatusCode, String)> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|rej| (rej.status(), rej.body_text()))
+}
+
 async fn kv_list(
     State(b): State<Backend>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
+    let query = match query_params(query) {
         Ok(q) => q,
-        Err(rej) => return error(rej.status(), rej.body_text()),
+        Err((status, msg)) => return error(status, msg),
     };
     let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
     let after = query.get("after").map(String::as_str);

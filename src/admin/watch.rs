@@ -129,9 +129,9 @@ pub(super) async fn watch(
     State(b): State<Backend>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
+    let query = match super::query_params(query) {
         Ok(q) => q,
-        Err(rej) => return error(rej.status(), rej.body_text()),
+        Err((status, msg)) => return error(status, msg),
     };
     let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
     let index = match query.get("index").map(|i| i.parse::<u64>()) {

@@ -1,24 +1,8 @@
 //! Failure-detection scenarios (#18): detection time at N = 100, false failures under
 //! loss, the idle cost, and protocol overrides. Each prints its seed.
 
+use super::tests::run;
 use super::*;
-
-fn run(text: &str, path: &str) -> Report {
-    let sc = Scenario::from_toml(text, path).expect("scenario parses");
-    let seed = std::env::var("GOSSAMER_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(sc.seed);
-    println!("scenario {path}: seed {seed}");
-    let r = sc.run(seed);
-    println!("{}", r.table());
-    assert!(
-        r.passed(),
-        "scenario {path} failed with seed {seed}; replay: cargo run --release -- sim {path} --seed {seed}\n{}",
-        r.table()
-    );
-    r
-}
 
 #[test]
 fn hundred_nodes_know_a_crashed_node_dead_within_five_seconds_median() {

@@ -14,7 +14,9 @@ macro_rules! scenario {
     };
 }
 
-fn run(text: &str, path: &str) -> Report {
+/// Runs a scenario with its seed (or `GOSSAMER_SIM_SEED`), printing the seed and
+/// failing with the command that replays it.
+pub(super) fn run(text: &str, path: &str) -> Report {
     let sc = Scenario::from_toml(text, path).expect("scenario parses");
     let seed = std::env::var("GOSSAMER_SIM_SEED")
         .ok()
