@@ -64,10 +64,16 @@ pub struct SealedRun {
 
 impl SealedRun {
     /// The run of `entries`, which must all have the same [`RunKey`] and distinct
-    /// positions (the packer only groups such writes).
+    /// positions (the packer and [`group_runs`] only group such writes; a repeated
+    /// position would make a run every receiver refuses).
     pub fn new(mut entries: Vec<Entry>) -> Self {
         entries.sort_by_key(position);
-        entries.dedup_by_key(|e| position(e));
+        debug_assert!(
+            entries
+                .windows(2)
+                .all(|w| position(&w[0]) < position(&w[1])),
+            "a run holds each position once"
+        );
         let first = &entries[0].sig;
         let (key, sig) = (first.key, first.bytes.clone());
         let height = first.proof.as_ref().map_or(0, Proof::height);
@@ -179,12 +185,19 @@ pub fn group_runs(entries: Vec<Entry>) -> (Vec<SealedRun>, Vec<Entry>) {
     let mut batches: BTreeMap<Batch, Vec<Entry>> = BTreeMap::new();
     let mut alone = Vec::new();
     for e in entries {
-        match RunKey::of(&e) {
-            Some(k) => batches
-                .entry((k.key, k.sig.to_vec(), k.height))
-                .or_default()
-                .push(e),
-            None => alone.push(e),
+        let Some(k) = RunKey::of(&e) else {
+            alone.push(e);
+            continue;
+        };
+        let batch = batches
+            .entry((k.key, k.sig.to_vec(), k.height))
+            .or_default();
+        // Two writes at one position of one signed tree cannot both be honest (it
+        // takes a hash collision), but each still travels: the second one alone.
+        if batch.iter().any(|b| position(b) == position(&e)) {
+            alone.push(e);
+        } else {
+            batch.push(e);
         }
     }
     let mut runs = Vec::new();
@@ -321,11 +334,16 @@ mod tests {
         all.append(&mut single);
         // `batch` signs every batch with the same bytes: make b's differ.
         all[2].sig.bytes[0] ^= 1;
+        // A second write claiming a position already taken travels alone.
+        let mut twin = a[3].clone();
+        twin.key = "twin".into();
+        all.push(twin.clone());
         let (runs, alone) = group_runs(all.clone());
+        assert!(alone.contains(&twin));
         assert_eq!(runs.len(), 1);
         let ran = runs[0].clone().unpack().unwrap();
         assert_eq!(ran, vec![a[0].clone(), a[3].clone()]);
-        assert_eq!(alone.len(), 3);
+        assert_eq!(alone.len(), 4);
         assert!(alone.contains(&unsigned) && alone.contains(&all[2]));
     }
 
