@@ -17,10 +17,9 @@ const RUN_FRAMING: usize = 96;
 pub(super) struct Packed {
     /// Datagrams sent as they are.
     pub full: Vec<Vec<Item>>,
-    /// The last datagram, whose spare room the caller fills with queued gossip, and the
-    /// bytes it takes (overhead included).
+    /// The last datagram, whose spare room the caller fills with queued gossip.
     pub last: Vec<Item>,
-    /// Bytes `last` takes.
+    /// Bytes `last` takes, datagram overhead included.
     pub last_len: usize,
     /// Items too large for any datagram: each goes alone on a reliable stream.
     pub oversized: Vec<Item>,
