@@ -69,7 +69,7 @@ async fn three_nodes_converge_after_concurrent_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_gets_full_state_by_anti_entropy_without_datagrams() {
     let cfg = Config {
-        push_deltas: false,
+        push: gossamer::core::PushMode::Off,
         ..Config::local()
     };
     let mut c = LocalCluster::start(2, 1, cfg).await.unwrap();

@@ -17,7 +17,7 @@ pub mod proto;
 pub mod state;
 pub mod sync;
 
-pub use engine::{Config, Engine, Event, Output};
+pub use engine::{Config, ConfigError, Engine, Event, Output, PushMode};
 pub use id::{ClusterName, IdError, NodeId};
 
 /// Current time as seen by the core.

@@ -477,7 +477,7 @@ fn tree_push_delivers_each_write_about_once_and_grafts_what_loss_took() {
     );
     // Random push, same run otherwise: every member gets about `budget` copies.
     let random = run(
-        &tree_scenario("random-clean", 0.0, "tree_push = false"),
+        &tree_scenario("random-clean", 0.0, "push = \"random\""),
         "random-clean (inline)",
     );
     assert!(

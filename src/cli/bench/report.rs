@@ -184,7 +184,11 @@ impl Row {
             propagation,
             copies_per_update: Some(m.copies / (m.writes as f64 * (n - 1) as f64)),
             theory_rounds: theory_rounds(n, gossip.fanout),
-            theory_hops: theory_hops(n, gossip.fanout, gossip.tree_push && gossip.push_deltas),
+            theory_hops: theory_hops(
+                n,
+                gossip.fanout,
+                gossip.push == gossamer::core::PushMode::Tree,
+            ),
             measured_rounds_p99,
             max_writes_per_s: None,
             detection: None,

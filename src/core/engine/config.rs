@@ -11,6 +11,41 @@ pub const MAX_AWARENESS: u32 = 16;
 /// Largest `suspicion_confirmations`: more would rarely arrive within a suspicion.
 pub const MAX_SUSPICION_CONFIRMATIONS: u32 = 32;
 
+/// How a fresh update travels from its writer, and from each member that forwards it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushMode {
+    /// Down a broadcast tree: about one copy per member, log₂ N hops. Gossip rounds
+    /// repeat only the update's id, and a member missing an id asks for it
+    /// (`engine/tree`).
+    #[default]
+    Tree,
+    /// The older random push: `fanout` random peers per hop, and the whole update
+    /// repeated in gossip rounds.
+    Random,
+    /// No push: replication is left to anti-entropy alone.
+    Off,
+}
+
+/// A protocol setting out of range: the field, and what is wrong with it and how to
+/// fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct ConfigError {
+    /// The field, as it is named in the configuration file.
+    pub field: &'static str,
+    /// What is wrong, and what would fix it (it follows the field's name).
+    pub problem: String,
+}
+
+/// A [`ConfigError`] for `field`.
+pub(super) fn bad(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        problem: problem.into(),
+    }
+}
+
 /// Protocol tuning. Every field is settable in the node's configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,14 +61,9 @@ pub struct Config {
     /// Largest datagram the core packs (bytes); the runtime lowers it per peer to the
     /// connection's `max_datagram_size()`.
     pub max_datagram: usize,
-    /// Push deltas as datagrams (false leaves replication to anti-entropy alone).
-    pub push_deltas: bool,
-    /// Push each update down a broadcast tree (about one copy per member, log₂ N hops)
-    /// and repeat only its id in gossip rounds; members missing an id ask for it
-    /// (`engine/tree.rs`). `false` is the older random push: `fanout` random peers per
-    /// hop and the whole update repeated in gossip rounds.
-    pub tree_push: bool,
-    /// With `tree_push`: how long a member told of an update it lacks waits for the tree
+    /// How fresh updates are pushed as datagrams (`"tree"`, `"random"` or `"off"`).
+    pub push: PushMode,
+    /// With `push = "tree"`: how long a member told of an update it lacks waits for the tree
     /// to bring it before asking the teller (ms; at least twice the round trip to it).
     pub graft_timeout_ms: u64,
     /// How long deletes are remembered (ms) before their tombstones are collected.
@@ -123,8 +153,7 @@ impl Default for Config {
             sync_interval_ms: 2_000,
             retransmit_mult: 4,
             max_datagram: 1_200,
-            push_deltas: true,
-            tree_push: true,
+            push: PushMode::Tree,
             graft_timeout_ms: 20,
             tombstone_grace_ms: 24 * 3600 * 1000,
             seed_backoff_floor_ms: 1_000,
@@ -198,10 +227,10 @@ impl Config {
 
 impl Config {
     /// Checks the values; the error names the field and what would fix it.
-    pub fn validate(&self) -> Result<(), String> {
-        let pos = |name: &str, v: u64| {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let pos = |field: &'static str, v: u64| {
             if v == 0 {
-                Err(format!("{name} must be greater than 0"))
+                Err(bad(field, "must be greater than 0"))
             } else {
                 Ok(())
             }
@@ -216,10 +245,13 @@ impl Config {
         pos("intro_burst", self.intro_burst as u64)?;
         pos("intro_per_sec", self.intro_per_sec as u64)?;
         if self.graft_timeout_ms > 60_000 {
-            return Err(format!(
-                "graft_timeout_ms must be at most 60000 (got {}): a missing update waits that \
-                 long before it is asked for",
-                self.graft_timeout_ms
+            return Err(bad(
+                "graft_timeout_ms",
+                format!(
+                    "must be at most 60000 (got {}): a missing update waits that long \
+                     before it is asked for",
+                    self.graft_timeout_ms
+                ),
             ));
         }
         self.validate_locality()?;
@@ -229,60 +261,87 @@ impl Config {
         pos("suspicion_max_mult", self.suspicion_max_mult as u64)?;
         pos("awareness_max", self.awareness_max as u64)?;
         if self.awareness_max > MAX_AWARENESS {
-            return Err(format!(
-                "awareness_max must be at most {MAX_AWARENESS} (got {}): a node that \
-                 misses acks would wait that many times longer to probe and accuse",
-                self.awareness_max
+            return Err(bad(
+                "awareness_max",
+                format!(
+                    "must be at most {MAX_AWARENESS} (got {}): a node that misses acks \
+                     would wait that many times longer to probe and accuse",
+                    self.awareness_max
+                ),
             ));
         }
         if self.suspicion_confirmations == 0
             || self.suspicion_confirmations > MAX_SUSPICION_CONFIRMATIONS
         {
-            return Err(format!(
-                "suspicion_confirmations must be 1 to {MAX_SUSPICION_CONFIRMATIONS} (got {}); \
-                 for a fixed suspicion timeout set suspicion_max_mult = 1 instead",
-                self.suspicion_confirmations
+            return Err(bad(
+                "suspicion_confirmations",
+                format!(
+                    "must be 1 to {MAX_SUSPICION_CONFIRMATIONS} (got {}); for a fixed \
+                     suspicion timeout set suspicion_max_mult = 1 instead",
+                    self.suspicion_confirmations
+                ),
             ));
         }
         if self.probe_timeout_ms > self.probe_interval_ms {
-            return Err(format!(
-                "probe_timeout_ms ({}) must not exceed probe_interval_ms ({})",
-                self.probe_timeout_ms, self.probe_interval_ms
+            return Err(bad(
+                "probe_timeout_ms",
+                format!(
+                    "({}) must not exceed probe_interval_ms ({})",
+                    self.probe_timeout_ms, self.probe_interval_ms
+                ),
             ));
         }
         if self.max_datagram < 256 || self.max_datagram > 65_000 {
-            return Err(format!(
-                "max_datagram must be between 256 and 65000 bytes (got {})",
-                self.max_datagram
+            return Err(bad(
+                "max_datagram",
+                format!(
+                    "must be between 256 and 65000 bytes (got {})",
+                    self.max_datagram
+                ),
             ));
         }
         if !(self.per_peer_share > 0.0 && self.per_peer_share <= 1.0) {
-            return Err(format!(
-                "per_peer_share must be in (0, 1] (got {}); 1 lets one peer use the whole budget",
-                self.per_peer_share
+            return Err(bad(
+                "per_peer_share",
+                format!(
+                    "must be in (0, 1] (got {}); 1 lets one peer use the whole budget",
+                    self.per_peer_share
+                ),
             ));
         }
         if self.gossip_bandwidth > 0 && self.gossip_bandwidth < 4 * self.max_datagram as u64 {
-            return Err(format!(
-                "gossip_bandwidth must be 0 (unlimited) or at least 4 datagrams per second ({} bytes/s) (got {})",
-                4 * self.max_datagram,
-                self.gossip_bandwidth
+            return Err(bad(
+                "gossip_bandwidth",
+                format!(
+                    "must be 0 (unlimited) or at least 4 datagrams per second ({} bytes/s) (got {})",
+                    4 * self.max_datagram,
+                    self.gossip_bandwidth
+                ),
             ));
         }
         if self.gossip_burst > 0 && self.gossip_burst < 2 * self.max_datagram as u64 {
-            return Err(format!(
-                "gossip_burst must be 0 (automatic) or at least two datagrams ({} bytes) (got {})",
-                2 * self.max_datagram,
-                self.gossip_burst
+            return Err(bad(
+                "gossip_burst",
+                format!(
+                    "must be 0 (automatic) or at least two datagrams ({} bytes) (got {})",
+                    2 * self.max_datagram,
+                    self.gossip_burst
+                ),
             ));
         }
-        if self.gossip_bandwidth > u32::MAX as u64 || self.gossip_burst > u32::MAX as u64 {
-            return Err(
-                "gossip_bandwidth and gossip_burst must fit in 32 bits (at most 4 GB/s)".into(),
-            );
+        for (field, v) in [
+            ("gossip_bandwidth", self.gossip_bandwidth),
+            ("gossip_burst", self.gossip_burst),
+        ] {
+            if v > u64::from(u32::MAX) {
+                return Err(bad(field, "must fit in 32 bits (at most 4 GB/s)"));
+            }
         }
         if self.seed_backoff_cap_ms < self.seed_backoff_floor_ms {
-            return Err("seed_backoff_cap_ms must be at least seed_backoff_floor_ms".into());
+            return Err(bad(
+                "seed_backoff_cap_ms",
+                "must be at least seed_backoff_floor_ms",
+            ));
         }
         Ok(())
     }
@@ -307,6 +366,8 @@ mod tests {
                 ..Config::default()
             };
             let e = c.validate().unwrap_err();
+            assert_eq!(e.field, "suspicion_confirmations");
+            let e = e.to_string();
             assert!(
                 e.starts_with("suspicion_confirmations must be 1 to 32"),
                 "{e}"
@@ -334,7 +395,7 @@ mod tests {
             awareness_max: MAX_AWARENESS + 1,
             ..Config::default()
         };
-        let e = c.validate().unwrap_err();
+        let e = c.validate().unwrap_err().to_string();
         assert!(e.starts_with("awareness_max must be at most 16"), "{e}");
     }
 
@@ -347,5 +408,29 @@ mod tests {
             Config::default().suspicion_confirmations
         );
         assert_eq!(c.probe_interval_ms, 700);
+    }
+
+    #[test]
+    fn the_push_mode_is_one_setting_and_the_old_switches_are_named_when_refused() {
+        for (text, mode) in [
+            ("push = \"tree\"", PushMode::Tree),
+            ("push = \"random\"", PushMode::Random),
+            ("push = \"off\"", PushMode::Off),
+            ("", PushMode::Tree),
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            assert_eq!(c.push, mode, "{text}");
+        }
+        for old in [
+            "tree_push = false",
+            "push_deltas = false",
+            "push = \"eager\"",
+        ] {
+            let e = toml::from_str::<Config>(old).unwrap_err().to_string();
+            // The refused field, and what is accepted instead.
+            let named = old.split(' ').next().unwrap();
+            assert!(e.contains(named), "{old}: {e}");
+            assert!(e.contains("`push`") || e.contains("`random`"), "{old}: {e}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! every other write made since the last seal ([`Engine::seal_writes`]), and sent with
 //! them in shared datagrams.
 
-use super::{tree, Engine, Event, Output};
+use super::{tree, Engine, Event, Output, PushMode};
 use crate::core::dissemination::{Class, Topic};
 use crate::core::proto::Item;
 use crate::core::state::{is_system_key, Entry, StateError, SYSTEM_PREFIX};
@@ -87,7 +87,7 @@ impl Engine {
                 self.tree_forward(&mut batches, e, &me);
             }
             self.send_tree_batches(batches);
-        } else if self.cfg.push_deltas {
+        } else if self.cfg.push != PushMode::Off {
             let budget = self.delta_budget();
             let seqs: Vec<u64> = sealed
                 .iter()
@@ -103,7 +103,7 @@ impl Engine {
             let peers = self.pick_local_peers(self.fanout(), None);
             self.push_to(&peers, None, &seqs);
         }
-        if self.tree_mode() || self.cfg.push_deltas {
+        if self.cfg.push != PushMode::Off {
             for e in &sealed {
                 self.relay_to_other_dcs(e);
             }

@@ -27,7 +27,8 @@ use std::collections::BTreeMap;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use super::{Config, Engine};
+use super::config::{bad, ConfigError};
+use super::{Config, Engine, PushMode};
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::state::Entry;
@@ -83,32 +84,42 @@ pub(super) struct Locality {
 
 impl Config {
     /// The locality fields' checks (part of [`Config::validate`]).
-    pub(super) fn validate_locality(&self) -> Result<(), String> {
+    pub(super) fn validate_locality(&self) -> Result<(), ConfigError> {
         if !(self.cross_dc_share > 0.0 && self.cross_dc_share <= 1.0) {
-            return Err(format!(
-                "cross_dc_share must be in (0, 1] (got {}): 0 would cut datacenters off from \
-                 each other's gossip and anti-entropy; turn locality off to treat all peers alike",
-                self.cross_dc_share
+            return Err(bad(
+                "cross_dc_share",
+                format!(
+                    "must be in (0, 1] (got {}): 0 would cut datacenters off from each \
+                     other's gossip and anti-entropy; turn locality off to treat all peers alike",
+                    self.cross_dc_share
+                ),
             ));
         }
         if self.locality && self.dc_relays == 0 {
-            return Err(
-                "dc_relays must be at least 1 with locality on (0 would leave writes \
-                        to cross datacenters by anti-entropy alone)"
-                    .into(),
-            );
-        }
-        if self.dc_relays > 16 || self.dc_retransmits > 16 {
-            return Err(format!(
-                "dc_relays ({}) and dc_retransmits ({}) must be at most 16: each is one WAN \
-                 datagram per write and remote datacenter",
-                self.dc_relays, self.dc_retransmits
+            return Err(bad(
+                "dc_relays",
+                "must be at least 1 with locality on (0 would leave writes to cross \
+                 datacenters by anti-entropy alone)",
             ));
         }
+        for (field, v) in [
+            ("dc_relays", self.dc_relays as u64),
+            ("dc_retransmits", u64::from(self.dc_retransmits)),
+        ] {
+            if v > 16 {
+                return Err(bad(
+                    field,
+                    format!(
+                        "must be at most 16 (got {v}): each is one WAN datagram per write and \
+                         remote datacenter"
+                    ),
+                ));
+            }
+        }
         if self.probe_rtt_mult > 20 {
-            return Err(format!(
-                "probe_rtt_mult must be 0 (off) to 20 (got {})",
-                self.probe_rtt_mult
+            return Err(bad(
+                "probe_rtt_mult",
+                format!("must be 0 (off) to 20 (got {})", self.probe_rtt_mult),
             ));
         }
         Ok(())
@@ -272,7 +283,7 @@ impl Engine {
     /// Sends our fresh write `e` to `dc_relays` nodes of every other datacenter, and keeps
     /// it for `dc_retransmits` more WAN rounds. Does nothing without locality.
     pub(super) fn relay_to_other_dcs(&mut self, e: &Entry) {
-        if !self.cfg.locality || !self.cfg.push_deltas {
+        if !self.cfg.locality || self.cfg.push == PushMode::Off {
             return;
         }
         self.refresh_view();
@@ -658,7 +669,7 @@ mod tests {
             ),
         ] {
             let err = cfg.validate().unwrap_err();
-            assert!(err.contains(field), "{err}");
+            assert_eq!(err.field, field, "{err}");
         }
         assert!(Config {
             locality: false,

@@ -33,7 +33,7 @@ mod tree;
 
 pub(crate) use anti_entropy::FenceCheck;
 pub use clock_skew::{ClockSkew, WriterSkew};
-pub use config::Config;
+pub use config::{Config, ConfigError, PushMode};
 pub use egress::MAX_BACKOFF;
 use egress::{Backoff, Deferred};
 pub use io::{Event, Output};
@@ -709,7 +709,7 @@ impl Engine {
     /// the broadcast queue.
     fn apply_delta(&mut self, now: Now, e: Entry) -> Option<u64> {
         let (entry, already_seen) = self.apply_and_tell(now, e)?;
-        if already_seen || !self.cfg.push_deltas {
+        if already_seen || self.cfg.push == PushMode::Off {
             return None;
         }
         let budget = self.delta_budget();

@@ -178,8 +178,8 @@ impl Scenario {
         topology::validate_datacenters(&self.datacenters, &self.wan, self.nodes)
             .or_else(|(field, reason)| bad(&field, reason))?;
         self.gossip.validate().map_err(|e| ScenarioError::Invalid {
-            field: "gossip".into(),
-            reason: e,
+            field: format!("gossip.{}", e.field),
+            reason: e.problem,
         })?;
         for (i, f) in self.faults.iter().enumerate() {
             let node_ok = |n: usize| n < self.nodes;

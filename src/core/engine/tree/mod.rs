@@ -1,5 +1,5 @@
 //! Tree push with lazy repair: how key-value updates spread when
-//! [`Config::tree_push`](super::Config::tree_push) is on (the default).
+//! [`Config::push`](super::Config::push) is [`PushMode::Tree`](super::PushMode::Tree) (the default).
 //!
 //! - **Eager push down a broadcast tree.** The members a write is pushed to (our
 //!   datacenter with locality, everyone without) form a ring sorted by id. The writer
@@ -34,7 +34,7 @@ mod pack;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::Engine;
+use super::{Engine, PushMode};
 use crate::core::dissemination::{Class, Topic};
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
@@ -149,7 +149,7 @@ pub(super) fn span_end_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> O
 impl Engine {
     /// True when updates travel by tree push and lazy repair.
     pub(super) fn tree_mode(&self) -> bool {
-        self.cfg.tree_push && self.cfg.push_deltas
+        self.cfg.push == PushMode::Tree
     }
 
     /// Notes that `e` reached us outside its tree (anti-entropy, a graft): if its tree
