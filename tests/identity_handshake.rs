@@ -12,6 +12,7 @@ use gossamer::identity::{
     self, classify_handshake_error, generate_ca, issue_node, issue_node_with_validity,
     peer_identity, HandshakeCounts, HandshakeStats, Identity, PemPair, TrustBundle, ALPN, SNI,
 };
+use gossamer::transport::{offer_datagram, DatagramRefused};
 use quinn::{Connection, Endpoint};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -490,4 +491,38 @@ async fn revoked_certificate_is_refused() {
     n3.dial(server.addr, Some("n1"), HandshakeStats::new())
         .await
         .unwrap();
+}
+
+/// A full datagram send buffer refuses the new datagram (for the caller to count)
+/// instead of letting quinn drop queued ones unseen: every datagram offered and
+/// accepted is transmitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_datagram_send_buffer_refuses_the_new_datagram_and_drops_none_unseen() {
+    let ca = Ca::new("prod");
+    let n1 = Node::start(ca.issue("n1"), ca.bundle());
+    let n2 = Node::start(ca.issue("n2"), ca.bundle());
+    let mut cfg =
+        identity::quinn_client_config(&n1.id, &n1.trust, None, HandshakeStats::new()).unwrap();
+    let mut tc = quinn::TransportConfig::default();
+    tc.datagram_send_buffer_size(4 * 1024);
+    cfg.transport_config(Arc::new(tc));
+    let conn = dial_with(&n1.ep, cfg, n2.addr, SNI).await.unwrap();
+
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for _ in 0..200 {
+        match offer_datagram(&conn, vec![0x5a; 1_000]) {
+            Ok(()) => accepted += 1,
+            Err(DatagramRefused::BufferFull) => refused += 1,
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "a 4 KiB buffer took 200 datagrams of 1 kB at once"
+    );
+    wait_until("every accepted datagram transmitted", || {
+        conn.stats().frame_tx.datagram == accepted
+    })
+    .await;
+    assert_eq!(accepted + refused, 200);
 }

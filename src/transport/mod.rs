@@ -666,6 +666,29 @@ pub async fn read_frame_from<R: AsyncRead + Unpin>(
 /// Initial body buffer of [`read_frame_from`].
 const FRAME_READ_CHUNK: usize = 64 * 1024;
 
+/// Why a datagram was not handed to its connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatagramRefused {
+    /// The connection's datagram send buffer has no room for it.
+    #[error("datagram send buffer full")]
+    BufferFull,
+    /// quinn refused it (connection lost, datagrams unsupported or too large).
+    #[error("datagram refused: {0}")]
+    Refused(String),
+}
+
+/// Queues `bytes` as one datagram on `conn`, or refuses it. quinn makes room in a full
+/// send buffer by dropping the oldest queued datagrams without telling anyone; this
+/// refuses the new one instead, so the caller can count it (nothing is dropped
+/// silently). Two tasks racing for the last room can still make quinn drop one.
+pub fn offer_datagram(conn: &Connection, bytes: Vec<u8>) -> Result<(), DatagramRefused> {
+    if bytes.len() > conn.datagram_send_buffer_space() {
+        return Err(DatagramRefused::BufferFull);
+    }
+    conn.send_datagram(bytes.into())
+        .map_err(|e| DatagramRefused::Refused(e.to_string()))
+}
+
 /// Sends an oversized datagram on a new uni stream.
 pub async fn send_reliable(conn: &Connection, d: &Datagram) -> Result<usize, TransportError> {
     let bytes = wire::encode_reliable(d);

@@ -379,8 +379,13 @@ const TRANSPORT: &[CounterDef<RuntimeStats>] = &[
     ),
     (
         "gossamer_datagrams_dropped_total",
-        "Datagrams dropped on send (repaired by anti-entropy).",
+        "Datagrams dropped on send: no connection, or its send buffer full (repaired by lazy repair and anti-entropy).",
         |r| get(&r.datagrams_dropped),
+    ),
+    (
+        "gossamer_datagrams_dropped_unread_total",
+        "Datagrams that reached a connection but were dropped unread because the node read too slowly (counted when the connection ends).",
+        |r| get(&r.datagrams_dropped_unread),
     ),
     (
         "gossamer_reliable_sent_total",

@@ -43,6 +43,10 @@ pub struct RuntimeStats {
     pub datagrams_malformed: AtomicU64,
     /// Datagrams dropped on send (no connection, send buffer full, ...).
     pub datagrams_dropped: AtomicU64,
+    /// Datagrams that reached a connection but were never read because we read too
+    /// slowly (quinn dropped them from its receive buffer); counted when the connection
+    /// ends.
+    pub datagrams_dropped_unread: AtomicU64,
     /// Oversized messages sent on uni streams.
     pub reliable_sent: AtomicU64,
     /// Oversized messages dropped: too many in flight, no connection, or past the
