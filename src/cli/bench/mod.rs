@@ -30,6 +30,7 @@ mod report;
 mod sim;
 mod table;
 mod throughput;
+mod tracker;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,10 +1,9 @@
 //! Quic mode: N real nodes in this process on 127.0.0.1, each on a fault-free
 //! [`ChaosSocket`] that counts the UDP datagrams it sends; times are wall-clock.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -18,7 +17,8 @@ use super::host::{cpu_seconds, proc_status_mib};
 use super::plan::{Plan, DRAIN_LIMIT, SETTLE};
 use super::progress::{sleep_showing, wait_until, Progress};
 use super::report::{Load, Row, Traffic};
-use super::throughput::quic_throughput;
+use super::throughput::{max_rate, QuicSteps};
+use super::tracker::{lock, Tracker};
 
 /// Counters summed over the cluster at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -85,66 +85,6 @@ fn quic_traffic(a: &QuicSnap, b: &QuicSnap, n: usize) -> Traffic {
             _ => None,
         },
     }
-}
-
-/// Arrival times of tracked writes on every node.
-struct Tracker {
-    n: usize,
-    index: HashMap<String, usize>,
-    at: Vec<Instant>,
-    arrivals: Vec<Vec<Option<Instant>>>,
-    remaining: Vec<usize>,
-    lagged: bool,
-}
-
-impl Tracker {
-    fn new(n: usize) -> Self {
-        Self {
-            n,
-            index: HashMap::new(),
-            at: Vec::new(),
-            arrivals: Vec::new(),
-            remaining: Vec::new(),
-            lagged: false,
-        }
-    }
-
-    fn register(&mut self, key: String) -> usize {
-        let w = self.at.len();
-        self.index.insert(key, w);
-        self.at.push(Instant::now());
-        self.arrivals.push(vec![None; self.n]);
-        self.remaining.push(self.n);
-        w
-    }
-
-    fn arrived(&mut self, key: &str, node: usize, t: Instant) {
-        if let Some(&w) = self.index.get(key) {
-            if self.arrivals[w][node].is_none() {
-                self.arrivals[w][node] = Some(t);
-                self.remaining[w] -= 1;
-            }
-        }
-    }
-
-    fn complete(&self) -> usize {
-        self.remaining.iter().filter(|&&r| r == 0).count()
-    }
-
-    /// Propagation times (ms) of the complete writes.
-    fn propagation_ms(&self) -> Vec<f64> {
-        (0..self.at.len())
-            .filter(|&w| self.remaining[w] == 0)
-            .filter_map(|w| {
-                let last = self.arrivals[w].iter().flatten().max()?;
-                Some(last.saturating_duration_since(self.at[w]).as_secs_f64() * 1000.0)
-            })
-            .collect()
-    }
-}
-
-fn lock(t: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
-    t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn watch(node: Node, i: usize, tracker: Arc<Mutex<Tracker>>) {
@@ -420,7 +360,7 @@ async fn quic_measure(
         },
     );
     let max_writes_per_s = if p.throughput {
-        quic_throughput(n, nodes, progress, notes).await
+        max_rate(&mut QuicSteps::new(nodes), progress, notes).await
     } else {
         None
     };
