@@ -15,8 +15,11 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "gossamer bench --mode {}: fanout {}, gossip {} ms, sync {} ms, retransmit x{}{}; {} writes at {}/s; idle window {} s; seed {}",
-        if r.mode == Mode::Quic { "quic" } else { "sim" },
+        "gossamer bench {}: fanout {}, gossip {} ms, sync {} ms, retransmit x{}{}; {} writes at {}/s; idle window {} s; seed {}",
+        match r.mode {
+            Mode::Cluster => "--cluster".to_string(),
+            m => format!("--mode {}", m.name()),
+        },
         r.settings.fanout,
         r.settings.gossip_interval_ms,
         r.settings.sync_interval_ms,
@@ -35,11 +38,7 @@ pub fn table(r: &Report) -> String {
         "machine: {} CPUs ({}), {} GiB",
         r.machine.cpus, r.machine.cpu_model, r.machine.memory_gib
     );
-    let bytes = if r.mode == Mode::Quic {
-        "UDP payload bytes"
-    } else {
-        "encoded message bytes"
-    };
+    let bytes = r.mode.traffic_bytes();
     let _ = writeln!(
         s,
         "traffic columns are {bytes} and datagrams sent per node per second\n"

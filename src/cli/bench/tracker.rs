@@ -50,6 +50,11 @@ impl Tracker {
         }
     }
 
+    /// Writes tracked so far.
+    pub(super) fn registered(&self) -> usize {
+        self.at.len()
+    }
+
     /// Writes that reached every node.
     pub(super) fn complete(&self) -> usize {
         self.remaining.iter().filter(|&&r| r == 0).count()
