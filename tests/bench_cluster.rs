@@ -1,0 +1,139 @@
+//! `gossamer bench --mode processes` and `--cluster`: the built binary starts node
+//! processes and measures them through their admin APIs; unreachable, hostile and
+//! mistyped targets are refused with the address or flag named.
+
+mod common;
+
+use common::{free_tcp, gossamer};
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+#[test]
+fn processes_mode_measures_three_node_processes_and_stops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let writes = 20;
+    let out = gossamer(&[
+        "bench",
+        "--mode",
+        "processes",
+        "--nodes",
+        "3",
+        "--writes",
+        &writes.to_string(),
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--warmup",
+        "10",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
+    assert!(stdout.contains("--mode processes"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["mode"], "processes");
+    let row = &r["rows"][0];
+    assert_eq!(row["nodes"], 3);
+    assert_eq!(row["writes"], writes, "{row}");
+    assert_eq!(row["writes_everywhere"], writes, "{row}");
+    let positive = |v: &serde_json::Value| v.as_f64().is_some_and(|x| x > 0.0);
+    for figure in [
+        &row["join_ms"],
+        &row["propagation"]["p50_ms"],
+        &row["propagation"]["p99_ms"],
+        &row["idle"]["bytes_per_node_s"],
+        &row["load"]["bytes_per_node_s"],
+        &row["load"]["datagrams_per_node_s"],
+        &row["rss_mib_per_node"],
+    ] {
+        assert!(positive(figure), "{figure} in {row}");
+    }
+    assert_eq!(row["propagation"]["count"], writes);
+    let per_node = row["per_node"].as_array().expect("per-node traffic");
+    assert_eq!(per_node.len(), 3, "{row}");
+    for node in per_node {
+        assert!(positive(&node["load_sent_bytes_s"]), "{node}");
+        assert!(positive(&node["load_received_bytes_s"]), "{node}");
+        // The node processes are gone: nothing answers at their admin addresses.
+        let addr = node["addr"].as_str().unwrap();
+        assert!(
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_err(),
+            "{addr} still answers after the bench"
+        );
+    }
+}
+
+#[test]
+fn cluster_mode_names_an_unreachable_address_and_exits_1() {
+    // Ports free a moment ago: nothing listens there.
+    let (a, b) = (
+        format!("127.0.0.1:{}", free_tcp()),
+        format!("127.0.0.1:{}", free_tcp()),
+    );
+    let out = gossamer(&["bench", "--quiet", "--cluster", &format!("{a},{b}")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&a) || stderr.contains(&b), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn cluster_mode_refuses_an_address_that_is_not_a_node() {
+    // An HTTP server that answers every request with an empty JSON object.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    let other = format!("127.0.0.1:{}", free_tcp());
+    let out = gossamer(&["bench", "--quiet", "--cluster", &format!("{addr},{other}")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&addr) || stderr.contains(&other),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_cluster_flags_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["--cluster", "127.0.0.1:1"], "--cluster"),
+        (vec!["--cluster", "127.0.0.1:1,127.0.0.1:1"], "--cluster"),
+        (vec!["--cluster", "127.0.0.1:1,"], "--cluster"),
+        (
+            vec!["--cluster", "127.0.0.1:1,127.0.0.1:2", "--mode", "sim"],
+            "--cluster",
+        ),
+        (vec!["--token", "x"], "--token"),
+        (
+            vec!["--cluster", "127.0.0.1:1,127.0.0.1:2", "--cert", "c.pem"],
+            "--ca",
+        ),
+        (vec!["--mode", "processes", "--nodes", "1"], "--nodes"),
+    ] {
+        let mut argv = vec!["bench", "--quiet"];
+        argv.extend(&args);
+        let out = gossamer(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
