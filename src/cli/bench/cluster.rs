@@ -252,6 +252,8 @@ async fn load_phases(
     }
     writer.tracker = Some(tracker.clone());
     let before = snapshot(nodes).await?;
+    // Failed warm-up writes are not the load's.
+    let failed_before = writer.errors().0;
     let start = Instant::now();
     for k in 0..p.writes {
         let due = start + Duration::from_secs_f64(k as f64 / p.rate);
@@ -281,6 +283,13 @@ async fn load_phases(
         (t.propagation_ms(), t.complete())
     };
     let (errors, first) = writer.errors();
+    let errors = errors - failed_before;
+    if errors >= p.writes {
+        bail!(
+            "every write failed (first: {}); may the nodes write under {prefix}? (`gossamer status` shows what a node may write)",
+            first.unwrap_or_default()
+        );
+    }
     if errors > 0 {
         notes.push(format!(
             "{errors} writes failed (first: {})",

@@ -27,8 +27,13 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
 /// are given up on.
 const MAX_REOPEN: u32 = 3;
 
-/// The value of every write: as large as the quic mode's.
-const VALUE: [u8; 32] = [0xab; 32];
+/// The value of every write: as large as the quic mode's, and readable, since an
+/// operator may meet one that a failed run left behind.
+const VALUE: &[u8; 32] = b"a key written by gossamer bench.";
+
+/// Attempts to delete one key: a run of thousands of writes (`--throughput`) opens one
+/// connection per request, and the machine's ephemeral ports may run short for a moment.
+const DELETE_ATTEMPTS: u32 = 3;
 
 /// Issues writes through the nodes' admin APIs, bounded in flight; remembers every key
 /// and its writer, so that the run's keys can be deleted.
@@ -91,7 +96,7 @@ impl Writer {
         let client = self.clients[node].clone();
         let (errors, first) = (self.errors.clone(), self.first_error.clone());
         self.tasks.spawn(async move {
-            if let Err(e) = client.set(&key, &VALUE).await {
+            if let Err(e) = client.set(&key, VALUE).await {
                 errors.fetch_add(1, Ordering::Relaxed);
                 first
                     .lock()
@@ -124,6 +129,7 @@ impl Writer {
         self.settle().await;
         let total = self.keys.len();
         let deleted = Arc::new(AtomicUsize::new(0));
+        let first_error = Arc::new(Mutex::new(None::<String>));
         let mut tasks = JoinSet::new();
         let keys = std::mem::take(&mut self.keys);
         let run = async {
@@ -132,10 +138,23 @@ impl Writer {
                     break;
                 };
                 let client = self.clients[node].clone();
-                let deleted = deleted.clone();
+                let (deleted, first_error) = (deleted.clone(), first_error.clone());
                 tasks.spawn(async move {
-                    if client.delete(&key).await.is_ok() {
-                        deleted.fetch_add(1, Ordering::Relaxed);
+                    for attempt in 1..=DELETE_ATTEMPTS {
+                        match client.delete(&key).await {
+                            Ok(_) => {
+                                deleted.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Err(e) => {
+                                first_error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert_with(|| format!("{}: {e}", client.addr()));
+                                let pause = Duration::from_millis(200) * attempt;
+                                tokio::time::sleep(pause).await;
+                            }
+                        }
                     }
                     drop(permit);
                 });
@@ -152,9 +171,14 @@ impl Writer {
         };
         let _ = tokio::time::timeout(CLEANUP_LIMIT, run).await;
         let done = deleted.load(Ordering::Relaxed);
+        let first = first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| "none answered".into());
         (done < total).then(|| {
             format!(
-                "cleanup: {} of {total} keys under {prefix} were not deleted within {} s",
+                "cleanup: {} of {total} keys under {prefix} were not deleted within {} s (first failure: {first})",
                 total - done,
                 CLEANUP_LIMIT.as_secs()
             )
@@ -298,9 +322,11 @@ impl StepLoad for RemoteSteps<'_> {
         .is_some();
         // The step's answers, so that its failures are counted in it.
         self.writer.settle().await;
+        let (errors, first_error) = self.writer.errors();
         StepOutcome {
             issued_in,
-            errors: self.writer.errors().0 - errors_before,
+            errors: errors - errors_before,
+            first_error,
             everywhere,
         }
     }

@@ -23,6 +23,8 @@ pub(super) struct StepOutcome {
     pub(super) issued_in: Duration,
     /// Writes that failed, or could not be issued on time.
     pub(super) errors: usize,
+    /// The first failure, if the mode knows it.
+    pub(super) first_error: Option<String>,
     /// Every node held every write within [`GRACE`] of the last one.
     pub(super) everywhere: bool,
 }
@@ -79,6 +81,12 @@ pub(super) async fn max_rate(
             if !on_time {
                 notes.push(format!(
                     "throughput: the load generator could not issue {rate} writes/s"
+                ));
+            }
+            if let Some(e) = out.first_error.filter(|_| out.errors > 0) {
+                notes.push(format!(
+                    "throughput: at {rate} writes/s {} writes failed (first: {e})",
+                    out.errors
                 ));
             }
             break;
@@ -151,6 +159,7 @@ impl StepLoad for QuicSteps<'_> {
         StepOutcome {
             issued_in,
             errors,
+            first_error: None,
             everywhere,
         }
     }
