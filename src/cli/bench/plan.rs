@@ -20,6 +20,15 @@ pub(super) const US: u64 = 1_000_000;
 /// Time the cluster is left alone after joining, before the idle window, so that join
 /// gossip (membership broadcasts, member-list syncs) has died down.
 pub(super) const SETTLE: Duration = Duration::from_secs(5);
+/// Longest wait for steady traffic after [`SETTLE`].
+pub(super) const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Whether gossip traffic is steady: two consecutive one-second windows' rates (bytes
+/// per node per second) within 10 % (or 200 B/node/s) of each other.
+pub(super) fn steady(previous: f64, rate: f64) -> bool {
+    (rate - previous).abs() <= (0.1 * previous.max(rate)).max(200.0)
+}
+
 /// Longest wait for writes to reach every node after the last one was made.
 pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 

@@ -14,7 +14,7 @@ use gossamer::node::Node;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::host::{cpu_seconds, proc_status_mib};
-use super::plan::{Plan, DRAIN_LIMIT, SETTLE};
+use super::plan::{steady, Plan, DRAIN_LIMIT, SETTLE, SETTLE_LIMIT};
 use super::progress::{sleep_showing, wait_until, Progress};
 use super::report::{Load, Row, Traffic};
 use super::throughput::{max_rate, QuicSteps};
@@ -161,7 +161,7 @@ async fn settle_quic(n: usize, nodes: &[Node], controls: &[ChaosControl], progre
         let b = quic_snap(nodes, controls);
         let rate = quic_traffic(&a, &b, n).gossip_bytes_per_node_s;
         if let Some(p) = prev {
-            if (rate - p).abs() <= (0.1 * p.max(rate)).max(200.0) {
+            if steady(p, rate) {
                 return;
             }
         }
@@ -169,9 +169,6 @@ async fn settle_quic(n: usize, nodes: &[Node], controls: &[ChaosControl], progre
         a = b;
     }
 }
-
-/// Longest wait for steady traffic after [`SETTLE`].
-const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Longest wait for the cluster to join.
 const JOIN_LIMIT: Duration = Duration::from_secs(120);

@@ -60,6 +60,12 @@ impl Tracker {
         self.remaining.iter().filter(|&&r| r == 0).count()
     }
 
+    /// Time (ms) from write `w` until it arrived on `node`, if it did.
+    pub(super) fn arrival_ms(&self, w: usize, node: usize) -> Option<f64> {
+        let t = (*self.arrivals.get(w)?.get(node)?)?;
+        Some(t.saturating_duration_since(self.at[w]).as_secs_f64() * 1000.0)
+    }
+
     /// Propagation times (ms) of the complete writes.
     pub(super) fn propagation_ms(&self) -> Vec<f64> {
         (0..self.at.len())
