@@ -270,7 +270,7 @@ pub fn svg(r: &Report) -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use gossamer::core::Config;
 
     use super::super::plan::settings;
@@ -281,7 +281,7 @@ mod tests {
     const NAMES: [&str; 5] = ["p50", "p99", "max", "idle", "under write load"];
 
     /// A report of `sizes` with made-up figures that grow with N.
-    fn report(mode: Mode, sizes: &[usize]) -> Report {
+    pub(in crate::cli::bench) fn report(mode: Mode, sizes: &[usize]) -> Report {
         let gossip = Config::default();
         let traffic = |b: f64| Traffic {
             window_s: 5.0,
