@@ -4,11 +4,13 @@
 
 mod common;
 
-use common::{free_tcp, gossamer};
+use common::{free_tcp, gossamer, BIN};
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 #[test]
 fn processes_mode_measures_three_node_processes_and_stops_them() {
@@ -70,6 +72,96 @@ fn processes_mode_measures_three_node_processes_and_stops_them() {
         assert!(
             TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_err(),
             "{addr} still answers after the bench"
+        );
+    }
+}
+
+/// The child processes of `pid` (Linux: /proc/PID/task/*/children).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether process `pid` still runs (a zombie does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn processes_mode_stops_its_nodes_when_interrupted() {
+    let mut bench = Command::new(BIN)
+        .args([
+            "bench",
+            "--mode",
+            "processes",
+            "--nodes",
+            "3",
+            "--writes",
+            "20",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not a terminal: one plain progress line per phase on stderr.
+    let (tx, rx) = mpsc::channel();
+    let stderr = bench.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    // Past joining: every node process runs and sees the others.
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("settling") || l.contains("idle"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no settling phase ({e}): {seen:?}"),
+        }
+    }
+    let kids = children_of(bench.id());
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    assert!(Command::new("kill")
+        .args(["-INT", &bench.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    for k in kids {
+        assert!(
+            !running(k),
+            "node process {k} outlived the interrupted bench"
         );
     }
 }
