@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_tcp, gossamer, BIN};
+use common::{certs, free_tcp, free_udp, gossamer, until, Proc, BIN};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -162,6 +162,108 @@ fn processes_mode_stops_its_nodes_when_interrupted() {
         assert!(
             !running(k),
             "node process {k} outlived the interrupted bench"
+        );
+    }
+}
+
+/// Node `id` as a `gossamer run` process on the given ports, seeded with `seed`.
+fn node(dir: &std::path::Path, id: &str, quic: u16, admin: u16, seed: Option<u16>) -> Proc {
+    let mut c = Command::new(BIN);
+    c.args(["run", "--node-id", id, "--listen"])
+        .arg(format!("127.0.0.1:{quic}"))
+        .arg("--admin")
+        .arg(format!("127.0.0.1:{admin}"))
+        .arg("--certs")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(s) = seed {
+        c.arg("--seed").arg(format!("127.0.0.1:{s}"));
+    }
+    Proc(c.spawn().expect("spawn node"))
+}
+
+#[test]
+fn cluster_mode_measures_running_nodes_and_deletes_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), "benched", &["c1", "c2", "c3"]);
+    let (q, a): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_udp(), free_tcp())).unzip();
+    let _nodes = [
+        node(dir.path(), "c1", q[0], a[0], None),
+        node(dir.path(), "c2", q[1], a[1], Some(q[0])),
+        node(dir.path(), "c3", q[2], a[2], Some(q[0])),
+    ];
+    let admin: Vec<String> = a.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    until(
+        "three members alive on every node",
+        Duration::from_secs(60),
+        || {
+            admin.iter().all(|x| {
+                let out = gossamer(&["members", "--json", "--admin", x]);
+                serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|m| {
+                    m.as_array()
+                        .is_some_and(|v| v.len() == 3 && v.iter().all(|x| x["status"] == "alive"))
+                })
+            })
+        },
+    );
+    // The same node twice, under two names: refused.
+    let twice = format!("{},localhost:{}", admin[0], a[0]);
+    let out = gossamer(&["bench", "--quiet", "--cluster", &twice]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the same node c1"), "{stderr}");
+
+    let json = dir.path().join("cluster.json");
+    let out = gossamer(&[
+        "bench",
+        "--quiet",
+        "--cluster",
+        &admin.join(","),
+        "--writes",
+        "10",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("gossamer bench --cluster"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["mode"], "cluster");
+    let row = &r["rows"][0];
+    assert_eq!(row["nodes"], 3);
+    assert_eq!(row["writes_everywhere"], 10, "{row}");
+    assert!(row["propagation"]["p50_ms"]
+        .as_f64()
+        .is_some_and(|x| x > 0.0));
+    assert!(row["load"]["bytes_per_node_s"]
+        .as_f64()
+        .is_some_and(|x| x > 0.0));
+    let ids: Vec<&str> = row["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["node"].as_str())
+        .collect();
+    assert_eq!(ids, ["c1", "c2", "c3"]);
+    // Its keys were deleted: nothing is left under bench/ on any node, once the
+    // deletes have spread.
+    for x in &admin {
+        until(
+            &format!("no bench/ key on {x}"),
+            Duration::from_secs(30),
+            || {
+                let out = gossamer(&["kv", "list", "bench/", "--admin", x]);
+                out.status.success() && out.stdout.is_empty()
+            },
         );
     }
 }
