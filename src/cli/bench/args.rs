@@ -99,9 +99,10 @@ pub struct BenchArgs {
     /// level); the flags above override it.
     #[arg(long, value_name = "FILE")]
     pub protocol: Option<PathBuf>,
-    /// Quic, processes and cluster: longest warm-up (s). Before measuring, writes at `--rate` until every
-    /// node holds connections to 90 % of its peers (a steady cluster's mesh: keep-alives
-    /// hold connections open), so that TLS handshakes are not what is measured; 0 skips.
+    /// Quic, processes and cluster: longest warm-up (s). Before measuring, writes at
+    /// `--rate` until every node holds connections to 90 % of its peers (a steady
+    /// cluster's mesh: keep-alives hold connections open), so that TLS handshakes are not
+    /// what is measured; 0 skips.
     #[arg(long, default_value_t = 60.0, value_name = "S")]
     pub warmup: f64,
     /// Quic, processes and cluster: also find the highest write rate the cluster

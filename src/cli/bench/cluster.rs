@@ -18,6 +18,7 @@ use super::progress::{sleep_showing, wait_until, Progress};
 use super::remote_load::{follow, open_watches, RemoteSteps, Writer};
 use super::report::{percentiles, Load, Row};
 use super::scrape::{self, grew_all, NodeSnap};
+use super::signal::{interrupted, Interrupted};
 use super::throughput::max_rate;
 use super::tracker::{lock, Tracker};
 
@@ -175,7 +176,7 @@ pub(super) async fn cluster_row(p: &Plan, progress: &Progress) -> anyhow::Result
             ));
         }
     }
-    let mut row = measure(p, &nodes, Duration::ZERO, progress).await?;
+    let mut row = measure(p, &nodes, Duration::ZERO, true, progress).await?;
     notes.append(&mut row.notes);
     row.notes = notes;
     row.wall_s = wall.elapsed().as_secs_f64();
@@ -185,17 +186,34 @@ pub(super) async fn cluster_row(p: &Plan, progress: &Progress) -> anyhow::Result
 /// Warms up and settles the cluster, measures idle traffic, the write load (and with
 /// `--throughput` the highest sustained rate), and deletes the run's keys. `settle`:
 /// time left alone before waiting for steady traffic (join gossip of a new cluster).
+/// With `on_signal`, Ctrl-C or SIGTERM ends the measurement and the keys are deleted
+/// before [`Interrupted`] is returned (a second one gives up on them).
 pub(super) async fn measure(
     p: &Plan,
     nodes: &[Target],
     settle: Duration,
+    on_signal: bool,
     progress: &Progress,
 ) -> anyhow::Result<Row> {
     let prefix = run_prefix();
     let mut writer = Writer::new(Arc::new(clients_of(nodes)));
-    let result = load_phases(p, nodes, &prefix, &mut writer, settle, progress).await;
+    let result = tokio::select! {
+        r = load_phases(p, nodes, &prefix, &mut writer, settle, progress) => r,
+        _ = interrupted(), if on_signal => {
+            progress.clear();
+            eprintln!("interrupted: deleting the run's keys under {prefix} (Ctrl-C again to leave them)");
+            Err(Interrupted(String::new()).into())
+        }
+    };
     // Delete whatever was written, also after a failure.
-    let cleanup = writer.delete_all(&prefix, progress).await;
+    let cleanup = tokio::select! {
+        c = writer.delete_all(&prefix, progress) => c,
+        _ = interrupted(), if on_signal => Some(format!("cleanup interrupted: keys are left under {prefix}")),
+    };
+    if matches!(&result, Err(e) if e.is::<Interrupted>()) {
+        let how = cleanup.unwrap_or_else(|| format!("the run's keys under {prefix} were deleted"));
+        return Err(Interrupted(how).into());
+    }
     let mut row = result?;
     row.notes.extend(cleanup);
     Ok(row)

@@ -17,17 +17,13 @@ use super::cluster::{all_see_all, measure, Target};
 use super::plan::{Plan, SETTLE};
 use super::progress::Progress;
 use super::report::Row;
+use super::signal::{interrupted, Interrupted};
 
 /// Longest wait for the nodes to see each other alive.
 const JOIN_LIMIT: Duration = Duration::from_secs(120);
 
 /// Longest wait for the nodes to leave after SIGTERM, before they are killed.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
-
-/// The run was interrupted (Ctrl-C or SIGTERM); the nodes were stopped.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted (Ctrl-C or SIGTERM): the node processes were stopped")]
-pub(super) struct Interrupted;
 
 /// The node processes and their folder (certificates, configurations, logs). Dropping
 /// it kills every process that is still running and removes the folder.
@@ -226,22 +222,6 @@ fn die_with_parent(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_: &mut Command) {}
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// One row: `n` node processes started, joined, measured and stopped.
 pub(super) async fn processes_row(p: &Plan, n: usize, progress: &Progress) -> anyhow::Result<Row> {
     let wall = Instant::now();
@@ -249,7 +229,7 @@ pub(super) async fn processes_row(p: &Plan, n: usize, progress: &Progress) -> an
     let t_start = Instant::now();
     let result = tokio::select! {
         r = join_and_measure(p, n, &mut kids, &targets, t_start, progress) => r,
-        _ = interrupted() => Err(Interrupted.into()),
+        _ = interrupted() => Err(Interrupted("the node processes were stopped".into()).into()),
     };
     progress.show(n, "stopping nodes", 1.0, "");
     kids.stop().await;
@@ -289,7 +269,9 @@ async fn join_and_measure(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let join_ms = t_start.elapsed().as_secs_f64() * 1000.0;
-    let mut row = measure(p, targets, SETTLE, progress).await?;
+    // Interruptions are this function's caller's: it stops the nodes, which takes the
+    // run's keys with them.
+    let mut row = measure(p, targets, SETTLE, false, progress).await?;
     if let Some(why) = kids.exited() {
         bail!("{why}");
     }
