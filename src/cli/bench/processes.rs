@@ -41,17 +41,18 @@ impl Drop for Children {
     }
 }
 
-impl Children {
-    fn log(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}.log"))
-    }
+/// Where node `n<i>` writes its log (stderr).
+fn log_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("n{i}.log"))
+}
 
+impl Children {
     /// The first node process that has exited, with the end of its log.
     fn exited(&mut self) -> Option<String> {
         for (k, c) in self.procs.iter_mut().enumerate() {
             if let Ok(Some(status)) = c.try_wait() {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("n{}.log", k + 1)))
-                    .unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(log_path(self.dir.path(), k + 1)).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 return Some(format!(
@@ -178,14 +179,17 @@ fn spawn(p: &Plan, n: usize, progress: &Progress) -> anyhow::Result<(Children, V
         let cfg_path = kids.dir.path().join(format!("n{i}.toml"));
         std::fs::write(&cfg_path, config(p, kids.dir.path(), i, pp, ports[0].0)?)
             .with_context(|| format!("writing {}", cfg_path.display()))?;
-        let log = File::create(kids.log(i)).context("creating a node's log file")?;
+        let log =
+            File::create(log_path(kids.dir.path(), i)).context("creating a node's log file")?;
         let mut cmd = Command::new(&exe);
         cmd.arg("run")
             .arg("--config")
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            // The log's last lines may end up in an error message: no colour codes.
+            .env("NO_COLOR", "1");
         die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
