@@ -285,3 +285,37 @@ async fn join_and_measure(
     );
     Ok(row)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_node_that_exits_is_named_with_the_end_of_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = (1..=8).map(|k| format!("line {k}\n")).collect();
+        std::fs::write(log_path(dir.path(), 1), lines).unwrap();
+        let child = Command::new("true").spawn().unwrap();
+        let mut kids = Children {
+            dir,
+            procs: vec![child],
+        };
+        // Reaped here; `try_wait` then reports the status it keeps.
+        kids.procs[0].wait().unwrap();
+        let why = kids.exited().expect("n1 exited");
+        assert!(why.starts_with("node process n1 exited"), "{why}");
+        assert!(
+            why.ends_with("line 4 | line 5 | line 6 | line 7 | line 8"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let ports = free_ports(20).unwrap();
+        let udp: std::collections::HashSet<u16> = ports.iter().map(|p| p.0).collect();
+        let tcp: std::collections::HashSet<u16> = ports.iter().map(|p| p.1).collect();
+        assert_eq!((udp.len(), tcp.len()), (20, 20));
+    }
+}
