@@ -214,7 +214,16 @@ pub(super) async fn measure(
         let how = cleanup.unwrap_or_else(|| format!("the run's keys under {prefix} were deleted"));
         return Err(Interrupted(how).into());
     }
-    let mut row = result?;
+    let mut row = match result {
+        Ok(row) => row,
+        Err(e) => {
+            // No row will carry the note: say it before the error.
+            if let Some(c) = cleanup {
+                eprintln!("{c}");
+            }
+            return Err(e);
+        }
+    };
     row.notes.extend(cleanup);
     Ok(row)
 }

@@ -31,9 +31,14 @@ const MAX_REOPEN: u32 = 3;
 /// operator may meet one that a failed run left behind.
 const VALUE: &[u8; 32] = b"a key written by gossamer bench.";
 
-/// Attempts to delete one key: a run of thousands of writes (`--throughput`) opens one
-/// connection per request, and the machine's ephemeral ports may run short for a moment.
+/// Attempts to delete one key through its writer: a run of thousands of writes
+/// (`--throughput`) opens one connection per request, and the machine's ephemeral ports
+/// may run short for a moment.
 const DELETE_ATTEMPTS: u32 = 3;
+
+/// Other nodes a key is deleted through when its writer does not answer (it may have
+/// stopped; the key may have reached them).
+const DELETE_ELSEWHERE: usize = 2;
 
 /// Issues writes through the nodes' admin APIs, bounded in flight; remembers every key
 /// and its writer, so that the run's keys can be deleted.
@@ -123,13 +128,15 @@ impl Writer {
     }
 
     /// Deletes every key written, each through the node that wrote it (which holds it
-    /// even if it reached no other node), within [`CLEANUP_LIMIT`]; returns a note if
-    /// some were not deleted.
+    /// even if it reached no other node), or if that node does not answer through the
+    /// next ones, within [`CLEANUP_LIMIT`]; returns a note if some were not deleted.
     pub(super) async fn delete_all(&mut self, prefix: &str, progress: &Progress) -> Option<String> {
         self.settle().await;
         let total = self.keys.len();
         let deleted = Arc::new(AtomicUsize::new(0));
         let first_error = Arc::new(Mutex::new(None::<String>));
+        // Keys whose writer did not answer and that the last other node asked lacks.
+        let unreached = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
         let keys = std::mem::take(&mut self.keys);
         let run = async {
@@ -137,21 +144,34 @@ impl Writer {
                 let Ok(permit) = self.slots.clone().acquire_owned().await else {
                     break;
                 };
-                let client = self.clients[node].clone();
+                let n = self.clients.len();
+                // The writer, several times, then the next nodes once each.
+                let mut through = vec![node; DELETE_ATTEMPTS as usize];
+                through.extend((1..=DELETE_ELSEWHERE.min(n - 1)).map(|k| (node + k) % n));
+                let clients = self.clients.clone();
                 let (deleted, first_error) = (deleted.clone(), first_error.clone());
+                let unreached = unreached.clone();
                 tasks.spawn(async move {
-                    for attempt in 1..=DELETE_ATTEMPTS {
+                    for (attempt, &i) in through.iter().enumerate() {
+                        let client = &clients[i];
                         match client.delete(&key).await {
-                            Ok(_) => {
+                            // Absent on its writer: the write itself failed.
+                            Ok(found) if found || i == node => {
                                 deleted.fetch_add(1, Ordering::Relaxed);
                                 break;
+                            }
+                            // Absent elsewhere: it may not have got there.
+                            Ok(_) => {
+                                if attempt + 1 == through.len() {
+                                    unreached.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                             Err(e) => {
                                 first_error
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
                                     .get_or_insert_with(|| format!("{}: {e}", client.addr()));
-                                let pause = Duration::from_millis(200) * attempt;
+                                let pause = Duration::from_millis(200) * (attempt as u32 + 1);
                                 tokio::time::sleep(pause).await;
                             }
                         }
@@ -176,9 +196,16 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| "none answered".into());
+        let unreached = unreached.load(Ordering::Relaxed);
+        let only_there = match unreached {
+            0 => String::new(),
+            u => format!(
+                "; {u} of them are on no other node asked, only (if at all) on a writer that did not answer"
+            ),
+        };
         (done < total).then(|| {
             format!(
-                "cleanup: {} of {total} keys under {prefix} were not deleted within {} s (first failure: {first})",
+                "cleanup: {} of {total} keys under {prefix} were not deleted within {} s{only_there} (first failure: {first})",
                 total - done,
                 CLEANUP_LIMIT.as_secs()
             )
