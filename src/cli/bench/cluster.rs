@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use gossamer::admin::client::AdminClient;
+use gossamer::admin::client::{AdminClient, ClientError};
 use tokio::task::JoinSet;
 
 use super::host::{cpu_seconds_of, proc_status_mib_of};
@@ -32,6 +32,18 @@ pub(super) struct Target {
     pub(super) pid: Option<u32>,
 }
 
+/// A failed request to the admin API at `addr` for `what`, as the bench says it: the
+/// address first, and for a refused connection no hint at `--admin`, a flag the bench
+/// does not have.
+fn said(addr: &str, what: &str, e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Connect { source, .. } => anyhow::anyhow!(
+            "admin API {addr}: {what}: cannot connect: {source} (is the node running, and is this its admin address?)"
+        ),
+        e => anyhow::anyhow!("admin API {addr}: {what}: {e}"),
+    }
+}
+
 /// Asks every address for its status: each must answer as a node, all of one cluster,
 /// no two the same node. Fails naming the address that did not.
 pub(super) async fn connect(clients: &[AdminClient]) -> anyhow::Result<Vec<Target>> {
@@ -47,7 +59,7 @@ pub(super) async fn connect(clients: &[AdminClient]) -> anyhow::Result<Vec<Targe
     while let Some(joined) = set.join_next().await {
         let (i, client, st) = joined.context("status task")?;
         let addr = client.addr().to_string();
-        let st = st.with_context(|| format!("admin API {addr}: no status"))?;
+        let st = st.map_err(|e| said(&addr, "status", e))?;
         let field = |k: &str| st.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let (Some(id), Some(cluster)) = (field("node_id"), field("cluster")) else {
             bail!("admin API {addr}: its /v1/status names no node_id and cluster (not a gossamer node?)");
@@ -94,9 +106,11 @@ async fn snapshot(nodes: &[Target]) -> anyhow::Result<Vec<NodeSnap>> {
             let at = Instant::now();
             let cpu = pid.and_then(|p| cpu_seconds_of(&p.to_string()));
             let snap = text
-                .map_err(anyhow::Error::from)
-                .and_then(|t| NodeSnap::parse(&t, at, cpu).map_err(anyhow::Error::msg))
-                .with_context(|| format!("admin API {}", c.addr()));
+                .map_err(|e| said(c.addr(), "metrics", e))
+                .and_then(|t| {
+                    NodeSnap::parse(&t, at, cpu)
+                        .map_err(|e| anyhow::anyhow!("admin API {}: {e}", c.addr()))
+                });
             (i, snap)
         });
     }
@@ -131,10 +145,7 @@ async fn views(nodes: &[Target]) -> anyhow::Result<Vec<(usize, f64)>> {
                 let rtt = others.iter().filter(|x| x["rtt_ms"].is_number()).count();
                 (seen, rtt as f64 / others.len().max(1) as f64)
             });
-            (
-                i,
-                view.with_context(|| format!("admin API {}: members", c.addr())),
-            )
+            (i, view.map_err(|e| said(c.addr(), "members", e)))
         });
     }
     let mut out = vec![(0, 0.0); nodes.len()];
