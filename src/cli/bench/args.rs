@@ -13,18 +13,67 @@ pub enum Mode {
     Quic,
     /// The deterministic simulator (N up to 10,000).
     Sim,
+    /// N `gossamer run` processes on 127.0.0.1 (N up to 100), measured through their
+    /// admin APIs as `--cluster` measures a running cluster.
+    Processes,
+    /// A running cluster, through the admin APIs of `--cluster` (chosen by that flag).
+    #[value(skip)]
+    Cluster,
+}
+
+impl Mode {
+    /// The mode's name, as `--mode` and the JSON spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Quic => "quic",
+            Mode::Sim => "sim",
+            Mode::Processes => "processes",
+            Mode::Cluster => "cluster",
+        }
+    }
+
+    /// What the traffic figures count, in the mode's terms.
+    pub fn traffic_bytes(self) -> &'static str {
+        match self {
+            Mode::Quic => "UDP payload bytes",
+            Mode::Sim => "encoded message bytes",
+            // The nodes' own counters: no QUIC or UDP overhead is visible through /metrics.
+            Mode::Processes | Mode::Cluster => {
+                "gossip datagram + anti-entropy stream payload bytes (from /metrics, before QUIC)"
+            }
+        }
+    }
 }
 
 /// Flags of `gossamer bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Real QUIC nodes on 127.0.0.1, or the simulator.
+    /// Real QUIC nodes on 127.0.0.1, the simulator, or `gossamer run` processes.
     #[arg(long, value_enum, default_value_t = Mode::Quic)]
     pub mode: Mode,
     /// Cluster sizes, comma-separated: one row each [default: 10,25,50 (quic),
-    /// 100,1000,2000 (sim)].
+    /// 100,1000,2000 (sim), 10 (processes)].
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     pub nodes: Vec<usize>,
+    /// Benchmark a running cluster instead, through the admin APIs at these addresses
+    /// (host:port, or https://host:port with --ca): writes go under a prefix of the run's
+    /// own (`bench/<random>/`), deleted at the end.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR,ADDR,...", conflicts_with_all = ["mode", "nodes"])]
+    pub cluster: Vec<String>,
+    /// `--cluster`: bearer token of the admin APIs [env: GOSSAMER_ADMIN_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// `--cluster`: speak HTTPS, trusting nodes of the fleet CA in FILE
+    /// [env: GOSSAMER_ADMIN_CA].
+    #[arg(id = "tls_ca", long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// `--cluster`: operator certificate for HTTPS (`gossamer certs issue --client NAME`)
+    /// [env: GOSSAMER_ADMIN_CERT].
+    #[arg(id = "tls_cert", long = "cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// `--cluster`: the operator certificate's private key [env: GOSSAMER_ADMIN_KEY].
+    #[arg(id = "tls_key", long = "key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// Writes of the write-load phase.
     #[arg(long, default_value_t = 100, value_name = "W")]
     pub writes: usize,
@@ -50,13 +99,15 @@ pub struct BenchArgs {
     /// level); the flags above override it.
     #[arg(long, value_name = "FILE")]
     pub protocol: Option<PathBuf>,
-    /// Quic mode: longest warm-up (s). Before measuring, writes at `--rate` until every
-    /// node holds connections to 90 % of its peers (a steady cluster's mesh: keep-alives
-    /// hold connections open), so that TLS handshakes are not what is measured; 0 skips.
+    /// Quic, processes and cluster: longest warm-up (s). Before measuring, writes at
+    /// `--rate` until every node holds connections to 90 % of its peers (a steady
+    /// cluster's mesh: keep-alives hold connections open), so that TLS handshakes are not
+    /// what is measured; 0 skips.
     #[arg(long, default_value_t = 60.0, value_name = "S")]
     pub warmup: f64,
-    /// Quic mode: also find the highest write rate the cluster sustains (doubling from
-    /// 50 writes/s while every step's writes reach every node within 3 s).
+    /// Quic, processes and cluster: also find the highest write rate the cluster
+    /// sustains (doubling from 50 writes/s while every step's writes reach every node
+    /// within 3 s).
     #[arg(long)]
     pub throughput: bool,
     /// Sim mode: skip the partition and crash scenarios.

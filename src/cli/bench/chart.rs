@@ -75,10 +75,10 @@ fn panels(r: &Report) -> [Panel; 2] {
     };
     let traffic = Panel {
         title: "Traffic per node",
-        y_label: if r.mode == Mode::Quic {
-            "UDP bytes sent per node per s"
-        } else {
-            "bytes sent per node per s"
+        y_label: match r.mode {
+            Mode::Quic => "UDP bytes sent per node per s",
+            Mode::Sim => "bytes sent per node per s",
+            Mode::Processes | Mode::Cluster => "payload bytes sent per node per s",
         },
         series: vec![
             series(
@@ -221,10 +221,11 @@ pub fn svg(r: &Report) -> anyhow::Result<String> {
     } else {
         "nodes (N)"
     };
-    let mode = if r.mode == Mode::Quic {
-        "real QUIC on 127.0.0.1"
-    } else {
-        "simulator"
+    let mode = match r.mode {
+        Mode::Quic => "real QUIC on 127.0.0.1",
+        Mode::Sim => "simulator",
+        Mode::Processes => "gossamer processes on 127.0.0.1",
+        Mode::Cluster => "a running cluster, through its admin APIs",
     };
     let footer = format!(
         "gossamer bench, {mode}: fanout {}, gossip {} ms, sync {} ms; {} writes at {}/s",
@@ -269,7 +270,7 @@ pub fn svg(r: &Report) -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use gossamer::core::Config;
 
     use super::super::plan::settings;
@@ -280,7 +281,7 @@ mod tests {
     const NAMES: [&str; 5] = ["p50", "p99", "max", "idle", "under write load"];
 
     /// A report of `sizes` with made-up figures that grow with N.
-    fn report(mode: Mode, sizes: &[usize]) -> Report {
+    pub(in crate::cli::bench) fn report(mode: Mode, sizes: &[usize]) -> Report {
         let gossip = Config::default();
         let traffic = |b: f64| Traffic {
             window_s: 5.0,

@@ -4,7 +4,12 @@ use super::report::Machine;
 
 /// CPU time (user + system) of this process in seconds.
 pub(super) fn cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("self")
+}
+
+/// CPU time (user + system) of process `pid` (a number, or `self`) in seconds.
+pub(super) fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start at state (field 3).
     let rest = s.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -36,7 +41,12 @@ pub(super) fn mem_available_bytes() -> Option<u64> {
 
 /// A `kB` field of /proc/self/status (e.g. `VmRSS`), in MiB.
 pub(super) fn proc_status_mib(field: &str) -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_status_mib_of("self", field)
+}
+
+/// A `kB` field of /proc/PID/status of process `pid` (a number, or `self`), in MiB.
+pub(super) fn proc_status_mib_of(pid: &str, field: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(&format!("{field}:")))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)

@@ -1,6 +1,6 @@
 //! `gossamer bench`: cluster benchmarks, one table row per cluster size.
 //!
-//! Two modes measure the same figures:
+//! Four modes measure the same figures:
 //!
 //! - `--mode quic`: N real nodes in this process on 127.0.0.1, mutually authenticated
 //!   QUIC, each on a fault-free [`ChaosSocket`] that counts every UDP datagram it sends
@@ -22,14 +22,20 @@
 
 mod args;
 mod chart;
+mod cluster;
 mod host;
 mod plan;
+mod processes;
 mod progress;
 mod quic;
+mod remote_load;
 mod report;
+mod scrape;
+mod signal;
 mod sim;
 mod table;
 mod throughput;
+mod tracker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,11 +45,14 @@ use anyhow::Context;
 pub use args::BenchArgs;
 use args::Mode;
 use chart::svg;
+use cluster::cluster_row;
 use host::machine;
 use plan::{plan, settings};
+use processes::processes_row;
 use progress::Progress;
 use quic::quic_row;
 use report::Report;
+use signal::Interrupted;
 use sim::sim_row;
 use table::{opt, table};
 
@@ -76,22 +85,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     };
     let mut failed = false;
     for &n in &p.nodes {
-        let row = match p.mode {
-            Mode::Quic => match quic_row(&p, n, &progress).await {
-                Ok(r) => r,
-                Err(e) => {
-                    progress.clear();
-                    eprintln!("error: N={n}: {e:#}");
-                    failed = true;
-                    continue;
-                }
-            },
-            Mode::Sim => {
+        let measured = match p.mode {
+            Mode::Quic => quic_row(&p, n, &progress).await,
+            Mode::Processes => processes_row(&p, n, &progress).await,
+            Mode::Cluster => cluster_row(&p, &progress).await,
+            Mode::Sim => Ok({
                 // The simulator is synchronous and CPU-bound: keep it off the runtime.
                 let (pp, pr) = (p.clone(), progress.clone());
                 tokio::task::spawn_blocking(move || sim_row(&pp, n, &pr))
                     .await
                     .context("simulator task")?
+            }),
+        };
+        let row = match measured {
+            Ok(r) => r,
+            // An interrupted run ends, and so does a cluster that cannot be measured
+            // (its only row); the rows measured before are not printed.
+            Err(e) if e.is::<Interrupted>() || p.mode == Mode::Cluster => return Err(e),
+            Err(e) => {
+                progress.clear();
+                eprintln!("error: N={n}: {e:#}");
+                failed = true;
+                continue;
             }
         };
         progress.clear();

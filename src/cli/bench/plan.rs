@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use gossamer::admin::client::AdminClient;
 use gossamer::core::Config;
 use gossamer::sim::NetModel;
 
 use super::args::{BenchArgs, Mode};
 use super::host::{mem_available_bytes, sim_bytes_per_n2};
 use super::report::Settings;
+use crate::cli::admin_conn::AdminConn;
 use crate::cli::UsageError;
 
 /// Microseconds per second (the simulator's clock counts µs).
@@ -18,6 +20,15 @@ pub(super) const US: u64 = 1_000_000;
 /// Time the cluster is left alone after joining, before the idle window, so that join
 /// gossip (membership broadcasts, member-list syncs) has died down.
 pub(super) const SETTLE: Duration = Duration::from_secs(5);
+/// Longest wait for steady traffic after [`SETTLE`].
+pub(super) const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Whether gossip traffic is steady: two consecutive one-second windows' rates (bytes
+/// per node per second) within 10 % (or 200 B/node/s) of each other.
+pub(super) fn steady(previous: f64, rate: f64) -> bool {
+    (rate - previous).abs() <= (0.1 * previous.max(rate)).max(200.0)
+}
+
 /// Longest wait for writes to reach every node after the last one was made.
 pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
@@ -39,14 +50,75 @@ pub(super) struct Plan {
     pub(super) crashes: usize,
     pub(super) partition: f64,
     pub(super) net: NetModel,
+    /// `--cluster`: a client for each admin API, in the order given.
+    pub(super) cluster: Vec<AdminClient>,
+}
+
+/// Most admin addresses `--cluster` takes (each gets a watch and a request per write).
+const MAX_CLUSTER: usize = 1_000;
+
+/// The clients of `--cluster`'s addresses, with the admin commands' TLS and token flags
+/// (and their environment variables): at least two distinct addresses.
+fn cluster_clients(a: &BenchArgs) -> anyhow::Result<Vec<AdminClient>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut clients = Vec::new();
+    for addr in &a.cluster {
+        let addr = addr.trim();
+        if addr.is_empty() {
+            return Err(UsageError("--cluster: an empty address in the list".into()).into());
+        }
+        if !seen.insert(
+            addr.trim_start_matches("http://")
+                .trim_start_matches("https://"),
+        ) {
+            return Err(UsageError(format!("--cluster: {addr} is listed twice")).into());
+        }
+        let conn = AdminConn {
+            admin: Some(addr.to_string()),
+            token: a.token.clone(),
+            ca: a.ca.clone(),
+            cert: a.cert.clone(),
+            key: a.key.clone(),
+        };
+        clients.push(conn.client()?);
+    }
+    if !(2..=MAX_CLUSTER).contains(&clients.len()) {
+        return Err(UsageError(format!(
+            "--cluster: {} address(es); give 2 to {MAX_CLUSTER} admin addresses, comma-separated",
+            clients.len()
+        ))
+        .into());
+    }
+    Ok(clients)
 }
 
 pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
-    let (max, default): (usize, &[usize]) = match a.mode {
+    let cluster = if a.cluster.is_empty() {
+        if a.token.is_some() || a.ca.is_some() || a.cert.is_some() || a.key.is_some() {
+            return Err(UsageError(
+                "--token/--ca/--cert/--key: these reach the admin APIs of --cluster, which is not given"
+                    .into(),
+            )
+            .into());
+        }
+        Vec::new()
+    } else {
+        cluster_clients(a)?
+    };
+    let mode = if cluster.is_empty() {
+        a.mode
+    } else {
+        Mode::Cluster
+    };
+    let (max, default): (usize, &[usize]) = match mode {
         Mode::Quic => (100, &[10, 25, 50]),
         Mode::Sim => (10_000, &[100, 1_000, 2_000]),
+        Mode::Processes => (100, &[10]),
+        Mode::Cluster => (MAX_CLUSTER, &[]),
     };
-    let mut nodes = if a.nodes.is_empty() {
+    let mut nodes = if mode == Mode::Cluster {
+        vec![cluster.len()]
+    } else if a.nodes.is_empty() {
         default.to_vec()
     } else {
         a.nodes.clone()
@@ -55,14 +127,14 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         if !(2..=max).contains(&n) {
             return Err(UsageError(format!(
                 "--nodes {n}: {} mode runs 2 to {max} nodes",
-                if a.mode == Mode::Quic { "quic" } else { "sim" }
+                mode.name()
             ))
             .into());
         }
     }
     nodes.sort_unstable();
     nodes.dedup();
-    if a.mode == Mode::Sim {
+    if mode == Mode::Sim {
         if let (Some(&n), Some(avail)) = (nodes.last(), mem_available_bytes()) {
             let per_n2 = sim_bytes_per_n2(a.warm);
             let need = (per_n2 * (n as f64).powi(2)) as u64;
@@ -144,7 +216,7 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
     if let Some(ms) = a.sync_interval {
         gossip.sync_interval_ms = ms;
     }
-    if a.mode == Mode::Quic {
+    if matches!(mode, Mode::Quic | Mode::Processes) {
         // Joining is not what is measured: contact the seed quickly.
         gossip.seed_backoff_floor_ms = gossip.seed_backoff_floor_ms.min(200);
         gossip.seed_backoff_cap_ms = gossip.seed_backoff_cap_ms.min(2_000);
@@ -153,7 +225,7 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         .validate()
         .map_err(|e| UsageError(format!("protocol settings: {e}")))?;
     Ok(Plan {
-        mode: a.mode,
+        mode,
         nodes,
         writes: a.writes,
         rate: a.rate,
@@ -172,6 +244,7 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
             jitter_us: (a.sim_jitter * 1000.0) as u64,
             ..NetModel::default()
         },
+        cluster,
     })
 }
 

@@ -1,10 +1,9 @@
 //! Quic mode: N real nodes in this process on 127.0.0.1, each on a fault-free
 //! [`ChaosSocket`] that counts the UDP datagrams it sends; times are wall-clock.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -15,10 +14,11 @@ use gossamer::node::Node;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::host::{cpu_seconds, proc_status_mib};
-use super::plan::{Plan, DRAIN_LIMIT, SETTLE};
+use super::plan::{steady, Plan, DRAIN_LIMIT, SETTLE, SETTLE_LIMIT};
 use super::progress::{sleep_showing, wait_until, Progress};
 use super::report::{Load, Row, Traffic};
-use super::throughput::quic_throughput;
+use super::throughput::{max_rate, QuicSteps};
+use super::tracker::{lock, Tracker};
 
 /// Counters summed over the cluster at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -85,66 +85,6 @@ fn quic_traffic(a: &QuicSnap, b: &QuicSnap, n: usize) -> Traffic {
             _ => None,
         },
     }
-}
-
-/// Arrival times of tracked writes on every node.
-struct Tracker {
-    n: usize,
-    index: HashMap<String, usize>,
-    at: Vec<Instant>,
-    arrivals: Vec<Vec<Option<Instant>>>,
-    remaining: Vec<usize>,
-    lagged: bool,
-}
-
-impl Tracker {
-    fn new(n: usize) -> Self {
-        Self {
-            n,
-            index: HashMap::new(),
-            at: Vec::new(),
-            arrivals: Vec::new(),
-            remaining: Vec::new(),
-            lagged: false,
-        }
-    }
-
-    fn register(&mut self, key: String) -> usize {
-        let w = self.at.len();
-        self.index.insert(key, w);
-        self.at.push(Instant::now());
-        self.arrivals.push(vec![None; self.n]);
-        self.remaining.push(self.n);
-        w
-    }
-
-    fn arrived(&mut self, key: &str, node: usize, t: Instant) {
-        if let Some(&w) = self.index.get(key) {
-            if self.arrivals[w][node].is_none() {
-                self.arrivals[w][node] = Some(t);
-                self.remaining[w] -= 1;
-            }
-        }
-    }
-
-    fn complete(&self) -> usize {
-        self.remaining.iter().filter(|&&r| r == 0).count()
-    }
-
-    /// Propagation times (ms) of the complete writes.
-    fn propagation_ms(&self) -> Vec<f64> {
-        (0..self.at.len())
-            .filter(|&w| self.remaining[w] == 0)
-            .filter_map(|w| {
-                let last = self.arrivals[w].iter().flatten().max()?;
-                Some(last.saturating_duration_since(self.at[w]).as_secs_f64() * 1000.0)
-            })
-            .collect()
-    }
-}
-
-fn lock(t: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
-    t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn watch(node: Node, i: usize, tracker: Arc<Mutex<Tracker>>) {
@@ -221,7 +161,7 @@ async fn settle_quic(n: usize, nodes: &[Node], controls: &[ChaosControl], progre
         let b = quic_snap(nodes, controls);
         let rate = quic_traffic(&a, &b, n).gossip_bytes_per_node_s;
         if let Some(p) = prev {
-            if (rate - p).abs() <= (0.1 * p.max(rate)).max(200.0) {
+            if steady(p, rate) {
                 return;
             }
         }
@@ -229,9 +169,6 @@ async fn settle_quic(n: usize, nodes: &[Node], controls: &[ChaosControl], progre
         a = b;
     }
 }
-
-/// Longest wait for steady traffic after [`SETTLE`].
-const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Longest wait for the cluster to join.
 const JOIN_LIMIT: Duration = Duration::from_secs(120);
@@ -420,7 +357,7 @@ async fn quic_measure(
         },
     );
     let max_writes_per_s = if p.throughput {
-        quic_throughput(n, nodes, progress, notes).await
+        max_rate(&mut QuicSteps::new(nodes), progress, notes).await
     } else {
         None
     };

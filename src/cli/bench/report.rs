@@ -78,6 +78,27 @@ pub struct Row {
     pub sim_events: Option<u64>,
     /// What could not be measured, and why.
     pub notes: Vec<String>,
+    /// Processes and cluster: each node's traffic, from its `/metrics`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_node: Vec<NodeTraffic>,
+}
+
+/// One node's payload bytes per second (gossip datagrams and anti-entropy streams, from
+/// its `/metrics`), idle and under the write load.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeTraffic {
+    /// The node's id.
+    pub node: String,
+    /// Its admin API address.
+    pub addr: String,
+    /// Bytes sent per second, idle.
+    pub idle_sent_bytes_s: f64,
+    /// Bytes received per second, idle.
+    pub idle_received_bytes_s: f64,
+    /// Bytes sent per second under load.
+    pub load_sent_bytes_s: f64,
+    /// Bytes received per second under load.
+    pub load_received_bytes_s: f64,
 }
 
 /// The machine the run used.
@@ -197,6 +218,7 @@ impl Row {
             wall_s: 0.0,
             sim_events: None,
             notes: Vec::new(),
+            per_node: Vec::new(),
         }
     }
 }

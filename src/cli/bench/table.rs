@@ -3,11 +3,72 @@
 use std::fmt::Write as _;
 
 use super::args::Mode;
-use super::report::Report;
+use super::report::{NodeTraffic, Report};
 
 pub(super) fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}"))
         .unwrap_or_else(|| "n/a".into())
+}
+
+/// Nodes listed one by one under a row; beyond, the busiest and a summary.
+const PER_NODE_LINES: usize = 10;
+
+/// Each node's traffic (processes and cluster modes): the busiest nodes under load, then
+/// the smallest, median and largest figure over all nodes when there are more.
+fn per_node(s: &mut String, r: &Report) {
+    for row in r.rows.iter().filter(|x| !x.per_node.is_empty()) {
+        let _ = writeln!(
+            s,
+            "
+N={}: payload bytes per second of each node{}",
+            row.nodes,
+            if row.per_node.len() > PER_NODE_LINES {
+                format!(" (the {PER_NODE_LINES} busiest under load)")
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  {:<20} {:<24} | {:>9} {:>9} | {:>9} {:>9}",
+            "node", "admin", "idle sent", "received", "load sent", "received"
+        );
+        let mut nodes: Vec<_> = row.per_node.iter().collect();
+        nodes.sort_by(|a, b| b.load_sent_bytes_s.total_cmp(&a.load_sent_bytes_s));
+        for x in nodes.iter().take(PER_NODE_LINES) {
+            let _ = writeln!(
+                s,
+                "  {:<20} {:<24} | {:>9.0} {:>9.0} | {:>9.0} {:>9.0}",
+                x.node,
+                x.addr,
+                x.idle_sent_bytes_s,
+                x.idle_received_bytes_s,
+                x.load_sent_bytes_s,
+                x.load_received_bytes_s
+            );
+        }
+        if nodes.len() > PER_NODE_LINES {
+            type Pick = fn(&&NodeTraffic) -> f64;
+            let figures: [(&str, Pick); 4] = [
+                ("idle sent", |x| x.idle_sent_bytes_s),
+                ("idle received", |x| x.idle_received_bytes_s),
+                ("load sent", |x| x.load_sent_bytes_s),
+                ("load received", |x| x.load_received_bytes_s),
+            ];
+            for (name, pick) in figures {
+                let mut v: Vec<f64> = nodes.iter().map(pick).collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let _ = writeln!(
+                    s,
+                    "  {name}: min {:.0}, median {:.0}, max {:.0} over {} nodes",
+                    v[0],
+                    v[v.len() / 2],
+                    v[v.len() - 1],
+                    v.len()
+                );
+            }
+        }
+    }
 }
 
 /// The results as a text table.
@@ -15,8 +76,11 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "gossamer bench --mode {}: fanout {}, gossip {} ms, sync {} ms, retransmit x{}{}; {} writes at {}/s; idle window {} s; seed {}",
-        if r.mode == Mode::Quic { "quic" } else { "sim" },
+        "gossamer bench {}: fanout {}, gossip {} ms, sync {} ms, retransmit x{}{}; {} writes at {}/s; idle window {} s; seed {}",
+        match r.mode {
+            Mode::Cluster => "--cluster".to_string(),
+            m => format!("--mode {}", m.name()),
+        },
         r.settings.fanout,
         r.settings.gossip_interval_ms,
         r.settings.sync_interval_ms,
@@ -35,11 +99,7 @@ pub fn table(r: &Report) -> String {
         "machine: {} CPUs ({}), {} GiB",
         r.machine.cpus, r.machine.cpu_model, r.machine.memory_gib
     );
-    let bytes = if r.mode == Mode::Quic {
-        "UDP payload bytes"
-    } else {
-        "encoded message bytes"
-    };
+    let bytes = r.mode.traffic_bytes();
     let _ = writeln!(
         s,
         "traffic columns are {bytes} and datagrams sent per node per second\n"
@@ -128,6 +188,7 @@ pub fn table(r: &Report) -> String {
             );
         }
     }
+    per_node(&mut s, r);
     let notes: Vec<String> = r
         .rows
         .iter()
@@ -140,4 +201,53 @@ pub fn table(r: &Report) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::args::Mode;
+    use super::super::chart::tests::report;
+    use super::super::report::NodeTraffic;
+    use super::table;
+
+    fn node(i: usize) -> NodeTraffic {
+        NodeTraffic {
+            node: format!("n{i}"),
+            addr: format!("127.0.0.1:{}", 7000 + i),
+            idle_sent_bytes_s: 100.0,
+            idle_received_bytes_s: 90.0,
+            load_sent_bytes_s: 1000.0 + i as f64,
+            load_received_bytes_s: 900.0,
+        }
+    }
+
+    #[test]
+    fn each_node_is_listed_up_to_ten_then_summarised() {
+        let mut r = report(Mode::Processes, &[3, 12]);
+        r.rows[0].per_node = (1..=3).map(node).collect();
+        r.rows[1].per_node = (1..=12).map(node).collect();
+        let text = table(&r);
+        assert!(text.contains("--mode processes"), "{text}");
+        assert!(
+            text.contains("N=3: payload bytes per second of each node\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "N=12: payload bytes per second of each node (the 10 busiest under load)"
+            ),
+            "{text}"
+        );
+        // The busiest first; n1 and n2 (the least busy of 12) only in the summary.
+        let twelve = &text[text.find("N=12: payload").unwrap()..];
+        assert!(
+            twelve.find("n12 ").unwrap() < twelve.find("n3 ").unwrap(),
+            "{text}"
+        );
+        assert!(!twelve.contains("n1 "), "{text}");
+        assert!(
+            twelve.contains("load sent: min 1001, median 1007, max 1012 over 12 nodes"),
+            "{text}"
+        );
+    }
 }
