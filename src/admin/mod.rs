@@ -13,6 +13,7 @@
 //! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
 //! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains, [`INDEX_HEADER`] the change index the page is consistent with |
 //! | `GET /v1/watch?prefix=P&index=I` | newline-delimited JSON [`watch::WatchLine`]s: changes under `P` after index `I` (default: from now), a heartbeat every [`watch::HEARTBEAT`] of silence, a reset marker when `I` cannot be resumed from (see [`watch`]); 400 for a prefix over 4,096 bytes, 429 beyond `watch.max_watches` |
+//! | `GET /v1/watch/members`     | newline-delimited JSON [`watch_members::MemberLine`]s: every member, then each membership change as the node applies it, a heartbeat every [`watch::HEARTBEAT`] of silence, and the whole list again when the stream fell behind; 429 beyond [`watch_members::MAX_MEMBER_WATCHES`] |
 //! | `GET /metrics`              | OpenMetrics text ([`METRICS_CONTENT_TYPE`]), encoded by prometheus-client from the metrics the backend registers |
 //! | `GET /ui`                   | the read-only status page (`ui.rs`); served without the token |
 //!
@@ -28,6 +29,7 @@ mod metrics;
 mod serve;
 mod ui;
 pub mod watch;
+pub mod watch_members;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -47,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use prometheus_client::registry::Registry;
 
 use crate::node::watch::{Watch, WatchError};
-use crate::node::{KvEntry, MemberView, StatusView};
+use crate::node::{KvEntry, MemberEvents, MemberView, StatusView};
 
 pub use metrics::{
     encode_metrics, metrics_registry, DurationHistogram, DURATION_BUCKETS, METRICS_CONTENT_TYPE,
@@ -141,6 +143,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     }
     /// Every member known to this node, itself included.
     fn members(&self) -> Vec<MemberView>;
+    /// Membership changes from now on, if the backend can follow them.
+    fn member_events(&self) -> Option<MemberEvents> {
+        None
+    }
     /// Summary of the local node.
     fn status(&self) -> StatusView;
     /// Registers the backend's metrics in `registry`, once, when the router is built:
@@ -230,6 +236,9 @@ pub struct ErrorBody {
 /// embedded in another server.
 pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Router {
     let registry = Arc::new(metrics_registry(backend.clone()));
+    let member_watches = Arc::new(tokio::sync::Semaphore::new(
+        watch_members::MAX_MEMBER_WATCHES,
+    ));
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
@@ -237,6 +246,10 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .route("/v1/kv/", get(kv_list).put(empty_key).delete(empty_key))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/v1/watch", get(watch::watch))
+        .route(
+            "/v1/watch/members",
+            get(move |b: State<Backend>| watch_members::watch_members(b, member_watches)),
+        )
         .route(
             "/metrics",
             get(move || std::future::ready(metrics(&registry))),

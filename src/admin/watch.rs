@@ -44,7 +44,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const WATCH_CONTENT_TYPE: &str = "application/x-ndjson";
 
 /// Lines serialised ahead of what the connection has taken.
-const LINES_BUFFERED: usize = 16;
+pub(super) const LINES_BUFFERED: usize = 16;
 
 /// One line of a watch stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,16 +151,23 @@ pub(super) async fn watch(
     let start = watch.start();
     let (tx, rx) = mpsc::channel(LINES_BUFFERED);
     tokio::spawn(stream_lines(watch, tx));
-    let mut resp = Response::new(Body::new(LineBody(rx)));
+    let mut resp = ndjson_response(Body::new(LineBody(rx)));
+    if let Some(start) = start {
+        resp.headers_mut()
+            .insert(INDEX_HEADER, HeaderValue::from(start));
+    }
+    resp
+}
+
+/// A streamed response of newline-delimited JSON lines, never cached.
+pub(super) fn ndjson_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(WATCH_CONTENT_TYPE),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(start) = start {
-        h.insert(INDEX_HEADER, HeaderValue::from(start));
-    }
     resp
 }
 
@@ -189,7 +196,7 @@ async fn stream_lines(mut watch: Watch, tx: mpsc::Sender<Bytes>) {
 }
 
 /// A response body made of the lines a task sends; ends when the task does.
-struct LineBody(mpsc::Receiver<Bytes>);
+pub(super) struct LineBody(pub(super) mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for LineBody {
     type Data = Bytes;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::NodeId;
 
@@ -65,7 +65,7 @@ pub struct KvEntry {
 }
 
 /// One member as seen by this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberView {
     /// Node id.
     pub id: NodeId,
@@ -88,6 +88,25 @@ pub struct MemberView {
     pub rtt_ms: Option<f64>,
     /// True for the local node.
     pub is_self: bool,
+}
+
+impl MemberView {
+    /// The view of member state `s` (`is_self` for this node), without RTT or
+    /// last-heard time.
+    pub fn of(s: &crate::core::proto::MemberState, is_self: bool) -> Self {
+        Self {
+            id: s.info.id.clone(),
+            addr: s.info.addr.clone(),
+            status: s.status.as_str().to_string(),
+            incarnation: s.incarnation,
+            dc: s.info.dc.clone(),
+            zone: s.info.zone.clone(),
+            tags: s.info.tags.clone(),
+            last_heard_ms_ago: None,
+            rtt_ms: None,
+            is_self,
+        }
+    }
 }
 
 /// Summary of the local node.

@@ -7,6 +7,7 @@ mod certs;
 mod config;
 #[cfg(feature = "testing")]
 pub mod local;
+mod member_events;
 pub mod persist;
 mod reload;
 mod runtime;
@@ -17,6 +18,7 @@ pub use api::*;
 pub use authority::{certs_key, AuthorityError, NodeAuthority, MAX_WRITER_CHAINS};
 pub use certs::{CertStatus, ReloadReport};
 pub use config::NodeConfig;
+pub use member_events::{MemberChange, MemberChangeKind, MemberEvent, MemberEvents};
 pub use persist::{Durability, PersistError, PersistStats};
 pub use runtime::{BandwidthView, Node, RuntimeStats};
 pub use security::SecurityConfig;

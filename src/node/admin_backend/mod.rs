@@ -112,6 +112,10 @@ impl AdminBackend for Node {
         Node::members(self)
     }
 
+    fn member_events(&self) -> Option<crate::node::MemberEvents> {
+        Some(Node::member_events(self))
+    }
+
     fn status(&self) -> StatusView {
         Node::status(self)
     }

@@ -18,6 +18,7 @@ mod sync_stream;
 
 use super::api::*;
 use super::config::NodeConfig;
+use super::member_events::MemberEvents;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
 use super::watch::ChangeLog;
 use super::NodeAuthority;
@@ -382,6 +383,11 @@ impl Node {
         self.inner.events.subscribe()
     }
 
+    /// Membership changes from now on (see [`MemberEvents`]).
+    pub fn member_events(&self) -> MemberEvents {
+        MemberEvents::new(self.id(), self.inner.events.subscribe())
+    }
+
     /// Members as seen by this node, ourselves first.
     pub fn members(&self) -> Vec<MemberView> {
         let now_us = self.inner.now().mono_us;
@@ -678,16 +684,9 @@ fn view(
     is_self: bool,
 ) -> MemberView {
     MemberView {
-        id: s.info.id.clone(),
-        addr: s.info.addr.clone(),
-        status: s.status.as_str().to_string(),
-        incarnation: s.incarnation,
-        dc: s.info.dc.clone(),
-        zone: s.info.zone.clone(),
-        tags: s.info.tags.clone(),
         last_heard_ms_ago: heard,
         rtt_ms: rtt,
-        is_self,
+        ..MemberView::of(s, is_self)
     }
 }
 
