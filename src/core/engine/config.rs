@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::events::EventConfig;
 use crate::core::state::Limits;
 
 /// Largest `awareness_max`: the health multiplier stretches timeouts at most 16 times.
@@ -113,6 +114,9 @@ pub struct Config {
     pub inbound_syncs_per_peer: u32,
     /// Key and value size limits.
     pub limits: Limits,
+    /// User events: payload bound, per-sender rate, repair and dedup windows
+    /// (`[gossip.events]`).
+    pub events: EventConfig,
 }
 
 impl Default for Config {
@@ -152,6 +156,7 @@ impl Default for Config {
             inbound_datagrams_per_peer: 2_000,
             inbound_syncs_per_peer: 2,
             limits: Limits::default(),
+            events: EventConfig::default(),
         }
     }
 }
@@ -284,7 +289,7 @@ impl Config {
         if self.seed_backoff_cap_ms < self.seed_backoff_floor_ms {
             return Err("seed_backoff_cap_ms must be at least seed_backoff_floor_ms".into());
         }
-        Ok(())
+        self.events.validate()
     }
 }
 
