@@ -189,7 +189,7 @@ async fn stream_lines(mut watch: Watch, tx: mpsc::Sender<Bytes>) {
 }
 
 /// A response body made of the lines a task sends; ends when the task does.
-struct LineBody(mpsc::Receiver<Bytes>);
+pub(super) struct LineBody(pub(super) mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for LineBody {
     type Data = Bytes;
