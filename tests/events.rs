@@ -195,3 +195,64 @@ async fn a_flood_from_one_member_is_capped_at_every_receiver_and_counted() {
     assert!(marker.is_some());
     c.shutdown().await;
 }
+
+/// Runs the `gossamer` binary with `args`, `stdin` as its standard input.
+async fn cli(args: Vec<String>, stdin: Vec<u8>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run gossamer");
+        child.stdin.take().unwrap().write_all(&stdin).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_events_and_lists_them() {
+    let c = joined_cluster(2, 0).await;
+    let admin = c.nodes[0].admin_addr().unwrap().to_string();
+    let args = |rest: &[&str]| {
+        let mut v: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+        v.extend(["--admin".to_string(), admin.clone()]);
+        v
+    };
+    let out = cli(args(&["event", "deploy", "v2"]), Vec::new()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The payload from standard input.
+    let out = cli(args(&["event", "config"]), b"from stdin".to_vec()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, _) = wait_for(DEADLINE, || {
+        c.nodes[1]
+            .recent_events(None)
+            .iter()
+            .any(|v| v.name == "config" && v.payload == "from stdin")
+    })
+    .await;
+    assert!(ok, "the event from standard input reached the other node");
+    // Too large: exit code 1, the bound named.
+    let out = cli(args(&["event", "big", "-"]), vec![b'x'; 9000]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("413") && err.contains("max_payload"), "{err}");
+    let out = cli(args(&["events"]), Vec::new()).await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(" deploy v2"), "{listed}");
+    assert!(listed.contains(" config from stdin"), "{listed}");
+    c.shutdown().await;
+}

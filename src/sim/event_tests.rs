@@ -166,3 +166,69 @@ fn a_forged_event_is_refused_and_a_flood_from_one_member_is_capped() {
         assert_eq!(sim.events().times_delivered(&id, node), 1, "seed {seed}");
     }
 }
+
+/// BENCHMARKS.md, "User events": time from sending an event to its delivery at the last
+/// live node, N = 10, 50, 100, with and without 10 % loss (5 ± 2 ms links, warm start,
+/// 100 events from random senders, one every 200 ms). Run with
+/// `cargo test --release --lib event_delivery_time -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints a table"]
+fn event_delivery_time() {
+    println!(
+        "| N | loss | events | p50 ms | p99 ms | max ms | copies per node | pulls per event |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for n in [10usize, 50, 100] {
+        for loss in [0.0, 0.1] {
+            let text = format!(
+                "name = \"events-bench\"\nnodes = {n}\nseed = 19\nduration_s = 60\n\
+                 warm_start = true\n[network]\nlatency_ms = 5\njitter_ms = 2\nloss = {loss}\n"
+            );
+            let sc = Scenario::from_toml(&text, "events bench (inline)").unwrap();
+            let mut sim = sc.build(sc.seed);
+            sim.run_until(2_000_000);
+            let mut t = sim.now_us();
+            for _ in 0..100 {
+                let sender = (sim.random_u64() % n as u64) as usize;
+                sim.send_event(sender, "bench", vec![7; 256]).unwrap();
+                t += 200_000;
+                sim.run_until(t);
+            }
+            sim.run_until(t + 10_000_000);
+            let all: Vec<usize> = (0..n).collect();
+            let mut spread: Vec<u64> = sim.events().spread_us(&all).into_iter().flatten().collect();
+            for (id, sender, t0) in sim.events().sent() {
+                let missing: Vec<usize> = all
+                    .iter()
+                    .copied()
+                    .filter(|&i| sim.events().times_delivered(id, i) == 0)
+                    .collect();
+                if !missing.is_empty() {
+                    println!("{id:?} from node {sender} at {t0} µs: missing at {missing:?}");
+                    for m in missing {
+                        println!("  {m}: {:?}", sim.engine(m).unwrap().event_stats());
+                    }
+                }
+            }
+            assert_eq!(spread.len(), 100, "every event reached every node");
+            spread.sort();
+            let ms = |us: u64| us as f64 / 1000.0;
+            let stats: Vec<EventStats> = (0..n)
+                .map(|i| sim.engine(i).unwrap().event_stats().clone())
+                .collect();
+            let copies = stats
+                .iter()
+                .map(|s| s.delivered + s.duplicates)
+                .sum::<u64>() as f64
+                / (100.0 * n as f64);
+            let pulls = stats.iter().map(|s| s.pulls_sent).sum::<u64>() as f64 / 100.0;
+            println!(
+                "| {n} | {:.0} % | 100 | {:.1} | {:.1} | {:.1} | {copies:.2} | {pulls:.2} |",
+                loss * 100.0,
+                ms(spread[49]),
+                ms(spread[98]),
+                ms(spread[99]),
+            );
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::Config;
 pub use egress::MAX_BACKOFF;
 use egress::{Backoff, Deferred};
-pub use events::{PULL_TRIES, SEEN_MAX};
+pub use events::{ID_BUDGET_MULT, PULL_TRIES, SEEN_MAX};
 pub use io::{Event, Output};
 pub use persist::{Changes, DOT_LEASE_BLOCK};
 use seeds::Seed;
