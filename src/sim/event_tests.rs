@@ -169,8 +169,8 @@ fn a_forged_event_is_refused_and_a_flood_from_one_member_is_capped() {
 
 /// BENCHMARKS.md, "User events": time from sending an event to its delivery at the last
 /// live node, N = 10, 50, 100, with and without 10 % loss (5 ± 2 ms links, warm start,
-/// 100 events from random senders, one every 200 ms). Run with
-/// `cargo test --release --lib event_delivery_time -- --ignored --nocapture`.
+/// 100 events from random senders, one every 200 ms; seed 19 or `GOSSAMER_SIM_SEED`).
+/// Run with `cargo test --release --lib event_delivery_time -- --ignored --nocapture`.
 #[test]
 #[ignore = "a benchmark: prints a table"]
 fn event_delivery_time() {
@@ -185,7 +185,11 @@ fn event_delivery_time() {
                  warm_start = true\n[network]\nlatency_ms = 5\njitter_ms = 2\nloss = {loss}\n"
             );
             let sc = Scenario::from_toml(&text, "events bench (inline)").unwrap();
-            let mut sim = sc.build(sc.seed);
+            let seed = std::env::var("GOSSAMER_SIM_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(sc.seed);
+            let mut sim = sc.build(seed);
             sim.run_until(2_000_000);
             let mut t = sim.now_us();
             for _ in 0..100 {
@@ -211,6 +215,11 @@ fn event_delivery_time() {
                 }
             }
             assert_eq!(spread.len(), 100, "every event reached every node");
+            for (id, _, _) in sim.events().sent() {
+                assert!(all
+                    .iter()
+                    .all(|&i| sim.events().times_delivered(id, i) == 1));
+            }
             spread.sort();
             let ms = |us: u64| us as f64 / 1000.0;
             let stats: Vec<EventStats> = (0..n)

@@ -16,7 +16,9 @@
 //!   one pull heals a subtree.
 //! - **Exactly once.** Delivery is deduplicated by `(sender, seq)` in a seen set bounded
 //!   in time (`seen_ms`) and size ([`SEEN_MAX`]); what leaves the set raises its sender's
-//!   floor, and a copy below the floor is dropped as stale, never delivered again.
+//!   floor, and a copy below the floor is dropped as stale, never delivered again. The
+//!   seen set does not survive a restart, so an event sent before this life began (less
+//!   the clock drift bound; a sequence number carries its sender's wall ms) is stale too.
 //! - **Checked before anything else is done with it**: bounds, duplicates, then the
 //!   sender's signature, then the sender's rate (a token bucket per sender). A refused
 //!   event is counted and neither delivered nor forwarded; a forged copy is not marked
@@ -79,6 +81,10 @@ struct Bucket {
 #[derive(Debug, Clone)]
 pub(super) struct Events {
     cfg: EventConfig,
+    /// Wall ms when this life of the node began, less the clock drift bound: an event
+    /// sent before it (by the time its sequence number carries) may have been delivered
+    /// by an earlier life, whose seen set is gone, so it is stale.
+    life_floor_ms: u64,
     next_seq: u64,
     seen: BTreeMap<NodeId, Seen>,
     /// Ids in the seen set, oldest first, with when they entered it (µs).
@@ -93,9 +99,12 @@ pub(super) struct Events {
 }
 
 impl Events {
-    pub(super) fn new(cfg: EventConfig) -> Self {
+    /// The part of a node whose life began at `start_wall_ms`, with clocks trusted to
+    /// `drift_ms`.
+    pub(super) fn new(cfg: EventConfig, start_wall_ms: u64, drift_ms: u64) -> Self {
         Self {
             cfg,
+            life_floor_ms: start_wall_ms.saturating_sub(drift_ms),
             next_seq: 1,
             seen: BTreeMap::new(),
             seen_order: VecDeque::new(),
@@ -226,7 +235,8 @@ impl Events {
             self.stats.oversized += 1;
             return false;
         }
-        if self.is_stale(&id) {
+        // A sequence number is at least its sender's wall ms << 10 when it sent.
+        if self.is_stale(&id) || (e.seq >> 10) < self.life_floor_ms {
             self.stats.stale += 1;
             return false;
         }

@@ -162,7 +162,11 @@ impl Engine {
             rebase_due: BTreeMap::new(),
             persisted_inc: None,
             authorship: authorship::Authorship::default(),
-            events: events::Events::new(cfg.events.clone()),
+            events: events::Events::new(
+                cfg.events.clone(),
+                now.wall_ms,
+                cfg.limits.max_clock_drift_ms,
+            ),
             cfg,
         }
     }

@@ -18,6 +18,11 @@ fn cfg() -> EventConfig {
     }
 }
 
+/// A part whose life began at wall ms 0 (no event is from an earlier life).
+fn fresh() -> Events {
+    Events::new(cfg(), 0, 60_000)
+}
+
 fn now(ms: u64) -> Now {
     Now::new(ms * 1000, 1_700_000_000_000 + ms)
 }
@@ -34,7 +39,7 @@ fn event(sender: &str, seq: u64) -> UserEvent {
 
 #[test]
 fn bounds_are_refused_with_the_field_named() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let me = id("a");
     let long = "x".repeat(MAX_EVENT_NAME + 1);
     assert_eq!(
@@ -61,22 +66,20 @@ fn bounds_are_refused_with_the_field_named() {
 
 #[test]
 fn sequence_numbers_rise_and_start_above_the_wall_clock() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let me = id("a");
     let a = ev.create(now(0), &me, "e", Vec::new()).unwrap();
     let b = ev.create(now(0), &me, "e", Vec::new()).unwrap();
     assert!(a.seq >= now(0).wall_ms << 10);
     assert_eq!(b.seq, a.seq + 1);
     // A restart (a fresh part) a millisecond later starts above both.
-    let c = Events::new(cfg())
-        .create(now(1), &me, "e", Vec::new())
-        .unwrap();
+    let c = fresh().create(now(1), &me, "e", Vec::new()).unwrap();
     assert!(c.seq > b.seq);
 }
 
 #[test]
 fn the_local_sender_is_held_to_its_own_rate() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let me = id("a");
     for _ in 0..3 {
         ev.create(now(0), &me, "e", Vec::new()).unwrap();
@@ -97,7 +100,7 @@ fn the_local_sender_is_held_to_its_own_rate() {
 
 #[test]
 fn an_event_is_delivered_once_and_a_forgery_does_not_hide_the_genuine_copy() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let e = event("b", 7);
     assert!(!ev.receive(0, &e, |_| false), "forgery refused");
     assert_eq!(ev.stats().bad_signature, 1);
@@ -112,7 +115,7 @@ fn an_event_is_delivered_once_and_a_forgery_does_not_hide_the_genuine_copy() {
 
 #[test]
 fn oversized_events_from_peers_are_refused_before_their_signature_is_checked() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let mut e = event("b", 1);
     e.payload = vec![0; 8 * 1024 + 1];
     assert!(!ev.receive(0, &e, |_| panic!("not verified")));
@@ -121,7 +124,7 @@ fn oversized_events_from_peers_are_refused_before_their_signature_is_checked() {
 
 #[test]
 fn a_copy_older_than_the_seen_window_is_stale_never_delivered_twice() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let e = event("b", 5);
     assert!(ev.receive(0, &e, |_| true));
     ev.expire(2_000_000);
@@ -134,7 +137,7 @@ fn a_copy_older_than_the_seen_window_is_stale_never_delivered_twice() {
 
 #[test]
 fn a_peer_flood_is_capped_per_sender_and_counted() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let delivered = (1..=20)
         .filter(|&s| ev.receive(0, &event("b", s), |_| true))
         .count();
@@ -149,7 +152,7 @@ fn a_peer_flood_is_capped_per_sender_and_counted() {
 
 #[test]
 fn a_missing_event_is_pulled_from_its_last_teller_then_given_up() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     let missing = (id("b"), 9);
     ev.heard(0, &id("c"), missing.clone(), 20_000);
     ev.heard(5, &id("d"), missing.clone(), 20_000);
@@ -172,7 +175,7 @@ fn a_missing_event_is_pulled_from_its_last_teller_then_given_up() {
 
 #[test]
 fn held_events_are_bounded_in_number_and_time() {
-    let mut ev = Events::new(cfg());
+    let mut ev = fresh();
     for s in 1..=6 {
         ev.receive(s, &event(&format!("s{s}"), 1), |_| true);
     }
@@ -208,4 +211,17 @@ fn configuration_errors_name_the_field() {
         .unwrap_err()
         .contains("events.per_sender_per_sec"));
     EventConfig::default().validate().unwrap();
+}
+
+#[test]
+fn an_event_sent_before_this_life_began_is_stale() {
+    let start = 1_700_000_000_000;
+    let mut ev = Events::new(cfg(), start, 60_000);
+    // Sent 61 s before the restart (by the sender's clock): an earlier life may have
+    // delivered it, and its seen set is gone.
+    assert!(!ev.receive(0, &event("b", (start - 61_000) << 10), |_| true));
+    assert_eq!(ev.stats().stale, 1);
+    // Within the drift bound of the start, or later: delivered.
+    assert!(ev.receive(0, &event("b", (start - 59_000) << 10), |_| true));
+    assert!(ev.receive(0, &event("c", start << 10), |_| true));
 }
