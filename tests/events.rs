@@ -39,7 +39,7 @@ async fn an_event_posted_on_one_node_reaches_every_node_exactly_once() {
     let c = joined_cluster(4, 0).await;
     let api = client(&c.nodes[1]);
     // A watch on another node, opened before the event.
-    let mut watch = client(&c.nodes[3]).watch_events(None).await.unwrap();
+    let mut watch = client(&c.nodes[3]).watch_events(None, None).await.unwrap();
     let sent = api.send_event("deploy", b"v1.2.3").await.unwrap();
     assert_eq!(sent.sender, c.nodes[1].id().to_string());
     let (ok, t) = wait_for(DEADLINE, || {
@@ -83,7 +83,7 @@ async fn an_event_posted_on_one_node_reaches_every_node_exactly_once() {
     assert_eq!((first.name.as_str(), first.seq), ("deploy", sent.seq));
     // Resumed from before the first event, a new watch replays what the node holds.
     let mut again = client(&c.nodes[3])
-        .watch_events(Some(first.index - 1))
+        .watch_events(Some(first.index - 1), None)
         .await
         .unwrap();
     match again.next().await.unwrap() {
@@ -110,6 +110,13 @@ async fn bad_events_are_refused_with_the_bound_named() {
             assert!(message.contains("128"), "{message}");
         }
         other => panic!("an oversized name was not refused: {other:?}"),
+    }
+    match api.watch_events(None, Some(60_001)).await {
+        Err(ClientError::Status { status, message }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("coalesce_ms"), "{message}");
+        }
+        other => panic!("a coalescing window over a minute was not refused: {other:?}"),
     }
     // Our own rate: 100 at once pass (the burst), then 429.
     let mut refused = None;

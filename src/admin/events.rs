@@ -11,9 +11,12 @@
 //!   heartbeat after [`super::watch::HEARTBEAT`] of silence; a `missed` line when
 //!   events were lost to the watcher (evicted before it reached them, or it read too
 //!   slowly), after which the stream goes on. Resuming from the index of the last line
-//!   taken misses nothing the node still holds and repeats nothing.
+//!   taken misses nothing the node still holds and repeats nothing. With
+//!   `coalesce_ms=N` (at most [`MAX_COALESCE_MS`]) only the latest event of each name
+//!   within N ms of the first of a burst is sent, as Serf coalesces.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -114,16 +117,15 @@ pub(super) async fn empty_name() -> Response {
 
 /// The index parameter `name` of a query, or the status and message refusing it.
 fn index_param(
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<u64>, (StatusCode, String)> {
-    let query = query_params(query)?;
     match query.get(name).map(|i| i.parse::<u64>()) {
         None => Ok(None),
         Some(Ok(i)) => Ok(Some(i)),
         Some(Err(_)) => Err((
             StatusCode::BAD_REQUEST,
-            format!("{name} must be a whole number: the index of an event or watch line"),
+            format!("{name} must be a whole number"),
         )),
     }
 }
@@ -133,23 +135,38 @@ pub(super) async fn list(
     State(b): State<Backend>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    match index_param(query, "after") {
+    match query_params(query).and_then(|q| index_param(&q, "after")) {
         Ok(after) => Json(b.recent_events(after)).into_response(),
         Err((status, msg)) => error(status, msg),
     }
 }
+
+/// Longest coalescing window a watch may ask for (ms).
+pub const MAX_COALESCE_MS: u64 = 60_000;
 
 /// `GET /v1/watch/events`.
 pub(super) async fn watch(
     State(b): State<Backend>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let index = match index_param(query, "index") {
-        Ok(i) => i,
+    let query = match query_params(query) {
+        Ok(q) => q,
         Err((status, msg)) => return error(status, msg),
     };
+    let params =
+        index_param(&query, "index").and_then(|i| Ok((i, index_param(&query, "coalesce_ms")?)));
+    let (index, coalesce_ms) = match params {
+        Ok(p) => p,
+        Err((status, msg)) => return error(status, msg),
+    };
+    if coalesce_ms.is_some_and(|ms| ms > MAX_COALESCE_MS) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("coalesce_ms must be at most {MAX_COALESCE_MS}"),
+        );
+    }
     let watch = match b.watch_events(index) {
-        Ok(w) => w,
+        Ok(w) => w.coalesce(Duration::from_millis(coalesce_ms.unwrap_or(0))),
         Err(e) => return error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     };
     let start = watch.start();

@@ -33,6 +33,10 @@ pub struct EventsArgs {
     /// Only events after this index (of an earlier line)
     #[arg(long)]
     pub index: Option<u64>,
+    /// With --watch: print only the latest event of each name within this many
+    /// milliseconds of the first of a burst (Serf's coalescing)
+    #[arg(long, value_name = "MS", requires = "watch")]
+    pub coalesce: Option<u64>,
     /// Print the node's JSON instead
     #[arg(long)]
     pub json: bool,
@@ -92,7 +96,7 @@ pub async fn run_events(args: EventsArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let mut stream = client
-        .watch_events(args.index)
+        .watch_events(args.index, args.coalesce)
         .await
         .context("cannot watch events")?;
     while let Some(line) = stream.next().await.context("event watch failed")? {

@@ -75,6 +75,9 @@ pub struct RecentStats {
     pub watches_open: AtomicUsize,
     /// Events watchers missed (fell behind, or resumed past the ring).
     pub watch_missed: AtomicU64,
+    /// Events coalesced watches dropped (a later event of the same name came within the
+    /// window).
+    pub coalesced: AtomicU64,
 }
 
 struct Ring {
@@ -179,6 +182,8 @@ impl RecentEvents {
         let missed = oldest.saturating_sub(last + 1);
         drop(r);
         Ok(EventWatch {
+            coalesce: None,
+            ready: VecDeque::new(),
             rx,
             backlog,
             last,
@@ -206,6 +211,9 @@ pub enum EventWatchNext {
 
 /// A watch of the node's events (see [`RecentEvents::watch`]).
 pub struct EventWatch {
+    /// With coalescing (Serf's): the window, and what it let through, ready to go.
+    coalesce: Option<Duration>,
+    ready: VecDeque<EventWatchNext>,
     rx: broadcast::Receiver<EventView>,
     backlog: VecDeque<EventView>,
     last: u64,
@@ -219,8 +227,65 @@ impl EventWatch {
         self.last
     }
 
+    /// Coalesces events as Serf does: from the first event of a burst, for `window`, only
+    /// the latest event of each name is delivered (in index order, when the window
+    /// closes); the others are dropped and counted. Resuming from the last line's index
+    /// still misses nothing the node holds, as that index covers the dropped ones.
+    pub fn coalesce(mut self, window: Duration) -> Self {
+        self.coalesce = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
     /// The next event, a note of missed events, or `Idle` after `idle` of silence.
     pub async fn next(&mut self, idle: Duration) -> EventWatchNext {
+        if let Some(x) = self.ready.pop_front() {
+            return x;
+        }
+        let Some(window) = self.coalesce else {
+            return self.next_raw(idle).await;
+        };
+        let first = match self.next_raw(idle).await {
+            EventWatchNext::Event(v) => v,
+            other => return other,
+        };
+        let mut latest: std::collections::BTreeMap<String, EventView> = Default::default();
+        let mut taken = 1u64;
+        latest.insert(first.name.clone(), first);
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.next_raw(left).await {
+                EventWatchNext::Event(v) => {
+                    taken += 1;
+                    latest.insert(v.name.clone(), v);
+                }
+                EventWatchNext::Idle { .. } => break,
+                // Told after the events taken so far.
+                other => {
+                    self.ready.push_back(other);
+                    break;
+                }
+            }
+        }
+        let mut out: Vec<EventView> = latest.into_values().collect();
+        out.sort_by_key(|v| v.index);
+        self.stats
+            .coalesced
+            .fetch_add(taken - out.len() as u64, Ordering::Relaxed);
+        let after = std::mem::take(&mut self.ready);
+        self.ready
+            .extend(out.into_iter().map(EventWatchNext::Event));
+        self.ready.extend(after);
+        self.ready
+            .pop_front()
+            .unwrap_or(EventWatchNext::Idle { index: self.last })
+    }
+
+    /// [`EventWatch::next`] without coalescing.
+    async fn next_raw(&mut self, idle: Duration) -> EventWatchNext {
         if self.missed > 0 {
             let n = std::mem::take(&mut self.missed);
             self.stats.watch_missed.fetch_add(n, Ordering::Relaxed);
@@ -319,6 +384,34 @@ mod tests {
         assert_eq!(next_event(&mut w).await, EventWatchNext::Missed(10));
         match next_event(&mut w).await {
             EventWatchNext::Event(v) => assert_eq!(v.seq, 10),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_coalescing_watch_delivers_the_latest_event_of_each_name_in_its_window() {
+        let r = RecentEvents::new(1);
+        let mut w = r.watch(None).unwrap().coalesce(Duration::from_millis(200));
+        let named = |name: &str, seq| UserEvent {
+            name: name.into(),
+            ..event(seq)
+        };
+        r.push(&named("deploy", 1));
+        r.push(&named("other", 2));
+        r.push(&named("deploy", 3));
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match next_event(&mut w).await {
+                EventWatchNext::Event(v) => got.push((v.name, v.seq)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, [("other".to_string(), 2), ("deploy".to_string(), 3)]);
+        assert_eq!(r.stats().coalesced.load(Ordering::Relaxed), 1);
+        // The window closed: a later event of the same name is delivered too.
+        r.push(&named("deploy", 4));
+        match next_event(&mut w).await {
+            EventWatchNext::Event(v) => assert_eq!(v.seq, 4),
             other => panic!("{other:?}"),
         }
     }

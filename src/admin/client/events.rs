@@ -47,15 +47,21 @@ impl AdminClient {
     }
 
     /// Follows the events the node delivers after `index` (none: from now on): the
-    /// ones it still holds, then each new one, heartbeats and `missed` counts.
+    /// ones it still holds, then each new one, heartbeats and `missed` counts; with
+    /// `coalesce_ms`, only the latest event of each name within that window of the
+    /// first of a burst.
     pub async fn watch_events(
         &self,
         index: Option<u64>,
+        coalesce_ms: Option<u64>,
     ) -> Result<LineStream<EventLine>, ClientError> {
-        let path = match index {
-            Some(i) => format!("/v1/watch/events?index={i}"),
-            None => "/v1/watch/events".to_string(),
-        };
+        let mut path = "/v1/watch/events?".to_string();
+        if let Some(i) = index {
+            path.push_str(&format!("index={i}&"));
+        }
+        if let Some(ms) = coalesce_ms {
+            path.push_str(&format!("coalesce_ms={ms}"));
+        }
         self.stream(&path).await
     }
 }

@@ -674,6 +674,11 @@ impl Node {
             "gossamer_event_watch_missed_total",
             "Events watchers missed (evicted from the recent ring before they reached them, or read too slowly).",
             get(&w.watch_missed),
+        )?;
+        out.counter(
+            "gossamer_events_coalesced_total",
+            "Events coalescing watches left out (a later event of the same name came within the window).",
+            get(&w.coalesced),
         )
     }
 
