@@ -30,6 +30,10 @@ enum Command {
     Certs(cli::certs::CertsArgs),
     /// Read and write keys through a node's admin API.
     Kv(cli::admin_cmds::KvArgs),
+    /// Send a user event to every live member through a node.
+    Event(cli::event_cmds::EventArgs),
+    /// Show the recent user events a node delivered (--watch: follow them).
+    Events(cli::event_cmds::EventsArgs),
     /// List the members a node knows.
     Members(cli::admin_cmds::MembersArgs),
     /// Show a node's status.
@@ -65,6 +69,8 @@ fn main() -> ExitCode {
             | Command::Sim(_)
             | Command::Kv(_)
             | Command::Members(_)
+            | Command::Event(_)
+            | Command::Events(_)
             | Command::Status(_)
             | Command::Certs(_)
             | Command::Bench(_)
@@ -91,6 +97,8 @@ fn main() -> ExitCode {
             Command::Certs(a) => cli::certs::run(a).map(|_| 0),
             Command::Kv(a) => cli::admin_cmds::run_kv(a).await,
             Command::Members(a) => cli::admin_cmds::run_members(a).await,
+            Command::Event(a) => cli::event_cmds::run_event(a).await,
+            Command::Events(a) => cli::event_cmds::run_events(a).await,
             Command::Status(a) => cli::admin_cmds::run_status(a).await,
             Command::Test(a) => cli::test_cmd::run(a).await,
             Command::Bench(a) => cli::bench::run(a).await,

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use gossamer::core::events::UserEvent;
 use gossamer::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
 };
@@ -363,6 +364,23 @@ fn member() -> impl Strategy<Value = MemberState> {
         )
 }
 
+fn user_event() -> impl Strategy<Value = UserEvent> {
+    (
+        node_id(),
+        extreme(),
+        "[a-z./-]{0,140}",
+        proptest::collection::vec(any::<u8>(), 0..300),
+        signature(),
+    )
+        .prop_map(|(sender, seq, name, payload, sig)| UserEvent {
+            sender,
+            seq,
+            name,
+            payload,
+            sig: Signature { proof: None, ..sig },
+        })
+}
+
 fn item() -> impl Strategy<Value = Item> {
     prop_oneof![
         entry().prop_map(Item::Delta),
@@ -374,6 +392,10 @@ fn item() -> impl Strategy<Value = Item> {
         (entry(), node_id()).prop_map(|(entry, until)| Item::Tree { entry, until }),
         (run(), node_id()).prop_map(|(run, until)| Item::TreeRun { run, until }),
         run().prop_map(Item::DeltaRun),
+        (user_event(), proptest::option::of(node_id()))
+            .prop_map(|(event, until)| Item::Event { event, until }),
+        (node_id(), extreme()).prop_map(|(sender, seq)| Item::EventHave { sender, seq }),
+        (node_id(), extreme()).prop_map(|(sender, seq)| Item::EventPull { sender, seq }),
         (node_id(), any::<u64>(), node_id()).prop_map(|(id, incarnation, accuser)| {
             Item::Suspect {
                 id,

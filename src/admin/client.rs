@@ -16,8 +16,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::admin::{ErrorBody, KvListItem, KvMeta};
 
+mod events;
 mod watch;
-pub use watch::{IndexedListing, WatchStream, WATCH_SILENCE};
+pub use watch::{IndexedListing, LineStream, StreamLine, WatchStream, WATCH_SILENCE};
 
 /// Time allowed for each request, from connecting to reading the whole answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,6 +13,9 @@
 //! | `DELETE /v1/kv/{key}`       | 204 if deleted, 404 if absent                               |
 //! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains, [`INDEX_HEADER`] the change index the page is consistent with |
 //! | `GET /v1/watch?prefix=P&index=I` | newline-delimited JSON [`watch::WatchLine`]s: changes under `P` after index `I` (default: from now), a heartbeat every [`watch::HEARTBEAT`] of silence, a reset marker when `I` cannot be resumed from (see [`watch`]); 400 for a prefix over 4,096 bytes, 429 beyond `watch.max_watches` |
+//! | `POST /v1/event/{name}`     | body = payload: sends a user event; 200 JSON [`events::EventSent`], 400 bad name, 413 payload over `gossip.events.max_payload`, 429 above the node's event rate (see [`events`]) |
+//! | `GET /v1/events?after=I`    | JSON array of the recent events this node delivered ([`crate::node::events::EventView`]) |
+//! | `GET /v1/watch/events?index=I` | newline-delimited JSON [`events::EventLine`]s: events after `I`, heartbeats, `missed` counts |
 //! | `GET /v1/watch/members`     | newline-delimited JSON [`watch_members::MemberLine`]s: every member, then each membership change as the node applies it, a heartbeat every [`watch::HEARTBEAT`] of silence, and the whole list again when the stream fell behind; 429 beyond [`watch_members::MAX_MEMBER_WATCHES`] |
 //! | `GET /metrics`              | OpenMetrics text ([`METRICS_CONTENT_TYPE`]), encoded by prometheus-client from the metrics the backend registers |
 //! | `GET /ui`                   | the read-only status page (`ui.rs`); served without the token |
@@ -25,6 +28,7 @@
 //! connections, header and idle timeouts, a per-request deadline (408) and requests in
 //! flight (503).
 
+pub mod events;
 mod metrics;
 mod serve;
 mod ui;
@@ -48,8 +52,10 @@ use serde::{Deserialize, Serialize};
 
 use prometheus_client::registry::Registry;
 
+use crate::node::events::{EventView, EventWatch, EventWatchError};
 use crate::node::watch::{Watch, WatchError};
 use crate::node::{KvEntry, MemberEvents, MemberView, StatusView};
+use events::{EventSent, SendEventError};
 
 pub use metrics::{
     encode_metrics, metrics_registry, DurationHistogram, DURATION_BUCKETS, METRICS_CONTENT_TYPE,
@@ -140,6 +146,23 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn watch(&self, prefix: &str, index: Option<u64>) -> Result<Watch, WatchError> {
         let _ = (prefix, index);
         Err(WatchError::Unsupported)
+    }
+    /// Sends a user event from this node.
+    fn send_event(&self, name: &str, payload: Vec<u8>) -> Result<EventSent, SendEventError> {
+        let _ = (name, payload);
+        Err(SendEventError::Unavailable(
+            "this node does not send events".into(),
+        ))
+    }
+    /// The recent events this node delivered with an index above `after`.
+    fn recent_events(&self, after: Option<u64>) -> Vec<EventView> {
+        let _ = after;
+        Vec::new()
+    }
+    /// Follows the events this node delivers after `index` (none: from now on).
+    fn watch_events(&self, index: Option<u64>) -> Result<EventWatch, EventWatchError> {
+        let _ = index;
+        Err(EventWatchError::Unsupported)
     }
     /// Every member known to this node, itself included.
     fn members(&self) -> Vec<MemberView>;
@@ -246,6 +269,10 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .route("/v1/kv/", get(kv_list).put(empty_key).delete(empty_key))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/event/", axum::routing::post(events::empty_name))
+        .route("/v1/event/{name}", axum::routing::post(events::send))
+        .route("/v1/events", get(events::list))
+        .route("/v1/watch/events", get(events::watch))
         .route(
             "/v1/watch/members",
             get(move |b: State<Backend>| watch_members::watch_members(b, member_watches)),

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_durable;
 pub mod certs;
 pub mod demo;
+pub mod event_cmds;
 pub mod kv_watch;
 pub mod run;
 pub mod sim_cmd;

@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::state::{Signature, Write};
+use super::NodeId;
 
 /// Why a write was refused; counted per reason ([`RefusalCounts`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +51,15 @@ pub trait Authority: Send {
 
     /// Whether `write` to `key` is really its writer's and within its writer's grant.
     fn verify(&mut self, key: &str, write: &Write) -> Result<(), Refusal>;
+
+    /// Whether `sig` over `bytes` (a message that is not a write, such as a user event)
+    /// was made by a key of `signer`'s that is known and not revoked.
+    fn verify_message(
+        &mut self,
+        signer: &NodeId,
+        bytes: &[u8],
+        sig: &Signature,
+    ) -> Result<(), Refusal>;
 }
 
 /// Signs nothing and accepts every write as its relay presents it.
@@ -70,6 +80,10 @@ impl Authority for Unsigned {
     }
 
     fn verify(&mut self, _key: &str, _write: &Write) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn verify_message(&mut self, _: &NodeId, _: &[u8], _: &Signature) -> Result<(), Refusal> {
         Ok(())
     }
 }

@@ -10,6 +10,7 @@
 pub mod authority;
 pub mod dissemination;
 pub mod engine;
+pub mod events;
 pub mod id;
 pub mod limiter;
 pub mod membership;

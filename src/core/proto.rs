@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::events::UserEvent;
 use crate::core::state::{CausalContext, Entry, SealedRun};
 use crate::core::NodeId;
 
@@ -156,6 +157,31 @@ pub enum Item {
         writer: NodeId,
         /// Its dot counter.
         counter: u64,
+    },
+    /// A user event pushed down its sender's broadcast tree (`until` ends the
+    /// receiver's span, as in [`Item::Tree`]), or, without `until`, the answer to an
+    /// [`Item::EventPull`]: the receiver forwards it down the span it holds in the
+    /// sender's tree.
+    Event {
+        /// The event, signed by its sender.
+        event: UserEvent,
+        /// End (exclusive) of the receiver's span; `None` for a repair answer.
+        until: Option<NodeId>,
+    },
+    /// The sender holds the user event `(sender, seq)` (lazy push of its id).
+    EventHave {
+        /// The event's sender.
+        sender: NodeId,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Asks the receiver for the user event `(sender, seq)`; answered with an
+    /// [`Item::Event`] without a span.
+    EventPull {
+        /// The event's sender.
+        sender: NodeId,
+        /// Its sequence number.
+        seq: u64,
     },
 }
 

@@ -31,6 +31,9 @@ pub enum NodeError {
     /// A key or value outside the limits.
     #[error(transparent)]
     State(#[from] crate::core::state::StateError),
+    /// A user event refused: name or payload beyond the bounds, or our own rate.
+    #[error(transparent)]
+    Event(#[from] crate::core::events::EventError),
     /// Reading or writing the data directory failed.
     #[error("data directory {path}: {source}")]
     DataDir {

@@ -5,6 +5,7 @@ mod api;
 mod authority;
 mod certs;
 mod config;
+pub mod events;
 #[cfg(feature = "testing")]
 pub mod local;
 mod member_events;

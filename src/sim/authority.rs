@@ -60,4 +60,19 @@ impl Authority for SimAuthority {
         )
         .map_err(|_| Refusal::BadSignature)
     }
+
+    fn verify_message(
+        &mut self,
+        signer: &NodeId,
+        bytes: &[u8],
+        sig: &Signature,
+    ) -> Result<(), Refusal> {
+        if sig.is_empty() {
+            return Err(Refusal::Unsigned);
+        }
+        if sig.key != 1 {
+            return Err(Refusal::UnknownWriter);
+        }
+        hmac::verify(&self.key_of(signer), bytes, &sig.bytes).map_err(|_| Refusal::BadSignature)
+    }
 }

@@ -8,6 +8,7 @@
 
 mod authority;
 mod durable;
+mod events;
 mod exchange;
 mod network;
 mod oracle;
@@ -23,6 +24,7 @@ pub use scenario::{
 
 pub use authority::SimAuthority;
 pub use durable::{SimDurability, PEER_COMMIT_US};
+pub use events::EventLog;
 pub use topology::{Datacenter, Topology, WanTraffic};
 
 use std::cmp::Reverse;
@@ -259,6 +261,8 @@ pub struct Sim {
     issued: BTreeMap<(NodeId, u64), u64>,
     /// Every acknowledged write, when the run checks replicas against them (oracle.rs).
     oracle: Option<oracle::Oracle>,
+    /// User events sent and delivered (events.rs).
+    events: EventLog,
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
@@ -330,6 +334,7 @@ impl Sim {
             durability: SimDurability::default(),
             issued: BTreeMap::new(),
             oracle: None,
+            events: EventLog::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
@@ -668,6 +673,7 @@ impl Sim {
                     }
                     EngineEvent::Member(_) => {}
                     EngineEvent::ClockAhead { .. } => self.stats.clock_ahead_told += 1,
+                    EngineEvent::User(e) => self.events.record(i, &e, self.now_us),
                 },
             }
         }
@@ -777,5 +783,7 @@ mod durable_tests;
 #[cfg(test)]
 mod forgery_tests;
 
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod swim_tests;

@@ -43,29 +43,46 @@ impl IndexedListing {
     }
 }
 
-/// A watch's lines as they arrive (see [`AdminClient::watch`]).
-pub struct WatchStream {
+/// A line of a newline-delimited JSON stream, with the index to resume from.
+pub trait StreamLine: serde::de::DeserializeOwned {
+    /// The index a client resumes from once it has taken this line, if it names one.
+    fn resume_index(&self) -> Option<u64>;
+}
+
+impl StreamLine for WatchLine {
+    fn resume_index(&self) -> Option<u64> {
+        Some(self.index())
+    }
+}
+
+/// A stream's lines as they arrive (see [`AdminClient::watch`] and
+/// [`AdminClient::watch_events`]).
+pub struct LineStream<L> {
     open: Open,
     buf: Vec<u8>,
     index: Option<u64>,
     ended: bool,
+    _line: std::marker::PhantomData<L>,
 }
 
-impl std::fmt::Debug for WatchStream {
+/// A key watch's lines (see [`AdminClient::watch`]).
+pub type WatchStream = LineStream<WatchLine>;
+
+impl<L> std::fmt::Debug for LineStream<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchStream")
+        f.debug_struct("LineStream")
             .field("index", &self.index)
             .finish()
     }
 }
 
-impl Drop for WatchStream {
+impl<L> Drop for LineStream<L> {
     fn drop(&mut self) {
         self.open.driver.abort();
     }
 }
 
-impl WatchStream {
+impl<L: StreamLine> LineStream<L> {
     /// The index to resume from: the last line's, or where the watch started.
     pub fn index(&self) -> Option<u64> {
         self.index
@@ -73,12 +90,14 @@ impl WatchStream {
 
     /// The next line; `None` once the stream ended (after a reset line, or when the node
     /// shut down). A stream silent for [`WATCH_SILENCE`] fails with a timeout.
-    pub async fn next(&mut self) -> Result<Option<WatchLine>, ClientError> {
+    pub async fn next(&mut self) -> Result<Option<L>, ClientError> {
         loop {
             if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
-                let line: WatchLine = decode(&line)?;
-                self.index = Some(line.index());
+                let line: L = decode(&line)?;
+                if let Some(i) = line.resume_index() {
+                    self.index = Some(i);
+                }
                 return Ok(Some(line));
             }
             if self.ended {
@@ -178,8 +197,17 @@ impl AdminClient {
         if let Some(i) = index {
             path.push_str(&format!("&index={i}"));
         }
+        self.stream(&path).await
+    }
+
+    /// Opens a newline-delimited JSON stream at `path`; its start index is the answer's
+    /// [`INDEX_HEADER`].
+    pub(super) async fn stream<L: StreamLine>(
+        &self,
+        path: &str,
+    ) -> Result<LineStream<L>, ClientError> {
         let open =
-            match tokio::time::timeout(self.timeout, self.open(Method::GET, &path, None)).await {
+            match tokio::time::timeout(self.timeout, self.open(Method::GET, path, None)).await {
                 Ok(open) => open?,
                 Err(_) => {
                     return Err(ClientError::Timeout {
@@ -209,11 +237,12 @@ impl AdminClient {
             .get(INDEX_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        Ok(WatchStream {
+        Ok(LineStream {
             open,
             buf: Vec::new(),
             index: start,
             ended: false,
+            _line: std::marker::PhantomData,
         })
     }
 }

@@ -36,6 +36,8 @@ pub enum Topic {
     Member(NodeId),
     /// A key.
     Key(String),
+    /// A user event (its id: sender and sequence number).
+    Event(NodeId, u64),
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 //! receiver.
 
 use crate::core::authority::{Authority, Refusal, RefusalCounts, Unsigned};
+use crate::core::events::UserEvent;
 use crate::core::state::batch_proof::sign_batch;
 use crate::core::state::{Entry, Store, Write, MAX_BATCH};
 
@@ -92,6 +93,19 @@ impl Authorship {
         Ok(())
     }
 
+    /// Signs a user event in our name (unsigned when the authority does not sign).
+    pub(super) fn sign_event(&mut self, e: &mut UserEvent) {
+        if self.authority.signs() {
+            e.sig = self.authority.sign(&e.signed_bytes());
+        }
+    }
+
+    /// Whether a user event is really its sender's (not counted with writes).
+    pub(super) fn verify_event(&mut self, e: &UserEvent) -> Result<(), Refusal> {
+        self.authority
+            .verify_message(&e.sender, &e.signed_bytes(), &e.sig)
+    }
+
     /// Refused writes by reason.
     pub(super) fn refused(&self) -> &RefusalCounts {
         &self.refused
@@ -135,6 +149,12 @@ mod tests {
         fn verify(&mut self, key: &str, w: &Write) -> Result<(), Refusal> {
             let m = w.signed_message(key).ok_or(Refusal::BadSignature)?;
             (w.sig.bytes == tag(&m))
+                .then_some(())
+                .ok_or(Refusal::BadSignature)
+        }
+
+        fn verify_message(&mut self, _: &NodeId, b: &[u8], s: &Signature) -> Result<(), Refusal> {
+            (s.bytes == tag(b))
                 .then_some(())
                 .ok_or(Refusal::BadSignature)
         }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::events::EventConfig;
 use crate::core::state::Limits;
 
 /// Largest `awareness_max`: the health multiplier stretches timeouts at most 16 times.
@@ -143,6 +144,9 @@ pub struct Config {
     pub inbound_syncs_per_peer: u32,
     /// Key and value size limits.
     pub limits: Limits,
+    /// User events: payload bound, per-sender rate, repair and dedup windows
+    /// (`[gossip.events]`).
+    pub events: EventConfig,
 }
 
 impl Default for Config {
@@ -181,6 +185,7 @@ impl Default for Config {
             inbound_datagrams_per_peer: 2_000,
             inbound_syncs_per_peer: 2,
             limits: Limits::default(),
+            events: EventConfig::default(),
         }
     }
 }
@@ -343,7 +348,7 @@ impl Config {
                 "must be at least seed_backoff_floor_ms",
             ));
         }
-        Ok(())
+        self.events.validate()
     }
 }
 

@@ -1,6 +1,7 @@
 //! What leaves the engine: the effects the caller carries out ([`Output`]) and the
 //! changes subscribers hear about ([`Event`]).
 
+use crate::core::events::UserEvent;
 use crate::core::membership::Change;
 use crate::core::proto::Datagram;
 use crate::core::state::Entry;
@@ -60,6 +61,8 @@ pub enum Event {
     },
     /// Membership changed.
     Member(Change),
+    /// A user event was delivered (once per event; ours too).
+    User(UserEvent),
     /// An entry's stamp was further ahead of our clock than the drift bound: its
     /// writer's clock is wrong (our clock moved only up to the bound). Told once per
     /// writer.

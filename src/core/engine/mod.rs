@@ -20,6 +20,7 @@ mod claims;
 mod clock_skew;
 mod config;
 mod egress;
+mod events;
 mod io;
 mod local_write;
 mod locality;
@@ -36,6 +37,7 @@ pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::{Config, ConfigError, PushMode};
 pub use egress::MAX_BACKOFF;
 use egress::{Backoff, Deferred};
+pub use events::{ID_BUDGET_MULT, PULL_TRIES, SEEN_MAX};
 pub use io::{Event, Output};
 pub use persist::{Changes, DOT_LEASE_BLOCK};
 use seeds::Seed;
@@ -89,6 +91,8 @@ pub struct Engine {
     persisted_inc: Option<u64>,
     /// Signs our writes and verifies everyone else's.
     authorship: authorship::Authorship,
+    /// User events: dedup, repair, rate limits.
+    events: events::Events,
 }
 
 const GC_PERIOD_US: u64 = 60_000_000;
@@ -158,6 +162,11 @@ impl Engine {
             rebase_due: BTreeMap::new(),
             persisted_inc: None,
             authorship: authorship::Authorship::default(),
+            events: events::Events::new(
+                cfg.events.clone(),
+                now.wall_ms,
+                cfg.limits.max_clock_drift_ms,
+            ),
             cfg,
         }
     }
@@ -295,7 +304,8 @@ impl Engine {
             .min(self.next_gc_us)
             .min(self.swim.next_deadline())
             .min(self.deferred_deadline().unwrap_or(u64::MAX))
-            .min(self.graft_deadline().unwrap_or(u64::MAX));
+            .min(self.graft_deadline().unwrap_or(u64::MAX))
+            .min(self.event_deadline().unwrap_or(u64::MAX));
         for s in &self.seeds {
             if !s.in_flight && !self.seed_satisfied(s) {
                 t = t.min(s.next_us);
@@ -314,6 +324,9 @@ impl Engine {
         self.swim_timers(now);
         if self.graft_deadline().is_some_and(|d| d <= t) {
             self.graft_timers();
+        }
+        if self.event_deadline().is_some_and(|d| d <= t) {
+            self.event_timers();
         }
         if t >= self.next_gossip_us {
             self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
@@ -337,6 +350,7 @@ impl Engine {
                     .is_some_and(|m| m.state.status == MemberStatus::Alive)
             });
             self.inbound.prune();
+            self.event_prune();
         }
         for i in 0..self.seeds.len() {
             let s = &self.seeds[i];
@@ -568,6 +582,9 @@ impl Engine {
                 },
                 Item::IHave { writer, counter } => self.on_ihave(from, writer, counter),
                 Item::Graft { writer, counter } => self.on_graft(&mut answers, &writer, counter),
+                Item::Event { event, until } => self.on_user_event(now, event, until),
+                Item::EventHave { sender, seq } => self.on_event_have(from, sender, seq),
+                Item::EventPull { sender, seq } => self.on_event_pull(from, sender, seq),
                 Item::Member(s) => self.apply_member(now, from, s, true),
                 Item::Ping { seq } => self.on_ping(now, from, seq),
                 Item::Ack { seq } => self.on_ack(now, from, seq),

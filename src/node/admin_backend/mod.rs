@@ -2,7 +2,7 @@
 //!
 //! `/metrics` is prometheus-client's encoding of one collector per section
 //! (`membership`, `swim`, `store`, `persist`, `sync`, `dissemination`, `bandwidth`, `watch`,
-//! `transport`, and the security section of `super::certs`), each reading its subsystem's
+//! `events`, `transport`, and the security section of `super::certs`), each reading its subsystem's
 //! counters at every scrape; a new subsystem adds one section function and one line in
 //! `sections::register`.
 
@@ -15,10 +15,12 @@ mod sections;
 use super::api::NodeError;
 use super::api::{KvEntry, MemberView, StatusView};
 use super::runtime::Node;
+use crate::admin::events::{EventSent, SendEventError};
 use crate::admin::prometheus_client::registry::Registry;
 use crate::admin::{AdminBackend, WriteError};
 use crate::core::authority::Refusal;
 use crate::core::state::StateError;
+use crate::node::events::{EventView, EventWatch, EventWatchError};
 use crate::node::watch::{Watch, WatchError};
 
 /// Member statuses, in the order metrics list them.
@@ -106,6 +108,25 @@ impl AdminBackend for Node {
 
     fn watch(&self, prefix: &str, index: Option<u64>) -> Result<Watch, WatchError> {
         Node::watch(self, prefix, index)
+    }
+
+    fn send_event(&self, name: &str, payload: Vec<u8>) -> Result<EventSent, SendEventError> {
+        match self.event(name, payload) {
+            Ok((sender, seq)) => Ok(EventSent {
+                sender: sender.to_string(),
+                seq,
+            }),
+            Err(NodeError::Event(e)) => Err(SendEventError::Refused(e)),
+            Err(e) => Err(SendEventError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn recent_events(&self, after: Option<u64>) -> Vec<EventView> {
+        Node::recent_events(self, after)
+    }
+
+    fn watch_events(&self, index: Option<u64>) -> Result<EventWatch, EventWatchError> {
+        Node::watch_events(self, index)
     }
 
     fn members(&self) -> Vec<MemberView> {

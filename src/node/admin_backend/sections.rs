@@ -18,7 +18,7 @@ use crate::node::watch::WatchStats;
 /// Registers every section of `node`'s `/metrics` in `registry`, and the histogram of
 /// sync durations, which the runtime records into directly.
 pub(super) fn register(node: &Node, registry: &mut Registry) {
-    let sections: [(&'static str, Write); 10] = [
+    let sections: [(&'static str, Write); 11] = [
         ("membership", Node::membership_metrics),
         ("swim", Node::swim_metrics),
         ("store", Node::store_metrics),
@@ -29,6 +29,7 @@ pub(super) fn register(node: &Node, registry: &mut Registry) {
         ("transport", Node::transport_metrics),
         ("security", Node::security_metrics),
         ("watch", Node::watch_metrics),
+        ("events", Node::event_metrics),
     ];
     for (name, write) in sections {
         registry.register_collector(Section::new(name, node, write));
@@ -623,6 +624,66 @@ impl Node {
             "Watches reset (told to re-list), by reason: behind (the ring no longer holds the index, or the watcher read too slowly), before_this_life (an index from before the node's restart), ahead (an index beyond the node's).",
             "reason",
             w.resets_by_reason(),
+        )
+    }
+
+    /// User events: sent, delivered, every drop by reason, repairs, watches.
+    fn event_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
+        let s = self.engine_event_stats();
+        out.counter(
+            "gossamer_events_sent_total",
+            "User events this node sent.",
+            s.sent,
+        )?;
+        out.counter(
+            "gossamer_events_delivered_total",
+            "User events delivered to this node's subscribers (its own included).",
+            s.delivered,
+        )?;
+        out.counters(
+            "gossamer_events_dropped_total",
+            "User events not delivered, by reason: duplicate (a copy already delivered), stale (older than events.seen_ms), rate_limited (the sender's per_sender_per_sec), oversized (name or payload beyond the bounds), bad_signature (forged, altered, unknown or revoked sender), send_refused (a local send above our own rate).",
+            "reason",
+            [
+                ("duplicate", s.duplicates),
+                ("stale", s.stale),
+                ("rate_limited", s.rate_limited),
+                ("oversized", s.oversized),
+                ("bad_signature", s.bad_signature),
+                ("send_refused", s.send_refused),
+            ],
+        )?;
+        out.counters(
+            "gossamer_event_repairs_total",
+            "Repairs of user events lost on the way: pulls sent and answered, missing events abandoned after every retry, ids dropped while too many were missing.",
+            "kind",
+            [
+                ("sent", s.pulls_sent),
+                ("answered", s.pulls_answered),
+                ("abandoned", s.pulls_abandoned),
+                ("dropped", s.pulls_dropped),
+            ],
+        )?;
+        let w = self.recent_events_ring().stats();
+        out.gauge(
+            "gossamer_event_watches_open",
+            "Event watches open on the admin API.",
+            w.watches_open.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        )?;
+        out.counter(
+            "gossamer_event_watches_refused_total",
+            "Event watches refused because 64 were open (HTTP 429).",
+            get(&w.watches_refused),
+        )?;
+        out.counter(
+            "gossamer_event_watch_missed_total",
+            "Events watchers missed (evicted from the recent ring before they reached them, or read too slowly).",
+            get(&w.watch_missed),
+        )?;
+        out.counter(
+            "gossamer_events_coalesced_total",
+            "Events coalescing watches left out (a later event of the same name came within the window).",
+            get(&w.coalesced),
         )
     }
 

@@ -289,6 +289,27 @@ impl Authority for NodeAuthority {
         g.verified_roots.insert(root);
         Ok(())
     }
+
+    fn verify_message(
+        &mut self,
+        signer: &NodeId,
+        bytes: &[u8],
+        sig: &Signature,
+    ) -> Result<(), Refusal> {
+        if sig.is_empty() {
+            return Err(Refusal::Unsigned);
+        }
+        let g = self.lock();
+        let k = g
+            .writers
+            .get(signer)
+            .and_then(|keys| keys.iter().find(|k| k.id == sig.key))
+            .ok_or(Refusal::UnknownWriter)?;
+        if k.revoked {
+            return Err(Refusal::Revoked);
+        }
+        check_signature(k, bytes, &sig.bytes)
+    }
 }
 
 impl Inner {

@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, watch, Notify};
 
 mod admin;
 mod authorship;
+mod events;
 mod kv;
 mod peers;
 mod seeds;
@@ -140,6 +141,8 @@ pub(crate) struct Inner {
     /// Outputs a listing took from the engine (to log the changes it shows), left for
     /// the driver to carry out ahead of those it takes next.
     taken: Mutex<Vec<Output>>,
+    /// User events delivered here, for listing and watches (`super::events`).
+    recent: super::events::RecentEvents,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -316,6 +319,7 @@ impl Node {
             admin_handshakes: crate::identity::HandshakeStats::new(),
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
             taken: Mutex::new(Vec::new()),
+            recent: super::events::RecentEvents::new(wall_ms()),
             cfg,
         });
         let node = Node { inner };
@@ -378,7 +382,7 @@ impl Node {
         }
     }
 
-    /// Subscribes to key and membership changes.
+    /// Subscribes to key and membership changes and user events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
     }
@@ -647,6 +651,10 @@ impl Node {
                         // out QUIC's retransmission backoff on a stale path.
                         self.drop_connection(&new.info.id);
                     }
+                }
+                if let Event::User(e) = &ev {
+                    // Into the recent ring and to its watchers, then to subscribers.
+                    self.inner.recent.push(e);
                 }
                 // gossamer's own keys are not the application's business.
                 let own = matches!(&ev, Event::Kv { entry, .. } if crate::core::state::is_system_key(&entry.key));

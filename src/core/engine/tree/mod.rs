@@ -304,7 +304,7 @@ impl Engine {
         );
     }
 
-    fn graft_delay_us(&self, from: &NodeId) -> u64 {
+    pub(super) fn graft_delay_us(&self, from: &NodeId) -> u64 {
         let rtt = self.rtt_estimate(from).unwrap_or(0);
         (self.cfg.graft_timeout_ms * 1000).max(2 * rtt)
     }
