@@ -206,10 +206,10 @@ fn configuration_errors_name_the_field() {
         per_sender_per_sec: 0,
         ..EventConfig::default()
     };
-    assert!(bad
-        .validate()
-        .unwrap_err()
-        .contains("events.per_sender_per_sec"));
+    assert_eq!(
+        bad.validate().unwrap_err().field,
+        "events.per_sender_per_sec"
+    );
     EventConfig::default().validate().unwrap();
 }
 
