@@ -15,14 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const DEADLINE: Duration = Duration::from_secs(30);
 const MAX_WATCHES: usize = 3;
 
-/// Three nodes serving their admin API, each allowing [`MAX_WATCHES`] watches; returns
-/// once every node sees every other alive and can verify every writer.
+/// Three nodes serving their admin API, each allowing [`MAX_WATCHES`] watches (and a
+/// certificate for a fourth); returns once every node sees every other alive and can
+/// verify every writer.
 async fn cluster() -> LocalCluster {
     let gossip = Config {
         gossip_bandwidth: 0,
         ..Config::local()
     };
-    let mut c = LocalCluster::start_durable(0, 3, gossip, None, true)
+    let mut c = LocalCluster::start_durable(0, 4, gossip, None, true)
         .await
         .unwrap();
     for i in 1..=3 {
@@ -381,4 +382,84 @@ async fn a_listing_logs_the_changes_it_shows_before_the_driver_does() {
         other => panic!("expected a change, got {other:?}"),
     }
     c.shutdown().await;
+}
+
+/// The next member-watch line that is not a heartbeat.
+async fn next_member_line(
+    w: &mut gossamer::admin::client::LineStream<gossamer::admin::watch_members::MemberLine>,
+) -> gossamer::admin::watch_members::MemberLine {
+    use gossamer::admin::watch_members::MemberLine;
+    loop {
+        let line = tokio::time::timeout(DEADLINE, w.next())
+            .await
+            .expect("a member line within the deadline")
+            .expect("a readable member watch")
+            .expect("the member watch did not end");
+        if line != MemberLine::Heartbeat {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_watch_lists_the_members_then_shows_a_join_and_a_leave() {
+    use gossamer::admin::watch_members::MemberLine;
+    use gossamer::node::MemberChangeKind;
+
+    let mut c = cluster().await;
+    let mut w = client(&c.nodes[0]).watch_members().await.unwrap();
+    let MemberLine::Members { members } = next_member_line(&mut w).await else {
+        panic!("a member watch starts with the member list");
+    };
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.status == "alive"), "{members:?}");
+    assert!(members[0].is_self && members[0].id == c.nodes[0].id());
+
+    // A fourth node joins: n1's watch shows it joining and, at the latest by its first
+    // own word, alive.
+    let cfg = c.config(4, c.seed_addrs());
+    let fourth = c.start_with(cfg).await.unwrap();
+    let mut seen_alive = false;
+    while !seen_alive {
+        match next_member_line(&mut w).await {
+            MemberLine::Change(ch) if ch.member.id == fourth.id() => {
+                assert!(
+                    matches!(
+                        ch.kind,
+                        MemberChangeKind::Joined | MemberChangeKind::Updated
+                    ),
+                    "{ch:?}"
+                );
+                seen_alive = ch.member.status == "alive";
+            }
+            MemberLine::Change(_) => {}
+            MemberLine::Members { members } => {
+                seen_alive = members
+                    .iter()
+                    .any(|m| m.id == fourth.id() && m.status == "alive")
+            }
+            MemberLine::Heartbeat => unreachable!(),
+        }
+    }
+
+    // The third node leaves: the watch shows it as left.
+    let third = c.nodes[2].clone();
+    third.leave().await.unwrap();
+    loop {
+        match next_member_line(&mut w).await {
+            MemberLine::Change(ch) if ch.member.id == third.id() && ch.member.status == "left" => {
+                assert_eq!(ch.kind, MemberChangeKind::Updated);
+                assert_eq!(ch.old_status.as_deref(), Some("alive"));
+                break;
+            }
+            MemberLine::Members { members }
+                if members
+                    .iter()
+                    .any(|m| m.id == third.id() && m.status == "left") =>
+            {
+                break
+            }
+            _ => {}
+        }
+    }
 }

@@ -76,10 +76,7 @@ async fn stream_members(
     let mut line = MemberLine::Members {
         members: b.members(),
     };
-    loop {
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
-            break;
-        };
+    while let Ok(mut bytes) = serde_json::to_vec(&line) {
         bytes.push(b'\n');
         if tx.send(Bytes::from(bytes)).await.is_err() {
             break;

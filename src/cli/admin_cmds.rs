@@ -70,6 +70,9 @@ pub struct MembersArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Keep printing membership changes as the node applies them, until interrupted
+    #[arg(long)]
+    pub watch: bool,
     /// Which node to ask.
     #[command(flatten)]
     pub conn: AdminConn,
@@ -153,6 +156,9 @@ async fn kv(client: &AdminClient, cmd: &KvCommand, out: &mut impl Write) -> anyh
 
 /// Runs `gossamer members`; returns the process exit code.
 pub async fn run_members(args: MembersArgs) -> anyhow::Result<i32> {
+    if args.watch {
+        return super::members_watch::run(&args.conn.client()?, args.json).await;
+    }
     let members = args
         .conn
         .client()?
@@ -301,7 +307,7 @@ fn rtt_text(v: &serde_json::Value) -> String {
 }
 
 /// Renders members as an aligned table, the local node first (marked `*`), then by id.
-fn members_table(members: &[serde_json::Value]) -> String {
+pub(super) fn members_table(members: &[serde_json::Value]) -> String {
     let mut sorted: Vec<&serde_json::Value> = members.iter().collect();
     sorted.sort_by(|a, b| {
         let self_a = a["is_self"].as_bool().unwrap_or(false);
