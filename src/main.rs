@@ -34,8 +34,10 @@ enum Command {
     Event(cli::event_cmds::EventArgs),
     /// Show the recent user events a node delivered (--watch: follow them).
     Events(cli::event_cmds::EventsArgs),
-    /// List the members a node knows.
+    /// List the members a node knows (--watch: follow changes).
     Members(cli::admin_cmds::MembersArgs),
+    /// Follow a node's membership changes and user events as they happen.
+    Monitor(cli::monitor::MonitorArgs),
     /// Show a node's status.
     Status(cli::admin_cmds::StatusArgs),
     /// Start a local cluster under injected faults and report whether and how fast it converges.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             | Command::Sim(_)
             | Command::Kv(_)
             | Command::Members(_)
+            | Command::Monitor(_)
             | Command::Event(_)
             | Command::Events(_)
             | Command::Status(_)
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             Command::Certs(a) => cli::certs::run(a).map(|_| 0),
             Command::Kv(a) => cli::admin_cmds::run_kv(a).await,
             Command::Members(a) => cli::admin_cmds::run_members(a).await,
+            Command::Monitor(a) => cli::monitor::run(a).await,
             Command::Event(a) => cli::event_cmds::run_event(a).await,
             Command::Events(a) => cli::event_cmds::run_events(a).await,
             Command::Status(a) => cli::admin_cmds::run_status(a).await,

@@ -1,6 +1,7 @@
 //! User events over real QUIC (#19): an event posted on one node reaches every node
 //! exactly once; bounds and rates are refused with clear messages; a flood from one
-//! member is capped at every receiver and counted; the event watch streams them.
+//! member is capped at every receiver and counted; the event watch streams them, and
+//! `gossamer monitor` shows them beside membership changes.
 
 use std::time::Duration;
 
@@ -261,5 +262,58 @@ async fn the_cli_sends_events_and_lists_them() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(listed.contains(" deploy v2"), "{listed}");
     assert!(listed.contains(" config from stdin"), "{listed}");
+    c.shutdown().await;
+}
+
+/// `gossamer monitor` prints a node's membership changes and the events it delivers,
+/// as they happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_shows_events_and_membership_changes_as_they_happen() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    let c = joined_cluster(2, 0).await;
+    let admin = c.nodes[0].admin_addr().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+        .args(["monitor", "--admin", &admin])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gossamer monitor");
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Waits (off the runtime) for a line containing `what`.
+    let expect = |rx: mpsc::Receiver<String>, what: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            while let Some(left) = DEADLINE.checked_sub(start.elapsed()) {
+                match rx.recv_timeout(left) {
+                    Ok(line) if line.contains(what) => return rx,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+            panic!("no monitor line with {what:?} within {DEADLINE:?}");
+        })
+    };
+    let rx = expect(rx, "member  2 known, 2 alive").await.unwrap();
+    client(&c.nodes[1])
+        .send_event("deploy", b"v3")
+        .await
+        .unwrap();
+    let rx = expect(rx, " deploy v3").await.unwrap();
+    c.nodes[1].leave().await.unwrap();
+    let _rx = expect(rx, "updated: alive -> left").await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
     c.shutdown().await;
 }

@@ -71,7 +71,7 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
 }
 
 /// One event as the command prints it.
-fn render(v: &EventView) -> String {
+pub(super) fn render(v: &EventView) -> String {
     format!("{} {} {} {}", v.index, v.sender, v.name, v.payload)
 }
 

@@ -51,7 +51,7 @@ pub async fn run(client: &AdminClient, json: bool) -> anyhow::Result<i32> {
 }
 
 /// One line per change: who, what, and the status it moved from and to.
-fn change_text(c: &MemberChange) -> String {
+pub(super) fn change_text(c: &MemberChange) -> String {
     let m = &c.member;
     let what = match c.kind {
         MemberChangeKind::Joined => "joined",

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod event_cmds;
 pub mod kv_watch;
 pub mod members_watch;
+pub mod monitor;
 pub mod run;
 pub mod sim_cmd;
 pub mod test_cmd;
