@@ -317,3 +317,87 @@ async fn the_monitor_shows_events_and_membership_changes_as_they_happen() {
     let _ = child.wait();
     c.shutdown().await;
 }
+
+/// `[[handlers]]`: a matching event runs its command with the payload on standard input
+/// and the metadata in the environment; a command that hangs is killed at its timeout;
+/// every run is counted by outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_run_with_the_payload_and_are_killed_at_their_timeout() {
+    use gossamer::node::handlers::HandlerConfig;
+    use std::sync::atomic::Ordering;
+
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().display().to_string();
+    let mut c = LocalCluster::start_durable(0, 2, Config::local(), None, true)
+        .await
+        .unwrap();
+    for i in 1..=2 {
+        let mut cfg = c.config(i, c.seed_addrs());
+        if i == 2 {
+            cfg.handlers = vec![
+                HandlerConfig {
+                    event: "deploy-*".into(),
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!(
+                            "cat > {dir}/tmp && echo \"$GOSSAMER_EVENT_NAME $GOSSAMER_EVENT_SENDER $GOSSAMER_NODE\" >> {dir}/tmp && mv {dir}/tmp {dir}/deploy.out"
+                        ),
+                    ],
+                    timeout_ms: 10_000,
+                },
+                HandlerConfig {
+                    event: "hang".into(),
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!("echo $$ > {dir}/hang.pid; exec sleep 30"),
+                    ],
+                    timeout_ms: 300,
+                },
+            ];
+        }
+        c.start_with(cfg).await.unwrap();
+    }
+    let (ok, _) = wait_for(DEADLINE, || c.fully_joined() && c.writers_known()).await;
+    assert!(ok, "the cluster did not form");
+    let (sender, handled) = (&c.nodes[0], &c.nodes[1]);
+
+    client(sender)
+        .send_event("deploy-web", b"v7")
+        .await
+        .unwrap();
+    client(sender)
+        .send_event("build", b"not handled")
+        .await
+        .unwrap();
+    let file = out.path().join("deploy.out");
+    let (ok, _) = wait_for(DEADLINE, || file.exists()).await;
+    assert!(ok, "the deploy handler did not run");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text,
+        format!("v7deploy-web {} {}\n", sender.id(), handled.id())
+    );
+
+    client(sender).send_event("hang", b"").await.unwrap();
+    let stats = handled.handler_stats();
+    let (ok, _) = wait_for(DEADLINE, || stats.timed_out.load(Ordering::Relaxed) == 1).await;
+    assert!(ok, "the hanging handler was not killed at its timeout");
+    let pid = std::fs::read_to_string(out.path().join("hang.pid")).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the hanging handler's process {pid} is still there"
+    );
+    assert_eq!(
+        stats.started.load(Ordering::Relaxed),
+        2,
+        "build matched no handler"
+    );
+    assert_eq!(stats.succeeded.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.skipped.load(Ordering::Relaxed), 0);
+    // The sender has no handlers: nothing ran there.
+    assert_eq!(sender.handler_stats().started.load(Ordering::Relaxed), 0);
+    c.shutdown().await;
+}

@@ -137,6 +137,9 @@ struct FileConfig {
     security: gossamer::node::SecurityConfig,
     #[serde(default)]
     watch: gossamer::node::WatchConfig,
+    #[serde(default)]
+    handlers: Vec<gossamer::node::handlers::HandlerConfig>,
+    handler_concurrency: Option<usize>,
 }
 
 /// Builds the node configuration from the file (if any) and the flags.
@@ -208,6 +211,10 @@ pub fn build_config(args: RunArgs) -> Result<NodeConfig, UsageError> {
         rng_seed: file.rng_seed,
         security: file.security,
         watch: file.watch,
+        handlers: file.handlers,
+        handler_concurrency: file
+            .handler_concurrency
+            .unwrap_or(gossamer::node::handlers::DEFAULT_HANDLER_CONCURRENCY),
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)

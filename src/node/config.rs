@@ -81,6 +81,17 @@ pub struct NodeConfig {
     /// The change log and its watches (`[watch]`).
     #[serde(default)]
     pub watch: super::WatchConfig,
+    /// Commands run for delivered user events (`[[handlers]]`; none by default).
+    #[serde(default)]
+    pub handlers: Vec<super::handlers::HandlerConfig>,
+    /// Handler commands running at once, at most; an event finding every slot taken is
+    /// not run (and is counted).
+    #[serde(default = "default_handler_concurrency")]
+    pub handler_concurrency: usize,
+}
+
+fn default_handler_concurrency() -> usize {
+    super::handlers::DEFAULT_HANDLER_CONCURRENCY
 }
 
 fn default_durability_interval() -> u64 {
@@ -116,6 +127,8 @@ impl NodeConfig {
             rng_seed: None,
             security: super::SecurityConfig::default(),
             watch: super::WatchConfig::default(),
+            handlers: Vec::new(),
+            handler_concurrency: default_handler_concurrency(),
         }
     }
 
@@ -134,6 +147,15 @@ impl NodeConfig {
         self.gossip.validate().map_err(|e| format!("gossip.{e}"))?;
         self.security.validate()?;
         self.watch.validate()?;
+        for (i, h) in self.handlers.iter().enumerate() {
+            h.validate(i)?;
+        }
+        if self.handler_concurrency == 0 || self.handler_concurrency > 64 {
+            return Err(format!(
+                "handler_concurrency must be 1 to 64 (got {})",
+                self.handler_concurrency
+            ));
+        }
         if self
             .admin_token
             .as_deref()

@@ -6,6 +6,7 @@ mod authority;
 mod certs;
 mod config;
 pub mod events;
+pub mod handlers;
 #[cfg(feature = "testing")]
 pub mod local;
 mod member_events;

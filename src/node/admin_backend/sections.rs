@@ -684,6 +684,19 @@ impl Node {
             "gossamer_events_coalesced_total",
             "Events coalescing watches left out (a later event of the same name came within the window).",
             get(&w.coalesced),
+        )?;
+        let h = self.handler_stats();
+        out.counters(
+            "gossamer_event_handler_runs_total",
+            "Event handler commands ([[handlers]]), by outcome: started, succeeded (exit 0), failed (did not start, or another exit status), timed_out (killed at timeout_ms), skipped (every handler_concurrency slot taken).",
+            "outcome",
+            [
+                ("started", get(&h.started)),
+                ("succeeded", get(&h.succeeded)),
+                ("failed", get(&h.failed)),
+                ("timed_out", get(&h.timed_out)),
+                ("skipped", get(&h.skipped)),
+            ],
         )
     }
 

@@ -29,6 +29,11 @@ impl Node {
         self.inner.engine().event_stats().clone()
     }
 
+    /// What the event handlers did (`[[handlers]]`).
+    pub fn handler_stats(&self) -> &crate::node::handlers::HandlerStats {
+        self.inner.handlers.stats()
+    }
+
     /// The recent-events ring (its counters).
     pub fn recent_events_ring(&self) -> &RecentEvents {
         &self.inner.recent

@@ -143,6 +143,8 @@ pub(crate) struct Inner {
     taken: Mutex<Vec<Output>>,
     /// User events delivered here, for listing and watches (`super::events`).
     recent: super::events::RecentEvents,
+    /// Commands run for delivered user events (`[[handlers]]`).
+    handlers: super::handlers::Handlers,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -320,6 +322,11 @@ impl Node {
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
             taken: Mutex::new(Vec::new()),
             recent: super::events::RecentEvents::new(wall_ms()),
+            handlers: super::handlers::Handlers::new(
+                cfg.node_id.clone(),
+                cfg.handlers.clone(),
+                cfg.handler_concurrency,
+            ),
             cfg,
         });
         let node = Node { inner };
@@ -653,8 +660,10 @@ impl Node {
                     }
                 }
                 if let Event::User(e) = &ev {
-                    // Into the recent ring and to its watchers, then to subscribers.
+                    // Into the recent ring and to its watchers, to the handlers, then to
+                    // subscribers.
                     self.inner.recent.push(e);
+                    self.inner.handlers.offer(e);
                 }
                 // gossamer's own keys are not the application's business.
                 let own = matches!(&ev, Event::Kv { entry, .. } if crate::core::state::is_system_key(&entry.key));
