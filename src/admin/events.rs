@@ -27,7 +27,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::watch::{LineBody, HEARTBEAT, WATCH_CONTENT_TYPE};
+use super::watch::{ndjson_response, LineBody, HEARTBEAT, LINES_BUFFERED};
 use super::{error, query_params, Backend, INDEX_HEADER, MAX_BODY_BYTES};
 use crate::core::events::EventError;
 use crate::node::events::{EventView, EventWatch, EventWatchNext};
@@ -170,16 +170,11 @@ pub(super) async fn watch(
         Err(e) => return error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     };
     let start = watch.start();
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(LINES_BUFFERED);
     tokio::spawn(stream_lines(watch, tx));
-    let mut resp = Response::new(Body::new(LineBody(rx)));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(WATCH_CONTENT_TYPE),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(INDEX_HEADER, HeaderValue::from(start));
+    let mut resp = ndjson_response(Body::new(LineBody(rx)));
+    resp.headers_mut()
+        .insert(INDEX_HEADER, HeaderValue::from(start));
     resp
 }
 
