@@ -145,6 +145,8 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         gc_horizon_ms: 0,
         stable: Default::default(),
         members_digest: 0,
+        compact: false,
+        same: 0,
     };
     for f in [open, SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();
