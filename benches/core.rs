@@ -210,6 +210,8 @@ fn bench_cbor(c: &mut Criterion) {
         gc_horizon_ms: 0,
         stable: Default::default(),
         members_digest: 42,
+        compact: true,
+        same: 0,
     };
     let obytes = wire::encode_frame(&open);
     g.throughput(Throughput::Bytes(obytes.len() as u64));

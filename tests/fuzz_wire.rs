@@ -447,17 +447,23 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             context(),
             any::<u64>(),
             context(),
-            any::<u64>()
+            any::<u64>(),
+            any::<bool>(),
+            any::<u8>()
         )
-            .prop_map(|(kind, ctx, gc_horizon_ms, stable, members_digest)| {
-                SyncFrame::Open {
-                    kind,
-                    ctx,
-                    gc_horizon_ms,
-                    stable,
-                    members_digest,
+            .prop_map(
+                |(kind, ctx, gc_horizon_ms, stable, members_digest, compact, same)| {
+                    SyncFrame::Open {
+                        kind,
+                        ctx,
+                        gc_horizon_ms,
+                        stable,
+                        members_digest,
+                        compact,
+                        same,
+                    }
                 }
-            }),
+            ),
         proptest::collection::vec(member(), 0..4).prop_map(SyncFrame::Members),
         proptest::collection::vec(entry(), 0..4).prop_map(SyncFrame::Entries),
         proptest::collection::vec(run(), 0..3).prop_map(SyncFrame::Sealed),

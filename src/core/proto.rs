@@ -217,6 +217,15 @@ pub enum SyncKind {
     Periodic,
 }
 
+/// [`SyncFrame::Open::same`]: `ctx` is the receiver's own `ctx` of this exchange.
+pub const OPEN_SAME_CTX: u8 = 1;
+/// [`SyncFrame::Open::same`]: `stable` is the receiver's own `stable` of this exchange.
+pub const OPEN_SAME_STABLE: u8 = 2;
+
+fn is_zero(x: &u8) -> bool {
+    *x == 0
+}
+
 /// Frames on an anti-entropy (sync) stream.
 ///
 /// The initiator sends `Open`, `End`; the responder answers with `Open`, its `Members`
@@ -242,6 +251,17 @@ pub enum SyncFrame {
         stable: CausalContext,
         /// Digest of the sender's member table: lists are exchanged only if they differ.
         members_digest: u64,
+        /// The sender reads an `Open` whose `same` is set. A responder compacts its `Open`
+        /// only for an initiator that says so: nodes of the previous release ignore this
+        /// field and would read an empty context as "has seen nothing".
+        #[serde(default, rename = "cp", skip_serializing_if = "std::ops::Not::not")]
+        compact: bool,
+        /// Parts sent empty because they equal those of the receiver's `Open` in this
+        /// exchange ([`OPEN_SAME_CTX`], [`OPEN_SAME_STABLE`]): in a quiet cluster every node
+        /// has seen the same, and the responder's half of the opening shrinks from two
+        /// contexts naming every writer to a few bytes.
+        #[serde(default, rename = "sm", skip_serializing_if = "is_zero")]
+        same: u8,
     },
     /// Part of the sender's member list.
     Members(Vec<MemberState>),

@@ -661,7 +661,12 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
         LIAR,
         Box::new(move |turn: &mut Vec<SyncFrame>| {
             for f in turn.iter_mut() {
-                if let SyncFrame::Open { ctx, stable, .. } = f {
+                if let SyncFrame::Open {
+                    ctx, stable, same, ..
+                } = f
+                {
+                    // Its whole context, not "the same as yours".
+                    *same = 0;
                     // It claims to have seen everything, and a fence over everything (as
                     // if it had collected deletes over every write).
                     for i in 0..n {

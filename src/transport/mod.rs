@@ -120,7 +120,12 @@ impl Default for QuicSettings {
     fn default() -> Self {
         Self {
             idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(5),
+            // Half the idle timeout: a connection stays open while idle (a lost PING is
+            // resent after one PTO, well within the other half), and each open connection
+            // costs a PING and its ACK every 15 s instead of every 5 s. Keep-alives are most
+            // of QUIC's own idle traffic and grow with the connections a node holds, about
+            // N (#18; BENCHMARKS.md 14.4). Failure detection is SWIM's, not QUIC's.
+            keep_alive: Duration::from_secs(15),
             max_bi_streams: 8,
             max_uni_streams: 16,
             datagram_receive_buffer: 1024 * 1024,

@@ -195,6 +195,8 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             gc_horizon_ms,
             mut stable,
             members_digest,
+            compact,
+            same,
         } => {
             for (what, c) in [("causal context", &mut ctx), ("fence", &mut stable)] {
                 if c.0.len() > MAX_CONTEXT_WRITERS || c.range_count() > MAX_CONTEXT_RANGES {
@@ -212,6 +214,8 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
                 gc_horizon_ms,
                 stable,
                 members_digest,
+                compact,
+                same,
             })
         }
         f => Ok(f),

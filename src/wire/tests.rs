@@ -62,6 +62,8 @@ fn datagram_and_frames_round_trip() {
             gc_horizon_ms: 0,
             stable: CausalContext::new(),
             members_digest: 1,
+            compact: true,
+            same: 3,
         },
         SyncFrame::Members(vec![member()]),
         SyncFrame::Entries(vec![entry("x", Some(&[0, 1, 2]))]),
@@ -152,6 +154,8 @@ fn hostile_ranges_are_normalised() {
         gc_horizon_ms: 0,
         stable: Default::default(),
         members_digest: 0,
+        compact: false,
+        same: 0,
     });
     // Patch the encoded ranges to be reversed/overlapping by re-encoding raw CBOR.
     let raw: ciborium::Value = ciborium::from_reader(&bytes[5..]).unwrap();

@@ -29,6 +29,8 @@ pub async fn lying_exchange(
         gc_horizon_ms: 0,
         stable,
         members_digest: 0,
+        compact: false,
+        same: 0,
     };
     for f in [open, SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();

@@ -32,6 +32,7 @@ struct QuicSnap {
     grafts: u64,
     udp_bytes: u64,
     gossip_bytes: u64,
+    gossip_datagrams: u64,
     sync_bytes: u64,
     copies: u64,
     cpu_s: Option<f64>,
@@ -48,6 +49,7 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         grafts: 0,
         udp_bytes: 0,
         gossip_bytes: 0,
+        gossip_datagrams: 0,
         sync_bytes: 0,
         copies: 0,
         cpu_s: cpu_seconds(),
@@ -61,6 +63,7 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         s.dropped += r.datagrams_dropped.load(Ordering::Relaxed);
         s.dial_failures += r.dial_failures.load(Ordering::Relaxed);
         s.gossip_bytes += r.datagram_bytes_sent.load(Ordering::Relaxed);
+        s.gossip_datagrams += r.datagrams_sent.load(Ordering::Relaxed);
         s.sync_bytes += r.sync_bytes_sent.load(Ordering::Relaxed);
         let st = node.with_store_stats();
         s.copies += st.duplicates + st.remote_applied;
@@ -80,6 +83,7 @@ fn quic_traffic(a: &QuicSnap, b: &QuicSnap, n: usize) -> Traffic {
         datagrams_per_node_s: per(a.udp_datagrams, b.udp_datagrams),
         gossip_bytes_per_node_s: per(a.gossip_bytes, b.gossip_bytes),
         sync_bytes_per_node_s: per(a.sync_bytes, b.sync_bytes),
+        gossip_datagrams_per_node_s: per(a.gossip_datagrams, b.gossip_datagrams),
         cpu_percent_per_node: match (a.cpu_s, b.cpu_s) {
             (Some(x), Some(y)) => Some((y - x) / dt / n as f64 * 100.0),
             _ => None,

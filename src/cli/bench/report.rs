@@ -31,6 +31,10 @@ pub struct Traffic {
     pub gossip_bytes_per_node_s: f64,
     /// Anti-entropy stream payload per node per second.
     pub sync_bytes_per_node_s: f64,
+    /// Gossip (application) datagrams per node per second (quic; the rest of
+    /// `datagrams_per_node_s` is QUIC's own packets: ACKs, keep-alives, stream packets).
+    #[serde(default)]
+    pub gossip_datagrams_per_node_s: f64,
     /// Process CPU time over the window, per node, as a percentage of one core (quic).
     pub cpu_percent_per_node: Option<f64>,
 }

@@ -120,6 +120,7 @@ pub(super) fn traffic(a: &[NodeSnap], b: &[NodeSnap]) -> Traffic {
         t.gossip_bytes_per_node_s += rate(DATAGRAM_BYTES_SENT);
         t.sync_bytes_per_node_s += rate(SYNC_BYTES_SENT);
         t.datagrams_per_node_s += rate(DATAGRAMS_SENT);
+        t.gossip_datagrams_per_node_s += rate(DATAGRAMS_SENT);
         cpu = match (cpu, x.cpu_s, y.cpu_s) {
             (Some(c), Some(p), Some(q)) => Some(c + (q - p).max(0.0) / dt / n * 100.0),
             _ => None,

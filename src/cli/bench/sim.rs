@@ -54,6 +54,7 @@ fn sim_traffic(a: &SimSnap, b: &SimSnap, n: usize) -> Traffic {
         datagrams_per_node_s: per(a.datagrams, b.datagrams),
         gossip_bytes_per_node_s: per(a.gossip_bytes, b.gossip_bytes),
         sync_bytes_per_node_s: per(a.sync_bytes, b.sync_bytes),
+        gossip_datagrams_per_node_s: per(a.datagrams, b.datagrams),
         cpu_percent_per_node: None,
     }
 }

@@ -139,6 +139,35 @@ pub fn table(r: &Report) -> String {
          rounds = p99 / gossip interval; theory = push-gossip rounds log_(f+1) N + ln N / f;\n\
          cpu% i/l = process CPU per node, idle/under load (% of one core); MiB/n = resident memory per node."
     );
+    if r.mode == Mode::Quic {
+        // Where the idle bytes go: what the nodes hand to QUIC, and what QUIC adds
+        // (packet headers, ACKs, keep-alives), which only a real transport shows.
+        let _ = writeln!(
+            s,
+            "\nidle, per node per s: {:>6} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7}",
+            "N", "UDP B", "sync B", "gossip B", "QUIC B", "UDP d", "gossip d"
+        );
+        for row in &r.rows {
+            let t = &row.idle;
+            let quic = t.bytes_per_node_s - t.sync_bytes_per_node_s - t.gossip_bytes_per_node_s;
+            let _ = writeln!(
+                s,
+                "                      {:>6} {:>8.0} {:>8.0} {:>8.0} {:>8.0} | {:>7.2} {:>7.2}",
+                row.nodes,
+                t.bytes_per_node_s,
+                t.sync_bytes_per_node_s,
+                t.gossip_bytes_per_node_s,
+                quic,
+                t.datagrams_per_node_s,
+                t.gossip_datagrams_per_node_s,
+            );
+        }
+        let _ = writeln!(
+            s,
+            "sync/gossip B = anti-entropy stream and gossip datagram payload; QUIC B = the rest of the UDP bytes\n\
+             (QUIC headers, ACKs, keep-alives); UDP d / gossip d = all datagrams / gossip datagrams."
+        );
+    }
     if r.rows.iter().any(|x| x.detection.is_some()) {
         let theory = r
             .settings

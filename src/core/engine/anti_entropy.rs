@@ -2,7 +2,7 @@
 //! exchange itself (which frame when, what to answer) is `core::sync::Exchange`.
 
 use super::{Engine, Output};
-use crate::core::proto::{MemberState, SyncFrame, SyncKind};
+use crate::core::proto::{MemberState, SyncFrame, SyncKind, OPEN_SAME_CTX, OPEN_SAME_STABLE};
 use crate::core::state::{group_runs, plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
 use crate::core::{NodeId, Now};
 
@@ -71,6 +71,8 @@ impl Engine {
             gc_horizon_ms: 0,
             stable: self.store.fence().vouched(),
             members_digest: self.members.digest(),
+            compact: true,
+            same: 0,
         }
     }
 
@@ -259,5 +261,28 @@ fn push_entries(frames: &mut Vec<SyncFrame>, entries: Vec<Entry>) {
     }
     if !alone.is_empty() {
         frames.push(SyncFrame::Entries(alone));
+    }
+}
+
+/// A responder's `Open` with what equals the initiator's `Open` (`peer_ctx`,
+/// `peer_stable`) sent empty and marked in `same`: the initiator substitutes what it sent.
+/// Equal as sent, so the initiator reads exactly the `Open` it would have read in full.
+pub(crate) fn compact_open(
+    open: &mut SyncFrame,
+    peer_ctx: &CausalContext,
+    peer_stable: &CausalContext,
+) {
+    if let SyncFrame::Open {
+        ctx, stable, same, ..
+    } = open
+    {
+        if ctx == peer_ctx {
+            *ctx = CausalContext::new();
+            *same |= OPEN_SAME_CTX;
+        }
+        if stable == peer_stable {
+            *stable = CausalContext::new();
+            *same |= OPEN_SAME_STABLE;
+        }
     }
 }

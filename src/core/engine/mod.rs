@@ -32,7 +32,7 @@ mod suspicion;
 mod swim;
 mod tree;
 
-pub(crate) use anti_entropy::FenceCheck;
+pub(crate) use anti_entropy::{compact_open, FenceCheck};
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::{Config, ConfigError, PushMode};
 pub use egress::MAX_BACKOFF;
