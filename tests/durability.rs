@@ -102,12 +102,7 @@ impl N {
         rt.block_on(self.client().members())
             .unwrap_or_default()
             .iter()
-            .map(|m| {
-                (
-                    m["id"].as_str().unwrap_or_default().to_string(),
-                    m["status"].as_str().unwrap_or_default().to_string(),
-                )
-            })
+            .map(|m| (m.id.to_string(), m.status.clone()))
             .collect()
     }
 }

@@ -246,9 +246,8 @@ impl AdminClient {
         Ok((decode(&resp.body)?, next))
     }
 
-    /// The members as seen by the node (JSON objects shaped like
-    /// [`crate::node::MemberView`]).
-    pub async fn members(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+    /// The members as seen by the node, itself first.
+    pub async fn members(&self) -> Result<Vec<crate::node::MemberView>, ClientError> {
         self.get_json("/v1/members").await
     }
 

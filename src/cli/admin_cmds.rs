@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use gossamer::admin::client::AdminClient;
+use gossamer::node::{MemberView, STATUSES};
 
 pub use super::admin_conn::AdminConn;
 
@@ -199,49 +200,10 @@ async fn status_with_datacenters(client: &AdminClient) -> anyhow::Result<serde_j
     let mut status = client.status().await.context("cannot get status")?;
     let members = client.members().await.context("cannot list members")?;
     if let Some(obj) = status.as_object_mut() {
-        obj.insert("datacenters".into(), datacenters(&members));
+        let per_dc = gossamer::node::datacenters(&members);
+        obj.insert("datacenters".into(), serde_json::to_value(per_dc)?);
     }
     Ok(status)
-}
-
-/// Member statuses in display order.
-const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
-
-/// Groups members (JSON objects of `GET /v1/members`) by datacenter: counts by status, the
-/// local node included, and `rtt_mean_ms`/`rtt_max_ms` over alive peers with an RTT
-/// (null when none has one).
-fn datacenters(members: &[serde_json::Value]) -> serde_json::Value {
-    use std::collections::BTreeMap;
-    let mut counts: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    let mut rtts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for m in members {
-        let dc = m["dc"].as_str().unwrap_or("").to_string();
-        let status = m["status"].as_str().unwrap_or("");
-        let c = counts
-            .entry(dc.clone())
-            .or_insert_with(|| STATUSES.iter().map(|s| (*s, 0)).collect());
-        if let Some(n) = c.get_mut(status) {
-            *n += 1;
-        }
-        let is_self = m["is_self"].as_bool().unwrap_or(false);
-        if let (false, "alive", Some(rtt)) = (is_self, status, m["rtt_ms"].as_f64()) {
-            rtts.entry(dc).or_default().push(rtt);
-        }
-    }
-    let mut out = serde_json::Map::new();
-    for (dc, c) in counts {
-        let mut o: serde_json::Map<String, serde_json::Value> = c
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.into()))
-            .collect();
-        let r = rtts.get(&dc).filter(|v| !v.is_empty());
-        let mean = r.map(|v| v.iter().sum::<f64>() / v.len() as f64);
-        let max = r.and_then(|v| v.iter().copied().reduce(f64::max));
-        o.insert("rtt_mean_ms".into(), mean.into());
-        o.insert("rtt_max_ms".into(), max.into());
-        out.insert(dc, o.into());
-    }
-    out.into()
 }
 
 /// One seed of `status`: joined through whom, or why not and when it is tried again.
@@ -298,8 +260,8 @@ fn human_secs(s: u64) -> String {
     }
 }
 
-fn rtt_text(v: &serde_json::Value) -> String {
-    match v.as_f64() {
+fn rtt_text(v: Option<f64>) -> String {
+    match v {
         Some(ms) if ms < 10.0 => format!("{ms:.2}ms"),
         Some(ms) => format!("{ms:.0}ms"),
         None => "-".to_string(),
@@ -307,15 +269,9 @@ fn rtt_text(v: &serde_json::Value) -> String {
 }
 
 /// Renders members as an aligned table, the local node first (marked `*`), then by id.
-pub(super) fn members_table(members: &[serde_json::Value]) -> String {
-    let mut sorted: Vec<&serde_json::Value> = members.iter().collect();
-    sorted.sort_by(|a, b| {
-        let self_a = a["is_self"].as_bool().unwrap_or(false);
-        let self_b = b["is_self"].as_bool().unwrap_or(false);
-        self_b
-            .cmp(&self_a)
-            .then_with(|| json_str(&a["id"]).cmp(&json_str(&b["id"])))
-    });
+pub(super) fn members_table(members: &[MemberView]) -> String {
+    let mut sorted: Vec<&MemberView> = members.iter().collect();
+    sorted.sort_by(|a, b| b.is_self.cmp(&a.is_self).then_with(|| a.id.cmp(&b.id)));
     let header = [
         "ID",
         "STATUS",
@@ -326,23 +282,30 @@ pub(super) fn members_table(members: &[serde_json::Value]) -> String {
         "RTT",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     for m in sorted {
-        let mut id = json_str(&m["id"]);
-        if m["is_self"].as_bool().unwrap_or(false) {
+        let mut id = m.id.to_string();
+        if m.is_self {
             id.push_str(" *");
         }
-        let last_heard = match m["last_heard_ms_ago"].as_u64() {
+        let last_heard = match m.last_heard_ms_ago {
             Some(ms) => format!("{} ago", human_ms(ms)),
             None => "-".to_string(),
         };
         rows.push(vec![
             id,
-            json_str(&m["status"]),
-            json_str(&m["incarnation"]),
-            json_str(&m["addr"]),
-            json_str(&m["dc"]),
+            dash(&m.status),
+            m.incarnation.to_string(),
+            dash(&m.addr),
+            dash(&m.dc),
             last_heard,
-            rtt_text(&m["rtt_ms"]),
+            rtt_text(m.rtt_ms),
         ]);
     }
     aligned(&rows, "")
@@ -433,8 +396,8 @@ fn status_text(s: &serde_json::Value) -> String {
                 dc.clone()
             }];
             row.extend(STATUSES.iter().map(|st| json_str(&d[*st])));
-            row.push(rtt_text(&d["rtt_mean_ms"]));
-            row.push(rtt_text(&d["rtt_max_ms"]));
+            row.push(rtt_text(d["rtt_mean_ms"].as_f64()));
+            row.push(rtt_text(d["rtt_max_ms"].as_f64()));
             rows.push(row);
         }
         out.push_str(&aligned(&rows, "  "));
@@ -567,7 +530,8 @@ mod tests {
              "dc": "us", "zone": "", "tags": {}, "last_heard_ms_ago": 190000,
              "rtt_ms": 25.0, "is_self": false}
         ]);
-        let table = members_table(members.as_array().unwrap());
+        let members: Vec<MemberView> = serde_json::from_value(members).unwrap();
+        let table = members_table(&members);
         let expected = "\
 ID      STATUS   INCARNATION  ADDR            DC       LAST HEARD  RTT
 n1 *    alive    1            127.0.0.1:7001  -        -           -
@@ -596,16 +560,28 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
 
     #[test]
     fn admin_cmds_status_per_datacenter() {
-        let members = serde_json::json!([
-            {"id": "a1", "status": "alive", "dc": "eu", "rtt_ms": null, "is_self": true},
-            {"id": "a2", "status": "alive", "dc": "eu", "rtt_ms": 1.0, "is_self": false},
-            {"id": "a3", "status": "alive", "dc": "eu", "rtt_ms": 3.0, "is_self": false},
-            {"id": "b1", "status": "alive", "dc": "us", "rtt_ms": 80.0, "is_self": false},
-            {"id": "b2", "status": "suspect", "dc": "us", "rtt_ms": 900.0, "is_self": false},
-            {"id": "b3", "status": "dead", "dc": "us", "rtt_ms": null, "is_self": false},
-            {"id": "c1", "status": "left", "dc": "ap", "rtt_ms": 5.0, "is_self": false}
-        ]);
-        let dcs = datacenters(members.as_array().unwrap());
+        let member = |id: &str, status: &str, dc: &str, rtt_ms: Option<f64>| MemberView {
+            id: gossamer::NodeId::new(id).unwrap(),
+            addr: String::new(),
+            status: status.into(),
+            incarnation: 0,
+            dc: dc.into(),
+            zone: String::new(),
+            tags: Default::default(),
+            last_heard_ms_ago: None,
+            rtt_ms,
+            is_self: id == "a1",
+        };
+        let members = [
+            member("a1", "alive", "eu", None),
+            member("a2", "alive", "eu", Some(1.0)),
+            member("a3", "alive", "eu", Some(3.0)),
+            member("b1", "alive", "us", Some(80.0)),
+            member("b2", "suspect", "us", Some(900.0)),
+            member("b3", "dead", "us", None),
+            member("c1", "left", "ap", Some(5.0)),
+        ];
+        let dcs = serde_json::to_value(gossamer::node::datacenters(&members)).unwrap();
         assert_eq!(
             dcs,
             serde_json::json!({

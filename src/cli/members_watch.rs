@@ -32,13 +32,7 @@ pub async fn run(client: &AdminClient, json: bool) -> anyhow::Result<i32> {
             format!("{}\n", serde_json::to_string(&line)?)
         } else {
             match &line {
-                MemberLine::Members { members } => {
-                    let values: Vec<serde_json::Value> = members
-                        .iter()
-                        .map(serde_json::to_value)
-                        .collect::<Result<_, _>>()?;
-                    super::admin_cmds::members_table(&values)
-                }
+                MemberLine::Members { members } => super::admin_cmds::members_table(members),
                 MemberLine::Change(c) => change_text(c),
                 MemberLine::Heartbeat => continue,
             }

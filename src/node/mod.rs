@@ -16,6 +16,7 @@ mod runtime;
 mod security;
 pub mod watch;
 
+pub use admin_backend::{datacenters, DcSummary, STATUSES};
 pub use api::*;
 pub use authority::{certs_key, AuthorityError, NodeAuthority, MAX_WRITER_CHAINS};
 pub use certs::{CertStatus, ReloadReport};

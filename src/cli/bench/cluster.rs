@@ -132,17 +132,13 @@ async fn views(nodes: &[Target]) -> anyhow::Result<Vec<(usize, f64)>> {
         set.spawn(async move {
             let m = c.members().await;
             let view = m.map(|m| {
-                let alive = |x: &&serde_json::Value| x["status"] == "alive";
+                let alive = |x: &&gossamer::node::MemberView| x.status == "alive";
                 let seen = ids
                     .iter()
-                    .filter(|id| m.iter().filter(alive).any(|x| x["id"] == id.as_str()))
+                    .filter(|id| m.iter().filter(alive).any(|x| x.id.as_str() == id.as_str()))
                     .count();
-                let others: Vec<_> = m
-                    .iter()
-                    .filter(alive)
-                    .filter(|x| x["is_self"] != true)
-                    .collect();
-                let rtt = others.iter().filter(|x| x["rtt_ms"].is_number()).count();
+                let others: Vec<_> = m.iter().filter(alive).filter(|x| !x.is_self).collect();
+                let rtt = others.iter().filter(|x| x.rtt_ms.is_some()).count();
                 (seen, rtt as f64 / others.len().max(1) as f64)
             });
             (i, view.map_err(|e| said(c.addr(), "members", e)))

@@ -24,22 +24,24 @@ use crate::node::events::{EventView, EventWatch, EventWatchError};
 use crate::node::watch::{Watch, WatchError};
 
 /// Member statuses, in the order metrics list them.
-pub(crate) const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
+pub const STATUSES: [&str; 4] = ["alive", "suspect", "dead", "left"];
 
-/// One datacenter as seen by one node.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct DcSummary {
+/// One datacenter as seen by one node (in JSON: a count per status, then
+/// `rtt_mean_ms` and `rtt_max_ms`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DcSummary {
     /// Members by status (every entry of [`STATUSES`] present), the local node included.
-    pub(crate) by_status: BTreeMap<&'static str, usize>,
+    #[serde(flatten)]
+    pub by_status: BTreeMap<&'static str, usize>,
     /// Mean round-trip time (ms) to its alive members with a measurement.
-    pub(crate) rtt_mean_ms: Option<f64>,
+    pub rtt_mean_ms: Option<f64>,
     /// Largest round-trip time (ms) to its alive members with a measurement.
-    pub(crate) rtt_max_ms: Option<f64>,
+    pub rtt_max_ms: Option<f64>,
 }
 
 /// Groups a member list by datacenter. Statuses outside [`STATUSES`] are ignored; RTTs
 /// count only for alive members other than the local node.
-pub(crate) fn datacenters(members: &[MemberView]) -> BTreeMap<String, DcSummary> {
+pub fn datacenters(members: &[MemberView]) -> BTreeMap<String, DcSummary> {
     let mut out: BTreeMap<String, DcSummary> = BTreeMap::new();
     let mut rtts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for m in members {
