@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::watch::{ndjson_response, LineBody, HEARTBEAT, LINES_BUFFERED};
-use super::{error, query_params, Backend, INDEX_HEADER, MAX_BODY_BYTES};
+use super::{error, query_params, Backend, INDEX_HEADER};
 use crate::core::events::EventError;
 use crate::node::events::{EventView, EventWatch, EventWatchNext};
 
@@ -91,15 +91,9 @@ pub(super) async fn send(
         Ok(Path(name)) => name,
         Err(rej) => return error(rej.status(), rej.body_text()),
     };
-    let body = match body {
+    let body = match super::body_bytes(body) {
         Ok(body) => body,
-        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
-            )
-        }
-        Err(rej) => return error(rej.status(), rej.body_text()),
+        Err((status, msg)) => return error(status, msg),
     };
     match b.send_event(&name, body.to_vec()) {
         Ok(sent) => Json(sent).into_response(),

@@ -472,6 +472,17 @@ async fn kv_get(
     resp
 }
 
+/// A request body, or the status and message of its rejection (413 naming the limit).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, (StatusCode, String)> {
+    body.map_err(|rej| match rej.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
+        ),
+        status => (status, rej.body_text()),
+    })
+}
+
 async fn kv_put(
     State(b): State<Backend>,
     path: Result<Path<String>, PathRejection>,
@@ -481,15 +492,9 @@ async fn kv_put(
         Ok(k) => k,
         Err((status, msg)) => return error(status, msg),
     };
-    let body = match body {
+    let body = match body_bytes(body) {
         Ok(body) => body,
-        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
-            )
-        }
-        Err(rej) => return error(rej.status(), rej.body_text()),
+        Err((status, msg)) => return error(status, msg),
     };
     // A node with a data directory returns once the write is on disk: wait for it off
     // the async workers.
