@@ -251,8 +251,8 @@ impl AdminClient {
         self.get_json("/v1/members").await
     }
 
-    /// The node's status (a JSON object shaped like [`crate::node::StatusView`]).
-    pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
+    /// The node's status.
+    pub async fn status(&self) -> Result<crate::node::StatusView, ClientError> {
         self.get_json("/v1/status").await
     }
 

@@ -1,13 +1,15 @@
 //! `gossamer kv`, `gossamer members` and `gossamer status`: commands that talk to a running
 //! node through its admin API.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use gossamer::admin::client::AdminClient;
-use gossamer::node::{MemberView, STATUSES};
+use gossamer::node::{DcSummary, MemberView, SeedStatus, StatusView, STATUSES};
 
 pub use super::admin_conn::AdminConn;
 
@@ -194,45 +196,54 @@ pub async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The node's status with a `datacenters` object added: per datacenter, members by status
-/// and the mean and largest RTT (ms) to its alive members, from the node's member list.
-async fn status_with_datacenters(client: &AdminClient) -> anyhow::Result<serde_json::Value> {
-    let mut status = client.status().await.context("cannot get status")?;
+/// What `gossamer status` shows: the node's status and, per datacenter, members by
+/// status and the mean and largest RTT (ms) to its alive members, from the node's
+/// member list.
+#[derive(Debug, Serialize)]
+struct StatusReport {
+    #[serde(flatten)]
+    status: StatusView,
+    datacenters: BTreeMap<String, DcSummary>,
+}
+
+async fn status_with_datacenters(client: &AdminClient) -> anyhow::Result<StatusReport> {
+    let status = client.status().await.context("cannot get status")?;
     let members = client.members().await.context("cannot list members")?;
-    if let Some(obj) = status.as_object_mut() {
-        let per_dc = gossamer::node::datacenters(&members);
-        obj.insert("datacenters".into(), serde_json::to_value(per_dc)?);
-    }
-    Ok(status)
+    Ok(StatusReport {
+        status,
+        datacenters: gossamer::node::datacenters(&members),
+    })
 }
 
 /// One seed of `status`: joined through whom, or why not and when it is tried again.
-fn seed_line(seed: &serde_json::Value) -> String {
-    let addr = json_str(&seed["addr"]);
-    if seed["joined"].as_bool() == Some(true) {
-        return format!("{addr} joined ({})", json_str(&seed["member"]));
+fn seed_line(seed: &SeedStatus) -> String {
+    let s = &seed.seed;
+    let addr = dash(&s.addr);
+    if s.joined {
+        let member = s.member.as_ref().map_or("-", |m| m.as_str());
+        return format!("{addr} joined ({member})");
     }
-    let failures = seed["failures"].as_u64().unwrap_or(0);
-    if failures == 0 {
+    if s.failures == 0 {
         return format!("{addr} trying");
     }
-    let next = match seed["retry_in_ms"].as_u64() {
+    let next = match s.retry_in_ms {
         Some(ms) => format!("next try in {:.1} s", ms as f64 / 1000.0),
         None => "trying now".into(),
     };
     format!(
-        "{addr} NOT ANSWERING ({failures} failed attempt{} in a row, {next}): {}",
-        if failures == 1 { "" } else { "s" },
-        json_str(&seed["last_error"])
+        "{addr} NOT ANSWERING ({} failed attempt{} in a row, {next}): {}",
+        s.failures,
+        if s.failures == 1 { "" } else { "s" },
+        dash(seed.last_error.as_deref().unwrap_or_default())
     )
 }
 
-fn json_str(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => "-".to_string(),
-        serde_json::Value::String(s) if s.is_empty() => "-".to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// A text, or `-` when it is empty.
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_string()
+    } else {
+        s.to_string()
     }
 }
 
@@ -282,13 +293,6 @@ pub(super) fn members_table(members: &[MemberView]) -> String {
         "RTT",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    let dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_string()
-        } else {
-            s.to_string()
-        }
-    };
     for m in sorted {
         let mut id = m.id.to_string();
         if m.is_self {
@@ -336,52 +340,46 @@ fn aligned(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-/// Renders a status object as aligned `name  value` lines.
 /// The largest amount a peer's stamps were ahead of this node's clock.
-fn clock_skew(v: &serde_json::Value) -> String {
-    match v.as_u64() {
-        Some(0) => "none seen".into(),
-        Some(ms) => format!("a peer's stamps up to {ms} ms ahead of ours"),
-        None => "-".into(),
+fn clock_skew(ahead_ms: u64) -> String {
+    match ahead_ms {
+        0 => "none seen".into(),
+        ms => format!("a peer's stamps up to {ms} ms ahead of ours"),
     }
 }
 
-fn status_text(s: &serde_json::Value) -> String {
-    let members = match s["members"].as_object() {
-        Some(by_status) if !by_status.is_empty() => {
-            let total: u64 = by_status.values().filter_map(|v| v.as_u64()).sum();
-            let parts: Vec<String> = by_status
-                .iter()
-                .map(|(k, v)| format!("{k} {}", json_str(v)))
-                .collect();
-            format!("{total} ({})", parts.join(", "))
-        }
-        _ => "-".to_string(),
+/// Renders a status report as aligned `name  value` lines, then the seeds and the
+/// per-datacenter table.
+fn status_text(r: &StatusReport) -> String {
+    let s = &r.status;
+    let members = if s.members.is_empty() {
+        "-".to_string()
+    } else {
+        let total: usize = s.members.values().sum();
+        let parts: Vec<String> = s.members.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        format!("{total} ({})", parts.join(", "))
     };
-    let uptime = s["uptime_s"]
-        .as_u64()
-        .map_or_else(|| "-".to_string(), human_secs);
     let lines = [
-        ("node", json_str(&s["node_id"])),
-        ("cluster", json_str(&s["cluster"])),
-        ("listen", json_str(&s["listen"])),
-        ("dc", json_str(&s["dc"])),
+        ("node", s.node_id.to_string()),
+        ("cluster", dash(&s.cluster)),
+        ("listen", dash(&s.listen)),
+        ("dc", dash(&s.dc)),
         ("members", members),
-        ("keys", json_str(&s["keys"])),
-        ("tombstones", json_str(&s["tombstones"])),
-        ("clock skew", clock_skew(&s["clock_ahead_ms"])),
-        ("may write", json_str(&s["may_write"])),
-        ("uptime", uptime),
-        ("version", json_str(&s["version"])),
+        ("keys", s.keys.to_string()),
+        ("tombstones", s.tombstones.to_string()),
+        ("clock skew", clock_skew(s.clock_ahead_ms)),
+        ("may write", dash(&s.may_write)),
+        ("uptime", human_secs(s.uptime_s)),
+        ("version", dash(&s.version)),
     ];
     let mut out = String::new();
     for (k, v) in lines {
         out.push_str(&format!("{:<11} {v}\n", format!("{k}:")));
     }
-    for seed in s["seeds"].as_array().into_iter().flatten() {
+    for seed in &s.seeds {
         out.push_str(&format!("{:<11} {}\n", "seed:", seed_line(seed)));
     }
-    if let Some(dcs) = s["datacenters"].as_object().filter(|d| !d.is_empty()) {
+    if !r.datacenters.is_empty() {
         out.push_str("datacenters:\n");
         let mut rows = vec![[
             "DC", "ALIVE", "SUSPECT", "DEAD", "LEFT", "RTT MEAN", "RTT MAX",
@@ -389,15 +387,15 @@ fn status_text(s: &serde_json::Value) -> String {
         .iter()
         .map(|h| h.to_string())
         .collect::<Vec<_>>()];
-        for (dc, d) in dcs {
-            let mut row = vec![if dc.is_empty() {
-                "-".into()
-            } else {
-                dc.clone()
-            }];
-            row.extend(STATUSES.iter().map(|st| json_str(&d[*st])));
-            row.push(rtt_text(d["rtt_mean_ms"].as_f64()));
-            row.push(rtt_text(d["rtt_max_ms"].as_f64()));
+        for (dc, d) in &r.datacenters {
+            let mut row = vec![dash(dc)];
+            row.extend(
+                STATUSES
+                    .iter()
+                    .map(|st| d.by_status.get(st).copied().unwrap_or(0).to_string()),
+            );
+            row.push(rtt_text(d.rtt_mean_ms));
+            row.push(rtt_text(d.rtt_max_ms));
             rows.push(row);
         }
         out.push_str(&aligned(&rows, "  "));
@@ -541,13 +539,21 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
         assert_eq!(table, expected);
     }
 
+    /// A status as an older or newer node might send it: fields it lacks read as empty.
+    fn report(status: serde_json::Value) -> StatusReport {
+        StatusReport {
+            status: serde_json::from_value(status).unwrap(),
+            datacenters: BTreeMap::new(),
+        }
+    }
+
     #[test]
     fn admin_cmds_status_text() {
-        let s = serde_json::json!({
+        let s = report(serde_json::json!({
             "node_id": "n1", "cluster": "prod", "listen": "0.0.0.0:7946", "dc": "eu",
             "members": {"alive": 3, "suspect": 1}, "keys": 10, "tombstones": 2,
             "uptime_s": 3725, "version": "0.1.0"
-        });
+        }));
         let text = status_text(&s);
         assert!(text.starts_with("node:       n1\n"), "{text}");
         assert!(
@@ -581,9 +587,9 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
             member("b3", "dead", "us", None),
             member("c1", "left", "ap", Some(5.0)),
         ];
-        let dcs = serde_json::to_value(gossamer::node::datacenters(&members)).unwrap();
+        let dcs = gossamer::node::datacenters(&members);
         assert_eq!(
-            dcs,
+            serde_json::to_value(&dcs).unwrap(),
             serde_json::json!({
                 "ap": {"alive": 0, "suspect": 0, "dead": 0, "left": 1,
                        "rtt_mean_ms": null, "rtt_max_ms": null},
@@ -593,11 +599,12 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
                        "rtt_mean_ms": 80.0, "rtt_max_ms": 80.0}
             })
         );
-        let s = serde_json::json!({
+        let mut s = report(serde_json::json!({
             "node_id": "a1", "cluster": "prod", "listen": "10.0.0.1:7946", "dc": "eu",
             "members": {"alive": 4, "suspect": 1, "dead": 1, "left": 1}, "keys": 0,
-            "tombstones": 0, "uptime_s": 5, "version": "0.1.0", "datacenters": dcs
-        });
+            "tombstones": 0, "uptime_s": 5, "version": "0.1.0"
+        }));
+        s.datacenters = dcs;
         let text = status_text(&s);
         let table = text.split_once("datacenters:\n").map(|(_, t)| t).unwrap();
         assert_eq!(
@@ -608,10 +615,9 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
   us  1      1        1     0     80ms      80ms
 "
         );
-        // Without the object (an older server), no section.
-        let mut old = s.clone();
-        old.as_object_mut().unwrap().remove("datacenters");
-        assert!(!status_text(&old).contains("datacenters"));
+        // No members listed, no section.
+        s.datacenters.clear();
+        assert!(!status_text(&s).contains("datacenters"));
     }
 
     #[tokio::test]
@@ -619,10 +625,12 @@ node-2  suspect  12           127.0.0.1:7002  eu-west  1.5s ago    0.42ms
         let server = TestServer::start(None).await;
         let client = AdminClient::new(server.addr.to_string(), None);
         let s = status_with_datacenters(&client).await.unwrap();
-        assert_eq!(s["node_id"], "n1");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["node_id"], "n1");
+        assert_eq!(json["keys"], s.status.keys);
         // The fake knows n1 (self, alive) and n2 (suspect, with an RTT that must not count).
         assert_eq!(
-            s["datacenters"],
+            json["datacenters"],
             serde_json::json!({"eu-west": {"alive": 1, "suspect": 1, "dead": 0, "left": 0,
                                            "rtt_mean_ms": null, "rtt_max_ms": null}})
         );

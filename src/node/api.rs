@@ -112,39 +112,51 @@ impl MemberView {
     }
 }
 
-/// Summary of the local node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Summary of the local node. Every field but `node_id` may be missing from a node of an
+/// older release, and reads as empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusView {
     /// Node id.
     pub node_id: NodeId,
     /// Cluster name.
+    #[serde(default)]
     pub cluster: String,
     /// QUIC listen address.
+    #[serde(default)]
     pub listen: String,
     /// Datacenter.
+    #[serde(default)]
     pub dc: String,
     /// Members by status ("alive" -> 3, ...), self included.
+    #[serde(default)]
     pub members: BTreeMap<String, usize>,
     /// Live keys.
+    #[serde(default)]
     pub keys: usize,
     /// Tombstones held.
+    #[serde(default)]
     pub tombstones: usize,
     /// Largest amount (ms) a peer's stamp was ahead of this node's clock (a peer's
     /// clock error as seen from here; per peer in `/metrics`).
+    #[serde(default)]
     pub clock_ahead_ms: u64,
     /// Every configured seed and how contacting it goes.
+    #[serde(default)]
     pub seeds: Vec<SeedStatus>,
     /// What this node may write: "all keys", the granted prefixes, or "unsigned" when
     /// `security.signed_writes` is off.
+    #[serde(default)]
     pub may_write: String,
     /// Seconds since start.
+    #[serde(default)]
     pub uptime_s: u64,
     /// gossamer version.
+    #[serde(default)]
     pub version: String,
 }
 
 /// One configured seed, as `gossamer status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedStatus {
     /// Who answered there, failures in a row, the next attempt.
     #[serde(flatten)]

@@ -2,7 +2,7 @@
 //! operator sees of them.
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Engine;
 use crate::core::{NodeId, Now};
@@ -32,7 +32,7 @@ impl Seed {
 }
 
 /// A seed as the operator sees it (`gossamer status`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedView {
     /// The configured address.
     pub addr: String,
