@@ -39,7 +39,7 @@ enum Command {
     /// Follow a node's membership changes and user events as they happen.
     Monitor(cli::monitor::MonitorArgs),
     /// Show a node's status.
-    Status(cli::admin_cmds::StatusArgs),
+    Status(cli::status_cmd::StatusArgs),
     /// Start a local cluster under injected faults and report whether and how fast it converges.
     Test(cli::test_cmd::TestArgs),
     /// Benchmark a local cluster (real QUIC or simulated): propagation, traffic, redundancy.
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
             Command::Monitor(a) => cli::monitor::run(a).await,
             Command::Event(a) => cli::event_cmds::run_event(a).await,
             Command::Events(a) => cli::event_cmds::run_events(a).await,
-            Command::Status(a) => cli::admin_cmds::run_status(a).await,
+            Command::Status(a) => cli::status_cmd::run_status(a).await,
             Command::Test(a) => cli::test_cmd::run(a).await,
             Command::Bench(a) => cli::bench::run(a).await,
             Command::BenchDurable(a) => cli::bench_durable::run(a).await,

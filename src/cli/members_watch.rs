@@ -32,7 +32,7 @@ pub async fn run(client: &AdminClient, json: bool) -> anyhow::Result<i32> {
             format!("{}\n", serde_json::to_string(&line)?)
         } else {
             match &line {
-                MemberLine::Members { members } => super::admin_cmds::members_table(members),
+                MemberLine::Members { members } => super::table::members_table(members),
                 MemberLine::Change(c) => change_text(c),
                 MemberLine::Heartbeat => continue,
             }

@@ -12,6 +12,8 @@ pub mod members_watch;
 pub mod monitor;
 pub mod run;
 pub mod sim_cmd;
+pub mod status_cmd;
+pub mod table;
 pub mod test_cmd;
 
 /// A usage or configuration error: the process exits with code 2.

@@ -69,7 +69,9 @@ pub fn admin_server_config(
             stats,
             peer_role: "admin client",
         },
-        admit: ClientAdmission::Admin(clients),
+        admit: ClientAdmission::Admin(Arc::new(move |ee, policy| {
+            judge_admin_client(ee, clients, policy)
+        })),
     };
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -159,7 +161,7 @@ fn bundle_cluster(trust: &TrustBundle, source: &str) -> Result<ClusterName, Iden
 /// Whom the admin API admits after the chain check: an operator of our cluster that is
 /// not revoked, or, where `clients` allows, a node of our cluster. The refusal label and
 /// error on failure.
-pub(super) fn judge_admin_client(
+fn judge_admin_client(
     ee: &CertificateDer<'_>,
     clients: AdminClients,
     policy: &Policy,

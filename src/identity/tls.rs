@@ -443,13 +443,29 @@ impl Policy {
     }
 }
 
+/// Decides, after the chain check, whether a client certificate is admitted: the
+/// refusal's metric label and error otherwise.
+pub(super) type JudgeClient = Arc<
+    dyn Fn(&CertificateDer<'_>, &Policy) -> Result<(), (&'static str, rustls::Error)> + Send + Sync,
+>;
+
 /// Who a client verifier admits after the chain check.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(super) enum ClientAdmission {
     /// Members: a node of our cluster (the QUIC transport).
     Nodes,
-    /// The admin API's clients (see [`super::admin_tls`]).
-    Admin(super::AdminClients),
+    /// The admin API's clients, as its own rule decides (that rule lives with the admin
+    /// API in `admin_tls.rs`, which builds on this module, not the other way round).
+    Admin(JudgeClient),
+}
+
+impl std::fmt::Debug for ClientAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientAdmission::Nodes => "Nodes",
+            ClientAdmission::Admin(_) => "Admin",
+        })
+    }
 }
 
 /// Verifies clients: webpki chain and validity against the bundle, then our cluster and
@@ -486,10 +502,10 @@ impl ClientCertVerifier for GossamerClientVerifier {
         {
             return Err(self.policy.refuse(end_entity, cert_error_label(&e), e));
         }
-        match self.admit {
+        match &self.admit {
             ClientAdmission::Nodes => self.policy.check_identity(end_entity, None)?,
-            ClientAdmission::Admin(clients) => {
-                super::admin_tls::judge_admin_client(end_entity, clients, &self.policy)
+            ClientAdmission::Admin(judge) => {
+                judge(end_entity, &self.policy)
                     .map_err(|(label, e)| self.policy.refuse(end_entity, label, e))?;
                 self.policy.stats.count("accepted");
             }
