@@ -11,7 +11,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gossamer::core::dissemination::{BroadcastQueue, Class, Topic};
+use gossamer::core::dissemination::{BroadcastQueue, Topic};
+use gossamer::core::limiter::Traffic;
 use gossamer::core::proto::{Datagram, Item, SyncFrame, SyncKind};
 use gossamer::core::state::{merge, Entry, Hlc, HlcClock, Limits, Store, VersionVector};
 use gossamer::core::NodeId;
@@ -170,7 +171,7 @@ fn full_datagram() -> Datagram {
     for k in 0..64 {
         q.push(
             Topic::Key(format!("key/{k}")),
-            Class::Delta,
+            Traffic::Fresh,
             Item::Delta(entry(&format!("key/{k}"), k)),
             4,
         );
@@ -232,7 +233,7 @@ fn bench_pack(c: &mut Criterion) {
             // A budget that never runs out keeps the queue the same size across iterations.
             q.push(
                 Topic::Key(format!("key/{k}")),
-                Class::Delta,
+                Traffic::Fresh,
                 Item::Delta(entry(&format!("key/{k}"), k as u64)),
                 u32::MAX,
             );

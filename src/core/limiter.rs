@@ -9,7 +9,7 @@
 //!
 //! Priorities: each [`Traffic`] class may only spend tokens while the bucket stays above
 //! a reserve (a fraction of the burst): probes have none, membership gossip leaves 5 %,
-//! fresh deltas 15 %, retransmits 35 %, anti-entropy 50 %. When tokens are short,
+//! fresh deltas 15 %, retransmits and announcements 35 %, anti-entropy 50 %. When tokens are short,
 //! probes and membership still pass while data waits: membership is never starved by
 //! data, and the failure detector is never starved by membership gossip.
 //!
@@ -28,7 +28,9 @@ use serde::Serialize;
 
 use crate::core::NodeId;
 
-/// What a batch of bytes carries, in priority order (highest first).
+/// What a batch of bytes carries, in priority order (highest first). This is the one
+/// priority of the engine: the bandwidth buckets' reserves and the broadcast queue's
+/// sending order (`dissemination::BroadcastQueue`) both follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Traffic {
     /// Failure-detector traffic: pings, acks, indirect probes, nacks.
@@ -39,17 +41,25 @@ pub enum Traffic {
     Fresh = 2,
     /// Later transmissions of a delta.
     Retransmit = 3,
+    /// Ids of updates and events (lazy push: "I have these"), which let a member that
+    /// missed one ask for it. They are charged like retransmits; the queue also lets
+    /// them take a share of each datagram ahead of membership.
+    Announce = 4,
     /// Anti-entropy stream bytes.
-    AntiEntropy = 4,
+    AntiEntropy = 5,
 }
+
+/// Number of [`Traffic`] classes (the length of the per-class counters).
+pub const TRAFFIC_CLASSES: usize = 6;
 
 impl Traffic {
     /// All classes, highest priority first.
-    pub const ALL: [Traffic; 5] = [
+    pub const ALL: [Traffic; TRAFFIC_CLASSES] = [
         Traffic::Probe,
         Traffic::Membership,
         Traffic::Fresh,
         Traffic::Retransmit,
+        Traffic::Announce,
         Traffic::AntiEntropy,
     ];
 
@@ -60,6 +70,7 @@ impl Traffic {
             Traffic::Membership => "membership",
             Traffic::Fresh => "fresh",
             Traffic::Retransmit => "retransmit",
+            Traffic::Announce => "announce",
             Traffic::AntiEntropy => "anti_entropy",
         }
     }
@@ -70,7 +81,7 @@ impl Traffic {
             Traffic::Probe => 0,
             Traffic::Membership => 50,
             Traffic::Fresh => 150,
-            Traffic::Retransmit => 350,
+            Traffic::Retransmit | Traffic::Announce => 350,
             Traffic::AntiEntropy => 500,
         }
     }
@@ -80,11 +91,11 @@ impl Traffic {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LimiterStats {
     /// Bytes admitted, per class.
-    pub bytes: [u64; 5],
+    pub bytes: [u64; TRAFFIC_CLASSES],
     /// Sends refused for lack of tokens, per class.
-    pub refused: [u64; 5],
+    pub refused: [u64; TRAFFIC_CLASSES],
     /// Bytes refused, per class.
-    pub refused_bytes: [u64; 5],
+    pub refused_bytes: [u64; TRAFFIC_CLASSES],
     /// Refusals by governor itself after the allowance said yes (the estimate of the
     /// bucket was off); should stay near zero.
     pub governor_refused: u64,

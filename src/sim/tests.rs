@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::authority::Authority;
+use crate::core::limiter::Traffic;
 use crate::core::state::{signed_bytes, Entry, Hlc, RangeSet, VersionVector, Write};
 
 /// Runs `scenarios/<name>.toml` (embedded at build time) and asserts its properties.
@@ -312,7 +313,8 @@ fn storm_keeps_every_node_within_its_cap_and_converges_after() {
     );
     assert!(b.backoff_steps > 0, "no back-off under pressure");
     assert!(
-        b.bytes_by_class[0] > 0 && b.bytes_by_class[4] > 0,
+        b.bytes_by_class[Traffic::Probe as usize] > 0
+            && b.bytes_by_class[Traffic::AntiEntropy as usize] > 0,
         "probes and anti-entropy both carried bytes"
     );
     // The same storm without a cap, for comparison: egress runs far above the cap.

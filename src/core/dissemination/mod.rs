@@ -8,27 +8,6 @@ use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::NodeId;
 
-fn traffic_of(p: &Pending) -> Traffic {
-    match p.class {
-        Class::Membership => Traffic::Membership,
-        Class::Delta if p.transmits == 0 => Traffic::Fresh,
-        Class::Delta => Traffic::Retransmit,
-        Class::Id => Traffic::Retransmit,
-    }
-}
-
-/// Priority class of a broadcast; lower sorts first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Class {
-    /// Membership changes (refutations, suspicions, leaves): never starved by data.
-    Membership = 0,
-    /// Key-value deltas.
-    Delta = 1,
-    /// Ids of updates (lazy push, see `engine/tree.rs`): up to a share of each datagram
-    /// ahead of membership (`ID_SHARE_DIV`), the rest after the data.
-    Id = 2,
-}
-
 /// What a broadcast is about; a newer broadcast about the same thing replaces the older.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Topic {
@@ -44,10 +23,26 @@ pub enum Topic {
 struct Pending {
     topic: Topic,
     item: Item,
-    class: Class,
+    /// The class it was queued with.
+    class: Traffic,
     len: usize,
     transmits: u32,
     budget: u32,
+}
+
+impl Pending {
+    /// Its class now: a delta is fresh until its first transmission, a retransmit after.
+    fn traffic(&self) -> Traffic {
+        match self.class {
+            Traffic::Fresh if self.transmits > 0 => Traffic::Retransmit,
+            c => c,
+        }
+    }
+
+    /// Its place in the sending order.
+    fn key(&self, seq: u64) -> OrderKey {
+        (self.traffic(), self.transmits, Reverse(seq))
+    }
 }
 
 /// Counters of the queue.
@@ -66,7 +61,7 @@ pub struct QueueStats {
 }
 
 /// Sending order: class, then fewest transmissions, then newest.
-type OrderKey = (Class, u32, Reverse<u64>);
+type OrderKey = (Traffic, u32, Reverse<u64>);
 
 /// Bounded queue of broadcasts, indexed so that packing a datagram costs
 /// O(items taken · log n), not a sort of the whole queue.
@@ -88,6 +83,9 @@ const PACK_SCAN: usize = 256;
 const MAX_MISSES: usize = 16;
 /// Room below which no item can fit (the smallest items are ~10 bytes).
 const MIN_ITEM: usize = 8;
+/// The classes a queued item can have, in the order of `pack_classified`'s caps.
+pub const CAPPED: usize = 4;
+
 /// Ids (lazy push) take up to this fraction (1/n) of a datagram's room ahead of
 /// membership; past it they wait behind membership and data, in priority order.
 const ID_SHARE_DIV: usize = 4;
@@ -110,15 +108,16 @@ impl BroadcastQueue {
 
     fn remove_seq(&mut self, seq: u64) -> Option<Pending> {
         let p = self.by_seq.remove(&seq)?;
-        self.order.remove(&(p.class, p.transmits, Reverse(seq)));
+        self.order.remove(&p.key(seq));
         self.by_topic.remove(&p.topic);
         Some(p)
     }
 
     /// Queues `item` to be sent `budget` times, replacing any broadcast on `topic`, and
-    /// returns its handle. When full, the lowest-priority, oldest broadcast is dropped
-    /// (and counted).
-    pub fn push(&mut self, topic: Topic, class: Class, item: Item, budget: u32) -> u64 {
+    /// returns its handle. `class` is `Membership`, `Fresh` (a delta: it is sent as a
+    /// retransmit after its first transmission) or `Announce` (ids). When full, the
+    /// lowest-priority, oldest broadcast is dropped (and counted).
+    pub fn push(&mut self, topic: Topic, class: Traffic, item: Item, budget: u32) -> u64 {
         self.seq += 1;
         let seq = self.seq;
         self.stats.queued += 1;
@@ -151,7 +150,7 @@ impl BroadcastQueue {
             if let Some(&(class, _, Reverse(v))) = self.order.last() {
                 self.remove_seq(v);
                 self.stats.dropped_full += 1;
-                if class == Class::Membership {
+                if class == Traffic::Membership {
                     self.stats.dropped_full_membership += 1;
                 }
             }
@@ -169,20 +168,21 @@ impl BroadcastQueue {
         first: &[u64],
         exclude: impl Fn(&Item) -> bool,
     ) -> Vec<Item> {
-        self.pack_classified(max_bytes, [usize::MAX; 3], first, exclude)
+        self.pack_classified(max_bytes, [usize::MAX; CAPPED], first, exclude)
             .into_iter()
             .map(|(item, _)| item)
             .collect()
     }
 
     /// Like [`BroadcastQueue::pack`], under a byte cap per traffic class: an item of
-    /// class `c` (membership, fresh delta, retransmitted delta) is taken only while the
-    /// datagram, with it, stays within `caps[c]` bytes (the bandwidth limiter's
-    /// allowance for that class). Returns each item with its class.
+    /// class `c` (membership, fresh delta, retransmitted delta, announcement: see
+    /// [`CAPPED`]) is taken only while the datagram, with it, stays within `caps[c]`
+    /// bytes (the bandwidth limiter's allowance for that class). Returns each item with
+    /// its class.
     pub fn pack_classified(
         &mut self,
         max_bytes: usize,
-        caps: [usize; 3],
+        caps: [usize; CAPPED],
         first: &[u64],
         exclude: impl Fn(&Item) -> bool,
     ) -> Vec<(Item, Traffic)> {
@@ -196,8 +196,7 @@ impl BroadcastQueue {
         let consider = |seq: u64, used: &mut usize, taken: &mut Vec<u64>| -> bool {
             match self.by_seq.get(&seq) {
                 Some(p) if !exclude(&p.item) && !taken.contains(&seq) => {
-                    let cap =
-                        caps[traffic_of(p) as usize - Traffic::Membership as usize].min(limit);
+                    let cap = caps[p.traffic() as usize - Traffic::Membership as usize].min(limit);
                     if *used + p.len <= cap {
                         *used += p.len;
                         taken.push(seq);
@@ -216,7 +215,9 @@ impl BroadcastQueue {
         // priority, and a join or a suspicion storm would otherwise hold back the ids
         // that members lacking an update wait for.
         let id_room = DATAGRAM_OVERHEAD + (limit - DATAGRAM_OVERHEAD) / ID_SHARE_DIV;
-        let ids = self.order.range((Class::Id, 0, Reverse(u64::MAX))..);
+        let ids = self
+            .order
+            .range((Traffic::Announce, 0, Reverse(u64::MAX))..);
         for &(_, _, Reverse(seq)) in ids.take(PACK_SCAN) {
             let len = self.by_seq.get(&seq).map_or(0, |p| p.len);
             if used + len > id_room {
@@ -241,8 +242,8 @@ impl BroadcastQueue {
             let Some(p) = self.by_seq.get_mut(&seq) else {
                 continue;
             };
-            let traffic = traffic_of(p);
-            let old_key = (p.class, p.transmits, Reverse(seq));
+            let traffic = p.traffic();
+            let old_key = p.key(seq);
             p.transmits += 1;
             if p.transmits >= p.budget {
                 self.order.remove(&old_key);
@@ -252,7 +253,7 @@ impl BroadcastQueue {
                 }
             } else {
                 out.push((p.item.clone(), traffic));
-                let new_key = (p.class, p.transmits, Reverse(seq));
+                let new_key = p.key(seq);
                 self.order.remove(&old_key);
                 self.order.insert(new_key);
             }
@@ -264,7 +265,7 @@ impl BroadcastQueue {
     /// transmissions (bandwidth back-off; membership broadcasts keep theirs).
     pub fn cap_delta_budgets(&mut self, max: u32) {
         for p in self.by_seq.values_mut() {
-            if p.class != Class::Membership {
+            if p.class != Traffic::Membership {
                 p.budget = p.budget.min(p.transmits + max.max(1));
             }
         }
@@ -316,15 +317,15 @@ mod tests {
     fn packs_by_priority_within_size_and_spends_budgets() {
         let mut q = BroadcastQueue::new(100, 1200);
         let id = NodeId::new("a").unwrap();
-        q.push(Topic::Key("k".into()), Class::Delta, ping(1), 2);
-        q.push(Topic::Member(id), Class::Membership, ping(2), 1);
+        q.push(Topic::Key("k".into()), Traffic::Fresh, ping(1), 2);
+        q.push(Topic::Member(id), Traffic::Membership, ping(2), 1);
         let first = q.pack(1200, &[], |_| false);
         assert_eq!(first, vec![ping(2), ping(1)]);
         assert_eq!(q.len(), 1, "membership item had a budget of one");
         assert_eq!(q.pack(1200, &[], |_| false), vec![ping(1)]);
         assert!(q.is_empty());
         // Nothing fits in a tiny datagram.
-        q.push(Topic::Key("k".into()), Class::Delta, ping(3), 2);
+        q.push(Topic::Key("k".into()), Traffic::Fresh, ping(3), 2);
         assert!(q.pack(DATAGRAM_OVERHEAD + 1, &[], |_| false).is_empty());
     }
 
@@ -338,7 +339,7 @@ mod tests {
         };
         for i in 0..500 {
             let id = NodeId::new(&format!("m{i}")).unwrap();
-            q.push(Topic::Member(id), Class::Membership, member(i), 4);
+            q.push(Topic::Member(id), Traffic::Membership, member(i), 4);
         }
         let writer = NodeId::new("w").unwrap();
         for k in 0..100 {
@@ -346,7 +347,7 @@ mod tests {
                 writer: writer.clone(),
                 counter: k,
             };
-            q.push(Topic::Key(format!("k{k}")), Class::Id, item, 4);
+            q.push(Topic::Key(format!("k{k}")), Traffic::Announce, item, 4);
         }
         let is_id = |i: &Item| matches!(i, Item::IHave { .. });
         let items = q.pack(1200, &[], |_| false);
@@ -363,7 +364,7 @@ mod tests {
                 writer: writer.clone(),
                 counter: k,
             };
-            q2.push(Topic::Key(format!("k{k}")), Class::Id, item, 4);
+            q2.push(Topic::Key(format!("k{k}")), Traffic::Announce, item, 4);
         }
         let all: usize = q2.pack(1200, &[], |_| false).iter().map(encoded_len).sum();
         assert!(all > 2 * (1200 - DATAGRAM_OVERHEAD) / ID_SHARE_DIV);
@@ -374,9 +375,9 @@ mod tests {
         let mut q = BroadcastQueue::new(1000, 1200);
         for i in 0..200 {
             let id = NodeId::new(&format!("m{i}")).unwrap();
-            q.push(Topic::Member(id), Class::Membership, ping(i), 4);
+            q.push(Topic::Member(id), Traffic::Membership, ping(i), 4);
         }
-        let fresh = q.push(Topic::Key("k".into()), Class::Delta, ping(9999), 4);
+        let fresh = q.push(Topic::Key("k".into()), Traffic::Fresh, ping(9999), 4);
         let items = q.pack(300, &[fresh], |_| false);
         assert_eq!(items[0], ping(9999));
         assert!(items.len() > 1, "the rest of the room is filled");
@@ -390,18 +391,18 @@ mod tests {
             sig: Default::default(),
             siblings: Vec::new(),
         });
-        q.push(Topic::Key("big".into()), Class::Delta, big.clone(), 4);
+        q.push(Topic::Key("big".into()), Traffic::Fresh, big.clone(), 4);
         assert_eq!(q.take_oversized(), vec![big]);
     }
 
     #[test]
     fn full_queue_drops_lowest_priority_oldest_and_counts_it() {
         let mut q = BroadcastQueue::new(2, 1200);
-        q.push(Topic::Key("a".into()), Class::Delta, ping(1), 3);
-        q.push(Topic::Key("b".into()), Class::Delta, ping(2), 3);
+        q.push(Topic::Key("a".into()), Traffic::Fresh, ping(1), 3);
+        q.push(Topic::Key("b".into()), Traffic::Fresh, ping(2), 3);
         q.push(
             Topic::Member(NodeId::new("m").unwrap()),
-            Class::Membership,
+            Traffic::Membership,
             ping(3),
             3,
         );

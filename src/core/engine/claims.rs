@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use super::Engine;
-use crate::core::dissemination::{Class, Topic};
+use crate::core::dissemination::Topic;
 use crate::core::limiter::Traffic;
 use crate::core::membership::SecondHand;
 use crate::core::proto::{Item, MemberState};
@@ -198,7 +198,7 @@ impl Engine {
         self.emit_member_change(now, change, false);
         self.queue.push(
             Topic::Member(id.clone()),
-            Class::Membership,
+            Traffic::Membership,
             Item::Suspect {
                 id: id.clone(),
                 incarnation,

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 
 use super::{Engine, Output};
+use crate::core::dissemination::CAPPED;
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Datagram, Item, SyncKind, DATAGRAM_OVERHEAD};
 use crate::core::{NodeId, Now};
@@ -170,14 +171,20 @@ impl Engine {
         Some(ready.min(*expires))
     }
 
-    /// Byte caps per class (membership, fresh, retransmit) for a datagram to `peer`.
-    pub(super) fn caps(&self, peer: &NodeId) -> [usize; 3] {
+    /// Byte caps per queued class (membership, fresh, retransmit, announce) for a
+    /// datagram to `peer`.
+    pub(super) fn caps(&self, peer: &NodeId) -> [usize; CAPPED] {
         let now = self.clock_us;
         // `pack` counts one DATAGRAM_OVERHEAD; `emit` charges the version byte and the
         // packet overhead on top.
         let extra = DATAGRAM_OVERHEAD + 1;
-        [Traffic::Membership, Traffic::Fresh, Traffic::Retransmit]
-            .map(|t| self.limiter.allowance(now, peer, t).saturating_sub(extra))
+        [
+            Traffic::Membership,
+            Traffic::Fresh,
+            Traffic::Retransmit,
+            Traffic::Announce,
+        ]
+        .map(|t| self.limiter.allowance(now, peer, t).saturating_sub(extra))
     }
 
     /// One gossip round's worth of back-off bookkeeping: step up when the limiter

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::tree::{span_end_in_tree, tree_children};
 use super::{Engine, Event, Output};
-use crate::core::dissemination::{Class, Topic};
+use crate::core::dissemination::Topic;
 use crate::core::events::{check_event, EventConfig, EventError, EventId, EventStats, UserEvent};
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
@@ -478,7 +478,7 @@ impl Engine {
         let budget = self.budget() * ID_BUDGET_MULT;
         self.queue.push(
             Topic::Event(e.sender.clone(), e.seq),
-            Class::Id,
+            Traffic::Announce,
             Item::EventHave {
                 sender: e.sender.clone(),
                 seq: e.seq,

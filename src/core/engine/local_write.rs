@@ -4,7 +4,8 @@
 //! them in shared datagrams.
 
 use super::{tree, Engine, Event, Output, PushMode};
-use crate::core::dissemination::{Class, Topic};
+use crate::core::dissemination::Topic;
+use crate::core::limiter::Traffic;
 use crate::core::proto::Item;
 use crate::core::state::{is_system_key, Entry, StateError, SYSTEM_PREFIX};
 use crate::core::Now;
@@ -94,7 +95,7 @@ impl Engine {
                 .map(|e| {
                     self.queue.push(
                         Topic::Key(e.key.clone()),
-                        Class::Delta,
+                        Traffic::Fresh,
                         Item::Delta(e.clone()),
                         budget,
                     )

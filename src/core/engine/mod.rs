@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::core::authority::{Authority, RefusalCounts};
-use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Class, Topic};
+use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Topic};
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
 use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MemberStatus, MAX_MEMBER_META};
@@ -413,8 +413,8 @@ impl Engine {
             };
             let mut caps = self.caps(p);
             if k >= data_peers {
-                caps[1] = 0;
-                caps[2] = 0;
+                // Membership only: no deltas and no ids (caps after the first).
+                caps[1..].fill(0);
             }
             // Deltas cross datacenters only through the writer's relays (locality.rs).
             let far = self.crosses_dc(p);
@@ -508,7 +508,7 @@ impl Engine {
         }
         self.queue.push(
             Topic::Member(state.info.id.clone()),
-            Class::Membership,
+            Traffic::Membership,
             Item::Member(state),
             budget,
         );
@@ -732,7 +732,7 @@ impl Engine {
         let budget = self.delta_budget();
         Some(self.queue.push(
             Topic::Key(entry.key.clone()),
-            Class::Delta,
+            Traffic::Fresh,
             Item::Delta(entry),
             budget,
         ))
@@ -745,7 +745,7 @@ impl Engine {
         let budget = self.budget();
         let seq = self.queue.push(
             Topic::Member(me.info.id.clone()),
-            Class::Membership,
+            Traffic::Membership,
             Item::Member(me),
             budget,
         );
@@ -765,7 +765,7 @@ impl Engine {
         let budget = self.budget();
         self.queue.push(
             Topic::Member(me.info.id.clone()),
-            Class::Membership,
+            Traffic::Membership,
             Item::Member(me),
             budget,
         );

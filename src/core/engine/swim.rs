@@ -18,7 +18,7 @@ use rand::Rng;
 
 use super::suspicion::Suspicion;
 use super::{Engine, Event, Output};
-use crate::core::dissemination::{Class, Topic};
+use crate::core::dissemination::Topic;
 use crate::core::limiter::Traffic;
 use crate::core::membership::{Change, MAX_INCARNATION};
 use crate::core::proto::{encoded_len, Item, MemberState, MemberStatus, DATAGRAM_OVERHEAD};
@@ -456,7 +456,7 @@ impl Engine {
             self.stats.suspicions += u64::from(&accuser == self.id());
             self.start_suspicion(now, &id, incarnation, Some(accuser));
             self.queue
-                .push(Topic::Member(id), Class::Membership, item, budget);
+                .push(Topic::Member(id), Traffic::Membership, item, budget);
             self.out.push_back(Output::Event(Event::Member(change)));
             return;
         }
@@ -467,7 +467,7 @@ impl Engine {
         });
         if same && self.swim.add_accuser(&id, accuser) {
             self.queue
-                .push(Topic::Member(id), Class::Membership, item, budget);
+                .push(Topic::Member(id), Traffic::Membership, item, budget);
         }
     }
 

@@ -571,9 +571,9 @@ impl Node {
     /// Bandwidth governance: bytes and refusals per traffic class, tokens, back-off,
     /// and what was dropped or put off because of it.
     fn bandwidth_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        use crate::core::limiter::Traffic;
+        use crate::core::limiter::{Traffic, TRAFFIC_CLASSES};
         let b = self.bandwidth();
-        let per_class = |v: &[u64; 5]| -> Vec<(&'static str, u64)> {
+        let per_class = |v: &[u64; TRAFFIC_CLASSES]| -> Vec<(&'static str, u64)> {
             Traffic::ALL
                 .iter()
                 .map(|t| (t.name(), v[*t as usize]))

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::topology::{self, DatacenterSpec, WanReport, WanSpec};
 use super::{Action, Sim, SimConfig, SimDurability};
+use crate::core::limiter::TRAFFIC_CLASSES;
 use crate::core::Config;
 
 mod report;
@@ -546,7 +547,7 @@ impl Scenario {
             }
             if let Some(e) = sim.engine(i) {
                 let ls = e.limiter().stats();
-                for c in 0..5 {
+                for c in 0..TRAFFIC_CLASSES {
                     bandwidth.bytes_by_class[c] += ls.bytes[c];
                     bandwidth.refused_by_class[c] += ls.refused[c];
                 }

@@ -2,6 +2,7 @@
 //! text and JSON forms of both.
 
 use super::*;
+use crate::core::limiter::{Traffic, TRAFFIC_CLASSES};
 
 /// How fast crashed nodes were detected.
 #[derive(Debug, Clone, Serialize)]
@@ -35,10 +36,10 @@ pub struct BandwidthSummary {
     /// Node with that peak.
     pub peak_node: usize,
     /// Bytes admitted per traffic class: probe, membership, fresh, retransmit,
-    /// anti-entropy.
-    pub bytes_by_class: [u64; 5],
+    /// announce, anti-entropy.
+    pub bytes_by_class: [u64; TRAFFIC_CLASSES],
     /// Sends refused for lack of tokens, per class.
-    pub refused_by_class: [u64; 5],
+    pub refused_by_class: [u64; TRAFFIC_CLASSES],
     /// Broadcasts dropped from full queues (deltas, membership).
     pub queue_dropped: [u64; 2],
     /// Datagrams dropped by the inbound per-peer cap.
@@ -224,29 +225,11 @@ impl Report {
                 format!("{} B (node {}), no cap", b.peak_window_bytes, b.peak_node)
             },
         );
-        row(
-            &mut s,
-            "bytes by class",
-            format!(
-                "probe {} / membership {} / fresh {} / retransmit {} / anti-entropy {}",
-                b.bytes_by_class[0],
-                b.bytes_by_class[1],
-                b.bytes_by_class[2],
-                b.bytes_by_class[3],
-                b.bytes_by_class[4]
-            ),
-        );
+        row(&mut s, "bytes by class", per_class(&b.bytes_by_class));
         row(
             &mut s,
             "limited (refused sends)",
-            format!(
-                "probe {} / membership {} / fresh {} / retransmit {} / anti-entropy {}",
-                b.refused_by_class[0],
-                b.refused_by_class[1],
-                b.refused_by_class[2],
-                b.refused_by_class[3],
-                b.refused_by_class[4]
-            ),
+            per_class(&b.refused_by_class),
         );
         row(
             &mut s,
@@ -403,4 +386,13 @@ pub fn compare_table(limited: &Report, unlimited: &Report) -> String {
         unlimited.passed().to_string(),
     );
     s
+}
+
+/// Counts per traffic class as `probe N / membership N / ...`.
+fn per_class(v: &[u64; TRAFFIC_CLASSES]) -> String {
+    Traffic::ALL
+        .iter()
+        .map(|t| format!("{} {}", t.name().replace('_', "-"), v[*t as usize]))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }

@@ -35,7 +35,7 @@ mod pack;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{Engine, PushMode};
-use crate::core::dissemination::{Class, Topic};
+use crate::core::dissemination::Topic;
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::state::Entry;
@@ -181,7 +181,7 @@ impl Engine {
         let budget = self.delta_budget();
         self.queue.push(
             Topic::Key(e.key.clone()),
-            Class::Id,
+            Traffic::Announce,
             Item::IHave { writer, counter },
             budget,
         );
