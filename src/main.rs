@@ -6,6 +6,8 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// gossamer: a secure gossip overlay over mutually authenticated QUIC.
 #[derive(Debug, Parser)]
@@ -52,13 +54,22 @@ enum Command {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gossamer=info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // Beside stderr, every line the filter lets through goes to the node's log watches
+    // (`GET /v1/watch/logs`, `gossamer monitor`).
+    let watches = gossamer::admin::logs::LogLayer::install();
+    let registry = tracing_subscriber::registry().with(filter).with(watches);
     if json {
-        b.json().init();
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
     } else {
-        b.init();
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
     }
 }
 

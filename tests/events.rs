@@ -273,10 +273,17 @@ async fn the_monitor_shows_events_and_membership_changes_as_they_happen() {
     use std::process::{Command, Stdio};
     use std::sync::mpsc;
 
+    // This process's log lines go to its nodes' log watches, as `gossamer run` does.
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let logs = tracing_subscriber::registry().with(gossamer::admin::logs::LogLayer::install());
+        // Another test of this binary may have set one first; any will do.
+        let _ = tracing::subscriber::set_global_default(logs);
+    }
     let c = joined_cluster(2, 0).await;
     let admin = c.nodes[0].admin_addr().unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
-        .args(["monitor", "--admin", &admin])
+        .args(["monitor", "--admin", &admin, "--log-level", "warn"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -306,6 +313,15 @@ async fn the_monitor_shows_events_and_membership_changes_as_they_happen() {
         })
     };
     let rx = expect(rx, "member  2 known, 2 alive").await.unwrap();
+    // The monitor opened its log watch before it printed anything.
+    tracing::info!(target: "gossamer::test", "below the monitor's level");
+    tracing::warn!(target: "gossamer::test", peer = "n9", "a line for the monitor");
+    let rx = expect(
+        rx,
+        "log     WARN  gossamer::test: a line for the monitor peer=n9",
+    )
+    .await
+    .unwrap();
     client(&c.nodes[1])
         .send_event("deploy", b"v3")
         .await

@@ -17,6 +17,7 @@ use tokio_rustls::TlsConnector;
 use crate::admin::{ErrorBody, KvListItem, KvMeta};
 
 mod events;
+mod logs;
 mod members;
 mod watch;
 pub use watch::{IndexedListing, LineStream, StreamLine, WatchStream, WATCH_SILENCE};

@@ -17,6 +17,7 @@
 //! | `GET /v1/events?after=I`    | JSON array of the recent events this node delivered ([`crate::node::events::EventView`]) |
 //! | `GET /v1/watch/events?index=I` | newline-delimited JSON [`events::EventLine`]s: events after `I`, heartbeats, `missed` counts |
 //! | `GET /v1/watch/members`     | newline-delimited JSON [`watch_members::MemberLine`]s: every member, then each membership change as the node applies it, a heartbeat every [`watch::HEARTBEAT`] of silence, and the whole list again when the stream fell behind; 429 beyond [`watch_members::MAX_MEMBER_WATCHES`] |
+//! | `GET /v1/watch/logs?level=L` | newline-delimited JSON [`logs::LogLine`]s: the process's log lines at `L` (default `info`) or more severe as they are written, `missed` counts, heartbeats; 400 for an unknown level, 501 when the process captures no log lines, 429 beyond [`logs::MAX_LOG_WATCHES`] |
 //! | `GET /metrics`              | OpenMetrics text ([`METRICS_CONTENT_TYPE`]), encoded by prometheus-client from the metrics the backend registers |
 //! | `GET /ui`                   | the read-only status page (`ui.rs`); served without the token |
 //!
@@ -29,6 +30,7 @@
 //! flight (503).
 
 pub mod events;
+pub mod logs;
 mod metrics;
 mod serve;
 mod ui;
@@ -262,6 +264,7 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
     let member_watches = Arc::new(tokio::sync::Semaphore::new(
         watch_members::MAX_MEMBER_WATCHES,
     ));
+    let log_watches = Arc::new(tokio::sync::Semaphore::new(logs::MAX_LOG_WATCHES));
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
@@ -276,6 +279,10 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .route(
             "/v1/watch/members",
             get(move |b: State<Backend>| watch_members::watch_members(b, member_watches)),
+        )
+        .route(
+            "/v1/watch/logs",
+            get(move |q| logs::watch_logs(q, log_watches)),
         )
         .route(
             "/metrics",

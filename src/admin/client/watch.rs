@@ -202,7 +202,7 @@ impl AdminClient {
 
     /// Opens a newline-delimited JSON stream at `path`; its start index is the answer's
     /// [`INDEX_HEADER`].
-    pub(super) async fn stream<L: StreamLine>(
+    pub(crate) async fn stream<L: StreamLine>(
         &self,
         path: &str,
     ) -> Result<LineStream<L>, ClientError> {
