@@ -18,16 +18,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use super::watch::{ndjson_response, LineBody, HEARTBEAT, LINES_BUFFERED};
+use super::watch::{stream_response, LineSource, HEARTBEAT};
 use super::{error, query_params, Backend, INDEX_HEADER};
 use crate::core::events::EventError;
 use crate::node::events::{EventView, EventWatch, EventWatchNext};
@@ -164,34 +163,21 @@ pub(super) async fn watch(
         Err(e) => return error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     };
     let start = watch.start();
-    let (tx, rx) = mpsc::channel(LINES_BUFFERED);
-    tokio::spawn(stream_lines(watch, tx));
-    let mut resp = ndjson_response(Body::new(LineBody(rx)));
+    let mut resp = stream_response(watch);
     resp.headers_mut()
         .insert(INDEX_HEADER, HeaderValue::from(start));
     resp
 }
 
-/// Serialises the watch's lines into `tx` until the client goes. A client that stops
-/// reading stops this task at `tx.send`, never the node (the watch's channel counts
-/// what it misses meanwhile).
-async fn stream_lines(mut watch: EventWatch, tx: mpsc::Sender<Bytes>) {
-    loop {
-        let line = tokio::select! {
-            next = watch.next(HEARTBEAT) => match next {
-                EventWatchNext::Event(v) => EventLine::Event(v),
-                EventWatchNext::Missed(count) => EventLine::Missed { count },
-                EventWatchNext::Idle { index } => EventLine::Heartbeat { index },
-                EventWatchNext::End => break,
-            },
-            _ = tx.closed() => break,
-        };
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
-            break;
-        };
-        bytes.push(b'\n');
-        if tx.send(Bytes::from(bytes)).await.is_err() {
-            break;
+impl LineSource for EventWatch {
+    type Line = EventLine;
+
+    async fn next_line(&mut self) -> Option<EventLine> {
+        match self.next(HEARTBEAT).await {
+            EventWatchNext::Event(v) => Some(EventLine::Event(v)),
+            EventWatchNext::Missed(count) => Some(EventLine::Missed { count }),
+            EventWatchNext::Idle { index } => Some(EventLine::Heartbeat { index }),
+            EventWatchNext::End => None,
         }
     }
 }

@@ -20,20 +20,19 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
 use super::error;
-use super::watch::{ndjson_response, LineBody, HEARTBEAT, LINES_BUFFERED};
+use super::watch::{stream_response, LineSource, HEARTBEAT};
 
 /// Log watches one process serves at once.
 pub const MAX_LOG_WATCHES: usize = 16;
@@ -257,35 +256,32 @@ pub(super) async fn watch_logs(q: Query<LogQuery>, slots: Arc<Semaphore>) -> Res
             format!("this node already serves {MAX_LOG_WATCHES} log watches; retry later"),
         );
     };
-    let (tx, rx) = mpsc::channel(LINES_BUFFERED);
-    tokio::spawn(stream_logs(feed.subscribe(), level, tx, slot));
-    ndjson_response(Body::new(LineBody(rx)))
+    stream_response(LogSource {
+        rx: feed.subscribe(),
+        level,
+        _slot: slot,
+    })
 }
 
-/// Serialises the lines at `level` or above into `tx` until the client goes.
-async fn stream_logs(
-    mut rx: broadcast::Receiver<LogRecord>,
+/// A log watch's lines: those at `level` or above, and what it missed.
+struct LogSource {
+    rx: broadcast::Receiver<LogRecord>,
     level: LogLevel,
-    tx: mpsc::Sender<Bytes>,
     _slot: OwnedSemaphorePermit,
-) {
-    loop {
-        let line = tokio::select! {
-            next = tokio::time::timeout(HEARTBEAT, rx.recv()) => match next {
-                Err(_) => LogLine::Heartbeat,
-                Ok(Ok(r)) if r.level <= level => LogLine::Log(r),
+}
+
+impl LineSource for LogSource {
+    type Line = LogLine;
+
+    async fn next_line(&mut self) -> Option<LogLine> {
+        loop {
+            return match tokio::time::timeout(HEARTBEAT, self.rx.recv()).await {
+                Err(_) => Some(LogLine::Heartbeat),
+                Ok(Ok(r)) if r.level <= self.level => Some(LogLine::Log(r)),
                 Ok(Ok(_)) => continue,
-                Ok(Err(RecvError::Lagged(count))) => LogLine::Missed { count },
-                Ok(Err(RecvError::Closed)) => break,
-            },
-            _ = tx.closed() => break,
-        };
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
-            break;
-        };
-        bytes.push(b'\n');
-        if tx.send(Bytes::from(bytes)).await.is_err() {
-            break;
+                Ok(Err(RecvError::Lagged(count))) => Some(LogLine::Missed { count }),
+                Ok(Err(RecvError::Closed)) => None,
+            };
         }
     }
 }

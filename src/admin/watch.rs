@@ -149,9 +149,7 @@ pub(super) async fn watch(
         Err(e) => return error(refusal_status(&e), e.to_string()),
     };
     let start = watch.start();
-    let (tx, rx) = mpsc::channel(LINES_BUFFERED);
-    tokio::spawn(stream_lines(watch, tx));
-    let mut resp = ndjson_response(Body::new(LineBody(rx)));
+    let mut resp = stream_response(watch);
     if let Some(start) = start {
         resp.headers_mut()
             .insert(INDEX_HEADER, HeaderValue::from(start));
@@ -171,28 +169,54 @@ pub(super) fn ndjson_response(body: Body) -> Response {
     resp
 }
 
-/// Serialises the watch's lines into `tx` until the watch ends or the client goes.
-/// A client that stops reading stops this task at `tx.send`, never the node: the log
-/// resets the watch once its queue is full, and the server's idle timeout closes the
-/// connection.
-async fn stream_lines(mut watch: Watch, tx: mpsc::Sender<Bytes>) {
-    loop {
-        let line = tokio::select! {
-            next = watch.next(HEARTBEAT) => match next {
-                WatchNext::Item(item) => WatchLine::from(item),
-                WatchNext::Idle { index } => WatchLine::Heartbeat { index },
-                WatchNext::End => break,
-            },
-            _ = tx.closed() => break,
-        };
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
-            break;
-        };
-        bytes.push(b'\n');
-        if tx.send(Bytes::from(bytes)).await.is_err() {
-            break;
+impl LineSource for Watch {
+    type Line = WatchLine;
+
+    async fn next_line(&mut self) -> Option<WatchLine> {
+        match self.next(HEARTBEAT).await {
+            WatchNext::Item(item) => Some(WatchLine::from(item)),
+            WatchNext::Idle { index } => Some(WatchLine::Heartbeat { index }),
+            WatchNext::End => None,
         }
     }
+}
+
+/// Where the lines of a streamed response come from.
+pub(super) trait LineSource: Send + 'static {
+    /// What one line is.
+    type Line: Serialize + Send;
+
+    /// The next line; `None` ends the stream.
+    fn next_line(&mut self) -> impl std::future::Future<Output = Option<Self::Line>> + Send;
+}
+
+/// The response that streams `source`'s lines, one JSON object and a newline each,
+/// serialised by a task of their own. A client that stops reading stops that task at
+/// `send` (the sources count or reset what it misses meanwhile), never the node, until
+/// the server's idle timeout closes the connection; a client that goes ends it. The
+/// source, and whatever it holds (a slot of a bounded number of watches), lives as long
+/// as the task.
+pub(super) fn stream_response(mut source: impl LineSource) -> Response {
+    let (tx, rx) = mpsc::channel(LINES_BUFFERED);
+    tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                line = source.next_line() => match line {
+                    Some(line) => line,
+                    None => break,
+                },
+                _ = tx.closed() => break,
+            };
+            let Ok(mut bytes) = serde_json::to_vec(&line) else {
+                break;
+            };
+            bytes.push(b'\n');
+            if tx.send(Bytes::from(bytes)).await.is_err() {
+                break;
+            }
+        }
+    });
+    ndjson_response(Body::new(LineBody(rx)))
 }
 
 /// A response body made of the lines a task sends; ends when the task does.

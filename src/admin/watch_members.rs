@@ -17,14 +17,13 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::watch::{ndjson_response, LineBody, HEARTBEAT, LINES_BUFFERED};
+use super::watch::{stream_response, LineSource, HEARTBEAT};
 use super::{error, Backend};
 use crate::node::{MemberChange, MemberEvent, MemberEvents, MemberView};
 
@@ -60,37 +59,39 @@ pub(super) async fn watch_members(State(b): State<Backend>, slots: Arc<Semaphore
             "this node does not serve member watches",
         );
     };
-    let (tx, rx) = mpsc::channel(LINES_BUFFERED);
-    tokio::spawn(stream_members(b, events, tx, slot));
-    ndjson_response(Body::new(LineBody(rx)))
-}
-
-/// Serialises the list, then the changes, into `tx` until the node stops or the client
-/// goes.
-async fn stream_members(
-    b: Backend,
-    mut events: MemberEvents,
-    tx: mpsc::Sender<Bytes>,
-    _slot: OwnedSemaphorePermit,
-) {
-    let mut line = MemberLine::Members {
+    let first = MemberLine::Members {
         members: b.members(),
     };
-    while let Ok(mut bytes) = serde_json::to_vec(&line) {
-        bytes.push(b'\n');
-        if tx.send(Bytes::from(bytes)).await.is_err() {
-            break;
+    stream_response(MemberSource {
+        b,
+        events,
+        first: Some(first),
+        _slot: slot,
+    })
+}
+
+/// A member watch's lines: the list (read after subscribing), then the changes.
+struct MemberSource {
+    b: Backend,
+    events: MemberEvents,
+    first: Option<MemberLine>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl LineSource for MemberSource {
+    type Line = MemberLine;
+
+    async fn next_line(&mut self) -> Option<MemberLine> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
         }
-        line = tokio::select! {
-            next = tokio::time::timeout(HEARTBEAT, events.next()) => match next {
-                Err(_) => MemberLine::Heartbeat,
-                Ok(Some(MemberEvent::Changed(c))) => MemberLine::Change(c),
-                Ok(Some(MemberEvent::Missed(_))) => MemberLine::Members {
-                    members: b.members(),
-                },
-                Ok(None) => break,
-            },
-            _ = tx.closed() => break,
-        };
+        match tokio::time::timeout(HEARTBEAT, self.events.next()).await {
+            Err(_) => Some(MemberLine::Heartbeat),
+            Ok(Some(MemberEvent::Changed(c))) => Some(MemberLine::Change(c)),
+            Ok(Some(MemberEvent::Missed(_))) => Some(MemberLine::Members {
+                members: self.b.members(),
+            }),
+            Ok(None) => None,
+        }
     }
 }
