@@ -123,6 +123,20 @@ impl AdminBackend for Node {
         }
     }
 
+    fn query(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        filter: crate::core::queries::QueryFilter,
+        timeout: std::time::Duration,
+    ) -> Result<crate::node::queries::QueryHandle, crate::admin::queries::AskError> {
+        use crate::admin::queries::AskError;
+        Node::query(self, name, payload, filter, timeout).map_err(|e| match e {
+            NodeError::Query(q) => AskError::Refused(q),
+            other => AskError::Unavailable(other.to_string()),
+        })
+    }
+
     fn recent_events(&self, after: Option<u64>) -> Vec<EventView> {
         Node::recent_events(self, after)
     }
