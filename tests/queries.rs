@@ -193,6 +193,14 @@ async fn the_admin_api_streams_a_query_and_refuses_bad_ones() {
         .iter()
         .any(|l| matches!(l, QueryLine::Response { from, payload, .. }
         if *from == id("n3") && payload.starts_with("x uptime n1"))));
+    let metrics = api.metrics().await.unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("gossamer_query_replies_total{kind=\"response\"}")
+                && l.ends_with(" 2")
+        ),
+        "the answers are counted"
+    );
     // An oversized payload: 413, naming the bound.
     match api
         .query(

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod query_metrics;
 pub(super) mod scrape;
 mod sections;
 
