@@ -130,6 +130,13 @@ impl Askers {
         }
     }
 
+    /// Drops every handle's sender: their `next` returns `None` (the node shut down).
+    pub fn close(&self) {
+        if let Ok(mut o) = self.open.lock() {
+            o.clear();
+        }
+    }
+
     /// Queries with a handle open.
     pub fn len(&self) -> usize {
         self.open.lock().map_or(0, |o| o.len())

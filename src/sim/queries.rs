@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::{Ev, Sim};
 use crate::core::engine::Event as EngineEvent;
-use crate::core::proto::{encoded_len, Datagram, Item, MemberInfo};
+use crate::core::proto::{encoded_len, Datagram, Item, MemberInfo, DATAGRAM_OVERHEAD};
 use crate::core::queries::{QueryError, QueryFilter, QueryReply, QueryReport};
 use crate::core::NodeId;
 
@@ -176,7 +176,11 @@ impl Sim {
     /// keep the datagram model, so runs without queries are unchanged.
     fn send_reply_message(&mut self, from: usize, to: usize, dg: Datagram) {
         let bytes = encoded_len(&dg) + 1;
-        self.nodes[from].traffic.datagrams += 1;
+        let now = self.now_us;
+        let t = &mut self.nodes[from].traffic;
+        t.datagrams += 1;
+        t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
+        t.egress.record(now, (bytes + DATAGRAM_OVERHEAD) as u64);
         if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
             self.stats.cut += 1;
             return;

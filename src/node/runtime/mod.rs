@@ -535,6 +535,7 @@ impl Node {
             return;
         }
         self.inner.changes.close();
+        self.inner.askers.close();
         if self.inner.persist.is_some() {
             let inner = self.inner.clone();
             let _ = tokio::task::spawn_blocking(move || {
