@@ -13,7 +13,7 @@ use gossamer::admin::queries::QueryLine;
 use gossamer::core::queries::QueryFilter;
 use gossamer::core::{Config, NodeId};
 use gossamer::node::handlers::HandlerConfig;
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::node::local::{wait_for, wait_for_async, LocalCluster};
 use gossamer::node::queries::QueryUpdate;
 use gossamer::node::Node;
 
@@ -201,6 +201,32 @@ async fn the_admin_api_streams_a_query_and_refuses_bad_ones() {
         ),
         "the answers are counted"
     );
+    // At most 16 queries stream at once per node: the 17th is 429 until one ends.
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let s = api
+            .query("slow", b"", &db(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        open.push(s);
+    }
+    match api.query("slow", b"", &db(), Duration::from_secs(1)).await {
+        Err(ClientError::Status { status, message }) => {
+            assert_eq!(status, 429);
+            assert!(message.contains("16 queries"), "{message}");
+        }
+        other => panic!("a 17th streaming query was not refused: {other:?}"),
+    }
+    drop(open);
+    // Their slots come back once their streams end (the node finds the client gone
+    // at its next line, or the queries reach their deadline).
+    let again = wait_for_async(DEADLINE, || async {
+        api.query("slow", b"", &db(), Duration::from_millis(100))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(again, "the slots of closed streams were not released");
     // An oversized payload: 413, naming the bound.
     match api
         .query(
