@@ -265,6 +265,7 @@ pub struct Sim {
     oracle: Option<oracle::Oracle>,
     /// User events sent and delivered (events.rs).
     events: EventLog,
+    /// Queries asked, their replies and reports (queries.rs).
     queries: QueryLog,
 }
 
@@ -673,7 +674,9 @@ impl Sim {
                     EngineEvent::Member(_) => {}
                     EngineEvent::ClockAhead { .. } => self.stats.clock_ahead_told += 1,
                     EngineEvent::User(e) => self.events.record(i, &e, self.now_us),
-                    ev => self.on_query_event(i, ev),
+                    ev @ (EngineEvent::Query(_)
+                    | EngineEvent::QueryReply { .. }
+                    | EngineEvent::QueryDone { .. }) => self.on_query_event(i, ev),
                 },
             }
         }
