@@ -36,6 +36,9 @@ enum Command {
     Event(cli::event_cmds::EventArgs),
     /// Show the recent user events a node delivered (--watch: follow them).
     Events(cli::event_cmds::EventsArgs),
+    /// Ask the members matching a filter through a node and print their answers (exit
+    /// 1 if a matching member did not answer).
+    Query(cli::query_cmd::QueryArgs),
     /// List the members a node knows (--watch: follow changes).
     Members(cli::admin_cmds::MembersArgs),
     /// Follow a node's membership changes and user events as they happen.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             | Command::Monitor(_)
             | Command::Event(_)
             | Command::Events(_)
+            | Command::Query(_)
             | Command::Status(_)
             | Command::Certs(_)
             | Command::Bench(_)
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
             Command::Monitor(a) => cli::monitor::run(a).await,
             Command::Event(a) => cli::event_cmds::run_event(a).await,
             Command::Events(a) => cli::event_cmds::run_events(a).await,
+            Command::Query(a) => cli::query_cmd::run(a).await,
             Command::Status(a) => cli::status_cmd::run_status(a).await,
             Command::Test(a) => cli::test_cmd::run(a).await,
             Command::Bench(a) => cli::bench::run(a).await,

@@ -353,6 +353,7 @@ async fn handlers_run_with_the_payload_and_are_killed_at_their_timeout() {
             cfg.handlers = vec![
                 HandlerConfig {
                     event: "deploy-*".into(),
+                    query: String::new(),
                     command: vec![
                         "sh".into(),
                         "-c".into(),
@@ -364,6 +365,7 @@ async fn handlers_run_with_the_payload_and_are_killed_at_their_timeout() {
                 },
                 HandlerConfig {
                     event: "hang".into(),
+                    query: String::new(),
                     command: vec![
                         "sh".into(),
                         "-c".into(),

@@ -22,6 +22,7 @@ use gossamer::core::events::UserEvent;
 use gossamer::core::proto::{
     Datagram, Item, MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind,
 };
+use gossamer::core::queries::{Query, QueryFilter};
 use gossamer::core::state::{
     CausalContext, Entry, Hlc, Proof, RangeSet, SealedRun, Signature, VersionVector, Write,
 };
@@ -381,6 +382,25 @@ fn user_event() -> impl Strategy<Value = UserEvent> {
         })
 }
 
+fn query() -> impl Strategy<Value = Query> {
+    (
+        user_event(),
+        proptest::collection::btree_map("[a-z]{0,20}", "[a-z]{0,20}", 0..20),
+        proptest::option::of("[a-z-]{0,20}"),
+        proptest::collection::vec(node_id(), 0..70),
+        extreme(),
+    )
+        .prop_map(|(e, tags, dc, nodes, timeout_ms)| Query {
+            asker: e.sender,
+            seq: e.seq,
+            name: e.name,
+            payload: e.payload,
+            filter: QueryFilter { tags, dc, nodes },
+            timeout_ms,
+            sig: e.sig,
+        })
+}
+
 fn item() -> impl Strategy<Value = Item> {
     prop_oneof![
         entry().prop_map(Item::Delta),
@@ -396,6 +416,19 @@ fn item() -> impl Strategy<Value = Item> {
             .prop_map(|(event, until)| Item::Event { event, until }),
         (node_id(), extreme()).prop_map(|(sender, seq)| Item::EventHave { sender, seq }),
         (node_id(), extreme()).prop_map(|(sender, seq)| Item::EventPull { sender, seq }),
+        (query(), proptest::option::of(node_id()))
+            .prop_map(|(query, until)| Item::Query { query, until }),
+        (node_id(), extreme()).prop_map(|(asker, seq)| Item::QueryAck { asker, seq }),
+        (
+            node_id(),
+            extreme(),
+            proptest::collection::vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(asker, seq, payload)| Item::QueryResponse {
+                asker,
+                seq,
+                payload
+            }),
         (node_id(), any::<u64>(), node_id()).prop_map(|(id, incarnation, accuser)| {
             Item::Suspect {
                 id,

@@ -19,7 +19,9 @@ use crate::admin::{ErrorBody, KvListItem, KvMeta};
 mod events;
 mod logs;
 mod members;
+mod queries;
 mod watch;
+pub use queries::query_path;
 pub use watch::{IndexedListing, LineStream, StreamLine, WatchStream, WATCH_SILENCE};
 
 /// Time allowed for each request, from connecting to reading the whole answer.

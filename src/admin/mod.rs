@@ -14,6 +14,7 @@
 //! | `GET /v1/kv?prefix=P&limit=N&after=K` | JSON array of [`KvListItem`], sorted by key: at most `N` (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`], and about [`PAGE_BYTES`] of keys and values) after key `K`; header [`NEXT_HEADER`] carries the cursor of the next page when one remains, [`INDEX_HEADER`] the change index the page is consistent with |
 //! | `GET /v1/watch?prefix=P&index=I` | newline-delimited JSON [`watch::WatchLine`]s: changes under `P` after index `I` (default: from now), a heartbeat every [`watch::HEARTBEAT`] of silence, a reset marker when `I` cannot be resumed from (see [`watch`]); 400 for a prefix over 4,096 bytes, 429 beyond `watch.max_watches` |
 //! | `POST /v1/event/{name}`     | body = payload: sends a user event; 200 JSON [`events::EventSent`], 400 bad name, 413 payload over `gossip.events.max_payload`, 429 above the node's event rate (see [`events`]) |
+//! | `POST /v1/query/{name}?tag=K=V&dc=DC&node=ID&timeout_ms=N` | body = payload: asks the matching members; newline-delimited JSON [`queries::QueryLine`]s: acks and answers as they arrive, then the report with the silent members; 400 bad name, filter or timeout, 413 payload too large, 429 above the node's rate or beyond [`queries::MAX_ADMIN_QUERIES`] streaming (see [`queries`]) |
 //! | `GET /v1/events?after=I`    | JSON array of the recent events this node delivered ([`crate::node::events::EventView`]) |
 //! | `GET /v1/watch/events?index=I` | newline-delimited JSON [`events::EventLine`]s: events after `I`, heartbeats, `missed` counts |
 //! | `GET /v1/watch/members`     | newline-delimited JSON [`watch_members::MemberLine`]s: every member, then each membership change as the node applies it, a heartbeat every [`watch::HEARTBEAT`] of silence, and the whole list again when the stream fell behind; 429 beyond [`watch_members::MAX_MEMBER_WATCHES`] |
@@ -32,6 +33,7 @@
 pub mod events;
 pub mod logs;
 mod metrics;
+pub mod queries;
 mod serve;
 mod ui;
 pub mod watch;
@@ -156,6 +158,19 @@ pub trait AdminBackend: Send + Sync + 'static {
             "this node does not send events".into(),
         ))
     }
+    /// Asks the members that match `filter` a query from this node.
+    fn query(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        filter: crate::core::queries::QueryFilter,
+        timeout: std::time::Duration,
+    ) -> Result<crate::node::queries::QueryHandle, queries::AskError> {
+        let _ = (name, payload, filter, timeout);
+        Err(queries::AskError::Unavailable(
+            "this node does not ask queries".into(),
+        ))
+    }
     /// The recent events this node delivered with an index above `after`.
     fn recent_events(&self, after: Option<u64>) -> Vec<EventView> {
         let _ = after;
@@ -265,6 +280,7 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         watch_members::MAX_MEMBER_WATCHES,
     ));
     let log_watches = Arc::new(tokio::sync::Semaphore::new(logs::MAX_LOG_WATCHES));
+    let query_slots = Arc::new(tokio::sync::Semaphore::new(queries::MAX_ADMIN_QUERIES));
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
@@ -274,6 +290,13 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth_token: Option<String>) -> Rou
         .route("/v1/watch", get(watch::watch))
         .route("/v1/event/", axum::routing::post(events::empty_name))
         .route("/v1/event/{name}", axum::routing::post(events::send))
+        .route("/v1/query/", axum::routing::post(queries::empty_name))
+        .route(
+            "/v1/query/{name}",
+            axum::routing::post(move |b: State<Backend>, p, q, body| {
+                queries::ask(b, query_slots, p, q, body)
+            }),
+        )
         .route("/v1/events", get(events::list))
         .route("/v1/watch/events", get(events::watch))
         .route(

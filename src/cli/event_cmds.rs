@@ -62,7 +62,7 @@ pub async fn run_event(args: EventArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     std::io::stdin()
         .read_to_end(&mut buf)

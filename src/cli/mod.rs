@@ -10,6 +10,7 @@ pub mod event_cmds;
 pub mod kv_watch;
 pub mod members_watch;
 pub mod monitor;
+pub mod query_cmd;
 pub mod run;
 pub mod sim_cmd;
 pub mod status_cmd;

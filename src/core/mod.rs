@@ -15,6 +15,7 @@ pub mod id;
 pub mod limiter;
 pub mod membership;
 pub mod proto;
+pub mod queries;
 pub mod state;
 pub mod sync;
 

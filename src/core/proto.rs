@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::core::events::UserEvent;
+use crate::core::queries::Query;
 use crate::core::state::{CausalContext, Entry, SealedRun};
 use crate::core::NodeId;
 
@@ -182,6 +183,34 @@ pub enum Item {
         sender: NodeId,
         /// Its sequence number.
         seq: u64,
+    },
+    /// A query, travelling as an [`Item::Event`] does (down its asker's tree, or
+    /// without `until` as the answer to an [`Item::EventPull`]: queries and events share
+    /// ids, announcements and repair).
+    Query {
+        /// The query, signed by its asker.
+        query: Query,
+        /// End (exclusive) of the receiver's span; `None` for a repair answer.
+        until: Option<NodeId>,
+    },
+    /// Sent straight to a query's asker by a member the query reached and matches:
+    /// the sender (the authenticated peer) will try to answer.
+    QueryAck {
+        /// The asker (the receiver).
+        asker: NodeId,
+        /// The query's sequence number.
+        seq: u64,
+    },
+    /// Sent straight to a query's asker: the sender's (the authenticated peer's)
+    /// answer.
+    QueryResponse {
+        /// The asker (the receiver).
+        asker: NodeId,
+        /// The query's sequence number.
+        seq: u64,
+        /// The answer.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
     },
 }
 

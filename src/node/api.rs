@@ -34,6 +34,9 @@ pub enum NodeError {
     /// A user event refused: name or payload beyond the bounds, or our own rate.
     #[error(transparent)]
     Event(#[from] crate::core::events::EventError),
+    /// A query refused: bounds, our own rate, or too many of ours pending.
+    #[error(transparent)]
+    Query(#[from] crate::core::queries::QueryError),
     /// Reading or writing the data directory failed.
     #[error("data directory {path}: {source}")]
     DataDir {

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod local;
 mod member_events;
 pub mod persist;
+pub mod queries;
 mod reload;
 mod runtime;
 mod security;

@@ -12,6 +12,7 @@ mod events;
 mod exchange;
 mod network;
 mod oracle;
+mod queries;
 mod scenario;
 mod topology;
 mod traffic;
@@ -25,6 +26,7 @@ pub use scenario::{
 pub use authority::SimAuthority;
 pub use durable::{SimDurability, PEER_COMMIT_US};
 pub use events::EventLog;
+pub use queries::{LoggedReply, QueryLog};
 pub use topology::{Datacenter, Topology, WanTraffic};
 
 use std::cmp::Reverse;
@@ -263,6 +265,8 @@ pub struct Sim {
     oracle: Option<oracle::Oracle>,
     /// User events sent and delivered (events.rs).
     events: EventLog,
+    /// Queries asked, their replies and reports (queries.rs).
+    queries: QueryLog,
 }
 
 const SYNC_FAIL_US: u64 = 1_000_000;
@@ -335,6 +339,7 @@ impl Sim {
             issued: BTreeMap::new(),
             oracle: None,
             events: EventLog::default(),
+            queries: QueryLog::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
             cfg,
         };
@@ -636,13 +641,8 @@ impl Sim {
         }
         for o in outs {
             match o {
-                Output::Datagram { to, addr, datagram }
-                | Output::Reliable { to, addr, datagram } => {
-                    let _ = to;
-                    if let Some(t) = parse_addr(&addr) {
-                        self.send_datagram(i, t, datagram);
-                    }
-                }
+                Output::Datagram { addr, datagram, .. } => self.send_to(i, &addr, datagram, false),
+                Output::Reliable { addr, datagram, .. } => self.send_to(i, &addr, datagram, true),
                 Output::Sync { addr, .. } => {
                     if let Some(t) = parse_addr(&addr) {
                         self.start_sync(i, t, SyncKind::Periodic, None);
@@ -674,6 +674,9 @@ impl Sim {
                     EngineEvent::Member(_) => {}
                     EngineEvent::ClockAhead { .. } => self.stats.clock_ahead_told += 1,
                     EngineEvent::User(e) => self.events.record(i, &e, self.now_us),
+                    ev @ (EngineEvent::Query(_)
+                    | EngineEvent::QueryReply { .. }
+                    | EngineEvent::QueryDone { .. }) => self.on_query_event(i, ev),
                 },
             }
         }
@@ -686,6 +689,7 @@ impl Sim {
                 self.mark_node(i);
             }
         }
+        self.answer_queries(i);
         self.periodic_commit(i);
         // Re-arm the timer if the engine now wants to run earlier.
         if let Some(e) = self.nodes[i].engine.as_ref() {
@@ -785,5 +789,7 @@ mod forgery_tests;
 
 #[cfg(test)]
 mod event_tests;
+#[cfg(test)]
+mod query_tests;
 #[cfg(test)]
 mod swim_tests;

@@ -206,16 +206,25 @@ impl AdminClient {
         &self,
         path: &str,
     ) -> Result<LineStream<L>, ClientError> {
-        let open =
-            match tokio::time::timeout(self.timeout, self.open(Method::GET, path, None)).await {
-                Ok(open) => open?,
-                Err(_) => {
-                    return Err(ClientError::Timeout {
-                        addr: self.addr.clone(),
-                        timeout: self.timeout,
-                    })
-                }
-            };
+        self.stream_with(Method::GET, path, None).await
+    }
+
+    /// [`AdminClient::stream`] with another method and a request body.
+    pub(super) async fn stream_with<L: StreamLine>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<LineStream<L>, ClientError> {
+        let open = match tokio::time::timeout(self.timeout, self.open(method, path, body)).await {
+            Ok(open) => open?,
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout: self.timeout,
+                })
+            }
+        };
         if !open.resp.status().is_success() {
             let status = open.resp.status();
             let headers = open.resp.headers().clone();

@@ -10,7 +10,7 @@
 
 mod args;
 mod drive;
-mod partition;
+pub(crate) mod partition;
 mod plan;
 mod print;
 mod report;

@@ -70,7 +70,7 @@ pub fn parse_partition(s: &str, nodes: usize) -> Result<PartitionSpec, UsageErro
 }
 
 /// Parses `5s`, `2.5s` or `500ms`.
-fn parse_time(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_time(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)

@@ -11,6 +11,7 @@
 
 use crate::core::authority::{Authority, Refusal, RefusalCounts, Unsigned};
 use crate::core::events::UserEvent;
+use crate::core::queries::Query;
 use crate::core::state::batch_proof::sign_batch;
 use crate::core::state::{Entry, Store, Write, MAX_BATCH};
 
@@ -104,6 +105,19 @@ impl Authorship {
     pub(super) fn verify_event(&mut self, e: &UserEvent) -> Result<(), Refusal> {
         self.authority
             .verify_message(&e.sender, &e.signed_bytes(), &e.sig)
+    }
+
+    /// Signs a query in our name (unsigned when the authority does not sign).
+    pub(super) fn sign_query(&mut self, q: &mut Query) {
+        if self.authority.signs() {
+            q.sig = self.authority.sign(&q.signed_bytes());
+        }
+    }
+
+    /// Whether a query is really its asker's (not counted with writes).
+    pub(super) fn verify_query(&mut self, q: &Query) -> Result<(), Refusal> {
+        self.authority
+            .verify_message(&q.asker, &q.signed_bytes(), &q.sig)
     }
 
     /// Refused writes by reason.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::events::EventConfig;
+use crate::core::queries::QueryConfig;
 use crate::core::state::Limits;
 
 /// Largest `awareness_max`: the health multiplier stretches timeouts at most 16 times.
@@ -145,8 +146,10 @@ pub struct Config {
     /// Key and value size limits.
     pub limits: Limits,
     /// User events: payload bound, per-sender rate, repair and dedup windows
-    /// (`[gossip.events]`).
+    /// (`[gossip.events]`); queries travel as events and share these.
     pub events: EventConfig,
+    /// Queries: answer bounds, timeouts, how many wait at once (`[gossip.queries]`).
+    pub queries: QueryConfig,
 }
 
 impl Default for Config {
@@ -186,6 +189,7 @@ impl Default for Config {
             inbound_syncs_per_peer: 2,
             limits: Limits::default(),
             events: EventConfig::default(),
+            queries: QueryConfig::default(),
         }
     }
 }
@@ -348,7 +352,8 @@ impl Config {
                 "must be at least seed_backoff_floor_ms",
             ));
         }
-        self.events.validate()
+        self.events.validate()?;
+        self.queries.validate()
     }
 }
 

@@ -1,5 +1,8 @@
-//! User events (issue #19): the engine's part that sends them, delivers each once,
-//! forwards them down the sender's broadcast tree and repairs what loss took.
+//! User events and queries (issue #19): the engine's part that sends them, delivers each
+//! once, forwards them down the sender's broadcast tree and repairs what loss took.
+//! A query ([`Query`]) travels exactly as an event does: both are a [`Broadcast`], with
+//! one id space per sender, one seen set, one rate bucket per sender and one repair
+//! mechanism; only what a member does on delivery differs (`engine/queries.rs`).
 //!
 //! - **Tree push.** The sender owns the ring of every live member (all datacenters:
 //!   an event is for everyone, and events are rare and small, so the WAN savings of the
@@ -35,6 +38,7 @@ use crate::core::dissemination::Topic;
 use crate::core::events::{check_event, EventConfig, EventError, EventId, EventStats, UserEvent};
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
+use crate::core::queries::{check_query, Broadcast, Query, QueryConfig, QueryError, QueryFilter};
 use crate::core::{NodeId, Now};
 
 /// Repair requests per missing event before it is given up (counted).
@@ -81,6 +85,8 @@ struct Bucket {
 #[derive(Debug, Clone)]
 pub(super) struct Events {
     cfg: EventConfig,
+    /// Longest timeout a query may carry (`queries.max_timeout_ms`).
+    max_query_timeout_ms: u64,
     /// Wall ms when this life of the node began, less the clock drift bound: an event
     /// sent before it (by the time its sequence number carries) may have been delivered
     /// by an earlier life, whose seen set is gone, so it is stale.
@@ -89,13 +95,15 @@ pub(super) struct Events {
     seen: BTreeMap<NodeId, Seen>,
     /// Ids in the seen set, oldest first, with when they entered it (µs).
     seen_order: VecDeque<(u64, EventId)>,
-    /// Events held to answer repair requests, oldest first in `kept_order`.
-    kept: BTreeMap<EventId, UserEvent>,
+    /// Events and queries held to answer repair requests, oldest first in `kept_order`.
+    kept: BTreeMap<EventId, Broadcast>,
     kept_order: VecDeque<(u64, EventId)>,
     pending: BTreeMap<EventId, Pull>,
     due: BTreeSet<(u64, EventId)>,
     buckets: BTreeMap<NodeId, Bucket>,
     stats: EventStats,
+    /// The same counters for queries.
+    query_stats: EventStats,
 }
 
 impl Events {
@@ -104,6 +112,7 @@ impl Events {
     pub(super) fn new(cfg: EventConfig, start_wall_ms: u64, drift_ms: u64) -> Self {
         Self {
             cfg,
+            max_query_timeout_ms: QueryConfig::default().max_timeout_ms,
             life_floor_ms: start_wall_ms.saturating_sub(drift_ms),
             next_seq: 1,
             seen: BTreeMap::new(),
@@ -114,11 +123,31 @@ impl Events {
             due: BTreeSet::new(),
             buckets: BTreeMap::new(),
             stats: EventStats::default(),
+            query_stats: EventStats::default(),
         }
+    }
+
+    /// Queries may carry timeouts up to `ms` (`queries.max_timeout_ms`).
+    pub(super) fn with_max_query_timeout(mut self, ms: u64) -> Self {
+        self.max_query_timeout_ms = ms;
+        self
     }
 
     pub(super) fn stats(&self) -> &EventStats {
         &self.stats
+    }
+
+    /// How queries travelled: the counters of events, for queries.
+    pub(super) fn query_stats(&self) -> &EventStats {
+        &self.query_stats
+    }
+
+    /// The counters of `b`'s kind.
+    fn counts(&mut self, b: &Broadcast) -> &mut EventStats {
+        match b {
+            Broadcast::Event(_) => &mut self.stats,
+            Broadcast::Query(_) => &mut self.query_stats,
+        }
     }
 
     /// Takes a token of `sender`'s bucket; false when it is empty.
@@ -149,15 +178,13 @@ impl Events {
         payload: Vec<u8>,
     ) -> Result<UserEvent, EventError> {
         check_event(name, payload.len(), self.cfg.max_payload)?;
-        if !self.admit(now.mono_us, me) {
+        let Some(seq) = self.take_seq(now, me) else {
             self.stats.send_refused += 1;
             return Err(EventError::RateLimited {
                 per_sec: self.cfg.per_sender_per_sec,
                 burst: self.cfg.per_sender_burst,
             });
-        }
-        let seq = self.next_seq.max(now.wall_ms.saturating_mul(1 << 10));
-        self.next_seq = seq.saturating_add(1);
+        };
         self.stats.sent += 1;
         Ok(UserEvent {
             sender: me.clone(),
@@ -166,6 +193,50 @@ impl Events {
             payload,
             sig: Default::default(),
         })
+    }
+
+    /// A new query of ours, not signed yet: bounds (an event's, the filter's and the
+    /// timeout's) and our own rate (the one events have) checked, the next sequence
+    /// number of the sequence events use taken.
+    pub(super) fn create_query(
+        &mut self,
+        now: Now,
+        me: &NodeId,
+        name: &str,
+        payload: Vec<u8>,
+        filter: QueryFilter,
+        timeout_ms: u64,
+    ) -> Result<Query, QueryError> {
+        let (max, max_ms) = (self.cfg.max_payload, self.max_query_timeout_ms);
+        check_query(name, payload.len(), &filter, timeout_ms, max, max_ms)?;
+        let Some(seq) = self.take_seq(now, me) else {
+            self.query_stats.send_refused += 1;
+            return Err(QueryError::RateLimited {
+                per_sec: self.cfg.per_sender_per_sec,
+                burst: self.cfg.per_sender_burst,
+            });
+        };
+        self.query_stats.sent += 1;
+        Ok(Query {
+            asker: me.clone(),
+            seq,
+            name: name.to_string(),
+            payload,
+            filter,
+            timeout_ms,
+            sig: Default::default(),
+        })
+    }
+
+    /// Our next sequence number (above `wall ms << 10`, so a restart never reuses one),
+    /// if our own rate allows one more event or query.
+    fn take_seq(&mut self, now: Now, me: &NodeId) -> Option<u64> {
+        if !self.admit(now.mono_us, me) {
+            return None;
+        }
+        let seq = self.next_seq.max(now.wall_ms.saturating_mul(1 << 10));
+        self.next_seq = seq.saturating_add(1);
+        Some(seq)
     }
 
     fn is_seen(&self, id: &EventId) -> bool {
@@ -202,9 +273,9 @@ impl Events {
         }
     }
 
-    fn keep(&mut self, now_us: u64, e: &UserEvent) {
-        if self.kept.insert(e.id(), e.clone()).is_none() {
-            self.kept_order.push_back((now_us, e.id()));
+    fn keep(&mut self, now_us: u64, b: &Broadcast) {
+        if self.kept.insert(b.id(), b.clone()).is_none() {
+            self.kept_order.push_back((now_us, b.id()));
         }
         while self.kept_order.len() > self.cfg.keep {
             if let Some((_, id)) = self.kept_order.pop_front() {
@@ -213,49 +284,55 @@ impl Events {
         }
     }
 
-    /// Our own event, signed: seen, held for repair and delivered.
-    pub(super) fn accept_own(&mut self, now_us: u64, e: &UserEvent) {
-        self.mark_seen(now_us, &e.id());
-        self.keep(now_us, e);
-        self.stats.delivered += 1;
+    /// Our own event or query, signed: seen, held for repair and delivered.
+    pub(super) fn accept_own(&mut self, now_us: u64, b: &Broadcast) {
+        self.mark_seen(now_us, &b.id());
+        self.keep(now_us, b);
+        self.counts(b).delivered += 1;
     }
 
-    /// An event from a peer: true if it is to be delivered and forwarded. `verify`
-    /// checks the sender's signature; it runs only for an event within bounds that we
-    /// have not seen, and before the sender's rate is charged (a forgery must not spend
-    /// an honest sender's tokens).
+    /// An event or query from a peer: true if it is to be delivered and forwarded.
+    /// `verify` checks the sender's signature; it runs only for one within bounds that
+    /// we have not seen, and before the sender's rate is charged (a forgery must not
+    /// spend an honest sender's tokens).
     pub(super) fn receive(
         &mut self,
         now_us: u64,
-        e: &UserEvent,
-        verify: impl FnOnce(&UserEvent) -> bool,
+        b: &Broadcast,
+        verify: impl FnOnce(&Broadcast) -> bool,
     ) -> bool {
-        let id = e.id();
-        if e.check(self.cfg.max_payload).is_err() {
-            self.stats.oversized += 1;
+        let id = b.id();
+        let within = match b {
+            Broadcast::Event(e) => e.check(self.cfg.max_payload).is_ok(),
+            Broadcast::Query(q) => q
+                .check(self.cfg.max_payload, self.max_query_timeout_ms)
+                .is_ok(),
+        };
+        if !within {
+            self.counts(b).oversized += 1;
             return false;
         }
         // A sequence number is at least its sender's wall ms << 10 when it sent.
-        if self.is_stale(&id) || (e.seq >> 10) < self.life_floor_ms {
-            self.stats.stale += 1;
+        if self.is_stale(&id) || (id.1 >> 10) < self.life_floor_ms {
+            self.counts(b).stale += 1;
             return false;
         }
         if self.is_seen(&id) {
-            self.stats.duplicates += 1;
+            self.counts(b).duplicates += 1;
             return false;
         }
-        if !verify(e) {
-            self.stats.bad_signature += 1;
+        if !verify(b) {
+            self.counts(b).bad_signature += 1;
             return false;
         }
         // Seen either way: a capped event is not asked for again.
         self.mark_seen(now_us, &id);
-        if !self.admit(now_us, &e.sender) {
-            self.stats.rate_limited += 1;
+        if !self.admit(now_us, &id.0) {
+            self.counts(b).rate_limited += 1;
             return false;
         }
-        self.keep(now_us, e);
-        self.stats.delivered += 1;
+        self.keep(now_us, b);
+        self.counts(b).delivered += 1;
         true
     }
 
@@ -283,11 +360,11 @@ impl Events {
         );
     }
 
-    /// The event `id` if we still hold it, for a repair request.
-    pub(super) fn answer(&mut self, id: &EventId) -> Option<UserEvent> {
-        let e = self.kept.get(id).cloned()?;
-        self.stats.pulls_answered += 1;
-        Some(e)
+    /// The event or query `id` if we still hold it, for a repair request.
+    pub(super) fn answer(&mut self, id: &EventId) -> Option<Broadcast> {
+        let b = self.kept.get(id).cloned()?;
+        self.counts(&b).pulls_answered += 1;
+        Some(b)
     }
 
     /// The repair requests due now, to whom (the teller that told us last). The caller
@@ -376,12 +453,27 @@ impl Engine {
         let me = self.id().clone();
         let mut e = self.events.create(now, &me, name, payload)?;
         self.authorship.sign_event(&mut e);
-        self.events.accept_own(now.mono_us, &e);
-        self.event_forward(&e, &me);
-        self.event_announce(&e);
-        let id = e.id();
-        self.out.push_back(Output::Event(Event::User(e)));
+        let b = Broadcast::Event(e);
+        self.events.accept_own(now.mono_us, &b);
+        self.event_forward(&b, &me);
+        self.event_announce(&b);
+        let id = b.id();
+        if let Broadcast::Event(e) = b {
+            self.out.push_back(Output::Event(Event::User(e)));
+        }
         Ok(id)
+    }
+
+    /// Sends a query of ours down our tree, as an event: signed, seen, held for repair,
+    /// forwarded and announced. Returns it (signed) for the asker's bookkeeping.
+    pub(super) fn broadcast_query(&mut self, now: Now, mut q: Query) -> Query {
+        self.authorship.sign_query(&mut q);
+        let me = self.id().clone();
+        let b = Broadcast::Query(q.clone());
+        self.events.accept_own(now.mono_us, &b);
+        self.event_forward(&b, &me);
+        self.event_announce(&b);
+        q
     }
 
     /// Counters of user events.
@@ -389,22 +481,35 @@ impl Engine {
         self.events.stats()
     }
 
-    /// A user event from a peer: a tree copy (`until` ends our span) or a repair
-    /// answer (`None`: we forward it down the span we hold in the sender's tree).
-    pub(super) fn on_user_event(&mut self, now: Now, e: UserEvent, until: Option<NodeId>) {
+    /// How queries travelled: the counters of user events, for queries (drops of
+    /// forged, flooded, oversized and duplicate queries among them). Repairs of both
+    /// are counted with events.
+    pub fn query_delivery_stats(&self) -> &EventStats {
+        self.events.query_stats()
+    }
+
+    /// A user event or query from a peer: a tree copy (`until` ends our span) or a
+    /// repair answer (`None`: we forward it down the span we hold in the sender's
+    /// tree). Checked, forwarded and announced alike; then an event is delivered and a
+    /// query handed to the queries part (which answers it if it is for us).
+    pub(super) fn on_broadcast(&mut self, now: Now, b: Broadcast, until: Option<NodeId>) {
         let authorship = &mut self.authorship;
-        if !self
-            .events
-            .receive(now.mono_us, &e, |e| authorship.verify_event(e).is_ok())
-        {
+        let verify = |b: &Broadcast| match b {
+            Broadcast::Event(e) => authorship.verify_event(e).is_ok(),
+            Broadcast::Query(q) => authorship.verify_query(q).is_ok(),
+        };
+        if !self.events.receive(now.mono_us, &b, verify) {
             return;
         }
-        let until = until.or_else(|| span_end_in_tree(&self.event_ring(), &e.sender, self.id()));
+        let until = until.or_else(|| span_end_in_tree(&self.event_ring(), b.sender(), self.id()));
         if let Some(until) = until {
-            self.event_forward(&e, &until);
+            self.event_forward(&b, &until);
         }
-        self.event_announce(&e);
-        self.out.push_back(Output::Event(Event::User(e)));
+        self.event_announce(&b);
+        match b {
+            Broadcast::Event(e) => self.out.push_back(Output::Event(Event::User(e))),
+            Broadcast::Query(q) => self.query_delivered(q),
+        }
     }
 
     /// `from` holds the event `(sender, seq)`.
@@ -415,18 +520,15 @@ impl Engine {
 
     /// `from` asks for the event `(sender, seq)`: sent back without a span.
     pub(super) fn on_event_pull(&mut self, from: &NodeId, sender: NodeId, seq: u64) {
-        if let Some(event) = self.events.answer(&(sender, seq)) {
-            self.event_send(
-                from,
-                Item::Event { event, until: None },
-                Traffic::Retransmit,
-            );
+        if let Some(b) = self.events.answer(&(sender, seq)) {
+            self.event_send(from, tree_item(b, None), Traffic::Retransmit);
         }
     }
 
     /// Repair requests due, expiry of ids and held events, and pruning of departed
     /// senders' state.
     pub(super) fn event_timers(&mut self) {
+        self.query_timers();
         let now = self.clock_us;
         self.events.expire(now);
         let asks = self.events.due_pulls(now);
@@ -439,9 +541,12 @@ impl Engine {
         }
     }
 
-    /// When the events part must next run (µs).
+    /// When the events part (queries' deadlines included) must next run (µs).
     pub(super) fn event_deadline(&self) -> Option<u64> {
-        self.events.deadline()
+        [self.events.deadline(), self.query_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Drops the state kept for senders that are no longer members.
@@ -460,40 +565,43 @@ impl Engine {
         ring
     }
 
-    /// Sends `e` to our children for the span `(us, until)`.
-    fn event_forward(&mut self, e: &UserEvent, until: &NodeId) {
+    /// Sends `b` to our children for the span `(us, until)`.
+    fn event_forward(&mut self, b: &Broadcast, until: &NodeId) {
         let ring = self.event_ring();
         for (child, lim) in tree_children(&ring, self.id(), until) {
-            let item = Item::Event {
-                event: e.clone(),
-                until: Some(lim),
-            };
-            self.event_send(&child, item, Traffic::Fresh);
+            self.event_send(&child, tree_item(b.clone(), Some(lim)), Traffic::Fresh);
         }
     }
 
-    /// Queues `e`'s id for the gossip rounds (lazy push), with [`ID_BUDGET_MULT`] times
+    /// Queues `b`'s id for the gossip rounds (lazy push), with [`ID_BUDGET_MULT`] times
     /// the membership budget.
-    fn event_announce(&mut self, e: &UserEvent) {
+    fn event_announce(&mut self, b: &Broadcast) {
         let budget = self.budget() * ID_BUDGET_MULT;
+        let (sender, seq) = b.id();
         self.queue.push(
-            Topic::Event(e.sender.clone(), e.seq),
+            Topic::Event(sender.clone(), seq),
             Traffic::Announce,
-            Item::EventHave {
-                sender: e.sender.clone(),
-                seq: e.seq,
-            },
+            Item::EventHave { sender, seq },
             budget,
         );
     }
 
     /// One item to one member, on a stream if it is too large for a datagram.
-    fn event_send(&mut self, to: &NodeId, item: Item, class: Traffic) {
+    pub(super) fn event_send(&mut self, to: &NodeId, item: Item, class: Traffic) {
         let Some(addr) = self.addr_of(to) else {
             return;
         };
         let reliable = encoded_len(&item) + DATAGRAM_OVERHEAD > self.cfg.max_datagram;
         self.emit(to, addr, vec![(item, class)], reliable);
+    }
+}
+
+/// The item carrying `b` down a tree (`until` ends the receiver's span) or as a repair
+/// answer (`None`).
+fn tree_item(b: Broadcast, until: Option<NodeId>) -> Item {
+    match b {
+        Broadcast::Event(event) => Item::Event { event, until },
+        Broadcast::Query(query) => Item::Query { query, until },
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::core::events::UserEvent;
 use crate::core::membership::Change;
 use crate::core::proto::Datagram;
+use crate::core::queries::{Query, QueryReply, QueryReport};
 use crate::core::state::Entry;
 use crate::core::NodeId;
 
@@ -63,6 +64,25 @@ pub enum Event {
     Member(Change),
     /// A user event was delivered (once per event; ours too).
     User(UserEvent),
+    /// A query that matches this node was delivered (once per query; ours too, when
+    /// we match our own filter): answer it with [`super::Engine::respond_query`] within
+    /// its timeout, or not at all (the asker then reports us silent).
+    Query(Query),
+    /// An ack or answer to one of our queries (the query's sequence number), accepted:
+    /// at most one of each per responder, within `gossip.queries`' bounds.
+    QueryReply {
+        /// The query's sequence number.
+        seq: u64,
+        /// What came, from whom.
+        reply: QueryReply,
+    },
+    /// One of our queries reached its deadline: nothing more is accepted for it.
+    QueryDone {
+        /// The query's sequence number.
+        seq: u64,
+        /// Acks, answers and the silent members.
+        report: QueryReport,
+    },
     /// An entry's stamp was further ahead of our clock than the drift bound: its
     /// writer's clock is wrong (our clock moved only up to the bound). Told once per
     /// writer.

@@ -11,6 +11,7 @@ use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Topic};
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
 use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MemberStatus, MAX_MEMBER_META};
+use crate::core::queries::Broadcast;
 use crate::core::state::{Applied, CausalContext, Entry, Snapshot, Store};
 use crate::core::{NodeId, Now};
 
@@ -25,6 +26,7 @@ mod io;
 mod local_write;
 mod locality;
 mod persist;
+mod queries;
 mod seeds;
 mod stability;
 mod stats;
@@ -91,8 +93,10 @@ pub struct Engine {
     persisted_inc: Option<u64>,
     /// Signs our writes and verifies everyone else's.
     authorship: authorship::Authorship,
-    /// User events: dedup, repair, rate limits.
+    /// User events and queries: dedup, repair, rate limits.
     events: events::Events,
+    /// Queries: ours waiting for answers, others' waiting for ours.
+    queries: queries::Queries,
 }
 
 const GC_PERIOD_US: u64 = 60_000_000;
@@ -166,7 +170,9 @@ impl Engine {
                 cfg.events.clone(),
                 now.wall_ms,
                 cfg.limits.max_clock_drift_ms,
-            ),
+            )
+            .with_max_query_timeout(cfg.queries.max_timeout_ms),
+            queries: queries::Queries::new(cfg.queries.clone()),
             cfg,
         }
     }
@@ -582,7 +588,15 @@ impl Engine {
                 },
                 Item::IHave { writer, counter } => self.on_ihave(from, writer, counter),
                 Item::Graft { writer, counter } => self.on_graft(&mut answers, &writer, counter),
-                Item::Event { event, until } => self.on_user_event(now, event, until),
+                Item::Event { event, until } => {
+                    self.on_broadcast(now, Broadcast::Event(event), until)
+                }
+                Item::Query { query, until } => {
+                    self.on_broadcast(now, Broadcast::Query(query), until)
+                }
+                item @ (Item::QueryAck { .. } | Item::QueryResponse { .. }) => {
+                    self.on_query_item(from, item)
+                }
                 Item::EventHave { sender, seq } => self.on_event_have(from, sender, seq),
                 Item::EventPull { sender, seq } => self.on_event_pull(from, sender, seq),
                 Item::Member(s) => self.apply_member(now, from, s, true),

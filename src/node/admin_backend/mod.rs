@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod query_metrics;
 pub(super) mod scrape;
 mod sections;
 
@@ -121,6 +122,20 @@ impl AdminBackend for Node {
             Err(NodeError::Event(e)) => Err(SendEventError::Refused(e)),
             Err(e) => Err(SendEventError::Unavailable(e.to_string())),
         }
+    }
+
+    fn query(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        filter: crate::core::queries::QueryFilter,
+        timeout: std::time::Duration,
+    ) -> Result<crate::node::queries::QueryHandle, crate::admin::queries::AskError> {
+        use crate::admin::queries::AskError;
+        Node::query(self, name, payload, filter, timeout).map_err(|e| match e {
+            NodeError::Query(q) => AskError::Refused(q),
+            other => AskError::Unavailable(other.to_string()),
+        })
     }
 
     fn recent_events(&self, after: Option<u64>) -> Vec<EventView> {

@@ -18,7 +18,7 @@ use crate::node::watch::WatchStats;
 /// Registers every section of `node`'s `/metrics` in `registry`, and the histogram of
 /// sync durations, which the runtime records into directly.
 pub(super) fn register(node: &Node, registry: &mut Registry) {
-    let sections: [(&'static str, Write); 11] = [
+    let sections: [(&'static str, Write); 12] = [
         ("membership", Node::membership_metrics),
         ("swim", Node::swim_metrics),
         ("store", Node::store_metrics),
@@ -30,6 +30,7 @@ pub(super) fn register(node: &Node, registry: &mut Registry) {
         ("security", Node::security_metrics),
         ("watch", Node::watch_metrics),
         ("events", Node::event_metrics),
+        ("queries", Node::query_metrics),
     ];
     for (name, write) in sections {
         registry.register_collector(Section::new(name, node, write));
@@ -688,7 +689,7 @@ impl Node {
         let h = self.handler_stats();
         out.counters(
             "gossamer_event_handler_runs_total",
-            "Event handler commands ([[handlers]]), by outcome: started, succeeded (exit 0), failed (did not start, or another exit status), timed_out (killed at timeout_ms), skipped (every handler_concurrency slot taken).",
+            "Handlers of events and queries ([[handlers]] commands, and query handlers registered in Rust), by outcome: started, succeeded (exit 0; a query handler with an answer within the bound), failed (did not start, another exit status, an answer over max_response_payload, a panic), timed_out (killed at timeout_ms or the query's timeout), skipped (every handler_concurrency slot taken).",
             "outcome",
             [
                 ("started", get(&h.started)),

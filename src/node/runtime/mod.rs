@@ -14,6 +14,7 @@ mod authorship;
 mod events;
 mod kv;
 mod peers;
+mod queries;
 mod seeds;
 mod sync_stream;
 
@@ -143,8 +144,11 @@ pub(crate) struct Inner {
     taken: Mutex<Vec<Output>>,
     /// User events delivered here, for listing and watches (`super::events`).
     recent: super::events::RecentEvents,
-    /// Commands run for delivered user events (`[[handlers]]`).
+    /// Commands run for delivered user events and queries (`[[handlers]]`), and the
+    /// query handlers registered in Rust.
     handlers: super::handlers::Handlers,
+    /// The handles of this node's pending queries.
+    askers: super::queries::Askers,
 }
 
 /// A running gossamer node. Cheap to clone; every clone drives the same node.
@@ -327,6 +331,7 @@ impl Node {
                 cfg.handlers.clone(),
                 cfg.handler_concurrency,
             ),
+            askers: Default::default(),
             cfg,
         });
         let node = Node { inner };
@@ -530,6 +535,7 @@ impl Node {
             return;
         }
         self.inner.changes.close();
+        self.inner.askers.close();
         if self.inner.persist.is_some() {
             let inner = self.inner.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -644,6 +650,9 @@ impl Node {
                 });
             }
             Output::Event(ev) => {
+                if self.on_query_event(&ev) {
+                    return;
+                }
                 if let Event::ClockAhead { writer, ahead_ms } = &ev {
                     tracing::warn!(
                         writer = %writer,

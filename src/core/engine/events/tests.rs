@@ -27,7 +27,7 @@ fn now(ms: u64) -> Now {
     Now::new(ms * 1000, 1_700_000_000_000 + ms)
 }
 
-fn event(sender: &str, seq: u64) -> UserEvent {
+fn user_event(sender: &str, seq: u64) -> UserEvent {
     UserEvent {
         sender: id(sender),
         seq,
@@ -35,6 +35,11 @@ fn event(sender: &str, seq: u64) -> UserEvent {
         payload: b"v2".to_vec(),
         sig: Default::default(),
     }
+}
+
+/// An event as the events path carries it.
+fn event(sender: &str, seq: u64) -> Broadcast {
+    Broadcast::Event(user_event(sender, seq))
 }
 
 #[test]
@@ -116,8 +121,9 @@ fn an_event_is_delivered_once_and_a_forgery_does_not_hide_the_genuine_copy() {
 #[test]
 fn oversized_events_from_peers_are_refused_before_their_signature_is_checked() {
     let mut ev = fresh();
-    let mut e = event("b", 1);
+    let mut e = user_event("b", 1);
     e.payload = vec![0; 8 * 1024 + 1];
+    let e = Broadcast::Event(e);
     assert!(!ev.receive(0, &e, |_| panic!("not verified")));
     assert_eq!(ev.stats().oversized, 1);
 }
@@ -224,4 +230,58 @@ fn an_event_sent_before_this_life_began_is_stale() {
     // Within the drift bound of the start, or later: delivered.
     assert!(ev.receive(0, &event("b", (start - 59_000) << 10), |_| true));
     assert!(ev.receive(0, &event("c", start << 10), |_| true));
+}
+
+fn query(asker: &str, seq: u64) -> Broadcast {
+    Broadcast::Query(Query {
+        asker: id(asker),
+        seq,
+        name: "uptime".into(),
+        payload: Vec::new(),
+        filter: QueryFilter::default(),
+        timeout_ms: 1_000,
+        sig: Default::default(),
+    })
+}
+
+#[test]
+fn queries_share_the_events_ids_rate_and_checks_and_are_counted_apart() {
+    let mut ev = fresh();
+    // One id space: a query with an event's id is a duplicate.
+    assert!(ev.receive(0, &event("b", 1), |_| true));
+    assert!(!ev.receive(0, &query("b", 1), |_| true));
+    assert_eq!(ev.query_stats().duplicates, 1);
+    // One bucket per sender: the burst of 3 is spent by an event and two queries.
+    assert!(ev.receive(0, &query("b", 2), |_| true));
+    assert!(ev.receive(0, &query("b", 3), |_| true));
+    assert!(!ev.receive(0, &query("b", 4), |_| true));
+    assert!(!ev.receive(0, &event("b", 5), |_| true));
+    assert_eq!(ev.query_stats().rate_limited, 1);
+    assert_eq!(ev.stats().rate_limited, 1);
+    // A forged query is refused and counted, and does not hide the genuine copy.
+    assert!(!ev.receive(0, &query("c", 1), |_| false));
+    assert_eq!(ev.query_stats().bad_signature, 1);
+    assert!(ev.receive(0, &query("c", 1), |_| true));
+    // A query beyond its bounds (a timeout above the limit) is refused unverified.
+    let mut long = query("d", 1);
+    if let Broadcast::Query(q) = &mut long {
+        q.timeout_ms = QueryConfig::default().max_timeout_ms + 1;
+    }
+    assert!(!ev.receive(0, &long, |_| panic!("not verified")));
+    assert_eq!(ev.query_stats().oversized, 1);
+    assert_eq!(ev.query_stats().delivered, 3);
+    assert_eq!(ev.stats().delivered, 1);
+    // A repair request is answered with the query.
+    assert!(matches!(
+        ev.answer(&(id("b"), 2)),
+        Some(Broadcast::Query(_))
+    ));
+    // The local asker is held to the same rate as its events.
+    let me = id("a");
+    for _ in 0..3 {
+        ev.create(now(0), &me, "e", Vec::new()).unwrap();
+    }
+    let refused = ev.create_query(now(0), &me, "q", Vec::new(), QueryFilter::default(), 1_000);
+    assert!(matches!(refused, Err(QueryError::RateLimited { .. })));
+    assert_eq!(ev.query_stats().send_refused, 1);
 }
