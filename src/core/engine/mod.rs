@@ -42,8 +42,8 @@ use egress::{Backoff, Deferred};
 pub use events::{ID_BUDGET_MULT, PULL_TRIES, SEEN_MAX};
 pub use io::{Event, Output};
 pub use persist::{Changes, DOT_LEASE_BLOCK};
-use seeds::Seed;
 pub use seeds::SeedView;
+use seeds::Seeds;
 pub use stats::EngineStats;
 pub use tree::GRAFT_TRIES;
 
@@ -64,7 +64,7 @@ pub struct Engine {
     store: Store,
     members: Membership,
     queue: BroadcastQueue,
-    seeds: Vec<Seed>,
+    seeds: Seeds,
     out: VecDeque<Output>,
     next_gossip_us: u64,
     next_sync_us: u64,
@@ -129,10 +129,12 @@ impl Engine {
         let jitter = |rng: &mut ChaCha8Rng, ms: u64| rng.random_range(0..=ms * 1000);
         let next_gossip_us = now.mono_us + jitter(&mut rng, cfg.gossip_interval_ms);
         let next_sync_us = now.mono_us + jitter(&mut rng, cfg.sync_interval_ms);
-        let seeds = seeds
-            .into_iter()
-            .map(|addr| Seed::new(addr, now.mono_us, cfg.seed_backoff_floor_ms))
-            .collect();
+        let seeds = Seeds::new(
+            seeds,
+            now.mono_us,
+            cfg.seed_backoff_floor_ms,
+            cfg.seed_backoff_cap_ms,
+        );
         Self {
             queue: BroadcastQueue::new(cfg.queue_max, cfg.max_datagram),
             members: Membership::new(me, inc),
@@ -258,19 +260,7 @@ impl Engine {
         let added = self.members.preload(now.mono_us, valid);
         let n = added.len();
         self.swim_preload(added);
-        for i in 0..self.seeds.len() {
-            if self.seeds[i].member.is_some() {
-                continue;
-            }
-            let found = self
-                .members
-                .others()
-                .find(|m| m.state.info.addr == self.seeds[i].addr)
-                .map(|m| m.state.info.id.clone());
-            if let Some(id) = found {
-                self.seed_result(now, i, Some(id));
-            }
-        }
+        self.seeds_from_members(now);
         n
     }
 
@@ -304,20 +294,18 @@ impl Engine {
 
     /// When (mono µs) [`Engine::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> u64 {
-        let mut t = self
-            .next_gossip_us
+        self.next_gossip_us
             .min(self.next_sync_us)
             .min(self.next_gc_us)
             .min(self.swim.next_deadline())
             .min(self.deferred_deadline().unwrap_or(u64::MAX))
             .min(self.graft_deadline().unwrap_or(u64::MAX))
-            .min(self.event_deadline().unwrap_or(u64::MAX));
-        for s in &self.seeds {
-            if !s.in_flight && !self.seed_satisfied(s) {
-                t = t.min(s.next_us);
-            }
-        }
-        t
+            .min(self.event_deadline().unwrap_or(u64::MAX))
+            .min(
+                self.seeds
+                    .deadline(|id| self.seed_joined(id))
+                    .unwrap_or(u64::MAX),
+            )
     }
 
     /// Runs every periodic task that is due.
@@ -358,16 +346,7 @@ impl Engine {
             self.inbound.prune();
             self.event_prune();
         }
-        for i in 0..self.seeds.len() {
-            let s = &self.seeds[i];
-            if s.in_flight || t < s.next_us || self.seed_satisfied(s) {
-                continue;
-            }
-            let addr = s.addr.clone();
-            self.seeds[i].in_flight = true;
-            self.stats.seed_attempts += 1;
-            self.out.push_back(Output::Contact { seed: i, addr });
-        }
+        self.seed_timers(now);
     }
 
     /// Retransmit budget of a membership broadcast (never cut by back-off).
