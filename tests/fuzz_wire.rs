@@ -449,10 +449,24 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             context(),
             any::<u64>(),
             any::<bool>(),
-            any::<u8>()
+            any::<u8>(),
+            (
+                any::<bool>(),
+                proptest::option::of(any::<[u8; 16]>()),
+                any::<bool>()
+            )
         )
             .prop_map(
-                |(kind, ctx, gc_horizon_ms, stable, members_digest, compact, same)| {
+                |(
+                    kind,
+                    ctx,
+                    gc_horizon_ms,
+                    stable,
+                    members_digest,
+                    compact,
+                    same,
+                    (reads_digest, digest, again),
+                )| {
                     SyncFrame::Open {
                         kind,
                         ctx,
@@ -461,6 +475,9 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
                         members_digest,
                         compact,
                         same,
+                        reads_digest,
+                        digest: digest.map(serde_bytes::ByteArray::new),
+                        again,
                     }
                 }
             ),

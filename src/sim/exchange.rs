@@ -194,7 +194,9 @@ impl Sim {
             }
         }
         s.step += 1;
-        if to == b && done {
+        // Both sides complete, in either order: the responder last in a three-turn
+        // exchange, the initiator last in a four-turn one.
+        if s.ex_a.is_done() && s.ex_b.is_done() {
             self.stats.syncs += 1;
         } else {
             self.syncs.insert(id, s);

@@ -662,11 +662,16 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
         Box::new(move |turn: &mut Vec<SyncFrame>| {
             for f in turn.iter_mut() {
                 if let SyncFrame::Open {
-                    ctx, stable, same, ..
+                    ctx,
+                    stable,
+                    same,
+                    digest,
+                    ..
                 } = f
                 {
-                    // Its whole context, not "the same as yours".
+                    // Its whole context, not "the same as yours" or a digest.
                     *same = 0;
+                    *digest = None;
                     // It claims to have seen everything, and a fence over everything (as
                     // if it had collected deletes over every write).
                     for i in 0..n {

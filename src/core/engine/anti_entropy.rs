@@ -2,7 +2,10 @@
 //! exchange itself (which frame when, what to answer) is `core::sync::Exchange`.
 
 use super::{Engine, Output};
-use crate::core::proto::{MemberState, SyncFrame, SyncKind, OPEN_SAME_CTX, OPEN_SAME_STABLE};
+use crate::core::proto::{
+    encoded_len, open_digest, MemberState, OpenDigest, SyncFrame, SyncKind, OPEN_DIGEST_LEN,
+    OPEN_SAME_CTX, OPEN_SAME_STABLE,
+};
 use crate::core::state::{group_runs, plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
 use crate::core::{NodeId, Now};
 
@@ -73,7 +76,51 @@ impl Engine {
             members_digest: self.members.digest(),
             compact: true,
             same: 0,
+            reads_digest: true,
+            digest: None,
+            again: false,
         }
+    }
+
+    /// Our context and fence as a whole `Open` names them (no rebase hiding anything).
+    pub(crate) fn sync_own(&self) -> (CausalContext, CausalContext) {
+        (self.store.context().clone(), self.store.fence().vouched())
+    }
+
+    /// The digest of our context and fence ([`open_digest`]).
+    pub(crate) fn sync_own_digest(&self) -> OpenDigest {
+        open_digest(self.store.context(), &self.store.fence().vouched())
+    }
+
+    /// Our opening of a periodic exchange with `peer` as a digest of our context and
+    /// fence in place of both, if `peer` reads one and they are larger than the digest
+    /// (a small context costs less whole than as a digest and a fourth turn on a
+    /// mismatch); `None` means a whole `Open`.
+    pub(crate) fn sync_digest_open(&self, peer: &NodeId, kind: SyncKind) -> Option<SyncFrame> {
+        if kind != SyncKind::Periodic || !self.members.reads_digest(peer) {
+            return None;
+        }
+        let (ctx, stable) = (self.store.context(), self.store.fence().vouched());
+        if encoded_len(ctx) + encoded_len(&stable) <= 2 * OPEN_DIGEST_LEN {
+            return None;
+        }
+        Some(SyncFrame::Open {
+            kind,
+            ctx: CausalContext::new(),
+            gc_horizon_ms: 0,
+            stable: CausalContext::new(),
+            members_digest: self.members.digest(),
+            compact: true,
+            same: 0,
+            reads_digest: true,
+            digest: Some(open_digest(ctx, &stable)),
+            again: false,
+        })
+    }
+
+    /// Records whether `peer`'s `Open` said it reads a digest `Open`.
+    pub(crate) fn sync_peer_reads_digest(&mut self, peer: &NodeId, reads: bool) {
+        self.members.set_reads_digest(peer, reads);
     }
 
     /// The rebase to run in an exchange we open with `peer`: one the peer's last `Open`
