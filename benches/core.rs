@@ -212,7 +212,6 @@ fn bench_cbor(c: &mut Criterion) {
         members_digest: 42,
         compact: true,
         same: 0,
-        reads_digest: false,
         digest: None,
         again: false,
     };

@@ -147,7 +147,6 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         members_digest: 0,
         compact: false,
         same: 0,
-        reads_digest: false,
         digest: None,
         again: false,
     };

@@ -450,11 +450,7 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             any::<u64>(),
             any::<bool>(),
             any::<u8>(),
-            (
-                any::<bool>(),
-                proptest::option::of(any::<[u8; 16]>()),
-                any::<bool>()
-            )
+            (proptest::option::of(any::<[u8; 16]>()), any::<bool>())
         )
             .prop_map(
                 |(
@@ -465,7 +461,7 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
                     members_digest,
                     compact,
                     same,
-                    (reads_digest, digest, again),
+                    (digest, again),
                 )| {
                     SyncFrame::Open {
                         kind,
@@ -475,7 +471,6 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
                         members_digest,
                         compact,
                         same,
-                        reads_digest,
                         digest: digest.map(serde_bytes::ByteArray::new),
                         again,
                     }

@@ -295,14 +295,12 @@ pub enum SyncFrame {
         /// contexts naming every writer to a few bytes.
         #[serde(default, rename = "sm", skip_serializing_if = "is_zero")]
         same: u8,
-        /// The sender reads a digest `Open` and its answers (#18). An initiator opens
-        /// with a digest only to a peer whose last `Open` said so: a node of the previous
-        /// release ignores `digest` and would read the empty context as "has seen nothing".
-        #[serde(default, rename = "rd", skip_serializing_if = "std::ops::Not::not")]
-        reads_digest: bool,
         /// Initiator only: [`open_digest`] of its context and fence, sent in place of both
         /// (then empty). In a quiet cluster every node has seen the same, and an idle
-        /// exchange opens with a few bytes instead of a context naming every writer.
+        /// exchange opens with a few bytes instead of a context naming every writer (#18).
+        /// Sent only over a connection whose ALPN says the peer reads it
+        /// (`identity::ALPN_DIGEST`): a node of the previous release ignores this field
+        /// and would read the empty context as "has seen nothing".
         #[serde(default, rename = "dg", skip_serializing_if = "Option::is_none")]
         digest: Option<OpenDigest>,
         /// Responder only, answering a digest that differs from its own: this `Open` is

@@ -13,8 +13,8 @@
 //! (`compact`): in a quiet cluster every node has seen the same, and this halves the
 //! bytes of an idle exchange, whose two `Open`s each name every writer (#18).
 //!
-//! **Digest-first** (#18): to a peer whose `Open` said it reads one (`reads_digest`), a
-//! periodic exchange opens with a digest of the initiator's context and fence instead of
+//! **Digest-first** (#18): to a peer that reads one (its driver knows: the runtime from
+//! the connection's ALPN, `identity::ALPN_DIGEST`), a periodic exchange opens with a digest of the initiator's context and fence instead of
 //! both. A responder with the same digest reads the `Open` as naming its own context and
 //! fence and answers as above (compact: an idle exchange costs a few dozen bytes, however
 //! many writers there are); one with another digest answers with its whole `Open`
@@ -162,12 +162,15 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Opens an exchange with `peer`: returns it and our first turn.
+    /// Opens an exchange with `peer`: returns it and our first turn. `peer_reads_digest`:
+    /// the peer runs a release that reads a digest `Open` (see the module documentation);
+    /// a node of the previous release must never get one.
     pub fn initiate(
         engine: &mut Engine,
         now: Now,
         peer: NodeId,
         kind: SyncKind,
+        peer_reads_digest: bool,
     ) -> (Self, Vec<SyncFrame>) {
         // Our unsigned writes are signed (and sent) before any frame can carry them.
         engine.seal_writes();
@@ -176,11 +179,12 @@ impl Exchange {
         ex.probe = engine.sync_probe_for(now, &ex.peer);
         // A rebase's `Open` hides its candidates: it is never a digest.
         let digest = match ex.probe {
-            None => engine.sync_digest_open(&ex.peer, kind),
-            Some(_) => None,
+            None if peer_reads_digest => engine.sync_digest_open(kind),
+            _ => None,
         };
         let open = match digest {
             Some(open) => {
+                engine.sync_digest_counted(None);
                 ex.sent = Some(engine.sync_own());
                 ex.sent_digest = true;
                 open
@@ -265,7 +269,6 @@ impl Exchange {
                 members_digest,
                 compact,
                 same,
-                reads_digest,
                 digest,
                 again,
                 ..
@@ -282,7 +285,6 @@ impl Exchange {
                         peer: self.peer.clone(),
                     });
                 }
-                engine.sync_peer_reads_digest(&self.peer, reads_digest);
                 self.opens_read += 1;
                 if self.role == Role::Responder && self.opens_read == 1 {
                     self.kind = Some(kind);
@@ -302,7 +304,9 @@ impl Exchange {
                             peer: self.peer.clone(),
                         });
                     }
-                    if digest != engine.sync_own_digest() {
+                    let shared = digest == engine.sync_own_digest();
+                    engine.sync_digest_counted(Some(shared));
+                    if !shared {
                         // We have seen something it has not, or it has: our whole
                         // `Open` goes first, then its whole one.
                         self.swapped = true;

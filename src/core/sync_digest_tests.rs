@@ -63,17 +63,21 @@ impl Wire {
     }
 }
 
-/// Runs a whole exchange, `a` initiating, as the runtime and the simulator do; every
-/// frame `a` sends passes through `into_b` before `b` reads it, and every frame `b` sends
-/// through `into_a`. Returns the turns as sent (before those rewrites).
+/// Runs a whole exchange, `a` initiating, as the runtime and the simulator do (`a` is
+/// told whether `b` reads a digest `Open`, as the runtime learns it from the
+/// connection's ALPN); every frame `a` sends passes through `into_b` before `b` reads it,
+/// and every frame `b` sends through `into_a`. Returns the turns as sent (before those
+/// rewrites).
 fn run(
     a: &mut Engine,
     b: &mut Engine,
     now: Now,
+    b_reads_digest: bool,
     mut into_b: impl FnMut(&mut SyncFrame),
     mut into_a: impl FnMut(&mut SyncFrame),
 ) -> Wire {
-    let (mut ea, mut turn) = Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic);
+    let (mut ea, mut turn) =
+        Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic, b_reads_digest);
     let mut eb = Exchange::accept(a.id().clone());
     let mut wire = Wire::default();
     let mut to_b = true;
@@ -100,29 +104,15 @@ fn run(
     wire
 }
 
-/// An honest exchange.
+/// An honest exchange between nodes of this release.
 fn sync(a: &mut Engine, b: &mut Engine, now: Now) -> Wire {
-    run(a, b, now, |_| {}, |_| {})
+    run(a, b, now, true, |_| {}, |_| {})
 }
 
-/// A node of the previous release, as its peers see it: it does not say it reads a
-/// digest `Open`, and it ignores the fields it does not know (`reads_digest`, `digest`,
-/// `again`) in what it reads.
-fn old_sends(f: &mut SyncFrame) {
-    if let SyncFrame::Open { reads_digest, .. } = f {
-        *reads_digest = false;
-    }
-}
-
+/// What a node of the previous release reads of a frame: it ignores the fields it does
+/// not know (`digest`, `again`).
 fn old_reads(f: &mut SyncFrame) {
-    if let SyncFrame::Open {
-        reads_digest,
-        digest,
-        again,
-        ..
-    } = f
-    {
-        *reads_digest = false;
+    if let SyncFrame::Open { digest, again, .. } = f {
         *digest = None;
         *again = false;
     }
@@ -202,6 +192,10 @@ fn a_digest_the_responder_does_not_share_repairs_both_sides_in_four_turns() {
     }
 }
 
+/// Mixed releases: the runtime tells the exchange the peer does not read digests (its
+/// connection negotiated the previous ALPN), so a node of the previous release never
+/// gets a digest `Open` (it would read the empty context as "has seen nothing" and send
+/// every write), whichever side opens, and both converge as before.
 #[test]
 fn a_node_of_the_previous_release_never_gets_a_digest_and_converges() {
     let mut new = engine("a", Config::default());
@@ -212,11 +206,14 @@ fn a_node_of_the_previous_release_never_gets_a_digest_and_converges() {
         let t = 10 + 10 * i;
         new.set(at(t), &format!("n{i}"), b"n".to_vec()).unwrap();
         old.set(at(t), &format!("o{i}"), b"o".to_vec()).unwrap();
-        // The new node opens half the exchanges, the old node the other half.
-        let wire = if i % 2 == 0 {
-            run(&mut new, &mut old, at(t + 1), old_reads, old_sends)
+        // The new node opens half the exchanges, the old node (which sends no digest
+        // either: it has none) the other half.
+        let (wire, new_opened) = if i % 2 == 0 {
+            let w = run(&mut new, &mut old, at(t + 1), false, old_reads, |_| {});
+            (w, true)
         } else {
-            run(&mut old, &mut new, at(t + 1), old_sends, old_reads)
+            let w = run(&mut old, &mut new, at(t + 1), false, |_| {}, old_reads);
+            (w, false)
         };
         for (_, f) in wire.opens() {
             let SyncFrame::Open { digest, again, .. } = f else {
@@ -226,21 +223,22 @@ fn a_node_of_the_previous_release_never_gets_a_digest_and_converges() {
         }
         assert_eq!(wire.turns.len(), 3);
         // Each side sends only the one write the other lacks (a digest read as an empty
-        // context would have drawn every write).
-        assert_eq!(wire.entries_from(true), 1, "exchange {i}");
-        assert_eq!(wire.entries_from(false), 1, "exchange {i}");
+        // context would have drawn all 8 + 2i + 1 of the new node's).
+        assert_eq!(wire.entries_from(true), 1, "exchange {i} ({new_opened})");
+        assert_eq!(wire.entries_from(false), 1, "exchange {i} ({new_opened})");
         assert_eq!(new.store().context(), old.store().context());
     }
     assert_eq!(live(&new), live(&old));
-    // Upgraded, it says so in its next `Open`, and the next exchange opens with a digest.
-    sync(&mut old, &mut new, at(100));
-    assert!(sync(&mut new, &mut old, at(101)).opened_with_digest());
+    // The hazard the rule avoids: a digest read by the previous release draws every write.
+    let wire = run(&mut new, &mut old, at(100), true, old_reads, |_| {});
+    assert!(wire.opened_with_digest());
+    assert!(wire.entries_from(false) > 8, "{}", wire.entries_from(false));
 }
 
 #[test]
 fn a_digest_is_only_an_initiators_first_open_and_again_only_answers_one() {
     let (mut a, mut b) = quiet_pair(8);
-    let (_, turn) = Exchange::initiate(&mut a, at(4), b.id().clone(), SyncKind::Periodic);
+    let (_, turn) = Exchange::initiate(&mut a, at(4), b.id().clone(), SyncKind::Periodic, true);
     let digest_open = turn[0].clone();
     assert!(matches!(
         digest_open,
@@ -259,14 +257,14 @@ fn a_digest_is_only_an_initiators_first_open_and_again_only_answers_one() {
         Err(SyncError::BadDigest { peer: id("a") })
     );
     // A digest answering our `Open`.
-    let (mut eb, _) = Exchange::initiate(&mut b, at(4), id("a"), SyncKind::Periodic);
+    let (mut eb, _) = Exchange::initiate(&mut b, at(4), id("a"), SyncKind::Periodic, true);
     assert_eq!(
         eb.on_frame(&mut b, at(4), digest_open),
         Err(SyncError::BadDigest { peer: id("a") })
     );
     // `again` answering a whole `Open`.
     let mut c = engine("c", Config::default());
-    let (mut ec, _) = Exchange::initiate(&mut c, at(4), id("b"), SyncKind::Periodic);
+    let (mut ec, _) = Exchange::initiate(&mut c, at(4), id("b"), SyncKind::Periodic, true);
     let mut again_open = b.sync_open_frame(SyncKind::Periodic, None);
     if let SyncFrame::Open { again, .. } = &mut again_open {
         *again = true;

@@ -52,9 +52,21 @@ fn exchange_lying(
     a: &mut Engine,
     b: &mut Engine,
     now: Now,
+    lie: impl FnMut(&mut SyncFrame),
+) -> (Exchange, Exchange) {
+    exchange_with(a, b, now, true, lie)
+}
+
+/// Same, telling the initiator whether `b` reads a digest `Open`.
+fn exchange_with(
+    a: &mut Engine,
+    b: &mut Engine,
+    now: Now,
+    reads_digest: bool,
     mut lie: impl FnMut(&mut SyncFrame),
 ) -> (Exchange, Exchange) {
-    let (mut ea, mut turn) = Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic);
+    let (mut ea, mut turn) =
+        Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic, reads_digest);
     let mut eb = Exchange::accept(a.id().clone());
     let mut to_b = true;
     while !(ea.is_done() && eb.is_done()) {
@@ -181,6 +193,7 @@ fn frames_out_of_order_end_the_exchange() {
         at(1),
         id("b"),
         SyncKind::Periodic,
+        true,
     );
     let mut ex = Exchange::accept(id("a"));
     ex.on_frame(&mut b, at(1), turn[0].clone()).unwrap();
@@ -372,7 +385,8 @@ fn an_exchange_running_across_a_rebase_loses_nothing() {
     assert!(a.store().entry("k0").is_none(), "a collected the delete");
     // b opens an exchange with c ...
     let now = at(200_100);
-    let (mut with_c, turn) = Exchange::initiate(&mut b, now, c.id().clone(), SyncKind::Periodic);
+    let (mut with_c, turn) =
+        Exchange::initiate(&mut b, now, c.id().clone(), SyncKind::Periodic, true);
     let mut at_c = Exchange::accept(b.id().clone());
     let mut reply = Vec::new();
     for f in turn {
@@ -474,10 +488,9 @@ fn opens_of(a: &mut Engine, b: &mut Engine, now: Now) -> (SyncFrame, SyncFrame) 
     // What the initiator's `Open` will be (no rebase is due in these tests).
     let first = a.sync_open_frame(SyncKind::Periodic, None);
     let mut seen = None;
-    // As a node that does not read digest `Open`s (else the initiator's is a digest).
-    let (ea, eb) = exchange_lying(a, b, now, |f| {
-        if let SyncFrame::Open { reads_digest, .. } = f {
-            *reads_digest = false;
+    // With a peer that does not read digest `Open`s (else the initiator's is a digest).
+    let (ea, eb) = exchange_with(a, b, now, false, |f| {
+        if matches!(f, SyncFrame::Open { .. }) {
             seen = Some(f.clone());
         }
     });
@@ -542,7 +555,7 @@ fn a_responder_that_has_seen_what_the_initiator_has_sends_a_compact_open() {
 fn an_initiator_that_does_not_read_compact_opens_gets_a_whole_one() {
     let mut a = engine("a", Config::default());
     let mut b = engine("b", Config::default());
-    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic);
+    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic, true);
     if let SyncFrame::Open { compact, .. } = &mut turn[0] {
         *compact = false;
     }
@@ -562,7 +575,7 @@ fn an_initiator_that_does_not_read_compact_opens_gets_a_whole_one() {
 fn an_initiator_open_naming_the_responders_parts_is_refused() {
     let mut a = engine("a", Config::default());
     let mut b = engine("b", Config::default());
-    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic);
+    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic, true);
     if let SyncFrame::Open { same, .. } = &mut turn[0] {
         *same = OPEN_SAME_CTX;
     }

@@ -59,7 +59,8 @@ impl Sim {
         let Some(ea) = self.nodes[a].engine.as_mut() else {
             return;
         };
-        let (ex_a, first) = Exchange::initiate(ea, now, b_id, kind);
+        // Every simulated node runs this release: it reads digest `Open`s.
+        let (ex_a, first) = Exchange::initiate(ea, now, b_id, kind, true);
         self.syncs.insert(
             id,
             SyncState {

@@ -197,7 +197,6 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             members_digest,
             compact,
             same,
-            reads_digest,
             digest,
             again,
         } => {
@@ -219,7 +218,6 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
                 members_digest,
                 compact,
                 same,
-                reads_digest,
                 digest,
                 again,
             })

@@ -64,7 +64,6 @@ fn datagram_and_frames_round_trip() {
             members_digest: 1,
             compact: true,
             same: 3,
-            reads_digest: true,
             digest: Some(serde_bytes::ByteArray::new([7; 16])),
             again: true,
         },
@@ -159,7 +158,6 @@ fn hostile_ranges_are_normalised() {
         members_digest: 0,
         compact: false,
         same: 0,
-        reads_digest: false,
         digest: None,
         again: false,
     });

@@ -31,7 +31,6 @@ pub async fn lying_exchange(
         members_digest: 0,
         compact: false,
         same: 0,
-        reads_digest: false,
         digest: None,
         again: false,
     };

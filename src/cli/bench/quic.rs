@@ -34,6 +34,10 @@ struct QuicSnap {
     gossip_bytes: u64,
     gossip_datagrams: u64,
     sync_bytes: u64,
+    syncs_started: u64,
+    digest_opens: u64,
+    digests_shared: u64,
+    digests_differed: u64,
     copies: u64,
     cpu_s: Option<f64>,
 }
@@ -51,6 +55,10 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         gossip_bytes: 0,
         gossip_datagrams: 0,
         sync_bytes: 0,
+        syncs_started: 0,
+        digest_opens: 0,
+        digests_shared: 0,
+        digests_differed: 0,
         copies: 0,
         cpu_s: cpu_seconds(),
     };
@@ -70,6 +78,10 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         let es = node.engine_stats();
         s.suspicions += es.suspicions;
         s.grafts += es.grafts_sent;
+        s.syncs_started += es.syncs_started;
+        s.digest_opens += es.sync_digest_opens;
+        s.digests_shared += es.sync_digests_shared;
+        s.digests_differed += es.sync_digests_differed;
     }
     s
 }
@@ -261,6 +273,13 @@ async fn quic_measure(
     sleep_showing(idle_d, |f| progress.show(n, "idle", f, "")).await;
     let b = quic_snap(nodes, controls);
     let idle = quic_traffic(&a, &b, n);
+    notes.push(format!(
+        "idle: {} exchanges opened, {} with a digest: {} shared, {} differed (four turns)",
+        b.syncs_started - a.syncs_started,
+        b.digest_opens - a.digest_opens,
+        b.digests_shared - a.digests_shared,
+        b.digests_differed - a.digests_differed,
+    ));
 
     // Write load.
     let tracker = Arc::new(Mutex::new(Tracker::new(n)));

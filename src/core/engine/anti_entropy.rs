@@ -76,7 +76,6 @@ impl Engine {
             members_digest: self.members.digest(),
             compact: true,
             same: 0,
-            reads_digest: true,
             digest: None,
             again: false,
         }
@@ -92,12 +91,11 @@ impl Engine {
         open_digest(self.store.context(), &self.store.fence().vouched())
     }
 
-    /// Our opening of a periodic exchange with `peer` as a digest of our context and
-    /// fence in place of both, if `peer` reads one and they are larger than the digest
-    /// (a small context costs less whole than as a digest and a fourth turn on a
-    /// mismatch); `None` means a whole `Open`.
-    pub(crate) fn sync_digest_open(&self, peer: &NodeId, kind: SyncKind) -> Option<SyncFrame> {
-        if kind != SyncKind::Periodic || !self.members.reads_digest(peer) {
+    /// Our opening of a periodic exchange as a digest of our context and fence in place
+    /// of both, if they are larger than the digest (a small context costs less whole
+    /// than as a digest and a fourth turn on a mismatch); `None` means a whole `Open`.
+    pub(crate) fn sync_digest_open(&self, kind: SyncKind) -> Option<SyncFrame> {
+        if kind != SyncKind::Periodic {
             return None;
         }
         let (ctx, stable) = (self.store.context(), self.store.fence().vouched());
@@ -112,15 +110,19 @@ impl Engine {
             members_digest: self.members.digest(),
             compact: true,
             same: 0,
-            reads_digest: true,
             digest: Some(open_digest(ctx, &stable)),
             again: false,
         })
     }
 
-    /// Records whether `peer`'s `Open` said it reads a digest `Open`.
-    pub(crate) fn sync_peer_reads_digest(&mut self, peer: &NodeId, reads: bool) {
-        self.members.set_reads_digest(peer, reads);
+    /// Counts a digest `Open` we sent (`shared` is `None`) or answered (whether its
+    /// digest was ours).
+    pub(crate) fn sync_digest_counted(&mut self, shared: Option<bool>) {
+        match shared {
+            None => self.stats.sync_digest_opens += 1,
+            Some(true) => self.stats.sync_digests_shared += 1,
+            Some(false) => self.stats.sync_digests_differed += 1,
+        }
     }
 
     /// The rebase to run in an exchange we open with `peer`: one the peer's last `Open`

@@ -24,10 +24,6 @@ pub struct Member {
     pub since_us: u64,
     /// Smoothed round-trip time of direct probes (µs).
     pub rtt_us: Option<u64>,
-    /// The incarnation at which the member's last anti-entropy `Open` said it reads a
-    /// digest `Open` (`SyncFrame::Open::reads_digest`). Only for that incarnation: a
-    /// member that restarts may run another release.
-    pub reads_digest: Option<u64>,
 }
 
 impl Member {
@@ -39,7 +35,6 @@ impl Member {
             last_sync_us: None,
             since_us: now_us,
             rtt_us: None,
-            reads_digest: None,
         }
     }
 }
@@ -515,21 +510,6 @@ impl Membership {
             m.last_sync_us = Some(now_us);
             m.last_heard_us = Some(now_us);
         }
-    }
-
-    /// Records whether a member's `Open` said it reads a digest `Open`.
-    pub fn set_reads_digest(&mut self, id: &NodeId, reads: bool) {
-        if let Some(m) = self.members.get_mut(id) {
-            m.reads_digest = reads.then_some(m.state.incarnation);
-        }
-    }
-
-    /// True if an `Open` of `id`'s, at its current incarnation, said it reads a digest
-    /// `Open`.
-    pub fn reads_digest(&self, id: &NodeId) -> bool {
-        self.members
-            .get(id)
-            .is_some_and(|m| m.reads_digest == Some(m.state.incarnation))
     }
 
     /// Marks ourselves as leaving; returns the state to broadcast.
