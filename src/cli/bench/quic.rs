@@ -10,7 +10,7 @@ use anyhow::Context;
 use gossamer::chaos::{ChaosControl, ChaosSocket};
 use gossamer::core::Event;
 use gossamer::node::local::LocalCluster;
-use gossamer::node::Node;
+use gossamer::node::{Node, QuicFrameStats};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::host::{cpu_seconds, proc_status_mib};
@@ -38,6 +38,8 @@ struct QuicSnap {
     digest_opens: u64,
     digests_shared: u64,
     digests_differed: u64,
+    quic: QuicFrameStats,
+    handshakes: u64,
     copies: u64,
     cpu_s: Option<f64>,
 }
@@ -59,6 +61,8 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         digest_opens: 0,
         digests_shared: 0,
         digests_differed: 0,
+        quic: QuicFrameStats::default(),
+        handshakes: 0,
         copies: 0,
         cpu_s: cpu_seconds(),
     };
@@ -82,6 +86,12 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         s.digest_opens += es.sync_digest_opens;
         s.digests_shared += es.sync_digests_shared;
         s.digests_differed += es.sync_digests_differed;
+        let q = node.quic_frame_stats();
+        s.quic.connections += q.connections;
+        s.quic.pings += q.pings;
+        s.quic.acks += q.acks;
+        s.quic.datagrams += q.datagrams;
+        s.handshakes += node.handshake_stats().snapshot().accepted;
     }
     s
 }
@@ -279,6 +289,16 @@ async fn quic_measure(
         b.digest_opens - a.digest_opens,
         b.digests_shared - a.digests_shared,
         b.digests_differed - a.digests_differed,
+    ));
+    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / n as f64 / idle_d.as_secs_f64();
+    notes.push(format!(
+        "idle: {:.1} connections per node; per node per s: {:.2} QUIC PING frames, {:.2} ACK \
+         frames, {:.2} datagrams on connections held throughout; {} handshakes accepted",
+        b.quic.connections as f64 / n as f64,
+        per(a.quic.pings, b.quic.pings),
+        per(a.quic.acks, b.quic.acks),
+        per(a.quic.datagrams, b.quic.datagrams),
+        b.handshakes - a.handshakes,
     ));
 
     // Write load.

@@ -14,6 +14,8 @@ mod authorship;
 mod events;
 mod kv;
 mod peers;
+
+pub use peers::QuicFrameStats;
 mod seeds;
 mod sync_stream;
 
