@@ -595,7 +595,25 @@ fn a_peer_listing_another_member_first_has_its_exchange_refused() {
         matches!(own, Some(MemberStatus::Alive | MemberStatus::Suspect)),
         "node 5 applied its own forgery: it holds node 6 {own:?}"
     );
-    assert!(sim.stores_identical(), "the honest nodes still converge");
+    // Node 5 itself may stay behind: in a four-turn exchange (digest-first, core::sync)
+    // it sends its refused member list before the entries it lacks would come back.
+    let live = |i: usize| {
+        let e = sim.engine(i).unwrap();
+        e.store()
+            .iter()
+            .filter(|x| !x.is_tombstone())
+            .map(|x| (x.key.clone(), x.value.clone(), x.writer.clone(), x.hlc))
+            .collect::<Vec<_>>()
+    };
+    let reference = live(0);
+    assert!(!reference.is_empty());
+    for i in (1..sim.len()).filter(|&i| i != 5) {
+        assert_eq!(
+            live(i),
+            reference,
+            "the honest nodes still converge (node {i})"
+        );
+    }
 }
 
 /// #16, finding 4: one node's clock a year ahead dragged every node's stamps a year
