@@ -261,7 +261,9 @@ fn is_zero(x: &u8) -> bool {
 
 /// Frames on an anti-entropy (sync) stream.
 ///
-/// The initiator sends `Open`, `End`; the responder answers with `Open`, its `Members`
+/// The initiator sends `Open`, `End` (the `Open` may be a digest, and the exchange then
+/// takes four turns when the responder does not share it: `core::sync`); the responder
+/// answers with `Open`, its `Members`
 /// (when the member digests differ, or always on a join), the `Entries` the initiator
 /// lacks, `End`; the initiator then sends its `Members` (same rule), the `Entries` the
 /// responder lacks and `End`. Each side joins the other's context only after it applied

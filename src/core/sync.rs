@@ -1,6 +1,7 @@
 //! One anti-entropy exchange, as a sans-IO state machine.
 //!
-//! An exchange is three turns over a reliable stream (ARCHITECTURE.md, "Anti-entropy"):
+//! An exchange is three turns over a reliable stream (four after a digest the responder
+//! does not share, below; ARCHITECTURE.md, "Anti-entropy"):
 //!
 //! ```text
 //! initiator:  Open, End
