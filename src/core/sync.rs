@@ -15,9 +15,9 @@
 //! bytes of an idle exchange, whose two `Open`s each name every writer (#18).
 //!
 //! **Digest-first** (#18): to a peer that reads one (its driver knows: the runtime from
-//! the connection's ALPN, `identity::ALPN_DIGEST`), a periodic exchange opens with a digest of the initiator's context and fence instead of
-//! both. A responder with the same digest reads the `Open` as naming its own context and
-//! fence and answers as above (compact: an idle exchange costs a few dozen bytes, however
+//! the connection's ALPN, `identity::ALPN_DIGEST`), a periodic exchange opens with a
+//! digest of the initiator's context and fence instead of both. A responder with the same
+//! digest reads the `Open` as naming its own context and fence and answers as above (compact: an idle exchange costs a few dozen bytes, however
 //! many writers there are); one with another digest answers with its whole `Open`
 //! (`again`), and the exchange runs with the roles of the `Open`s swapped:
 //!
@@ -278,7 +278,12 @@ impl Exchange {
                 // the responder did not share (the four-turn exchange).
                 let expected = match self.opens_read {
                     0 => true,
-                    1 => self.role == Role::Responder && self.swapped && self.peer_ctx.is_none(),
+                    1 => {
+                        self.role == Role::Responder
+                            && self.swapped
+                            && self.turns_read == 1
+                            && self.peer_ctx.is_none()
+                    }
                     _ => false,
                 };
                 if !expected {

@@ -262,6 +262,15 @@ fn a_digest_is_only_an_initiators_first_open_and_again_only_answers_one() {
         eb.on_frame(&mut b, at(4), digest_open),
         Err(SyncError::BadDigest { peer: id("a") })
     );
+    // A second `Open` in the digest's own turn: the whole one comes after our answer.
+    let mut eb = Exchange::accept(id("a"));
+    let mut other = engine("b2", Config::default());
+    eb.on_frame(&mut other, at(4), turn[0].clone()).unwrap();
+    let whole = a.sync_open_frame(SyncKind::Periodic, None);
+    assert_eq!(
+        eb.on_frame(&mut other, at(4), whole),
+        Err(SyncError::SecondOpen { peer: id("a") })
+    );
     // `again` answering a whole `Open`.
     let mut c = engine("c", Config::default());
     let (mut ec, _) = Exchange::initiate(&mut c, at(4), id("b"), SyncKind::Periodic, true);
