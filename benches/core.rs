@@ -213,6 +213,8 @@ fn bench_cbor(c: &mut Criterion) {
         members_digest: 42,
         compact: true,
         same: 0,
+        digest: None,
+        again: false,
     };
     let obytes = wire::encode_frame(&open);
     g.throughput(Throughput::Bytes(obytes.len() as u64));

@@ -147,6 +147,8 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         members_digest: 0,
         compact: false,
         same: 0,
+        digest: None,
+        again: false,
     };
     for f in [open, SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();

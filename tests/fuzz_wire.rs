@@ -482,10 +482,20 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             context(),
             any::<u64>(),
             any::<bool>(),
-            any::<u8>()
+            any::<u8>(),
+            (proptest::option::of(any::<[u8; 16]>()), any::<bool>())
         )
             .prop_map(
-                |(kind, ctx, gc_horizon_ms, stable, members_digest, compact, same)| {
+                |(
+                    kind,
+                    ctx,
+                    gc_horizon_ms,
+                    stable,
+                    members_digest,
+                    compact,
+                    same,
+                    (digest, again),
+                )| {
                     SyncFrame::Open {
                         kind,
                         ctx,
@@ -494,6 +504,8 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
                         members_digest,
                         compact,
                         same,
+                        digest: digest.map(serde_bytes::ByteArray::new),
+                        again,
                     }
                 }
             ),

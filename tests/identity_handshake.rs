@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use gossamer::core::id::{ClusterName, NodeId};
 use gossamer::identity::{
     self, classify_handshake_error, generate_ca, issue_node, issue_node_with_validity,
-    peer_identity, HandshakeCounts, HandshakeStats, Identity, PemPair, TrustBundle, ALPN, SNI,
+    peer_identity, HandshakeCounts, HandshakeStats, Identity, PemPair, TrustBundle, ALPN,
+    ALPN_DIGEST, SNI,
 };
 use gossamer::transport::{offer_datagram, DatagramRefused};
 use quinn::{Connection, Endpoint};
@@ -241,6 +242,31 @@ async fn plain_dial(
     dial_with(&ep, cfg, to, "localhost").await
 }
 
+/// #18: a node of the previous release offers only [`ALPN`]: it still connects to a node
+/// of this one, and its connection says it does not read digest-first anti-entropy
+/// `Open`s; between nodes of this release the connection says they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_the_previous_release_connects_and_is_not_sent_digests() {
+    let ca = Ca::new("prod");
+    let new = Node::start(ca.issue("n1"), ca.bundle());
+    let old_id = ca.issue("n2");
+    let mut tls =
+        identity::client_config(&old_id, &ca.bundle(), None, HandshakeStats::new()).unwrap();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let old_conn = dial_with(&ep, cfg, new.addr, SNI).await.unwrap();
+    assert!(!gossamer::transport::reads_digest(&old_conn));
+    let peer = Node::start(ca.issue("n3"), ca.bundle());
+    let new_conn = peer
+        .dial(new.addr, Some("n1"), HandshakeStats::new())
+        .await
+        .unwrap();
+    assert!(gossamer::transport::reads_digest(&new_conn));
+}
+
 fn only(counts: HandshakeCounts, label: &str) {
     for (l, n) in counts.refusals() {
         let want = u64::from(l == label);
@@ -275,7 +301,8 @@ async fn same_ca_nodes_connect_both_ways_and_learn_ids() {
             .unwrap()
             .protocol
             .as_deref(),
-        Some(ALPN)
+        Some(ALPN_DIGEST),
+        "nodes of this release prefer the digest-first protocol"
     );
 
     assert_eq!(

@@ -251,13 +251,48 @@ pub const OPEN_SAME_CTX: u8 = 1;
 /// [`SyncFrame::Open::same`]: `stable` is the receiver's own `stable` of this exchange.
 pub const OPEN_SAME_STABLE: u8 = 2;
 
+/// Digest of a causal context and a fence ([`open_digest`]): 128 bits of SHA-256.
+pub type OpenDigest = serde_bytes::ByteArray<OPEN_DIGEST_LEN>;
+
+/// Bytes of an [`OpenDigest`].
+pub const OPEN_DIGEST_LEN: usize = 16;
+
+/// The digest an initiator's `Open` carries in place of its context `ctx` and fence
+/// `stable`: SHA-256, domain-separated, over a canonical encoding of both (every writer
+/// with its ranges, in id order), truncated to 128 bits. Finding two states with one digest
+/// takes about 2^64 hashes; what a collision could do is in ARCHITECTURE.md
+/// ("Anti-entropy", digest-first opening).
+pub fn open_digest(ctx: &CausalContext, stable: &CausalContext) -> OpenDigest {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    h.update(b"gossamer/sync-open-digest/v1\0");
+    for part in [ctx, stable] {
+        h.update(&(part.0.len() as u64).to_be_bytes());
+        for (writer, ranges) in &part.0 {
+            let id = writer.as_str().as_bytes();
+            h.update(&(id.len() as u64).to_be_bytes());
+            h.update(id);
+            let ranges = ranges.ranges();
+            h.update(&(ranges.len() as u64).to_be_bytes());
+            for (lo, hi) in ranges {
+                h.update(&lo.to_be_bytes());
+                h.update(&hi.to_be_bytes());
+            }
+        }
+    }
+    let mut out = [0u8; OPEN_DIGEST_LEN];
+    out.copy_from_slice(&h.finish().as_ref()[..OPEN_DIGEST_LEN]);
+    serde_bytes::ByteArray::new(out)
+}
+
 fn is_zero(x: &u8) -> bool {
     *x == 0
 }
 
 /// Frames on an anti-entropy (sync) stream.
 ///
-/// The initiator sends `Open`, `End`; the responder answers with `Open`, its `Members`
+/// The initiator sends `Open`, `End` (the `Open` may be a digest, and the exchange then
+/// takes four turns when the responder does not share it: `core::sync`); the responder
+/// answers with `Open`, its `Members`
 /// (when the member digests differ, or always on a join), the `Entries` the initiator
 /// lacks, `End`; the initiator then sends its `Members` (same rule), the `Entries` the
 /// responder lacks and `End`. Each side joins the other's context only after it applied
@@ -291,6 +326,21 @@ pub enum SyncFrame {
         /// contexts naming every writer to a few bytes.
         #[serde(default, rename = "sm", skip_serializing_if = "is_zero")]
         same: u8,
+        /// Initiator only: [`open_digest`] of its context and fence, sent in place of both
+        /// (then empty). In a quiet cluster every node has seen the same, and an idle
+        /// exchange opens with a few bytes instead of a context naming every writer (#18).
+        /// Sent only over a connection whose ALPN says the peer reads it
+        /// (`identity::ALPN_DIGEST`): a node of the previous release ignores this field
+        /// and would read the empty context as "has seen nothing".
+        #[serde(default, rename = "dg", skip_serializing_if = "Option::is_none")]
+        digest: Option<OpenDigest>,
+        /// Responder only, answering a digest that differs from its own: this `Open` is
+        /// whole, and the initiator answers with its own whole `Open` (which may name parts
+        /// of this one in `same`), its members and the entries we lack; we end the
+        /// exchange with our members and the entries it lacks (four turns instead of
+        /// three).
+        #[serde(default, rename = "ag", skip_serializing_if = "std::ops::Not::not")]
+        again: bool,
     },
     /// Part of the sender's member list.
     Members(Vec<MemberState>),

@@ -1,6 +1,7 @@
 //! One anti-entropy exchange, as a sans-IO state machine.
 //!
-//! An exchange is three turns over a reliable stream (ARCHITECTURE.md, "Anti-entropy"):
+//! An exchange is three turns over a reliable stream (four after a digest the responder
+//! does not share, below; ARCHITECTURE.md, "Anti-entropy"):
 //!
 //! ```text
 //! initiator:  Open, End
@@ -12,6 +13,20 @@
 //! initiator's (`SyncFrame::Open::same`), for an initiator that reads such an `Open`
 //! (`compact`): in a quiet cluster every node has seen the same, and this halves the
 //! bytes of an idle exchange, whose two `Open`s each name every writer (#18).
+//!
+//! **Digest-first** (#18): to a peer that reads one (its driver knows: the runtime from
+//! the connection's ALPN, `identity::ALPN_DIGEST`), a periodic exchange opens with a
+//! digest of the initiator's context and fence instead of both. A responder with the same
+//! digest reads the `Open` as naming its own context and fence and answers as above (compact: an idle exchange costs a few dozen bytes, however
+//! many writers there are); one with another digest answers with its whole `Open`
+//! (`again`), and the exchange runs with the roles of the `Open`s swapped:
+//!
+//! ```text
+//! initiator:  Open{digest}, End
+//! responder:  Open{ctx, stable, again}, End
+//! initiator:  Open{ctx, stable}, Members*, Entries* (what the responder lacks), End
+//! responder:  Members*, Entries* (what the initiator lacks), End
+//! ```
 //!
 //! [`Exchange`] owns the sequencing: which frame may come when, what to answer at the end
 //! of the peer's turn, the check that the peer's first listed member is the peer itself,
@@ -59,6 +74,19 @@ pub enum SyncError {
         /// The peer.
         peer: NodeId,
     },
+    /// A digest `Open` where only an initiator's first `Open` may be one, or one that
+    /// also carries a context, a fence or `same`.
+    #[error("peer {peer} sent a digest Open out of place")]
+    BadDigest {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// An `Open` marked `again` that answers no digest `Open` of ours.
+    #[error("peer {peer} answered a digest we did not send")]
+    BadAgain {
+        /// The peer.
+        peer: NodeId,
+    },
     /// A frame arrived after the exchange was complete.
     #[error("peer {peer} sent a frame after the exchange ended")]
     AfterEnd {
@@ -101,14 +129,22 @@ pub struct Exchange {
     role: Role,
     /// Why it was opened; a responder learns it from the peer's `Open`.
     kind: Option<SyncKind>,
+    /// `Open`s of the peer's we have read (two in the four-turn exchange).
+    opens_read: u8,
     /// The peer's context and member digest, from its `Open`.
     peer_ctx: Option<CausalContext>,
     peer_digest: u64,
-    /// Initiator: the context and fence our `Open` sent, which the responder's `Open` may
-    /// name instead of repeating them (`SyncFrame::Open::same`).
+    /// The context and fence our `Open` sent (or, for a digest `Open`, named), which the
+    /// peer's later `Open` may name instead of repeating them (`SyncFrame::Open::same`).
     sent: Option<(CausalContext, CausalContext)>,
-    /// Responder: the initiator's fence, if it reads a compacted `Open` (we compare ours
-    /// with it and with its context).
+    /// Initiator: our `Open` was a digest.
+    sent_digest: bool,
+    /// The digests differed: the exchange takes four turns, the responder's whole `Open`
+    /// first (see the module documentation).
+    swapped: bool,
+    /// The peer's fence, if it reads a compacted `Open` and ours answers its whole one (we
+    /// compare ours with it and with its context): the responder's, or in the four-turn
+    /// exchange the initiator's.
     peer_compact: Option<CausalContext>,
     /// The peer's first `Members` frame was checked against its identity.
     identity_checked: bool,
@@ -127,22 +163,41 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Opens an exchange with `peer`: returns it and our first turn.
+    /// Opens an exchange with `peer`: returns it and our first turn. `peer_reads_digest`:
+    /// the peer runs a release that reads a digest `Open` (see the module documentation);
+    /// a node of the previous release must never get one.
     pub fn initiate(
         engine: &mut Engine,
         now: Now,
         peer: NodeId,
         kind: SyncKind,
+        peer_reads_digest: bool,
     ) -> (Self, Vec<SyncFrame>) {
         // Our unsigned writes are signed (and sent) before any frame can carry them.
         engine.seal_writes();
         engine.sync_started();
         let mut ex = Self::new(peer, Role::Initiator, Some(kind));
         ex.probe = engine.sync_probe_for(now, &ex.peer);
-        let open = engine.sync_open_frame(kind, ex.probe.as_ref());
-        if let SyncFrame::Open { ctx, stable, .. } = &open {
-            ex.sent = Some((ctx.clone(), stable.clone()));
-        }
+        // A rebase's `Open` hides its candidates: it is never a digest.
+        let digest = match ex.probe {
+            None if peer_reads_digest => engine.sync_digest_open(kind),
+            _ => None,
+        };
+        let open = match digest {
+            Some(open) => {
+                engine.sync_digest_counted(None);
+                ex.sent = Some(engine.sync_own());
+                ex.sent_digest = true;
+                open
+            }
+            None => {
+                let open = engine.sync_open_frame(kind, ex.probe.as_ref());
+                if let SyncFrame::Open { ctx, stable, .. } = &open {
+                    ex.sent = Some((ctx.clone(), stable.clone()));
+                }
+                open
+            }
+        };
         (ex, vec![open, SyncFrame::End])
     }
 
@@ -156,9 +211,12 @@ impl Exchange {
             peer,
             role,
             kind,
+            opens_read: 0,
             peer_ctx: None,
             peer_digest: 0,
             sent: None,
+            sent_digest: false,
+            swapped: false,
             peer_compact: None,
             identity_checked: false,
             refused: 0,
@@ -212,12 +270,66 @@ impl Exchange {
                 members_digest,
                 compact,
                 same,
+                digest,
+                again,
                 ..
             } => {
-                if self.peer_ctx.is_some() {
+                // One `Open` per side, but for the initiator's whole one after a digest
+                // the responder did not share (the four-turn exchange).
+                let expected = match self.opens_read {
+                    0 => true,
+                    1 => {
+                        self.role == Role::Responder
+                            && self.swapped
+                            && self.turns_read == 1
+                            && self.peer_ctx.is_none()
+                    }
+                    _ => false,
+                };
+                if !expected {
                     return Err(SyncError::SecondOpen {
                         peer: self.peer.clone(),
                     });
+                }
+                self.opens_read += 1;
+                if self.role == Role::Responder && self.opens_read == 1 {
+                    self.kind = Some(kind);
+                    engine.sync_accepted();
+                }
+                if let Some(digest) = digest {
+                    // Only the initiator's first `Open` may be a digest, in place of both
+                    // its context and fence.
+                    if self.role != Role::Responder
+                        || self.opens_read != 1
+                        || again
+                        || same != 0
+                        || !ctx.0.is_empty()
+                        || !stable.0.is_empty()
+                    {
+                        return Err(SyncError::BadDigest {
+                            peer: self.peer.clone(),
+                        });
+                    }
+                    let shared = digest == engine.sync_own_digest();
+                    engine.sync_digest_counted(Some(shared));
+                    if !shared {
+                        // We have seen something it has not, or it has: our whole
+                        // `Open` goes first, then its whole one.
+                        self.swapped = true;
+                        self.peer_digest = members_digest;
+                        return Ok(Step::Read);
+                    }
+                    // It has seen what we have: its `Open` names our context and fence,
+                    // and is handled as if it had carried them (the fence check included).
+                    (ctx, stable) = engine.sync_own();
+                }
+                if again {
+                    if self.role != Role::Initiator || !self.sent_digest {
+                        return Err(SyncError::BadAgain {
+                            peer: self.peer.clone(),
+                        });
+                    }
+                    self.swapped = true;
                 }
                 if same != 0 {
                     // What the peer left out equals what our `Open` sent.
@@ -233,15 +345,13 @@ impl Exchange {
                         stable = our_stable.clone();
                     }
                 }
-                if self.role == Role::Responder && compact {
+                // Whoever sends its `Open` after reading this one answers it: the
+                // responder, or the initiator of a four-turn exchange.
+                let answering = (self.role == Role::Responder) != self.swapped;
+                if answering && compact {
                     self.peer_compact = Some(stable.clone());
                 }
-                if self.role == Role::Responder {
-                    self.kind = Some(kind);
-                    engine.sync_accepted();
-                }
-                let responder = self.role == Role::Responder;
-                match engine.sync_on_open(now, &self.peer, responder, &ctx, &stable) {
+                match engine.sync_on_open(now, &self.peer, answering, &ctx, &stable) {
                     FenceCheck::Covered => {}
                     // Our Open is built after this, with the rebase's candidates hidden.
                     FenceCheck::Rebase(p) => self.probe = Some(p),
@@ -292,7 +402,13 @@ impl Exchange {
                 Ok(Step::Read)
             }
             SyncFrame::End => {
-                self.require_open()?;
+                // The only turn without a whole `Open`: a digest the responder did not
+                // share.
+                let digest_turn =
+                    self.swapped && self.role == Role::Responder && self.turns_read == 0;
+                if !digest_turn {
+                    self.require_open()?;
+                }
                 self.turns_read += 1;
                 Ok(self.end_of_peer_turn(engine, now))
             }
@@ -301,29 +417,67 @@ impl Exchange {
 
     /// The peer's turn is over: answer it, and complete the exchange where it ends here.
     fn end_of_peer_turn(&mut self, engine: &mut Engine, now: Now) -> Step {
-        match (self.role, self.turns_read) {
-            (Role::Responder, 1) => {
-                // Our Open is built after the peer's was handled, so a rebase shows in it.
-                let mut open = engine.sync_open_frame(self.kind(), self.probe.as_ref());
-                if let (Some(peer_stable), Some(peer_ctx)) = (&self.peer_compact, &self.peer_ctx) {
-                    compact_open(&mut open, peer_ctx, peer_stable);
-                }
-                let mut turn = vec![open];
+        match (self.role, self.swapped, self.turns_read) {
+            // The initiator's whole `Open` was read: ours (compact), and what it lacks.
+            (Role::Responder, false, 1) => {
+                let mut turn = vec![self.answering_open(engine)];
                 turn.extend(self.reply(engine));
                 turn.push(SyncFrame::End);
                 Step::Send(turn)
             }
-            (Role::Initiator, _) => {
+            // A digest we do not share: our whole `Open`, which the initiator's answers.
+            (Role::Responder, true, 1) => {
+                let mut open = engine.sync_open_frame(self.kind(), self.probe.as_ref());
+                if let SyncFrame::Open {
+                    ctx, stable, again, ..
+                } = &mut open
+                {
+                    *again = true;
+                    self.sent = Some((ctx.clone(), stable.clone()));
+                }
+                Step::Send(vec![open, SyncFrame::End])
+            }
+            // The four-turn exchange: the initiator's whole `Open` and what we lacked
+            // were read; what it lacks ends the exchange.
+            (Role::Responder, true, _) => {
                 let mut turn = self.reply(engine);
                 turn.push(SyncFrame::End);
                 self.finish(engine, now);
                 Step::Send(turn)
             }
-            (Role::Responder, _) => {
+            (Role::Responder, false, _) => {
                 self.finish(engine, now);
                 Step::Read
             }
+            // The responder's whole `Open` answered our digest: ours (compact), and
+            // what it lacks; it ends the exchange.
+            (Role::Initiator, true, 1) => {
+                let mut turn = vec![self.answering_open(engine)];
+                turn.extend(self.reply(engine));
+                turn.push(SyncFrame::End);
+                Step::Send(turn)
+            }
+            (Role::Initiator, true, _) => {
+                self.finish(engine, now);
+                Step::Read
+            }
+            (Role::Initiator, false, _) => {
+                let mut turn = self.reply(engine);
+                turn.push(SyncFrame::End);
+                self.finish(engine, now);
+                Step::Send(turn)
+            }
         }
+    }
+
+    /// Our `Open` in answer to the peer's whole one, built after it was handled (so a
+    /// rebase shows in it), with what equals the peer's left out if it reads that.
+    fn answering_open(&self, engine: &Engine) -> SyncFrame {
+        let mut open = engine.sync_open_frame(self.kind(), self.probe.as_ref());
+        if let (Some(peer_stable), Some(peer_ctx)) = (&self.peer_compact, &self.peer_ctx) {
+            compact_open(&mut open, peer_ctx, peer_stable);
+        }
+        open
     }
 
     fn require_open(&self) -> Result<(), SyncError> {
@@ -378,3 +532,7 @@ impl Exchange {
 #[cfg(test)]
 #[path = "sync_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sync_digest_tests.rs"]
+mod digest_tests;

@@ -5,16 +5,16 @@ use crate::core::engine::Config;
 use crate::core::proto::MemberInfo;
 use crate::core::state::{Entry, Hlc, RangeSet, VersionVector};
 
-fn at(ms: u64) -> Now {
+pub(super) fn at(ms: u64) -> Now {
     Now::new(ms * 1000, 1_700_000_000_000 + ms)
 }
 
-fn id(s: &str) -> NodeId {
+pub(super) fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
 }
 
 /// An entry of `writer` with the dots `vv`, stamped `ms`.
-fn entry(key: &str, writer: &str, vv: &[(&str, u64)], ms: u64) -> Entry {
+pub(super) fn entry(key: &str, writer: &str, vv: &[(&str, u64)], ms: u64) -> Entry {
     let mut v = VersionVector::default();
     for (w, c) in vv {
         v.set(id(w), *c);
@@ -30,7 +30,7 @@ fn entry(key: &str, writer: &str, vv: &[(&str, u64)], ms: u64) -> Entry {
     }
 }
 
-fn engine(name: &str, cfg: Config) -> Engine {
+pub(super) fn engine(name: &str, cfg: Config) -> Engine {
     let me = MemberInfo {
         id: id(name),
         addr: format!("{name}:1"),
@@ -43,7 +43,7 @@ fn engine(name: &str, cfg: Config) -> Engine {
 
 /// Runs a whole exchange between `a` (initiator) and `b` in memory, as the runtime
 /// and the simulator do, and returns both sides.
-fn exchange(a: &mut Engine, b: &mut Engine, now: Now) -> (Exchange, Exchange) {
+pub(super) fn exchange(a: &mut Engine, b: &mut Engine, now: Now) -> (Exchange, Exchange) {
     exchange_lying(a, b, now, |_| {})
 }
 
@@ -52,9 +52,21 @@ fn exchange_lying(
     a: &mut Engine,
     b: &mut Engine,
     now: Now,
+    lie: impl FnMut(&mut SyncFrame),
+) -> (Exchange, Exchange) {
+    exchange_with(a, b, now, true, lie)
+}
+
+/// Same, telling the initiator whether `b` reads a digest `Open`.
+fn exchange_with(
+    a: &mut Engine,
+    b: &mut Engine,
+    now: Now,
+    reads_digest: bool,
     mut lie: impl FnMut(&mut SyncFrame),
 ) -> (Exchange, Exchange) {
-    let (mut ea, mut turn) = Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic);
+    let (mut ea, mut turn) =
+        Exchange::initiate(a, now, b.id().clone(), SyncKind::Periodic, reads_digest);
     let mut eb = Exchange::accept(a.id().clone());
     let mut to_b = true;
     while !(ea.is_done() && eb.is_done()) {
@@ -79,10 +91,17 @@ fn exchange_lying(
 /// Replaces the context of an `Open` frame.
 fn claim(ctx: CausalContext) -> impl FnMut(&mut SyncFrame) {
     move |f| {
-        if let SyncFrame::Open { ctx: c, same, .. } = f {
-            // The whole context, not "the same as yours".
+        if let SyncFrame::Open {
+            ctx: c,
+            same,
+            digest,
+            ..
+        } = f
+        {
+            // The whole context, not "the same as yours" or a digest.
             *c = ctx.clone();
             *same = 0;
+            *digest = None;
         }
     }
 }
@@ -174,6 +193,7 @@ fn frames_out_of_order_end_the_exchange() {
         at(1),
         id("b"),
         SyncKind::Periodic,
+        true,
     );
     let mut ex = Exchange::accept(id("a"));
     ex.on_frame(&mut b, at(1), turn[0].clone()).unwrap();
@@ -216,7 +236,7 @@ fn a_refused_entry_never_counts_as_seen() {
 }
 
 /// Short grace and reap timeout, so that a test can outlast both.
-fn short_gc() -> Config {
+pub(super) fn short_gc() -> Config {
     Config {
         tombstone_grace_ms: 5_000,
         reap_timeout_ms: 10_000,
@@ -226,7 +246,7 @@ fn short_gc() -> Config {
 
 /// Runs `e`'s timers alone (nothing it sends arrives) from `from` to `to` ms: its
 /// peers go suspect, dead, then are reaped; tombstone collection runs.
-fn alone(e: &mut Engine, from: u64, to: u64) {
+pub(super) fn alone(e: &mut Engine, from: u64, to: u64) {
     let mut t = from;
     while t <= to {
         e.handle_timeout(at(t));
@@ -236,7 +256,7 @@ fn alone(e: &mut Engine, from: u64, to: u64) {
 }
 
 /// Three members that know each other, every one holding `k0`..`k3` written by `a`.
-fn three_with_keys() -> (Engine, Engine, Engine) {
+pub(super) fn three_with_keys() -> (Engine, Engine, Engine) {
     let (mut a, mut b, mut c) = (
         engine("a", short_gc()),
         engine("b", short_gc()),
@@ -255,7 +275,7 @@ fn three_with_keys() -> (Engine, Engine, Engine) {
     (a, b, c)
 }
 
-fn live(e: &Engine) -> Vec<(String, Option<Vec<u8>>)> {
+pub(super) fn live(e: &Engine) -> Vec<(String, Option<Vec<u8>>)> {
     e.store()
         .iter()
         .filter(|x| !x.is_tombstone())
@@ -365,7 +385,8 @@ fn an_exchange_running_across_a_rebase_loses_nothing() {
     assert!(a.store().entry("k0").is_none(), "a collected the delete");
     // b opens an exchange with c ...
     let now = at(200_100);
-    let (mut with_c, turn) = Exchange::initiate(&mut b, now, c.id().clone(), SyncKind::Periodic);
+    let (mut with_c, turn) =
+        Exchange::initiate(&mut b, now, c.id().clone(), SyncKind::Periodic, true);
     let mut at_c = Exchange::accept(b.id().clone());
     let mut reply = Vec::new();
     for f in turn {
@@ -467,7 +488,8 @@ fn opens_of(a: &mut Engine, b: &mut Engine, now: Now) -> (SyncFrame, SyncFrame) 
     // What the initiator's `Open` will be (no rebase is due in these tests).
     let first = a.sync_open_frame(SyncKind::Periodic, None);
     let mut seen = None;
-    let (ea, eb) = exchange_lying(a, b, now, |f| {
+    // With a peer that does not read digest `Open`s (else the initiator's is a digest).
+    let (ea, eb) = exchange_with(a, b, now, false, |f| {
         if matches!(f, SyncFrame::Open { .. }) {
             seen = Some(f.clone());
         }
@@ -533,7 +555,7 @@ fn a_responder_that_has_seen_what_the_initiator_has_sends_a_compact_open() {
 fn an_initiator_that_does_not_read_compact_opens_gets_a_whole_one() {
     let mut a = engine("a", Config::default());
     let mut b = engine("b", Config::default());
-    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic);
+    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic, true);
     if let SyncFrame::Open { compact, .. } = &mut turn[0] {
         *compact = false;
     }
@@ -553,7 +575,7 @@ fn an_initiator_that_does_not_read_compact_opens_gets_a_whole_one() {
 fn an_initiator_open_naming_the_responders_parts_is_refused() {
     let mut a = engine("a", Config::default());
     let mut b = engine("b", Config::default());
-    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic);
+    let (_, mut turn) = Exchange::initiate(&mut a, at(1), b.id().clone(), SyncKind::Periodic, true);
     if let SyncFrame::Open { same, .. } = &mut turn[0] {
         *same = OPEN_SAME_CTX;
     }

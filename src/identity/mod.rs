@@ -49,7 +49,7 @@ pub use grant::{grant_uri, Grant, GRANT_URI_SCHEME};
 pub use inspect::{format_unix, inspect_pem, CertInfo};
 pub use load::{load, load_paths, peer_from_cert, CertPaths, Identity, TrustBundle};
 pub use operator::{issue_operator, operator_of, write_operator, Operator, OPERATOR_URI_PREFIX};
-pub use protocol::{ALPN, SNI};
+pub use protocol::{ALPN, ALPN_DIGEST, SNI};
 pub use revocation::RevocationList;
 pub use tls::{
     classify_handshake_error, client_config, peer_chain, peer_identity, quinn_client_config,

@@ -13,7 +13,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 
 use super::error::IdentityError;
 use super::load::{peer_from_cert, verify_ignoring_name, Identity, TrustBundle};
-use super::protocol::{crypto_provider, ALPN};
+use super::protocol::{alpn_protocols, crypto_provider};
 use super::revocation::RevocationList;
 use crate::core::id::{ClusterName, NodeId};
 
@@ -589,7 +589,8 @@ impl ServerCertVerifier for GossamerServerVerifier {
     }
 }
 
-/// A rustls server configuration: TLS 1.3 only, ALPN [`ALPN`], presenting `id`, requiring a
+/// A rustls server configuration: TLS 1.3 only, ALPN [`ALPN_DIGEST`](super::ALPN_DIGEST) or
+/// [`ALPN`](super::ALPN), presenting `id`, requiring a
 /// client certificate that chains to `trust`, is valid, is not revoked and names our cluster.
 ///
 /// Session resumption is disabled so that every connection re-verifies the peer certificate.
@@ -613,14 +614,15 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(id.chain.clone(), id.clone_key())?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = alpn_protocols();
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     cfg.send_tls13_tickets = 0;
     cfg.max_early_data_size = 0;
     Ok(cfg)
 }
 
-/// A rustls client configuration: TLS 1.3 only, ALPN [`ALPN`], presenting `id`, accepting a
+/// A rustls client configuration: TLS 1.3 only, ALPN [`ALPN_DIGEST`](super::ALPN_DIGEST) or
+/// [`ALPN`](super::ALPN), presenting `id`, accepting a
 /// server certificate that chains to `trust`, is valid, is not revoked, names our cluster
 /// and, if `expected_peer` is given, names that node. The server name is not checked (dial
 /// with [`SNI`](super::SNI)).
@@ -646,7 +648,7 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(id.chain.clone(), id.clone_key())?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = alpn_protocols();
     cfg.resumption = rustls::client::Resumption::disabled();
     cfg.enable_early_data = false;
     Ok(cfg)

@@ -24,6 +24,6 @@ pub use certs::{CertStatus, ReloadReport};
 pub use config::NodeConfig;
 pub use member_events::{MemberChange, MemberChangeKind, MemberEvent, MemberEvents};
 pub use persist::{Durability, PersistError, PersistStats};
-pub use runtime::{BandwidthView, Node, RuntimeStats};
+pub use runtime::{BandwidthView, Node, QuicFrameStats, RuntimeStats};
 pub use security::SecurityConfig;
 pub use watch::WatchConfig;

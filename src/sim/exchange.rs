@@ -59,7 +59,8 @@ impl Sim {
         let Some(ea) = self.nodes[a].engine.as_mut() else {
             return;
         };
-        let (ex_a, first) = Exchange::initiate(ea, now, b_id, kind);
+        // Every simulated node runs this release: it reads digest `Open`s.
+        let (ex_a, first) = Exchange::initiate(ea, now, b_id, kind, true);
         self.syncs.insert(
             id,
             SyncState {
@@ -194,7 +195,9 @@ impl Sim {
             }
         }
         s.step += 1;
-        if to == b && done {
+        // Both sides complete, in either order: the responder last in a three-turn
+        // exchange, the initiator last in a four-turn one.
+        if s.ex_a.is_done() && s.ex_b.is_done() {
             self.stats.syncs += 1;
         } else {
             self.syncs.insert(id, s);

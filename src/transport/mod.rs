@@ -626,6 +626,16 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr, TransportError> {
     })
 }
 
+/// True if the peer on `conn` reads a digest-first anti-entropy `Open`: the connection
+/// negotiated [`identity::ALPN_DIGEST`] (a node of the previous release only speaks
+/// [`identity::ALPN`]).
+pub fn reads_digest(conn: &Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol)
+        .is_some_and(|p| p == identity::ALPN_DIGEST)
+}
+
 /// Writes one sync frame.
 pub async fn write_frame(send: &mut SendStream, f: &SyncFrame) -> Result<usize, TransportError> {
     let bytes = wire::encode_frame(f);

@@ -197,6 +197,8 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             members_digest,
             compact,
             same,
+            digest,
+            again,
         } => {
             for (what, c) in [("causal context", &mut ctx), ("fence", &mut stable)] {
                 if c.0.len() > MAX_CONTEXT_WRITERS || c.range_count() > MAX_CONTEXT_RANGES {
@@ -216,6 +218,8 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
                 members_digest,
                 compact,
                 same,
+                digest,
+                again,
             })
         }
         f => Ok(f),

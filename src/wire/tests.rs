@@ -64,6 +64,8 @@ fn datagram_and_frames_round_trip() {
             members_digest: 1,
             compact: true,
             same: 3,
+            digest: Some(serde_bytes::ByteArray::new([7; 16])),
+            again: true,
         },
         SyncFrame::Members(vec![member()]),
         SyncFrame::Entries(vec![entry("x", Some(&[0, 1, 2]))]),
@@ -156,6 +158,8 @@ fn hostile_ranges_are_normalised() {
         members_digest: 0,
         compact: false,
         same: 0,
+        digest: None,
+        again: false,
     });
     // Patch the encoded ranges to be reversed/overlapping by re-encoding raw CBOR.
     let raw: ciborium::Value = ciborium::from_reader(&bytes[5..]).unwrap();

@@ -31,6 +31,8 @@ pub async fn lying_exchange(
         members_digest: 0,
         compact: false,
         same: 0,
+        digest: None,
+        again: false,
     };
     for f in [open, SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();

@@ -10,7 +10,7 @@ use anyhow::Context;
 use gossamer::chaos::{ChaosControl, ChaosSocket};
 use gossamer::core::Event;
 use gossamer::node::local::LocalCluster;
-use gossamer::node::Node;
+use gossamer::node::{Node, QuicFrameStats};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::host::{cpu_seconds, proc_status_mib};
@@ -34,6 +34,12 @@ struct QuicSnap {
     gossip_bytes: u64,
     gossip_datagrams: u64,
     sync_bytes: u64,
+    syncs_started: u64,
+    digest_opens: u64,
+    digests_shared: u64,
+    digests_differed: u64,
+    quic: QuicFrameStats,
+    handshakes: u64,
     copies: u64,
     cpu_s: Option<f64>,
 }
@@ -51,6 +57,12 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         gossip_bytes: 0,
         gossip_datagrams: 0,
         sync_bytes: 0,
+        syncs_started: 0,
+        digest_opens: 0,
+        digests_shared: 0,
+        digests_differed: 0,
+        quic: QuicFrameStats::default(),
+        handshakes: 0,
         copies: 0,
         cpu_s: cpu_seconds(),
     };
@@ -70,6 +82,16 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         let es = node.engine_stats();
         s.suspicions += es.suspicions;
         s.grafts += es.grafts_sent;
+        s.syncs_started += es.syncs_started;
+        s.digest_opens += es.sync_digest_opens;
+        s.digests_shared += es.sync_digests_shared;
+        s.digests_differed += es.sync_digests_differed;
+        let q = node.quic_frame_stats();
+        s.quic.connections += q.connections;
+        s.quic.pings += q.pings;
+        s.quic.acks += q.acks;
+        s.quic.datagrams += q.datagrams;
+        s.handshakes += node.handshake_stats().snapshot().accepted;
     }
     s
 }
@@ -261,6 +283,23 @@ async fn quic_measure(
     sleep_showing(idle_d, |f| progress.show(n, "idle", f, "")).await;
     let b = quic_snap(nodes, controls);
     let idle = quic_traffic(&a, &b, n);
+    notes.push(format!(
+        "idle: {} exchanges opened, {} with a digest: {} shared, {} differed (four turns)",
+        b.syncs_started - a.syncs_started,
+        b.digest_opens - a.digest_opens,
+        b.digests_shared - a.digests_shared,
+        b.digests_differed - a.digests_differed,
+    ));
+    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / n as f64 / idle_d.as_secs_f64();
+    notes.push(format!(
+        "idle: {:.1} connections per node; per node per s: {:.2} QUIC PING frames, {:.2} ACK \
+         frames, {:.2} datagrams on connections held throughout; {} handshakes accepted",
+        b.quic.connections as f64 / n as f64,
+        per(a.quic.pings, b.quic.pings),
+        per(a.quic.acks, b.quic.acks),
+        per(a.quic.datagrams, b.quic.datagrams),
+        b.handshakes - a.handshakes,
+    ));
 
     // Write load.
     let tracker = Arc::new(Mutex::new(Tracker::new(n)));

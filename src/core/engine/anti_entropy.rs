@@ -2,7 +2,10 @@
 //! exchange itself (which frame when, what to answer) is `core::sync::Exchange`.
 
 use super::{Engine, Output};
-use crate::core::proto::{MemberState, SyncFrame, SyncKind, OPEN_SAME_CTX, OPEN_SAME_STABLE};
+use crate::core::proto::{
+    encoded_len, open_digest, MemberState, OpenDigest, SyncFrame, SyncKind, OPEN_DIGEST_LEN,
+    OPEN_SAME_CTX, OPEN_SAME_STABLE,
+};
 use crate::core::state::{group_runs, plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
 use crate::core::{NodeId, Now};
 
@@ -73,6 +76,52 @@ impl Engine {
             members_digest: self.members.digest(),
             compact: true,
             same: 0,
+            digest: None,
+            again: false,
+        }
+    }
+
+    /// Our context and fence as a whole `Open` names them (no rebase hiding anything).
+    pub(crate) fn sync_own(&self) -> (CausalContext, CausalContext) {
+        (self.store.context().clone(), self.store.fence().vouched())
+    }
+
+    /// The digest of our context and fence ([`open_digest`]).
+    pub(crate) fn sync_own_digest(&self) -> OpenDigest {
+        open_digest(self.store.context(), &self.store.fence().vouched())
+    }
+
+    /// Our opening of a periodic exchange as a digest of our context and fence in place
+    /// of both, if they are larger than the digest (a small context costs less whole
+    /// than as a digest and a fourth turn on a mismatch); `None` means a whole `Open`.
+    pub(crate) fn sync_digest_open(&self, kind: SyncKind) -> Option<SyncFrame> {
+        if kind != SyncKind::Periodic {
+            return None;
+        }
+        let (ctx, stable) = (self.store.context(), self.store.fence().vouched());
+        if encoded_len(ctx) + encoded_len(&stable) <= 2 * OPEN_DIGEST_LEN {
+            return None;
+        }
+        Some(SyncFrame::Open {
+            kind,
+            ctx: CausalContext::new(),
+            gc_horizon_ms: 0,
+            stable: CausalContext::new(),
+            members_digest: self.members.digest(),
+            compact: true,
+            same: 0,
+            digest: Some(open_digest(ctx, &stable)),
+            again: false,
+        })
+    }
+
+    /// Counts a digest `Open` we sent (`shared` is `None`) or answered (whether its
+    /// digest was ours).
+    pub(crate) fn sync_digest_counted(&mut self, shared: Option<bool>) {
+        match shared {
+            None => self.stats.sync_digest_opens += 1,
+            Some(true) => self.stats.sync_digests_shared += 1,
+            Some(false) => self.stats.sync_digests_differed += 1,
         }
     }
 

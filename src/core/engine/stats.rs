@@ -25,6 +25,12 @@ pub struct EngineStats {
     pub syncs_completed: u64,
     /// Failed exchanges.
     pub syncs_failed: u64,
+    /// Exchanges we opened with a digest of our context and fence (#18).
+    pub sync_digest_opens: u64,
+    /// Digest `Open`s we answered whose digest was ours: the idle exchange.
+    pub sync_digests_shared: u64,
+    /// Digest `Open`s we answered whose digest was not ours: the four-turn exchange.
+    pub sync_digests_differed: u64,
     /// Entries kept although stamped further ahead of our clock than the drift bound;
     /// our clock moved only up to the bound.
     pub stamps_clamped: u64,

@@ -198,6 +198,21 @@ const SYNC: &[CounterDef<EngineStats>] = &[
         "Peers' fences ignored because they named dots no writer can have issued yet.",
         |e| e.fences_refused,
     ),
+    (
+        "gossamer_sync_digest_opens_total",
+        "Anti-entropy exchanges this node opened with a digest of its context and fence.",
+        |e| e.sync_digest_opens,
+    ),
+    (
+        "gossamer_sync_digests_shared_total",
+        "Digest openings answered whose digest was this node's (an idle exchange).",
+        |e| e.sync_digests_shared,
+    ),
+    (
+        "gossamer_sync_digests_differed_total",
+        "Digest openings answered whose digest was not this node's (a four-turn exchange).",
+        |e| e.sync_digests_differed,
+    ),
 ];
 
 /// Gossip items and what became of them.

@@ -18,6 +18,8 @@ mod queries;
 mod seeds;
 mod sync_stream;
 
+pub use peers::QuicFrameStats;
+
 use super::api::*;
 use super::config::NodeConfig;
 use super::member_events::MemberEvents;

@@ -24,7 +24,38 @@ impl Drop for StreamSlot {
     }
 }
 
+/// QUIC's own counters, summed over the connections a node holds now (quinn's
+/// per-connection statistics: a closed connection's are gone with it). For the bench's
+/// account of idle traffic (#18).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuicFrameStats {
+    /// Connections held.
+    pub connections: u64,
+    /// PING frames sent (keep-alives, and probes of a lost packet's loss detection).
+    pub pings: u64,
+    /// ACK frames sent.
+    pub acks: u64,
+    /// UDP datagrams sent.
+    pub datagrams: u64,
+    /// UDP bytes sent.
+    pub bytes: u64,
+}
+
 impl Node {
+    /// QUIC frames sent on the connections this node holds now ([`QuicFrameStats`]).
+    pub fn quic_frame_stats(&self) -> QuicFrameStats {
+        let mut s = QuicFrameStats::default();
+        for c in self.inner.transport.connections() {
+            let st = c.conn.stats();
+            s.connections += 1;
+            s.pings += st.frame_tx.ping;
+            s.acks += st.frame_tx.acks;
+            s.datagrams += st.udp_tx.datagrams;
+            s.bytes += st.udp_tx.bytes;
+        }
+        s
+    }
+
     pub(super) fn send_datagram(&self, to: NodeId, addr: String, d: &Datagram) {
         let bytes = wire::encode_datagram(d);
         let conn = self

@@ -127,7 +127,15 @@ impl Node {
             .await
             .map_err(|e| TransportError::Stream(e.to_string()))?;
         let now = self.inner.now();
-        let (mut ex, first) = Exchange::initiate(&mut self.inner.engine(), now, peer.clone(), kind);
+        // A digest `Open` only to a peer whose ALPN says it reads one.
+        let reads_digest = transport::reads_digest(conn);
+        let (mut ex, first) = Exchange::initiate(
+            &mut self.inner.engine(),
+            now,
+            peer.clone(),
+            kind,
+            reads_digest,
+        );
         let run = async {
             send.write_all(&[wire::STREAM_SYNC])
                 .await
