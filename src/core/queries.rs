@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::core::events::{check_event, EventError, EventId, UserEvent};
-use crate::core::proto::MemberInfo;
 use crate::core::state::Signature;
 use crate::core::{ConfigError, NodeId};
 
@@ -47,11 +46,12 @@ pub struct QueryFilter {
 }
 
 impl QueryFilter {
-    /// Whether the member described by `info` matches.
-    pub fn matches(&self, info: &MemberInfo) -> bool {
-        self.tags.iter().all(|(k, v)| info.tags.get(k) == Some(v))
-            && self.dc.as_ref().is_none_or(|dc| *dc == info.dc)
-            && (self.nodes.is_empty() || self.nodes.contains(&info.id))
+    /// Whether the member `id` of datacenter `dc` with `tags` matches (a member's
+    /// `MemberInfo` holds all three).
+    pub fn matches(&self, id: &NodeId, dc: &str, tags: &BTreeMap<String, String>) -> bool {
+        self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+            && self.dc.as_ref().is_none_or(|want| want == dc)
+            && (self.nodes.is_empty() || self.nodes.contains(id))
     }
 
     /// Checks the filter against the bounds.

@@ -212,7 +212,7 @@ impl Engine {
             .filter(|s| matches!(s.status, MemberStatus::Alive | MemberStatus::Suspect))
             .map(|s| &s.info)
             .chain(std::iter::once(&self.members.me().info))
-            .filter(|info| q.filter.matches(info))
+            .filter(|info| q.filter.matches(&info.id, &info.dc, &info.tags))
             .map(|info| info.id.clone())
             .collect();
         let q = self.broadcast_query(now, q);
@@ -285,7 +285,8 @@ impl Engine {
     /// A query the events part delivered (a peer's, or our own): if we match its
     /// filter, ack it to the asker and hand it to our handlers.
     pub(super) fn query_delivered(&mut self, q: crate::core::queries::Query) {
-        if !q.filter.matches(&self.members.me().info) {
+        let me = &self.members.me().info;
+        if !q.filter.matches(&me.id, &me.dc, &me.tags) {
             return;
         }
         let deadline = self
