@@ -48,12 +48,7 @@ pub struct EventsArgs {
 /// Runs `gossamer event`; a refusal (bounds, rate) is an error: exit code 1.
 pub async fn run_event(args: EventArgs) -> anyhow::Result<i32> {
     let client = args.conn.client()?;
-    let payload = match args.payload.as_deref() {
-        Some("-") => read_stdin()?,
-        Some(p) => p.as_bytes().to_vec(),
-        None if std::io::stdin().is_terminal() => Vec::new(),
-        None => read_stdin()?,
-    };
+    let payload = payload_of(args.payload.as_deref())?;
     let sent = client
         .send_event(&args.name, &payload)
         .await
@@ -62,7 +57,18 @@ pub async fn run_event(args: EventArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(super) fn read_stdin() -> anyhow::Result<Vec<u8>> {
+/// The payload an event or query command was given: the argument, or standard input
+/// for `-` or when none is given and standard input is not a terminal (else empty).
+pub(super) fn payload_of(arg: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    Ok(match arg {
+        Some("-") => read_stdin()?,
+        Some(p) => p.as_bytes().to_vec(),
+        None if std::io::stdin().is_terminal() => Vec::new(),
+        None => read_stdin()?,
+    })
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     std::io::stdin()
         .read_to_end(&mut buf)

@@ -6,7 +6,7 @@
 //! asked) answered before the deadline, 1 when one did not (or the query was refused),
 //! 2 for a usage error.
 
-use std::io::{IsTerminal as _, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,7 +17,7 @@ use gossamer::core::queries::QueryFilter;
 use gossamer::core::NodeId;
 
 use super::admin_conn::AdminConn;
-use super::event_cmds::read_stdin;
+use super::event_cmds::payload_of;
 use super::test_cmd::partition::parse_time;
 use super::UsageError;
 
@@ -75,12 +75,7 @@ fn filter_of(args: &QueryArgs) -> Result<QueryFilter, UsageError> {
 pub async fn run(args: QueryArgs) -> anyhow::Result<i32> {
     let filter = filter_of(&args)?;
     let client = args.conn.client()?;
-    let payload = match args.payload.as_deref() {
-        Some("-") => read_stdin()?,
-        Some(p) => p.as_bytes().to_vec(),
-        None if std::io::stdin().is_terminal() => Vec::new(),
-        None => read_stdin()?,
-    };
+    let payload = payload_of(args.payload.as_deref())?;
     let mut stream = client
         .query(&args.name, &payload, &filter, args.timeout)
         .await
