@@ -21,9 +21,10 @@ use super::parse::{
     gossamer_uri_of, parse_certs, parse_key, parse_x509, read_required, GossamerUri,
 };
 use super::protocol::crypto_provider;
+use super::refusal::{TAG_BAD_IDENTITY, TAG_WRONG_CLUSTER};
 use super::tls::{
     client_cert_verifier, judge_identity, rejected, ClientAdmission, GossamerClientVerifier,
-    GossamerServerVerifier, HandshakeStats, Policy, TAG_BAD_IDENTITY, TAG_WRONG_CLUSTER,
+    GossamerServerVerifier, HandshakeStats, Policy,
 };
 use crate::core::id::ClusterName;
 

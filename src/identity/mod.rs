@@ -35,6 +35,7 @@ mod load;
 mod operator;
 mod parse;
 mod protocol;
+mod refusal;
 mod revocation;
 mod tls;
 
@@ -50,11 +51,11 @@ pub use inspect::{format_unix, inspect_pem, CertInfo};
 pub use load::{load, load_paths, peer_from_cert, CertPaths, Identity, TrustBundle};
 pub use operator::{issue_operator, operator_of, write_operator, Operator, OPERATOR_URI_PREFIX};
 pub use protocol::{ALPN, ALPN_DIGEST, SNI};
+pub use refusal::classify_handshake_error;
 pub use revocation::RevocationList;
 pub use tls::{
-    classify_handshake_error, client_config, peer_chain, peer_identity, quinn_client_config,
-    quinn_server_config, recheck_peer, server_config, HandshakeCounts, HandshakeStats, PeerRecheck,
-    Refusal,
+    client_config, peer_chain, peer_identity, quinn_client_config, quinn_server_config,
+    recheck_peer, server_config, HandshakeCounts, HandshakeStats, PeerRecheck, Refusal,
 };
 
 #[cfg(test)]
