@@ -167,6 +167,23 @@ fn a_forged_event_is_refused_and_a_flood_from_one_member_is_capped() {
     }
 }
 
+/// The simulator the delivery benchmarks run (events, queries): `n` nodes started joined,
+/// 5 ± 2 ms links, `loss`, seed 19 or `GOSSAMER_SIM_SEED`, settled for 2 s.
+pub(super) fn bench_sim(n: usize, loss: f64, what: &str) -> Sim {
+    let text = format!(
+        "name = \"{what}-bench\"\nnodes = {n}\nseed = 19\nduration_s = 60\n\
+         warm_start = true\n[network]\nlatency_ms = 5\njitter_ms = 2\nloss = {loss}\n"
+    );
+    let sc = Scenario::from_toml(&text, "delivery bench (inline)").unwrap();
+    let seed = std::env::var("GOSSAMER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(sc.seed);
+    let mut sim = sc.build(seed);
+    sim.run_until(2_000_000);
+    sim
+}
+
 /// BENCHMARKS.md, "User events": time from sending an event to its delivery at the last
 /// live node, N = 10, 50, 100, with and without 10 % loss (5 ± 2 ms links, warm start,
 /// 100 events from random senders, one every 200 ms; seed 19 or `GOSSAMER_SIM_SEED`).
@@ -180,17 +197,7 @@ fn event_delivery_time() {
     println!("|---|---|---|---|---|---|---|---|");
     for n in [10usize, 50, 100] {
         for loss in [0.0, 0.1] {
-            let text = format!(
-                "name = \"events-bench\"\nnodes = {n}\nseed = 19\nduration_s = 60\n\
-                 warm_start = true\n[network]\nlatency_ms = 5\njitter_ms = 2\nloss = {loss}\n"
-            );
-            let sc = Scenario::from_toml(&text, "events bench (inline)").unwrap();
-            let seed = std::env::var("GOSSAMER_SIM_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(sc.seed);
-            let mut sim = sc.build(seed);
-            sim.run_until(2_000_000);
+            let mut sim = bench_sim(n, loss, "events");
             let mut t = sim.now_us();
             for _ in 0..100 {
                 let sender = (sim.random_u64() % n as u64) as usize;

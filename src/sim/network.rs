@@ -49,16 +49,27 @@ impl Sim {
         depart + self.cfg.net.latency_us + jitter + self.nodes[from].slow_us
     }
 
-    pub(super) fn send_datagram(&mut self, from: usize, to: usize, dg: Datagram) {
-        let bytes = encoded_len(&dg) + 1;
+    /// Counts a message of `bytes` (encoded) from `from` to `to` as sent: its node's
+    /// traffic and the WAN bytes it crosses. False, counted as cut, when it cannot
+    /// arrive (a partition, or a receiver that is down).
+    pub(super) fn record_send(&mut self, from: usize, to: usize, bytes: usize) -> bool {
+        let wire = (bytes + DATAGRAM_OVERHEAD) as u64;
         let now = self.now_us;
         let t = &mut self.nodes[from].traffic;
         t.datagrams += 1;
-        t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
-        t.egress.record(now, (bytes + DATAGRAM_OVERHEAD) as u64);
-        self.count_wan(from, to, (bytes + DATAGRAM_OVERHEAD) as u64, false);
+        t.datagram_bytes += wire;
+        t.egress.record(now, wire);
+        self.count_wan(from, to, wire, false);
         if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
             self.stats.cut += 1;
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn send_datagram(&mut self, from: usize, to: usize, dg: Datagram) {
+        let bytes = encoded_len(&dg) + 1;
+        if !self.record_send(from, to, bytes) {
             return;
         }
         if self.cfg.net.loss > 0.0 && self.rng.random_bool(self.cfg.net.loss.min(1.0)) {

@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::{Ev, Sim};
 use crate::core::engine::Event as EngineEvent;
-use crate::core::proto::{encoded_len, Datagram, Item, MemberInfo, DATAGRAM_OVERHEAD};
+use crate::core::proto::{encoded_len, Datagram, Item, MemberInfo};
 use crate::core::queries::{QueryError, QueryFilter, QueryReply, QueryReport};
 use crate::core::NodeId;
 
@@ -176,20 +176,15 @@ impl Sim {
     /// keep the datagram model, so runs without queries are unchanged.
     fn send_reply_message(&mut self, from: usize, to: usize, dg: Datagram) {
         let bytes = encoded_len(&dg) + 1;
-        let now = self.now_us;
-        let t = &mut self.nodes[from].traffic;
-        t.datagrams += 1;
-        t.datagram_bytes += (bytes + DATAGRAM_OVERHEAD) as u64;
-        t.egress.record(now, (bytes + DATAGRAM_OVERHEAD) as u64);
-        if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
-            self.stats.cut += 1;
+        if !self.record_send(from, to, bytes) {
             return;
         }
-        let mut at = self.transit_us(from, bytes) + self.nodes[to].slow_us;
+        let mut at =
+            self.transit_us(from, bytes) + self.nodes[to].slow_us + self.link_delay_us(from, to);
         let mut tries = 0;
-        while self.cfg.net.loss > 0.0
-            && tries < MAX_RETRANSMITS
-            && self.rng.random_bool(self.cfg.net.loss.min(1.0))
+        while tries < MAX_RETRANSMITS
+            && ((self.cfg.net.loss > 0.0 && self.rng.random_bool(self.cfg.net.loss.min(1.0)))
+                || self.link_lost(from, to))
         {
             // Retransmitted after about a round trip.
             self.stats.lost += 1;

@@ -257,17 +257,7 @@ fn query_round_trip_time() {
     println!("|---|---|---|---|---|---|---|---|");
     for n in [10usize, 50, 100] {
         for loss in [0.0, 0.1] {
-            let text = format!(
-                "name = \"queries-bench\"\nnodes = {n}\nseed = 19\nduration_s = 60\n\
-                 warm_start = true\n[network]\nlatency_ms = 5\njitter_ms = 2\nloss = {loss}\n"
-            );
-            let sc = Scenario::from_toml(&text, "queries bench (inline)").unwrap();
-            let seed = std::env::var("GOSSAMER_SIM_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(sc.seed);
-            let mut sim = sc.build(seed);
-            sim.run_until(2_000_000);
+            let mut sim = super::event_tests::bench_sim(n, loss, "queries");
             let mut t = sim.now_us();
             let mut asked = Vec::new();
             for _ in 0..50 {
