@@ -42,7 +42,7 @@ use chitchat::{
 };
 use gossamer::chaos::{ChaosControl, ChaosSocket};
 use gossamer::core::{Config, Event};
-use gossamer::node::local::LocalCluster;
+use gossamer::local::LocalCluster;
 use gossamer::node::Node;
 use serde::Serialize;
 

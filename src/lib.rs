@@ -49,7 +49,7 @@
 //!
 //! `testing` (on by default) builds what the binary's `demo`, `sim`, `bench` and `test`
 //! commands and the integration tests run on: the simulator (`sim`), the fault-injecting
-//! socket (`chaos`), in-process clusters (`node::local`) and the admin API's test
+//! socket (`chaos`), in-process clusters (`local`) and the admin API's test
 //! harness. A program that only runs nodes can depend on the crate with
 //! `default-features = false` and leave them out.
 #![warn(missing_docs)]
@@ -59,6 +59,8 @@ pub mod admin;
 pub mod chaos;
 pub mod core;
 pub mod identity;
+#[cfg(feature = "testing")]
+pub mod local;
 pub mod node;
 #[cfg(feature = "testing")]
 pub mod sim;

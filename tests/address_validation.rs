@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gossamer::core::Config;
-use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::local::{node_name, wait_for, LocalCluster};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Handshakes one address may start in a burst on the node under attack.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gossamer::core::authority::Authority;
 use gossamer::core::state::{signed_bytes, CausalContext, Entry, Hlc, VersionVector};
 use gossamer::core::{Config, NodeId};
-use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::local::{node_name, wait_for, LocalCluster};
 use gossamer::node::{certs_key, NodeAuthority, NodeError};
 
 mod rogue;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gossamer::core::Config;
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::local::{wait_for, LocalCluster};
 use gossamer::node::Node;
 
 const CAP: u64 = 60_000;

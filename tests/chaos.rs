@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gossamer::chaos::{self, ChaosControl, ChaosSocket, ChaosStats, Faults};
 use gossamer::core::Config;
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::local::{wait_for, LocalCluster};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use gossamer::core::proto::{MemberInfo, MemberState, MemberStatus, SyncFrame, SyncKind};
 use gossamer::core::state::CausalContext;
 use gossamer::core::{Config, NodeId};
-use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::local::{node_name, wait_for, LocalCluster};
 use gossamer::transport::{self, QuicSettings, Transport};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -186,8 +186,7 @@ async fn handshakes_without_cert_or_from_another_ca_are_refused_and_counted() {
     let target = &c.nodes[0];
     // Another CA, same cluster name and node name.
     let other = tempfile::tempdir().unwrap();
-    gossamer::node::local::generate_certs(other.path(), "local", &[NodeId::new("n2").unwrap()])
-        .unwrap();
+    gossamer::local::generate_certs(other.path(), "local", &[NodeId::new("n2").unwrap()]).unwrap();
     let (id, _) = gossamer::identity::load(other.path(), &NodeId::new("n2").unwrap()).unwrap();
     // It trusts our CA (so it goes on to present its own certificate) but its
     // certificate comes from the other CA.

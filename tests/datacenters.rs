@@ -16,7 +16,7 @@ use gossamer::chaos::{self, ChaosSocket};
 use gossamer::core::membership::Change;
 use gossamer::core::proto::MemberStatus;
 use gossamer::core::{Config, Event};
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::local::{wait_for, LocalCluster};
 
 const DEADLINE: Duration = Duration::from_secs(40);
 const WAN_DELAY: Duration = Duration::from_millis(60);

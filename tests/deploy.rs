@@ -706,7 +706,7 @@ async fn deploy_grafana_dashboard_queries_exported_metrics() {
     let used: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
 
     // What a running node serves on /metrics.
-    let cluster = gossamer::node::local::LocalCluster::start_durable(
+    let cluster = gossamer::local::LocalCluster::start_durable(
         1,
         0,
         gossamer::core::Config::local(),
@@ -715,7 +715,7 @@ async fn deploy_grafana_dashboard_queries_exported_metrics() {
     )
     .await
     .unwrap();
-    let admin = cluster.nodes[0].admin_addr().expect("admin API");
+    let admin = cluster.admin_addr(&cluster.nodes[0]).expect("admin API");
     let client = gossamer::admin::client::AdminClient::new(admin.to_string(), None);
     let exposition = client.metrics().await;
     cluster.shutdown().await;

@@ -8,13 +8,13 @@ use std::time::Duration;
 use gossamer::admin::client::{AdminClient, ClientError};
 use gossamer::admin::events::EventLine;
 use gossamer::core::Config;
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::local::{wait_for, LocalCluster};
 use gossamer::node::Node;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn client(n: &Node) -> AdminClient {
-    AdminClient::new(n.admin_addr().expect("admin API").to_string(), None)
+fn client(c: &LocalCluster, n: &Node) -> AdminClient {
+    AdminClient::new(c.admin_addr(n).expect("admin API").to_string(), None)
 }
 
 /// How many times `node` delivered the event `(sender, seq)`.
@@ -38,9 +38,12 @@ async fn joined_cluster(n: usize, spare: usize) -> LocalCluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_posted_on_one_node_reaches_every_node_exactly_once() {
     let c = joined_cluster(4, 0).await;
-    let api = client(&c.nodes[1]);
+    let api = client(&c, &c.nodes[1]);
     // A watch on another node, opened before the event.
-    let mut watch = client(&c.nodes[3]).watch_events(None, None).await.unwrap();
+    let mut watch = client(&c, &c.nodes[3])
+        .watch_events(None, None)
+        .await
+        .unwrap();
     let sent = api.send_event("deploy", b"v1.2.3").await.unwrap();
     assert_eq!(sent.sender, c.nodes[1].id().to_string());
     let (ok, t) = wait_for(DEADLINE, || {
@@ -83,7 +86,7 @@ async fn an_event_posted_on_one_node_reaches_every_node_exactly_once() {
     };
     assert_eq!((first.name.as_str(), first.seq), ("deploy", sent.seq));
     // Resumed from before the first event, a new watch replays what the node holds.
-    let mut again = client(&c.nodes[3])
+    let mut again = client(&c, &c.nodes[3])
         .watch_events(Some(first.index - 1), None)
         .await
         .unwrap();
@@ -97,7 +100,7 @@ async fn an_event_posted_on_one_node_reaches_every_node_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_events_are_refused_with_the_bound_named() {
     let c = joined_cluster(2, 0).await;
-    let api = client(&c.nodes[0]);
+    let api = client(&c, &c.nodes[0]);
     match api.send_event("big", &vec![b'x'; 8 * 1024 + 1]).await {
         Err(ClientError::Status { status, message }) => {
             assert_eq!(status, 413);
@@ -195,7 +198,7 @@ async fn a_flood_from_one_member_is_capped_at_every_receiver_and_counted() {
             n.id()
         );
         assert!(got >= burst / 2, "{} delivered only {got}", n.id());
-        let metrics = client(n).metrics().await.unwrap();
+        let metrics = client(&c, n).metrics().await.unwrap();
         assert!(metrics.lines().any(|l| l
             .starts_with("gossamer_events_dropped_total{reason=\"rate_limited\"}")
             && !l.ends_with(" 0")));
@@ -226,7 +229,7 @@ async fn cli(args: Vec<String>, stdin: Vec<u8>) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sends_events_and_lists_them() {
     let c = joined_cluster(2, 0).await;
-    let admin = c.nodes[0].admin_addr().unwrap().to_string();
+    let admin = c.admin_addr(&c.nodes[0]).unwrap().to_string();
     let args = |rest: &[&str]| {
         let mut v: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
         v.extend(["--admin".to_string(), admin.clone()]);
@@ -281,7 +284,7 @@ async fn the_monitor_shows_events_and_membership_changes_as_they_happen() {
         let _ = tracing::subscriber::set_global_default(logs);
     }
     let c = joined_cluster(2, 0).await;
-    let admin = c.nodes[0].admin_addr().unwrap().to_string();
+    let admin = c.admin_addr(&c.nodes[0]).unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
         .args(["monitor", "--admin", &admin, "--log-level", "warn"])
         .stdout(Stdio::piped())
@@ -322,7 +325,7 @@ async fn the_monitor_shows_events_and_membership_changes_as_they_happen() {
     )
     .await
     .unwrap();
-    client(&c.nodes[1])
+    client(&c, &c.nodes[1])
         .send_event("deploy", b"v3")
         .await
         .unwrap();
@@ -381,11 +384,11 @@ async fn handlers_run_with_the_payload_and_are_killed_at_their_timeout() {
     assert!(ok, "the cluster did not form");
     let (sender, handled) = (&c.nodes[0], &c.nodes[1]);
 
-    client(sender)
+    client(&c, sender)
         .send_event("deploy-web", b"v7")
         .await
         .unwrap();
-    client(sender)
+    client(&c, sender)
         .send_event("build", b"not handled")
         .await
         .unwrap();
@@ -398,7 +401,7 @@ async fn handlers_run_with_the_payload_and_are_killed_at_their_timeout() {
         format!("v7deploy-web {} {}\n", sender.id(), handled.id())
     );
 
-    client(sender).send_event("hang", b"").await.unwrap();
+    client(&c, sender).send_event("hang", b"").await.unwrap();
     let stats = handled.handler_stats();
     let (ok, _) = wait_for(DEADLINE, || stats.timed_out.load(Ordering::Relaxed) == 1).await;
     assert!(ok, "the hanging handler was not killed at its timeout");

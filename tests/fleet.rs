@@ -17,7 +17,7 @@ use gossamer::core::Config;
 use gossamer::identity::{
     self, classify_handshake_error, CertInfo, Identity, PemPair, TrustBundle,
 };
-use gossamer::node::local::{wait_for, wait_for_async};
+use gossamer::local::{wait_for, wait_for_async};
 use gossamer::node::{Node, NodeConfig, NodeError};
 use gossamer::transport::{self, QuicSettings, Transport, TransportError};
 
@@ -758,6 +758,7 @@ async fn certificate_expiry_is_a_metric_and_warned_about() {
     let mut cfg = config("n1", &d.path, vec![]);
     cfg.admin = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let n1 = Node::start(cfg).await.unwrap();
+    gossamer::admin::AdminServer::start(&n1).await.unwrap();
     let client = gossamer::admin::client::AdminClient::new(format!("127.0.0.1:{port}"), None);
     let up = wait_for_async(DEADLINE, || {
         let c = &client;
@@ -1245,6 +1246,7 @@ async fn admin_api_off_loopback_needs_a_token_and_the_token_is_enforced() {
     cfg.admin = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     cfg.admin_token = Some("s3cret".into());
     let n1 = Node::start(cfg).await.unwrap();
+    gossamer::admin::AdminServer::start(&n1).await.unwrap();
     let addr = format!("127.0.0.1:{port}");
     let good = gossamer::admin::client::AdminClient::new(addr.clone(), Some("s3cret".into()));
     let up = wait_for_async(DEADLINE, || {

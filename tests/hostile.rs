@@ -7,7 +7,7 @@ use std::time::Duration;
 use gossamer::core::authority::Authority;
 use gossamer::core::state::{signed_bytes, CausalContext, Entry, Hlc, RangeSet, VersionVector};
 use gossamer::core::{Config, NodeId};
-use gossamer::node::local::{node_name, wait_for, LocalCluster};
+use gossamer::local::{node_name, wait_for, LocalCluster};
 use gossamer::node::{certs_key, NodeAuthority};
 
 mod rogue;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use gossamer::core::id::{ClusterName, NodeId};
 use gossamer::core::Config;
 use gossamer::identity::{self, PemPair};
-use gossamer::node::local::wait_for;
+use gossamer::local::wait_for;
 use gossamer::node::{Node, NodeConfig};
 
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -12,15 +12,15 @@ use gossamer::admin::client::{AdminClient, ClientError};
 use gossamer::admin::queries::QueryLine;
 use gossamer::core::queries::QueryFilter;
 use gossamer::core::{Config, NodeId};
+use gossamer::local::{wait_for, wait_for_async, LocalCluster};
 use gossamer::node::handlers::HandlerConfig;
-use gossamer::node::local::{wait_for, wait_for_async, LocalCluster};
 use gossamer::node::queries::QueryUpdate;
 use gossamer::node::Node;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn client(n: &Node) -> AdminClient {
-    AdminClient::new(n.admin_addr().expect("admin API").to_string(), None)
+fn client(c: &LocalCluster, n: &Node) -> AdminClient {
+    AdminClient::new(c.admin_addr(n).expect("admin API").to_string(), None)
 }
 
 fn id(s: &str) -> NodeId {
@@ -158,7 +158,7 @@ async fn a_tag_filtered_query_is_answered_by_exactly_the_matching_members() {
 async fn the_admin_api_streams_a_query_and_refuses_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path()).await;
-    let api = client(&c.nodes[0]);
+    let api = client(&c, &c.nodes[0]);
     // Only n2 and n3 asked by id: both answer, nobody is silent.
     let filter = QueryFilter {
         nodes: vec![id("n2"), id("n3")],
@@ -295,7 +295,7 @@ async fn cli(args: Vec<String>) -> (Option<i32>, String, String) {
 async fn the_cli_prints_answers_and_silent_members_and_exits_by_them() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path()).await;
-    let admin = c.nodes[0].admin_addr().unwrap().to_string();
+    let admin = c.admin_addr(&c.nodes[0]).unwrap().to_string();
     let args = |rest: &[&str]| {
         let mut v: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
         v.extend(["--admin".to_string(), admin.clone()]);

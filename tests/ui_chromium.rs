@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gossamer::core::Config;
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::local::{wait_for, LocalCluster};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Longest a browser run may take before it is killed and the test fails.
@@ -166,7 +166,7 @@ async fn ui_shows_members_by_dc_keys_and_escaped_values() {
     ] {
         n1.set(k, v.as_bytes().to_vec()).expect("write");
     }
-    let admin = n1.admin_addr().expect("admin API");
+    let admin = c.admin_addr(n1).expect("admin API");
     let dir = tempfile::tempdir().unwrap();
 
     // The token comes in the fragment, as a link to the page may carry it.

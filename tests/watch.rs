@@ -7,7 +7,7 @@ use std::time::Duration;
 use gossamer::admin::client::{AdminClient, ClientError, WatchStream};
 use gossamer::admin::watch::{ChangeLine, WatchLine};
 use gossamer::core::Config;
-use gossamer::node::local::{wait_for, wait_for_async, LocalCluster};
+use gossamer::local::{wait_for, wait_for_async, LocalCluster};
 use gossamer::node::watch::{WatchItem, WatchNext};
 use gossamer::node::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,8 +36,8 @@ async fn cluster() -> LocalCluster {
     c
 }
 
-fn client(n: &Node) -> AdminClient {
-    AdminClient::new(n.admin_addr().expect("admin API").to_string(), None)
+fn client(c: &LocalCluster, n: &Node) -> AdminClient {
+    AdminClient::new(c.admin_addr(n).expect("admin API").to_string(), None)
 }
 
 /// The next line of `w`, failing the test if none comes within the deadline.
@@ -79,7 +79,7 @@ fn apply(model: &mut BTreeMap<String, String>, c: &ChangeLine) {
 async fn a_watch_sees_other_nodes_writes_and_resumes_without_missing_or_repeating() {
     let c = cluster().await;
     let (a, b, third) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
-    let on_b = client(b);
+    let on_b = client(&c, b);
     a.set("app/before", b"0".to_vec()).unwrap();
     let (ok, _) = wait_for(DEADLINE, || b.get("app/before").is_some()).await;
     assert!(ok);
@@ -169,7 +169,7 @@ async fn a_watcher_that_never_reads_is_reset_and_the_node_keeps_replicating() {
     // A client that asks for a watch and never reads, with a small receive buffer.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = socket.connect(b.admin_addr().unwrap()).await.unwrap();
+    let mut slow = socket.connect(c.admin_addr(b).unwrap()).await.unwrap();
     slow.write_all(b"GET /v1/watch?prefix=slow/ HTTP/1.1\r\nhost: b\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -192,7 +192,7 @@ async fn a_watcher_that_never_reads_is_reset_and_the_node_keeps_replicating() {
     println!("the slow watcher was reset after {written} writes");
     // The node goes on: a write on A still reaches B and the third node, and a new
     // watch on B sees it.
-    let on_b = client(b);
+    let on_b = client(&c, b);
     let mut fresh = on_b.watch("after/", None).await.unwrap();
     a.set("after/x", b"1".to_vec()).unwrap();
     let (ok, _) = wait_for(DEADLINE, || {
@@ -222,7 +222,7 @@ async fn a_watcher_that_never_reads_is_reset_and_the_node_keeps_replicating() {
 async fn watches_beyond_the_limit_get_429_quiet_ones_heartbeats_and_long_prefixes_400() {
     let c = cluster().await;
     let n = &c.nodes[0];
-    let admin = client(n);
+    let admin = client(&c, n);
     let mut open = Vec::new();
     for _ in 0..MAX_WATCHES {
         open.push(admin.watch("", None).await.unwrap());
@@ -269,7 +269,7 @@ async fn watches_beyond_the_limit_get_429_quiet_ones_heartbeats_and_long_prefixe
 async fn a_listing_taken_during_writes_and_a_watch_from_its_index_neither_miss_nor_repeat() {
     let c = cluster().await;
     let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
-    let on_b = client(&b);
+    let on_b = client(&c, &b);
     // Writes on A in batches, each waiting until B holds it, so that the burst spans the
     // listing below. Every write has a value of its own.
     let (writer, replica) = (a.clone(), b.clone());
@@ -407,7 +407,7 @@ async fn a_member_watch_lists_the_members_then_shows_a_join_and_a_leave() {
     use gossamer::node::MemberChangeKind;
 
     let mut c = cluster().await;
-    let mut w = client(&c.nodes[0]).watch_members().await.unwrap();
+    let mut w = client(&c, &c.nodes[0]).watch_members().await.unwrap();
     let MemberLine::Members { members } = next_member_line(&mut w).await else {
         panic!("a member watch starts with the member list");
     };

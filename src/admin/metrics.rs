@@ -3,11 +3,7 @@
 //! text encoder writes it out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::AdminBackend;
@@ -31,46 +27,14 @@ pub fn encode_metrics(registry: &Registry) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
-/// Bucket upper bounds, in seconds, of a [`DurationHistogram`]: from 1 ms (a small sync
-/// inside one datacenter) to 30 s (the runtime's sync timeout).
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// A prometheus-client histogram of durations in seconds over [`DURATION_BUCKETS`].
-/// Clones share their counts; register one clone in a [`Registry`] and observe through
-/// another.
-#[derive(Debug, Clone)]
-pub struct DurationHistogram(Histogram);
-
-impl Default for DurationHistogram {
-    fn default() -> Self {
-        Self(Histogram::new(DURATION_BUCKETS.iter().copied()))
-    }
-}
-
-impl DurationHistogram {
-    /// Records one duration.
-    pub fn observe(&self, d: Duration) {
-        self.0.observe(d.as_secs_f64());
-    }
-}
-
-impl EncodeMetric for DurationHistogram {
-    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        self.0.metric_type()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::node::{DurationHistogram, DURATION_BUCKETS};
     use prometheus_client::collector::Collector;
-    use prometheus_client::encoding::DescriptorEncoder;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
     use prometheus_client::metrics::counter::ConstCounter;
 
     /// A counter family with one series whose labels need escaping.

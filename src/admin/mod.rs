@@ -1,7 +1,8 @@
 //! Loopback HTTP control API and Prometheus `/metrics`.
 //!
-//! The server knows nothing of the concrete node: it talks to an [`AdminBackend`], which the
-//! runtime implements. Routes:
+//! The server knows nothing of the concrete node: it talks to an [`AdminBackend`];
+//! [`NodeBackend`] is the one over a running node, and [`AdminServer`] starts the API
+//! beside a node (the node itself never imports this module). Routes:
 //!
 //! | method and path             | answer                                                      |
 //! |-----------------------------|-------------------------------------------------------------|
@@ -33,6 +34,7 @@
 pub mod events;
 pub mod logs;
 mod metrics;
+mod node_backend;
 pub mod queries;
 mod serve;
 mod ui;
@@ -61,9 +63,8 @@ use crate::node::watch::{Watch, WatchError};
 use crate::node::{KvEntry, MemberEvents, MemberView, StatusView};
 use events::{EventSent, SendEventError};
 
-pub use metrics::{
-    encode_metrics, metrics_registry, DurationHistogram, DURATION_BUCKETS, METRICS_CONTENT_TYPE,
-};
+pub use metrics::{encode_metrics, metrics_registry, METRICS_CONTENT_TYPE};
+pub use node_backend::{AdminServer, AdminStartError, NodeBackend};
 /// The metrics client [`AdminBackend::register_metrics`] speaks, re-exported so that a
 /// backend uses the same version.
 pub use prometheus_client;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use gossamer::core::Config;
-use gossamer::node::local::LocalCluster;
+use gossamer::local::LocalCluster;
 use gossamer::node::{Durability, Node, NodeConfig};
 
 use super::UsageError;
@@ -135,16 +135,14 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
         cfg.security.signed_writes = !a.unsigned;
         c.start_with(cfg).await.context("starting a node")?;
     }
-    let (ok, _) =
-        gossamer::node::local::wait_for(Duration::from_secs(30), || c.fully_joined()).await;
+    let (ok, _) = gossamer::local::wait_for(Duration::from_secs(30), || c.fully_joined()).await;
     if !ok {
         anyhow::bail!("the nodes did not join within 30 s");
     }
     // Signed writes: measure the steady state, not the start-up moment when a writer's
     // certificates have not reached every node yet (its writes are refused, then
     // fetched again by anti-entropy).
-    let (ok, _) =
-        gossamer::node::local::wait_for(Duration::from_secs(30), || c.writers_known()).await;
+    let (ok, _) = gossamer::local::wait_for(Duration::from_secs(30), || c.writers_known()).await;
     if !ok {
         anyhow::bail!("the nodes did not learn each other's certificates within 30 s");
     }
@@ -164,7 +162,7 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
     // Until every write is on every node (bounded: a stuck cluster shows as "-").
     let all = |n: &Node| n.status().keys >= done;
     let (everywhere, _) =
-        gossamer::node::local::wait_for(Duration::from_secs(120), || c.nodes.iter().all(all)).await;
+        gossamer::local::wait_for(Duration::from_secs(120), || c.nodes.iter().all(all)).await;
     let everywhere_s = everywhere.then(|| start.elapsed().as_secs_f64());
     let rate = done as f64 / elapsed.as_secs_f64();
     println!("| nodes | durability | signed | writers | writes ok | seconds | writes/s | everywhere after s | writes/s everywhere | commits (all nodes) | acked writes per commit (all nodes) | fsyncs per write (all nodes) |");

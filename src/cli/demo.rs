@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use gossamer::core::Config;
-use gossamer::node::local::{wait_for, LocalCluster};
+use gossamer::local::{wait_for, LocalCluster};
 use gossamer::node::Durability;
 
 /// Flags of `gossamer demo`.
@@ -162,12 +162,12 @@ async fn keep_running(c: &LocalCluster) -> anyhow::Result<()> {
         .context("listening for SIGTERM")?;
     println!("\n  the cluster keeps running; each node's admin API:");
     for node in &c.nodes {
-        if let Some(addr) = node.admin_addr() {
+        if let Some(addr) = c.admin_addr(node) {
             println!("    {:<4} admin {addr}", node.id().to_string());
         }
     }
-    let first = c.nodes.iter().find_map(|x| x.admin_addr());
-    let last = c.nodes.iter().rev().find_map(|x| x.admin_addr());
+    let first = c.nodes.iter().find_map(|x| c.admin_addr(x));
+    let last = c.nodes.iter().rev().find_map(|x| c.admin_addr(x));
     if let (Some(a), Some(b)) = (first, last) {
         println!("\n  try, from another terminal:");
         println!("    gossamer kv set --admin {a} demo/hello world");

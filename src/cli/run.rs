@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use gossamer::admin::AdminServer;
 use gossamer::core::NodeId;
 use gossamer::identity::AdminClients;
 use gossamer::node::{Node, NodeConfig, NodeError};
@@ -358,11 +359,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ) => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e).context("starting node"),
     };
+    // The binary wires the admin API to the node; the node knows nothing of it.
+    let admin = match AdminServer::start(&node).await {
+        Ok(a) => a,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(UsageError(e.to_string()).into());
+        }
+    };
     eprintln!(
         "gossamer node {} listening on {} (QUIC)",
         node.id(),
         node.listen_addr()
     );
+    if let Some(a) = admin {
+        eprintln!("admin API on {}", a.addr());
+    }
     wait_for_signal().await;
     eprintln!("leaving the cluster");
     node.leave().await.ok();

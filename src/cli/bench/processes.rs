@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use gossamer::admin::client::AdminClient;
-use gossamer::node::local::{generate_certs, node_name};
+use gossamer::local::{generate_certs, node_name};
 
 use super::cluster::{all_see_all, measure, Target};
 use super::plan::{Plan, SETTLE};

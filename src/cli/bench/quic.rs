@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use gossamer::chaos::{ChaosControl, ChaosSocket};
 use gossamer::core::Event;
-use gossamer::node::local::LocalCluster;
+use gossamer::local::LocalCluster;
 use gossamer::node::{Node, QuicFrameStats};
 use tokio::sync::broadcast::error::RecvError;
 

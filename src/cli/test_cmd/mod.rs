@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gossamer::chaos::ChaosSocket;
-use gossamer::node::local::LocalCluster;
+use gossamer::local::LocalCluster;
 
 pub use args::TestArgs;
 use drive::drive;

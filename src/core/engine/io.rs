@@ -37,7 +37,7 @@ pub enum Output {
         addr: String,
     },
     /// Contact a seed address: connect, then run a `Join` exchange with whoever answers,
-    /// then report with [`Engine::seed_result`].
+    /// then report with [`Engine::seed_result`](super::Engine::seed_result).
     Contact {
         /// Index of the seed in the configured list.
         seed: usize,

@@ -154,7 +154,7 @@ pub struct SeedView {
 }
 
 impl Engine {
-    /// Reports the outcome of an [`Output::Contact`](super::Output::Contact): the node
+    /// Reports the outcome of an [`Output::Contact`]: the node
     /// that answered, or failure.
     pub fn seed_result(&mut self, now: Now, seed: usize, answered: Option<NodeId>) {
         let jitter = self

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quinn::Connection;
 use tokio::sync::{broadcast, watch, Notify};
 
-mod admin;
 mod authorship;
 mod events;
 mod kv;
@@ -68,7 +67,7 @@ pub struct RuntimeStats {
     /// Dial failures.
     pub dial_failures: AtomicU64,
     /// Durations of completed anti-entropy exchanges this node opened.
-    pub sync_duration: crate::admin::DurationHistogram,
+    pub sync_duration: crate::node::DurationHistogram,
     /// Sync streams refused because the peer already had `inbound_syncs_per_peer` open.
     pub syncs_refused: AtomicU64,
     /// Time sync streams spent waiting for bandwidth tokens (µs).
@@ -135,10 +134,6 @@ pub(crate) struct Inner {
     authority: Option<NodeAuthority>,
     /// Why each seed's last attempt failed (cleared when it answers).
     seed_errors: Mutex<HashMap<String, String>>,
-    /// Where the admin API listens, once bound (the configured port may be 0).
-    admin_addr: std::sync::OnceLock<SocketAddr>,
-    /// Client-certificate decisions of the admin API's TLS (with `admin_tls`).
-    admin_handshakes: Arc<crate::identity::HandshakeStats>,
     /// Every key-value change applied, indexed, for watches (`super::watch`).
     changes: Arc<ChangeLog>,
     /// Outputs a listing took from the engine (to log the changes it shows), left for
@@ -186,8 +181,9 @@ impl Inner {
 }
 
 impl Node {
-    /// Starts a node: loads certificates, binds QUIC (and the admin API if configured),
-    /// restores state from the data directory, and begins contacting seeds.
+    /// Starts a node: loads certificates, binds QUIC, restores state from the
+    /// data directory, and begins contacting seeds. The admin API is not part of the node:
+    /// start it beside with [`crate::admin::AdminServer::start`].
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         Self::start_inner(cfg, None).await
     }
@@ -323,8 +319,6 @@ impl Node {
             reload: Default::default(),
             authority,
             seed_errors: Mutex::new(HashMap::new()),
-            admin_addr: std::sync::OnceLock::new(),
-            admin_handshakes: crate::identity::HandshakeStats::new(),
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
             taken: Mutex::new(Vec::new()),
             recent: super::events::RecentEvents::new(wall_ms()),
@@ -340,11 +334,6 @@ impl Node {
         tokio::spawn(node.clone().drive());
         tokio::spawn(node.clone().accept_loop());
         super::reload::start(&node);
-        if let Err(e) = node.start_admin().await {
-            // Stop what started (tasks, the committer and its store's lock).
-            node.shutdown().await;
-            return Err(e);
-        }
         tracing::info!(node = %node.id(), listen = %local, "node started");
         Ok(node)
     }
@@ -744,7 +733,7 @@ impl Node {
     }
 
     /// The configuration the node started with.
-    pub(crate) fn config(&self) -> &NodeConfig {
+    pub fn config(&self) -> &NodeConfig {
         &self.inner.cfg
     }
 
@@ -754,7 +743,7 @@ impl Node {
     }
 
     /// A receiver that turns true when the node shuts down.
-    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
     }
 }

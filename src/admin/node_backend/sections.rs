@@ -3,37 +3,45 @@
 //! and explained once, in that section's table.
 
 use std::fmt;
+use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use super::datacenters;
+use super::query_metrics::query_metrics;
 use super::scrape::{get, CounterDef, Scrape, Section, Write};
+use super::security_metrics::security_metrics;
 use crate::core::dissemination::QueueStats;
 use crate::core::engine::EngineStats;
 use crate::core::state::StoreStats;
+use crate::identity::HandshakeStats;
+use crate::node::datacenters;
 use crate::node::persist::PersistStats;
-use crate::node::runtime::{Node, RuntimeStats};
 use crate::node::watch::WatchStats;
+use crate::node::{Node, RuntimeStats};
 
-/// Registers every section of `node`'s `/metrics` in `registry`, and the histogram of
-/// sync durations, which the runtime records into directly.
-pub(super) fn register(node: &Node, registry: &mut Registry) {
-    let sections: [(&'static str, Write); 12] = [
-        ("membership", Node::membership_metrics),
-        ("swim", Node::swim_metrics),
-        ("store", Node::store_metrics),
-        ("persist", Node::persist_metrics),
-        ("sync", Node::sync_metrics),
-        ("dissemination", Node::dissemination_metrics),
-        ("bandwidth", Node::bandwidth_metrics),
-        ("transport", Node::transport_metrics),
-        ("security", Node::security_metrics),
-        ("watch", Node::watch_metrics),
-        ("events", Node::event_metrics),
-        ("queries", Node::query_metrics),
+/// Registers every section of `node`'s `/metrics` in `registry`, the admin API's own
+/// TLS counters (`admin_tls`), and the histogram of sync durations, which the runtime
+/// records into directly.
+pub(super) fn register(node: &Node, admin_tls: &Arc<HandshakeStats>, registry: &mut Registry) {
+    let sections: [(&'static str, Write<Node>); 12] = [
+        ("membership", membership_metrics),
+        ("swim", swim_metrics),
+        ("store", store_metrics),
+        ("persist", persist_metrics),
+        ("sync", sync_metrics),
+        ("dissemination", dissemination_metrics),
+        ("bandwidth", bandwidth_metrics),
+        ("transport", transport_metrics),
+        ("security", security_metrics),
+        ("watch", watch_metrics),
+        ("events", event_metrics),
+        ("queries", query_metrics),
     ];
     for (name, write) in sections {
         registry.register_collector(Section::new(name, node, write));
+        if name == "transport" {
+            registry.register_collector(Section::new("admin_tls", admin_tls, admin_tls_metrics));
+        }
     }
     // The registry appends a full stop to the help.
     registry.register(
@@ -460,292 +468,294 @@ const WATCH: &[CounterDef<WatchStats>] = &[
     ),
 ];
 
-impl Node {
-    /// Members by status and by datacenter, RTT per datacenter, and who this node is.
-    fn membership_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        let status = Node::status(self);
-        out.gauges(
-            "gossamer_info",
-            "Constant 1, labelled with this node's id, datacenter, zone and version.",
-            [(
-                [
-                    ("node", status.node_id.as_str()),
-                    ("dc", status.dc.as_str()),
-                    ("zone", self.config().zone.as_str()),
-                    ("version", status.version.as_str()),
-                ],
-                1i64,
-            )],
-        )?;
-        out.gauges(
-            "gossamer_members",
-            "Members known to this node by status, itself included.",
-            status
-                .members
+/// Members by status and by datacenter, RTT per datacenter, and who this node is.
+fn membership_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    let status = Node::status(node);
+    out.gauges(
+        "gossamer_info",
+        "Constant 1, labelled with this node's id, datacenter, zone and version.",
+        [(
+            [
+                ("node", status.node_id.as_str()),
+                ("dc", status.dc.as_str()),
+                ("zone", node.config().zone.as_str()),
+                ("version", status.version.as_str()),
+            ],
+            1i64,
+        )],
+    )?;
+    out.gauges(
+        "gossamer_members",
+        "Members known to this node by status, itself included.",
+        status
+            .members
+            .iter()
+            .map(|(s, n)| ([("status", s.as_str())], *n)),
+    )?;
+    let skew = node.clock_skew();
+    out.gauges(
+        "gossamer_peer_clock_ahead_ms",
+        "Largest amount a writer's stamps were ahead of this node's clock, per writer.",
+        skew.iter()
+            .map(|(w, s)| ([("peer", w.as_str())], s.ahead_ms)),
+    )?;
+    let dcs = datacenters(&Node::members(node));
+    out.gauges(
+        "gossamer_members_by_dc",
+        "Members known to this node by datacenter and status, itself included.",
+        dcs.iter().flat_map(|(dc, s)| {
+            s.by_status
                 .iter()
-                .map(|(s, n)| ([("status", s.as_str())], *n)),
-        )?;
-        let skew = self.clock_skew();
-        out.gauges(
-            "gossamer_peer_clock_ahead_ms",
-            "Largest amount a writer's stamps were ahead of this node's clock, per writer.",
-            skew.iter()
-                .map(|(w, s)| ([("peer", w.as_str())], s.ahead_ms)),
-        )?;
-        let dcs = datacenters(&Node::members(self));
-        out.gauges(
-            "gossamer_members_by_dc",
-            "Members known to this node by datacenter and status, itself included.",
-            dcs.iter().flat_map(|(dc, s)| {
-                s.by_status
-                    .iter()
-                    .map(move |(st, n)| ([("dc", dc.as_str()), ("status", *st)], *n))
-            }),
-        )?;
-        let rtts = || {
-            dcs.iter().filter_map(|(dc, s)| {
-                let (mean, max) = (s.rtt_mean_ms?, s.rtt_max_ms?);
-                Some(([("dc", dc.as_str())], mean / 1000.0, max / 1000.0))
-            })
-        };
-        out.gauges(
-            "gossamer_dc_rtt_mean_seconds",
-            "Mean round-trip time to the alive members of each datacenter that have one.",
-            rtts().map(|(dc, mean, _)| (dc, mean)),
-        )?;
-        out.gauges(
-            "gossamer_dc_rtt_max_seconds",
-            "Largest round-trip time to an alive member of each datacenter.",
-            rtts().map(|(dc, _, max)| (dc, max)),
-        )?;
-        out.gauge(
-            "gossamer_health_score",
-            "Lifeguard local health score: 0 is healthy; probe timing is stretched by score + 1.",
-            self.awareness(),
-        )
-    }
+                .map(move |(st, n)| ([("dc", dc.as_str()), ("status", *st)], *n))
+        }),
+    )?;
+    let rtts = || {
+        dcs.iter().filter_map(|(dc, s)| {
+            let (mean, max) = (s.rtt_mean_ms?, s.rtt_max_ms?);
+            Some(([("dc", dc.as_str())], mean / 1000.0, max / 1000.0))
+        })
+    };
+    out.gauges(
+        "gossamer_dc_rtt_mean_seconds",
+        "Mean round-trip time to the alive members of each datacenter that have one.",
+        rtts().map(|(dc, mean, _)| (dc, mean)),
+    )?;
+    out.gauges(
+        "gossamer_dc_rtt_max_seconds",
+        "Largest round-trip time to an alive member of each datacenter.",
+        rtts().map(|(dc, _, max)| (dc, max)),
+    )?;
+    out.gauge(
+        "gossamer_health_score",
+        "Lifeguard local health score: 0 is healthy; probe timing is stretched by score + 1.",
+        node.awareness(),
+    )
+}
 
-    /// Failure detection counters.
-    fn swim_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        out.table(&self.engine_stats(), SWIM)
-    }
+/// Failure detection counters.
+fn swim_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    out.table(&node.engine_stats(), SWIM)
+}
 
-    /// The key-value store.
-    fn store_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        let status = Node::status(self);
-        out.gauge("gossamer_keys", "Live keys held.", status.keys)?;
-        out.gauge("gossamer_tombstones", "Tombstones held.", status.tombstones)?;
-        out.table(&self.with_store_stats(), STORE)
-    }
+/// The key-value store.
+fn store_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    let status = Node::status(node);
+    out.gauge("gossamer_keys", "Live keys held.", status.keys)?;
+    out.gauge("gossamer_tombstones", "Tombstones held.", status.tombstones)?;
+    out.table(&node.with_store_stats(), STORE)
+}
 
-    /// The data directory's commits: writes acknowledged over commits is the group-commit
-    /// factor (absent without a data directory).
-    fn persist_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        match self.persist_stats() {
-            Some(p) => out.table(p, PERSIST),
-            None => Ok(()),
-        }
+/// The data directory's commits: writes acknowledged over commits is the group-commit
+/// factor (absent without a data directory).
+fn persist_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    match node.persist_stats() {
+        Some(p) => out.table(p, PERSIST),
+        None => Ok(()),
     }
+}
 
-    /// Anti-entropy (its durations are a histogram the runtime records into, registered
-    /// apart).
-    fn sync_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        out.table(&self.engine_stats(), SYNC)?;
-        out.counters(
-            "gossamer_writes_refused_total",
-            "Peers' writes refused, by reason: unsigned, unknown_writer (no known certificate of the writer holds the key), bad_signature (forged or altered), outside_grant, revoked.",
-            "reason",
-            self.writes_refused().by_reason(),
-        )
-    }
+/// Anti-entropy (its durations are a histogram the runtime records into, registered
+/// apart).
+fn sync_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    out.table(&node.engine_stats(), SYNC)?;
+    out.counters(
+        "gossamer_writes_refused_total",
+        "Peers' writes refused, by reason: unsigned, unknown_writer (no known certificate of the writer holds the key), bad_signature (forged or altered), outside_grant, revoked.",
+        "reason",
+        node.writes_refused().by_reason(),
+    )
+}
 
-    /// The broadcast queue: gossip items sent and received, drops.
-    fn dissemination_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        out.table(&self.engine_stats(), DISSEMINATION)?;
-        let (q, len) = self.queue_stats();
-        out.table(&q, QUEUE)?;
-        // One family, so that each drop is counted once: the total is its sum.
-        out.counters(
-            "gossamer_broadcasts_dropped_total",
-            "Broadcasts dropped because the queue was full, by class (anti-entropy repairs them).",
-            "class",
-            [
-                (
-                    "delta",
-                    q.dropped_full.saturating_sub(q.dropped_full_membership),
-                ),
-                ("membership", q.dropped_full_membership),
-            ],
-        )?;
-        out.gauge(
-            "gossamer_broadcast_queue_length",
-            "Broadcasts waiting in the queue.",
-            len,
-        )
-    }
+/// The broadcast queue: gossip items sent and received, drops.
+fn dissemination_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    out.table(&node.engine_stats(), DISSEMINATION)?;
+    let (q, len) = node.queue_stats();
+    out.table(&q, QUEUE)?;
+    // One family, so that each drop is counted once: the total is its sum.
+    out.counters(
+        "gossamer_broadcasts_dropped_total",
+        "Broadcasts dropped because the queue was full, by class (anti-entropy repairs them).",
+        "class",
+        [
+            (
+                "delta",
+                q.dropped_full.saturating_sub(q.dropped_full_membership),
+            ),
+            ("membership", q.dropped_full_membership),
+        ],
+    )?;
+    out.gauge(
+        "gossamer_broadcast_queue_length",
+        "Broadcasts waiting in the queue.",
+        len,
+    )
+}
 
-    /// Bandwidth governance: bytes and refusals per traffic class, tokens, back-off,
-    /// and what was dropped or put off because of it.
-    fn bandwidth_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        use crate::core::limiter::{Traffic, TRAFFIC_CLASSES};
-        let b = self.bandwidth();
-        let per_class = |v: &[u64; TRAFFIC_CLASSES]| -> Vec<(&'static str, u64)> {
-            Traffic::ALL
-                .iter()
-                .map(|t| (t.name(), v[*t as usize]))
-                .collect()
-        };
-        out.counters(
-            "gossamer_gossip_bytes_total",
-            "Gossip bytes sent (datagrams and sync streams), by traffic class.",
-            "class",
-            per_class(&b.stats.bytes),
-        )?;
-        out.counters(
-            "gossamer_bandwidth_refused_total",
-            "Sends refused for lack of bandwidth tokens, by traffic class.",
-            "class",
-            per_class(&b.stats.refused),
-        )?;
-        out.gauge(
-            "gossamer_bandwidth_cap_bytes_per_second",
-            "Configured gossip bandwidth cap (0 = unlimited).",
-            b.rate,
-        )?;
-        out.gauge(
-            "gossamer_bandwidth_tokens_bytes",
-            "Tokens in the node's bandwidth bucket now.",
-            b.tokens,
-        )?;
-        out.gauge(
-            "gossamer_bandwidth_backoff_level",
-            "Bandwidth back-off level: fanout and delta budgets halve, the anti-entropy interval doubles, per level.",
-            b.backoff_level,
-        )?;
-        out.table(&self.engine_stats(), BANDWIDTH)?;
-        out.table(self.runtime_stats(), SYNC_STREAMS)
-    }
+/// Bandwidth governance: bytes and refusals per traffic class, tokens, back-off,
+/// and what was dropped or put off because of it.
+fn bandwidth_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    use crate::core::limiter::{Traffic, TRAFFIC_CLASSES};
+    let b = node.bandwidth();
+    let per_class = |v: &[u64; TRAFFIC_CLASSES]| -> Vec<(&'static str, u64)> {
+        Traffic::ALL
+            .iter()
+            .map(|t| (t.name(), v[*t as usize]))
+            .collect()
+    };
+    out.counters(
+        "gossamer_gossip_bytes_total",
+        "Gossip bytes sent (datagrams and sync streams), by traffic class.",
+        "class",
+        per_class(&b.stats.bytes),
+    )?;
+    out.counters(
+        "gossamer_bandwidth_refused_total",
+        "Sends refused for lack of bandwidth tokens, by traffic class.",
+        "class",
+        per_class(&b.stats.refused),
+    )?;
+    out.gauge(
+        "gossamer_bandwidth_cap_bytes_per_second",
+        "Configured gossip bandwidth cap (0 = unlimited).",
+        b.rate,
+    )?;
+    out.gauge(
+        "gossamer_bandwidth_tokens_bytes",
+        "Tokens in the node's bandwidth bucket now.",
+        b.tokens,
+    )?;
+    out.gauge(
+        "gossamer_bandwidth_backoff_level",
+        "Bandwidth back-off level: fanout and delta budgets halve, the anti-entropy interval doubles, per level.",
+        b.backoff_level,
+    )?;
+    out.table(&node.engine_stats(), BANDWIDTH)?;
+    out.table(node.runtime_stats(), SYNC_STREAMS)
+}
 
-    /// The change log and the watches of the admin API.
-    fn watch_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        let w = self.watch_stats();
-        out.gauge(
-            "gossamer_watches_open",
-            "Watches open on the admin API.",
-            get(&w.open),
-        )?;
-        out.table(w, WATCH)?;
-        out.counters(
-            "gossamer_watch_resets_total",
-            "Watches reset (told to re-list), by reason: behind (the ring no longer holds the index, or the watcher read too slowly), before_this_life (an index from before the node's restart), ahead (an index beyond the node's).",
-            "reason",
-            w.resets_by_reason(),
-        )
-    }
+/// The change log and the watches of the admin API.
+fn watch_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    let w = node.watch_stats();
+    out.gauge(
+        "gossamer_watches_open",
+        "Watches open on the admin API.",
+        get(&w.open),
+    )?;
+    out.table(w, WATCH)?;
+    out.counters(
+        "gossamer_watch_resets_total",
+        "Watches reset (told to re-list), by reason: behind (the ring no longer holds the index, or the watcher read too slowly), before_this_life (an index from before the node's restart), ahead (an index beyond the node's).",
+        "reason",
+        w.resets_by_reason(),
+    )
+}
 
-    /// User events: sent, delivered, every drop by reason, repairs, watches.
-    fn event_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        let s = self.engine_event_stats();
-        out.counter(
-            "gossamer_events_sent_total",
-            "User events this node sent.",
-            s.sent,
-        )?;
-        out.counter(
-            "gossamer_events_delivered_total",
-            "User events delivered to this node's subscribers (its own included).",
-            s.delivered,
-        )?;
-        out.counters(
-            "gossamer_events_dropped_total",
-            "User events not delivered, by reason: duplicate (a copy already delivered), stale (older than events.seen_ms), rate_limited (the sender's per_sender_per_sec), oversized (name or payload beyond the bounds), bad_signature (forged, altered, unknown or revoked sender), send_refused (a local send above our own rate).",
-            "reason",
-            [
-                ("duplicate", s.duplicates),
-                ("stale", s.stale),
-                ("rate_limited", s.rate_limited),
-                ("oversized", s.oversized),
-                ("bad_signature", s.bad_signature),
-                ("send_refused", s.send_refused),
-            ],
-        )?;
-        out.counters(
-            "gossamer_event_repairs_total",
-            "Repairs of user events lost on the way: pulls sent and answered, missing events abandoned after every retry, ids dropped while too many were missing.",
-            "kind",
-            [
-                ("sent", s.pulls_sent),
-                ("answered", s.pulls_answered),
-                ("abandoned", s.pulls_abandoned),
-                ("dropped", s.pulls_dropped),
-            ],
-        )?;
-        let w = self.recent_events_ring().stats();
-        out.gauge(
-            "gossamer_event_watches_open",
-            "Event watches open on the admin API.",
-            w.watches_open.load(std::sync::atomic::Ordering::Relaxed) as u64,
-        )?;
-        out.counter(
-            "gossamer_event_watches_refused_total",
-            "Event watches refused because 64 were open (HTTP 429).",
-            get(&w.watches_refused),
-        )?;
-        out.counter(
-            "gossamer_event_watch_missed_total",
-            "Events watchers missed (evicted from the recent ring before they reached them, or read too slowly).",
-            get(&w.watch_missed),
-        )?;
-        out.counter(
-            "gossamer_events_coalesced_total",
-            "Events coalescing watches left out (a later event of the same name came within the window).",
-            get(&w.coalesced),
-        )?;
-        let h = self.handler_stats();
-        out.counters(
-            "gossamer_event_handler_runs_total",
-            "Handlers of events and queries ([[handlers]] commands, and query handlers registered in Rust), by outcome: started, succeeded (exit 0; a query handler with an answer within the bound), failed (did not start, another exit status, an answer over max_response_payload, a panic), timed_out (killed at timeout_ms or the query's timeout), skipped (every handler_concurrency slot taken).",
-            "outcome",
-            [
-                ("started", get(&h.started)),
-                ("succeeded", get(&h.succeeded)),
-                ("failed", get(&h.failed)),
-                ("timed_out", get(&h.timed_out)),
-                ("skipped", get(&h.skipped)),
-            ],
-        )
-    }
+/// User events: sent, delivered, every drop by reason, repairs, watches.
+fn event_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    let s = node.engine_event_stats();
+    out.counter(
+        "gossamer_events_sent_total",
+        "User events this node sent.",
+        s.sent,
+    )?;
+    out.counter(
+        "gossamer_events_delivered_total",
+        "User events delivered to this node's subscribers (its own included).",
+        s.delivered,
+    )?;
+    out.counters(
+        "gossamer_events_dropped_total",
+        "User events not delivered, by reason: duplicate (a copy already delivered), stale (older than events.seen_ms), rate_limited (the sender's per_sender_per_sec), oversized (name or payload beyond the bounds), bad_signature (forged, altered, unknown or revoked sender), send_refused (a local send above our own rate).",
+        "reason",
+        [
+            ("duplicate", s.duplicates),
+            ("stale", s.stale),
+            ("rate_limited", s.rate_limited),
+            ("oversized", s.oversized),
+            ("bad_signature", s.bad_signature),
+            ("send_refused", s.send_refused),
+        ],
+    )?;
+    out.counters(
+        "gossamer_event_repairs_total",
+        "Repairs of user events lost on the way: pulls sent and answered, missing events abandoned after every retry, ids dropped while too many were missing.",
+        "kind",
+        [
+            ("sent", s.pulls_sent),
+            ("answered", s.pulls_answered),
+            ("abandoned", s.pulls_abandoned),
+            ("dropped", s.pulls_dropped),
+        ],
+    )?;
+    let w = node.recent_events_ring().stats();
+    out.gauge(
+        "gossamer_event_watches_open",
+        "Event watches open on the admin API.",
+        w.watches_open.load(std::sync::atomic::Ordering::Relaxed) as u64,
+    )?;
+    out.counter(
+        "gossamer_event_watches_refused_total",
+        "Event watches refused because 64 were open (HTTP 429).",
+        get(&w.watches_refused),
+    )?;
+    out.counter(
+        "gossamer_event_watch_missed_total",
+        "Events watchers missed (evicted from the recent ring before they reached them, or read too slowly).",
+        get(&w.watch_missed),
+    )?;
+    out.counter(
+        "gossamer_events_coalesced_total",
+        "Events coalescing watches left out (a later event of the same name came within the window).",
+        get(&w.coalesced),
+    )?;
+    let h = node.handler_stats();
+    out.counters(
+        "gossamer_event_handler_runs_total",
+        "Handlers of events and queries ([[handlers]] commands, and query handlers registered in Rust), by outcome: started, succeeded (exit 0; a query handler with an answer within the bound), failed (did not start, another exit status, an answer over max_response_payload, a panic), timed_out (killed at timeout_ms or the query's timeout), skipped (every handler_concurrency slot taken).",
+        "outcome",
+        [
+            ("started", get(&h.started)),
+            ("succeeded", get(&h.succeeded)),
+            ("failed", get(&h.failed)),
+            ("timed_out", get(&h.timed_out)),
+            ("skipped", get(&h.skipped)),
+        ],
+    )
+}
 
-    /// QUIC datagrams, streams, connections and handshakes.
-    fn transport_metrics(&self, out: &mut Scrape<'_>) -> fmt::Result {
-        out.table(self.runtime_stats(), TRANSPORT)?;
-        let quic = self.handshake_stats();
-        out.counters(
-            "gossamer_handshakes_refused_total",
-            "TLS handshakes refused, by reason.",
-            "reason",
-            quic.snapshot().refusals(),
-        )?;
-        out.counter(
-            "gossamer_handshake_retries_total",
-            "QUIC Retry packets sent to incoming connection attempts from unvalidated addresses.",
-            get(&quic.retries_sent),
-        )?;
-        let admin = self.admin_handshake_stats().snapshot();
-        out.counter(
-            "gossamer_admin_tls_accepted_total",
-            "Admin API client certificates accepted (admin_tls).",
-            admin.accepted,
-        )?;
-        out.counters(
-            "gossamer_admin_tls_refused_total",
-            "Admin API client certificates refused, by reason (admin_tls).",
-            "reason",
-            admin
-                .refusals()
-                .into_iter()
-                // QUIC admission reasons do not apply to the admin API.
-                .filter(|(r, _)| !matches!(*r, "rate_limited" | "retry_failed")),
-        )
-    }
+/// QUIC datagrams, streams, connections and handshakes.
+fn transport_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
+    out.table(node.runtime_stats(), TRANSPORT)?;
+    let quic = node.handshake_stats();
+    out.counters(
+        "gossamer_handshakes_refused_total",
+        "TLS handshakes refused, by reason.",
+        "reason",
+        quic.snapshot().refusals(),
+    )?;
+    out.counter(
+        "gossamer_handshake_retries_total",
+        "QUIC Retry packets sent to incoming connection attempts from unvalidated addresses.",
+        get(&quic.retries_sent),
+    )
+}
+
+/// The admin API's own TLS: client certificates accepted and refused (`admin_tls`).
+fn admin_tls_metrics(stats: &Arc<HandshakeStats>, out: &mut Scrape<'_>) -> fmt::Result {
+    let admin = stats.snapshot();
+    out.counter(
+        "gossamer_admin_tls_accepted_total",
+        "Admin API client certificates accepted (admin_tls).",
+        admin.accepted,
+    )?;
+    out.counters(
+        "gossamer_admin_tls_refused_total",
+        "Admin API client certificates refused, by reason (admin_tls).",
+        "reason",
+        admin
+            .refusals()
+            .into_iter()
+            // QUIC admission reasons do not apply to the admin API.
+            .filter(|(r, _)| !matches!(*r, "rate_limited" | "retry_failed")),
+    )
 }

@@ -3,53 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::node::local::{self, LocalCluster};
-
-fn member(id: &str, dc: &str, status: &str, rtt: Option<f64>, is_self: bool) -> MemberView {
-    MemberView {
-        id: crate::core::NodeId::new(id).unwrap(),
-        addr: "127.0.0.1:1".into(),
-        status: status.into(),
-        incarnation: 1,
-        dc: dc.into(),
-        zone: String::new(),
-        tags: BTreeMap::new(),
-        last_heard_ms_ago: None,
-        rtt_ms: rtt,
-        is_self,
-    }
-}
-
-#[test]
-fn datacenters_count_statuses_and_average_alive_rtts() {
-    let dcs = datacenters(&[
-        member("a1", "eu", "alive", Some(0.5), true),
-        member("a2", "eu", "alive", Some(1.0), false),
-        member("a3", "eu", "alive", Some(3.0), false),
-        member("b1", "us", "alive", Some(80.0), false),
-        member("b2", "us", "suspect", Some(900.0), false),
-        member("b3", "us", "dead", None, false),
-        member("c1", "ap", "left", Some(5.0), false),
-        member("c2", "ap", "alive", Some(f64::NAN), false),
-    ]);
-    assert_eq!(dcs.len(), 3);
-    let eu = &dcs["eu"];
-    assert_eq!(eu.by_status["alive"], 3);
-    assert_eq!(eu.by_status["dead"], 0);
-    // The local node's own RTT never counts.
-    assert_eq!((eu.rtt_mean_ms, eu.rtt_max_ms), (Some(2.0), Some(3.0)));
-    let us = &dcs["us"];
-    assert_eq!(
-        us.by_status.values().copied().collect::<Vec<_>>(),
-        vec![1, 1, 0, 1],
-        "alive, dead, left, suspect in key order"
-    );
-    // A suspect's RTT does not count.
-    assert_eq!((us.rtt_mean_ms, us.rtt_max_ms), (Some(80.0), Some(80.0)));
-    let ap = &dcs["ap"];
-    assert_eq!((ap.by_status["left"], ap.by_status["alive"]), (1, 1));
-    assert_eq!((ap.rtt_mean_ms, ap.rtt_max_ms), (None, None));
-}
+use crate::local::{self, LocalCluster};
 
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -67,7 +21,7 @@ async fn metrics_per_datacenter_and_sync_durations() {
     cfg.dc = "dc-b".into();
     c.start_with(cfg).await.unwrap();
     // One registry for the whole test: its collectors read the node anew at each scrape.
-    let registry = crate::admin::metrics_registry(Arc::new(c.nodes[0].clone()));
+    let registry = crate::admin::metrics_registry(Arc::new(NodeBackend::new(c.nodes[0].clone())));
     let text = || crate::admin::encode_metrics(&registry).unwrap();
     let (ok, _) = local::wait_for(Duration::from_secs(20), || {
         let t = text();

@@ -13,8 +13,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use crate::node::runtime::Node;
-
 /// One counter of a stats struct `S`: the sample's name (ending in `_total`), its help,
 /// and how to read it. Each section keeps a table of these, the one place where a
 /// counter is named and explained.
@@ -25,36 +23,36 @@ pub(crate) fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
-/// What writes one section into a scrape.
-pub(crate) type Write = fn(&Node, &mut Scrape<'_>) -> fmt::Result;
+/// What writes one section of `T` (a node, a server's own counters) into a scrape.
+pub(crate) type Write<T> = fn(&T, &mut Scrape<'_>) -> fmt::Result;
 
-/// One section of `/metrics`: reads one subsystem of `node` at each scrape.
-pub(crate) struct Section {
+/// One section of `/metrics`: reads one subsystem of `source` at each scrape.
+pub(crate) struct Section<T> {
     name: &'static str,
-    node: Node,
-    write: Write,
+    source: T,
+    write: Write<T>,
 }
 
-impl Section {
-    /// The section `name` of `node`, written by `write`.
-    pub(crate) fn new(name: &'static str, node: &Node, write: Write) -> Box<Self> {
+impl<T: Clone> Section<T> {
+    /// The section `name` of `source`, written by `write`.
+    pub(crate) fn new(name: &'static str, source: &T, write: Write<T>) -> Box<Self> {
         Box::new(Self {
             name,
-            node: node.clone(),
+            source: source.clone(),
             write,
         })
     }
 }
 
-impl fmt::Debug for Section {
+impl<T> fmt::Debug for Section<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Section({})", self.name)
     }
 }
 
-impl Collector for Section {
+impl<T: Send + Sync + 'static> Collector for Section<T> {
     fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
-        (self.write)(&self.node, &mut Scrape(encoder))
+        (self.write)(&self.source, &mut Scrape(encoder))
     }
 }
 

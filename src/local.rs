@@ -1,14 +1,16 @@
 //! A local cluster of in-process nodes on 127.0.0.1 with generated certificates: what
 //! `gossamer demo`, the integration tests and the benchmarks build on.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Node, NodeConfig, NodeError};
+use crate::admin::{AdminServer, AdminStartError};
 use crate::core::{ClusterName, NodeId};
 use crate::identity;
+use crate::node::{Durability, Node, NodeConfig, NodeError};
 use crate::transport::{QuicSettings, Transport, TransportError};
 
 /// Writes a CA for `cluster` and certificates for `nodes` into `dir`.
@@ -41,9 +43,11 @@ pub struct LocalCluster {
     gossip: crate::core::Config,
     /// Durability of each node's data directory (`n<i>/` under the temporary folder),
     /// or none: state in memory only.
-    durable: Option<super::Durability>,
+    durable: Option<Durability>,
     /// Whether each node serves the admin API on an ephemeral loopback port.
     admin_api: bool,
+    /// The admin API of each node that serves one, by node id (the latest start's).
+    admins: BTreeMap<NodeId, AdminServer>,
 }
 
 impl LocalCluster {
@@ -61,12 +65,12 @@ impl LocalCluster {
     /// Like [`LocalCluster::start`], and with `durable`, every node keeps its state in
     /// a data directory of its own under the temporary folder, with that durability;
     /// with `admin_api`, each node serves its admin API on an ephemeral loopback port
-    /// ([`Node::admin_addr`]).
+    /// ([`LocalCluster::admin_addr`]).
     pub async fn start_durable(
         n: usize,
         spare: usize,
         gossip: crate::core::Config,
-        durable: Option<super::Durability>,
+        durable: Option<Durability>,
         admin_api: bool,
     ) -> Result<Self, NodeError> {
         let dir = tempfile::Builder::new()
@@ -84,6 +88,7 @@ impl LocalCluster {
             gossip,
             durable,
             admin_api,
+            admins: BTreeMap::new(),
         };
         for i in 1..=n {
             let seeds = c.seed_addrs();
@@ -146,8 +151,28 @@ impl LocalCluster {
     /// Starts a node from a full configuration and adds it to the cluster.
     pub async fn start_with(&mut self, cfg: NodeConfig) -> Result<Node, NodeError> {
         let node = Node::start(cfg).await?;
+        self.adopt(node).await
+    }
+
+    /// Starts the admin API the node's configuration asks for, and adds the node.
+    async fn adopt(&mut self, node: Node) -> Result<Node, NodeError> {
+        match AdminServer::start(&node).await {
+            Ok(Some(admin)) => {
+                self.admins.insert(node.id(), admin);
+            }
+            Ok(None) => {}
+            Err(AdminStartError::Listen { addr, source }) => {
+                node.shutdown().await;
+                return Err(NodeError::Listen { addr, source });
+            }
+        }
         self.nodes.push(node.clone());
         Ok(node)
+    }
+
+    /// Where `node`'s admin API listens (`None` unless the cluster serves admin APIs).
+    pub fn admin_addr(&self, node: &Node) -> Option<SocketAddr> {
+        self.admins.get(&node.id()).map(AdminServer::addr)
     }
 
     /// True once every node sees every other node alive.
@@ -178,8 +203,7 @@ impl LocalCluster {
         socket: std::sync::Arc<dyn quinn::AsyncUdpSocket>,
     ) -> Result<Node, NodeError> {
         let node = Node::start_with_socket(cfg, socket).await?;
-        self.nodes.push(node.clone());
-        Ok(node)
+        self.adopt(node).await
     }
 
     /// Shuts every node down.
