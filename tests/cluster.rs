@@ -290,7 +290,7 @@ async fn metadata_updates_and_a_graceful_leave_reach_every_member() {
     // The subscriber heard both changes.
     let mut saw_update = false;
     let mut saw_leave = false;
-    while let Ok(ev) = events.try_recv() {
+    while let Ok(Some(ev)) = events.try_recv() {
         if let gossamer::core::Event::Member(gossamer::core::membership::Change::Updated {
             new,
             ..

@@ -1196,7 +1196,7 @@ async fn a_valid_node_cannot_forge_another_nodes_refutation_metadata_or_leave() 
     .await;
     assert!(ok, "y is not alive with its own metadata everywhere");
     println!("y refuted the forged leave everywhere in {t:?}");
-    while let Ok(ev) = events.try_recv() {
+    while let Ok(Some(ev)) = events.try_recv() {
         if let Event::Member(Change::Updated { new, .. }) = ev {
             assert!(
                 !(new.info.id == yid && new.status == MemberStatus::Left),

@@ -14,6 +14,7 @@ pub mod queries;
 mod reload;
 mod runtime;
 mod security;
+mod subscription;
 pub mod watch;
 
 pub use api::*;
@@ -26,4 +27,5 @@ pub use member_events::{MemberChange, MemberChangeKind, MemberEvent, MemberEvent
 pub use persist::{Durability, PersistError, PersistStats};
 pub use runtime::{BandwidthView, Node, QuicFrameStats, RuntimeStats};
 pub use security::SecurityConfig;
+pub use subscription::{Subscription, SubscriptionError};
 pub use watch::WatchConfig;

@@ -10,8 +10,8 @@ use anyhow::Context;
 use gossamer::chaos::{ChaosControl, ChaosSocket};
 use gossamer::core::Event;
 use gossamer::local::LocalCluster;
+use gossamer::node::SubscriptionError;
 use gossamer::node::{Node, QuicFrameStats};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::host::{cpu_seconds, proc_status_mib};
 use super::plan::{steady, Plan, DRAIN_LIMIT, SETTLE, SETTLE_LIMIT};
@@ -125,8 +125,8 @@ async fn watch(node: Node, i: usize, tracker: Arc<Mutex<Tracker>>) {
                 }
             }
             Ok(_) => {}
-            Err(RecvError::Lagged(_)) => lock(&tracker).lagged = true,
-            Err(RecvError::Closed) => break,
+            Err(SubscriptionError::Missed(_)) => lock(&tracker).lagged = true,
+            Err(SubscriptionError::Closed) => break,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gossamer::core::Event;
 use gossamer::node::Node;
-use tokio::sync::broadcast::error::RecvError;
+use gossamer::node::SubscriptionError;
 
 pub(super) struct Write {
     key: String,
@@ -159,8 +159,8 @@ pub(super) async fn watch_events(node: Node, i: usize, tracker: Arc<Mutex<Tracke
                 }
             }
             Ok(_) => {}
-            Err(RecvError::Lagged(_)) => lock(&tracker).lagged[i] = true,
-            Err(RecvError::Closed) => break,
+            Err(SubscriptionError::Missed(_)) => lock(&tracker).lagged[i] = true,
+            Err(SubscriptionError::Closed) => break,
         }
     }
 }

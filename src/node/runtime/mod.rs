@@ -23,6 +23,7 @@ use super::api::*;
 use super::config::NodeConfig;
 use super::member_events::MemberEvents;
 use super::persist::{Committer, Durability, DurableStore, PersistStats};
+use super::subscription::Subscription;
 use super::watch::ChangeLog;
 use super::NodeAuthority;
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
@@ -386,8 +387,8 @@ impl Node {
     }
 
     /// Subscribes to key and membership changes and user events.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        Subscription::new(self.inner.events.subscribe())
     }
 
     /// Membership changes from now on (see [`MemberEvents`]).
