@@ -185,6 +185,19 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
             return Err(UsageError(format!("{flag} {v}: must be 0 to 10000 ms")).into());
         }
     }
+    if !(a.loss.is_finite() && (0.0..=0.5).contains(&a.loss)) {
+        return Err(UsageError(format!(
+            "--loss {}: must be a probability from 0 to 0.5",
+            a.loss
+        ))
+        .into());
+    }
+    if a.loss > 0.0 && !matches!(mode, Mode::Quic | Mode::Sim) {
+        return Err(UsageError(
+            "--loss: only the quic and sim modes can drop datagrams; leave it out".into(),
+        )
+        .into());
+    }
     if !(a.settle.is_finite() && (0.0..=3_600.0).contains(&a.settle)) {
         return Err(UsageError(format!("--settle {}: must be 0 to 3600 seconds", a.settle)).into());
     }
@@ -242,6 +255,7 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         net: NetModel {
             latency_us: (a.sim_latency * 1000.0) as u64,
             jitter_us: (a.sim_jitter * 1000.0) as u64,
+            loss: a.loss,
             ..NetModel::default()
         },
         cluster,

@@ -308,6 +308,15 @@ async fn quic_measure(
         watchers.spawn(watch(node.clone(), i, tracker.clone()));
     }
     tokio::task::yield_now().await;
+    if p.net.loss > 0.0 {
+        for ctl in controls {
+            ctl.set_loss(p.net.loss);
+        }
+        notes.push(format!(
+            "each node's socket dropped {:.0} % of what it sent during the write load",
+            p.net.loss * 100.0
+        ));
+    }
     let before = quic_snap(nodes, controls);
     let start = Instant::now();
     let mut errors = 0usize;
@@ -336,6 +345,9 @@ async fn quic_measure(
     )
     .await;
     let after = quic_snap(nodes, controls);
+    for ctl in controls.iter().filter(|_| p.net.loss > 0.0) {
+        ctl.set_loss(0.0);
+    }
     watchers.abort_all();
     let load = quic_traffic(&before, &after, n);
     let (prop, complete, lagged) = {
