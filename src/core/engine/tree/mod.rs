@@ -15,6 +15,11 @@
 //! - **Lazy push of ids.** Whoever learns an update queues its id ([`Item::IHave`]:
 //!   writer and dot counter, about 20 bytes) with the retransmit budget; gossip rounds
 //!   carry these ids to random peers, and tree datagrams carry them in their spare room.
+//!   A node that had to graft in the last 30 s (it sees loss) also tells its
+//!   grandchildren in the tree the id of what it forwards, one hop ahead of their copy:
+//!   a copy lost on either of the two hops below it is then grafted after the graft
+//!   timeout rather than after a gossip round's id. A clean network never grafts and
+//!   never pays for it.
 //! - **Graft.** A member told of an id it lacks waits `graft_timeout_ms` (the tree may
 //!   still be on its way), then asks the announcer for it ([`Item::Graft`]) and gets the
 //!   entry as an [`Item::Delta`]. A graft unanswered is retried, up to [`GRAFT_TRIES`]
@@ -47,6 +52,8 @@ const GRAFT_MAX: usize = 4_096;
 /// Graft requests per missing id before giving up to anti-entropy (an id announced again
 /// later starts over).
 pub const GRAFT_TRIES: u32 = 5;
+/// A graft retry waits this fraction of the graft timeout (or twice the round trip).
+const GRAFT_RETRY_DIV: u64 = 4;
 /// Oversized entries (sent on a reliable stream) answered per graft datagram.
 const GRAFT_OVERSIZED_MAX: usize = 2;
 /// How deep a dead child's span is split by us before we give it up to lazy repair.
@@ -74,7 +81,14 @@ pub(super) struct Lazy {
     /// (bounded, oldest forgotten first): that copy is still forwarded down our span.
     elsewhere: BTreeSet<Dot>,
     elsewhere_order: VecDeque<Dot>,
+    /// Until when (mono µs) we tell grandchildren ids ahead: [`LOSSY_HOLD_US`] after our
+    /// latest graft, that is after the tree last failed to bring us an update in time.
+    lossy_until_us: u64,
 }
+
+/// How long one graft of ours keeps us telling grandchildren ids ahead. A clean network
+/// never grafts and pays nothing; a lossy one grafts all the time and keeps it on.
+const LOSSY_HOLD_US: u64 = 30_000_000;
 
 /// Most updates remembered as learned outside the tree.
 const ELSEWHERE_MAX: usize = 4_096;
@@ -146,6 +160,16 @@ pub(super) fn span_end_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> O
     }
 }
 
+/// The class a tree datagram's item is sent in: the updates are fresh, the ids told
+/// ahead to grandchildren are announcements.
+fn tree_class(item: Item) -> (Item, Traffic) {
+    let class = match item {
+        Item::IHave { .. } => Traffic::Announce,
+        _ => Traffic::Fresh,
+    };
+    (item, class)
+}
+
 impl Engine {
     /// True when updates travel by tree push and lazy repair.
     pub(super) fn tree_mode(&self) -> bool {
@@ -193,6 +217,27 @@ impl Engine {
         let me = self.id().clone();
         let mut targets = Vec::new();
         self.tree_targets(&me, until, &mut targets, 0);
+        // While we see loss, each grandchild hears the id from us, one hop ahead of its
+        // tree copy: if the copy is lost on the way (to its parent or to it), it grafts
+        // after the graft timeout instead of waiting for an id from a gossip round.
+        // Not while backed off, nor once the bandwidth cap's bucket is below nine tenths
+        // full: then bandwidth is short, and the ids would take it from the updates
+        // themselves (storm-60 converged later with them).
+        let spare = !self.limiter.is_limited()
+            || self.limiter.tokens(self.clock_us) >= self.limiter.burst() / 10 * 9;
+        let tell_ahead =
+            self.clock_us < self.lazy.lossy_until_us && self.backoff.level == 0 && spare;
+        let (writer, counter) = dot_of(entry);
+        for (child, lim) in targets.iter().filter(|_| tell_ahead) {
+            for (grandchild, _) in tree_children(&self.loc.view.ring, child, lim) {
+                if &grandchild != self.id() && self.members.is_live(&grandchild) {
+                    batches.entry(grandchild).or_default().push(Item::IHave {
+                        writer: writer.clone(),
+                        counter,
+                    });
+                }
+            }
+        }
         for (child, lim) in targets {
             batches.entry(child).or_default().push(Item::Tree {
                 entry: entry.clone(),
@@ -230,21 +275,21 @@ impl Engine {
             let Some(addr) = self.addr_of(&child) else {
                 continue;
             };
-            self.stats.tree_sent += items.len() as u64;
+            let ids = items
+                .iter()
+                .filter(|i| matches!(i, Item::IHave { .. }))
+                .count();
+            self.stats.tree_sent += (items.len() - ids) as u64;
             let packed = pack::pack(items, max);
             for item in packed.oversized {
                 self.emit(&child, addr.clone(), vec![(item, Traffic::Fresh)], true);
             }
             for datagram in packed.full {
-                let items = datagram.into_iter().map(|i| (i, Traffic::Fresh)).collect();
+                let items = datagram.into_iter().map(tree_class).collect();
                 self.emit(&child, addr.clone(), items, false);
             }
             let (mut cur, used): (Vec<(Item, Traffic)>, usize) = (
-                packed
-                    .last
-                    .into_iter()
-                    .map(|i| (i, Traffic::Fresh))
-                    .collect(),
+                packed.last.into_iter().map(tree_class).collect(),
                 packed.last_len,
             );
             if cur.is_empty() {
@@ -253,8 +298,15 @@ impl Engine {
             let taken = used - DATAGRAM_OVERHEAD;
             let caps = self.caps(&child).map(|c| c.saturating_sub(taken));
             let far = self.crosses_dc(&child);
+            let told: Vec<Item> = cur
+                .iter()
+                .filter(|(i, _)| matches!(i, Item::IHave { .. }))
+                .map(|(i, _)| i.clone())
+                .collect();
             let fill = self.queue.pack_classified(max - taken, caps, &[], |item| {
-                (far && item.is_data()) || matches!(item, Item::Member(s) if s.info.id == child)
+                (far && item.is_data())
+                    || matches!(item, Item::Member(s) if s.info.id == child)
+                    || told.contains(item)
             });
             cur.extend(fill);
             self.emit(&child, addr, cur, false);
@@ -304,9 +356,23 @@ impl Engine {
         );
     }
 
+    /// How long to let the tree bring an update we heard of from `from` before asking
+    /// for it: the graft timeout, at least twice the round trip to `from`.
     pub(super) fn graft_delay_us(&self, from: &NodeId) -> u64 {
         let rtt = self.rtt_estimate(from).unwrap_or(0);
         (self.cfg.graft_timeout_ms * 1000).max(2 * rtt)
+    }
+
+    /// How long to wait for a graft's answer from `from` before asking again: twice the
+    /// round trip, at least a quarter of the graft timeout; the whole graft delay while
+    /// backed off, when bandwidth is short and a retry may only duplicate an answer
+    /// still queued.
+    fn graft_retry_us(&self, from: &NodeId) -> u64 {
+        if self.backoff.level > 0 {
+            return self.graft_delay_us(from);
+        }
+        let rtt = self.rtt_estimate(from).unwrap_or(0);
+        (self.cfg.graft_timeout_ms * 1000 / GRAFT_RETRY_DIV).max(2 * rtt)
     }
 
     /// Collects the entry holding `(writer, counter)` for an answer to `from`.
@@ -366,9 +432,10 @@ impl Engine {
                 self.stats.grafts_abandoned += 1;
                 continue;
             }
-            // Retry after the graft timeout again (at least twice the round trip): the
-            // request or its answer was lost, or the teller no longer had it.
-            let next = now + self.graft_delay_us(&p.from);
+            // The request or its answer was lost, or the teller no longer had it: retry
+            // once a round trip has had time to answer, without waiting for the tree
+            // again (its copy is overdue by now).
+            let next = now + self.graft_retry_us(&p.from);
             self.lazy.due.insert((next, dot.clone()));
             self.lazy.pending.insert(
                 dot.clone(),
@@ -378,6 +445,9 @@ impl Engine {
                 },
             );
             asks.entry(p.from).or_default().push(dot);
+        }
+        if !asks.is_empty() {
+            self.lazy.lossy_until_us = now + LOSSY_HOLD_US;
         }
         let max = self.cfg.max_datagram;
         for (to, dots) in asks {

@@ -202,17 +202,26 @@ fn a_write_goes_down_the_tree_once_and_its_id_is_queued() {
         })
         .sum();
     assert_eq!(copies, 4, "one copy per child");
+    let ihaves = |d: &Datagram| {
+        d.items
+            .iter()
+            .filter(|i| matches!(i, Item::IHave { .. }))
+            .count()
+    };
+    // Without loss seen, nobody outside the tree datagrams hears the id at once.
+    assert!(
+        out.iter()
+            .all(|(to, d)| ihaves(d) == 0 || trees.contains(&to)),
+        "an id told ahead on a clean network"
+    );
     // The id rides in the tree datagrams' spare room and in gossip rounds.
-    let mut ids = out
-        .iter()
-        .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::IHave { .. })))
-        .count();
+    let mut ids: usize = out.iter().map(|(_, d)| ihaves(d)).sum();
     for ms in (300..2_000).step_by(100) {
         e.handle_timeout(at(ms));
         ids += datagrams(&mut e)
             .iter()
-            .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::IHave { .. })))
-            .count();
+            .map(|(_, d)| ihaves(d))
+            .sum::<usize>();
     }
     assert_eq!(
         ids as u32,
@@ -421,4 +430,88 @@ fn an_unanswered_graft_is_retried_then_left_to_anti_entropy() {
     assert_eq!(asked as u32, GRAFT_TRIES);
     assert_eq!(a.stats().grafts_abandoned, 1);
     assert_eq!(a.grafts_pending(), 0);
+}
+
+/// The ids of `out` sent to members that got no tree item in the same datagram.
+fn told_ahead(out: &[(NodeId, Datagram)]) -> Vec<NodeId> {
+    out.iter()
+        .filter(|(_, d)| {
+            d.items.iter().any(|i| matches!(i, Item::IHave { .. }))
+                && !d.items.iter().any(|i| matches!(i, Item::Tree { .. }))
+        })
+        .map(|(to, _)| to.clone())
+        .collect()
+}
+
+#[test]
+fn after_a_graft_a_node_tells_its_grandchildren_ids_ahead_for_a_while() {
+    let mut e = hub();
+    e.set(at(10), "before", b"v".to_vec()).unwrap();
+    assert!(
+        told_ahead(&datagrams(&mut e)).is_empty(),
+        "a clean node tells nobody ahead"
+    );
+    // An id we lack and never get by tree: we graft, so the tree failed us.
+    e.handle_datagram(
+        at(20),
+        &id("p03"),
+        Datagram {
+            items: vec![Item::IHave {
+                writer: id("p03"),
+                counter: 9,
+            }],
+        },
+    );
+    let graft_at = 20 + Config::default().graft_timeout_ms;
+    e.handle_timeout(at(graft_at));
+    datagrams(&mut e);
+    e.set(at(graft_at + 1), "after", b"v".to_vec()).unwrap();
+    let out = datagrams(&mut e);
+    let mut told = told_ahead(&out);
+    told.sort();
+    // The children p08, p04 and p02 span 7, 3 and 1 members, so they have 3, 2 and 1
+    // children: p12, p10, p09; p06, p05; p03.
+    let expected: Vec<NodeId> = ["p03", "p05", "p06", "p09", "p10", "p12"]
+        .iter()
+        .map(|s| id(s))
+        .collect();
+    assert_eq!(told, expected);
+    let once = out.iter().all(|(_, d)| {
+        let ids: Vec<&Item> = d
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::IHave { .. }))
+            .collect();
+        (1..ids.len()).all(|k| !ids[..k].contains(&ids[k]))
+    });
+    assert!(once, "an id told twice in one datagram");
+    // Long after the last graft (the retries end within 100 ms) the node stops telling
+    // ahead.
+    for ms in graft_at..graft_at + 100 {
+        e.handle_timeout(at(ms));
+    }
+    assert_eq!(e.grafts_pending(), 0, "the graft was given up");
+    let later = graft_at + 100 + 30_001;
+    e.handle_timeout(at(later));
+    datagrams(&mut e);
+    e.set(at(later + 1), "later", b"v".to_vec()).unwrap();
+    assert!(told_ahead(&datagrams(&mut e)).is_empty());
+}
+
+#[test]
+fn a_graft_is_retried_after_a_quarter_of_the_graft_timeout() {
+    let mut a = engine("a", &["b"]);
+    let item = Item::IHave {
+        writer: id("b"),
+        counter: 7,
+    };
+    a.handle_datagram(at(10), &id("b"), Datagram { items: vec![item] });
+    let timeout = Config::default().graft_timeout_ms;
+    assert_eq!(a.graft_due(&id("b"), 7), Some((10 + timeout) * 1000));
+    a.handle_timeout(at(10 + timeout));
+    assert_eq!(
+        a.graft_due(&id("b"), 7),
+        Some((10 + timeout) * 1000 + timeout * 1000 / 4),
+        "no round trip measured: a quarter of the timeout"
+    );
 }
