@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::locality::Locality;
 use super::suspicion::Suspicion;
 use super::{Engine, Event, Output};
 use crate::core::dissemination::Topic;
@@ -319,7 +320,8 @@ impl Engine {
         // RTT-adaptive: a far peer gets a longer ack timeout (the configured one is the
         // floor) and a period stretched to keep room for the indirect probes.
         let timeout = self.probe_timeout_us(&target);
-        self.swim.next_probe_us = now.mono_us + self.probe_period_us(timeout) * mult;
+        self.swim.next_probe_us =
+            now.mono_us + Locality::probe_period_us(&self.cfg, timeout) * mult;
         let seq = self.next_seq();
         self.stats.probes += 1;
         self.swim.probe = Some(Probe {
@@ -384,7 +386,7 @@ impl Engine {
                 if &p.target == from && !p.indirect_sent {
                     let rtt = now.mono_us.saturating_sub(p.sent_us);
                     let target = p.target.clone();
-                    self.note_probe_rtt(&target, rtt);
+                    self.loc.note_probe_rtt(&mut self.members, &target, rtt);
                 }
                 self.adjust_awareness(-1);
                 return;
@@ -406,7 +408,7 @@ impl Engine {
         }
         let my_seq = self.next_seq();
         // Answer the requester a little before its own period ends.
-        let deadline = now.mono_us + self.relay_timeout_us(&target);
+        let deadline = now.mono_us + self.loc.relay_timeout_us(&self.cfg, &self.members, &target);
         self.swim.relays.insert(
             my_seq,
             Relay {

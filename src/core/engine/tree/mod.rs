@@ -210,7 +210,7 @@ impl Engine {
         out: &mut Vec<(NodeId, NodeId)>,
         depth: u32,
     ) {
-        for (child, lim) in tree_children(&self.loc.view.ring, from, until) {
+        for (child, lim) in tree_children(self.loc.ring(), from, until) {
             if &child == self.id() {
                 continue;
             }
@@ -268,7 +268,7 @@ impl Engine {
     /// not in our ring (another datacenter's tree) or is us.
     pub(super) fn heal_subtree(&mut self, batches: &mut Batches, e: &Entry) {
         self.refresh_view();
-        let Some(until) = span_end_in_tree(&self.loc.view.ring, &e.writer, self.id()) else {
+        let Some(until) = span_end_in_tree(self.loc.ring(), &e.writer, self.id()) else {
             return;
         };
         // Forwarded now: a late tree copy is not forwarded again.
