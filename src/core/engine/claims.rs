@@ -240,7 +240,7 @@ impl Engine {
             e.1 += 1;
         }
         self.stats.claims_verified += 1;
-        self.send_direct(id, vec![Item::Member(view)]);
+        self.send_with_piggyback(id, vec![Item::Member(view)]);
     }
 
     /// Continues a paced announcement, and asks again, once per probe timeout, the
@@ -323,7 +323,7 @@ impl Engine {
         }
         self.stats.claims_answered += 1;
         let me = self.members.me().clone();
-        self.send_direct(sender, vec![Item::Member(me)]);
+        self.send_with_piggyback(sender, vec![Item::Member(me)]);
     }
 }
 
