@@ -221,8 +221,8 @@ impl Claims {
     }
 }
 
-/// Routing: claims between the member table, the [`Claims`] part's rate limits and
-/// retries, SWIM and the wire.
+// Routing: claims between the member table, the `Claims` part's rate limits and
+// retries, SWIM and the wire.
 impl Engine {
     /// A claim a member makes about itself: applied as SWIM says. Metadata the member
     /// sends at the incarnation we hold replaces what second-hand gossip introduced.

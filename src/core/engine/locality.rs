@@ -511,8 +511,8 @@ impl Locality {
     }
 }
 
-/// Routing: the engine's entry points into [`Locality`], lending it the member table,
-/// the configuration, the generator and the clock, and emitting what it returns.
+// Routing: the engine's entry points into `Locality`, lending it the member table,
+// the configuration, the generator and the clock, and emitting what it returns.
 impl Engine {
     /// True if `peer` is in another datacenter and locality is on (see
     /// [`Locality::crosses_dc`]).

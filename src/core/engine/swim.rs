@@ -458,7 +458,7 @@ impl Swim {
     }
 }
 
-/// Routing: the engine's timers and datagrams into [`Swim`], and what it answers out.
+// Routing: the engine's timers and datagrams into `Swim`, and what it answers out.
 impl Engine {
     /// Lifeguard's local health score (0 = healthy).
     pub fn awareness(&self) -> u32 {

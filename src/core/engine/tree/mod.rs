@@ -325,8 +325,8 @@ impl Lazy {
     }
 }
 
-/// Routing: tree pushes and lazy repair between the datagrams, the store, the
-/// [`Lazy`] part and the broadcast tree's ring (from `Locality`).
+// Routing: tree pushes and lazy repair between the datagrams, the store, the
+// `Lazy` part and the broadcast tree's ring (from `Locality`).
 impl Engine {
     /// True when updates travel by tree push and lazy repair.
     pub(super) fn tree_mode(&self) -> bool {
