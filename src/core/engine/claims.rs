@@ -15,13 +15,17 @@
 //! directly with that state (at most once per probe timeout per teller), which is
 //! first-hand. Refutations, revivals, leaves and metadata updates thus still reach every
 //! node, one round trip later than gossip alone would bring them.
+//!
+//! [`Claims`] holds the rate limits, retries and announcement queue and decides with
+//! them; the engine routes each claim between the member table, this part, SWIM and
+//! the wire.
 
 use std::collections::BTreeMap;
 
-use super::Engine;
+use super::{Config, Engine};
 use crate::core::dissemination::Topic;
 use crate::core::limiter::Traffic;
-use crate::core::membership::SecondHand;
+use crate::core::membership::{Membership, SecondHand};
 use crate::core::proto::{Item, MemberState};
 use crate::core::{NodeId, Now};
 
@@ -32,7 +36,10 @@ const MAX_TRACKED: usize = 1024;
 /// trip is two datagrams, either of which may be lost.
 const VERIFY_ATTEMPTS: u32 = 3;
 
-/// Rate limits and retries of the verification round trip.
+/// The engine's claims part: rate limits and retries of the verification round trip,
+/// the paced announcement of a refutation, and each relayer's introduction budget.
+/// What a claim means is the member table's to judge (`Membership::judge_second_hand`);
+/// this part decides when to verify, answer, announce and admit.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Claims {
     /// Members we last sent our view of them, and when.
@@ -124,6 +131,98 @@ impl Gate {
     }
 }
 
+impl Claims {
+    /// Takes one of `sender`'s second-hand introductions (`intro_burst` tokens,
+    /// `intro_per_sec` back per second); false when it has none left.
+    pub(super) fn admit_intro(&mut self, cfg: &Config, sender: &NodeId, now_us: u64) -> bool {
+        self.intros
+            .take(sender, now_us, cfg.intro_burst, cfg.intro_per_sec)
+    }
+
+    /// Remembers that a refused claim named member `id` at `incarnation`, a later life
+    /// than the `held` one: worth asking again if the first answer does not arrive.
+    pub(super) fn note_pending(&mut self, id: &NodeId, incarnation: u64, held: u64) {
+        if incarnation <= held {
+            return;
+        }
+        let p = &mut self.pending;
+        if let Some(e) = p.get_mut(id) {
+            if e.0 < incarnation {
+                *e = (incarnation, 0);
+            }
+        } else if p.len() < MAX_TRACKED {
+            p.insert(id.clone(), (incarnation, 0));
+        }
+    }
+
+    /// True if we may send member `id` our view of it now (at most once per probe
+    /// timeout per member: an answer takes a round trip, and a lost one is asked again
+    /// as soon as an ack would be overdue); counts the attempt.
+    pub(super) fn admit_verification(&mut self, cfg: &Config, id: &NodeId, now_us: u64) -> bool {
+        let period = cfg.probe_timeout_ms * 1000;
+        if !self.verified.admit(id, now_us, period) {
+            return false;
+        }
+        if let Some(e) = self.pending.get_mut(id) {
+            e.1 += 1;
+        }
+        true
+    }
+
+    /// The members still owed a verification: those whose refused claim named a later
+    /// life than `members` holds, with attempts left (the others are forgotten).
+    pub(super) fn unanswered(&mut self, members: &Membership) -> Vec<NodeId> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        self.pending.retain(|id, (incarnation, attempts)| {
+            *attempts < VERIFY_ATTEMPTS
+                && members
+                    .get(id)
+                    .is_some_and(|m| m.state.incarnation < *incarnation)
+        });
+        self.pending.keys().cloned().collect()
+    }
+
+    /// After a refutation: true if every live member of `members` is to be told at once
+    /// (at most once per probe period), and queues them.
+    pub(super) fn start_announcing(
+        &mut self,
+        cfg: &Config,
+        members: &Membership,
+        now_us: u64,
+    ) -> bool {
+        let period = cfg.probe_interval_ms * 1000;
+        let horizon = now_us.saturating_sub(period);
+        if self.announced_us.is_some_and(|at| at > horizon) {
+            return false;
+        }
+        self.announced_us = Some(now_us);
+        self.to_announce = members.live_ids().to_vec();
+        true
+    }
+
+    /// True while members wait to be told of our refutation.
+    pub(super) fn announcing(&self) -> bool {
+        !self.to_announce.is_empty()
+    }
+
+    /// The next (up to) `n` members to tell of our refutation, taken off the list.
+    pub(super) fn next_to_announce(&mut self, n: usize) -> Vec<NodeId> {
+        let n = n.min(self.to_announce.len());
+        self.to_announce.drain(..n).collect()
+    }
+
+    /// True if we may answer `sender`, which holds an out-of-date state of ours, with
+    /// our own now (at most once per probe timeout per sender).
+    pub(super) fn admit_answer(&mut self, cfg: &Config, sender: &NodeId, now_us: u64) -> bool {
+        let period = cfg.probe_timeout_ms * 1000;
+        self.answered.admit(sender, now_us, period)
+    }
+}
+
+// Routing: claims between the member table, the `Claims` part's rate limits and
+// retries, SWIM and the wire.
 impl Engine {
     /// A claim a member makes about itself: applied as SWIM says. Metadata the member
     /// sends at the incarnation we hold replaces what second-hand gossip introduced.
@@ -153,8 +252,7 @@ impl Engine {
                 self.stats.members_refused_full += 1;
                 return;
             }
-            let (burst, per_sec) = (self.cfg.intro_burst, self.cfg.intro_per_sec);
-            if !self.claims.intros.take(sender, now.mono_us, burst, per_sec) {
+            if !self.claims.admit_intro(&self.cfg, sender, now.mono_us) {
                 // Not lost: other members introduce it too, later exchanges list it
                 // again, and it is admitted at once when it speaks for itself.
                 self.stats.intros_limited += 1;
@@ -176,7 +274,8 @@ impl Engine {
             }
             SecondHand::Refuse { suspect_at } => {
                 self.stats.claims_refused += 1;
-                self.note_pending(&id, s.incarnation);
+                let held = self.members.get(&id).map_or(0, |m| m.state.incarnation);
+                self.claims.note_pending(&id, s.incarnation, held);
                 if let Some(incarnation) = suspect_at {
                     // A leave we did not hear from the member: it is no longer trusted
                     // to be there, but only the member itself can say it left. The
@@ -208,39 +307,17 @@ impl Engine {
         );
     }
 
-    /// Remembers that a refused claim named member `id` at `incarnation`, a later life
-    /// than the one we hold: worth asking again if the first answer does not arrive.
-    fn note_pending(&mut self, id: &NodeId, incarnation: u64) {
-        let held = self.members.get(id).map_or(0, |m| m.state.incarnation);
-        if incarnation <= held {
-            return;
-        }
-        let p = &mut self.claims.pending;
-        if let Some(e) = p.get_mut(id) {
-            if e.0 < incarnation {
-                *e = (incarnation, 0);
-            }
-        } else if p.len() < MAX_TRACKED {
-            p.insert(id.clone(), (incarnation, 0));
-        }
-    }
-
     /// Sends member `id` our view of it, so that it answers first-hand if the view is
-    /// out of date (at most once per probe timeout per member: an answer takes a round
-    /// trip, and a lost one is asked again as soon as an ack would be overdue).
+    /// out of date (rate-limited: see [`Claims::admit_verification`]).
     fn verify_with(&mut self, now: Now, id: &NodeId) {
         let Some(view) = self.members.get(id).map(|m| m.state.clone()) else {
             return;
         };
-        let period = self.cfg.probe_timeout_ms * 1000;
-        if !self.claims.verified.admit(id, now.mono_us, period) {
+        if !self.claims.admit_verification(&self.cfg, id, now.mono_us) {
             return;
         }
-        if let Some(e) = self.claims.pending.get_mut(id) {
-            e.1 += 1;
-        }
         self.stats.claims_verified += 1;
-        self.send_direct(id, vec![Item::Member(view)]);
+        self.send_with_piggyback(id, vec![Item::Member(view)]);
     }
 
     /// Continues a paced announcement, and asks again, once per probe timeout, the
@@ -248,18 +325,7 @@ impl Engine {
     /// when their answer has not arrived (the verification or the answer was lost).
     pub(super) fn retry_verifications(&mut self, now: Now) {
         self.continue_announcing(now);
-        if self.claims.pending.is_empty() {
-            return;
-        }
-        let members = &self.members;
-        self.claims.pending.retain(|id, (incarnation, attempts)| {
-            *attempts < VERIFY_ATTEMPTS
-                && members
-                    .get(id)
-                    .is_some_and(|m| m.state.incarnation < *incarnation)
-        });
-        let due: Vec<NodeId> = self.claims.pending.keys().cloned().collect();
-        for id in due {
+        for id in self.claims.unanswered(&self.members) {
             self.verify_with(now, &id);
         }
     }
@@ -269,14 +335,12 @@ impl Engine {
     /// refutation are refused, so gossip alone would leave every member that suspected
     /// us a verification round trip to make, and a lost one a suspicion that lingers.
     pub(super) fn announce_refutation(&mut self, now: Now) {
-        let period = self.cfg.probe_interval_ms * 1000;
-        let horizon = now.mono_us.saturating_sub(period);
-        if self.claims.announced_us.is_some_and(|at| at > horizon) {
-            return;
+        if self
+            .claims
+            .start_announcing(&self.cfg, &self.members, now.mono_us)
+        {
+            self.continue_announcing(now);
         }
-        self.claims.announced_us = Some(now.mono_us);
-        self.claims.to_announce = self.members.live_ids().to_vec();
-        self.continue_announcing(now);
     }
 
     /// Sends our current state alone (no piggybacked gossip) to as many of the members
@@ -284,7 +348,7 @@ impl Engine {
     /// to every member would otherwise drain the bucket and push the node into back-off.
     /// The rest wait for the next timer tick.
     fn continue_announcing(&mut self, now: Now) {
-        if self.claims.to_announce.is_empty() {
+        if !self.claims.announcing() {
             return;
         }
         let item = (Item::Member(self.members.me().clone()), Traffic::Membership);
@@ -298,9 +362,7 @@ impl Engine {
         } else {
             usize::MAX
         };
-        let n = room.min(self.claims.to_announce.len());
-        let batch: Vec<NodeId> = self.claims.to_announce.drain(..n).collect();
-        for id in batch {
+        for id in self.claims.next_to_announce(room) {
             if let Some(addr) = self.addr_of(&id) {
                 self.emit(&id, addr, vec![item.clone()], false);
             }
@@ -317,410 +379,15 @@ impl Engine {
         if sender == self.id() || s == *self.members.me() {
             return;
         }
-        let period = self.cfg.probe_timeout_ms * 1000;
-        if !self.claims.answered.admit(sender, now.mono_us, period) {
+        if !self.claims.admit_answer(&self.cfg, sender, now.mono_us) {
             return;
         }
         self.stats.claims_answered += 1;
         let me = self.members.me().clone();
-        self.send_direct(sender, vec![Item::Member(me)]);
+        self.send_with_piggyback(sender, vec![Item::Member(me)]);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{Config, Output};
-    use super::*;
-    use crate::core::proto::{Datagram, MemberInfo, MemberStatus};
-    use std::sync::Arc;
-
-    fn at(ms: u64) -> Now {
-        Now {
-            mono_us: ms * 1000,
-            wall_ms: 1_000_000 + ms,
-        }
-    }
-
-    fn id(s: &str) -> NodeId {
-        NodeId::new(s).unwrap()
-    }
-
-    fn engine(name: &str, seed: u64) -> Engine {
-        let info = MemberInfo {
-            id: id(name),
-            addr: format!("{name}:7000"),
-            dc: "dc1".into(),
-            zone: "z1".into(),
-            tags: [("role".to_string(), "kv".to_string())].into(),
-        };
-        // The timelines below step through a 500 ms probe timeout and 1 s period.
-        let cfg = Config {
-            probe_interval_ms: 1_000,
-            probe_timeout_ms: 500,
-            ..Config::local()
-        };
-        Engine::new(cfg, info, Vec::new(), seed, at(0), None)
-    }
-
-    /// Three engines that know each other first-hand; outputs drained.
-    fn cluster() -> (Engine, Engine, Engine) {
-        let mut es = [engine("y", 1), engine("r", 2), engine("x", 3)];
-        let mes: Vec<MemberState> = es.iter().map(|e| e.members().me().clone()).collect();
-        for e in es.iter_mut() {
-            for m in &mes {
-                if &m.info.id != e.id() {
-                    let dg = Datagram {
-                        items: vec![Item::Member(m.clone())],
-                    };
-                    e.handle_datagram(at(0), &m.info.id.clone(), dg);
-                }
-            }
-            drain(e);
-        }
-        let [y, r, x] = es;
-        (y, r, x)
-    }
-
-    fn drain(e: &mut Engine) -> Vec<Output> {
-        std::iter::from_fn(|| e.poll_output()).collect()
-    }
-
-    /// Claims about `about` sent directly to `to` (datagrams and reliable sends),
-    /// leaving out piggybacked gossip about others.
-    fn members_sent(outs: &[Output], to: &NodeId, about: &NodeId) -> Vec<MemberState> {
-        outs.iter()
-            .filter_map(|o| match o {
-                Output::Datagram {
-                    to: t, datagram, ..
-                }
-                | Output::Reliable {
-                    to: t, datagram, ..
-                } if t == to => Some(datagram.items.iter()),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|i| match i {
-                Item::Member(s) => Some(s.clone()),
-                _ => None,
-            })
-            .filter(|s| &s.info.id == about)
-            .collect()
-    }
-
-    fn send(e: &mut Engine, now: Now, from: &NodeId, items: Vec<Item>) -> Vec<Output> {
-        e.handle_datagram(now, from, Datagram { items });
-        drain(e)
-    }
-
-    fn view(e: &Engine, of: &str) -> MemberState {
-        e.members().get(&id(of)).unwrap().state.clone()
-    }
-
-    /// Y answers R's verification first-hand, and R applies the answer.
-    fn round_trip(y: &mut Engine, r: &mut Engine, now: Now, r_out: &[Output]) -> MemberState {
-        let asked = members_sent(r_out, y.id(), y.id());
-        assert_eq!(asked.len(), 1, "R verifies with Y once: {asked:?}");
-        let r_id = r.id().clone();
-        let y_out = send(y, now, &r_id, vec![Item::Member(asked[0].clone())]);
-        let mut answer = members_sent(&y_out, &r_id, y.id());
-        // The answer, and possibly the same state piggybacked from the broadcast queue.
-        answer.dedup();
-        assert_eq!(answer.len(), 1, "Y answers R directly: {y_out:?}");
-        assert_eq!(answer[0], *y.members().me());
-        let y_id = y.id().clone();
-        send(r, now, &y_id, vec![Item::Member(answer[0].clone())]);
-        answer[0].clone()
-    }
-
-    #[test]
-    fn a_forged_leave_becomes_a_suspicion_that_the_member_refutes_first_hand() {
-        let (mut y, mut r, x) = cluster();
-        let genuine = y.members().me().clone();
-        let mut forged = genuine.clone();
-        forged.incarnation += 1;
-        forged.status = MemberStatus::Left;
-        let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged)]);
-        let held = view(&r, "y");
-        assert_eq!(held.status, MemberStatus::Suspect, "not Left: {held:?}");
-        assert_eq!(held.info, genuine.info, "metadata untouched");
-        assert_eq!(r.stats().claims_refused, 1);
-        assert_eq!(r.stats().claims_verified, 1);
-
-        let answer = round_trip(&mut y, &mut r, at(20), &out);
-        assert_eq!(answer.status, MemberStatus::Alive);
-        assert_eq!(answer.incarnation, genuine.incarnation + 2, "Y refuted");
-        assert_eq!(view(&r, "y"), answer, "the refutation arrived first-hand");
-    }
-
-    #[test]
-    fn a_forged_refutation_with_forged_metadata_is_refused() {
-        let (mut y, mut r, x) = cluster();
-        let genuine = y.members().me().clone();
-        // R suspects Y (its own probe failed, say).
-        let r_id = r.id().clone();
-        r.on_suspect(at(5), id("y"), genuine.incarnation, r_id);
-        drain(&mut r);
-        let suspected = view(&r, "y");
-        assert_eq!(suspected.status, MemberStatus::Suspect);
-
-        let mut forged = genuine.clone();
-        forged.incarnation += 1;
-        Arc::make_mut(&mut forged.info).addr = "evil.example:7000".into();
-        Arc::make_mut(&mut forged.info)
-            .tags
-            .insert("role".into(), "owned".into());
-        let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged.clone())]);
-        assert_eq!(view(&r, "y"), suspected, "view of Y unchanged");
-        assert_eq!(r.stats().claims_refused, 1);
-
-        // The same forgery again within the probe timeout: counted, not re-verified.
-        let again = send(&mut r, at(30), x.id(), vec![Item::Member(forged)]);
-        assert_eq!(r.stats().claims_refused, 2);
-        assert!(members_sent(&again, y.id(), y.id()).is_empty());
-
-        // Y is told the suspicion, refutes it, and R takes that from Y itself.
-        let answer = round_trip(&mut y, &mut r, at(40), &out);
-        assert_eq!(answer.info, genuine.info);
-        assert_eq!(answer.incarnation, genuine.incarnation + 1);
-        assert_eq!(view(&r, "y"), answer);
-    }
-
-    #[test]
-    fn a_genuine_metadata_update_relayed_second_hand_arrives_through_the_member() {
-        let (mut y, mut r, x) = cluster();
-        let before = view(&r, "y");
-        let mut info = MemberInfo::clone(&y.members().me().info);
-        info.zone = "z2".into();
-        y.update_meta(info.clone()).unwrap();
-        drain(&mut y);
-        let updated = y.members().me().clone();
-        // X honestly relays Y's update: second-hand, so R does not take it...
-        let out = send(&mut r, at(10), x.id(), vec![Item::Member(updated.clone())]);
-        assert_eq!(view(&r, "y"), before);
-        assert_eq!(r.stats().claims_refused, 1);
-        // ...but asks Y, whose answer carries the update first-hand.
-        round_trip(&mut y, &mut r, at(20), &out);
-        assert_eq!(view(&r, "y"), updated);
-        // Y sending it directly works without a round trip, too.
-        let (_, mut r2, _) = cluster();
-        let y_id = y.id().clone();
-        send(&mut r2, at(10), &y_id, vec![Item::Member(updated.clone())]);
-        assert_eq!(view(&r2, "y"), updated);
-        assert_eq!(r2.stats().claims_refused, 0);
-    }
-
-    #[test]
-    fn forged_metadata_at_the_current_incarnation_changes_nothing() {
-        let (mut y, mut r, x) = cluster();
-        let genuine = view(&r, "y");
-        let mut forged = genuine.clone();
-        Arc::make_mut(&mut forged.info).dc = "elsewhere".into();
-        let out = send(&mut r, at(10), x.id(), vec![Item::Member(forged)]);
-        assert_eq!(view(&r, "y"), genuine);
-        assert_eq!(r.stats().claims_refused, 1);
-        // R's view matches Y's own state: Y has nothing to answer.
-        let asked = members_sent(&out, y.id(), y.id());
-        let r_id = r.id().clone();
-        let y_out = send(&mut y, at(20), &r_id, vec![Item::Member(asked[0].clone())]);
-        assert!(members_sent(&y_out, &r_id, y.id()).is_empty());
-        assert_eq!(y.stats().claims_answered, 0);
-    }
-
-    #[test]
-    fn a_dead_member_is_revived_only_by_itself() {
-        let (mut y, mut r, x) = cluster();
-        let genuine = y.members().me().clone();
-        let mut dead = genuine.clone();
-        dead.status = MemberStatus::Dead;
-        // R suspects Y, and the suspicion runs out elsewhere: Y is dead at R.
-        let r_id = r.id().clone();
-        r.on_suspect(at(5), id("y"), genuine.incarnation, r_id);
-        send(&mut r, at(6), x.id(), vec![Item::Member(dead.clone())]);
-        assert_eq!(view(&r, "y").status, MemberStatus::Dead);
-        let mut revived = genuine.clone();
-        revived.incarnation += 1;
-        let out = send(&mut r, at(10), x.id(), vec![Item::Member(revived)]);
-        assert_eq!(
-            view(&r, "y").status,
-            MemberStatus::Dead,
-            "X cannot revive Y"
-        );
-        assert_eq!(r.stats().claims_refused, 1);
-        let answer = round_trip(&mut y, &mut r, at(20), &out);
-        assert_eq!(
-            answer.incarnation,
-            genuine.incarnation + 1,
-            "Y refuted its death"
-        );
-        assert_eq!(view(&r, "y").status, MemberStatus::Alive);
-    }
-
-    #[test]
-    fn second_hand_gossip_still_introduces_members_and_spreads_suspicion() {
-        let (_, mut r, x) = cluster();
-        let newcomer = engine("n", 9).members().me().clone();
-        send(&mut r, at(10), x.id(), vec![Item::Member(newcomer.clone())]);
-        assert_eq!(view(&r, "n"), newcomer, "a join spreads second-hand");
-        let mut suspect = view(&r, "y");
-        suspect.status = MemberStatus::Suspect;
-        Arc::make_mut(&mut suspect.info).addr = "evil.example:7000".into();
-        send(&mut r, at(20), x.id(), vec![Item::Member(suspect.clone())]);
-        let held = view(&r, "y");
-        assert_eq!(held.status, MemberStatus::Suspect);
-        assert_eq!(held.info.addr, "y:7000", "a suspicion carries no metadata");
-        assert_eq!(r.stats().claims_refused, 0);
-    }
-
-    /// #16, finding 7: below the table's cap, one member could still introduce as many
-    /// invented members as it liked, as fast as it liked. Each peer now has a budget of
-    /// introductions; past it they are refused and counted, while another peer's
-    /// introductions and a member speaking for itself still get in.
-    #[test]
-    fn a_peer_introduces_members_second_hand_only_within_its_budget() {
-        let (_, mut r, x) = cluster();
-        r.cfg.intro_burst = 3;
-        r.cfg.intro_per_sec = 1;
-        let fake = |i: u64| engine(&format!("fake{i}"), 10 + i).members().me().clone();
-        r.sync_on_members(at(10), x.id(), (0..10).map(fake).collect());
-        assert_eq!(r.members().len(), 2 + 3, "the burst, no more");
-        assert_eq!(r.stats().intros_limited, 7);
-        // Two seconds later, two more tokens.
-        r.sync_on_members(at(2_010), x.id(), (10..20).map(fake).collect());
-        assert_eq!(r.members().len(), 2 + 5);
-        // Another peer has its own budget; a member speaking for itself needs none.
-        r.sync_on_members(at(2_010), &id("y"), vec![fake(30)]);
-        let newcomer = engine("n", 99).members().me().clone();
-        send(&mut r, at(2_020), &id("n"), vec![Item::Member(newcomer)]);
-        assert_eq!(r.members().len(), 2 + 7);
-    }
-
-    /// #16, finding 7: a member could introduce any number of invented members
-    /// second-hand, growing every node's table without bound.
-    #[test]
-    fn a_full_table_refuses_second_hand_introductions_but_not_members_themselves() {
-        let (_, mut r, x) = cluster();
-        r.cfg.max_members = 4;
-        let fakes: Vec<MemberState> = (0..10)
-            .map(|i| engine(&format!("fake{i}"), 10 + i).members().me().clone())
-            .collect();
-        r.sync_on_members(at(10), x.id(), fakes);
-        assert_eq!(r.members().len(), 4, "two real members and two fakes");
-        assert_eq!(r.stats().members_refused_full, 8);
-        let newcomer = engine("n", 99).members().me().clone();
-        send(
-            &mut r,
-            at(20),
-            &id("n"),
-            vec![Item::Member(newcomer.clone())],
-        );
-        assert_eq!(
-            view(&r, "n"),
-            newcomer,
-            "a member speaking for itself gets in"
-        );
-    }
-
-    #[test]
-    fn anti_entropy_lists_are_first_hand_only_for_the_peer_itself() {
-        let (y, mut r, x) = cluster();
-        let mut x_self = x.members().me().clone();
-        Arc::make_mut(&mut x_self.info).zone = "z9".into();
-        x_self.incarnation += 1;
-        let mut y_left = y.members().me().clone();
-        y_left.incarnation += 1;
-        y_left.status = MemberStatus::Left;
-        r.sync_on_members(at(10), x.id(), vec![x_self.clone(), y_left]);
-        assert_eq!(view(&r, "x"), x_self, "the peer speaks for itself");
-        assert_ne!(view(&r, "y").status, MemberStatus::Left);
-        assert_eq!(r.stats().claims_refused, 1);
-    }
-
-    #[test]
-    fn a_refutation_is_announced_first_hand_to_every_live_member() {
-        let (mut y, r, x) = cluster();
-        let mut suspect = y.members().me().clone();
-        suspect.status = MemberStatus::Suspect;
-        let out = send(&mut y, at(10), r.id(), vec![Item::Member(suspect)]);
-        let me = y.members().me().clone();
-        assert_eq!(me.incarnation, view(&r, "y").incarnation + 1, "refuted");
-        for to in [r.id(), x.id()] {
-            assert!(
-                members_sent(&out, to, y.id()).contains(&me),
-                "{to} not told first-hand: {out:?}"
-            );
-        }
-        assert_eq!(y.stats().refutations, 1);
-    }
-
-    #[test]
-    fn the_gate_lets_each_key_through_once_per_period_and_holds_a_bounded_number() {
-        let mut g = Gate::default();
-        let key = |i: usize| NodeId::new(&format!("k{i}")).unwrap();
-        assert!(g.admit(&key(0), 1_000, 500));
-        assert!(!g.admit(&key(0), 1_400, 500), "within the period");
-        assert!(g.admit(&key(0), 1_500, 500), "a period later");
-        for i in 1..MAX_TRACKED {
-            assert!(g.admit(&key(i), 1_600, 500));
-        }
-        assert!(
-            !g.admit(&key(MAX_TRACKED), 1_700, 500),
-            "full of recent keys: waits"
-        );
-        assert_eq!(g.at.len(), MAX_TRACKED);
-        assert!(
-            g.admit(&key(MAX_TRACKED), 2_200, 500),
-            "expired keys forgotten"
-        );
-        assert!(g.at.len() <= MAX_TRACKED);
-    }
-
-    #[test]
-    fn an_unanswered_verification_is_retried_each_probe_timeout() {
-        let (y, mut r, x) = cluster();
-        let mut refuted = y.members().me().clone();
-        refuted.incarnation += 1;
-        let first = send(&mut r, at(10), x.id(), vec![Item::Member(refuted)]);
-        assert_eq!(members_sent(&first, y.id(), y.id()).len(), 1);
-        // Neither the verification nor an answer arrives; it is asked again once per
-        // probe timeout (each retry sends Y what R then holds), until the attempts run out.
-        let mut counts = Vec::new();
-        for t in [300, 600, 1_200, 2_200, 3_300] {
-            r.handle_timeout(at(t));
-            let o = drain(&mut r);
-            assert!(
-                r.stats().claims_verified == counts.last().copied().unwrap_or(1)
-                    || !members_sent(&o, y.id(), y.id()).is_empty(),
-                "a retry must send Y our view"
-            );
-            counts.push(r.stats().claims_verified);
-        }
-        assert_eq!(counts, [1, 2, 3, 3, 3]);
-        assert_eq!(VERIFY_ATTEMPTS, 3);
-    }
-
-    #[test]
-    fn answers_to_one_peer_are_rate_limited() {
-        let (mut y, r, _) = cluster();
-        let mut stale = y.members().me().clone();
-        stale.incarnation -= 1;
-        let r_id = r.id().clone();
-        let first = send(&mut y, at(10), &r_id, vec![Item::Member(stale.clone())]);
-        assert!(!members_sent(&first, &r_id, y.id()).is_empty());
-        let second = send(&mut y, at(500), &r_id, vec![Item::Member(stale.clone())]);
-        assert!(members_sent(&second, &r_id, y.id()).is_empty());
-        let later = send(&mut y, at(1_500), &r_id, vec![Item::Member(stale)]);
-        assert!(!members_sent(&later, &r_id, y.id()).is_empty());
-        assert_eq!(y.stats().claims_answered, 2);
-    }
-
-    #[test]
-    fn absurd_incarnations_are_invalid() {
-        let (_, mut r, x) = cluster();
-        let mut s = view(&r, "y");
-        s.status = MemberStatus::Suspect;
-        s.incarnation = u64::MAX;
-        send(&mut r, at(10), x.id(), vec![Item::Member(s)]);
-        assert_eq!(view(&r, "y").status, MemberStatus::Alive);
-        assert_eq!(r.stats().items_invalid, 1);
-    }
-}
+#[path = "claims_tests.rs"]
+mod tests;

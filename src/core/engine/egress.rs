@@ -32,6 +32,44 @@ pub const MAX_BACKOFF: u32 = 3;
 const CALM_ROUNDS: u32 = 5;
 
 impl Engine {
+    /// Sends `items` (membership traffic) to `to` in one datagram, filling the rest with
+    /// queued gossip as far as the bandwidth limiter allows.
+    pub(super) fn send_with_piggyback(&mut self, to: &NodeId, items: Vec<Item>) {
+        let Some(addr) = self.addr_of(to) else { return };
+        let used: usize = items.iter().map(encoded_len).sum();
+        let room = self.cfg.max_datagram.saturating_sub(used);
+        // Probes (ping, ack, ping-req, nack) ride on the failure detector's tokens;
+        // anything else sent directly (a suspicion, a member's state) is membership.
+        let mut items: Vec<(Item, Traffic)> = items
+            .into_iter()
+            .map(|i| {
+                let t = match i {
+                    Item::Ping { .. }
+                    | Item::Ack { .. }
+                    | Item::PingReq { .. }
+                    | Item::Nack { .. } => Traffic::Probe,
+                    _ => Traffic::Membership,
+                };
+                (i, t)
+            })
+            .collect();
+        let n_direct = items.len();
+        if room > DATAGRAM_OVERHEAD + 8 {
+            let caps = self.caps(to).map(|c| c.saturating_sub(used));
+            // Probes of other datacenters carry no deltas (locality.rs).
+            let far = self.crosses_dc(to);
+            let more = self.queue.pack_classified(room, caps, &[], |item| {
+                (far && item.is_data()) || matches!(item, Item::Member(s) if &s.info.id == to)
+            });
+            items.extend(more);
+        }
+        let direct: Vec<(Item, Traffic)> = items[..n_direct].to_vec();
+        if !self.emit(to, addr, items, false) {
+            // Not lost: direct membership traffic waits for tokens (see `defer`).
+            self.defer(to, direct);
+        }
+    }
+
     /// The class a sync stream's bytes are charged to: a join (a node entering or
     /// re-entering the cluster) is membership traffic; periodic exchanges are
     /// anti-entropy, the lowest priority.

@@ -1,23 +1,25 @@
-//! Locality across datacenters, as part of the [`Engine`].
+//! Locality across datacenters: the engine's [`Locality`] part. It owns the view of live
+//! peers by datacenter, the WAN relays of our writes and the round-trip estimates; the
+//! engine lends it the member table, configuration, generator and clock per call.
 //!
 //! Every member carries a datacenter (`dc`). With [`Config::locality`] on:
 //!
-//! - **Gossip rounds and indirect-probe helpers** ([`Engine::pick_peers`]) choose each
+//! - **Gossip rounds and indirect-probe helpers** ([`Locality::pick_peers`]) choose each
 //!   target in another datacenter with probability `cross_dc_share`, otherwise in ours.
-//! - **Eager pushes** ([`Engine::pick_local_peers`]) stay inside our datacenter.
+//! - **Eager pushes** ([`Locality::pick_local_peers`]) stay inside our datacenter.
 //! - **Deltas never cross the WAN on the broadcast queue**: datagrams to members of other
-//!   datacenters carry membership gossip only ([`Engine::crosses_dc`]). A write crosses
+//!   datacenters carry membership gossip only ([`Locality::crosses_dc`]). A write crosses
 //!   through its writer instead: at once to `dc_relays` nodes of each other datacenter,
 //!   then to one node of each in `dc_retransmits` later gossip rounds. The nodes that
 //!   receive it from afar spread it inside their own datacenter. So a write crosses the
 //!   WAN `dc_relays + dc_retransmits` times per remote datacenter, whatever its size.
-//! - **Anti-entropy** ([`Engine::sync_candidates`]) goes to another datacenter with
+//! - **Anti-entropy** ([`Locality::sync_candidates`]) goes to another datacenter with
 //!   probability `cross_dc_share`: whatever the relays lost crosses there, and no
 //!   datacenter becomes an island.
 //!
 //! Probing covers every member whatever its datacenter. Probe timeouts adapt to the
 //! peer's round-trip time (probe round trips, and the transport's estimate given to
-//! [`Engine::observe_rtt`]), with the configured values as floors.
+//! [`Locality::observe_rtt`]), with the configured values as floors.
 //!
 //! With a single datacenter every choice takes the same path, random draws included, as
 //! without locality.
@@ -26,10 +28,12 @@ use std::collections::BTreeMap;
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 use super::config::{bad, ConfigError};
 use super::{Config, Engine, PushMode};
 use crate::core::limiter::Traffic;
+use crate::core::membership::Membership;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
 use crate::core::state::Entry;
 use crate::core::NodeId;
@@ -51,7 +55,7 @@ const MAX_ADAPTIVE_RTT_US: u64 = 10_000_000;
 
 /// Live peers split by datacenter.
 #[derive(Debug, Clone, Default)]
-pub(super) struct View {
+struct View {
     /// Peers in our datacenter.
     local: Vec<NodeId>,
     /// Peers elsewhere.
@@ -60,13 +64,13 @@ pub(super) struct View {
     by_dc: Vec<(String, Vec<NodeId>)>,
     /// The broadcast tree's ring: us and the live peers a write is pushed to (our
     /// datacenter with locality, everyone without), sorted by id.
-    pub(super) ring: Vec<NodeId>,
+    ring: Vec<NodeId>,
 }
 
 /// Locality state of one engine.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Locality {
-    pub(super) view: View,
+    view: View,
     /// (member digest, live count) the view was built from.
     view_key: Option<(u64, usize)>,
     /// Our datacenter when the view was built.
@@ -141,60 +145,88 @@ fn choose(rng: &mut impl Rng, pool: &[NodeId], n: usize, exclude: Option<&NodeId
     out
 }
 
-impl Engine {
-    /// Our datacenter.
-    fn my_dc(&self) -> &str {
-        &self.members.me().info.dc
-    }
+/// One datagram of our writes for a member of another datacenter, which the engine
+/// charges and emits (`reliable`: too large for a datagram).
+#[derive(Debug, Clone)]
+pub(super) struct WanSend {
+    /// The member it goes to.
+    pub(super) to: NodeId,
+    /// The writes, each with the class the bandwidth limiter charges it to.
+    pub(super) items: Vec<(Item, Traffic)>,
+    /// Sent on the reliable path rather than as a datagram.
+    pub(super) reliable: bool,
+}
 
+impl WanSend {
+    fn new(to: NodeId, items: &[Item], resend: bool, reliable: bool) -> Self {
+        let class = if resend {
+            Traffic::Retransmit
+        } else {
+            Traffic::Fresh
+        };
+        Self {
+            to,
+            items: items.iter().map(|i| (i.clone(), class)).collect(),
+            reliable,
+        }
+    }
+}
+
+impl Locality {
     /// True if `peer` is in another datacenter and locality is on: datagrams to it carry
     /// no deltas from the broadcast queue.
-    pub(super) fn crosses_dc(&self, peer: &NodeId) -> bool {
-        self.cfg.locality
-            && self
-                .members
+    pub(super) fn crosses_dc(cfg: &Config, members: &Membership, peer: &NodeId) -> bool {
+        cfg.locality
+            && members
                 .get(peer)
-                .is_some_and(|m| m.state.info.dc != self.members.me().info.dc)
+                .is_some_and(|m| m.state.info.dc != members.me().info.dc)
     }
 
-    fn view_refresh_us(&self) -> u64 {
-        (self.members.live_count() as u64 * VIEW_REFRESH_PER_MEMBER_US).min(VIEW_REFRESH_US)
+    /// The broadcast tree's ring as of the last [`Locality::refresh_view`]: us and the
+    /// live peers a write is pushed to, sorted by id.
+    pub(super) fn ring(&self) -> &[NodeId] {
+        &self.view.ring
+    }
+
+    fn view_refresh_us(members: &Membership) -> u64 {
+        (members.live_count() as u64 * VIEW_REFRESH_PER_MEMBER_US).min(VIEW_REFRESH_US)
     }
 
     /// Rebuilds the split of live peers by datacenter if the member table changed (at
-    /// most once per `view_refresh_us` while it keeps changing).
-    pub(super) fn refresh_view(&mut self) {
-        let key = (self.members.digest(), self.members.live_count());
-        let same_dc = self.loc.view_dc == self.my_dc();
-        if self.loc.view_key.is_some()
+    /// most once per `view_refresh_us` while it keeps changing). `now_us` is the
+    /// engine's clock.
+    pub(super) fn refresh_view(&mut self, cfg: &Config, members: &Membership, now_us: u64) {
+        let key = (members.digest(), members.live_count());
+        let my_dc = members.me().info.dc.as_str();
+        let same_dc = self.view_dc == my_dc;
+        if self.view_key.is_some()
             && same_dc
-            && (self.loc.view_key == Some(key)
-                || self.clock_us < self.loc.view_built_us + self.view_refresh_us())
+            && (self.view_key == Some(key)
+                || now_us < self.view_built_us + Self::view_refresh_us(members))
         {
             return;
         }
-        let me = self.my_dc().to_string();
         let mut view = View::default();
         let mut by_dc: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
-        for id in self.members.live_ids() {
-            let Some(m) = self.members.get(id) else {
+        for id in members.live_ids() {
+            let Some(m) = members.get(id) else {
                 continue;
             };
-            if m.state.info.dc == me {
+            if m.state.info.dc == my_dc {
                 view.local.push(id.clone());
             } else {
                 view.remote.push(id.clone());
                 by_dc.entry(&m.state.info.dc).or_default().push(id.clone());
             }
         }
-        let pool = if self.cfg.locality {
+        let pool = if cfg.locality {
             &view.local[..]
         } else {
-            self.members.live_ids()
+            members.live_ids()
         };
         let mut ring = Vec::with_capacity(pool.len() + 1);
         ring.extend_from_slice(pool);
-        ring.push(self.id().clone());
+        ring.push(members.my_id().clone());
         ring.sort_unstable();
         ring.dedup();
         view.ring = ring;
@@ -208,157 +240,171 @@ impl Engine {
                 (dc.to_string(), ids)
             })
             .collect();
-        self.loc.view = view;
-        self.loc.view_key = Some(key);
-        self.loc.view_dc = me;
-        self.loc.view_built_us = self.clock_us;
+        self.view = view;
+        self.view_key = Some(key);
+        self.view_dc = my_dc.to_string();
+        self.view_built_us = now_us;
     }
 
-    /// Up to `k` distinct random live peers, never `exclude`, whatever their datacenter.
-    fn pick_uniform(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
-        choose(&mut self.rng, self.members.live_ids(), k, exclude)
-    }
-
-    /// `n` from `pool` (a view list, which may lag the table), live ones only.
-    fn choose_live(&mut self, remote: bool, n: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
+    /// `n` from a view list (which may lag the table), live ones only.
+    fn choose_live(
+        &self,
+        members: &Membership,
+        rng: &mut ChaCha8Rng,
+        remote: bool,
+        n: usize,
+        exclude: Option<&NodeId>,
+    ) -> Vec<NodeId> {
         let pool = if remote {
-            &self.loc.view.remote
+            &self.view.remote
         } else {
-            &self.loc.view.local
+            &self.view.local
         };
-        let mut out = choose(&mut self.rng, pool, n, exclude);
-        out.retain(|id| self.members.is_live(id));
+        let mut out = choose(rng, pool, n, exclude);
+        out.retain(|id| members.is_live(id));
         out
     }
 
     /// True when locality applies: it is on and live peers are in both our datacenter
     /// and others. Refreshes the view.
-    fn split_applies(&mut self) -> bool {
-        if !self.cfg.locality {
+    fn split_applies(&mut self, cfg: &Config, members: &Membership, now_us: u64) -> bool {
+        if !cfg.locality {
             return false;
         }
-        self.refresh_view();
-        !self.loc.view.local.is_empty() && !self.loc.view.remote.is_empty()
+        self.refresh_view(cfg, members, now_us);
+        !self.view.local.is_empty() && !self.view.remote.is_empty()
     }
 
     /// Up to `k` distinct random live peers for a gossip round (or to help probe), never
     /// `exclude`: each in another datacenter with probability `cross_dc_share`, in ours
     /// otherwise (see the module docs). Peers in our datacenter come first.
-    pub(super) fn pick_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
-        if !self.split_applies() {
-            return self.pick_uniform(k, exclude);
+    pub(super) fn pick_peers(
+        &mut self,
+        cfg: &Config,
+        members: &Membership,
+        rng: &mut ChaCha8Rng,
+        now_us: u64,
+        k: usize,
+        exclude: Option<&NodeId>,
+    ) -> Vec<NodeId> {
+        if !self.split_applies(cfg, members, now_us) {
+            return choose(rng, members.live_ids(), k, exclude);
         }
-        let share = self.cfg.cross_dc_share;
-        let far = (0..k).filter(|_| self.rng.random_bool(share)).count();
-        let mut out = self.choose_live(false, k - far, exclude);
+        let far = (0..k)
+            .filter(|_| rng.random_bool(cfg.cross_dc_share))
+            .count();
+        let mut out = self.choose_live(members, rng, false, k - far, exclude);
         let want_far = k - out.len();
-        out.extend(self.choose_live(true, want_far, exclude));
+        out.extend(self.choose_live(members, rng, true, want_far, exclude));
         out
     }
 
     /// Up to `k` distinct random live peers in our own datacenter, never `exclude`: the
     /// targets of an eager push (deltas cross datacenters only through the writer's
     /// relays). Without locality, or with a single datacenter, any live peers.
-    pub(super) fn pick_local_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
-        if !self.cfg.locality {
-            return self.pick_uniform(k, exclude);
+    pub(super) fn pick_local_peers(
+        &mut self,
+        cfg: &Config,
+        members: &Membership,
+        rng: &mut ChaCha8Rng,
+        now_us: u64,
+        k: usize,
+        exclude: Option<&NodeId>,
+    ) -> Vec<NodeId> {
+        if !cfg.locality {
+            return choose(rng, members.live_ids(), k, exclude);
         }
-        self.refresh_view();
-        if self.loc.view.remote.is_empty() {
-            return self.pick_uniform(k, exclude);
+        self.refresh_view(cfg, members, now_us);
+        if self.view.remote.is_empty() {
+            return choose(rng, members.live_ids(), k, exclude);
         }
-        self.choose_live(false, k, exclude)
+        self.choose_live(members, rng, false, k, exclude)
     }
 
     /// A few candidates for the next anti-entropy exchange: from another datacenter with
     /// probability `cross_dc_share`, from ours otherwise.
-    pub(super) fn sync_candidates(&mut self, k: usize) -> Vec<NodeId> {
-        if !self.split_applies() {
-            return self.pick_uniform(k, None);
-        }
-        let far = self.rng.random_bool(self.cfg.cross_dc_share);
-        self.choose_live(far, k, None)
-    }
-
-    /// Sends our fresh write `e` to `dc_relays` nodes of every other datacenter, and keeps
-    /// it for `dc_retransmits` more WAN rounds. Does nothing without locality.
-    pub(super) fn relay_to_other_dcs(&mut self, e: &Entry) {
-        if !self.cfg.locality || self.cfg.push == PushMode::Off {
-            return;
-        }
-        self.refresh_view();
-        if self.loc.view.by_dc.is_empty() {
-            return;
-        }
-        let item = Item::Delta(e.clone());
-        let reliable = encoded_len(&item) + DATAGRAM_OVERHEAD > self.cfg.max_datagram;
-        for d in 0..self.loc.view.by_dc.len() {
-            let targets = choose(
-                &mut self.rng,
-                &self.loc.view.by_dc[d].1,
-                self.cfg.dc_relays,
-                None,
-            );
-            for t in targets {
-                if !self.members.is_live(&t) {
-                    continue;
-                }
-                if let Some(addr) = self.addr_of(&t) {
-                    self.send_far(&t, addr, vec![item.clone()], false, reliable);
-                }
-            }
-        }
-        if self.cfg.dc_retransmits > 0 {
-            self.loc.wan.retain(|(old, _)| old.key != e.key);
-            if self.loc.wan.len() >= WAN_PENDING_MAX {
-                self.loc.wan.remove(0);
-            }
-            self.loc.wan.push((e.clone(), self.cfg.dc_retransmits));
-        }
-    }
-
-    /// Sends a relay of our writes to a member of another datacenter, through the
-    /// bandwidth limiter (`resend`: a WAN retransmit rather than the first copy).
-    fn send_far(
+    pub(super) fn sync_candidates(
         &mut self,
-        to: &NodeId,
-        addr: String,
-        items: Vec<Item>,
-        resend: bool,
-        reliable: bool,
-    ) {
-        let class = if resend {
-            Traffic::Retransmit
-        } else {
-            Traffic::Fresh
-        };
-        let items = items.into_iter().map(|i| (i, class)).collect();
-        self.emit(to, addr, items, reliable);
+        cfg: &Config,
+        members: &Membership,
+        rng: &mut ChaCha8Rng,
+        now_us: u64,
+        k: usize,
+    ) -> Vec<NodeId> {
+        if !self.split_applies(cfg, members, now_us) {
+            return choose(rng, members.live_ids(), k, None);
+        }
+        let far = rng.random_bool(cfg.cross_dc_share);
+        self.choose_live(members, rng, far, k, None)
+    }
+
+    /// The relays of our fresh write `e`: to `dc_relays` live nodes of every other
+    /// datacenter, in datacenter order; `e` is kept for `dc_retransmits` more WAN
+    /// rounds. Nothing without locality.
+    pub(super) fn relay_to_other_dcs(
+        &mut self,
+        cfg: &Config,
+        members: &Membership,
+        rng: &mut ChaCha8Rng,
+        now_us: u64,
+        e: &Entry,
+    ) -> Vec<WanSend> {
+        if !cfg.locality || cfg.push == PushMode::Off {
+            return Vec::new();
+        }
+        self.refresh_view(cfg, members, now_us);
+        if self.view.by_dc.is_empty() {
+            return Vec::new();
+        }
+        let item = [Item::Delta(e.clone())];
+        let reliable = encoded_len(&item[0]) + DATAGRAM_OVERHEAD > cfg.max_datagram;
+        let mut sends = Vec::new();
+        for (_, ids) in &self.view.by_dc {
+            for t in choose(rng, ids, cfg.dc_relays, None) {
+                if members.is_live(&t) {
+                    sends.push(WanSend::new(t, &item, false, reliable));
+                }
+            }
+        }
+        if cfg.dc_retransmits > 0 {
+            self.wan.retain(|(old, _)| old.key != e.key);
+            if self.wan.len() >= WAN_PENDING_MAX {
+                self.wan.remove(0);
+            }
+            self.wan.push((e.clone(), cfg.dc_retransmits));
+        }
+        sends
     }
 
     /// One WAN retransmit round (with each gossip round): our writes still owed a resend
-    /// go, packed, to one random node of every other datacenter.
-    pub(super) fn wan_round(&mut self) {
-        if self.loc.wan.is_empty() {
-            return;
+    /// go, packed, to one random live node of every other datacenter.
+    pub(super) fn wan_round(
+        &mut self,
+        cfg: &Config,
+        members: &Membership,
+        rng: &mut ChaCha8Rng,
+        now_us: u64,
+    ) -> Vec<WanSend> {
+        if self.wan.is_empty() {
+            return Vec::new();
         }
-        if !self.cfg.locality {
-            self.loc.wan.clear();
-            return;
+        if !cfg.locality {
+            self.wan.clear();
+            return Vec::new();
         }
-        self.refresh_view();
+        self.refresh_view(cfg, members, now_us);
         // What fits in one datagram, oldest first; an oversized write goes alone, reliably.
         let mut taken = Vec::new();
         let mut used = DATAGRAM_OVERHEAD;
         let mut reliable = false;
-        for (i, (e, _)) in self.loc.wan.iter().enumerate() {
+        for (i, (e, _)) in self.wan.iter().enumerate() {
             let len = encoded_len(&Item::Delta(e.clone()));
-            if taken.is_empty() && len + DATAGRAM_OVERHEAD > self.cfg.max_datagram {
+            if taken.is_empty() && len + DATAGRAM_OVERHEAD > cfg.max_datagram {
                 taken.push(i);
                 reliable = true;
                 break;
             }
-            if used + len > self.cfg.max_datagram {
+            if used + len > cfg.max_datagram {
                 break;
             }
             used += len;
@@ -366,317 +412,196 @@ impl Engine {
         }
         let items: Vec<Item> = taken
             .iter()
-            .map(|&i| Item::Delta(self.loc.wan[i].0.clone()))
+            .map(|&i| Item::Delta(self.wan[i].0.clone()))
             .collect();
-        for d in 0..self.loc.view.by_dc.len() {
-            let target = choose(&mut self.rng, &self.loc.view.by_dc[d].1, 1, None);
-            for t in target {
-                if !self.members.is_live(&t) {
-                    continue;
-                }
-                if let Some(addr) = self.addr_of(&t) {
-                    self.send_far(&t, addr, items.clone(), true, reliable);
+        let mut sends = Vec::new();
+        for (_, ids) in &self.view.by_dc {
+            for t in choose(rng, ids, 1, None) {
+                if members.is_live(&t) {
+                    sends.push(WanSend::new(t, &items, true, reliable));
                 }
             }
         }
         for &i in &taken {
-            self.loc.wan[i].1 -= 1;
+            self.wan[i].1 -= 1;
         }
-        self.loc.wan.retain(|(_, left)| *left > 0);
+        self.wan.retain(|(_, left)| *left > 0);
+        sends
     }
 
-    /// Records a round-trip time to `peer` measured by the transport (for example the QUIC
-    /// connection's smoothed RTT). Probe timeouts toward `peer` adapt to the larger
-    /// of this and the probes' own round trips.
-    pub fn observe_rtt(&mut self, peer: &NodeId, rtt_us: u64) {
-        if self.members.get(peer).is_none() {
+    /// Records a round-trip time to `peer` measured by the transport (members unknown
+    /// to `members` are ignored).
+    pub(super) fn observe_rtt(&mut self, members: &Membership, peer: &NodeId, rtt_us: u64) {
+        if members.get(peer).is_none() {
             return;
         }
-        self.loc.transport_rtt.insert(peer.clone(), rtt_us);
-        self.note_dc_rtt(peer, rtt_us);
+        self.transport_rtt.insert(peer.clone(), rtt_us);
+        self.note_dc_rtt(members, peer, rtt_us);
     }
 
-    /// Records the round trip of a direct probe of `peer`.
-    pub(super) fn note_probe_rtt(&mut self, peer: &NodeId, rtt_us: u64) {
-        self.members.record_rtt(peer, rtt_us);
-        self.note_dc_rtt(peer, rtt_us);
+    /// Records the round trip of a direct probe of `peer`: into the member's own
+    /// smoothed RTT, and its datacenter's.
+    pub(super) fn note_probe_rtt(&mut self, members: &mut Membership, peer: &NodeId, rtt_us: u64) {
+        members.record_rtt(peer, rtt_us);
+        self.note_dc_rtt(members, peer, rtt_us);
     }
 
-    fn note_dc_rtt(&mut self, peer: &NodeId, rtt_us: u64) {
-        let Some(m) = self.members.get(peer) else {
+    fn note_dc_rtt(&mut self, members: &Membership, peer: &NodeId, rtt_us: u64) {
+        let Some(m) = members.get(peer) else {
             return;
         };
         let dc = &m.state.info.dc;
-        match self.loc.dc_rtt.get_mut(dc.as_str()) {
+        match self.dc_rtt.get_mut(dc.as_str()) {
             Some(old) => *old = (*old * 7 + rtt_us) / 8,
             None => {
-                self.loc.dc_rtt.insert(dc.clone(), rtt_us);
+                self.dc_rtt.insert(dc.clone(), rtt_us);
             }
         }
     }
 
     /// Our best estimate of the round-trip time to `peer` (µs): the larger of the probe
     /// and transport measurements, else the smoothed RTT of its datacenter.
-    pub fn rtt_estimate(&self, peer: &NodeId) -> Option<u64> {
-        let m = self.members.get(peer)?;
-        let own = m.rtt_us.max(self.loc.transport_rtt.get(peer).copied());
-        own.or_else(|| self.loc.dc_rtt.get(m.state.info.dc.as_str()).copied())
+    pub(super) fn rtt_estimate(&self, members: &Membership, peer: &NodeId) -> Option<u64> {
+        let m = members.get(peer)?;
+        let own = m.rtt_us.max(self.transport_rtt.get(peer).copied());
+        own.or_else(|| self.dc_rtt.get(m.state.info.dc.as_str()).copied())
             .map(|r| r.min(MAX_ADAPTIVE_RTT_US))
     }
 
     /// How long to wait for `peer`'s direct ack (µs, before the health multiplier):
     /// `probe_rtt_mult` round trips, never less than `probe_timeout_ms`.
-    pub fn probe_timeout_us(&self, peer: &NodeId) -> u64 {
-        let floor = self.cfg.probe_timeout_ms * 1000;
-        if self.cfg.probe_rtt_mult == 0 {
+    pub(super) fn probe_timeout_us(
+        &self,
+        cfg: &Config,
+        members: &Membership,
+        peer: &NodeId,
+    ) -> u64 {
+        let floor = cfg.probe_timeout_ms * 1000;
+        if cfg.probe_rtt_mult == 0 {
             return floor;
         }
-        let rtt = self.rtt_estimate(peer).unwrap_or(0);
-        floor.max(rtt * self.cfg.probe_rtt_mult as u64)
+        let rtt = self.rtt_estimate(members, peer).unwrap_or(0);
+        floor.max(rtt * cfg.probe_rtt_mult as u64)
     }
 
     /// How long a helper waits for `target`'s ack before answering a `PingReq` with a
     /// `Nack` (µs): 80 % of the configured probe timeout, or `probe_rtt_mult − 1` round
     /// trips if that is longer, so the nack still reaches a requester whose own timeout
     /// adapted to the same distance.
-    pub(super) fn relay_timeout_us(&self, target: &NodeId) -> u64 {
-        let floor = self.cfg.probe_timeout_ms * 1000 * 8 / 10;
-        if self.cfg.probe_rtt_mult == 0 {
+    pub(super) fn relay_timeout_us(
+        &self,
+        cfg: &Config,
+        members: &Membership,
+        target: &NodeId,
+    ) -> u64 {
+        let floor = cfg.probe_timeout_ms * 1000 * 8 / 10;
+        if cfg.probe_rtt_mult == 0 {
             return floor;
         }
-        let rtt = self.rtt_estimate(target).unwrap_or(0);
-        floor.max(rtt * (self.cfg.probe_rtt_mult as u64).saturating_sub(1))
+        let rtt = self.rtt_estimate(members, target).unwrap_or(0);
+        floor.max(rtt * (cfg.probe_rtt_mult as u64).saturating_sub(1))
     }
 
     /// The protocol period for a probe of a peer whose ack timeout is `timeout_us` (µs,
     /// before the health multiplier): the configured interval, stretched by twice what
     /// the RTT added to the timeout, so the indirect probes keep their time after it.
-    pub(super) fn probe_period_us(&self, timeout_us: u64) -> u64 {
-        let floor = self.cfg.probe_timeout_ms * 1000;
-        self.cfg.probe_interval_ms * 1000 + 2 * timeout_us.saturating_sub(floor)
+    pub(super) fn probe_period_us(cfg: &Config, timeout_us: u64) -> u64 {
+        let floor = cfg.probe_timeout_ms * 1000;
+        cfg.probe_interval_ms * 1000 + 2 * timeout_us.saturating_sub(floor)
+    }
+}
+
+// Routing: the engine's entry points into `Locality`, lending it the member table,
+// the configuration, the generator and the clock, and emitting what it returns.
+impl Engine {
+    /// True if `peer` is in another datacenter and locality is on (see
+    /// [`Locality::crosses_dc`]).
+    pub(super) fn crosses_dc(&self, peer: &NodeId) -> bool {
+        Locality::crosses_dc(&self.cfg, &self.members, peer)
+    }
+
+    /// Refreshes the datacenter view (see [`Locality::refresh_view`]).
+    pub(super) fn refresh_view(&mut self) {
+        self.loc
+            .refresh_view(&self.cfg, &self.members, self.clock_us);
+    }
+
+    /// Gossip targets (see [`Locality::pick_peers`]).
+    pub(super) fn pick_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
+        self.loc.pick_peers(
+            &self.cfg,
+            &self.members,
+            &mut self.rng,
+            self.clock_us,
+            k,
+            exclude,
+        )
+    }
+
+    /// Eager push targets (see [`Locality::pick_local_peers`]).
+    pub(super) fn pick_local_peers(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<NodeId> {
+        self.loc.pick_local_peers(
+            &self.cfg,
+            &self.members,
+            &mut self.rng,
+            self.clock_us,
+            k,
+            exclude,
+        )
+    }
+
+    /// Anti-entropy candidates (see [`Locality::sync_candidates`]).
+    pub(super) fn sync_candidates(&mut self, k: usize) -> Vec<NodeId> {
+        self.loc
+            .sync_candidates(&self.cfg, &self.members, &mut self.rng, self.clock_us, k)
+    }
+
+    /// Relays our fresh write `e` to the other datacenters (see
+    /// [`Locality::relay_to_other_dcs`]).
+    pub(super) fn relay_to_other_dcs(&mut self, e: &Entry) {
+        let sends =
+            self.loc
+                .relay_to_other_dcs(&self.cfg, &self.members, &mut self.rng, self.clock_us, e);
+        self.send_far(sends);
+    }
+
+    /// One WAN retransmit round (see [`Locality::wan_round`]).
+    pub(super) fn wan_round(&mut self) {
+        let sends = self
+            .loc
+            .wan_round(&self.cfg, &self.members, &mut self.rng, self.clock_us);
+        self.send_far(sends);
+    }
+
+    /// Emits relays of our writes to other datacenters, through the bandwidth limiter.
+    fn send_far(&mut self, sends: Vec<WanSend>) {
+        for s in sends {
+            if let Some(addr) = self.addr_of(&s.to) {
+                self.emit(&s.to, addr, s.items, s.reliable);
+            }
+        }
+    }
+
+    /// Records a round-trip time to `peer` measured by the transport (for example the QUIC
+    /// connection's smoothed RTT). Probe timeouts toward `peer` adapt to the larger
+    /// of this and the probes' own round trips.
+    pub fn observe_rtt(&mut self, peer: &NodeId, rtt_us: u64) {
+        self.loc.observe_rtt(&self.members, peer, rtt_us);
+    }
+
+    /// Our best estimate of the round-trip time to `peer` (µs): the larger of the probe
+    /// and transport measurements, else the smoothed RTT of its datacenter.
+    pub fn rtt_estimate(&self, peer: &NodeId) -> Option<u64> {
+        self.loc.rtt_estimate(&self.members, peer)
+    }
+
+    /// How long to wait for `peer`'s direct ack (µs, before the health multiplier):
+    /// `probe_rtt_mult` round trips, never less than `probe_timeout_ms`.
+    pub fn probe_timeout_us(&self, peer: &NodeId) -> u64 {
+        self.loc.probe_timeout_us(&self.cfg, &self.members, peer)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus};
-    use crate::core::{Now, Output};
-
-    fn info(id: &str, dc: &str) -> MemberInfo {
-        MemberInfo {
-            id: NodeId::new(id).unwrap(),
-            addr: format!("{id}:1"),
-            dc: dc.into(),
-            zone: String::new(),
-            tags: Default::default(),
-        }
-    }
-
-    fn now(ms: u64) -> Now {
-        Now::new(ms * 1000, 1_700_000_000_000 + ms)
-    }
-
-    /// Engine `a0` in dc "a", knowing 5 more in "a" and 6 in each of "b" and "c".
-    fn engine(cfg: Config) -> Engine {
-        let mut e = Engine::new(cfg, info("a0", "a"), vec![], 7, now(0), None);
-        let mut members = Vec::new();
-        for i in 1..6 {
-            members.push(info(&format!("a{i}"), "a"));
-        }
-        for dc in ["b", "c"] {
-            for i in 0..6 {
-                members.push(info(&format!("{dc}{i}"), dc));
-            }
-        }
-        let states = members
-            .into_iter()
-            .map(|m| MemberState {
-                info: m.into(),
-                incarnation: 1,
-                status: MemberStatus::Alive,
-            })
-            .collect();
-        let peer = NodeId::new("a1").unwrap();
-        e.sync_on_members(now(0), &peer, states);
-        assert_eq!(e.members().live_count(), 18);
-        while e.poll_output().is_some() {}
-        e
-    }
-
-    /// A delta or a tree push: the update itself, not its id.
-    fn carries_update(i: &Item) -> bool {
-        matches!(
-            i,
-            Item::Delta(_) | Item::DeltaRun(_) | Item::Tree { .. } | Item::TreeRun { .. }
-        )
-    }
-
-    fn dc_of(id: &NodeId) -> char {
-        id.as_str().chars().next().unwrap()
-    }
-
-    fn sent(e: &mut Engine) -> Vec<(NodeId, Datagram)> {
-        let mut v = Vec::new();
-        while let Some(o) = e.poll_output() {
-            if let Output::Datagram { to, datagram, .. } | Output::Reliable { to, datagram, .. } = o
-            {
-                v.push((to, datagram));
-            }
-        }
-        v
-    }
-
-    #[test]
-    fn gossip_targets_cross_at_the_configured_share() {
-        let mut e = engine(Config::default());
-        let (mut far, mut all) = (0, 0);
-        for _ in 0..2_000 {
-            for p in e.pick_peers(3, None) {
-                all += 1;
-                far += usize::from(dc_of(&p) != 'a');
-            }
-        }
-        let share = far as f64 / all as f64;
-        assert!((0.07..0.13).contains(&share), "cross share {share}");
-        let local = e.pick_local_peers(3, None);
-        assert_eq!(local.len(), 3);
-        assert!(local.iter().all(|p| dc_of(p) == 'a'), "{local:?}");
-        // Without locality, two thirds of the targets are remote.
-        let mut off = engine(Config {
-            locality: false,
-            ..Config::default()
-        });
-        let far: usize = (0..1_000)
-            .map(|_| {
-                off.pick_peers(3, None)
-                    .iter()
-                    .filter(|p| dc_of(p) != 'a')
-                    .count()
-            })
-            .sum();
-        assert!(far > 1_500, "{far} of 3000 remote without locality");
-    }
-
-    #[test]
-    fn a_write_crosses_a_bounded_number_of_times_per_remote_dc() {
-        let mut e = engine(Config::default());
-        e.set(now(10), "k", b"v".to_vec()).unwrap();
-        let out = sent(&mut e);
-        let deltas_to = |dc: char, out: &[(NodeId, Datagram)]| {
-            out.iter()
-                .filter(|(to, d)| dc_of(to) == dc && d.items.iter().any(carries_update))
-                .count()
-        };
-        assert_eq!(deltas_to('b', &out), 2, "{out:?}");
-        assert_eq!(deltas_to('c', &out), 2);
-        assert_eq!(deltas_to('a', &out), 3);
-        // Gossip rounds: one WAN retransmit per remote dc, then none; what the queue
-        // repeats (ids, or deltas with random push) stays in dc "a".
-        let mut wan = 0;
-        for r in 1..40 {
-            e.handle_timeout(now(10 + r * 200));
-            let out = sent(&mut e);
-            wan += deltas_to('b', &out) + deltas_to('c', &out);
-        }
-        assert_eq!(wan, 2, "one resend to each of the two remote dcs");
-    }
-
-    #[test]
-    fn a_delta_from_afar_spreads_only_at_home() {
-        let mut e = engine(Config::default());
-        // A write by b0 (dc "b"), as its relay would deliver it to a0.
-        let mut b0 = Engine::new(Config::default(), info("b0", "b"), vec![], 1, now(0), None);
-        let entry = b0.set(now(1), "x", b"1".to_vec()).unwrap();
-        let b0_id = NodeId::new("b0").unwrap();
-        e.handle_datagram(
-            now(20),
-            &b0_id,
-            Datagram {
-                items: vec![Item::Delta(entry)],
-            },
-        );
-        let mut out = sent(&mut e);
-        for r in 1..40 {
-            e.handle_timeout(now(20 + r * 200));
-            out.extend(sent(&mut e));
-        }
-        let home = out
-            .iter()
-            .filter(|(to, d)| dc_of(to) == 'a' && d.items.iter().any(carries_update))
-            .count();
-        let away = out
-            .iter()
-            .filter(|(to, d)| dc_of(to) != 'a' && d.items.iter().any(carries_update))
-            .count();
-        assert!(home >= 3, "spread at home {home} times");
-        assert_eq!(away, 0, "a delta from another dc went back across the WAN");
-    }
-
-    #[test]
-    fn probe_timeouts_follow_rtt_with_the_configured_floor() {
-        // A 500 ms floor and a 1 s period, whatever the defaults.
-        let timing = Config {
-            probe_interval_ms: 1_000,
-            probe_timeout_ms: 500,
-            ..Config::default()
-        };
-        let mut e = engine(timing.clone());
-        let near = NodeId::new("a1").unwrap();
-        let far = NodeId::new("b1").unwrap();
-        let far2 = NodeId::new("b2").unwrap();
-        e.note_probe_rtt(&near, 2_000);
-        e.note_probe_rtt(&far, 300_000);
-        assert_eq!(e.probe_timeout_us(&near), 500_000, "the floor");
-        assert_eq!(e.probe_timeout_us(&far), 900_000, "3 RTTs");
-        // b2 is unmeasured: its datacenter's estimate applies.
-        assert_eq!(e.probe_timeout_us(&far2), 900_000);
-        // The transport's estimate counts when larger.
-        e.observe_rtt(&near, 400_000);
-        assert_eq!(e.probe_timeout_us(&near), 1_200_000);
-        assert_eq!(e.probe_period_us(500_000), 1_000_000);
-        assert_eq!(e.probe_period_us(900_000), 1_800_000);
-        let off = engine(Config {
-            probe_rtt_mult: 0,
-            ..timing
-        });
-        assert_eq!(off.probe_timeout_us(&far), 500_000);
-    }
-
-    #[test]
-    fn invalid_locality_settings_are_named() {
-        for (cfg, field) in [
-            (
-                Config {
-                    cross_dc_share: 0.0,
-                    ..Config::default()
-                },
-                "cross_dc_share",
-            ),
-            (
-                Config {
-                    dc_relays: 0,
-                    ..Config::default()
-                },
-                "dc_relays",
-            ),
-            (
-                Config {
-                    probe_rtt_mult: 99,
-                    ..Config::default()
-                },
-                "probe_rtt_mult",
-            ),
-        ] {
-            let err = cfg.validate().unwrap_err();
-            assert_eq!(err.field, field, "{err}");
-        }
-        assert!(Config {
-            locality: false,
-            dc_relays: 0,
-            ..Config::default()
-        }
-        .validate()
-        .is_ok());
-    }
-}
+#[path = "locality_tests.rs"]
+mod tests;

@@ -360,7 +360,7 @@ impl Engine {
     }
 
     // `pick_peers`, `pick_local_peers` and `sync_candidates` (peer choice with locality)
-    // live in locality.rs.
+    // route to `Locality` (locality.rs).
 
     fn addr_of(&self, id: &NodeId) -> Option<String> {
         self.members.addr_of(id).map(str::to_string)

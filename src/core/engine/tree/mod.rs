@@ -39,11 +39,12 @@ mod pack;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::{Engine, PushMode};
+use super::{Config, Engine, PushMode};
 use crate::core::dissemination::Topic;
 use crate::core::limiter::Traffic;
+use crate::core::membership::Membership;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
-use crate::core::state::Entry;
+use crate::core::state::{CausalContext, Entry};
 use crate::core::NodeId;
 
 /// Most ids waiting to be grafted at once; beyond it new ones are dropped (counted) and
@@ -54,6 +55,9 @@ const GRAFT_MAX: usize = 4_096;
 pub const GRAFT_TRIES: u32 = 5;
 /// A graft retry waits this fraction of the graft timeout (or twice the round trip).
 const GRAFT_RETRY_DIV: u64 = 4;
+/// How long one graft of ours keeps us telling grandchildren ids ahead. A clean network
+/// never grafts and pays nothing; a lossy one grafts all the time and keeps it on.
+const LOSSY_HOLD_US: u64 = 30_000_000;
 /// Oversized entries (sent on a reliable stream) answered per graft datagram.
 const GRAFT_OVERSIZED_MAX: usize = 2;
 /// How deep a dead child's span is split by us before we give it up to lazy repair.
@@ -72,7 +76,9 @@ struct PendingGraft {
     tries: u32,
 }
 
-/// Ids we were told of and lack, and updates that reached us before their tree did.
+/// The tree's lazy repair, a part of the engine: ids we were told of and lack (grafted
+/// when the tree does not bring them in time), and updates that reached us before their
+/// tree did. The tree push itself keeps no state: it is a function of Locality's ring.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Lazy {
     pending: BTreeMap<Dot, PendingGraft>,
@@ -85,10 +91,6 @@ pub(super) struct Lazy {
     /// latest graft, that is after the tree last failed to bring us an update in time.
     lossy_until_us: u64,
 }
-
-/// How long one graft of ours keeps us telling grandchildren ids ahead. A clean network
-/// never grafts and pays nothing; a lossy one grafts all the time and keeps it on.
-const LOSSY_HOLD_US: u64 = 30_000_000;
 
 /// Most updates remembered as learned outside the tree.
 const ELSEWHERE_MAX: usize = 4_096;
@@ -160,6 +162,202 @@ pub(super) fn span_end_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> O
     }
 }
 
+/// How long to give the tree before grafting an id announced by a peer whose round
+/// trip is `rtt_us`: the graft timeout, or two round trips if that is longer.
+pub(super) fn graft_delay_us(cfg: &Config, rtt_us: Option<u64>) -> u64 {
+    (cfg.graft_timeout_ms * 1000).max(2 * rtt_us.unwrap_or(0))
+}
+
+/// How long to wait for a graft's answer from a peer whose round trip is `rtt_us`
+/// before asking again: twice the round trip, at least a quarter of the graft timeout,
+/// since by then the tree copy is overdue and only the graft's own round trip is waited
+/// for. While `backed_off`, bandwidth is short and a retry may only duplicate an answer
+/// still queued: the whole [`graft_delay_us`].
+pub(super) fn graft_retry_us(cfg: &Config, rtt_us: Option<u64>, backed_off: bool) -> u64 {
+    if backed_off {
+        return graft_delay_us(cfg, rtt_us);
+    }
+    (cfg.graft_timeout_ms * 1000 / GRAFT_RETRY_DIV).max(2 * rtt_us.unwrap_or(0))
+}
+
+/// The live children of `from`'s span `(from, until)` of `ring`, never us; a child no
+/// longer alive in `members` has its own span split in its place.
+fn tree_targets(
+    ring: &[NodeId],
+    members: &Membership,
+    from: &NodeId,
+    until: &NodeId,
+    out: &mut Vec<(NodeId, NodeId)>,
+    depth: u32,
+) {
+    for (child, lim) in tree_children(ring, from, until) {
+        if &child == members.my_id() {
+            continue;
+        }
+        if members.is_live(&child) {
+            out.push((child, lim));
+        } else if depth < DEAD_CHILD_DEPTH {
+            tree_targets(ring, members, &child, &lim, out, depth + 1);
+        }
+    }
+}
+
+/// The graft requests for `dots`, packed into datagrams of at most `max` bytes.
+fn graft_datagrams(dots: Vec<Dot>, max: usize) -> Vec<Vec<Item>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut used = DATAGRAM_OVERHEAD;
+    for (writer, counter) in dots {
+        let item = Item::Graft { writer, counter };
+        let len = encoded_len(&item);
+        if used + len > max {
+            out.push(std::mem::take(&mut cur));
+            used = DATAGRAM_OVERHEAD;
+        }
+        used += len;
+        cur.push(item);
+    }
+    out.push(cur);
+    out
+}
+
+/// What an announced id did to the lazy repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Told {
+    /// We hold the write already (or the id is void).
+    Held,
+    /// Already waiting for it: the teller is asked next.
+    Retold,
+    /// Too many ids waiting: left to anti-entropy.
+    Dropped,
+    /// New: it is grafted if the tree has not brought it in time.
+    Missing,
+}
+
+impl Lazy {
+    /// Notes that `e` reached us outside its tree (anti-entropy, a graft): if its tree
+    /// copy comes later, we still forward it down our span.
+    pub(super) fn learned_elsewhere(&mut self, e: &Entry) {
+        let dot = dot_of(e);
+        if self.elsewhere.insert(dot.clone()) {
+            self.elsewhere_order.push_back(dot);
+            if self.elsewhere_order.len() > ELSEWHERE_MAX {
+                if let Some(old) = self.elsewhere_order.pop_front() {
+                    self.elsewhere.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True (once) if the tree copy of `e` should be forwarded although `e` was not news:
+    /// it reached us outside the tree first.
+    pub(super) fn take_elsewhere(&mut self, e: &Entry) -> bool {
+        self.elsewhere.remove(&dot_of(e))
+    }
+
+    /// `from` holds the write `(writer, counter)`: unless `held` has it, it is grafted
+    /// at `now_us + delay_us(from)`, when the tree has had time to bring it.
+    pub(super) fn on_ihave(
+        &mut self,
+        held: &CausalContext,
+        now_us: u64,
+        from: &NodeId,
+        (writer, counter): Dot,
+        delay_us: impl Fn(&NodeId) -> u64,
+    ) -> Told {
+        if held.contains(&writer, counter) || counter == 0 {
+            return Told::Held;
+        }
+        let dot = (writer, counter);
+        if let Some(p) = self.pending.get_mut(&dot) {
+            p.from = from.clone();
+            return Told::Retold;
+        }
+        if self.pending.len() >= GRAFT_MAX {
+            return Told::Dropped;
+        }
+        let due = now_us + delay_us(from);
+        self.due.insert((due, dot.clone()));
+        self.pending.insert(
+            dot,
+            PendingGraft {
+                from: from.clone(),
+                tries: 0,
+            },
+        );
+        Told::Missing
+    }
+
+    /// The grafts due by `now_us`, by whom to ask, each rescheduled `retry_us(teller)`
+    /// later; ids `held` now holds are forgotten, and ids asked [`GRAFT_TRIES`] times
+    /// are given up to anti-entropy (counted in the second value). Asking means the tree
+    /// failed us: we tell ids ahead for [`LOSSY_HOLD_US`] from now.
+    pub(super) fn due_grafts(
+        &mut self,
+        held: &CausalContext,
+        now_us: u64,
+        retry_us: impl Fn(&NodeId) -> u64,
+    ) -> (BTreeMap<NodeId, Vec<Dot>>, u64) {
+        let mut asks: BTreeMap<NodeId, Vec<Dot>> = BTreeMap::new();
+        let mut abandoned = 0;
+        while let Some((due, dot)) = self.due.first().cloned() {
+            if due > now_us {
+                break;
+            }
+            self.due.remove(&(due, dot.clone()));
+            if held.contains(&dot.0, dot.1) {
+                self.pending.remove(&dot);
+                continue;
+            }
+            let Some(p) = self.pending.get(&dot).cloned() else {
+                continue;
+            };
+            if p.tries >= GRAFT_TRIES {
+                self.pending.remove(&dot);
+                abandoned += 1;
+                continue;
+            }
+            // The request or its answer was lost, or the teller no longer had it.
+            let next = now_us + retry_us(&p.from);
+            self.due.insert((next, dot.clone()));
+            self.pending.insert(
+                dot.clone(),
+                PendingGraft {
+                    from: p.from.clone(),
+                    tries: p.tries + 1,
+                },
+            );
+            asks.entry(p.from).or_default().push(dot);
+        }
+        if !asks.is_empty() {
+            self.lossy_until_us = now_us + LOSSY_HOLD_US;
+        }
+        (asks, abandoned)
+    }
+
+    /// Whether we saw loss lately (grafted in the last [`LOSSY_HOLD_US`]).
+    pub(super) fn sees_loss(&self, now_us: u64) -> bool {
+        now_us < self.lossy_until_us
+    }
+
+    /// When the next graft is due (mono µs).
+    pub(super) fn deadline(&self) -> Option<u64> {
+        self.due.first().map(|(t, _)| *t)
+    }
+
+    /// Ids waiting to be grafted.
+    pub(super) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The due time recorded for a pending id (tests).
+    #[cfg(test)]
+    fn due_of(&self, writer: &NodeId, counter: u64) -> Option<u64> {
+        let dot = (writer.clone(), counter);
+        self.due.iter().find(|(_, d)| *d == dot).map(|(t, _)| *t)
+    }
+}
+
 /// The class a tree datagram's item is sent in: the updates are fresh, the ids told
 /// ahead to grandchildren are announcements.
 fn tree_class(item: Item) -> (Item, Traffic) {
@@ -170,33 +368,25 @@ fn tree_class(item: Item) -> (Item, Traffic) {
     (item, class)
 }
 
+// Routing: tree pushes and lazy repair between the datagrams, the store, the
+// `Lazy` part and the broadcast tree's ring (from `Locality`).
 impl Engine {
     /// True when updates travel by tree push and lazy repair.
     pub(super) fn tree_mode(&self) -> bool {
         self.cfg.push == PushMode::Tree
     }
 
-    /// Notes that `e` reached us outside its tree (anti-entropy, a graft): if its tree
-    /// copy comes later, we still forward it down our span.
+    /// Notes that `e` reached us outside its tree (see [`Lazy::learned_elsewhere`]).
     pub(super) fn learned_elsewhere(&mut self, e: &Entry) {
-        if !self.tree_mode() {
-            return;
-        }
-        let dot = dot_of(e);
-        if self.lazy.elsewhere.insert(dot.clone()) {
-            self.lazy.elsewhere_order.push_back(dot);
-            if self.lazy.elsewhere_order.len() > ELSEWHERE_MAX {
-                if let Some(old) = self.lazy.elsewhere_order.pop_front() {
-                    self.lazy.elsewhere.remove(&old);
-                }
-            }
+        if self.tree_mode() {
+            self.lazy.learned_elsewhere(e);
         }
     }
 
-    /// True (once) if the tree copy of `e` should be forwarded although `e` was not news:
-    /// it reached us outside the tree first.
+    /// True (once) if the tree copy of `e` should be forwarded although `e` was not news
+    /// (see [`Lazy::take_elsewhere`]).
     pub(super) fn take_elsewhere(&mut self, e: &Entry) -> bool {
-        self.lazy.elsewhere.remove(&dot_of(e))
+        self.lazy.take_elsewhere(e)
     }
 
     /// Queues the id of `e`'s winning write for the gossip rounds (lazy push).
@@ -214,23 +404,28 @@ impl Engine {
     /// Adds `entry` to the datagrams for our children in the span `(us, until)`.
     pub(super) fn tree_forward(&mut self, batches: &mut Batches, entry: &Entry, until: &NodeId) {
         self.refresh_view();
-        let me = self.id().clone();
         let mut targets = Vec::new();
-        self.tree_targets(&me, until, &mut targets, 0);
+        tree_targets(
+            self.loc.ring(),
+            &self.members,
+            self.members.my_id(),
+            until,
+            &mut targets,
+            0,
+        );
         // While we see loss, each grandchild hears the id from us, one hop ahead of its
         // tree copy: if the copy is lost on the way (to its parent or to it), it grafts
-        // after the graft timeout instead of waiting for an id from a gossip round.
-        // Not while backed off, nor once the bandwidth cap's bucket is below nine tenths
+        // after the graft timeout instead of waiting for an id from a gossip round. Not
+        // while backed off, nor once the bandwidth cap's bucket is below nine tenths
         // full: then bandwidth is short, and the ids would take it from the updates
         // themselves (storm-60 converged later with them).
         let spare = !self.limiter.is_limited()
             || self.limiter.tokens(self.clock_us) >= self.limiter.burst() / 10 * 9;
-        let tell_ahead =
-            self.clock_us < self.lazy.lossy_until_us && self.backoff.level == 0 && spare;
+        let tell_ahead = self.lazy.sees_loss(self.clock_us) && self.backoff.level == 0 && spare;
         let (writer, counter) = dot_of(entry);
         for (child, lim) in targets.iter().filter(|_| tell_ahead) {
-            for (grandchild, _) in tree_children(&self.loc.view.ring, child, lim) {
-                if &grandchild != self.id() && self.members.is_live(&grandchild) {
+            for (grandchild, _) in tree_children(self.loc.ring(), child, lim) {
+                if &grandchild != self.members.my_id() && self.members.is_live(&grandchild) {
                     batches.entry(grandchild).or_default().push(Item::IHave {
                         writer: writer.clone(),
                         counter,
@@ -243,27 +438,6 @@ impl Engine {
                 entry: entry.clone(),
                 until: lim,
             });
-        }
-    }
-
-    /// The live children of `from`'s span `(from, until)`; a child no longer alive in our
-    /// table has its own span split in its place.
-    fn tree_targets(
-        &self,
-        from: &NodeId,
-        until: &NodeId,
-        out: &mut Vec<(NodeId, NodeId)>,
-        depth: u32,
-    ) {
-        for (child, lim) in tree_children(&self.loc.view.ring, from, until) {
-            if &child == self.id() {
-                continue;
-            }
-            if self.members.is_live(&child) {
-                out.push((child, lim));
-            } else if depth < DEAD_CHILD_DEPTH {
-                self.tree_targets(&child, &lim, out, depth + 1);
-            }
         }
     }
 
@@ -298,6 +472,7 @@ impl Engine {
             let taken = used - DATAGRAM_OVERHEAD;
             let caps = self.caps(&child).map(|c| c.saturating_sub(taken));
             let far = self.crosses_dc(&child);
+            // An id told ahead is not packed again from the queue.
             let told: Vec<Item> = cur
                 .iter()
                 .filter(|(i, _)| matches!(i, Item::IHave { .. }))
@@ -320,59 +495,36 @@ impl Engine {
     /// not in our ring (another datacenter's tree) or is us.
     pub(super) fn heal_subtree(&mut self, batches: &mut Batches, e: &Entry) {
         self.refresh_view();
-        let Some(until) = span_end_in_tree(&self.loc.view.ring, &e.writer, self.id()) else {
+        let Some(until) = span_end_in_tree(self.loc.ring(), &e.writer, self.id()) else {
             return;
         };
         // Forwarded now: a late tree copy is not forwarded again.
-        self.lazy.elsewhere.remove(&dot_of(e));
+        self.lazy.take_elsewhere(e);
         self.stats.subtrees_healed += 1;
         self.tree_forward(batches, e, &until);
     }
 
     /// Someone holds the write `(writer, counter)`: if we lack it, ask for it once the
-    /// tree has had time to bring it.
+    /// tree has had time to bring it (see [`Lazy::on_ihave`]).
     pub(super) fn on_ihave(&mut self, from: &NodeId, writer: NodeId, counter: u64) {
-        if self.store.context().contains(&writer, counter) || counter == 0 {
-            return;
-        }
-        let dot = (writer, counter);
-        if let Some(p) = self.lazy.pending.get_mut(&dot) {
-            p.from = from.clone();
-            return;
-        }
-        if self.lazy.pending.len() >= GRAFT_MAX {
-            self.stats.grafts_dropped += 1;
-            return;
-        }
-        self.stats.ids_missing += 1;
-        let due = self.clock_us + self.graft_delay_us(from);
-        self.lazy.due.insert((due, dot.clone()));
-        self.lazy.pending.insert(
-            dot,
-            PendingGraft {
-                from: from.clone(),
-                tries: 0,
-            },
+        let (cfg, loc, members) = (&self.cfg, &self.loc, &self.members);
+        let told = self.lazy.on_ihave(
+            self.store.context(),
+            self.clock_us,
+            from,
+            (writer, counter),
+            |p| graft_delay_us(cfg, loc.rtt_estimate(members, p)),
         );
-    }
-
-    /// How long to let the tree bring an update we heard of from `from` before asking
-    /// for it: the graft timeout, at least twice the round trip to `from`.
-    pub(super) fn graft_delay_us(&self, from: &NodeId) -> u64 {
-        let rtt = self.rtt_estimate(from).unwrap_or(0);
-        (self.cfg.graft_timeout_ms * 1000).max(2 * rtt)
-    }
-
-    /// How long to wait for a graft's answer from `from` before asking again: twice the
-    /// round trip, at least a quarter of the graft timeout; the whole graft delay while
-    /// backed off, when bandwidth is short and a retry may only duplicate an answer
-    /// still queued.
-    fn graft_retry_us(&self, from: &NodeId) -> u64 {
-        if self.backoff.level > 0 {
-            return self.graft_delay_us(from);
+        match told {
+            Told::Missing => self.stats.ids_missing += 1,
+            Told::Dropped => self.stats.grafts_dropped += 1,
+            Told::Held | Told::Retold => {}
         }
-        let rtt = self.rtt_estimate(from).unwrap_or(0);
-        (self.cfg.graft_timeout_ms * 1000 / GRAFT_RETRY_DIV).max(2 * rtt)
+    }
+
+    /// How long to give the tree (or an event's) before grafting what `from` announced.
+    pub(super) fn graft_delay_us(&self, from: &NodeId) -> u64 {
+        graft_delay_us(&self.cfg, self.rtt_estimate(from))
     }
 
     /// Collects the entry holding `(writer, counter)` for an answer to `from`.
@@ -411,85 +563,45 @@ impl Engine {
         self.emit(to, addr, items, false);
     }
 
-    /// Sends the grafts that are due, retrying earlier ones.
+    /// Sends the grafts that are due, retrying earlier ones (see [`Lazy::due_grafts`]).
     pub(super) fn graft_timers(&mut self) {
-        let now = self.clock_us;
-        let mut asks: BTreeMap<NodeId, Vec<Dot>> = BTreeMap::new();
-        while let Some((due, dot)) = self.lazy.due.first().cloned() {
-            if due > now {
-                break;
-            }
-            self.lazy.due.remove(&(due, dot.clone()));
-            if self.store.context().contains(&dot.0, dot.1) {
-                self.lazy.pending.remove(&dot);
-                continue;
-            }
-            let Some(p) = self.lazy.pending.get(&dot).cloned() else {
-                continue;
-            };
-            if p.tries >= GRAFT_TRIES {
-                self.lazy.pending.remove(&dot);
-                self.stats.grafts_abandoned += 1;
-                continue;
-            }
-            // The request or its answer was lost, or the teller no longer had it: retry
-            // once a round trip has had time to answer, without waiting for the tree
-            // again (its copy is overdue by now).
-            let next = now + self.graft_retry_us(&p.from);
-            self.lazy.due.insert((next, dot.clone()));
-            self.lazy.pending.insert(
-                dot.clone(),
-                PendingGraft {
-                    from: p.from.clone(),
-                    tries: p.tries + 1,
-                },
-            );
-            asks.entry(p.from).or_default().push(dot);
-        }
-        if !asks.is_empty() {
-            self.lazy.lossy_until_us = now + LOSSY_HOLD_US;
-        }
-        let max = self.cfg.max_datagram;
+        let (cfg, loc, members) = (&self.cfg, &self.loc, &self.members);
+        let backed_off = self.backoff.level > 0;
+        let (asks, abandoned) = self
+            .lazy
+            .due_grafts(self.store.context(), self.clock_us, |p| {
+                graft_retry_us(cfg, loc.rtt_estimate(members, p), backed_off)
+            });
+        self.stats.grafts_abandoned += abandoned;
         for (to, dots) in asks {
             let Some(addr) = self.addr_of(&to) else {
                 continue;
             };
-            let mut cur = Vec::new();
-            let mut used = DATAGRAM_OVERHEAD;
-            for (writer, counter) in dots {
-                let item = Item::Graft { writer, counter };
-                let len = encoded_len(&item);
-                if used + len > max {
-                    self.emit(&to, addr.clone(), std::mem::take(&mut cur), false);
-                    used = DATAGRAM_OVERHEAD;
-                }
-                used += len;
-                self.stats.grafts_sent += 1;
-                cur.push((item, Traffic::Retransmit));
+            for datagram in graft_datagrams(dots, self.cfg.max_datagram) {
+                self.stats.grafts_sent += datagram.len() as u64;
+                let items = datagram
+                    .into_iter()
+                    .map(|i| (i, Traffic::Retransmit))
+                    .collect();
+                self.emit(&to, addr.clone(), items, false);
             }
-            self.emit(&to, addr, cur, false);
         }
     }
 
     /// When the next graft is due (mono µs).
     pub(super) fn graft_deadline(&self) -> Option<u64> {
-        self.lazy.due.first().map(|(t, _)| *t)
+        self.lazy.deadline()
     }
 
     /// Ids waiting to be grafted.
     pub fn grafts_pending(&self) -> usize {
-        self.lazy.pending.len()
+        self.lazy.pending()
     }
 
     /// The due time recorded for a pending id (tests).
     #[cfg(test)]
     fn graft_due(&self, writer: &NodeId, counter: u64) -> Option<u64> {
-        let dot = (writer.clone(), counter);
-        self.lazy
-            .due
-            .iter()
-            .find(|(_, d)| *d == dot)
-            .map(|(t, _)| *t)
+        self.lazy.due_of(writer, counter)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::engine::{Config, Output};
+use crate::core::membership::Membership;
 use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus};
 use crate::core::Now;
 
@@ -514,4 +515,109 @@ fn a_graft_is_retried_after_a_quarter_of_the_graft_timeout() {
         Some((10 + timeout) * 1000 + timeout * 1000 / 4),
         "no round trip measured: a quarter of the timeout"
     );
+}
+
+// The parts on their own: `Lazy` with a causal context and a clock, the tree's targets
+// with a ring and a member table, no engine.
+
+/// A table of `me` with live peers `peers`.
+fn table(me: &str, peers: &[&str]) -> Membership {
+    let mut members = Membership::new(info(me), 1);
+    members.preload(
+        0,
+        peers.iter().map(|p| MemberState {
+            info: info(p).into(),
+            incarnation: 1,
+            status: MemberStatus::Alive,
+        }),
+    );
+    members
+}
+
+#[test]
+fn the_lazy_part_grafts_a_missing_id_retries_then_gives_up() {
+    let mut lazy = Lazy::default();
+    let held = CausalContext::default();
+    let delay = |_: &NodeId| 100;
+    assert_eq!(
+        lazy.on_ihave(&held, 0, &id("b"), (id("w"), 0), delay),
+        Told::Held,
+        "a void id"
+    );
+    assert_eq!(
+        lazy.on_ihave(&held, 0, &id("b"), (id("w"), 3), delay),
+        Told::Missing
+    );
+    assert_eq!(
+        lazy.on_ihave(&held, 50, &id("c"), (id("w"), 3), delay),
+        Told::Retold
+    );
+    assert_eq!(lazy.pending(), 1);
+    assert_eq!(lazy.deadline(), Some(100));
+    assert_eq!(lazy.due_of(&id("w"), 3), Some(100));
+    // Not due yet; then asked of the last teller, GRAFT_TRIES times, then given up.
+    assert!(lazy.due_grafts(&held, 99, delay).0.is_empty());
+    let mut now = 100;
+    for _ in 0..GRAFT_TRIES {
+        let (asks, abandoned) = lazy.due_grafts(&held, now, delay);
+        assert_eq!(abandoned, 0);
+        assert_eq!(asks.get(&id("c")), Some(&vec![(id("w"), 3)]));
+        now += 100;
+    }
+    let (asks, abandoned) = lazy.due_grafts(&held, now, delay);
+    assert!(asks.is_empty());
+    assert_eq!(abandoned, 1);
+    assert_eq!((lazy.pending(), lazy.deadline()), (0, None));
+}
+
+#[test]
+fn the_lazy_part_forgets_ids_held_by_then_and_remembers_updates_from_elsewhere() {
+    let mut lazy = Lazy::default();
+    let delay = |_: &NodeId| 10;
+    let mut held = CausalContext::default();
+    lazy.on_ihave(&held, 0, &id("b"), (id("w"), 1), delay);
+    held.insert(&id("w"), 1);
+    let (asks, abandoned) = lazy.due_grafts(&held, 10, delay);
+    assert!(asks.is_empty() && abandoned == 0);
+    assert_eq!(lazy.pending(), 0);
+    let mut w = engine("w", &[]);
+    let e = w.set(at(1), "k", b"v".to_vec()).unwrap();
+    assert!(!lazy.take_elsewhere(&e));
+    lazy.learned_elsewhere(&e);
+    assert!(lazy.take_elsewhere(&e), "once");
+    assert!(!lazy.take_elsewhere(&e));
+}
+
+#[test]
+fn tree_targets_skip_us_and_split_a_dead_childs_span() {
+    let peers: Vec<String> = (1..8).map(|i| format!("n{i:03}")).collect();
+    let names: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let mut members = table("n000", &names);
+    let r = ring(8);
+    let me = id("n000");
+    let mut all = Vec::new();
+    tree_targets(&r, &members, &me, &me, &mut all, 0);
+    assert_eq!(all, tree_children(&r, &me, &me));
+    // The first child (the far half's root) dies: its own children take its place.
+    let dead = all[0].0.clone();
+    let lim = all[0].1.clone();
+    members.declare_dead(1, &dead);
+    let mut out = Vec::new();
+    tree_targets(&r, &members, &me, &me, &mut out, 0);
+    assert!(out.iter().all(|(c, _)| *c != dead && *c != me));
+    for grandchild in tree_children(&r, &dead, &lim) {
+        assert!(out.contains(&grandchild), "{grandchild:?} in {out:?}");
+    }
+}
+
+#[test]
+fn graft_requests_pack_into_datagrams_of_at_most_max() {
+    let dots: Vec<Dot> = (1..=200).map(|c| (id("writer"), c)).collect();
+    let datagrams = graft_datagrams(dots, 1_200);
+    assert!(datagrams.len() > 1);
+    assert_eq!(datagrams.iter().map(Vec::len).sum::<usize>(), 200);
+    for d in &datagrams {
+        let len: usize = d.iter().map(encoded_len).sum();
+        assert!(len + DATAGRAM_OVERHEAD <= 1_200);
+    }
 }
