@@ -10,7 +10,7 @@ use crate::core::authority::{Authority, RefusalCounts};
 use crate::core::dissemination::{retransmit_budget, BroadcastQueue, Topic};
 use crate::core::limiter::{InboundLimiter, Limiter, LimiterConfig, Traffic};
 use crate::core::membership::{Change, Membership, MAX_INCARNATION};
-use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MemberStatus, MAX_MEMBER_META};
+use crate::core::proto::{Datagram, Item, MemberInfo, MemberState, MAX_MEMBER_META};
 use crate::core::queries::Broadcast;
 use crate::core::state::{Applied, CausalContext, Entry, Snapshot, Store};
 use crate::core::{NodeId, Now};
@@ -32,6 +32,7 @@ mod stability;
 mod stats;
 mod suspicion;
 mod swim;
+mod timers;
 mod tree;
 
 pub(crate) use anti_entropy::{compact_open, FenceCheck};
@@ -292,61 +293,16 @@ impl Engine {
         self.out.pop_front()
     }
 
-    /// When (mono µs) [`Engine::handle_timeout`] must next be called.
+    /// When (mono µs) [`Engine::handle_timeout`] must next be called: the earliest
+    /// deadline of the timer table (`timers.rs`).
     pub fn poll_timeout(&self) -> u64 {
-        self.next_gossip_us
-            .min(self.next_sync_us)
-            .min(self.next_gc_us)
-            .min(self.swim.next_deadline())
-            .min(self.deferred_deadline().unwrap_or(u64::MAX))
-            .min(self.graft_deadline().unwrap_or(u64::MAX))
-            .min(self.event_deadline().unwrap_or(u64::MAX))
-            .min(
-                self.seeds
-                    .deadline(|id| self.seed_joined(id))
-                    .unwrap_or(u64::MAX),
-            )
+        self.earliest_deadline()
     }
 
-    /// Runs every periodic task that is due.
+    /// Runs every periodic task that is due (the timer table, `timers.rs`).
     pub fn handle_timeout(&mut self, now: Now) {
         self.tick(now);
-        let t = now.mono_us;
-        if !self.deferred.is_empty() {
-            self.flush_deferred();
-        }
-        self.swim_timers(now);
-        if self.graft_deadline().is_some_and(|d| d <= t) {
-            self.graft_timers();
-        }
-        if self.event_deadline().is_some_and(|d| d <= t) {
-            self.event_timers();
-        }
-        if t >= self.next_gossip_us {
-            self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
-            self.update_backoff();
-            self.gossip_round();
-            self.wan_round();
-        }
-        if t >= self.next_sync_us {
-            // ±10% jitter keeps nodes from synchronising their exchanges.
-            let base = (self.cfg.sync_interval_ms * 1000) << self.backoff.level;
-            self.next_sync_us = t + base - base / 10 + self.rng.random_range(0..=base / 5);
-            self.start_periodic_sync();
-        }
-        if t >= self.next_gc_us {
-            self.next_gc_us = t + GC_PERIOD_US;
-            self.collect_tombstones(now);
-            let members = &self.members;
-            self.limiter.prune(t, |id| {
-                members
-                    .get(id)
-                    .is_some_and(|m| m.state.status == MemberStatus::Alive)
-            });
-            self.inbound.prune();
-            self.event_prune();
-        }
-        self.seed_timers(now);
+        self.fire_due(now);
     }
 
     /// Retransmit budget of a membership broadcast (never cut by back-off).
