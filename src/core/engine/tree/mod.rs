@@ -15,11 +15,6 @@
 //! - **Lazy push of ids.** Whoever learns an update queues its id ([`Item::IHave`]:
 //!   writer and dot counter, about 20 bytes) with the retransmit budget; gossip rounds
 //!   carry these ids to random peers, and tree datagrams carry them in their spare room.
-//!   A node that had to graft in the last 30 s (it sees loss) also tells its
-//!   grandchildren in the tree the id of what it forwards, one hop ahead of their copy:
-//!   a copy lost on either of the two hops below it is then grafted after the graft
-//!   timeout rather than after a gossip round's id. A clean network never grafts and
-//!   never pays for it.
 //! - **Graft.** A member told of an id it lacks waits `graft_timeout_ms` (the tree may
 //!   still be on its way), then asks the announcer for it ([`Item::Graft`]) and gets the
 //!   entry as an [`Item::Delta`]. A graft unanswered is retried, up to [`GRAFT_TRIES`]
@@ -55,9 +50,6 @@ const GRAFT_MAX: usize = 4_096;
 pub const GRAFT_TRIES: u32 = 5;
 /// A graft retry waits this fraction of the graft timeout (or twice the round trip).
 const GRAFT_RETRY_DIV: u64 = 4;
-/// How long one graft of ours keeps us telling grandchildren ids ahead. A clean network
-/// never grafts and pays nothing; a lossy one grafts all the time and keeps it on.
-const LOSSY_HOLD_US: u64 = 30_000_000;
 /// Oversized entries (sent on a reliable stream) answered per graft datagram.
 const GRAFT_OVERSIZED_MAX: usize = 2;
 /// How deep a dead child's span is split by us before we give it up to lazy repair.
@@ -87,9 +79,6 @@ pub(super) struct Lazy {
     /// (bounded, oldest forgotten first): that copy is still forwarded down our span.
     elsewhere: BTreeSet<Dot>,
     elsewhere_order: VecDeque<Dot>,
-    /// Until when (mono µs) we tell grandchildren ids ahead: [`LOSSY_HOLD_US`] after our
-    /// latest graft, that is after the tree last failed to bring us an update in time.
-    lossy_until_us: u64,
 }
 
 /// Most updates remembered as learned outside the tree.
@@ -290,8 +279,7 @@ impl Lazy {
 
     /// The grafts due by `now_us`, by whom to ask, each rescheduled `retry_us(teller)`
     /// later; ids `held` now holds are forgotten, and ids asked [`GRAFT_TRIES`] times
-    /// are given up to anti-entropy (counted in the second value). Asking means the tree
-    /// failed us: we tell ids ahead for [`LOSSY_HOLD_US`] from now.
+    /// are given up to anti-entropy (counted in the second value).
     pub(super) fn due_grafts(
         &mut self,
         held: &CausalContext,
@@ -329,15 +317,7 @@ impl Lazy {
             );
             asks.entry(p.from).or_default().push(dot);
         }
-        if !asks.is_empty() {
-            self.lossy_until_us = now_us + LOSSY_HOLD_US;
-        }
         (asks, abandoned)
-    }
-
-    /// Whether we saw loss lately (grafted in the last [`LOSSY_HOLD_US`]).
-    pub(super) fn sees_loss(&self, now_us: u64) -> bool {
-        now_us < self.lossy_until_us
     }
 
     /// When the next graft is due (mono µs).
@@ -356,16 +336,6 @@ impl Lazy {
         let dot = (writer.clone(), counter);
         self.due.iter().find(|(_, d)| *d == dot).map(|(t, _)| *t)
     }
-}
-
-/// The class a tree datagram's item is sent in: the updates are fresh, the ids told
-/// ahead to grandchildren are announcements.
-fn tree_class(item: Item) -> (Item, Traffic) {
-    let class = match item {
-        Item::IHave { .. } => Traffic::Announce,
-        _ => Traffic::Fresh,
-    };
-    (item, class)
 }
 
 // Routing: tree pushes and lazy repair between the datagrams, the store, the
@@ -413,26 +383,7 @@ impl Engine {
             &mut targets,
             0,
         );
-        // While we see loss, each grandchild hears the id from us, one hop ahead of its
-        // tree copy: if the copy is lost on the way (to its parent or to it), it grafts
-        // after the graft timeout instead of waiting for an id from a gossip round. Not
-        // while backed off, nor once the bandwidth cap's bucket is below nine tenths
-        // full: then bandwidth is short, and the ids would take it from the updates
-        // themselves (storm-60 converged later with them).
-        let spare = !self.limiter.is_limited()
-            || self.limiter.tokens(self.clock_us) >= self.limiter.burst() / 10 * 9;
-        let tell_ahead = self.lazy.sees_loss(self.clock_us) && self.backoff.level == 0 && spare;
-        let (writer, counter) = dot_of(entry);
-        for (child, lim) in targets.iter().filter(|_| tell_ahead) {
-            for (grandchild, _) in tree_children(self.loc.ring(), child, lim) {
-                if &grandchild != self.members.my_id() && self.members.is_live(&grandchild) {
-                    batches.entry(grandchild).or_default().push(Item::IHave {
-                        writer: writer.clone(),
-                        counter,
-                    });
-                }
-            }
-        }
+
         for (child, lim) in targets {
             batches.entry(child).or_default().push(Item::Tree {
                 entry: entry.clone(),
@@ -449,21 +400,21 @@ impl Engine {
             let Some(addr) = self.addr_of(&child) else {
                 continue;
             };
-            let ids = items
-                .iter()
-                .filter(|i| matches!(i, Item::IHave { .. }))
-                .count();
-            self.stats.tree_sent += (items.len() - ids) as u64;
+            self.stats.tree_sent += items.len() as u64;
             let packed = pack::pack(items, max);
             for item in packed.oversized {
                 self.emit(&child, addr.clone(), vec![(item, Traffic::Fresh)], true);
             }
             for datagram in packed.full {
-                let items = datagram.into_iter().map(tree_class).collect();
+                let items = datagram.into_iter().map(|i| (i, Traffic::Fresh)).collect();
                 self.emit(&child, addr.clone(), items, false);
             }
             let (mut cur, used): (Vec<(Item, Traffic)>, usize) = (
-                packed.last.into_iter().map(tree_class).collect(),
+                packed
+                    .last
+                    .into_iter()
+                    .map(|i| (i, Traffic::Fresh))
+                    .collect(),
                 packed.last_len,
             );
             if cur.is_empty() {
@@ -472,16 +423,8 @@ impl Engine {
             let taken = used - DATAGRAM_OVERHEAD;
             let caps = self.caps(&child).map(|c| c.saturating_sub(taken));
             let far = self.crosses_dc(&child);
-            // An id told ahead is not packed again from the queue.
-            let told: Vec<Item> = cur
-                .iter()
-                .filter(|(i, _)| matches!(i, Item::IHave { .. }))
-                .map(|(i, _)| i.clone())
-                .collect();
             let fill = self.queue.pack_classified(max - taken, caps, &[], |item| {
-                (far && item.is_data())
-                    || matches!(item, Item::Member(s) if s.info.id == child)
-                    || told.contains(item)
+                (far && item.is_data()) || matches!(item, Item::Member(s) if s.info.id == child)
             });
             cur.extend(fill);
             self.emit(&child, addr, cur, false);
