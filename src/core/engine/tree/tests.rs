@@ -209,11 +209,11 @@ fn a_write_goes_down_the_tree_once_and_its_id_is_queued() {
             .filter(|i| matches!(i, Item::IHave { .. }))
             .count()
     };
-    // Without loss seen, nobody outside the tree datagrams hears the id at once.
+    // At once, the id goes only where the update goes: no datagram of ids alone.
     assert!(
         out.iter()
             .all(|(to, d)| ihaves(d) == 0 || trees.contains(&to)),
-        "an id told ahead on a clean network"
+        "an id sent at once outside the tree datagrams"
     );
     // The id rides in the tree datagrams' spare room and in gossip rounds.
     let mut ids: usize = out.iter().map(|(_, d)| ihaves(d)).sum();
