@@ -18,7 +18,8 @@
 //! - **Graft.** A member told of an id it lacks waits `graft_timeout_ms` (the tree may
 //!   still be on its way), then asks the announcer for it ([`Item::Graft`]) and gets the
 //!   entry as an [`Item::Delta`]. A graft unanswered is retried, up to [`GRAFT_TRIES`]
-//!   times, with whoever announced the id last; after that anti-entropy repairs.
+//!   times, after twice the round trip (at least a quarter of the graft timeout), with
+//!   whoever announced the id last; after that anti-entropy repairs.
 //! - **Subtree heal.** A grafted update's tree copy was lost on the way to us or above
 //!   us, so our whole span lacks it: we compute the span we hold in the writer's tree
 //!   ([`span_end_in_tree`]) and forward the update down it at once, so one graft heals
@@ -163,10 +164,8 @@ pub(super) fn graft_delay_us(cfg: &Config, rtt_us: Option<u64>) -> u64 {
 /// for. While `backed_off`, bandwidth is short and a retry may only duplicate an answer
 /// still queued: the whole [`graft_delay_us`].
 pub(super) fn graft_retry_us(cfg: &Config, rtt_us: Option<u64>, backed_off: bool) -> u64 {
-    if backed_off {
-        return graft_delay_us(cfg, rtt_us);
-    }
-    (cfg.graft_timeout_ms * 1000 / GRAFT_RETRY_DIV).max(2 * rtt_us.unwrap_or(0))
+    let div = if backed_off { 1 } else { GRAFT_RETRY_DIV };
+    (cfg.graft_timeout_ms * 1000 / div).max(2 * rtt_us.unwrap_or(0))
 }
 
 /// The live children of `from`'s span `(from, until)` of `ring`, never us; a child no
