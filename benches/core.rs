@@ -215,6 +215,7 @@ fn bench_cbor(c: &mut Criterion) {
         same: 0,
         digest: None,
         again: false,
+        reads_held: false,
     };
     let obytes = wire::encode_frame(&open);
     g.throughput(Throughput::Bytes(obytes.len() as u64));

@@ -149,6 +149,7 @@ async fn a_peer_claiming_another_identity_is_refused_and_counted() {
         same: 0,
         digest: None,
         again: false,
+        reads_held: false,
     };
     for f in [open, SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();

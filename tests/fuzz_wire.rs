@@ -483,7 +483,11 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
             any::<u64>(),
             any::<bool>(),
             any::<u8>(),
-            (proptest::option::of(any::<[u8; 16]>()), any::<bool>())
+            (
+                proptest::option::of(any::<[u8; 16]>()),
+                any::<bool>(),
+                any::<bool>()
+            )
         )
             .prop_map(
                 |(
@@ -494,7 +498,7 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
                     members_digest,
                     compact,
                     same,
-                    (digest, again),
+                    (digest, again, reads_held),
                 )| {
                     SyncFrame::Open {
                         kind,
@@ -506,12 +510,14 @@ fn frame() -> impl Strategy<Value = SyncFrame> {
                         same,
                         digest: digest.map(serde_bytes::ByteArray::new),
                         again,
+                        reads_held,
                     }
                 }
             ),
         proptest::collection::vec(member(), 0..4).prop_map(SyncFrame::Members),
         proptest::collection::vec(entry(), 0..4).prop_map(SyncFrame::Entries),
         proptest::collection::vec(run(), 0..3).prop_map(SyncFrame::Sealed),
+        Just(SyncFrame::Held),
         Just(SyncFrame::End),
     ]
 }

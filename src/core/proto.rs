@@ -296,7 +296,8 @@ fn is_zero(x: &u8) -> bool {
 /// (when the member digests differ, or always on a join), the `Entries` the initiator
 /// lacks, `End`; the initiator then sends its `Members` (same rule), the `Entries` the
 /// responder lacks and `End`. Each side joins the other's context only after it applied
-/// everything the other sent.
+/// everything the other sent, and only if the other sent everything it lacked (no
+/// `Held`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncFrame {
     /// Opening: the sender's causal context and fence.
@@ -341,6 +342,12 @@ pub enum SyncFrame {
         /// three).
         #[serde(default, rename = "ag", skip_serializing_if = "std::ops::Not::not")]
         again: bool,
+        /// The sender reads [`SyncFrame::Held`]: a turn to it may hold entries back
+        /// (at most `core::sync::ENTRIES_PER_TURN` are sent). Nodes of the previous release
+        /// ignore this field and never get a `Held` (they would join a context naming
+        /// entries they never received).
+        #[serde(default, rename = "rh", skip_serializing_if = "std::ops::Not::not")]
+        reads_held: bool,
     },
     /// Part of the sender's member list.
     Members(Vec<MemberState>),
@@ -349,6 +356,11 @@ pub enum SyncFrame {
     /// Entries the receiver lacks, the writes of one signed batch sharing their
     /// signature and path hashes ([`SealedRun`]); handled as `Entries`.
     Sealed(Vec<SealedRun>),
+    /// Sent before `End` when this turn held back entries the receiver lacks (it sent
+    /// the oldest, at most `core::sync::ENTRIES_PER_TURN`): the receiver must not join
+    /// the sender's context after this exchange, and exchanges again soon. Only to a
+    /// peer whose `Open` says it `reads_held`.
+    Held,
     /// End of the sender's turn.
     End,
 }

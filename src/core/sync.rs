@@ -28,6 +28,17 @@
 //! responder:  Members*, Entries* (what the initiator lacks), End
 //! ```
 //!
+//! **Held back** (#18): a turn sends at most [`ENTRIES_PER_TURN`] entries to a peer whose
+//! `Open` says it reads `Held`, the oldest writes first, and ends with `Held` if it left
+//! some out. The peer then does not join our context (it names writes it never got) and
+//! starts its next exchange at once, with the context it has by then. So a node far
+//! behind, during a burst or after a partition, pulls in bounded steps what it still
+//! lacks, instead of one reply computed at the start that resends, seconds later, what
+//! the broadcast tree delivered in the meantime. An exchange that brought at least
+//! [`FAR_BEHIND`] entries we lacked, without `Held`, is followed a quarter interval later
+//! instead of a whole one: what the tree lost in a burst is not left waiting an interval
+//! at a time.
+//!
 //! [`Exchange`] owns the sequencing: which frame may come when, what to answer at the end
 //! of the peer's turn, the check that the peer's first listed member is the peer itself,
 //! and when the exchange is complete. The [`Engine`] only applies what a frame carries.
@@ -37,13 +48,25 @@
 
 use thiserror::Error;
 
-use super::engine::{compact_open, Engine, FenceCheck};
+use super::engine::{compact_open, Engine, FenceCheck, Received};
 use super::proto::{SyncFrame, SyncKind, OPEN_SAME_CTX, OPEN_SAME_STABLE};
 use super::state::{CausalContext, RebaseProbe};
 use super::{NodeId, Now};
 
 /// Most entries in one `Entries` frame (frames also stop at about 512 KiB).
 pub const ENTRIES_PER_FRAME: usize = 1024;
+
+/// Most entries one turn sends to a peer that reads `SyncFrame::Held`; the rest wait for
+/// the exchange the peer starts at once after this one, against its context as it is
+/// then (see the module documentation).
+pub const ENTRIES_PER_TURN: usize = 1024;
+
+/// An exchange that brought at least this many entries we lacked shows the tree is not
+/// keeping up (a burst overran it): the next exchange comes a quarter interval later
+/// instead of a whole one. Fewer are ordinary losses, which grafts and the next interval
+/// repair (following up on those too made the simulator's worst propagation delays
+/// longer under loss: `scenarios/swim-loss-100.toml` 615 → 2,194 ms).
+pub const FAR_BEHIND: usize = 64;
 
 /// Why an exchange was abandoned on a peer's frame.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -151,6 +174,15 @@ pub struct Exchange {
     /// Entries of the peer's we refused: their dots must not enter our context, so the
     /// peer's context is not joined.
     refused: usize,
+    /// The peer's `Open` says it reads `Held`: our turns to it send at most
+    /// [`ENTRIES_PER_TURN`] entries.
+    peer_reads_held: bool,
+    /// The peer held entries back (`Held`): its context is not joined, and we exchange
+    /// again at once.
+    peer_held: bool,
+    /// Entries of the peer's that changed our state: at least [`FAR_BEHIND`], and the
+    /// next exchange comes sooner.
+    applied: usize,
     /// The rebase this exchange runs, if we are behind the peer's fence
     /// (`core::state::rebase`).
     probe: Option<RebaseProbe>,
@@ -220,6 +252,9 @@ impl Exchange {
             peer_compact: None,
             identity_checked: false,
             refused: 0,
+            peer_reads_held: false,
+            peer_held: false,
+            applied: 0,
             probe: None,
             rebase_next: false,
             turns_read: 0,
@@ -272,6 +307,7 @@ impl Exchange {
                 same,
                 digest,
                 again,
+                reads_held,
                 ..
             } => {
                 // One `Open` per side, but for the initiator's whole one after a digest
@@ -360,6 +396,7 @@ impl Exchange {
                 }
                 self.peer_ctx = Some(ctx);
                 self.peer_digest = members_digest;
+                self.peer_reads_held = reads_held;
                 Ok(Step::Read)
             }
             SyncFrame::Members(members) => {
@@ -382,7 +419,8 @@ impl Exchange {
             }
             SyncFrame::Entries(entries) => {
                 self.require_open()?;
-                self.refused += engine.sync_on_entries(now, entries, self.probe.as_mut());
+                let got = engine.sync_on_entries(now, entries, self.probe.as_mut());
+                self.received(got);
                 Ok(Step::Read)
             }
             SyncFrame::Sealed(runs) => {
@@ -391,14 +429,19 @@ impl Exchange {
                     let count = run.entries.len();
                     match run.unpack() {
                         Ok(entries) => {
-                            self.refused +=
-                                engine.sync_on_entries(now, entries, self.probe.as_mut());
+                            let got = engine.sync_on_entries(now, entries, self.probe.as_mut());
+                            self.received(got);
                         }
                         // Malformed: its writes are not applied, so the peer's context
                         // must not be joined either (as for a refused entry).
                         Err(_) => self.refused += engine.sync_refused_run(count),
                     }
                 }
+                Ok(Step::Read)
+            }
+            SyncFrame::Held => {
+                self.require_open()?;
+                self.peer_held = true;
                 Ok(Step::Read)
             }
             SyncFrame::End => {
@@ -489,23 +532,41 @@ impl Exchange {
         }
     }
 
-    /// Our member list (on a join, or when the digests differ), then what the peer lacks.
-    fn reply(&self, engine: &Engine) -> Vec<SyncFrame> {
+    /// Our member list (on a join, or when the digests differ), then what the peer lacks
+    /// (at most [`ENTRIES_PER_TURN`] entries and `Held`, to a peer that reads it).
+    fn reply(&self, engine: &mut Engine) -> Vec<SyncFrame> {
         let Some(ctx) = &self.peer_ctx else {
             return Vec::new();
         };
         let members =
             self.kind() == SyncKind::Join || self.peer_digest != engine.members().digest();
-        engine.sync_reply_frames(ctx, members, ENTRIES_PER_FRAME)
+        let limit = if self.peer_reads_held {
+            ENTRIES_PER_TURN
+        } else {
+            usize::MAX
+        };
+        engine.sync_reply_frames(ctx, members, ENTRIES_PER_FRAME, limit)
+    }
+
+    fn received(&mut self, got: Received) {
+        self.applied += got.applied;
+        self.refused += got.refused;
     }
 
     fn finish(&mut self, engine: &mut Engine, now: Now) {
         self.done = true;
+        // Nor after a `Held`: the peer's context names writes it did not send (and a
+        // rebase must not take a candidate it held back for one it no longer has).
         let join = self
             .peer_ctx
             .as_ref()
-            .filter(|_| self.refused == 0 && !self.rebase_next);
+            .filter(|_| self.refused == 0 && !self.rebase_next && !self.peer_held);
         engine.sync_finish(now, &self.peer, join, self.probe.take());
+        if self.peer_held {
+            engine.sync_follow_up(now, 0);
+        } else if self.applied >= FAR_BEHIND {
+            engine.sync_follow_up(now, engine.sync_follow_up_delay_us());
+        }
     }
 
     /// Abandons the exchange (transport error, timeout, or a refused frame).
@@ -536,3 +597,7 @@ mod tests;
 #[cfg(test)]
 #[path = "sync_digest_tests.rs"]
 mod digest_tests;
+
+#[cfg(test)]
+#[path = "sync_held_tests.rs"]
+mod held_tests;

@@ -10,9 +10,9 @@ use crate::core::proto::encoded_len;
 
 /// What went over the wire in one exchange.
 #[derive(Default)]
-struct Wire {
+pub(super) struct Wire {
     /// Turns, in order, each with whether the initiator sent it.
-    turns: Vec<(bool, Vec<SyncFrame>)>,
+    pub(super) turns: Vec<(bool, Vec<SyncFrame>)>,
 }
 
 impl Wire {
@@ -49,7 +49,7 @@ impl Wire {
     }
 
     /// Entries carried by the turns of one side.
-    fn entries_from(&self, initiator: bool) -> usize {
+    pub(super) fn entries_from(&self, initiator: bool) -> usize {
         self.turns
             .iter()
             .filter(|(i, _)| *i == initiator)
@@ -68,7 +68,7 @@ impl Wire {
 /// connection's ALPN); every frame `a` sends passes through `into_b` before `b` reads it,
 /// and every frame `b` sends through `into_a`. Returns the turns as sent (before those
 /// rewrites).
-fn run(
+pub(super) fn run(
     a: &mut Engine,
     b: &mut Engine,
     now: Now,
@@ -127,7 +127,7 @@ fn writers(e: &mut Engine, n: usize) {
             entry(&format!("k{i}"), &w, &[(&w, 1)], at(1).wall_ms)
         })
         .collect();
-    assert_eq!(e.sync_on_entries(at(1), entries, None), 0);
+    assert_eq!(e.sync_on_entries(at(1), entries, None).refused, 0);
 }
 
 /// Two nodes that have exchanged twice (so each knows the other reads digests) and

@@ -156,7 +156,7 @@ fn a_context_naming_our_own_dots_at_the_top_does_not_move_our_counter() {
 fn an_entry_naming_a_dot_of_ours_we_cannot_have_issued_is_refused() {
     let mut victim = engine("a", Config::default());
     let forged = entry("k", "b", &[("a", u64::MAX - 1), ("b", 1)], at(1).wall_ms);
-    assert_eq!(victim.sync_on_entries(at(1), vec![forged], None), 1);
+    assert_eq!(victim.sync_on_entries(at(1), vec![forged], None).refused, 1);
     assert!(victim.store().get("k").is_none());
     victim
         .set(at(2), "x", b"1".to_vec())
@@ -460,7 +460,8 @@ fn an_entry_stamped_beyond_the_drift_bound_does_not_drag_our_clock() {
     let year_ms = 365 * 24 * 3_600_000;
     let future = |key: &str, c: u64| entry(key, "w", &[("w", c)], at(1).wall_ms + year_ms);
     assert_eq!(
-        a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)], None),
+        a.sync_on_entries(at(1), vec![future("k1", 1), future("k2", 2)], None)
+            .refused,
         0
     );
     assert!(a.store().get("k1").is_some(), "the write is kept");
@@ -515,7 +516,7 @@ fn a_responder_that_has_seen_what_the_initiator_has_sends_a_compact_open() {
     let mut b = engine("b", Config::default());
     for (i, w) in ["p", "q", "r", "s", "t", "u"].into_iter().enumerate() {
         let e = entry(&format!("k{i}"), w, &[(w, 1)], at(1).wall_ms);
-        assert_eq!(a.sync_on_entries(at(1), vec![e], None), 0);
+        assert_eq!(a.sync_on_entries(at(1), vec![e], None).refused, 0);
     }
     a.set(at(1), "x", b"1".to_vec()).unwrap();
     b.set(at(1), "y", b"2".to_vec()).unwrap();

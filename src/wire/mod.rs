@@ -199,6 +199,7 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
             same,
             digest,
             again,
+            reads_held,
         } => {
             for (what, c) in [("causal context", &mut ctx), ("fence", &mut stable)] {
                 if c.0.len() > MAX_CONTEXT_WRITERS || c.range_count() > MAX_CONTEXT_RANGES {
@@ -220,6 +221,7 @@ pub fn decode_frame(body: &[u8]) -> Result<SyncFrame, WireError> {
                 same,
                 digest,
                 again,
+                reads_held,
             })
         }
         f => Ok(f),

@@ -66,9 +66,11 @@ fn datagram_and_frames_round_trip() {
             same: 3,
             digest: Some(serde_bytes::ByteArray::new([7; 16])),
             again: true,
+            reads_held: true,
         },
         SyncFrame::Members(vec![member()]),
         SyncFrame::Entries(vec![entry("x", Some(&[0, 1, 2]))]),
+        SyncFrame::Held,
         SyncFrame::End,
     ] {
         let bytes = encode_frame(&f);
@@ -160,6 +162,7 @@ fn hostile_ranges_are_normalised() {
         same: 0,
         digest: None,
         again: false,
+        reads_held: false,
     });
     // Patch the encoded ranges to be reversed/overlapping by re-encoding raw CBOR.
     let raw: ciborium::Value = ciborium::from_reader(&bytes[5..]).unwrap();

@@ -33,6 +33,7 @@ pub async fn lying_exchange(
         same: 0,
         digest: None,
         again: false,
+        reads_held: false,
     };
     for f in [open, SyncFrame::End] {
         transport::write_frame(&mut send, &f).await.unwrap();

@@ -247,8 +247,18 @@ const DISSEMINATION: &[CounterDef<EngineStats>] = &[
     ),
     (
         "gossamer_sync_joins_skipped_total",
-        "Anti-entropy exchanges that did not join the peer's context: they refused one of its entries, or a rebase happened while they ran.",
+        "Anti-entropy exchanges that did not join the peer's context: they refused one of its entries, a rebase happened while they ran, or the peer held entries back.",
         |e| e.sync_joins_skipped,
+    ),
+    (
+        "gossamer_sync_turns_held_total",
+        "Anti-entropy turns of ours that held back entries the peer lacked beyond the per-turn limit (it exchanges again at once).",
+        |e| e.sync_turns_held,
+    ),
+    (
+        "gossamer_sync_follow_ups_total",
+        "Anti-entropy exchanges started at once because the peer held entries back from the last one (this node was far behind).",
+        |e| e.sync_follow_ups,
     ),
     (
         "gossamer_gc_waiting_total",

@@ -62,7 +62,8 @@ impl Engine {
     }
 
     /// Our `Open` frame: causal context (with a rebase's candidates hidden, so that the
-    /// peer sends back those it still holds), what we vouch for, and the member digest.
+    /// peer sends back those it still holds), what we vouch for, the member digest, and
+    /// whether the peer may hold entries back (not while we rebase).
     pub(crate) fn sync_open_frame(&self, kind: SyncKind, probe: Option<&RebaseProbe>) -> SyncFrame {
         let ctx = match probe {
             Some(p) => p.hide(self.store.context()),
@@ -78,6 +79,9 @@ impl Engine {
             same: 0,
             digest: None,
             again: false,
+            // A rebase must get back every candidate the peer holds in this exchange
+            // (one held back would stay hidden in the next, and the rebase never end).
+            reads_held: probe.is_none(),
         }
     }
 
@@ -112,6 +116,7 @@ impl Engine {
             same: 0,
             digest: Some(open_digest(ctx, &stable)),
             again: false,
+            reads_held: true,
         })
     }
 
@@ -178,13 +183,16 @@ impl Engine {
     }
 
     /// What we send in our turn after the peer's `Open`: our member list if `members`,
-    /// then the entries the peer lacks in frames of at most `per_frame` entries (and
-    /// about 512 KiB).
+    /// then the entries the peer lacks (at most `limit`, oldest first when more: see
+    /// [`Store::missing_for_at_most`](crate::core::state::Store::missing_for_at_most)) in
+    /// frames of at most `per_frame` entries (and about 512 KiB), and `Held` if some were
+    /// left out.
     pub(crate) fn sync_reply_frames(
-        &self,
+        &mut self,
         peer_ctx: &CausalContext,
         members: bool,
         per_frame: usize,
+        limit: usize,
     ) -> Vec<SyncFrame> {
         let mut frames = Vec::new();
         if members {
@@ -193,9 +201,10 @@ impl Engine {
                 frames.push(SyncFrame::Members(chunk.to_vec()));
             }
         }
+        let (missing, held) = self.store.missing_for_at_most(peer_ctx, limit);
         let mut cur = Vec::new();
         let mut bytes = 0usize;
-        for e in self.store.missing_for(peer_ctx) {
+        for e in missing {
             bytes += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 32 * e.vv.len();
             cur.push(e);
             if cur.len() >= per_frame.max(1) || bytes >= 512 * 1024 {
@@ -204,7 +213,26 @@ impl Engine {
             }
         }
         push_entries(&mut frames, cur);
+        if held {
+            self.stats.sync_turns_held += 1;
+            frames.push(SyncFrame::Held);
+        }
         frames
+    }
+
+    /// Starts the next exchange within `delay_us` instead of an interval later: the one
+    /// that just ended showed we are behind (the peer held entries back, or sent some we
+    /// lacked, which the tree had not delivered). The next runs against our context as it
+    /// is then, so what the tree delivered meanwhile is not sent again.
+    pub(crate) fn sync_follow_up(&mut self, now: Now, delay_us: u64) {
+        self.stats.sync_follow_ups += 1;
+        self.next_sync_us = self.next_sync_us.min(now.mono_us.saturating_add(delay_us));
+    }
+
+    /// How soon to exchange again after one that brought entries we lacked: a quarter
+    /// of the interval (whatever still lacks then waits less than a whole interval).
+    pub(crate) fn sync_follow_up_delay_us(&self) -> u64 {
+        self.cfg.sync_interval_ms * 1000 / 4
     }
 
     /// Handles a `Members` frame from `peer`.
@@ -225,32 +253,34 @@ impl Engine {
         count.max(1)
     }
 
-    /// Handles an `Entries` frame; returns how many entries were refused. Entries for a
-    /// rebase's candidates are noted in `probe`: the peer still holds them.
+    /// Handles an `Entries` frame: how many entries changed our state and how many were
+    /// refused. Entries for a rebase's candidates are noted in `probe`: the peer still
+    /// holds them.
     pub(crate) fn sync_on_entries(
         &mut self,
         now: Now,
         entries: Vec<Entry>,
         mut probe: Option<&mut RebaseProbe>,
-    ) -> usize {
-        let mut refused = 0;
+    ) -> Received {
+        let mut got = Received::default();
         for e in entries {
             if let Some(p) = probe.as_deref_mut() {
                 p.returned(&e.key);
             }
             match self.apply_remote(now, e) {
-                None => refused += 1,
+                None => got.refused += 1,
                 Some(a) => {
                     if let Some(entry) = &a.changed {
                         if !a.already_seen {
                             self.learned_elsewhere(entry);
                         }
                         self.stats.sync_entries_applied += 1;
+                        got.applied += 1;
                     }
                 }
             }
         }
-        refused
+        got
     }
 
     /// Completes an exchange with `peer` after everything it sent was applied: joins its
@@ -286,6 +316,15 @@ impl Engine {
     pub(crate) fn sync_failed(&mut self, _now: Now, _peer: &NodeId) {
         self.stats.syncs_failed += 1;
     }
+}
+
+/// What a frame of a peer's entries did to our state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// Entries that changed it (we lacked them).
+    pub(crate) applied: usize,
+    /// Entries refused (their dots must not count as seen).
+    pub(crate) refused: usize,
 }
 
 /// What a peer's `Open` shows about our fence against what it vouches for.

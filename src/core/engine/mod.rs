@@ -35,7 +35,7 @@ mod swim;
 mod timers;
 mod tree;
 
-pub(crate) use anti_entropy::{compact_open, FenceCheck};
+pub(crate) use anti_entropy::{compact_open, FenceCheck, Received};
 pub use clock_skew::{ClockSkew, WriterSkew};
 pub use config::{Config, ConfigError, PushMode};
 pub use egress::MAX_BACKOFF;

@@ -35,10 +35,15 @@ pub struct EngineStats {
     /// our clock moved only up to the bound.
     pub stamps_clamped: u64,
     /// Exchanges that did not join the peer's context because they refused one of its
-    /// entries (the refused dots must not count as seen).
+    /// entries (the refused dots must not count as seen), or the peer held entries back.
     pub sync_joins_skipped: u64,
     /// Entries received through anti-entropy that changed the state.
     pub sync_entries_applied: u64,
+    /// Our turns of an exchange that held back entries the peer lacked (more than
+    /// `core::sync::ENTRIES_PER_TURN`; `SyncFrame::Held`).
+    pub sync_turns_held: u64,
+    /// Exchanges started at once because the peer held entries back from the last one.
+    pub sync_follow_ups: u64,
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,

@@ -160,6 +160,74 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn bounded_turns_send_part_of_the_diff_and_converge_as_a_whole_one(
+        ops in proptest::collection::vec(op(), 1..80),
+        split in any::<prop::sample::Index>(),
+        limit in 1usize..6,
+    ) {
+        // A turn of at most `limit` entries sends a part of what a whole one sends, says
+        // whether it left some out, and turns repeated against the receiver's context
+        // as it grows bring it all (#18).
+        let all = history(&ops, [0, 1, 2]);
+        prop_assume!(!all.is_empty());
+        let cut = split.index(all.len());
+        let mut x = Store::new(NodeId::new("x").unwrap(), Limits::default(), 5_000);
+        let mut y = Store::new(NodeId::new("y").unwrap(), Limits::default(), 5_000);
+        for e in &all[..cut] { x.apply(e.clone(), 5_000).unwrap(); }
+        for e in &all[cut..] { y.apply(e.clone(), 5_000).unwrap(); }
+        let mut turns = 0;
+        loop {
+            let whole = y.missing_for(x.context());
+            let (part, held) = y.missing_for_at_most(x.context(), limit);
+            prop_assert_eq!(held, whole.len() > limit);
+            prop_assert!(part.len() <= limit);
+            prop_assert!(part.iter().all(|e| whole.contains(e)));
+            for e in part { x.apply(e, 5_000).unwrap(); }
+            turns += 1;
+            if !held { break; }
+            prop_assert!(turns <= all.len(), "a turn brought nothing new");
+        }
+        let cy = y.context().clone();
+        x.join_context(y.node(), &cy);
+        prop_assert!(y.missing_for(x.context()).is_empty());
+        let ys: Vec<Entry> = y.iter().cloned().collect();
+        for e in &ys { prop_assert!(x.has_seen(e)); }
+    }
+}
+
+#[test]
+fn a_bounded_turn_sends_the_oldest_writes_of_every_writer_in_turn() {
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let mut s = Store::new(id("s"), Limits::default(), 1);
+    // Writer `w` wrote its keys in the opposite key order: sent by age, not by key.
+    for (w, keys) in [("v", ["v1", "v2", "v3"]), ("w", ["w3", "w2", "w1"])] {
+        for (c, key) in (1..=3u64).zip(keys) {
+            let mut vv = VersionVector::new();
+            vv.set(id(w), c);
+            let write = Write {
+                value: Some(vec![0]),
+                vv,
+                hlc: Hlc {
+                    ms: 1,
+                    lc: c as u32,
+                },
+                writer: id(w),
+                sig: Signature::default(),
+            };
+            s.apply(Entry::from_writes(key, vec![write]), 1).unwrap();
+        }
+    }
+    let (sent, held) = s.missing_for_at_most(&CausalContext::new(), 4);
+    let keys: Vec<&str> = sent.iter().map(|e| e.key.as_str()).collect();
+    assert!(held);
+    assert_eq!(keys, ["v1", "w3", "v2", "w2"]);
+    let (sent, held) = s.missing_for_at_most(&CausalContext::new(), 6);
+    assert!(!held, "everything fits");
+    assert_eq!(sent, s.missing_for(&CausalContext::new()));
+}
+
 /// #16, findings 1 and 3: tombstones went after the grace whoever had seen them, and a
 /// node judged stale by its last sync wiped itself. Now a tombstone goes only once
 /// stable (every member's context holds its dots) and past the grace; a node that was

@@ -453,31 +453,65 @@ impl Store {
     /// Cost is O((writers + ranges) · log n + difference), independent of the number of
     /// entries the peer already has.
     pub fn missing_for(&self, peer: &CausalContext) -> Vec<Entry> {
-        let mut keys: BTreeSet<&Arc<str>> = BTreeSet::new();
-        for writer in self.ctx.0.keys() {
-            let lo_key = |c: u64| (writer.clone(), c);
-            match peer.ranges(writer) {
-                None => {
-                    for (_, k) in self.index.range(lo_key(1)..=lo_key(u64::MAX)) {
-                        keys.insert(k);
-                    }
-                }
-                Some(r) => {
-                    for (a, b) in r.gaps() {
-                        for (_, k) in self.index.range(lo_key(a)..=lo_key(b)) {
-                            keys.insert(k);
-                        }
-                    }
-                }
-            }
-        }
+        self.missing_for_at_most(peer, usize::MAX).0
+    }
+
+    /// What `peer` lacks, at most `limit` entries, and whether some were left out. When
+    /// everything fits, the entries come in key order (as [`Store::missing_for`]);
+    /// otherwise the oldest writes first, a writer's next only after every writer's
+    /// previous one: a peer far behind is first sent what the broadcast tree most likely
+    /// lost, not what it is still delivering, and no writer waits for another. Only the
+    /// entries sent are cloned.
+    pub fn missing_for_at_most(&self, peer: &CausalContext, limit: usize) -> (Vec<Entry>, bool) {
         // A key found through a superseded dot the peer never saw is sent only if the
         // peer also lacks one of the writes it holds now.
-        keys.into_iter()
-            .filter_map(|k| self.entries.get(k))
-            .filter(|e| e.own_dots().any(|(w, c)| !peer.contains(w, c)))
-            .cloned()
-            .collect()
+        let lacked = |k: &Arc<str>| {
+            self.entries
+                .get(k)
+                .filter(|e| e.own_dots().any(|(w, c)| !peer.contains(w, c)))
+        };
+        // Per writer, the keys holding the dots the peer has not seen, oldest first,
+        // walked lazily: a peer far behind costs what is sent, not all it lacks.
+        let mut per_writer: Vec<Box<dyn Iterator<Item = &Arc<str>> + '_>> = Vec::new();
+        for writer in self.ctx.0.keys() {
+            let gaps: Vec<(u64, u64)> = match peer.ranges(writer) {
+                None => vec![(1, u64::MAX)],
+                Some(r) => r.gaps().collect(),
+            };
+            per_writer.push(Box::new(gaps.into_iter().flat_map(move |(a, b)| {
+                self.index
+                    .range((writer.clone(), a)..=(writer.clone(), b))
+                    .map(|(_, k)| k)
+            })));
+        }
+        let mut taken: BTreeSet<&Arc<str>> = BTreeSet::new();
+        let mut out: Vec<&Entry> = Vec::new();
+        let mut held = false;
+        'all: loop {
+            let mut any = false;
+            for keys in per_writer.iter_mut() {
+                let Some(k) = keys.next() else { continue };
+                any = true;
+                if !taken.insert(k) {
+                    continue;
+                }
+                if let Some(e) = lacked(k) {
+                    if out.len() == limit {
+                        held = true;
+                        break 'all;
+                    }
+                    out.push(e);
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        if !held {
+            // Everything fits: in key order, as a whole exchange always sent it.
+            out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
+        (out.into_iter().cloned().collect(), held)
     }
 
     /// The stored entry whose version vector names the write `(writer, counter)`, if
