@@ -27,6 +27,14 @@ fn held_by(wire: &Wire, initiator: bool) -> bool {
         .any(|f| matches!(f, SyncFrame::Held))
 }
 
+/// Two nodes of the default configuration.
+fn pair() -> (Engine, Engine) {
+    (
+        engine("a", Config::default()),
+        engine("b", Config::default()),
+    )
+}
+
 fn writer() -> NodeId {
     NodeId::new("w").unwrap()
 }
@@ -34,10 +42,7 @@ fn writer() -> NodeId {
 #[test]
 fn a_node_far_behind_pulls_bounded_turns_oldest_first_and_joins_only_when_whole() {
     let n = 2 * ENTRIES_PER_TURN as u64 + 100;
-    let (mut a, mut b) = (
-        engine("a", Config::default()),
-        engine("b", Config::default()),
-    );
+    let (mut a, mut b) = pair();
     burst(&mut b, n);
 
     let now = at(10);
@@ -75,10 +80,7 @@ fn a_node_far_behind_pulls_bounded_turns_oldest_first_and_joins_only_when_whole(
 #[test]
 fn a_responder_far_behind_is_sent_a_bounded_turn_and_follows_up() {
     let n = ENTRIES_PER_TURN as u64 + 1;
-    let (mut a, mut b) = (
-        engine("a", Config::default()),
-        engine("b", Config::default()),
-    );
+    let (mut a, mut b) = pair();
     burst(&mut a, n);
     let now = at(10);
     let wire = run(&mut a, &mut b, now, true, |_| {}, |_| {});
@@ -92,10 +94,7 @@ fn a_responder_far_behind_is_sent_a_bounded_turn_and_follows_up() {
 #[test]
 fn a_node_of_the_previous_release_gets_every_entry_in_one_turn() {
     let n = 2 * ENTRIES_PER_TURN as u64 + 100;
-    let (mut a, mut b) = (
-        engine("a", Config::default()),
-        engine("b", Config::default()),
-    );
+    let (mut a, mut b) = pair();
     burst(&mut b, n);
     // What b reads of a's `Open` when a runs the previous release: no `reads_held`.
     let old = |f: &mut SyncFrame| {
@@ -112,7 +111,7 @@ fn a_node_of_the_previous_release_gets_every_entry_in_one_turn() {
 #[test]
 fn an_exchange_that_brought_many_entries_we_lacked_is_followed_sooner() {
     let cfg = Config::default();
-    let (mut a, mut b) = (engine("a", cfg.clone()), engine("b", cfg.clone()));
+    let (mut a, mut b) = pair();
     burst(&mut b, FAR_BEHIND as u64);
     let now = at(10);
     run(&mut a, &mut b, now, true, |_| {}, |_| {});
@@ -124,10 +123,7 @@ fn an_exchange_that_brought_many_entries_we_lacked_is_followed_sooner() {
 
 #[test]
 fn an_exchange_that_repaired_a_few_losses_is_not_followed_sooner() {
-    let (mut a, mut b) = (
-        engine("a", Config::default()),
-        engine("b", Config::default()),
-    );
+    let (mut a, mut b) = pair();
     burst(&mut b, FAR_BEHIND as u64 - 1);
     run(&mut a, &mut b, at(10), true, |_| {}, |_| {});
     assert_eq!(a.store().live_len(), FAR_BEHIND - 1);

@@ -81,6 +81,19 @@ fn replay(entries: impl IntoIterator<Item = Entry>) -> Vec<Entry> {
     s.iter().cloned().collect()
 }
 
+/// Replicas `x` and `y`, `x` holding the writes before `cut` and `y` the others.
+fn two_replicas(all: &[Entry], cut: usize) -> (Store, Store) {
+    let mut x = Store::new(NodeId::new("x").unwrap(), Limits::default(), 5_000);
+    let mut y = Store::new(NodeId::new("y").unwrap(), Limits::default(), 5_000);
+    for e in &all[..cut] {
+        x.apply(e.clone(), 5_000).unwrap();
+    }
+    for e in &all[cut..] {
+        y.apply(e.clone(), 5_000).unwrap();
+    }
+    (x, y)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -139,10 +152,7 @@ proptest! {
         let all = history(&ops, [0, 1, 2]);
         prop_assume!(!all.is_empty());
         let cut = split.index(all.len());
-        let mut x = Store::new(NodeId::new("x").unwrap(), Limits::default(), 5_000);
-        let mut y = Store::new(NodeId::new("y").unwrap(), Limits::default(), 5_000);
-        for e in &all[..cut] { x.apply(e.clone(), 5_000).unwrap(); }
-        for e in &all[cut..] { y.apply(e.clone(), 5_000).unwrap(); }
+        let (mut x, mut y) = two_replicas(&all, cut);
         let (cx, cy) = (x.context().clone(), y.context().clone());
         let to_x = y.missing_for(&cx);
         let to_y = x.missing_for(&cy);
@@ -173,10 +183,7 @@ proptest! {
         let all = history(&ops, [0, 1, 2]);
         prop_assume!(!all.is_empty());
         let cut = split.index(all.len());
-        let mut x = Store::new(NodeId::new("x").unwrap(), Limits::default(), 5_000);
-        let mut y = Store::new(NodeId::new("y").unwrap(), Limits::default(), 5_000);
-        for e in &all[..cut] { x.apply(e.clone(), 5_000).unwrap(); }
-        for e in &all[cut..] { y.apply(e.clone(), 5_000).unwrap(); }
+        let (mut x, y) = two_replicas(&all, cut);
         let mut turns = 0;
         loop {
             let whole = y.missing_for(x.context());
