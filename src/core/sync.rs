@@ -31,7 +31,8 @@
 //! **Held back** (#18): a turn sends at most [`ENTRIES_PER_TURN`] entries to a peer whose
 //! `Open` says it reads `Held`, the oldest writes first, and ends with `Held` if it left
 //! some out. The peer then does not join our context (it names writes it never got) and
-//! starts its next exchange at once, with the context it has by then. So a node far
+//! starts its next exchange at once, with the context it has by then, and with us if we
+//! brought it news (we have the rest). So a node far
 //! behind, during a burst or after a partition, pulls in bounded steps what it still
 //! lacks, instead of one reply computed at the start that resends, seconds later, what
 //! the broadcast tree delivered in the meantime. An exchange that brought at least
@@ -562,10 +563,12 @@ impl Exchange {
             .as_ref()
             .filter(|_| self.refused == 0 && !self.rebase_next && !self.peer_held);
         engine.sync_finish(now, &self.peer, join, self.probe.take());
-        if self.peer_held {
-            engine.sync_follow_up(now, 0);
-        } else if self.applied >= FAR_BEHIND {
-            engine.sync_follow_up(now, engine.sync_follow_up_delay_us());
+        if self.peer_held || self.applied >= FAR_BEHIND {
+            // The rest is pulled from the same peer only while it brings news and
+            // nothing refused: a peer saying `Held` with nothing to give cannot keep our
+            // exchanges to itself.
+            let pull = self.peer_held && self.applied > 0 && self.refused == 0;
+            engine.sync_follow_up(now, &self.peer, self.peer_held, pull);
         }
     }
 

@@ -150,3 +150,55 @@ fn a_rebase_is_never_held_back() {
     assert_eq!(b.stats().rebases, 1);
     assert_eq!(opens, vec![false], "b's Open while it rebases");
 }
+
+/// Whom `e` opens its next exchange with, once its sync timer is due at `now`.
+fn next_sync_with(e: &mut Engine, now: Now) -> Option<NodeId> {
+    e.handle_timeout(now);
+    let mut with = None;
+    while let Some(o) = e.poll_output() {
+        if let crate::core::engine::Output::Sync { with: w, .. } = o {
+            with = Some(w);
+        }
+    }
+    with
+}
+
+#[test]
+fn the_rest_is_pulled_from_the_peer_that_held_it_back() {
+    let (mut a, mut b, _c) = three_with_keys();
+    let n = 3 * ENTRIES_PER_TURN as u64 + 1;
+    burst(&mut b, n);
+    let mut t = 10;
+    run(&mut a, &mut b, at(t), true, |_| {}, |_| {});
+    // c is the member a synced with least recently; a goes back to b, which has the rest.
+    while a.store().live_len() < 4 + n as usize {
+        t += 1;
+        assert_eq!(next_sync_with(&mut a, at(t)).as_ref(), Some(b.id()));
+        run(&mut a, &mut b, at(t), true, |_| {}, |_| {});
+        assert!(t < 14, "four turns bring {n}");
+    }
+}
+
+#[test]
+fn a_peer_saying_held_with_nothing_to_give_does_not_keep_our_exchanges() {
+    let (mut a, mut b, c) = three_with_keys();
+    let now = at(10);
+    let (mut ea, first) = Exchange::initiate(&mut a, now, b.id().clone(), SyncKind::Periodic, true);
+    let mut eb = Exchange::accept(a.id().clone());
+    let mut answer = Vec::new();
+    for f in first {
+        if let Step::Send(t) = eb.on_frame(&mut b, now, f).unwrap() {
+            answer = t;
+        }
+    }
+    // b has nothing a lacks, and says `Held` all the same.
+    let end = answer.pop();
+    assert_eq!(end, Some(SyncFrame::End));
+    answer.extend([SyncFrame::Held, SyncFrame::End]);
+    for f in answer {
+        ea.on_frame(&mut a, now, f).unwrap();
+    }
+    assert!(ea.is_done());
+    assert_eq!(a.stats().sync_follow_ups, 1, "a exchanges again at once");
+    assert_eq!(next_sync_with(&mut a, now).as_ref(), Some(c.id()));
+}

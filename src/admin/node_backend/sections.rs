@@ -257,7 +257,7 @@ const DISSEMINATION: &[CounterDef<EngineStats>] = &[
     ),
     (
         "gossamer_sync_follow_ups_total",
-        "Anti-entropy exchanges started at once because the peer held entries back from the last one (this node was far behind).",
+        "Anti-entropy exchanges brought forward because the last one showed this node far behind (the peer held entries back, or sent 64 or more it lacked); none while backed off.",
         |e| e.sync_follow_ups,
     ),
     (

@@ -47,6 +47,14 @@ impl Engine {
                 return;
             }
         }
+        // Then the rest of what a peer held back from us, from that peer: it has it,
+        // and its member list and most of its context match ours by now.
+        if let Some(with) = self.pull_from.take().filter(|id| self.members.is_live(id)) {
+            if let Some(addr) = self.addr_of(&with) {
+                self.out.push_back(Output::Sync { with, addr });
+                return;
+            }
+        }
         let sample = self.sync_candidates(4);
         let best = sample.into_iter().min_by_key(|id| {
             self.members
@@ -63,7 +71,7 @@ impl Engine {
 
     /// Our `Open` frame: causal context (with a rebase's candidates hidden, so that the
     /// peer sends back those it still holds), what we vouch for, the member digest, and
-    /// whether the peer may hold entries back (not while we rebase).
+    /// whether the peer may hold entries back (not while we rebase or are backed off).
     pub(crate) fn sync_open_frame(&self, kind: SyncKind, probe: Option<&RebaseProbe>) -> SyncFrame {
         let ctx = match probe {
             Some(p) => p.hide(self.store.context()),
@@ -81,8 +89,16 @@ impl Engine {
             again: false,
             // A rebase must get back every candidate the peer holds in this exchange
             // (one held back would stay hidden in the next, and the rebase never end).
-            reads_held: probe.is_none(),
+            reads_held: probe.is_none() && self.takes_bounded_turns(),
         }
+    }
+
+    /// Whether our `Open`s let the peer hold entries back (`reads_held`): not while backed
+    /// off, when our exchanges come at the longer interval and no follow-up brings them
+    /// sooner; a whole turn, paced by the bandwidth bucket, then catches us up faster
+    /// than one bounded turn per interval.
+    fn takes_bounded_turns(&self) -> bool {
+        self.backoff.level == 0
     }
 
     /// Our context and fence as a whole `Open` names them (no rebase hiding anything).
@@ -116,7 +132,7 @@ impl Engine {
             same: 0,
             digest: Some(open_digest(ctx, &stable)),
             again: false,
-            reads_held: true,
+            reads_held: self.takes_bounded_turns(),
         })
     }
 
@@ -220,19 +236,28 @@ impl Engine {
         frames
     }
 
-    /// Starts the next exchange within `delay_us` instead of an interval later: the one
-    /// that just ended showed we are behind (the peer held entries back, or sent some we
-    /// lacked, which the tree had not delivered). The next runs against our context as it
-    /// is then, so what the tree delivered meanwhile is not sent again.
-    pub(crate) fn sync_follow_up(&mut self, now: Now, delay_us: u64) {
+    /// Starts the next exchange sooner than an interval later: the one with `peer` that
+    /// just ended showed we are behind. If it held entries back (`held`) the next starts at
+    /// once, with `peer` if `pull` (it brought news and nothing we refused: it has the
+    /// rest); if it sent many we lacked, which the tree had not delivered, a quarter
+    /// interval later. The next runs against our context as it is then, so what the tree
+    /// delivered meanwhile is not sent again. Not while backed off.
+    pub(crate) fn sync_follow_up(&mut self, now: Now, peer: &NodeId, held: bool, pull: bool) {
+        if pull {
+            self.pull_from = Some(peer.clone());
+        }
+        if self.backoff.level > 0 {
+            // Backed off (bandwidth short, the cluster unstable): anti-entropy keeps its
+            // longer interval; only whom it goes to next changes.
+            return;
+        }
         self.stats.sync_follow_ups += 1;
+        let delay_us = if held {
+            0
+        } else {
+            self.cfg.sync_interval_ms * 1000 / 4
+        };
         self.next_sync_us = self.next_sync_us.min(now.mono_us.saturating_add(delay_us));
-    }
-
-    /// How soon to exchange again after one that brought entries we lacked: a quarter
-    /// of the interval (whatever still lacks then waits less than a whole interval).
-    pub(crate) fn sync_follow_up_delay_us(&self) -> u64 {
-        self.cfg.sync_interval_ms * 1000 / 4
     }
 
     /// Handles a `Members` frame from `peer`.

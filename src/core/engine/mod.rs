@@ -90,6 +90,9 @@ pub struct Engine {
     /// Peers whose last `Open` showed we must rebase against them, with what they
     /// vouched for and had seen then: our next exchange with each runs the rebase.
     rebase_due: BTreeMap<NodeId, (CausalContext, CausalContext)>,
+    /// The peer that held entries back from our last exchange with it (`SyncFrame::Held`):
+    /// our next exchange, at once, pulls the rest from it.
+    pull_from: Option<NodeId>,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
     /// Signs our writes and verifies everyone else's.
@@ -167,6 +170,7 @@ impl Engine {
             clock_ahead: ClockSkew::default(),
             stability: stability::Stability::default(),
             rebase_due: BTreeMap::new(),
+            pull_from: None,
             persisted_inc: None,
             authorship: authorship::Authorship::default(),
             events: events::Events::new(

@@ -42,7 +42,8 @@ pub struct EngineStats {
     /// Our turns of an exchange that held back entries the peer lacked (more than
     /// `core::sync::ENTRIES_PER_TURN`; `SyncFrame::Held`).
     pub sync_turns_held: u64,
-    /// Exchanges started at once because the peer held entries back from the last one.
+    /// Exchanges brought forward because the last one showed we were far behind (the
+    /// peer held entries back, or sent `core::sync::FAR_BEHIND` or more we lacked).
     pub sync_follow_ups: u64,
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
