@@ -32,13 +32,13 @@
 //! `Open` says it reads `Held`, the oldest writes first, and ends with `Held` if it left
 //! some out. The peer then does not join our context (it names writes it never got) and
 //! starts its next exchange at once, with the context it has by then, and with us if we
-//! brought it news (we have the rest). So a node far
-//! behind, during a burst or after a partition, pulls in bounded steps what it still
-//! lacks, instead of one reply computed at the start that resends, seconds later, what
-//! the broadcast tree delivered in the meantime. An exchange that brought at least
-//! [`FAR_BEHIND`] entries we lacked, without `Held`, is followed a quarter interval later
-//! instead of a whole one: what the tree lost in a burst is not left waiting an interval
-//! at a time.
+//! brought it news (we have the rest). So a node far behind, during a burst or after a
+//! partition, pulls in bounded steps what it still lacks, instead of one reply computed
+//! at the start that resends, seconds later, what the broadcast tree delivered in the
+//! meantime. An exchange that brought at least [`FAR_BEHIND`] entries we lacked, without
+//! `Held`, is followed a quarter interval later instead of a whole one: what the tree
+//! lost in a burst is not left waiting an interval at a time. A node backed off (bandwidth
+//! short) takes whole turns and brings nothing forward, as before.
 //!
 //! [`Exchange`] owns the sequencing: which frame may come when, what to answer at the end
 //! of the peer's turn, the check that the peer's first listed member is the peer itself,
