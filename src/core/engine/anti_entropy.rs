@@ -89,15 +89,16 @@ impl Engine {
             again: false,
             // A rebase must get back every candidate the peer holds in this exchange
             // (one held back would stay hidden in the next, and the rebase never end).
-            reads_held: probe.is_none() && self.takes_bounded_turns(),
+            reads_held: probe.is_none() && self.catches_up_in_steps(),
         }
     }
 
-    /// Whether our `Open`s let the peer hold entries back (`reads_held`): not while backed
-    /// off, when our exchanges come at the longer interval and no follow-up brings them
-    /// sooner; a whole turn, paced by the bandwidth bucket, then catches us up faster
-    /// than one bounded turn per interval.
-    fn takes_bounded_turns(&self) -> bool {
+    /// Whether we catch up in bounded turns (our `Open`s say `reads_held`) and bring the
+    /// next exchange forward when behind: not while backed off (bandwidth short, the
+    /// cluster unstable), when anti-entropy keeps its longer interval and a whole turn,
+    /// paced by the bandwidth bucket, catches us up faster than one bounded turn per
+    /// interval.
+    fn catches_up_in_steps(&self) -> bool {
         self.backoff.level == 0
     }
 
@@ -132,7 +133,7 @@ impl Engine {
             same: 0,
             digest: Some(open_digest(ctx, &stable)),
             again: false,
-            reads_held: self.takes_bounded_turns(),
+            reads_held: self.catches_up_in_steps(),
         })
     }
 
@@ -246,9 +247,8 @@ impl Engine {
         if pull {
             self.pull_from = Some(peer.clone());
         }
-        if self.backoff.level > 0 {
-            // Backed off (bandwidth short, the cluster unstable): anti-entropy keeps its
-            // longer interval; only whom it goes to next changes.
+        if !self.catches_up_in_steps() {
+            // Only whom the next exchange goes to changes.
             return;
         }
         self.stats.sync_follow_ups += 1;
