@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc instead of the system allocator: the hot paths allocate per entry and per
+/// datagram (ARCHITECTURE.md, "Dependencies").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
