@@ -297,6 +297,13 @@ impl Engine {
         self.out.pop_front()
     }
 
+    /// Every output ready, appended to `into` in order: what [`Engine::poll_output`] in a
+    /// loop gives, with one seal and one reservation (a burst leaves thousands).
+    pub fn drain_outputs(&mut self, into: &mut Vec<Output>) {
+        self.seal_writes();
+        into.extend(self.out.drain(..));
+    }
+
     /// When (mono µs) [`Engine::handle_timeout`] must next be called: the earliest
     /// deadline of the timer table (`timers.rs`).
     pub fn poll_timeout(&self) -> u64 {

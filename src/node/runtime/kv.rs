@@ -170,9 +170,10 @@ impl Inner {
 
     fn log_outputs(&self, e: &mut Engine, into: &mut Vec<Output>) {
         let wall = wall_ms();
-        while let Some(o) = e.poll_output() {
-            self.changes.record(&o, wall);
-            into.push(o);
+        let from = into.len();
+        e.drain_outputs(into);
+        for o in &into[from..] {
+            self.changes.record(o, wall);
         }
     }
 
