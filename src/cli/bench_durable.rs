@@ -51,6 +51,11 @@ pub struct BenchDurableArgs {
     /// false`): what signing costs.
     #[arg(long)]
     pub unsigned: bool,
+    /// Every 100 ms of the throughput run, print to stderr the fewest and most keys a
+    /// node holds, the process's CPU time, and the entries anti-entropy applied and the
+    /// grafts sent so far (all nodes): where a burst's time goes.
+    #[arg(long)]
+    pub timeline: bool,
     /// Instead of the throughput run: fill one node's store with this many keys
     /// (relaxed, 1 s commits), stop it, and measure its restart and its file size.
     #[arg(long)]
@@ -149,6 +154,9 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
     let nodes = c.nodes.clone();
     let (writers, writes, size) = (a.writers, a.writes, a.value_size);
     let start = Instant::now();
+    let timeline = a
+        .timeline
+        .then(|| tokio::spawn(print_timeline(c.nodes.clone(), start)));
     let (elapsed, done) =
         tokio::task::spawn_blocking(move || write_load(&nodes, writers, writes, size)).await?;
     let (mut commits, mut fsyncs, mut acked) = (0u64, 0u64, 0u64);
@@ -164,6 +172,9 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
     let (everywhere, _) =
         gossamer::local::wait_for(Duration::from_secs(120), || c.nodes.iter().all(all)).await;
     let everywhere_s = everywhere.then(|| start.elapsed().as_secs_f64());
+    if let Some(t) = timeline {
+        t.abort();
+    }
     let rate = done as f64 / elapsed.as_secs_f64();
     println!("| nodes | durability | signed | writers | writes ok | seconds | writes/s | everywhere after s | writes/s everywhere | commits (all nodes) | acked writes per commit (all nodes) | fsyncs per write (all nodes) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -197,6 +208,41 @@ pub async fn run(a: BenchDurableArgs) -> anyhow::Result<i32> {
         n.shutdown().await;
     }
     Ok(0)
+}
+
+/// `--timeline`: one line every 100 ms until aborted (or for at most 120 s).
+async fn print_timeline(nodes: Vec<Node>, start: Instant) {
+    eprintln!("ms\tfewest keys\tmost keys\tcpu ms\tanti-entropy applied\tgrafts sent");
+    for _ in 0..1_200 {
+        let keys = nodes.iter().map(|n| n.status().keys);
+        let (fewest, most) = keys.fold((usize::MAX, 0), |(lo, hi), k| (lo.min(k), hi.max(k)));
+        let (mut synced, mut grafts) = (0, 0);
+        for n in &nodes {
+            let e = n.engine_stats();
+            synced += e.sync_entries_applied;
+            grafts += e.grafts_sent;
+        }
+        eprintln!(
+            "{}\t{fewest}\t{most}\t{}\t{synced}\t{grafts}",
+            start.elapsed().as_millis(),
+            cpu_ms()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// CPU time (user and system) this process has used, in ms.
+fn cpu_ms() -> u64 {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } == 0 {
+            let ms = |t: libc::timeval| t.tv_sec as u64 * 1_000 + t.tv_usec as u64 / 1_000;
+            return ms(u.ru_utime) + ms(u.ru_stime);
+        }
+    }
+    0
 }
 
 /// How the writes travelled, summed over the nodes: by the tree, by repair (grafts and
