@@ -4,7 +4,7 @@
 mod cli;
 
 /// mimalloc instead of the system allocator: the hot paths allocate per entry and per
-/// datagram (ARCHITECTURE.md, "Dependencies").
+/// datagram (ARCHITECTURE.md, "Layers", the CLI row).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

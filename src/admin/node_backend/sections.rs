@@ -261,6 +261,11 @@ const DISSEMINATION: &[CounterDef<EngineStats>] = &[
         |e| e.sync_follow_ups,
     ),
     (
+        "gossamer_sync_known_losses_total",
+        "Anti-entropy exchanges brought a quarter interval forward after a known loss: a datagram that found its connection's send buffer full (the exchange goes to that peer), or grafts given up after every try; none while backed off.",
+        |e| e.sync_known_losses,
+    ),
+    (
         "gossamer_gc_waiting_total",
         "Tombstone collection rounds that collected nothing because a member had not yet shown what it has seen.",
         |e| e.gc_waiting,

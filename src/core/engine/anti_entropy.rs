@@ -260,6 +260,36 @@ impl Engine {
         self.next_sync_us = self.next_sync_us.min(now.mono_us.saturating_add(delay_us));
     }
 
+    /// A datagram of ours to `peer` never left: its connection's send buffer was full
+    /// (the runtime refuses a datagram rather than let quinn drop an older one unseen).
+    /// `peer` may now lack what it carried and no one else knows, so our next exchange
+    /// goes to it ([`Engine::sync_soon`]).
+    pub fn datagram_refused(&mut self, now: Now, peer: &NodeId) {
+        self.advance_clock(now);
+        if !self.members.is_live(peer) {
+            return;
+        }
+        if self.pull_from.is_none() {
+            self.pull_from = Some(peer.clone());
+        }
+        self.sync_soon();
+    }
+
+    /// A known loss (a datagram that never left, grafts given up after every try): the
+    /// next exchange comes a quarter interval from now, not whenever the interval
+    /// brings it. Not while backed off: then the bandwidth is short and the storm's
+    /// exchanges keep their spacing (whole turns catch up faster there).
+    pub(crate) fn sync_soon(&mut self) {
+        if !self.catches_up_in_steps() {
+            return;
+        }
+        self.stats.sync_known_losses += 1;
+        let at = self
+            .clock_us
+            .saturating_add(self.cfg.sync_interval_ms * 1000 / 4);
+        self.next_sync_us = self.next_sync_us.min(at);
+    }
+
     /// Handles a `Members` frame from `peer`.
     pub(crate) fn sync_on_members(&mut self, now: Now, peer: &NodeId, members: Vec<MemberState>) {
         self.members.heard_from(peer, now.mono_us);

@@ -90,8 +90,9 @@ pub struct Engine {
     /// Peers whose last `Open` showed we must rebase against them, with what they
     /// vouched for and had seen then: our next exchange with each runs the rebase.
     rebase_due: BTreeMap<NodeId, (CausalContext, CausalContext)>,
-    /// The peer that held entries back from our last exchange with it (`SyncFrame::Held`):
-    /// our next exchange, at once, pulls the rest from it.
+    /// Whom our next exchange goes to: the peer that held entries back from our last
+    /// exchange with it (`SyncFrame::Held`; the next, at once, pulls the rest), or one
+    /// a datagram of ours never left for (`Engine::datagram_refused`).
     pull_from: Option<NodeId>,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,

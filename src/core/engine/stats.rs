@@ -45,6 +45,9 @@ pub struct EngineStats {
     /// Exchanges brought forward because the last one showed we were far behind (the
     /// peer held entries back, or sent `core::sync::FAR_BEHIND` or more we lacked).
     pub sync_follow_ups: u64,
+    /// Exchanges brought a quarter interval forward after a known loss: a datagram of
+    /// ours that never left (the next goes to its peer), or grafts given up.
+    pub sync_known_losses: u64,
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,

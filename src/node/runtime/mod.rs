@@ -1,6 +1,6 @@
 //! The tokio runtime around the sans-IO engine.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -140,6 +140,9 @@ pub(crate) struct Inner {
     /// Outputs a listing took from the engine (to log the changes it shows), left for
     /// the driver to carry out ahead of those it takes next.
     taken: Mutex<Vec<Output>>,
+    /// Peers a datagram to was refused by its full send buffer, told to the engine at
+    /// the next pump (`Engine::datagram_refused`: it owes them an exchange).
+    refused: Mutex<BTreeSet<NodeId>>,
     /// User events delivered here, for listing and watches (`super::events`).
     recent: super::events::RecentEvents,
     /// Commands run for delivered user events and queries (`[[handlers]]`), and the
@@ -322,6 +325,7 @@ impl Node {
             seed_errors: Mutex::new(HashMap::new()),
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
             taken: Mutex::new(Vec::new()),
+            refused: Mutex::new(BTreeSet::new()),
             recent: super::events::RecentEvents::new(wall_ms()),
             handlers: super::handlers::Handlers::new(
                 cfg.node_id.clone(),
@@ -581,9 +585,18 @@ impl Node {
         } else {
             Vec::new()
         };
+        let refused = self
+            .inner
+            .refused
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
         let (outputs, deadline) = {
             let now = self.inner.now();
             let mut e = self.inner.engine();
+            for peer in &refused {
+                e.datagram_refused(now, peer);
+            }
             if e.poll_timeout() <= now.mono_us {
                 for (id, rtt_us) in &rtts {
                     e.observe_rtt(id, *rtt_us);

@@ -3,6 +3,7 @@
 //! message is too large) and the loops that read what comes in.
 
 use super::*;
+use crate::transport::DatagramRefused;
 
 /// Counts a sync stream a peer has open with us; the count drops with the guard.
 struct StreamSlot(std::sync::Arc<std::sync::atomic::AtomicU32>);
@@ -65,7 +66,7 @@ impl Node {
             .ok()
             .and_then(|c| c.get(&to).cloned());
         match conn {
-            Some(conn) if conn.close_reason().is_none() => self.send_on(&conn, bytes, d),
+            Some(conn) if conn.close_reason().is_none() => self.send_on(&to, &conn, bytes, d),
             _ => {
                 if let Ok(mut p) = self.inner.pending.lock() {
                     let q = p.entry(to.clone()).or_default();
@@ -102,7 +103,7 @@ impl Node {
         });
     }
 
-    pub(super) fn send_on(&self, conn: &Connection, bytes: Vec<u8>, d: &Datagram) {
+    pub(super) fn send_on(&self, to: &NodeId, conn: &Connection, bytes: Vec<u8>, d: &Datagram) {
         let max = conn.max_datagram_size().unwrap_or(0);
         if bytes.len() > max {
             // Larger than this path allows: use a stream instead of dropping it.
@@ -110,19 +111,28 @@ impl Node {
             self.spawn_reliable(async move { transport::send_reliable(&conn, &d).await });
             return;
         }
-        self.put_datagram(conn, bytes);
+        self.put_datagram(to, conn, bytes);
     }
 
     /// Hands `bytes` to the connection's datagram send buffer, counting it as sent or
     /// dropped (lazy repair and anti-entropy bring what a dropped one carried).
-    fn put_datagram(&self, conn: &Connection, bytes: Vec<u8>) {
+    fn put_datagram(&self, to: &NodeId, conn: &Connection, bytes: Vec<u8>) {
         let n = bytes.len() as u64;
         match transport::offer_datagram(conn, bytes) {
             Ok(()) => {
                 inc(&self.inner.stats.datagrams_sent, 1);
                 inc(&self.inner.stats.datagram_bytes_sent, n);
             }
-            Err(_) => inc(&self.inner.stats.datagrams_dropped, 1),
+            Err(DatagramRefused::BufferFull) => {
+                // The path to a connected peer is congested, and it may now lack what
+                // this carried: the engine owes it an exchange.
+                inc(&self.inner.stats.datagrams_dropped, 1);
+                if let Ok(mut r) = self.inner.refused.lock() {
+                    r.insert(to.clone());
+                }
+                self.inner.wake.notify_one();
+            }
+            Err(DatagramRefused::Refused(_)) => inc(&self.inner.stats.datagrams_dropped, 1),
         }
     }
 
@@ -238,7 +248,7 @@ impl Node {
             .ok()
             .and_then(|mut p| p.remove(&id));
         for bytes in pending.unwrap_or_default() {
-            self.put_datagram(&conn_for_pending, bytes);
+            self.put_datagram(&id, &conn_for_pending, bytes);
         }
         tokio::spawn(self.clone().read_datagrams(id.clone(), conn.clone()));
         tokio::spawn(self.clone().read_uni(id.clone(), conn.clone()));

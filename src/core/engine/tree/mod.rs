@@ -515,6 +515,12 @@ impl Engine {
                 graft_retry_us(cfg, loc.rtt_estimate(members, p), backed_off)
             });
         self.stats.grafts_abandoned += abandoned;
+        if abandoned > 0 {
+            // We know we lack these and the tree's repair gave up: the next exchange
+            // brings them, sooner than a whole interval. Its peer is picked as usual:
+            // the teller did not answer, and by now most members hold the update.
+            self.sync_soon();
+        }
         for (to, dots) in asks {
             let Some(addr) = self.addr_of(&to) else {
                 continue;

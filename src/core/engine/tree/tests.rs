@@ -555,3 +555,83 @@ fn graft_requests_pack_into_datagrams_of_at_most_max() {
         assert!(len + DATAGRAM_OVERHEAD <= 1_200);
     }
 }
+
+/// The exchanges `e` opens from `from_ms` to `to_ms` (timers run every 10 ms): when, and
+/// with whom.
+fn syncs_between(e: &mut Engine, from_ms: u64, to_ms: u64) -> Vec<(u64, NodeId)> {
+    let mut out = Vec::new();
+    for ms in (from_ms..to_ms).step_by(10) {
+        e.handle_timeout(at(ms));
+        while let Some(o) = e.poll_output() {
+            if let Output::Sync { with, .. } = o {
+                out.push((ms, with));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `e` past its first periodic exchange (at a random point of the first interval);
+/// returns when that was. The next one is an interval (± 10 %) later.
+fn past_first_sync(e: &mut Engine) -> u64 {
+    (10..3_000)
+        .step_by(10)
+        .find(|&ms| !syncs_between(e, ms, ms + 10).is_empty())
+        .expect("a first exchange within 1.5 intervals")
+}
+
+#[test]
+fn given_up_grafts_bring_the_next_exchange_a_quarter_interval_forward() {
+    let mut a = engine("a", &["b", "c"]);
+    let t = past_first_sync(&mut a) + 10;
+    a.handle_datagram(
+        at(t),
+        &id("c"),
+        Datagram {
+            items: vec![Item::IHave {
+                writer: id("b"),
+                counter: 7,
+            }],
+        },
+    );
+    let mut given_up = None;
+    for ms in (t..t + 1_000).step_by(10) {
+        a.handle_timeout(at(ms));
+        while a.poll_output().is_some() {}
+        if a.stats().grafts_abandoned > 0 {
+            given_up = Some(ms);
+            break;
+        }
+    }
+    let given_up = given_up.expect("the graft is given up");
+    assert_eq!(a.stats().sync_known_losses, 1);
+    // Otherwise the next exchange would come an interval (± 10 %) after the first.
+    let quarter = Config::default().sync_interval_ms / 4;
+    let syncs = syncs_between(&mut a, given_up + 10, given_up + quarter + 20);
+    assert_eq!(syncs.len(), 1, "{syncs:?}");
+    assert_eq!(syncs[0].0, given_up + quarter);
+}
+
+#[test]
+fn a_refused_datagram_sends_the_next_exchange_to_its_peer_soon_unless_backed_off() {
+    let mut a = engine("a", &["b", "c"]);
+    let t = past_first_sync(&mut a) + 10;
+    a.datagram_refused(at(t), &id("b"));
+    assert_eq!(a.stats().sync_known_losses, 1);
+    let quarter = Config::default().sync_interval_ms / 4;
+    let syncs = syncs_between(&mut a, t, t + quarter + 100);
+    assert_eq!(syncs, vec![(t + quarter, id("b"))]);
+    // Backed off: the next exchange still goes to the peer, but an interval after the
+    // last, as a storm's exchanges do.
+    let t = t + quarter + 100;
+    a.backoff.level = 1;
+    a.datagram_refused(at(t), &id("c"));
+    assert_eq!(a.stats().sync_known_losses, 1);
+    let syncs = syncs_between(&mut a, t, t + 2_500);
+    assert_eq!(syncs.len(), 1, "{syncs:?}");
+    assert_eq!(syncs[0].1, id("c"));
+    assert!(syncs[0].0 >= t + 1_500, "{syncs:?}");
+    // A member we do not know owes nothing.
+    a.datagram_refused(at(t + 2_500), &id("zz"));
+    assert_eq!(a.stats().sync_known_losses, 1);
+}
