@@ -266,6 +266,11 @@ const DISSEMINATION: &[CounterDef<EngineStats>] = &[
         |e| e.sync_known_losses,
     ),
     (
+        "gossamer_sync_after_bursts_total",
+        "Anti-entropy exchanges started a quarter interval after a burst of updates ended (64 or more by the tree or grafts since this node's last exchange began), before the interval's end; none while backed off.",
+        |e| e.sync_after_bursts,
+    ),
+    (
         "gossamer_gc_waiting_total",
         "Tombstone collection rounds that collected nothing because a member had not yet shown what it has seen.",
         |e| e.gc_waiting,

@@ -7,6 +7,7 @@ use crate::core::proto::{
     OPEN_SAME_CTX, OPEN_SAME_STABLE,
 };
 use crate::core::state::{group_runs, plausible_own_dot, CausalContext, Entry, Fence, RebaseProbe};
+use crate::core::sync::FAR_BEHIND;
 use crate::core::{NodeId, Now};
 
 impl Engine {
@@ -273,6 +274,30 @@ impl Engine {
             self.pull_from = Some(peer.clone());
         }
         self.sync_soon();
+    }
+
+    /// An update the tree or a graft brought us as news.
+    pub(super) fn note_news(&mut self) {
+        self.news_since_sync = self.news_since_sync.saturating_add(1);
+        self.last_news_us = self.clock_us;
+    }
+
+    /// When our next exchange starts: at the interval's end, or a quarter interval after
+    /// a burst ended, whichever is first. A burst is [`FAR_BEHIND`] or more updates
+    /// brought by the tree or grafts since our last exchange began; it has ended when
+    /// none came for a quarter interval (so what the tree still carried has landed, and
+    /// the exchange sends only what was lost). Losses nobody knows of (a datagram dropped
+    /// from a full receive buffer, or on the path) are likeliest in a burst, and this
+    /// finds them sooner than the interval; under a steady load no quarter interval is
+    /// quiet, so nothing is added. Not while backed off.
+    pub(super) fn sync_deadline(&self) -> u64 {
+        if self.news_since_sync >= FAR_BEHIND && self.catches_up_in_steps() {
+            let quiet = self
+                .last_news_us
+                .saturating_add(self.cfg.sync_interval_ms * 1000 / 4);
+            return self.next_sync_us.min(quiet);
+        }
+        self.next_sync_us
     }
 
     /// A known loss (a datagram that never left, grafts given up after every try): the

@@ -94,6 +94,11 @@ pub struct Engine {
     /// exchange with it (`SyncFrame::Held`; the next, at once, pulls the rest), or one
     /// a datagram of ours never left for (`Engine::datagram_refused`).
     pull_from: Option<NodeId>,
+    /// Updates the tree or a graft brought us as news since our last exchange began, and
+    /// when the last came (mono µs): a burst that ends is followed by an exchange a
+    /// quarter interval later (`Engine::sync_deadline`).
+    news_since_sync: usize,
+    last_news_us: u64,
     /// The incarnation the last drain of changes carried (persistence only).
     persisted_inc: Option<u64>,
     /// Signs our writes and verifies everyone else's.
@@ -172,6 +177,8 @@ impl Engine {
             stability: stability::Stability::default(),
             rebase_due: BTreeMap::new(),
             pull_from: None,
+            news_since_sync: 0,
+            last_news_us: 0,
             persisted_inc: None,
             authorship: authorship::Authorship::default(),
             events: events::Events::new(
@@ -619,6 +626,7 @@ impl Engine {
             Some(a) => {
                 if let (Some(entry), false) = (&a.changed, a.already_seen) {
                     self.announce(entry);
+                    self.note_news();
                 }
                 !a.already_seen
             }
@@ -634,6 +642,7 @@ impl Engine {
         }
         self.announce(&entry);
         self.learned_elsewhere(&entry);
+        self.note_news();
         Some(entry)
     }
 

@@ -48,6 +48,10 @@ pub struct EngineStats {
     /// Exchanges brought a quarter interval forward after a known loss: a datagram of
     /// ours that never left (the next goes to its peer), or grafts given up.
     pub sync_known_losses: u64,
+    /// Exchanges started a quarter interval after a burst ended (`core::sync::FAR_BEHIND`
+    /// or more updates by the tree or grafts since our last exchange began), before the
+    /// interval's end.
+    pub sync_after_bursts: u64,
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,

@@ -50,7 +50,7 @@ impl Engine {
             Timer::Graft => self.graft_deadline(),
             Timer::Events => self.event_deadline(),
             Timer::Gossip => Some(self.next_gossip_us),
-            Timer::Sync => Some(self.next_sync_us),
+            Timer::Sync => Some(self.sync_deadline()),
             Timer::Gc => Some(self.next_gc_us),
             Timer::Seeds => self.seeds.deadline(|id| self.seed_joined(id)),
         }
@@ -82,6 +82,10 @@ impl Engine {
                 self.wan_round();
             }
             Timer::Sync => {
+                if self.next_sync_us > t {
+                    self.stats.sync_after_bursts += 1;
+                }
+                self.news_since_sync = 0;
                 // ±10% jitter keeps nodes from synchronising their exchanges.
                 let base = (self.cfg.sync_interval_ms * 1000) << self.backoff.level;
                 self.next_sync_us = t + base - base / 10 + self.rng.random_range(0..=base / 5);

@@ -635,3 +635,66 @@ fn a_refused_datagram_sends_the_next_exchange_to_its_peer_soon_unless_backed_off
     a.datagram_refused(at(t + 2_500), &id("zz"));
     assert_eq!(a.stats().sync_known_losses, 1);
 }
+
+/// `n` updates written by `w`, delivered to `a` as deltas, one every `gap_ms` from
+/// `from_ms`, timers running between them; returns when the last came and the exchanges
+/// `a` opened meanwhile.
+fn deliver_news(
+    a: &mut Engine,
+    w: &mut Engine,
+    n: usize,
+    from_ms: u64,
+    gap_ms: u64,
+) -> (u64, Vec<(u64, NodeId)>) {
+    let (mut ms, mut syncs) = (from_ms, Vec::new());
+    for i in 0..n {
+        ms = from_ms + i as u64 * gap_ms;
+        let e = w.set(at(ms), &format!("k{i}"), b"v".to_vec()).unwrap();
+        while w.poll_output().is_some() {}
+        a.handle_datagram(
+            at(ms),
+            &id("w"),
+            Datagram {
+                items: vec![Item::Delta(e)],
+            },
+        );
+        syncs.extend(syncs_between(a, ms, ms + 1));
+    }
+    (ms, syncs)
+}
+
+#[test]
+fn an_exchange_follows_a_quarter_interval_after_a_burst_ends() {
+    use crate::core::sync::FAR_BEHIND;
+    let quarter = Config::default().sync_interval_ms / 4;
+    for (n, early) in [(FAR_BEHIND, true), (FAR_BEHIND - 1, false)] {
+        let mut a = engine("a", &["b", "w"]);
+        let mut w = engine("w", &["a", "b"]);
+        let t = past_first_sync(&mut a) + 10;
+        let (last, during) = deliver_news(&mut a, &mut w, n, t, 1);
+        assert!(during.is_empty());
+        let syncs = syncs_between(&mut a, last + 1, t + 1_700);
+        if early {
+            assert_eq!(syncs.len(), 1, "{syncs:?}");
+            assert!(syncs[0].0 >= last + quarter && syncs[0].0 < last + quarter + 10);
+            assert_eq!(a.stats().sync_after_bursts, 1);
+        } else {
+            assert!(syncs.is_empty(), "{n} updates are no burst: {syncs:?}");
+            assert_eq!(a.stats().sync_after_bursts, 0);
+        }
+    }
+}
+
+#[test]
+fn a_steady_stream_of_updates_adds_no_exchange() {
+    let mut a = engine("a", &["b", "w"]);
+    let mut w = engine("w", &["a", "b"]);
+    let t = past_first_sync(&mut a) + 10;
+    // One update every 25 ms for 2 s: a burst's worth (64) within the first 1.6 s, but no
+    // quiet quarter interval before the interval ends (at least 1.8 s after the first
+    // exchange), so only the periodic exchange comes.
+    let (_, syncs) = deliver_news(&mut a, &mut w, 80, t, 25);
+    assert_eq!(syncs.len(), 1, "{syncs:?}");
+    assert!(syncs[0].0 >= t - 10 + 1_800, "{syncs:?}");
+    assert_eq!(a.stats().sync_after_bursts, 0);
+}
