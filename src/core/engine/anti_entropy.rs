@@ -49,7 +49,8 @@ impl Engine {
             }
         }
         // Then the rest of what a peer held back from us, from that peer: it has it,
-        // and its member list and most of its context match ours by now.
+        // and its member list and most of its context match ours by now. Or the peer
+        // a datagram of ours never left for: it may lack what that carried.
         if let Some(with) = self.pull_from.take().filter(|id| self.members.is_live(id)) {
             if let Some(addr) = self.addr_of(&with) {
                 self.out.push_back(Output::Sync { with, addr });
