@@ -443,6 +443,11 @@ const TRANSPORT: &[CounterDef<RuntimeStats>] = &[
         |r| get(&r.reliable_dropped),
     ),
     (
+        "gossamer_syncs_waited_total",
+        "Anti-entropy exchanges asked for while two of this node's ran (the most at once): each waited for one to end, a later one taking the place of one still waiting.",
+        |r| get(&r.syncs_waited),
+    ),
+    (
         "gossamer_sync_bytes_sent_total",
         "Anti-entropy stream bytes sent.",
         |r| get(&r.sync_bytes_sent),

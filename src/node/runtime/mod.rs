@@ -28,7 +28,7 @@ use super::watch::ChangeLog;
 use super::NodeAuthority;
 use crate::core::engine::{Engine, EngineStats, Event, Output, DOT_LEASE_BLOCK};
 use crate::core::membership::Change;
-use crate::core::proto::{Datagram, MemberInfo, MemberStatus, SyncKind};
+use crate::core::proto::{Datagram, MemberInfo, MemberStatus};
 use crate::core::{NodeId, Now};
 use crate::transport::{self, QuicSettings, Transport, TransportError};
 use crate::wire;
@@ -57,6 +57,10 @@ pub struct RuntimeStats {
     /// Oversized messages dropped: too many in flight, no connection, or past the
     /// deadline (anti-entropy repairs what they carried).
     pub reliable_dropped: AtomicU64,
+    /// Anti-entropy exchanges the engine asked for while two of ours
+    /// (`MAX_CONCURRENT_SYNCS`) ran: each waited for one to end (a later one took the
+    /// place of one still waiting).
+    pub syncs_waited: AtomicU64,
     /// Sync stream bytes sent.
     pub sync_bytes_sent: AtomicU64,
     /// Sync stream bytes received.
@@ -124,6 +128,9 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
     syncs: AtomicUsize,
+    /// The exchange the engine asked for last while [`MAX_CONCURRENT_SYNCS`] of ours
+    /// ran: it starts when one of them ends (`Node::start_sync`).
+    waiting_sync: Mutex<Option<(NodeId, String)>>,
     /// Sync streams peers have open with us, all peers together.
     inbound_syncs: Arc<std::sync::atomic::AtomicU32>,
     /// Permits for reliable sends in flight.
@@ -316,6 +323,7 @@ impl Node {
             events,
             shutdown,
             syncs: AtomicUsize::new(0),
+            waiting_sync: Mutex::new(None),
             inbound_syncs: Default::default(),
             reliable_slots: Arc::new(tokio::sync::Semaphore::new(MAX_RELIABLE_IN_FLIGHT)),
             stats: RuntimeStats::default(),
@@ -621,32 +629,7 @@ impl Node {
                     transport::send_reliable(&conn, &datagram).await
                 });
             }
-            Output::Sync { with, addr } => {
-                if self.inner.syncs.load(Ordering::Relaxed) >= MAX_CONCURRENT_SYNCS {
-                    return;
-                }
-                self.inner.syncs.fetch_add(1, Ordering::Relaxed);
-                let node = self.clone();
-                tokio::spawn(async move {
-                    match node.connection(&with, &addr).await {
-                        Ok(conn) => {
-                            let started = Instant::now();
-                            match node.sync_initiate(&with, &conn, SyncKind::Periodic).await {
-                                Ok(()) => node.inner.stats.sync_duration.observe(started.elapsed()),
-                                Err(e) => {
-                                    tracing::debug!(peer = %with, error = %e, "anti-entropy failed")
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(peer = %with, error = %e, "anti-entropy: no connection");
-                            let now = node.inner.now();
-                            node.inner.engine().sync_failed(now, &with);
-                        }
-                    }
-                    node.inner.syncs.fetch_sub(1, Ordering::Relaxed);
-                });
-            }
+            Output::Sync { with, addr } => self.start_sync(with, addr),
             Output::Contact { seed, addr } => {
                 let node = self.clone();
                 tokio::spawn(async move {

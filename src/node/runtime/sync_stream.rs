@@ -3,11 +3,12 @@
 //! writes the turns it answers with (paced by the bandwidth buckets), and puts the
 //! whole exchange under one deadline. Joining through a seed is the same exchange.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use quinn::Connection;
 
-use super::{inc, Node, SEED_DIAL_TIMEOUT, SYNC_TIMEOUT};
+use super::{inc, Node, MAX_CONCURRENT_SYNCS, SEED_DIAL_TIMEOUT, SYNC_TIMEOUT};
 use crate::core::proto::{SyncFrame, SyncKind};
 use crate::core::sync::{Admit, Exchange, Step, SyncError};
 use crate::core::NodeId;
@@ -15,6 +16,48 @@ use crate::transport::{self, TransportError};
 use crate::wire;
 
 impl Node {
+    /// Runs the exchange the engine asked for, or, while [`MAX_CONCURRENT_SYNCS`] of
+    /// ours run, starts it when one ends. Only the latest waits: the engine's later pick
+    /// replaces an earlier one (each is its choice for the next exchange). Dropping it
+    /// instead would lose a follow-up (a peer held entries back) for a whole interval.
+    pub(super) fn start_sync(&self, with: NodeId, addr: String) {
+        if self.inner.syncs.load(Ordering::Relaxed) >= MAX_CONCURRENT_SYNCS {
+            inc(&self.inner.stats.syncs_waited, 1);
+            if let Ok(mut w) = self.inner.waiting_sync.lock() {
+                *w = Some((with, addr));
+            }
+            return;
+        }
+        self.inner.syncs.fetch_add(1, Ordering::Relaxed);
+        let node = self.clone();
+        tokio::spawn(async move {
+            match node.connection(&with, &addr).await {
+                Ok(conn) => {
+                    let started = Instant::now();
+                    match node.sync_initiate(&with, &conn, SyncKind::Periodic).await {
+                        Ok(()) => node.inner.stats.sync_duration.observe(started.elapsed()),
+                        Err(e) => tracing::debug!(peer = %with, error = %e, "anti-entropy failed"),
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %with, error = %e, "anti-entropy: no connection");
+                    let now = node.inner.now();
+                    node.inner.engine().sync_failed(now, &with);
+                }
+            }
+            node.inner.syncs.fetch_sub(1, Ordering::Relaxed);
+            let waiting = node
+                .inner
+                .waiting_sync
+                .lock()
+                .ok()
+                .and_then(|mut w| w.take());
+            if let Some((with, addr)) = waiting {
+                node.start_sync(with, addr);
+            }
+        });
+    }
+
     /// Dials a seed and joins through it; `Err` says why not, for the log and `status`.
     pub(super) async fn contact_seed(&self, addr: &str) -> Result<NodeId, String> {
         // A silent seed must not hold the next attempt back for the whole handshake
