@@ -254,18 +254,13 @@ impl Engine {
             return;
         }
         self.stats.sync_follow_ups += 1;
-        let delay_us = if held {
-            0
-        } else {
-            self.cfg.sync_interval_ms * 1000 / 4
-        };
+        let delay_us = if held { 0 } else { self.quarter_interval_us() };
         self.next_sync_us = self.next_sync_us.min(now.mono_us.saturating_add(delay_us));
     }
 
-    /// A datagram of ours to `peer` never left: its connection's send buffer was full
-    /// (the runtime refuses a datagram rather than let quinn drop an older one unseen).
-    /// `peer` may now lack what it carried and no one else knows, so our next exchange
-    /// goes to it ([`Engine::sync_soon`]).
+    /// Input from the driver: a datagram of ours to `peer` never left (the path to it
+    /// had no room for it). `peer` may now lack what it carried and no one else knows,
+    /// so our next exchange goes to it ([`Engine::sync_soon`]).
     pub fn datagram_refused(&mut self, now: Now, peer: &NodeId) {
         self.advance_clock(now);
         if !self.members.is_live(peer) {
@@ -275,6 +270,13 @@ impl Engine {
             self.pull_from = Some(peer.clone());
         }
         self.sync_soon();
+    }
+
+    /// How much sooner than the interval an exchange comes after a sign we are behind
+    /// (a follow-up, a known loss, the end of a burst): long enough for what the tree
+    /// still carries to land, so the exchange sends only what was lost.
+    fn quarter_interval_us(&self) -> u64 {
+        self.cfg.sync_interval_ms * 1000 / 4
     }
 
     /// An update the tree or a graft brought us as news.
@@ -293,9 +295,7 @@ impl Engine {
     /// quiet, so nothing is added. Not while backed off.
     pub(super) fn sync_deadline(&self) -> u64 {
         if self.news_since_sync >= FAR_BEHIND && self.catches_up_in_steps() {
-            let quiet = self
-                .last_news_us
-                .saturating_add(self.cfg.sync_interval_ms * 1000 / 4);
+            let quiet = self.last_news_us.saturating_add(self.quarter_interval_us());
             return self.next_sync_us.min(quiet);
         }
         self.next_sync_us
@@ -310,9 +310,7 @@ impl Engine {
             return;
         }
         self.stats.sync_known_losses += 1;
-        let at = self
-            .clock_us
-            .saturating_add(self.cfg.sync_interval_ms * 1000 / 4);
+        let at = self.clock_us.saturating_add(self.quarter_interval_us());
         self.next_sync_us = self.next_sync_us.min(at);
     }
 

@@ -21,14 +21,22 @@ impl Node {
     /// replaces an earlier one (each is its choice for the next exchange). Dropping it
     /// instead would lose a follow-up (a peer held entries back) for a whole interval.
     pub(super) fn start_sync(&self, with: NodeId, addr: String) {
-        if self.inner.syncs.load(Ordering::Relaxed) >= MAX_CONCURRENT_SYNCS {
+        // Checked and taken in one step: the driver and an ending exchange both start
+        // exchanges here.
+        let admitted = self
+            .inner
+            .syncs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_SYNCS).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
             inc(&self.inner.stats.syncs_waited, 1);
             if let Ok(mut w) = self.inner.waiting_sync.lock() {
                 *w = Some((with, addr));
             }
             return;
         }
-        self.inner.syncs.fetch_add(1, Ordering::Relaxed);
         let node = self.clone();
         tokio::spawn(async move {
             match node.connection(&with, &addr).await {
@@ -45,7 +53,7 @@ impl Node {
                     node.inner.engine().sync_failed(now, &with);
                 }
             }
-            node.inner.syncs.fetch_sub(1, Ordering::Relaxed);
+            node.inner.syncs.fetch_sub(1, Ordering::AcqRel);
             let waiting = node
                 .inner
                 .waiting_sync
