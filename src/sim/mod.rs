@@ -480,7 +480,11 @@ impl Sim {
                 }
                 self.nodes[i].timer_at = None;
                 let now = self.now_of(i);
+                let loss = self.nodes[i].traffic.loss_report(now.mono_us);
                 if let Some(e) = self.nodes[i].engine.as_mut() {
+                    if let Some((sent, lost)) = loss {
+                        e.observe_path_loss(now.mono_us, sent, lost);
+                    }
                     if e.poll_timeout() <= now.mono_us {
                         e.handle_timeout(now);
                     }
@@ -496,6 +500,7 @@ impl Sim {
             } => {
                 if self.nodes[to].epoch != epoch || !self.reachable(from, to) {
                     self.stats.cut += 1;
+                    self.nodes[from].traffic.datagrams_lost += 1;
                     return;
                 }
                 let now = self.now_of(to);

@@ -62,6 +62,7 @@ impl Sim {
         self.count_wan(from, to, wire, false);
         if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
             self.stats.cut += 1;
+            self.nodes[from].traffic.datagrams_lost += 1;
             return false;
         }
         true
@@ -72,12 +73,11 @@ impl Sim {
         if !self.record_send(from, to, bytes) {
             return;
         }
-        if self.cfg.net.loss > 0.0 && self.rng.random_bool(self.cfg.net.loss.min(1.0)) {
+        if (self.cfg.net.loss > 0.0 && self.rng.random_bool(self.cfg.net.loss.min(1.0)))
+            || self.link_lost(from, to)
+        {
             self.stats.lost += 1;
-            return;
-        }
-        if self.link_lost(from, to) {
-            self.stats.lost += 1;
+            self.nodes[from].traffic.datagrams_lost += 1;
             return;
         }
         let at =

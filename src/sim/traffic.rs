@@ -12,6 +12,32 @@ pub struct NodeTraffic {
     pub sync_bytes: u64,
     /// Egress measured over sliding 1-second windows.
     pub egress: EgressWindow,
+    /// Datagrams sent that never arrived: lost on the way, cut by a partition, or sent
+    /// to a node that is down.
+    pub datagrams_lost: u64,
+    /// Datagrams sent and lost when the node's engine was last told, and when it is
+    /// told next (µs).
+    loss_told: (u64, u64),
+    next_loss_report_us: u64,
+}
+
+/// How often a node's engine is told what its datagrams met (µs): the runtime reads
+/// QUIC's loss counters as often.
+const LOSS_REPORT_US: u64 = 1_000_000;
+
+impl NodeTraffic {
+    /// Datagrams sent and lost since the engine was last told, once a second has
+    /// passed (`Engine::observe_path_loss`). QUIC learns of a loss a round trip or
+    /// two after it; the simulator knows at once, well inside the second between reports.
+    pub fn loss_report(&mut self, now_us: u64) -> Option<(u64, u64)> {
+        if now_us < self.next_loss_report_us {
+            return None;
+        }
+        self.next_loss_report_us = now_us + LOSS_REPORT_US;
+        let (sent, lost) = self.loss_told;
+        self.loss_told = (self.datagrams, self.datagrams_lost);
+        Some((self.datagrams - sent, self.datagrams_lost - lost))
+    }
 }
 
 /// Bytes sent over a sliding 1-second window (100 slots of 10 ms), with the highest

@@ -271,6 +271,16 @@ const DISSEMINATION: &[CounterDef<EngineStats>] = &[
         |e| e.sync_after_bursts,
     ),
     (
+        "gossamer_repair_rounds_total",
+        "Gossip rounds pulled ahead of the interval because the transport reported loss (gossamer_path_loss_permille at least 5): the ids of new updates go out within a quarter of the graft timeout; none while backed off.",
+        |e| e.repair_rounds,
+    ),
+    (
+        "gossamer_ids_told_children_total",
+        "Ids sent by repair rounds to the tree children this node had pushed their updates to, so that a lost tree copy is grafted at once.",
+        |e| e.ids_told_children,
+    ),
+    (
         "gossamer_gc_waiting_total",
         "Tombstone collection rounds that collected nothing because a member had not yet shown what it has seen.",
         |e| e.gc_waiting,
@@ -653,6 +663,11 @@ fn bandwidth_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
         "gossamer_bandwidth_backoff_level",
         "Bandwidth back-off level: fanout and delta budgets halve, the anti-entropy interval doubles, per level.",
         b.backoff_level,
+    )?;
+    out.gauge(
+        "gossamer_path_loss_permille",
+        "Packets QUIC declared lost per thousand sent on this node's connections, over the last ten seconds; repair rounds run from 5.",
+        b.path_loss_permille,
     )?;
     out.table(&node.engine_stats(), BANDWIDTH)?;
     out.table(node.runtime_stats(), SYNC_STREAMS)

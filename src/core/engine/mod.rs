@@ -27,6 +27,7 @@ mod local_write;
 mod locality;
 mod persist;
 mod queries;
+mod repair_rounds;
 mod seeds;
 mod stability;
 mod stats;
@@ -43,6 +44,7 @@ use egress::{Backoff, Deferred};
 pub use events::{ID_BUDGET_MULT, PULL_TRIES, SEEN_MAX};
 pub use io::{Event, Output};
 pub use persist::{Changes, DOT_LEASE_BLOCK};
+pub use repair_rounds::LOSSY_PERMILLE;
 pub use seeds::SeedView;
 use seeds::Seeds;
 pub use stats::EngineStats;
@@ -107,6 +109,8 @@ pub struct Engine {
     events: events::Events,
     /// Queries: ours waiting for answers, others' waiting for ours.
     queries: queries::Queries,
+    /// Loss the transport reported, and the ids repair rounds owe (`repair_rounds.rs`).
+    repair: repair_rounds::RepairRounds,
 }
 
 const GC_PERIOD_US: u64 = 60_000_000;
@@ -188,6 +192,7 @@ impl Engine {
             )
             .with_max_query_timeout(cfg.queries.max_timeout_ms),
             queries: queries::Queries::new(cfg.queries.clone()),
+            repair: repair_rounds::RepairRounds::default(),
             cfg,
         }
     }

@@ -52,6 +52,11 @@ pub struct EngineStats {
     /// or more updates by the tree or grafts since our last exchange began), before the
     /// interval's end.
     pub sync_after_bursts: u64,
+    /// Gossip rounds run ahead of the interval because the transport reported loss
+    /// (`repair_rounds.rs`): ids of new updates told within a quarter graft timeout.
+    pub repair_rounds: u64,
+    /// Ids sent by repair rounds to the children we had pushed their updates to.
+    pub ids_told_children: u64,
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,

@@ -78,6 +78,7 @@ impl Engine {
             Timer::Gossip => {
                 self.next_gossip_us = t + self.cfg.gossip_interval_ms * 1000;
                 self.update_backoff();
+                self.repair_round();
                 self.gossip_round();
                 self.wan_round();
             }

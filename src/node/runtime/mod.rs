@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch, Notify};
 mod authorship;
 mod events;
 mod kv;
+mod path_loss;
 mod peers;
 mod queries;
 mod seeds;
@@ -92,6 +93,8 @@ pub struct BandwidthView {
     pub burst: u64,
     /// Back-off level (0 = none).
     pub backoff_level: u32,
+    /// Packets QUIC declared lost per thousand sent, over the last ten seconds.
+    pub path_loss_permille: u64,
 }
 
 fn inc(c: &AtomicU64, n: u64) {
@@ -150,6 +153,8 @@ pub(crate) struct Inner {
     /// Peers a datagram to was refused by its full send buffer, told to the engine at
     /// the next pump (`Engine::datagram_refused`: it owes them an exchange).
     refused: Mutex<BTreeSet<NodeId>>,
+    /// QUIC's lost packets, read about once a second for the engine's repair rounds.
+    loss: Mutex<path_loss::LossSampler>,
     /// User events delivered here, for listing and watches (`super::events`).
     recent: super::events::RecentEvents,
     /// Commands run for delivered user events and queries (`[[handlers]]`), and the
@@ -334,6 +339,7 @@ impl Node {
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
             taken: Mutex::new(Vec::new()),
             refused: Mutex::new(BTreeSet::new()),
+            loss: Mutex::new(path_loss::LossSampler::default()),
             recent: super::events::RecentEvents::new(wall_ms()),
             handlers: super::handlers::Handlers::new(
                 cfg.node_id.clone(),
@@ -580,11 +586,16 @@ impl Node {
         // When timers are due, hand quinn's RTT estimates to the engine first (probe
         // timeouts adapt to them). Connections are read before the engine is locked.
         let due = self.inner.engine().poll_timeout() <= self.inner.now().mono_us;
+        let mut loss = None;
         let rtts: Vec<(NodeId, u64)> = if due {
+            let now_us = self.inner.now().mono_us;
             self.inner
                 .conns
                 .lock()
                 .map(|c| {
+                    if let Ok(mut sampler) = self.inner.loss.lock() {
+                        loss = sampler.sample(now_us, &c);
+                    }
                     c.iter()
                         .map(|(id, conn)| (id.clone(), conn.rtt().as_micros() as u64))
                         .collect()
@@ -604,6 +615,9 @@ impl Node {
             let mut e = self.inner.engine();
             for peer in &refused {
                 e.datagram_refused(now, peer);
+            }
+            if let Some((sent, lost)) = loss {
+                e.observe_path_loss(now.mono_us, sent, lost);
             }
             if e.poll_timeout() <= now.mono_us {
                 for (id, rtt_us) in &rtts {
@@ -767,6 +781,7 @@ impl Node {
             rate: l.rate(),
             burst: l.burst(),
             backoff_level: e.backoff_level(),
+            path_loss_permille: e.path_loss_permille(),
         }
     }
 }

@@ -125,6 +125,17 @@ pub(super) fn tree_children(ring: &[NodeId], me: &NodeId, until: &NodeId) -> Vec
 /// not in the ring, or `me` is the root. O(log n), following [`tree_children`]'s
 /// halving down from the root.
 pub(super) fn span_end_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> Option<NodeId> {
+    place_in_tree(ring, root, me).map(|(_, until)| until)
+}
+
+/// Who pushes `me` its copy in the tree rooted at `root` over `ring` (sorted): `None`
+/// as for [`span_end_in_tree`].
+pub(super) fn parent_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> Option<NodeId> {
+    place_in_tree(ring, root, me).map(|(parent, _)| parent)
+}
+
+/// `me`'s parent and the end of its span in the tree rooted at `root` over `ring`.
+fn place_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> Option<(NodeId, NodeId)> {
     let n = ring.len();
     let root_pos = ring.binary_search(root).ok()?;
     let my_pos = ring.binary_search(me).ok()?;
@@ -144,7 +155,7 @@ pub(super) fn span_end_in_tree(ring: &[NodeId], root: &NodeId, me: &NodeId) -> O
             c = hi / 2;
         }
         if c == t {
-            return Some(ring[(base + 1 + hi) % n].clone());
+            return Some((ring[base].clone(), ring[(base + 1 + hi) % n].clone()));
         }
         base = (base + 1 + c) % n;
         t -= c + 1;
@@ -368,6 +379,7 @@ impl Engine {
             Item::IHave { writer, counter },
             budget,
         );
+        self.pull_repair_round();
     }
 
     /// Adds `entry` to the datagrams for our children in the span `(us, until)`.
@@ -384,6 +396,7 @@ impl Engine {
         );
 
         for (child, lim) in targets {
+            self.owe_id(&child, dot_of(entry));
             batches.entry(child).or_default().push(Item::Tree {
                 entry: entry.clone(),
                 until: lim,
@@ -447,15 +460,31 @@ impl Engine {
     }
 
     /// Someone holds the write `(writer, counter)`: if we lack it, ask for it once the
-    /// tree has had time to bring it (see [`Lazy::on_ihave`]).
+    /// tree has had time to bring it (see [`Lazy::on_ihave`]). Told by our own parent in
+    /// the writer's tree, the copy is lost, not late: the parent sent it before the id,
+    /// on the same path, so only a retry's wait is left to give it (a reordered
+    /// datagram).
     pub(super) fn on_ihave(&mut self, from: &NodeId, writer: NodeId, counter: u64) {
+        if !self.store.context().contains(&writer, counter) {
+            self.refresh_view();
+        }
+        let backed_off = self.backoff.level > 0;
         let (cfg, loc, members) = (&self.cfg, &self.loc, &self.members);
+        let me = members.my_id();
+        let root = writer.clone();
         let told = self.lazy.on_ihave(
             self.store.context(),
             self.clock_us,
             from,
             (writer, counter),
-            |p| graft_delay_us(cfg, loc.rtt_estimate(members, p)),
+            |p| {
+                let rtt = loc.rtt_estimate(members, p);
+                if parent_in_tree(loc.ring(), &root, me).as_ref() == Some(p) {
+                    graft_retry_us(cfg, rtt, backed_off)
+                } else {
+                    graft_delay_us(cfg, rtt)
+                }
+            },
         );
         match told {
             Told::Missing => self.stats.ids_missing += 1,
@@ -554,4 +583,4 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

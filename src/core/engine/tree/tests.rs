@@ -6,7 +6,7 @@ use crate::core::membership::Membership;
 use crate::core::proto::{Datagram, MemberInfo, MemberState, MemberStatus};
 use crate::core::Now;
 
-fn id(s: &str) -> NodeId {
+pub(in crate::core::engine) fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
 }
 
@@ -128,7 +128,7 @@ fn info(name: &str) -> MemberInfo {
     }
 }
 
-fn at(ms: u64) -> Now {
+pub(in crate::core::engine) fn at(ms: u64) -> Now {
     Now {
         mono_us: ms * 1000,
         wall_ms: 1_700_000_000_000 + ms,
@@ -155,7 +155,7 @@ fn engine(name: &str, peers: &[&str]) -> Engine {
     e
 }
 
-fn datagrams(e: &mut Engine) -> Vec<(NodeId, Datagram)> {
+pub(in crate::core::engine) fn datagrams(e: &mut Engine) -> Vec<(NodeId, Datagram)> {
     let mut out = Vec::new();
     while let Some(o) = e.poll_output() {
         if let Output::Datagram { to, datagram, .. } = o {
@@ -166,14 +166,14 @@ fn datagrams(e: &mut Engine) -> Vec<(NodeId, Datagram)> {
 }
 
 /// Engine p00 knowing p01..p15.
-fn hub() -> Engine {
+pub(in crate::core::engine) fn hub() -> Engine {
     let peers: Vec<String> = (1..16).map(|i| format!("p{i:02}")).collect();
     let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
     engine("p00", &refs)
 }
 
 /// Datagrams carrying a tree item.
-fn trees(out: &[(NodeId, Datagram)]) -> usize {
+pub(in crate::core::engine) fn trees(out: &[(NodeId, Datagram)]) -> usize {
     out.iter()
         .filter(|(_, d)| d.items.iter().any(|i| matches!(i, Item::Tree { .. })))
         .count()
@@ -267,7 +267,7 @@ fn a_tree_copy_of_an_update_synced_first_is_still_forwarded_once() {
 }
 
 #[test]
-fn the_span_computed_from_the_ring_is_the_one_the_tree_sends() {
+fn the_span_and_parent_computed_from_the_ring_are_the_ones_the_tree_uses() {
     for n in (1..=70).chain([255, 256, 257, 1000]) {
         let r = ring(n);
         let roots: Vec<usize> = if n <= 70 {
@@ -279,10 +279,12 @@ fn the_span_computed_from_the_ring_is_the_one_the_tree_sends() {
             let root = &r[root];
             // Every member's `until` as the tree hands it down.
             let mut sent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+            let mut parent: BTreeMap<NodeId, NodeId> = BTreeMap::new();
             let mut level = vec![(root.clone(), root.clone())];
             while let Some((node, until)) = level.pop() {
                 for (c, lim) in tree_children(&r, &node, &until) {
                     sent.insert(c.clone(), lim.clone());
+                    parent.insert(c.clone(), node.clone());
                     level.push((c, lim));
                 }
             }
@@ -291,6 +293,11 @@ fn the_span_computed_from_the_ring_is_the_one_the_tree_sends() {
                     span_end_in_tree(&r, root, me),
                     sent.get(me).cloned(),
                     "n={n} root={root} me={me}"
+                );
+                assert_eq!(
+                    parent_in_tree(&r, root, me),
+                    parent.get(me).cloned(),
+                    "parent: n={n} root={root} me={me}"
                 );
             }
         }
@@ -366,8 +373,9 @@ fn a_grafted_update_heals_the_subtree_below_us() {
 
 #[test]
 fn an_id_we_lack_is_grafted_after_the_timeout_and_answered() {
-    let mut a = engine("a", &["b", "c"]);
-    let mut b = engine("b", &["a", "c"]);
+    // In b's tree over a, b, c, d, a's parent is d: b's word is not a lost copy's.
+    let mut a = engine("a", &["b", "c", "d"]);
+    let mut b = engine("b", &["a", "c", "d"]);
     let e = b.set(at(10), "k", b"v".to_vec()).unwrap();
     while b.poll_output().is_some() {}
     let counter = e.vv.get(&e.writer);
@@ -435,7 +443,7 @@ fn an_unanswered_graft_is_retried_then_left_to_anti_entropy() {
 
 #[test]
 fn a_graft_is_retried_after_a_quarter_of_the_graft_timeout() {
-    let mut a = engine("a", &["b"]);
+    let mut a = engine("a", &["b", "c", "d"]);
     let item = Item::IHave {
         writer: id("b"),
         counter: 7,
@@ -449,6 +457,27 @@ fn a_graft_is_retried_after_a_quarter_of_the_graft_timeout() {
         Some((10 + timeout) * 1000 + timeout * 1000 / 4),
         "no round trip measured: a quarter of the timeout"
     );
+}
+
+#[test]
+fn an_id_told_by_our_parent_in_the_tree_is_grafted_after_a_retry_wait() {
+    // In b's tree over a, b, c, d: b pushes to d (span up to b, holding a) and c; d
+    // pushes to a. An id of b's told by d means d's copy to us was lost.
+    let r = vec![id("a"), id("b"), id("c"), id("d")];
+    assert_eq!(parent_in_tree(&r, &id("b"), &id("a")), Some(id("d")));
+    let mut a = engine("a", &["b", "c", "d"]);
+    let timeout = Config::default().graft_timeout_ms;
+    let tell = |counter| Datagram {
+        items: vec![Item::IHave {
+            writer: id("b"),
+            counter,
+        }],
+    };
+    a.handle_datagram(at(10), &id("d"), tell(7));
+    assert_eq!(a.graft_due(&id("b"), 7), Some((10 + timeout / 4) * 1000));
+    // Told by anyone else, the copy may still be on its way: the whole timeout.
+    a.handle_datagram(at(10), &id("c"), tell(8));
+    assert_eq!(a.graft_due(&id("b"), 8), Some((10 + timeout) * 1000));
 }
 
 // The parts on their own: `Lazy` with a causal context and a clock, the tree's targets
