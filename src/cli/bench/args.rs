@@ -132,9 +132,10 @@ pub struct BenchArgs {
     /// Sim mode: uniform jitter added to the latency (ms).
     #[arg(long, default_value_t = 2.0, value_name = "MS")]
     pub sim_jitter: f64,
-    /// Quic and sim modes: probability (0 to 0.5) that a datagram is lost during the
-    /// write load (quic: each node's socket drops that share of what it sends; sim: every
-    /// link, the whole run).
+    /// Quic and sim modes: probability (0 to 0.5) that a datagram is lost (quic: each
+    /// node's socket drops that share of what it sends, from before the write load, once
+    /// the idle window is measured, until its end; the writes start when every node has
+    /// seen the loss, at most 15 s later; sim: every link, the whole run).
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub loss: f64,
     /// Sim mode: length of the partition into halves (virtual seconds).

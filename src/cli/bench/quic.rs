@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gossamer::chaos::{ChaosControl, ChaosSocket};
+use gossamer::core::engine::LOSSY_PERMILLE;
 use gossamer::core::Event;
 use gossamer::local::LocalCluster;
 use gossamer::node::SubscriptionError;
@@ -30,6 +31,9 @@ struct QuicSnap {
     dial_failures: u64,
     suspicions: u64,
     grafts: u64,
+    repair_rounds: u64,
+    /// Nodes whose transport reported loss enough for repair rounds.
+    lossy_nodes: u64,
     udp_bytes: u64,
     gossip_bytes: u64,
     gossip_datagrams: u64,
@@ -44,6 +48,9 @@ struct QuicSnap {
     cpu_s: Option<f64>,
 }
 
+/// Longest wait, with `--loss`, for every node to see the loss before the writes.
+const LOSS_SEEN_LIMIT: Duration = Duration::from_secs(15);
+
 fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
     let mut s = QuicSnap {
         at: Instant::now(),
@@ -53,6 +60,8 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         dial_failures: 0,
         suspicions: 0,
         grafts: 0,
+        repair_rounds: 0,
+        lossy_nodes: 0,
         udp_bytes: 0,
         gossip_bytes: 0,
         gossip_datagrams: 0,
@@ -82,6 +91,8 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         let es = node.engine_stats();
         s.suspicions += es.suspicions;
         s.grafts += es.grafts_sent;
+        s.repair_rounds += es.repair_rounds;
+        s.lossy_nodes += u64::from(node.bandwidth().path_loss_permille >= LOSSY_PERMILLE);
         s.syncs_started += es.syncs_started;
         s.digest_opens += es.sync_digest_opens;
         s.digests_shared += es.sync_digests_shared;
@@ -312,9 +323,26 @@ async fn quic_measure(
         for ctl in controls {
             ctl.set_loss(p.net.loss);
         }
+        // A lossy network is lossy before the writes: let the nodes see it (QUIC's
+        // loss counts, read once a second), as they would have long before.
+        let seen = || {
+            nodes
+                .iter()
+                .filter(|n| n.bandwidth().path_loss_permille >= LOSSY_PERMILLE)
+                .count()
+        };
+        let took = wait_until(
+            LOSS_SEEN_LIMIT,
+            || seen() == n,
+            |f| progress.show(n, "loss on", f, ""),
+        )
+        .await;
         notes.push(format!(
-            "each node's socket dropped {:.0} % of what it sent during the write load",
-            p.net.loss * 100.0
+            "each node's socket dropped {:.0} % of what it sent from {:.1} s before the \
+             write load to its end; {} of {n} nodes saw the loss before the first write",
+            p.net.loss * 100.0,
+            took.unwrap_or(LOSS_SEEN_LIMIT).as_secs_f64(),
+            seen(),
         ));
     }
     let before = quic_snap(nodes, controls);
@@ -393,6 +421,18 @@ async fn quic_measure(
         (
             "grafts (an update the tree did not bring in time, asked for by id)",
             after.grafts - before.grafts,
+        ),
+        (
+            "repair rounds (ids told early because QUIC reported loss)",
+            after.repair_rounds - before.repair_rounds,
+        ),
+        (
+            "nodes seeing loss at the start (repair rounds on)",
+            before.lossy_nodes,
+        ),
+        (
+            "nodes seeing loss at the end (repair rounds on)",
+            after.lossy_nodes,
         ),
     ] {
         if x > 0 {
