@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use gossamer::chaos::{self, ChaosControl, ChaosSocket, ChaosStats, Faults};
+use gossamer::core::engine::LOSSY_PERMILLE;
 use gossamer::core::Config;
 use gossamer::local::{wait_for, LocalCluster};
 
@@ -422,5 +423,50 @@ async fn partition_outlasting_the_reap_timeout_remerges_through_seed_reprobing()
         c.fully_joined(),
         "membership fell apart after the re-merge: {alive:?}"
     );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_quic_counts_reaches_the_engine_and_turns_repair_rounds_on() {
+    let seed = seed(0x5eed_0005);
+    let faults = Faults {
+        loss: 0.2,
+        ..Faults::none()
+    };
+    let (c, controls) = chaos_cluster(4, seed, faults).await;
+    let (ok, t) = wait_for(DEADLINE, || c.fully_joined()).await;
+    assert!(
+        ok,
+        "4 nodes at 20 % loss did not join within {DEADLINE:?} (seed {seed})"
+    );
+    println!("joined in {t:?}");
+    // Every poll writes one key, so that there is traffic to lose and ids to tell.
+    let mut k = 0u32;
+    let (ok, t) = wait_for(DEADLINE, || {
+        k += 1;
+        c.nodes[0]
+            .set(&format!("repair/{k}"), b"v".to_vec())
+            .unwrap();
+        c.nodes.iter().all(|n| {
+            n.bandwidth().path_loss_permille >= LOSSY_PERMILLE && n.engine_stats().repair_rounds > 0
+        })
+    })
+    .await;
+    let seen: Vec<(u64, u64)> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.bandwidth().path_loss_permille,
+                n.engine_stats().repair_rounds,
+            )
+        })
+        .collect();
+    assert!(
+        ok,
+        "after {k} writes, not every node saw QUIC's loss and ran repair rounds within {DEADLINE:?} (seed {seed}): (permille, rounds) per node {seen:?}"
+    );
+    println!("after {k} writes and {t:?}: (permille, rounds) per node {seen:?}");
+    assert!(total(&controls).dropped_loss > 0);
     c.shutdown().await;
 }
