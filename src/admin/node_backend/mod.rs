@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 mod query_metrics;
+mod repair_metrics;
 mod scrape;
 mod sections;
 mod security_metrics;

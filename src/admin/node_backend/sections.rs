@@ -8,6 +8,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 use super::query_metrics::query_metrics;
+use super::repair_metrics::repair_metrics;
 use super::scrape::{get, CounterDef, Scrape, Section, Write};
 use super::security_metrics::security_metrics;
 use crate::core::dissemination::QueueStats;
@@ -23,7 +24,7 @@ use crate::node::{Node, RuntimeStats};
 /// TLS counters (`admin_tls`), and the histogram of sync durations, which the runtime
 /// records into directly.
 pub(super) fn register(node: &Node, admin_tls: &Arc<HandshakeStats>, registry: &mut Registry) {
-    let sections: [(&'static str, Write<Node>); 12] = [
+    let sections: [(&'static str, Write<Node>); 13] = [
         ("membership", membership_metrics),
         ("swim", swim_metrics),
         ("store", store_metrics),
@@ -31,6 +32,7 @@ pub(super) fn register(node: &Node, admin_tls: &Arc<HandshakeStats>, registry: &
         ("sync", sync_metrics),
         ("dissemination", dissemination_metrics),
         ("bandwidth", bandwidth_metrics),
+        ("repair", repair_metrics),
         ("transport", transport_metrics),
         ("security", security_metrics),
         ("watch", watch_metrics),
@@ -269,16 +271,6 @@ const DISSEMINATION: &[CounterDef<EngineStats>] = &[
         "gossamer_sync_after_bursts_total",
         "Anti-entropy exchanges started a quarter interval after a burst of updates ended (64 or more by the tree or grafts since this node's last exchange began), before the interval's end; none while backed off.",
         |e| e.sync_after_bursts,
-    ),
-    (
-        "gossamer_repair_rounds_total",
-        "Gossip rounds pulled ahead of the interval because the transport reported loss (gossamer_path_loss_permille at least 5): the ids of new updates go out within a quarter of the graft timeout; none while backed off.",
-        |e| e.repair_rounds,
-    ),
-    (
-        "gossamer_ids_told_children_total",
-        "Ids sent by repair rounds to the tree children this node had pushed their updates to, so that a lost tree copy is grafted at once.",
-        |e| e.ids_told_children,
     ),
     (
         "gossamer_gc_waiting_total",
@@ -663,11 +655,6 @@ fn bandwidth_metrics(node: &Node, out: &mut Scrape<'_>) -> fmt::Result {
         "gossamer_bandwidth_backoff_level",
         "Bandwidth back-off level: fanout and delta budgets halve, the anti-entropy interval doubles, per level.",
         b.backoff_level,
-    )?;
-    out.gauge(
-        "gossamer_path_loss_permille",
-        "Packets QUIC declared lost per thousand sent on this node's connections, over the last ten seconds; repair rounds run from 5.",
-        b.path_loss_permille,
     )?;
     out.table(&node.engine_stats(), BANDWIDTH)?;
     out.table(node.runtime_stats(), SYNC_STREAMS)

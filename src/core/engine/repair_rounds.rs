@@ -9,23 +9,28 @@
 //! whole `gossip_interval_ms` (200 ms) late, and a member no random round happens to
 //! tell waits for anti-entropy. So under loss:
 //!
-//! - a new id pulls the next gossip round to a quarter of the graft timeout away;
+//! - a new id pulls the next gossip round to a quarter of the graft timeout away, or to a
+//!   graft timeout after the last round if that is later (so at most one pulled round
+//!   per graft timeout; none if the graft timeout is as long as the gossip interval);
 //! - each child we forwarded a tree copy to is owed that copy's id, sent to it in that
 //!   round: the root of every subtree a lost tree datagram cut off is told by its parent,
 //!   grafts, and heals the subtree below it (`heal_subtree`), whatever the random rounds
-//!   reach.
+//!   reach;
+//! - an id told by our own parent in the writer's tree is grafted after a retry's wait,
+//!   not the whole graft timeout (`Engine::on_ihave`).
 //!
 //! Without loss the tree reaches every member and these rounds would only add datagrams
 //! (three times as many at 20 writes/s, measured in the simulator), so they wait for the
-//! transport's word: packets it declared lost. QUIC declares a packet lost when later
-//! ones were acknowledged and it was not, so a process too busy to read its sockets does
-//! not look like loss, unlike a late tree copy that makes us graft.
+//! transport's word: packets it declared lost. The transport declares a packet lost when
+//! later ones were acknowledged and it was not, so a process too busy to read its
+//! sockets does not look like loss, unlike a late tree copy that makes us graft.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::Engine;
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
+use crate::core::state::Entry;
 use crate::core::NodeId;
 
 /// How long reports of loss are remembered (µs).
@@ -38,6 +43,8 @@ const MIN_SENT: u64 = 50;
 pub const LOSSY_PERMILLE: u64 = 5;
 /// Most ids owed to one child between two rounds; the random rounds tell the rest.
 const OWED_MAX: usize = 64;
+/// Room for the `until` id beside an entry in a tree item (an id is at most 255 bytes).
+const ID_ROOM: usize = 260;
 
 /// Loss the transport reported, and what the repair rounds owe.
 #[derive(Debug, Clone, Default)]
@@ -64,8 +71,8 @@ impl RepairRounds {
                 break;
             }
             self.reports.pop_front();
-            self.sent -= s;
-            self.lost -= l;
+            self.sent = self.sent.saturating_sub(s);
+            self.lost = self.lost.saturating_sub(l);
         }
     }
 
@@ -74,7 +81,15 @@ impl RepairRounds {
         if self.sent < MIN_SENT {
             return 0;
         }
-        self.lost.min(self.sent) * 1000 / self.sent
+        (u128::from(self.lost.min(self.sent)) * 1000 / u128::from(self.sent)) as u64
+    }
+
+    /// True if the last report is inside the window at `now_us`: a driver that stopped
+    /// reporting leaves no loss standing.
+    fn recent(&self, now_us: u64) -> bool {
+        self.reports
+            .back()
+            .is_some_and(|&(at, _, _)| at.saturating_add(WINDOW_US) > now_us)
     }
 }
 
@@ -95,7 +110,10 @@ impl Engine {
     /// True while repair rounds run: loss is reported, updates travel by tree, and we
     /// are not backed off (a backed-off node sends less, never more).
     pub(super) fn repairing(&self) -> bool {
-        self.tree_mode() && self.backoff.level == 0 && self.repair.permille() >= LOSSY_PERMILLE
+        self.tree_mode()
+            && self.backoff.level == 0
+            && self.repair.recent(self.clock_us)
+            && self.repair.permille() >= LOSSY_PERMILLE
     }
 
     /// A new id was queued: under loss, the next gossip round comes within a quarter
@@ -113,15 +131,24 @@ impl Engine {
         }
     }
 
-    /// We are pushing the update `dot` to `child` down the tree: under loss, the next
-    /// round tells `child` its id too, so that a lost tree copy is grafted at once.
+    /// True if the children we push `entry` to down the tree are owed its id: under
+    /// loss, and if its copy goes in a datagram (a copy too large for one goes on a
+    /// stream, which loses nothing, and may come after any id).
+    pub(super) fn owes_ids_for(&self, entry: &Entry) -> bool {
+        self.repairing()
+            && encoded_len(entry) + ID_ROOM + DATAGRAM_OVERHEAD <= self.cfg.max_datagram
+    }
+
+    /// We are pushing the update `dot` to `child` down the tree (and
+    /// [`Engine::owes_ids_for`] it): the next round tells `child` its id too, so that a
+    /// lost tree copy is grafted at once. Past [`OWED_MAX`] ids the random rounds tell
+    /// the rest (counted).
     pub(super) fn owe_id(&mut self, child: &NodeId, dot: (NodeId, u64)) {
-        if !self.repairing() {
-            return;
-        }
         let ids = self.repair.owed.entry(child.clone()).or_default();
         if ids.len() < OWED_MAX {
             ids.push(dot);
+        } else {
+            self.stats.ids_owed_dropped += 1;
         }
     }
 
@@ -132,9 +159,16 @@ impl Engine {
         if std::mem::take(&mut self.repair.pulled) {
             self.stats.repair_rounds += 1;
         }
+        let owed = std::mem::take(&mut self.repair.owed);
+        if !self.repairing() {
+            // Backed off, or the loss is over since: the random rounds tell them.
+            self.stats.ids_owed_dropped += owed.values().map(|ids| ids.len() as u64).sum::<u64>();
+            return;
+        }
         let room = self.cfg.max_datagram.saturating_sub(DATAGRAM_OVERHEAD);
-        for (child, dots) in std::mem::take(&mut self.repair.owed) {
+        for (child, dots) in owed {
             let Some(addr) = self.addr_of(&child) else {
+                self.stats.ids_owed_dropped += dots.len() as u64;
                 continue;
             };
             let mut items = Vec::new();
@@ -143,14 +177,24 @@ impl Engine {
                 let item = Item::IHave { writer, counter };
                 let len = encoded_len(&item);
                 if used + len > room && !items.is_empty() {
-                    self.emit(&child, addr.clone(), std::mem::take(&mut items), false);
+                    self.tell_child(&child, &addr, std::mem::take(&mut items));
                     used = 0;
                 }
                 used += len;
                 items.push((item, Traffic::Announce));
-                self.stats.ids_told_children += 1;
             }
-            self.emit(&child, addr, items, false);
+            self.tell_child(&child, &addr, items);
+        }
+    }
+
+    /// Sends `child` one datagram of owed ids, counting them told or, when the bucket
+    /// refuses it, dropped.
+    fn tell_child(&mut self, child: &NodeId, addr: &str, items: Vec<(Item, Traffic)>) {
+        let n = items.len() as u64;
+        if self.emit(child, addr.to_string(), items, false) {
+            self.stats.ids_told_children += n;
+        } else {
+            self.stats.ids_owed_dropped += n;
         }
     }
 }

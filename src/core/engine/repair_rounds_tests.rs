@@ -120,3 +120,42 @@ fn a_backed_off_node_runs_no_repair_rounds() {
     assert_eq!(e.next_gossip_us, next);
     assert!(e.repair.owed.is_empty());
 }
+
+#[test]
+fn the_thresholds_are_inclusive_and_a_silent_driver_leaves_no_loss() {
+    let (mut e, t) = after_a_round();
+    // Exactly 50 packets, exactly 5 in 1,000 of them lost: rounds run.
+    e.observe_path_loss(at(t).mono_us, 50, 0);
+    e.observe_path_loss(at(t).mono_us, 950, 5);
+    assert_eq!(e.path_loss_permille(), LOSSY_PERMILLE);
+    e.set(at(t), "k", b"v".to_vec()).unwrap();
+    datagrams(&mut e);
+    assert!(e.repair.pulled, "5 per 1,000 is loss");
+    // A driver that stopped reporting ten seconds ago leaves no loss standing.
+    let later = t + 10_000;
+    e.handle_timeout(at(later));
+    datagrams(&mut e);
+    assert!(!e.repairing());
+}
+
+#[test]
+fn at_most_64_ids_are_owed_to_a_child_between_rounds_the_rest_counted() {
+    let (mut e, t) = after_a_round();
+    e.observe_path_loss(at(t).mono_us, 1_000, 100);
+    for k in 0..70 {
+        e.set(at(t), &format!("k{k}"), b"v".to_vec()).unwrap();
+    }
+    datagrams(&mut e);
+    let owed: Vec<usize> = e.repair.owed.values().map(Vec::len).collect();
+    assert_eq!(owed, vec![64; 4], "four tree children, 64 ids each");
+    assert_eq!(e.stats().ids_owed_dropped, 4 * 6);
+    let quarter_ms = Config::default().graft_timeout_ms / 4;
+    e.handle_timeout(at(t + quarter_ms));
+    let round = datagrams(&mut e);
+    assert_eq!(e.stats().ids_told_children, 4 * 64);
+    // Every datagram fits, so 64 ids to one child may take more than one.
+    let max = Config::default().max_datagram;
+    assert!(round
+        .iter()
+        .all(|(_, d)| crate::core::proto::encoded_len(d) <= max));
+}

@@ -57,6 +57,10 @@ pub struct EngineStats {
     pub repair_rounds: u64,
     /// Ids sent by repair rounds to the children we had pushed their updates to.
     pub ids_told_children: u64,
+    /// Ids owed to tree children but not sent (more than 64 for one child between two
+    /// rounds, a child gone, the bucket empty, or the loss over): the random rounds
+    /// still tell them.
+    pub ids_owed_dropped: u64,
     /// Rebases against a peer that collected deletes we may not have seen (we were
     /// reaped, partitioned off or new when it collected them).
     pub rebases: u64,

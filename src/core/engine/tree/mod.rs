@@ -19,7 +19,9 @@
 //!   still be on its way), then asks the announcer for it ([`Item::Graft`]) and gets the
 //!   entry as an [`Item::Delta`]. A graft unanswered is retried, up to [`GRAFT_TRIES`]
 //!   times, after twice the round trip (at least a quarter of the graft timeout), with
-//!   whoever announced the id last; after that anti-entropy repairs.
+//!   whoever announced the id last; after that anti-entropy repairs. Under loss an id
+//!   told by our own parent in the writer's tree waits only a retry's time: its copy
+//!   was lost, not late (`repair_rounds.rs`).
 //! - **Subtree heal.** A grafted update's tree copy was lost on the way to us or above
 //!   us, so our whole span lacks it: we compute the span we hold in the writer's tree
 //!   ([`span_end_in_tree`]) and forward the update down it at once, so one graft heals
@@ -67,6 +69,8 @@ struct PendingGraft {
     /// Who announced it last (asked next).
     from: NodeId,
     tries: u32,
+    /// When it is next asked for (mono µs; its entry in `Lazy::due`).
+    due_us: u64,
 }
 
 /// The tree's lazy repair, a part of the engine: ids we were told of and lack (grafted
@@ -255,7 +259,8 @@ impl Lazy {
     }
 
     /// `from` holds the write `(writer, counter)`: unless `held` has it, it is grafted
-    /// at `now_us + delay_us(from)`, when the tree has had time to bring it.
+    /// at `now_us + delay_us(from)`, when the tree has had time to bring it; an id not
+    /// asked for yet is asked for sooner if `from`'s word makes it due sooner.
     pub(super) fn on_ihave(
         &mut self,
         held: &CausalContext,
@@ -270,6 +275,12 @@ impl Lazy {
         let dot = (writer, counter);
         if let Some(p) = self.pending.get_mut(&dot) {
             p.from = from.clone();
+            let sooner = now_us + delay_us(from);
+            if p.tries == 0 && sooner < p.due_us {
+                self.due.remove(&(p.due_us, dot.clone()));
+                self.due.insert((sooner, dot));
+                p.due_us = sooner;
+            }
             return Told::Retold;
         }
         if self.pending.len() >= GRAFT_MAX {
@@ -282,6 +293,7 @@ impl Lazy {
             PendingGraft {
                 from: from.clone(),
                 tries: 0,
+                due_us: due,
             },
         );
         Told::Missing
@@ -323,6 +335,7 @@ impl Lazy {
                 PendingGraft {
                     from: p.from.clone(),
                     tries: p.tries + 1,
+                    due_us: next,
                 },
             );
             asks.entry(p.from).or_default().push(dot);
@@ -394,9 +407,11 @@ impl Engine {
             &mut targets,
             0,
         );
-
+        let owe = self.owes_ids_for(entry);
         for (child, lim) in targets {
-            self.owe_id(&child, dot_of(entry));
+            if owe {
+                self.owe_id(&child, dot_of(entry));
+            }
             batches.entry(child).or_default().push(Item::Tree {
                 entry: entry.clone(),
                 until: lim,
@@ -460,12 +475,14 @@ impl Engine {
     }
 
     /// Someone holds the write `(writer, counter)`: if we lack it, ask for it once the
-    /// tree has had time to bring it (see [`Lazy::on_ihave`]). Told by our own parent in
-    /// the writer's tree, the copy is lost, not late: the parent sent it before the id,
-    /// on the same path, so only a retry's wait is left to give it (a reordered
-    /// datagram).
+    /// tree has had time to bring it (see [`Lazy::on_ihave`]). Under loss (repair rounds
+    /// on), an id told by our own parent in the writer's tree means the copy was lost,
+    /// not late: the parent sent it before the id, on the same path, so only a retry's
+    /// wait is left to give it (a reordered datagram). Not without loss: a copy too large
+    /// for a datagram goes on a stream and may come after the id.
     pub(super) fn on_ihave(&mut self, from: &NodeId, writer: NodeId, counter: u64) {
-        if !self.store.context().contains(&writer, counter) {
+        let lossy = self.repairing();
+        if lossy && !self.store.context().contains(&writer, counter) {
             self.refresh_view();
         }
         let backed_off = self.backoff.level > 0;
@@ -479,7 +496,7 @@ impl Engine {
             (writer, counter),
             |p| {
                 let rtt = loc.rtt_estimate(members, p);
-                if parent_in_tree(loc.ring(), &root, me).as_ref() == Some(p) {
+                if lossy && parent_in_tree(loc.ring(), &root, me).as_ref() == Some(p) {
                     graft_retry_us(cfg, rtt, backed_off)
                 } else {
                     graft_delay_us(cfg, rtt)

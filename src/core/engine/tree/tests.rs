@@ -460,7 +460,7 @@ fn a_graft_is_retried_after_a_quarter_of_the_graft_timeout() {
 }
 
 #[test]
-fn an_id_told_by_our_parent_in_the_tree_is_grafted_after_a_retry_wait() {
+fn under_loss_an_id_told_by_our_parent_in_the_tree_is_grafted_after_a_retry_wait() {
     // In b's tree over a, b, c, d: b pushes to d (span up to b, holding a) and c; d
     // pushes to a. An id of b's told by d means d's copy to us was lost.
     let r = vec![id("a"), id("b"), id("c"), id("d")];
@@ -473,11 +473,19 @@ fn an_id_told_by_our_parent_in_the_tree_is_grafted_after_a_retry_wait() {
             counter,
         }],
     };
+    // Without loss reported, the parent's word waits the whole timeout too (a copy too
+    // large for a datagram may come on a stream after it).
+    a.handle_datagram(at(10), &id("d"), tell(6));
+    assert_eq!(a.graft_due(&id("b"), 6), Some((10 + timeout) * 1000));
+    a.observe_path_loss(at(10).mono_us, 1_000, 100);
     a.handle_datagram(at(10), &id("d"), tell(7));
     assert_eq!(a.graft_due(&id("b"), 7), Some((10 + timeout / 4) * 1000));
     // Told by anyone else, the copy may still be on its way: the whole timeout.
     a.handle_datagram(at(10), &id("c"), tell(8));
     assert_eq!(a.graft_due(&id("b"), 8), Some((10 + timeout) * 1000));
+    // ... until the parent tells it too.
+    a.handle_datagram(at(12), &id("d"), tell(8));
+    assert_eq!(a.graft_due(&id("b"), 8), Some((12 + timeout / 4) * 1000));
 }
 
 // The parts on their own: `Lazy` with a causal context and a clock, the tree's targets
