@@ -116,8 +116,9 @@ impl Engine {
             && self.repair.permille() >= LOSSY_PERMILLE
     }
 
-    /// A new id was queued: under loss, the next gossip round comes within a quarter
-    /// of the graft timeout, so that the members the tree missed hear of it early.
+    /// A new id was queued: under loss, the next gossip round comes a quarter of the
+    /// graft timeout later (or a graft timeout after the last round, if that is later),
+    /// so that the members the tree missed hear of it early.
     pub(super) fn pull_repair_round(&mut self) {
         if !self.repairing() {
             return;
