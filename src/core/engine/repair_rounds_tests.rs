@@ -159,3 +159,15 @@ fn at_most_64_ids_are_owed_to_a_child_between_rounds_the_rest_counted() {
         .iter()
         .all(|(_, d)| crate::core::proto::encoded_len(d) <= max));
 }
+
+#[test]
+fn random_push_runs_no_repair_rounds() {
+    let (mut e, t) = after_a_round();
+    e.cfg.push = crate::core::engine::PushMode::Random;
+    e.observe_path_loss(at(t).mono_us, 1_000, 100);
+    assert!(!e.repairing(), "repair rounds are the tree's");
+    e.set(at(t), "k", b"v".to_vec()).unwrap();
+    datagrams(&mut e);
+    assert!(!e.repair.pulled);
+    assert!(e.repair.owed.is_empty());
+}
