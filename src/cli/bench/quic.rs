@@ -51,6 +51,11 @@ struct QuicSnap {
 /// Longest wait, with `--loss`, for every node to see the loss before the writes.
 const LOSS_SEEN_LIMIT: Duration = Duration::from_secs(15);
 
+/// True if `node`'s transport reports loss enough for repair rounds.
+fn sees_loss(node: &Node) -> bool {
+    node.bandwidth().path_loss_permille >= LOSSY_PERMILLE
+}
+
 fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
     let mut s = QuicSnap {
         at: Instant::now(),
@@ -92,7 +97,7 @@ fn quic_snap(nodes: &[Node], controls: &[ChaosControl]) -> QuicSnap {
         s.suspicions += es.suspicions;
         s.grafts += es.grafts_sent;
         s.repair_rounds += es.repair_rounds;
-        s.lossy_nodes += u64::from(node.bandwidth().path_loss_permille >= LOSSY_PERMILLE);
+        s.lossy_nodes += u64::from(sees_loss(node));
         s.syncs_started += es.syncs_started;
         s.digest_opens += es.sync_digest_opens;
         s.digests_shared += es.sync_digests_shared;
@@ -325,12 +330,7 @@ async fn quic_measure(
         }
         // A lossy network is lossy before the writes: let the nodes see it (QUIC's
         // loss counts, read once a second), as they would have long before.
-        let seen = || {
-            nodes
-                .iter()
-                .filter(|n| n.bandwidth().path_loss_permille >= LOSSY_PERMILLE)
-                .count()
-        };
+        let seen = || nodes.iter().filter(|n| sees_loss(n)).count();
         let took = wait_until(
             LOSS_SEEN_LIMIT,
             || seen() == n,

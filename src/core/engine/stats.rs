@@ -52,8 +52,9 @@ pub struct EngineStats {
     /// or more updates by the tree or grafts since our last exchange began), before the
     /// interval's end.
     pub sync_after_bursts: u64,
-    /// Gossip rounds run ahead of the interval because the transport reported loss
-    /// (`repair_rounds.rs`): ids of new updates told within a quarter graft timeout.
+    /// Gossip rounds pulled ahead of the interval because the transport reported loss
+    /// (`repair_rounds.rs`): a new id's round a quarter graft timeout later, or a graft
+    /// timeout after the last round if that is later.
     pub repair_rounds: u64,
     /// Ids sent by repair rounds to the children we had pushed their updates to.
     pub ids_told_children: u64,

@@ -583,12 +583,13 @@ impl Node {
 
     /// Runs due timers and carries out every pending output; returns the next deadline.
     fn pump(&self) -> u64 {
-        // When timers are due, hand quinn's RTT estimates to the engine first (probe
-        // timeouts adapt to them). Connections are read before the engine is locked.
-        let due = self.inner.engine().poll_timeout() <= self.inner.now().mono_us;
+        // When timers are due, hand quinn's RTT estimates (probe timeouts adapt to them)
+        // and, once a second, its loss counts (repair rounds) to the engine first.
+        // Connections are read before the engine is locked.
+        let now_us = self.inner.now().mono_us;
+        let due = self.inner.engine().poll_timeout() <= now_us;
         let mut loss = None;
         let rtts: Vec<(NodeId, u64)> = if due {
-            let now_us = self.inner.now().mono_us;
             self.inner
                 .conns
                 .lock()
