@@ -2,7 +2,7 @@
 //! priorities and datagram packing.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::core::limiter::Traffic;
 use crate::core::proto::{encoded_len, Item, DATAGRAM_OVERHEAD};
@@ -68,7 +68,10 @@ type OrderKey = (Traffic, u32, Reverse<u64>);
 #[derive(Debug, Clone)]
 pub struct BroadcastQueue {
     by_seq: BTreeMap<u64, Pending>,
-    by_topic: BTreeMap<Topic, u64>,
+    /// Hashed, never iterated (so the order of nothing depends on the hash): a burst
+    /// keeps the queue full, and every push looked up and removed string keys in an
+    /// ordered map.
+    by_topic: HashMap<Topic, u64>,
     order: BTreeSet<OrderKey>,
     oversized: Vec<Item>,
     max_items: usize,
@@ -96,7 +99,7 @@ impl BroadcastQueue {
     pub fn new(max_items: usize, datagram_limit: usize) -> Self {
         Self {
             by_seq: BTreeMap::new(),
-            by_topic: BTreeMap::new(),
+            by_topic: HashMap::new(),
             order: BTreeSet::new(),
             oversized: Vec::new(),
             max_items: max_items.max(1),

@@ -156,9 +156,19 @@ impl Inner {
     /// key-value change logged for watches on the way: under the engine's lock, so the
     /// log's order is the store's.
     pub(super) fn take_outputs(&self, e: &mut Engine) -> Vec<Output> {
-        let mut outs = std::mem::take(&mut *self.taken_outputs());
+        let mut outs = std::mem::take(&mut *lock(&self.spare));
+        outs.append(&mut self.taken_outputs());
         self.log_outputs(e, &mut outs);
         outs
+    }
+
+    /// Keeps the driver's emptied output buffer for the next pump, unless a burst made
+    /// it larger than [`MAX_SPARE_OUTPUTS`].
+    pub(super) fn give_back(&self, mut outs: Vec<Output>) {
+        outs.clear();
+        if outs.capacity() <= MAX_SPARE_OUTPUTS {
+            *lock(&self.spare) = outs;
+        }
     }
 
     /// Logs the changes of every output the engine has ready and keeps the outputs for
@@ -178,8 +188,15 @@ impl Inner {
     }
 
     fn taken_outputs(&self) -> MutexGuard<'_, Vec<Output>> {
-        self.taken.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.taken)
     }
+}
+
+/// The largest output buffer kept between pumps (outputs, a few MB at most).
+const MAX_SPARE_OUTPUTS: usize = 16 * 1024;
+
+fn lock(m: &Mutex<Vec<Output>>) -> MutexGuard<'_, Vec<Output>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn to_kv(e: &crate::core::state::Entry) -> KvEntry {

@@ -150,6 +150,9 @@ pub(crate) struct Inner {
     /// Outputs a listing took from the engine (to log the changes it shows), left for
     /// the driver to carry out ahead of those it takes next.
     taken: Mutex<Vec<Output>>,
+    /// The driver's emptied output buffer, kept for its next pump: a burst leaves
+    /// thousands of outputs, and a fresh vector for each pump grew into fresh pages.
+    spare: Mutex<Vec<Output>>,
     /// Peers a datagram to was refused by its full send buffer, told to the engine at
     /// the next pump (`Engine::datagram_refused`: it owes them an exchange).
     refused: Mutex<BTreeSet<NodeId>>,
@@ -338,6 +341,7 @@ impl Node {
             seed_errors: Mutex::new(HashMap::new()),
             changes: ChangeLog::new(cfg.watch.clone(), wall_ms()),
             taken: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
             refused: Mutex::new(BTreeSet::new()),
             loss: Mutex::new(path_loss::LossSampler::default()),
             recent: super::events::RecentEvents::new(wall_ms()),
@@ -628,9 +632,11 @@ impl Node {
             }
             (self.inner.take_outputs(&mut e), e.poll_timeout())
         };
-        for o in outputs {
+        let mut outputs = outputs;
+        for o in outputs.drain(..) {
             self.dispatch(o);
         }
+        self.inner.give_back(outputs);
         deadline
     }
 
