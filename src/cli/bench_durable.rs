@@ -249,12 +249,13 @@ fn cpu_ms() -> u64 {
 /// anti-entropy), and what the limits held back or dropped.
 fn print_paths(nodes: &[Node]) {
     let (mut tree, mut grafts, mut synced, mut limited, mut dropped) = (0, 0, 0, 0, 0);
-    let mut refused = 0;
+    let (mut refused, mut repair_rounds) = (0, 0);
     let (mut sent, mut bytes, mut lost, mut sync_bytes) = (0, 0, 0, 0);
     for n in nodes {
         let e = n.engine_stats();
         tree += e.tree_sent;
         grafts += e.grafts_sent;
+        repair_rounds += e.repair_rounds;
         synced += e.sync_entries_applied;
         limited += e.sends_limited;
         dropped += e.deferred_dropped + e.inbound_dropped + e.items_invalid;
@@ -267,9 +268,9 @@ fn print_paths(nodes: &[Node]) {
         sync_bytes += r.sync_bytes_sent.load(Ordering::Relaxed);
     }
     println!();
-    println!("| tree copies sent | datagrams sent | datagram bytes sent | datagrams dropped | grafts sent | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!("| {tree} | {sent} | {bytes} | {lost} | {grafts} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} |");
+    println!("| tree copies sent | datagrams sent | datagram bytes sent | datagrams dropped | grafts sent | repair rounds | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| {tree} | {sent} | {bytes} | {lost} | {grafts} | {repair_rounds} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} |");
 }
 
 /// Fills one node's store with `keys` keys, stops it, and restarts it: the restart
