@@ -22,8 +22,14 @@
 //! Without loss the tree reaches every member and these rounds would only add datagrams
 //! (three times as many at 20 writes/s, measured in the simulator), so they wait for the
 //! transport's word: packets it declared lost. The transport declares a packet lost when
-//! later ones were acknowledged and it was not, so a process too busy to read its
-//! sockets does not look like loss, unlike a late tree copy that makes us graft.
+//! later ones were acknowledged and it was not, so a copy merely late does not look like
+//! loss, unlike a late tree copy that makes us graft.
+//!
+//! Nor do they run in a burst ([`BUSY_UPDATES`] or more new updates in a
+//! [`BUSY_WINDOW_US`]). A burst that overruns the processes makes loss of its own (socket
+//! buffers overflow), and there the rounds told ids of copies still queued, their grafts
+//! fetched the copies a second time, and the burst took longer (BENCHMARKS.md, 13.5). The
+//! exchange that follows a burst (`Engine::sync_deadline`) repairs its losses in bulk.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -45,6 +51,11 @@ pub const LOSSY_PERMILLE: u64 = 5;
 const OWED_MAX: usize = 64;
 /// Room for the `until` id beside an entry in a tree item (an id is at most 255 bytes).
 const ID_ROOM: usize = 260;
+/// The window over which new updates are counted to tell a burst (µs).
+const BUSY_WINDOW_US: u64 = 100_000;
+/// New updates in one window (this one or the last) from which no repair round runs:
+/// 640 a second, thirty times the loss benchmark's rate, a fortieth of a burst's.
+pub(super) const BUSY_UPDATES: u32 = 64;
 
 /// Loss the transport reported, and what the repair rounds owe.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +70,9 @@ pub(super) struct RepairRounds {
     last_round_us: u64,
     /// Ids owed to the children we pushed their updates to.
     owed: BTreeMap<NodeId, Vec<(NodeId, u64)>>,
+    /// New updates counted per [`BUSY_WINDOW_US`]: (window number, in it, in the one
+    /// before).
+    updates: (u64, u32, u32),
 }
 
 impl RepairRounds {
@@ -91,6 +105,28 @@ impl RepairRounds {
             .back()
             .is_some_and(|&(at, _, _)| at.saturating_add(WINDOW_US) > now_us)
     }
+
+    /// Counts a new update at `now_us`.
+    fn note_update(&mut self, now_us: u64) {
+        let (current, previous) = self.updates_at(now_us);
+        self.updates = (now_us / BUSY_WINDOW_US, current.saturating_add(1), previous);
+    }
+
+    /// The updates counted in the window of `now_us` and in the one before it.
+    fn updates_at(&self, now_us: u64) -> (u32, u32) {
+        let (window, current, previous) = self.updates;
+        match (now_us / BUSY_WINDOW_US).saturating_sub(window) {
+            0 => (current, previous),
+            1 => (0, current),
+            _ => (0, 0),
+        }
+    }
+
+    /// True in a burst: [`BUSY_UPDATES`] or more new updates in this window or the last.
+    fn busy(&self, now_us: u64) -> bool {
+        let (current, previous) = self.updates_at(now_us);
+        current.max(previous) >= BUSY_UPDATES
+    }
 }
 
 impl Engine {
@@ -108,18 +144,20 @@ impl Engine {
     }
 
     /// True while repair rounds run: loss is reported, updates travel by tree, and we
-    /// are not backed off (a backed-off node sends less, never more).
+    /// are neither backed off (a backed-off node sends less, never more) nor in a burst.
     pub(super) fn repairing(&self) -> bool {
         self.tree_mode()
             && self.backoff.level == 0
             && self.repair.recent(self.clock_us)
             && self.repair.permille() >= LOSSY_PERMILLE
+            && !self.repair.busy(self.clock_us)
     }
 
     /// A new id was queued: under loss, the next gossip round comes a quarter of the
     /// graft timeout later (or a graft timeout after the last round, if that is later),
     /// so that the members the tree missed hear of it early.
     pub(super) fn pull_repair_round(&mut self) {
+        self.repair.note_update(self.clock_us);
         if !self.repairing() {
             return;
         }

@@ -142,15 +142,20 @@ fn the_thresholds_are_inclusive_and_a_silent_driver_leaves_no_loss() {
 fn at_most_64_ids_are_owed_to_a_child_between_rounds_the_rest_counted() {
     let (mut e, t) = after_a_round();
     e.observe_path_loss(at(t).mono_us, 1_000, 100);
-    for k in 0..70 {
-        e.set(at(t), &format!("k{k}"), b"v".to_vec()).unwrap();
+    // 35 new ids, then 35 more two burst windows later (no burst in either), with no
+    // round run between them.
+    let later = t + 2 * BUSY_WINDOW_US / 1000;
+    for (when, keys) in [(t, 0..35), (later, 35..70)] {
+        for k in keys {
+            e.set(at(when), &format!("k{k}"), b"v".to_vec()).unwrap();
+        }
+        datagrams(&mut e);
     }
-    datagrams(&mut e);
+    assert!(e.repairing());
     let owed: Vec<usize> = e.repair.owed.values().map(Vec::len).collect();
     assert_eq!(owed, vec![64; 4], "four tree children, 64 ids each");
     assert_eq!(e.stats().ids_owed_dropped, 4 * 6);
-    let quarter_ms = Config::default().graft_timeout_ms / 4;
-    e.handle_timeout(at(t + quarter_ms));
+    e.handle_timeout(at(later));
     let round = datagrams(&mut e);
     assert_eq!(e.stats().ids_told_children, 4 * 64);
     // Every datagram fits, so 64 ids to one child may take more than one.
@@ -158,6 +163,45 @@ fn at_most_64_ids_are_owed_to_a_child_between_rounds_the_rest_counted() {
     assert!(round
         .iter()
         .all(|(_, d)| crate::core::proto::encoded_len(d) <= max));
+}
+
+#[test]
+fn a_burst_runs_no_repair_rounds_and_they_resume_after_it() {
+    let (mut e, t) = after_a_round();
+    e.observe_path_loss(at(t).mono_us, 1_000, 100);
+    let burst = BUSY_UPDATES as usize;
+    for k in 0..burst {
+        e.set(at(t), &format!("k{k}"), b"v".to_vec()).unwrap();
+    }
+    datagrams(&mut e);
+    assert!(
+        !e.repairing(),
+        "{burst} new updates in a window are a burst"
+    );
+    // The ids owed before the burst showed are dropped at the round, counted; none is
+    // told.
+    let quarter_ms = Config::default().graft_timeout_ms / 4;
+    e.handle_timeout(at(t + quarter_ms));
+    datagrams(&mut e);
+    assert_eq!(e.stats().ids_told_children, 0);
+    assert_eq!(e.stats().ids_owed_dropped, 4 * (burst as u64 - 1));
+    // A whole window later the burst still counts; a window after that it is over.
+    let window_ms = BUSY_WINDOW_US / 1000;
+    e.handle_timeout(at(t + window_ms));
+    assert!(!e.repairing());
+    e.handle_timeout(at(t + 2 * window_ms));
+    assert!(e.repairing());
+    // (A window later still, so that the next regular round is not as soon as a pull.)
+    let after = t + 3 * window_ms;
+    e.handle_timeout(at(after));
+    datagrams(&mut e);
+    assert!(e.repairing());
+    e.set(at(after), "k", b"v".to_vec()).unwrap();
+    datagrams(&mut e);
+    assert!(e.repair.pulled);
+    e.handle_timeout(at(after + Config::default().graft_timeout_ms));
+    datagrams(&mut e);
+    assert_eq!(e.stats().ids_told_children, 4);
 }
 
 #[test]
