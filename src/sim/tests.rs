@@ -678,7 +678,7 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
                     .into_iter()
                     .filter(|w| w.writer != sim_id(LIAR))
                     .map(|mut w| {
-                        w.vv.0.remove(&sim_id(LIAR));
+                        w.vv.remove(&sim_id(LIAR));
                         w
                     })
                     .collect();
@@ -687,7 +687,7 @@ fn a_lying_member_cannot_stop_replication_between_honest_members() {
                 } else {
                     Entry::from_writes(&e.key, honest_writes)
                 };
-                e.vv.0.remove(&sim_id(LIAR));
+                e.vv.remove(&sim_id(LIAR));
                 (e.key.clone(), e)
             })
             .collect()

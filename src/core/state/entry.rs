@@ -236,7 +236,7 @@ impl Entry {
     /// one supersedes, shows the highest-ranked of the rest and joins their vectors.
     /// Order-insensitive, so any replica merging the same writes gets the same entry.
     pub fn from_writes(key: &str, mut writes: Vec<Write>) -> Entry {
-        writes.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| b.vv.0.cmp(&a.vv.0)));
+        writes.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| b.vv.cmp(&a.vv)));
         writes.dedup();
         let maximal: Vec<Write> = writes
             .iter()

@@ -206,6 +206,6 @@ fn to_kv(e: &crate::core::state::Entry) -> KvEntry {
         writer: e.writer.clone(),
         hlc_ms: e.hlc.ms,
         hlc_lc: e.hlc.lc,
-        version: e.vv.0.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        version: e.vv.iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
 }
