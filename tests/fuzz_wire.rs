@@ -268,7 +268,7 @@ fn write() -> impl Strategy<Value = Write> {
     )
         .prop_map(|(value, vv, ms, writer, sig)| Write {
             value,
-            vv: VersionVector(vv),
+            vv: vv.into_iter().collect::<VersionVector>(),
             hlc: Hlc { ms, lc: 0 },
             writer,
             sig,
@@ -295,7 +295,7 @@ fn single_entry() -> impl Strategy<Value = Entry> {
         .prop_map(|(key, value, vv, ms, lc, writer, sig)| Entry {
             key,
             value,
-            vv: VersionVector(vv),
+            vv: vv.into_iter().collect::<VersionVector>(),
             hlc: Hlc { ms, lc },
             writer,
             sig,

@@ -138,6 +138,17 @@ impl VersionVector {
     }
 }
 
+impl FromIterator<(NodeId, u64)> for VersionVector {
+    /// A vector of these pairs; a writer named twice keeps its last counter.
+    fn from_iter<I: IntoIterator<Item = (NodeId, u64)>>(pairs: I) -> Self {
+        let mut v = Self::new();
+        for (n, c) in pairs {
+            v.set(n, c);
+        }
+        v
+    }
+}
+
 impl Serialize for VersionVector {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.iter())
