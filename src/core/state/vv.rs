@@ -16,6 +16,9 @@ use crate::core::NodeId;
 /// 190 bytes an entry, and an allocation at every clone and decode). It orders, encodes
 /// and decodes as that map did: a map in writer order, a writer named twice keeping its
 /// last counter.
+///
+/// Its `Ord` orders by writer, then counter (as the map's did), not by causality: see
+/// [`VersionVector::compare`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct VersionVector(SmallVec<[(NodeId, u64); 1]>);
 
@@ -80,6 +83,7 @@ impl VersionVector {
     pub fn compare(&self, other: &VersionVector) -> Causality {
         let mut greater = false;
         let mut less = false;
+        // (&K, &V) pairs, as the map's iterator gave them to the patterns below.
         let mut a = self.0.iter().map(|(n, c)| (n, c)).peekable();
         let mut b = other.0.iter().map(|(n, c)| (n, c)).peekable();
         loop {
@@ -141,12 +145,30 @@ impl VersionVector {
 impl FromIterator<(NodeId, u64)> for VersionVector {
     /// A vector of these pairs; a writer named twice keeps its last counter.
     fn from_iter<I: IntoIterator<Item = (NodeId, u64)>>(pairs: I) -> Self {
-        let mut v = Self::new();
-        for (n, c) in pairs {
-            v.set(n, c);
-        }
-        v
+        let mut pairs: SmallVec<[(NodeId, u64); 1]> = pairs.into_iter().collect();
+        sort_keeping_last(&mut pairs);
+        Self(pairs)
     }
+}
+
+/// Sorts pairs by writer, a writer named twice keeping its last counter: O(n log n)
+/// whatever the order (inserting each in place was quadratic for a hostile peer's map
+/// in reverse order).
+fn sort_keeping_last(pairs: &mut SmallVec<[(NodeId, u64); 1]>) {
+    if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+        return;
+    }
+    // Stable: a writer's repeats stay in arrival order, and the last one's counter is
+    // kept.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1 = later.1;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 impl Serialize for VersionVector {
@@ -164,17 +186,13 @@ impl<'de> Deserialize<'de> for VersionVector {
                 f.write_str("a map of node ids to counters")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<VersionVector, A::Error> {
-                let mut v = VersionVector::new();
-                // In order (what we send) each pair goes at the end; any order is read,
-                // as the map read it.
-                while let Some((n, c)) = m.next_entry::<NodeId, u64>()? {
-                    match v.0.last() {
-                        Some((last, _)) if *last < n => v.0.push((n, c)),
-                        None => v.0.push((n, c)),
-                        Some(_) => v.set(n, c),
-                    }
+                // Any order is read, as the map read it; ours come sorted.
+                let mut pairs = SmallVec::new();
+                while let Some(pair) = m.next_entry::<NodeId, u64>()? {
+                    pairs.push(pair);
                 }
-                Ok(v)
+                sort_keeping_last(&mut pairs);
+                Ok(VersionVector(pairs))
             }
         }
         d.deserialize_map(Pairs)
@@ -261,6 +279,40 @@ mod tests {
             want.iter().map(|(n, c)| (n, *c)).collect::<Vec<_>>()
         );
         assert_eq!(got.get(&NodeId::new("a").unwrap()), 9);
+        // Shuffled maps with repeats, large ones included, read as the map reads them.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for len in [2usize, 5, 40, 3_000] {
+            let pairs: Vec<(String, u64)> = (0..len)
+                .map(|_| (format!("w{}", next() % (len as u64 / 2 + 1)), next()))
+                .collect();
+            let mut bytes = Vec::new();
+            if len < 24 {
+                bytes.push(0xa0 + len as u8);
+            } else {
+                bytes.push(0xb9);
+                bytes.extend((len as u16).to_be_bytes());
+            }
+            for (n, c) in &pairs {
+                bytes.extend(cbor(n));
+                bytes.extend(cbor(c));
+            }
+            let got: VersionVector = ciborium::from_reader(&bytes[..]).unwrap();
+            let want: std::collections::BTreeMap<NodeId, u64> =
+                ciborium::from_reader(&bytes[..]).unwrap();
+            let want: Vec<(&NodeId, u64)> = want.iter().map(|(n, c)| (n, *c)).collect();
+            assert_eq!(got.iter().collect::<Vec<_>>(), want, "{len} pairs");
+            let collected: VersionVector = pairs
+                .iter()
+                .map(|(n, c)| (NodeId::new(n).unwrap(), *c))
+                .collect();
+            assert_eq!(collected, got);
+        }
         let bad = [0xa1, 0x61, b'A', 0x01];
         assert!(ciborium::from_reader::<VersionVector, _>(&bad[..]).is_err());
     }
