@@ -156,8 +156,16 @@ impl Inner {
     /// key-value change logged for watches on the way: under the engine's lock, so the
     /// log's order is the store's.
     pub(super) fn take_outputs(&self, e: &mut Engine) -> Vec<Output> {
-        let mut outs = std::mem::take(&mut *lock(&self.spare));
-        outs.append(&mut self.taken_outputs());
+        let mut outs = {
+            // A listing's outputs come first, in their own buffer (which leaves with them,
+            // however large it grew); else the spare one.
+            let mut taken = self.taken_outputs();
+            if taken.is_empty() {
+                std::mem::take(&mut *lock(&self.spare))
+            } else {
+                std::mem::take(&mut *taken)
+            }
+        };
         self.log_outputs(e, &mut outs);
         outs
     }

@@ -615,7 +615,7 @@ impl Node {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
-        let (outputs, deadline) = {
+        let (mut outputs, deadline) = {
             let now = self.inner.now();
             let mut e = self.inner.engine();
             for peer in &refused {
@@ -632,7 +632,6 @@ impl Node {
             }
             (self.inner.take_outputs(&mut e), e.poll_timeout())
         };
-        let mut outputs = outputs;
         for o in outputs.drain(..) {
             self.dispatch(o);
         }

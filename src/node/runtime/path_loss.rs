@@ -1,7 +1,8 @@
 //! The loss QUIC detected on this node's connections, summed over them and handed to
 //! the engine about once a second (`Engine::observe_path_loss`: repair rounds run while
 //! there is loss). QUIC declares a packet lost when later ones were acknowledged and it
-//! was not, so a process too busy to read its sockets does not count as loss.
+//! was not, so a copy merely late does not count as loss; a datagram the kernel dropped
+//! from a full socket buffer does (the engine pauses repair rounds in a burst).
 
 use std::collections::HashMap;
 
