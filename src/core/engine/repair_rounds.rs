@@ -54,8 +54,10 @@ const ID_ROOM: usize = 260;
 /// The window over which new updates are counted to tell a burst (µs).
 const BUSY_WINDOW_US: u64 = 100_000;
 /// New updates in one window (this one or the last) from which no repair round runs:
-/// 640 a second, thirty times the loss benchmark's rate, a fortieth of a burst's.
-pub(super) const BUSY_UPDATES: u32 = 64;
+/// 640 a second, thirty times the loss benchmark's rate. A steady load above it under
+/// real loss goes without repair rounds too (ARCHITECTURE.md, "Repair rounds under
+/// loss").
+const BUSY_UPDATES: u32 = 64;
 
 /// Loss the transport reported, and what the repair rounds owe.
 #[derive(Debug, Clone, Default)]
@@ -109,7 +111,9 @@ impl RepairRounds {
     /// Counts a new update at `now_us`.
     fn note_update(&mut self, now_us: u64) {
         let (current, previous) = self.updates_at(now_us);
-        self.updates = (now_us / BUSY_WINDOW_US, current.saturating_add(1), previous);
+        // Never back to an earlier window (the engine's clock does not go back anyway).
+        let window = (now_us / BUSY_WINDOW_US).max(self.updates.0);
+        self.updates = (window, current.saturating_add(1), previous);
     }
 
     /// The updates counted in the window of `now_us` and in the one before it.

@@ -170,14 +170,19 @@ fn a_burst_runs_no_repair_rounds_and_they_resume_after_it() {
     let (mut e, t) = after_a_round();
     e.observe_path_loss(at(t).mono_us, 1_000, 100);
     let burst = BUSY_UPDATES as usize;
-    for k in 0..burst {
+    for k in 0..burst - 1 {
         e.set(at(t), &format!("k{k}"), b"v".to_vec()).unwrap();
     }
     datagrams(&mut e);
+    assert!(e.repairing(), "{} new updates are not a burst", burst - 1);
+    e.set(at(t), "last", b"v".to_vec()).unwrap();
+    datagrams(&mut e);
     assert!(
-        !e.repairing(),
+        e.repair.busy(e.clock_us),
         "{burst} new updates in a window are a burst"
     );
+    assert_eq!(e.backoff.level, 0, "paused by the burst, not backed off");
+    assert!(!e.repairing());
     // The ids owed before the burst showed are dropped at the round, counted; none is
     // told.
     let quarter_ms = Config::default().graft_timeout_ms / 4;
@@ -188,6 +193,7 @@ fn a_burst_runs_no_repair_rounds_and_they_resume_after_it() {
     // A whole window later the burst still counts; a window after that it is over.
     let window_ms = BUSY_WINDOW_US / 1000;
     e.handle_timeout(at(t + window_ms));
+    assert!(e.repair.busy(e.clock_us));
     assert!(!e.repairing());
     e.handle_timeout(at(t + 2 * window_ms));
     assert!(e.repairing());
