@@ -83,27 +83,26 @@ impl VersionVector {
     pub fn compare(&self, other: &VersionVector) -> Causality {
         let mut greater = false;
         let mut less = false;
-        // (&K, &V) pairs, as the map's iterator gave them to the patterns below.
-        let mut a = self.0.iter().map(|(n, c)| (n, c)).peekable();
-        let mut b = other.0.iter().map(|(n, c)| (n, c)).peekable();
+        let mut a = self.iter().peekable();
+        let mut b = other.iter().peekable();
         loop {
             match (a.peek(), b.peek()) {
                 (None, None) => break,
                 (Some(_), None) => {
-                    greater |= a.any(|(_, &c)| c > 0);
+                    greater |= a.any(|(_, c)| c > 0);
                     break;
                 }
                 (None, Some(_)) => {
-                    less |= b.any(|(_, &c)| c > 0);
+                    less |= b.any(|(_, c)| c > 0);
                     break;
                 }
                 (Some((ka, ca)), Some((kb, cb))) => match ka.cmp(kb) {
                     Ordering::Less => {
-                        greater |= **ca > 0;
+                        greater |= *ca > 0;
                         a.next();
                     }
                     Ordering::Greater => {
-                        less |= **cb > 0;
+                        less |= *cb > 0;
                         b.next();
                     }
                     Ordering::Equal => {
