@@ -412,7 +412,12 @@ impl ChaosSocket {
                 "ChaosSocket::bind must be called inside a tokio runtime",
             ));
         }
-        let sock = std::net::UdpSocket::bind(addr)?;
+        // The kernel buffers of the transport's own sockets, so that a bench with faults
+        // measures the same runtime.
+        let sock = crate::transport::udp_socket(
+            addr,
+            crate::transport::QuicSettings::default().socket_buffer,
+        )?;
         let inner = quinn::TokioRuntime.wrap_udp_socket(sock)?;
         Self::wrap(inner, seed)
     }
