@@ -747,12 +747,16 @@ pub fn offer_datagram(conn: &Connection, bytes: Vec<u8>) -> Result<(), DatagramR
 
 /// Sends an oversized datagram on a new uni stream.
 pub async fn send_reliable(conn: &Connection, d: &Datagram) -> Result<usize, TransportError> {
-    let bytes = wire::encode_reliable(d);
+    send_reliable_bytes(conn, &wire::encode_reliable(d)).await
+}
+
+/// Sends an encoded reliable message (type byte included) on a new uni stream.
+pub async fn send_reliable_bytes(conn: &Connection, bytes: &[u8]) -> Result<usize, TransportError> {
     let mut s = conn
         .open_uni()
         .await
         .map_err(|e| TransportError::Stream(e.to_string()))?;
-    s.write_all(&bytes)
+    s.write_all(bytes)
         .await
         .map_err(|e| TransportError::Stream(e.to_string()))?;
     s.finish()

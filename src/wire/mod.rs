@@ -128,6 +128,13 @@ pub fn encode_reliable(d: &Datagram) -> Vec<u8> {
     encode_versioned(&[STREAM_RELIABLE], d)
 }
 
+/// Turns an encoded datagram into the same message for a uni stream (what
+/// [`encode_reliable`] makes of its value), without encoding it again.
+pub fn reliable_from_datagram(mut datagram: Vec<u8>) -> Vec<u8> {
+    datagram.insert(0, STREAM_RELIABLE);
+    datagram
+}
+
 /// Decodes the body of a reliable message (after the stream type byte).
 pub fn decode_reliable(bytes: &[u8]) -> Result<Datagram, WireError> {
     let d: Datagram = decode_versioned("reliable message", bytes, MAX_RELIABLE)?;

@@ -14,6 +14,7 @@ mod events;
 mod kv;
 mod path_loss;
 mod peers;
+mod pending;
 mod queries;
 mod seeds;
 mod sync_stream;
@@ -101,7 +102,9 @@ fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-const MAX_PENDING_PER_PEER: usize = 32;
+/// Datagrams waiting for their connection's handshake, over all peers: 16 peers' worth
+/// of a connection's datagram send buffer (`pending`).
+const MAX_PENDING_PEERS: usize = 16;
 const MAX_CONCURRENT_SYNCS: usize = 2;
 /// Sync streams peers may have open with us at once, all peers together (each peer
 /// also has `inbound_syncs_per_peer`): a node that returns after a long absence is not
@@ -126,7 +129,7 @@ pub(crate) struct Inner {
     transport: Transport,
     conns: Mutex<HashMap<NodeId, Connection>>,
     dialing: Mutex<HashSet<NodeId>>,
-    pending: Mutex<HashMap<NodeId, Vec<Vec<u8>>>>,
+    pending: Mutex<pending::PendingDatagrams>,
     wake: Notify,
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
@@ -326,7 +329,11 @@ impl Node {
             transport,
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashSet::new()),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new({
+                // A connection being dialed holds what an open one would buffer.
+                let per_peer = QuicSettings::default().datagram_receive_buffer;
+                pending::PendingDatagrams::new(per_peer, per_peer * MAX_PENDING_PEERS)
+            }),
             wake: Notify::new(),
             events,
             shutdown,

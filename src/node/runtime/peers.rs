@@ -66,15 +66,15 @@ impl Node {
             .ok()
             .and_then(|c| c.get(&to).cloned());
         match conn {
-            Some(conn) if conn.close_reason().is_none() => self.send_on(&to, &conn, bytes, d),
+            Some(conn) if conn.close_reason().is_none() => self.send_on(&to, &conn, bytes),
             _ => {
-                if let Ok(mut p) = self.inner.pending.lock() {
-                    let q = p.entry(to.clone()).or_default();
-                    if q.len() < MAX_PENDING_PER_PEER {
-                        q.push(bytes);
-                    } else {
-                        inc(&self.inner.stats.datagrams_dropped, 1);
-                    }
+                let queued = self
+                    .inner
+                    .pending
+                    .lock()
+                    .is_ok_and(|mut p| p.push(&to, bytes));
+                if !queued {
+                    inc(&self.inner.stats.datagrams_dropped, 1);
                 }
                 self.ensure_dial(to, addr);
             }
@@ -103,12 +103,16 @@ impl Node {
         });
     }
 
-    pub(super) fn send_on(&self, to: &NodeId, conn: &Connection, bytes: Vec<u8>, d: &Datagram) {
+    /// Sends an encoded datagram to `to` on `conn`.
+    pub(super) fn send_on(&self, to: &NodeId, conn: &Connection, bytes: Vec<u8>) {
         let max = conn.max_datagram_size().unwrap_or(0);
         if bytes.len() > max {
             // Larger than this path allows: use a stream instead of dropping it.
-            let (conn, d) = (conn.clone(), d.clone());
-            self.spawn_reliable(async move { transport::send_reliable(&conn, &d).await });
+            let conn = conn.clone();
+            let message = wire::reliable_from_datagram(bytes);
+            self.spawn_reliable(
+                async move { transport::send_reliable_bytes(&conn, &message).await },
+            );
             return;
         }
         self.put_datagram(to, conn, bytes);
@@ -159,9 +163,8 @@ impl Node {
                     inc(&node.inner.stats.dial_failures, 1);
                     tracing::debug!(peer = %to, %addr, error = %e, "dial failed");
                     if let Ok(mut p) = node.inner.pending.lock() {
-                        if let Some(q) = p.remove(&to) {
-                            inc(&node.inner.stats.datagrams_dropped, q.len() as u64);
-                        }
+                        let q = p.take(&to);
+                        inc(&node.inner.stats.datagrams_dropped, q.len() as u64);
                     }
                 }
             }
@@ -245,10 +248,12 @@ impl Node {
             .inner
             .pending
             .lock()
-            .ok()
-            .and_then(|mut p| p.remove(&id));
-        for bytes in pending.unwrap_or_default() {
-            self.put_datagram(&id, &conn_for_pending, bytes);
+            .map(|mut p| p.take(&id))
+            .unwrap_or_default();
+        for bytes in pending {
+            // Through the size check: encoded before the connection existed, a datagram
+            // can exceed what its path takes before MTU discovery.
+            self.send_on(&id, &conn_for_pending, bytes);
         }
         tokio::spawn(self.clone().read_datagrams(id.clone(), conn.clone()));
         tokio::spawn(self.clone().read_uni(id.clone(), conn.clone()));
