@@ -474,6 +474,11 @@ const TRANSPORT: &[CounterDef<RuntimeStats>] = &[
         "Failed connection attempts.",
         |r| get(&r.dial_failures),
     ),
+    (
+        "gossamer_suspect_connections_kept_total",
+        "Connections to a suspected member kept because it still sent on them (a slow member, not a stale path).",
+        |r| get(&r.suspect_connections_kept),
+    ),
 ];
 
 /// The change log and its watches.

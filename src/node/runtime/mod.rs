@@ -17,6 +17,8 @@ mod peers;
 mod pending;
 mod queries;
 mod seeds;
+#[cfg(test)]
+mod suspect_tests;
 mod sync_stream;
 
 pub use peers::QuicFrameStats;
@@ -79,6 +81,9 @@ pub struct RuntimeStats {
     pub syncs_refused: AtomicU64,
     /// Time sync streams spent waiting for bandwidth tokens (µs).
     pub sync_paced_us: AtomicU64,
+    /// Connections to a suspected member kept because packets still arrived on them
+    /// (`Node::drop_connection_if_quiet`).
+    pub suspect_connections_kept: AtomicU64,
 }
 
 /// The bandwidth limiter of a running node (see [`Node::bandwidth`]).
@@ -119,6 +124,9 @@ const PEER_COMMIT_PERIOD: Duration = Duration::from_millis(100);
 const LEAVE_LINGER: Duration = Duration::from_millis(100);
 const CLOSE_DRAIN: Duration = Duration::from_millis(250);
 const SEED_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the connection to a suspected member must receive nothing before it is
+/// dropped as stale (`Node::drop_connection_if_quiet`).
+const SUSPECT_QUIET: Duration = Duration::from_millis(500);
 
 pub(crate) struct Inner {
     engine: Arc<Mutex<Engine>>,
@@ -676,11 +684,14 @@ impl Node {
                     );
                 }
                 if let Event::Member(Change::Updated { new, .. }) = &ev {
-                    if new.status != MemberStatus::Alive {
-                        // Probes through this connection failed (or the member is gone):
-                        // drop it, so the next message dials afresh instead of waiting
-                        // out QUIC's retransmission backoff on a stale path.
-                        self.drop_connection(&new.info.id);
+                    match new.status {
+                        MemberStatus::Alive => {}
+                        // Suspected (by us or by anyone who gossiped it): the path may be
+                        // stale, or the member only slow (`drop_connection_if_quiet`).
+                        MemberStatus::Suspect => self.drop_connection_if_quiet(&new.info.id),
+                        MemberStatus::Dead | MemberStatus::Left => {
+                            self.drop_connection(&new.info.id)
+                        }
                     }
                 }
                 if let Event::User(e) = &ev {

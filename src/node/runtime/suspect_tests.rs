@@ -1,0 +1,95 @@
+//! The connection to a suspected member: kept while packets still arrive on it, dropped
+//! when it is quiet (`Node::drop_connection_if_quiet`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use super::*;
+use crate::chaos::{ChaosControl, ChaosSocket};
+use crate::local::{wait_for, LocalCluster};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The stable id of the connection `n` pools for `peer`.
+fn pooled(n: &Node, peer: &NodeId) -> Option<usize> {
+    n.inner.conns.lock().ok()?.get(peer).map(|c| c.stable_id())
+}
+
+fn kept(n: &Node) -> u64 {
+    n.runtime_stats()
+        .suspect_connections_kept
+        .load(Ordering::Relaxed)
+}
+
+/// Two joined nodes on chaos sockets, the first holding a connection to the second.
+async fn two_nodes() -> (LocalCluster, Vec<ChaosControl>, usize) {
+    let mut c = LocalCluster::start(0, 2, crate::core::Config::local())
+        .await
+        .expect("certificates");
+    let mut controls = Vec::new();
+    for i in 1..=2 {
+        let (sock, ctl) = ChaosSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), i as u64)
+            .expect("bind 127.0.0.1");
+        let cfg = c.config(i, c.seed_addrs());
+        c.start_with_socket(cfg, sock).await.expect("node start");
+        controls.push(ctl);
+    }
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let (ok, _) = wait_for(DEADLINE, || {
+        c.fully_joined() && pooled(a, &b.id()).is_some()
+    })
+    .await;
+    assert!(ok, "two nodes did not join and connect within {DEADLINE:?}");
+    let conn = pooled(a, &b.id()).expect("pooled");
+    (c, controls, conn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspected_member_that_still_answers_keeps_its_connection() {
+    let (c, _controls, conn) = two_nodes().await;
+    let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
+    // Traffic on the connection while the suspicion is checked: a's writes go to b, whose
+    // ACKs come back on it. Bounded: 200 writes, 10 ms apart.
+    let load = tokio::spawn({
+        let a = a.clone();
+        async move {
+            for i in 0..200 {
+                a.set(&format!("k{i}"), vec![1; 100]).expect("write");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    a.drop_connection_if_quiet(&b.id());
+    let (ok, _) = wait_for(DEADLINE, || kept(&a) == 1).await;
+    load.abort();
+    assert!(
+        ok,
+        "the connection to a member that still answers was not kept"
+    );
+    assert_eq!(
+        pooled(&a, &b.id()),
+        Some(conn),
+        "the busy connection was replaced"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspected_member_whose_connection_is_quiet_loses_it() {
+    let (c, controls, conn) = two_nodes().await;
+    let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
+    // b stops hearing and answering a, as a restarted process would on a's old connection.
+    controls[1].block(a.advertise_addr().parse().expect("a socket address"));
+    // A packet already in flight when the block began may count as heard: ask again (at
+    // most 5 times) until the quiet connection leaves the pool.
+    let mut dropped = false;
+    for _ in 0..5 {
+        a.drop_connection_if_quiet(&b.id());
+        let (ok, _) = wait_for(Duration::from_secs(3), || pooled(&a, &b.id()) != Some(conn)).await;
+        if ok {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "a connection on which nothing arrives was kept");
+    c.shutdown().await;
+}
