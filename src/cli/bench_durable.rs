@@ -249,13 +249,14 @@ fn cpu_ms() -> u64 {
 /// anti-entropy), and what the limits held back or dropped.
 fn print_paths(nodes: &[Node]) {
     let (mut tree, mut grafts, mut synced, mut limited, mut dropped) = (0, 0, 0, 0, 0);
-    let (mut refused, mut repair_rounds) = (0, 0);
+    let (mut refused, mut repair_rounds, mut suspicions, mut received) = (0, 0, 0, 0);
     let (mut sent, mut bytes, mut lost, mut sync_bytes) = (0, 0, 0, 0);
     for n in nodes {
         let e = n.engine_stats();
         tree += e.tree_sent;
         grafts += e.grafts_sent;
         repair_rounds += e.repair_rounds;
+        suspicions += e.suspicions;
         synced += e.sync_entries_applied;
         limited += e.sends_limited;
         dropped += e.deferred_dropped + e.inbound_dropped + e.items_invalid;
@@ -263,14 +264,15 @@ fn print_paths(nodes: &[Node]) {
         refused += r.unsigned + r.unknown_writer + r.bad_signature + r.outside_grant + r.revoked;
         let r = n.runtime_stats();
         sent += r.datagrams_sent.load(Ordering::Relaxed);
+        received += r.datagrams_received.load(Ordering::Relaxed);
         bytes += r.datagram_bytes_sent.load(Ordering::Relaxed);
         lost += r.datagrams_dropped.load(Ordering::Relaxed);
         sync_bytes += r.sync_bytes_sent.load(Ordering::Relaxed);
     }
     println!();
-    println!("| tree copies sent | datagrams sent | datagram bytes sent | datagrams dropped | grafts sent | repair rounds | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    println!("| {tree} | {sent} | {bytes} | {lost} | {grafts} | {repair_rounds} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} |");
+    println!("| tree copies sent | datagrams sent | datagrams received | datagram bytes sent | datagrams dropped | grafts sent | repair rounds | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused | suspicions |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| {tree} | {sent} | {received} | {bytes} | {lost} | {grafts} | {repair_rounds} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} | {suspicions} |");
 }
 
 /// Fills one node's store with `keys` keys, stops it, and restarts it: the restart
