@@ -251,6 +251,7 @@ fn print_paths(nodes: &[Node]) {
     let (mut tree, mut grafts, mut synced, mut limited, mut dropped) = (0, 0, 0, 0, 0);
     let (mut refused, mut repair_rounds, mut suspicions, mut received) = (0, 0, 0, 0);
     let (mut sent, mut bytes, mut lost, mut sync_bytes) = (0, 0, 0, 0);
+    let mut reliable_lost = 0;
     for n in nodes {
         let e = n.engine_stats();
         tree += e.tree_sent;
@@ -267,12 +268,13 @@ fn print_paths(nodes: &[Node]) {
         received += r.datagrams_received.load(Ordering::Relaxed);
         bytes += r.datagram_bytes_sent.load(Ordering::Relaxed);
         lost += r.datagrams_dropped.load(Ordering::Relaxed);
+        reliable_lost += r.reliable_dropped.load(Ordering::Relaxed);
         sync_bytes += r.sync_bytes_sent.load(Ordering::Relaxed);
     }
     println!();
-    println!("| tree copies sent | datagrams sent | datagrams received | datagram bytes sent | datagrams dropped | grafts sent | repair rounds | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused | suspicions |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    println!("| {tree} | {sent} | {received} | {bytes} | {lost} | {grafts} | {repair_rounds} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} | {suspicions} |");
+    println!("| tree copies sent | datagrams sent | datagrams received | datagram bytes sent | datagrams dropped | reliable dropped | grafts sent | repair rounds | entries applied by anti-entropy | anti-entropy bytes sent | sends held by the bucket | items dropped by the engine | writes refused | suspicions |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| {tree} | {sent} | {received} | {bytes} | {lost} | {reliable_lost} | {grafts} | {repair_rounds} | {synced} | {sync_bytes} | {limited} | {dropped} | {refused} | {suspicions} |");
 }
 
 /// Fills one node's store with `keys` keys, stops it, and restarts it: the restart

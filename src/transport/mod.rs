@@ -132,7 +132,8 @@ pub struct QuicSettings {
     /// Bytes of datagrams buffered for the application per connection.
     pub datagram_receive_buffer: usize,
     /// Bytes asked of the kernel for the UDP socket's receive and send buffers (capped by
-    /// `net.core.rmem_max` and `wmem_max`). Only for a socket the transport binds itself.
+    /// `net.core.rmem_max` and `wmem_max`): the sockets [`Transport::bind`] and the chaos
+    /// socket bind, not one handed to [`Transport::bind_socket`].
     pub socket_buffer: usize,
     /// Connections one peer (node id) may hold at once, both directions together. When an
     /// accepted connection goes beyond it, the peer's oldest connections are closed (a
@@ -291,6 +292,9 @@ impl Transport {
             addr: listen,
             source,
         };
+        // quinn's tokio socket needs a reactor (it would panic without one).
+        tokio::runtime::Handle::try_current()
+            .map_err(|_| bind_err(std::io::Error::other("no async runtime found")))?;
         let socket = udp_socket(listen, settings.socket_buffer).map_err(bind_err)?;
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),

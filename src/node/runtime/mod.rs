@@ -17,7 +17,7 @@ mod peers;
 mod pending;
 mod queries;
 mod seeds;
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod suspect_tests;
 mod sync_stream;
 

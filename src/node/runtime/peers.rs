@@ -25,6 +25,13 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Frames received on `conn` that passed decryption (quinn counts UDP datagrams before
+/// it authenticates them, so anyone who sees the connection id could move that count).
+pub(super) fn authenticated_frames(conn: &Connection) -> u64 {
+    let f = conn.stats().frame_rx;
+    f.acks + f.datagram + f.stream + f.ping
+}
+
 /// QUIC's own counters, summed over the connections a node holds now (quinn's
 /// per-connection statistics: a closed connection's are gone with it). For the bench's
 /// account of idle traffic (#18).
@@ -100,6 +107,40 @@ impl Node {
                 Ok(Ok(_)) => inc(&node.inner.stats.reliable_sent, 1),
                 _ => inc(&node.inner.stats.reliable_dropped, 1),
             }
+        });
+    }
+
+    /// Sends encoded datagrams too large for `conn`'s path as reliable messages, one
+    /// after another, in one task holding one reliable slot; each is counted sent, or
+    /// dropped if no slot is free or the deadline passes first.
+    fn spawn_reliable_in_turn(&self, conn: &Connection, datagrams: Vec<Vec<u8>>) {
+        if datagrams.is_empty() {
+            return;
+        }
+        let total = datagrams.len() as u64;
+        let Ok(permit) = self.inner.reliable_slots.clone().try_acquire_owned() else {
+            inc(&self.inner.stats.reliable_dropped, total);
+            return;
+        };
+        let (node, conn) = (self.clone(), conn.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut sent = 0u64;
+            let _ = tokio::time::timeout(RELIABLE_TIMEOUT, async {
+                for bytes in datagrams {
+                    let message = wire::reliable_from_datagram(bytes);
+                    if transport::send_reliable_bytes(&conn, &message)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    sent += 1;
+                    inc(&node.inner.stats.reliable_sent, 1);
+                }
+            })
+            .await;
+            inc(&node.inner.stats.reliable_dropped, total - sent);
         });
     }
 
@@ -250,11 +291,15 @@ impl Node {
             .lock()
             .map(|mut p| p.take(&id))
             .unwrap_or_default();
-        for bytes in pending {
-            // Through the size check: encoded before the connection existed, a datagram
-            // can exceed what its path takes before MTU discovery.
-            self.send_on(&id, &conn_for_pending, bytes);
+        // Encoded before the connection existed, a datagram can exceed what its path takes
+        // before MTU discovery: those go on streams, one after another in one task (a
+        // queue's worth at once would take every reliable slot and drop the rest).
+        let max = conn_for_pending.max_datagram_size().unwrap_or(0);
+        let (fits, oversized): (Vec<_>, Vec<_>) = pending.into_iter().partition(|b| b.len() <= max);
+        for bytes in fits {
+            self.put_datagram(&id, &conn_for_pending, bytes);
         }
+        self.spawn_reliable_in_turn(&conn_for_pending, oversized);
         tokio::spawn(self.clone().read_datagrams(id.clone(), conn.clone()));
         tokio::spawn(self.clone().read_uni(id.clone(), conn.clone()));
         tokio::spawn(self.clone().read_bi(id, conn));
@@ -299,8 +344,9 @@ impl Node {
     /// node by gossip, with no evidence about their own paths. Closing a busy connection
     /// throws away the datagrams queued in its send buffer: in a 20,000-write burst into
     /// 10 nodes, 3 to 6 suspicions closed about 30 connections and lost some 4,700
-    /// datagrams, which grafts and anti-entropy then fetched again (#18). Any packet the
-    /// member sends on the connection (an ACK of what we send it suffices) keeps it.
+    /// datagrams, which grafts and anti-entropy then fetched again (#18). Any frame the
+    /// member sends on the connection keeps it; an empty datagram sent at the start of
+    /// the wait makes an idle but live member answer with an ACK.
     pub(super) fn drop_connection_if_quiet(&self, id: &NodeId) {
         let Some(conn) = self
             .inner
@@ -311,12 +357,24 @@ impl Node {
         else {
             return;
         };
-        let heard = conn.stats().udp_rx.datagrams;
+        let heard = authenticated_frames(&conn);
+        // Something for a live peer to acknowledge, so that an idle connection answers
+        // too: an empty datagram (the engine reads it as a datagram with no items).
+        let _ = transport::offer_datagram(&conn, wire::encode_datagram(&Datagram::default()));
         let (node, id) = (self.clone(), id.clone());
         tokio::spawn(async move {
             tokio::time::sleep(SUSPECT_QUIET).await;
-            if conn.stats().udp_rx.datagrams != heard {
-                inc(&node.inner.stats.suspect_connections_kept, 1);
+            if conn.close_reason().is_some() {
+                return;
+            }
+            if authenticated_frames(&conn) != heard {
+                let pooled = node.inner.conns.lock().is_ok_and(|c| {
+                    c.get(&id)
+                        .is_some_and(|x| x.stable_id() == conn.stable_id())
+                });
+                if pooled {
+                    inc(&node.inner.stats.suspect_connections_kept, 1);
+                }
                 return;
             }
             node.forget(&id, &conn);

@@ -21,8 +21,15 @@ fn kept(n: &Node) -> u64 {
 }
 
 /// Two joined nodes on chaos sockets, the first holding a connection to the second.
+/// SWIM probes and anti-entropy run once in ten minutes: no suspicion or death of their
+/// own moves the connection, and an idle connection carries nothing, while a test runs.
 async fn two_nodes() -> (LocalCluster, Vec<ChaosControl>, usize) {
-    let mut c = LocalCluster::start(0, 2, crate::core::Config::local())
+    let gossip = crate::core::Config {
+        probe_interval_ms: 600_000,
+        sync_interval_ms: 600_000,
+        ..crate::core::Config::local()
+    };
+    let mut c = LocalCluster::start(0, 2, gossip)
         .await
         .expect("certificates");
     let mut controls = Vec::new();
@@ -79,8 +86,9 @@ async fn a_suspected_member_whose_connection_is_quiet_loses_it() {
     let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
     // b stops hearing and answering a, as a restarted process would on a's old connection.
     controls[1].block(a.advertise_addr().parse().expect("a socket address"));
-    // A packet already in flight when the block began may count as heard: ask again (at
-    // most 5 times) until the quiet connection leaves the pool.
+    // A frame already in flight when the block began may count as heard: ask again (at
+    // most 5 times) until the quiet connection leaves the pool. Nothing else drops it
+    // here: SWIM does not probe within the test.
     let mut dropped = false;
     for _ in 0..5 {
         a.drop_connection_if_quiet(&b.id());
@@ -91,5 +99,36 @@ async fn a_suspected_member_whose_connection_is_quiet_loses_it() {
         }
     }
     assert!(dropped, "a connection on which nothing arrives was kept");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspected_member_on_an_idle_connection_is_made_to_answer_and_keeps_it() {
+    let (c, _controls, conn) = two_nodes().await;
+    let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
+    // Wait until the join's traffic is over (nothing arrives on the connection for 1 s):
+    // then the empty datagram the check sends is all that b can acknowledge.
+    let handle = a.inner.conns.lock().unwrap().get(&b.id()).cloned().unwrap();
+    let mut last = (
+        super::peers::authenticated_frames(&handle),
+        std::time::Instant::now(),
+    );
+    let (quiet, _) = wait_for(DEADLINE, || {
+        let now = super::peers::authenticated_frames(&handle);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_secs(1)
+    })
+    .await;
+    assert!(quiet, "the connection never went quiet for 1 s");
+    a.drop_connection_if_quiet(&b.id());
+    let (ok, _) = wait_for(DEADLINE, || kept(&a) == 1).await;
+    assert!(ok, "an idle connection to a live member was not kept");
+    assert_eq!(
+        pooled(&a, &b.id()),
+        Some(conn),
+        "the idle connection was replaced"
+    );
     c.shutdown().await;
 }
