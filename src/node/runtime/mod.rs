@@ -107,9 +107,6 @@ fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Datagrams waiting for their connection's handshake, over all peers: 16 peers' worth
-/// of a connection's datagram send buffer (`pending`).
-const MAX_PENDING_PEERS: usize = 16;
 const MAX_CONCURRENT_SYNCS: usize = 2;
 /// Sync streams peers may have open with us at once, all peers together (each peer
 /// also has `inbound_syncs_per_peer`): a node that returns after a long absence is not
@@ -124,9 +121,6 @@ const PEER_COMMIT_PERIOD: Duration = Duration::from_millis(100);
 const LEAVE_LINGER: Duration = Duration::from_millis(100);
 const CLOSE_DRAIN: Duration = Duration::from_millis(250);
 const SEED_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long the connection to a suspected member must receive nothing before it is
-/// dropped as stale (`Node::drop_connection_if_quiet`).
-const SUSPECT_QUIET: Duration = Duration::from_millis(500);
 
 pub(crate) struct Inner {
     engine: Arc<Mutex<Engine>>,
@@ -337,11 +331,7 @@ impl Node {
             transport,
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashSet::new()),
-            pending: Mutex::new({
-                // A connection being dialed holds what an open one would buffer.
-                let per_peer = QuicSettings::default().datagram_receive_buffer;
-                pending::PendingDatagrams::new(per_peer, per_peer * MAX_PENDING_PEERS)
-            }),
+            pending: Mutex::new(pending::PendingDatagrams::for_quic(&QuicSettings::default())),
             wake: Notify::new(),
             events,
             shutdown,
@@ -684,15 +674,7 @@ impl Node {
                     );
                 }
                 if let Event::Member(Change::Updated { new, .. }) = &ev {
-                    match new.status {
-                        MemberStatus::Alive => {}
-                        // Suspected (by us or by anyone who gossiped it): the path may be
-                        // stale, or the member only slow (`drop_connection_if_quiet`).
-                        MemberStatus::Suspect => self.drop_connection_if_quiet(&new.info.id),
-                        MemberStatus::Dead | MemberStatus::Left => {
-                            self.drop_connection(&new.info.id)
-                        }
-                    }
+                    self.on_member_status(&new.info.id, new.status);
                 }
                 if let Event::User(e) = &ev {
                     // Into the recent ring and to its watchers, to the handlers, then to

@@ -25,6 +25,10 @@ impl Drop for StreamSlot {
     }
 }
 
+/// How long the connection to a suspected member must receive nothing before it is
+/// dropped as stale (`Node::drop_connection_if_quiet`).
+const SUSPECT_QUIET: Duration = Duration::from_millis(500);
+
 /// Frames received on `conn` that passed decryption (quinn counts UDP datagrams before
 /// it authenticates them, so anyone who sees the connection id could move that count).
 pub(super) fn authenticated_frames(conn: &Connection) -> u64 {
@@ -331,6 +335,17 @@ impl Node {
         let conn = self.inner.conns.lock().ok().and_then(|mut c| c.remove(id));
         if let Some(conn) = conn {
             conn.close(transport::CLOSE_SHUTDOWN, b"member not alive");
+        }
+    }
+
+    /// A member's new status: Dead or Left close its connection at once; a suspicion
+    /// (ours, or anyone's we heard by gossip) only if the connection is quiet, since the
+    /// path may be stale or the member only slow.
+    pub(super) fn on_member_status(&self, id: &NodeId, status: MemberStatus) {
+        match status {
+            MemberStatus::Alive => {}
+            MemberStatus::Suspect => self.drop_connection_if_quiet(id),
+            MemberStatus::Dead | MemberStatus::Left => self.drop_connection(id),
         }
     }
 

@@ -12,6 +12,11 @@
 use std::collections::HashMap;
 
 use crate::core::id::NodeId;
+use crate::transport::QuicSettings;
+
+/// Datagrams waiting for their handshakes, over all peers: 16 peers' worth of a
+/// connection's datagram send buffer.
+const MAX_PENDING_PEERS: usize = 16;
 
 /// Encoded datagrams per peer, in the order they were sent.
 #[derive(Debug)]
@@ -31,6 +36,12 @@ impl PendingDatagrams {
             per_peer_max,
             total_max,
         }
+    }
+
+    /// A queue holding for a connection being dialed what an open one would buffer.
+    pub(super) fn for_quic(settings: &QuicSettings) -> Self {
+        let per_peer = settings.datagram_receive_buffer;
+        Self::new(per_peer, per_peer * MAX_PENDING_PEERS)
     }
 
     /// Queues `bytes` for `to`; false (the datagram is the caller's to count as dropped)
