@@ -153,11 +153,7 @@ impl Node {
         let max = conn.max_datagram_size().unwrap_or(0);
         if bytes.len() > max {
             // Larger than this path allows: use a stream instead of dropping it.
-            let conn = conn.clone();
-            let message = wire::reliable_from_datagram(bytes);
-            self.spawn_reliable(
-                async move { transport::send_reliable_bytes(&conn, &message).await },
-            );
+            self.spawn_reliable_in_turn(conn, vec![bytes]);
             return;
         }
         self.put_datagram(to, conn, bytes);
