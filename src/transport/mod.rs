@@ -23,6 +23,7 @@ use crate::identity::{self, HandshakeStats, Identity, IdentityError, TrustBundle
 use crate::wire::{self, WireError};
 
 mod admission;
+mod endpoint_keys;
 
 /// Transport errors.
 #[derive(Debug, thiserror::Error)]
@@ -297,7 +298,7 @@ impl Transport {
             .map_err(|_| bind_err(std::io::Error::other("no async runtime found")))?;
         let socket = udp_socket(listen, settings.socket_buffer).map_err(bind_err)?;
         let endpoint = Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_keys::endpoint_config(&identity.key),
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -323,7 +324,7 @@ impl Transport {
         let token_key = admission::token_key()?;
         let server = server_config(&identity, &trust, &handshakes, &settings, &token_key)?;
         let endpoint = Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
+            endpoint_keys::endpoint_config(&identity.key),
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
