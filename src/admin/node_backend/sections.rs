@@ -479,6 +479,11 @@ const TRANSPORT: &[CounterDef<RuntimeStats>] = &[
         "Connections to a suspected member kept because it still sent on them (a slow member, not a stale path).",
         |r| get(&r.suspect_connections_kept),
     ),
+    (
+        "gossamer_stale_connections_replaced_total",
+        "Connections replaced by a member's new connection because they no longer answered (a restarted member's stale path).",
+        |r| get(&r.stale_connections_replaced),
+    ),
 ];
 
 /// The change log and its watches.

@@ -84,6 +84,9 @@ pub struct RuntimeStats {
     /// Connections to a suspected member kept because packets still arrived on them
     /// (`Node::drop_connection_if_quiet`).
     pub suspect_connections_kept: AtomicU64,
+    /// Pooled connections replaced by a member's new one because they no longer answered
+    /// (a restarted member's stale path; `Node::keep_the_live_one`).
+    pub stale_connections_replaced: AtomicU64,
 }
 
 /// The bandwidth limiter of a running node (see [`Node::bandwidth`]).

@@ -36,6 +36,19 @@ pub(super) fn authenticated_frames(conn: &Connection) -> u64 {
     f.acks + f.datagram + f.stream + f.ping
 }
 
+/// Whether `conn` receives anything within [`SUSPECT_QUIET`] from now. It is sent
+/// something a live peer acknowledges first, so that an idle connection answers too: an
+/// empty datagram (the engine reads it as a datagram with no items). The count is taken
+/// and the datagram sent when this is called, not when the future is first polled.
+fn answers_before_quiet(conn: Connection) -> impl std::future::Future<Output = bool> {
+    let heard = authenticated_frames(&conn);
+    let _ = transport::offer_datagram(&conn, wire::encode_datagram(&Datagram::default()));
+    async move {
+        tokio::time::sleep(SUSPECT_QUIET).await;
+        conn.close_reason().is_none() && authenticated_frames(&conn) != heard
+    }
+}
+
 /// QUIC's own counters, summed over the connections a node holds now (quinn's
 /// per-connection statistics: a closed connection's are gone with it). For the bench's
 /// account of idle traffic (#18).
@@ -256,6 +269,7 @@ impl Node {
         };
         let preferred = std::cmp::min(me, &id).clone();
         let mut surplus = None;
+        let mut contested = None;
         if let Ok(mut c) = self.inner.conns.lock() {
             match c.get(&id) {
                 Some(old)
@@ -264,7 +278,7 @@ impl Node {
                     if dialer_of(&conn) == preferred || dialer_of(old) != preferred {
                         surplus = c.insert(id.clone(), conn.clone());
                     } else {
-                        surplus = Some(conn.clone());
+                        contested = Some(old.clone());
                     }
                 }
                 _ => {
@@ -276,6 +290,9 @@ impl Node {
             if dialer_of(&extra) != preferred {
                 extra.close(transport::CLOSE_SHUTDOWN, b"duplicate connection");
             }
+        }
+        if let Some(old) = contested {
+            self.keep_the_live_one(&id, old, conn.clone());
         }
         // Pending datagrams go out on whichever connection is pooled now.
         let conn_for_pending = self
@@ -326,6 +343,34 @@ impl Node {
         }
     }
 
+    /// The pooled connection `old` is the one both sides keep (dialed by the smaller id),
+    /// and the member dialed `new` besides it. In a race of simultaneous dials both are
+    /// live and `new` is the duplicate; but a member that dials while we hold a connection
+    /// to it has usually lost its end of that connection: it restarted, and `old` leads
+    /// to a process that no longer exists. Closing `new` then would leave both sides
+    /// without a working connection until `old` timed out. So `old` is checked first:
+    /// `new` is closed as the duplicate only if `old` still answers.
+    fn keep_the_live_one(&self, id: &NodeId, old: Connection, new: Connection) {
+        let answered = answers_before_quiet(old.clone());
+        let (node, id) = (self.clone(), id.clone());
+        tokio::spawn(async move {
+            if answered.await {
+                new.close(transport::CLOSE_SHUTDOWN, b"duplicate connection");
+                return;
+            }
+            if let Ok(mut c) = node.inner.conns.lock() {
+                let pooled_old = c.get(&id).is_some_and(|x| x.stable_id() == old.stable_id());
+                if pooled_old && new.close_reason().is_none() {
+                    c.insert(id.clone(), new);
+                } else if pooled_old {
+                    c.remove(&id);
+                }
+            }
+            inc(&node.inner.stats.stale_connections_replaced, 1);
+            old.close(transport::CLOSE_SHUTDOWN, b"stale connection");
+        });
+    }
+
     /// Closes and forgets the pooled connection to `id`, if any.
     pub(super) fn drop_connection(&self, id: &NodeId) {
         let conn = self.inner.conns.lock().ok().and_then(|mut c| c.remove(id));
@@ -368,17 +413,14 @@ impl Node {
         else {
             return;
         };
-        let heard = authenticated_frames(&conn);
-        // Something for a live peer to acknowledge, so that an idle connection answers
-        // too: an empty datagram (the engine reads it as a datagram with no items).
-        let _ = transport::offer_datagram(&conn, wire::encode_datagram(&Datagram::default()));
+        let answered = answers_before_quiet(conn.clone());
         let (node, id) = (self.clone(), id.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(SUSPECT_QUIET).await;
+            let answered = answered.await;
             if conn.close_reason().is_some() {
                 return;
             }
-            if authenticated_frames(&conn) != heard {
+            if answered {
                 let pooled = node.inner.conns.lock().is_ok_and(|c| {
                     c.get(&id)
                         .is_some_and(|x| x.stable_id() == conn.stable_id())

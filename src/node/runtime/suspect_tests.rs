@@ -1,5 +1,7 @@
-//! The connection to a suspected member: kept while packets still arrive on it, dropped
-//! when it is quiet (`Node::drop_connection_if_quiet`).
+//! Stale connections: the connection to a suspected member is kept while packets still
+//! arrive on it and dropped when it is quiet (`Node::drop_connection_if_quiet`); a
+//! member's new connection replaces the pooled one only if that one no longer answers
+//! (`Node::keep_the_live_one`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -24,6 +26,11 @@ fn kept(n: &Node) -> u64 {
 /// SWIM probes and anti-entropy run once in ten minutes: no suspicion or death of their
 /// own moves the connection, and an idle connection carries nothing, while a test runs.
 async fn two_nodes() -> (LocalCluster, Vec<ChaosControl>, usize) {
+    two_nodes_started([1, 2]).await
+}
+
+/// [`two_nodes`] started in `order` (node indexes): the second dials the first, its seed.
+async fn two_nodes_started(order: [usize; 2]) -> (LocalCluster, Vec<ChaosControl>, usize) {
     let gossip = crate::core::Config {
         probe_interval_ms: 600_000,
         sync_interval_ms: 600_000,
@@ -33,7 +40,7 @@ async fn two_nodes() -> (LocalCluster, Vec<ChaosControl>, usize) {
         .await
         .expect("certificates");
     let mut controls = Vec::new();
-    for i in 1..=2 {
+    for i in order {
         let (sock, ctl) = ChaosSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), i as u64)
             .expect("bind 127.0.0.1");
         let cfg = c.config(i, c.seed_addrs());
@@ -130,5 +137,64 @@ async fn a_suspected_member_on_an_idle_connection_is_made_to_answer_and_keeps_it
         Some(conn),
         "the idle connection was replaced"
     );
+    c.shutdown().await;
+}
+
+fn replaced(n: &Node) -> u64 {
+    n.runtime_stats()
+        .stale_connections_replaced
+        .load(Ordering::Relaxed)
+}
+
+/// n2 started first, then n1 dialing it: n1 (the smaller id, whose dial both sides keep)
+/// pools a connection it dialed. n2 is `nodes[0]` and n1 `nodes[1]`.
+async fn n1_dialed_n2() -> (LocalCluster, Vec<ChaosControl>, usize) {
+    let (c, controls, _) = two_nodes_started([2, 1]).await;
+    let (n2, n1) = (&c.nodes[0], &c.nodes[1]);
+    assert!(n1.id() < n2.id(), "the test needs n1 to be the smaller id");
+    let (ok, _) = wait_for(DEADLINE, || pooled(n1, &n2.id()).is_some()).await;
+    assert!(ok, "n1 pooled no connection to n2");
+    let conn = n1.inner.conns.lock().unwrap().get(&n2.id()).cloned().unwrap();
+    assert!(conn.side().is_client(), "n1's pooled connection was not its own dial");
+    (c, controls, conn.stable_id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_dials_again_replaces_a_pooled_connection_that_no_longer_answers() {
+    let (c, controls, old) = n1_dialed_n2().await;
+    let (n2, n1) = (c.nodes[0].clone(), c.nodes[1].clone());
+    // n2's first life goes silent towards n1, as a crashed process would; its second life
+    // (a fresh endpoint holding n2's certificate) dials n1, as a restarted n2 does.
+    controls[0].block(n1.advertise_addr().parse().expect("n1 socket address"));
+    let second_life = c.endpoint_as(&n2.id()).expect("n2's certificate");
+    let (_, new) = second_life
+        .connect(n1.advertise_addr(), Some(&n1.id()))
+        .await
+        .expect("the second life dials n1");
+    let (ok, _) = wait_for(DEADLINE, || replaced(&n1) == 1).await;
+    assert!(ok, "the quiet pooled connection was not replaced");
+    let now = n1.inner.conns.lock().unwrap().get(&n2.id()).cloned().unwrap();
+    assert_ne!(now.stable_id(), old, "the old connection is still pooled");
+    assert!(
+        now.side().is_server() && now.close_reason().is_none(),
+        "n1 does not pool the second life's open connection"
+    );
+    assert!(new.close_reason().is_none(), "the new connection was closed");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_beside_a_pooled_one_that_answers_is_closed_as_a_duplicate() {
+    let (c, _controls, old) = n1_dialed_n2().await;
+    let (n2, n1) = (c.nodes[0].clone(), c.nodes[1].clone());
+    let other = c.endpoint_as(&n2.id()).expect("n2's certificate");
+    let (_, new) = other
+        .connect(n1.advertise_addr(), Some(&n1.id()))
+        .await
+        .expect("a second dial as n2");
+    let closed = tokio::time::timeout(DEADLINE, new.closed()).await;
+    assert!(closed.is_ok(), "the duplicate connection was not closed");
+    assert_eq!(pooled(&n1, &n2.id()), Some(old), "the live connection was replaced");
+    assert_eq!(replaced(&n1), 0);
     c.shutdown().await;
 }
