@@ -345,10 +345,11 @@ async fn a_crashed_node_is_detected_by_every_live_node_over_quic() {
     c.shutdown().await;
 }
 
-/// #18: an idle connection costs a keep-alive PING every 15 s, not every 5 s (they were
-/// most of QUIC's own idle bytes, one per open connection), and stays open meanwhile.
+/// #18: an idle connection sends no keep-alive for a minute (SWIM's own traffic keeps a
+/// connection open in a cluster; keep-alives on every open connection were the idle cost
+/// that grew with N), and stays open meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_connection_stays_open_on_few_keep_alives() {
+async fn an_idle_connection_stays_open_without_keep_alives() {
     let c = LocalCluster::start(1, 1, Config::local()).await.unwrap();
     // A connection nobody sends on: n2 is no member, so the node neither probes it nor
     // syncs with it.
@@ -359,18 +360,18 @@ async fn an_idle_connection_stays_open_on_few_keep_alives() {
         .unwrap();
     // Not synchronisation but the windows the PINGs are counted in. quinn's path MTU
     // discovery probes are PINGs too, a few right after the handshake (round trips of
-    // microseconds here): count from 3 s on. Over the next 16 s a 5 s keep-alive sends at
-    // least 3 PINGs between the two ends; a 15 s one at most 2.
+    // microseconds here): count from 3 s on. Over the next 16 s the 15 s keep-alive of
+    // before sent a PING; the 60 s one sends none.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let start = conn.stats().frame_tx.ping + conn.stats().frame_rx.ping;
     tokio::time::sleep(Duration::from_secs(16)).await;
     let stats = conn.stats();
     let pings = stats.frame_tx.ping + stats.frame_rx.ping - start;
     assert!(conn.close_reason().is_none(), "the idle connection closed");
-    assert!(pings <= 2, "{pings} keep-alive PINGs in 16 s");
+    assert_eq!(pings, 0, "{pings} keep-alive PINGs in 16 s");
     assert!(
-        QuicSettings::default().keep_alive * 2 <= QuicSettings::default().idle_timeout,
-        "a keep-alive must fit twice in the idle timeout"
+        QuicSettings::default().keep_alive * 3 <= QuicSettings::default().idle_timeout,
+        "a lost keep-alive must have room to be resent within the idle timeout"
     );
     c.shutdown().await;
 }
