@@ -245,7 +245,7 @@ async fn load_phases(
     let mut notes = Vec::new();
     if p.warmup > 0.0 {
         let mesh = warm_up(p, nodes, prefix, writer, progress).await?;
-        if mesh < 0.9 {
+        if mesh < p.mesh {
             notes.push(format!(
                 "warm-up: nodes held connections to only {:.0} % of their peers after {} s",
                 mesh * 100.0,
@@ -426,7 +426,7 @@ fn mean_rss(nodes: &[Target]) -> Option<f64> {
         .map(|v| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Writes at the plan's rate until the nodes hold connections to 90 % of their live
+/// Writes at the plan's rate until the nodes hold connections to `p.mesh` of their live
 /// peers on average, or `p.warmup` seconds; returns the fraction reached. A cluster
 /// that has run for a while is there at once.
 async fn warm_up(
@@ -443,7 +443,7 @@ async fn warm_up(
     let mut reached = mesh(&views(nodes).await?);
     let mut checked = Instant::now();
     let mut k = 0usize;
-    while reached < 0.9 && start.elapsed() < limit {
+    while reached < p.mesh && start.elapsed() < limit {
         let due = start + Duration::from_secs_f64(k as f64 / p.rate);
         tokio::time::sleep_until(due.into()).await;
         writer.issue(format!("{prefix}warmup/{k:06}"), k % n).await;

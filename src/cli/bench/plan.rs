@@ -44,6 +44,7 @@ pub(super) struct Plan {
     pub(super) gossip: Config,
     pub(super) throughput: bool,
     pub(super) warmup: f64,
+    pub(super) mesh: f64,
     pub(super) faults: bool,
     pub(super) warm: bool,
     pub(super) settle_us: u64,
@@ -204,6 +205,9 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
     if !(a.warmup.is_finite() && (0.0..=600.0).contains(&a.warmup)) {
         return Err(UsageError(format!("--warmup {}: must be 0 to 600 seconds", a.warmup)).into());
     }
+    if !(a.mesh.is_finite() && (0.0..=1.0).contains(&a.mesh)) {
+        return Err(UsageError(format!("--mesh {}: must be 0 to 1", a.mesh)).into());
+    }
     if !(a.partition.is_finite() && a.partition > 0.0 && a.partition <= 3_600.0) {
         return Err(UsageError(format!(
             "--partition {}: must be more than 0 and at most 3600 seconds",
@@ -247,6 +251,7 @@ pub(super) fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         gossip,
         throughput: a.throughput,
         warmup: a.warmup,
+        mesh: a.mesh,
         faults: !a.no_faults,
         warm: a.warm,
         settle_us: (a.settle * US as f64) as u64,

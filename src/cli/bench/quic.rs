@@ -157,7 +157,7 @@ fn mesh_fraction(nodes: &[Node]) -> f64 {
     conns as f64 / (n * (n - 1)).max(1) as f64
 }
 
-/// Writes at the plan's rate until nodes hold connections to 90 % of their peers on
+/// Writes at the plan's rate until nodes hold connections to `p.mesh` of their peers on
 /// average, or `p.warmup` seconds; returns the fraction reached.
 async fn warm_up(p: &Plan, n: usize, nodes: &[Node], progress: &Progress) -> f64 {
     let limit = Duration::from_secs_f64(p.warmup);
@@ -165,7 +165,7 @@ async fn warm_up(p: &Plan, n: usize, nodes: &[Node], progress: &Progress) -> f64
     let mut k = 0usize;
     let mut mesh = mesh_fraction(nodes);
     let mut checked = Instant::now();
-    while mesh < 0.9 && start.elapsed() < limit {
+    while mesh < p.mesh && start.elapsed() < limit {
         let due = start + Duration::from_secs_f64(k as f64 / p.rate);
         tokio::time::sleep_until(due.into()).await;
         let _ = nodes[k % n].set(&format!("bench/warmup/{n}/{k:06}"), vec![0; 32]);
@@ -283,7 +283,7 @@ async fn quic_measure(
     let join_ms = t_start.elapsed().as_secs_f64() * 1000.0;
     if p.warmup > 0.0 {
         let mesh = warm_up(p, n, nodes, progress).await;
-        if mesh < 0.9 {
+        if mesh < p.mesh {
             notes.push(format!(
                 "warm-up: nodes held connections to only {:.0} % of their peers after {} s",
                 mesh * 100.0,
@@ -316,6 +316,30 @@ async fn quic_measure(
         per(a.quic.datagrams, b.quic.datagrams),
         b.handshakes - a.handshakes,
     ));
+    // Lifeguard stretches a node's probe period by its health score + 1: a score above 0
+    // at idle means SWIM probes (and keeps connections busy) less than its settings say.
+    let scores: Vec<u32> = nodes.iter().map(Node::awareness).collect();
+    notes.push(format!(
+        "idle: Lifeguard health scores at the window's end: mean {:.2}, max {}, {} of {n} nodes above 0",
+        scores.iter().sum::<u32>() as f64 / n.max(1) as f64,
+        scores.iter().max().copied().unwrap_or(0),
+        scores.iter().filter(|&&x| x > 0).count(),
+    ));
+    // A probe's timeout follows the RTT the transport measured (times `probe_rtt_mult`),
+    // and a longer timeout stretches the probe period too.
+    let mut rtts: Vec<f64> = nodes
+        .iter()
+        .flat_map(|x| x.members().into_iter().filter_map(|m| m.rtt_ms))
+        .collect();
+    rtts.sort_by(f64::total_cmp);
+    if let Some(&max) = rtts.last() {
+        let at = |q: f64| rtts[((rtts.len() - 1) as f64 * q) as usize];
+        notes.push(format!(
+            "idle: QUIC smoothed RTTs of the connections held: p50 {:.1} ms, p99 {:.1} ms, max {max:.1} ms",
+            at(0.5),
+            at(0.99),
+        ));
+    }
 
     // Write load.
     let tracker = Arc::new(Mutex::new(Tracker::new(n)));
