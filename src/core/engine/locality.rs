@@ -18,8 +18,9 @@
 //!   datacenter becomes an island.
 //!
 //! Probing covers every member whatever its datacenter. Probe timeouts adapt to the
-//! peer's round-trip time (probe round trips, and the transport's estimate given to
-//! [`Locality::observe_rtt`]), with the configured values as floors.
+//! peer's round-trip time (the transport's measurement of the path given to
+//! [`Locality::observe_rtt`], else probe round trips), with the configured values as
+//! floors.
 //!
 //! With a single datacenter every choice takes the same path, random draws included, as
 //! without locality.
@@ -459,11 +460,20 @@ impl Locality {
         }
     }
 
-    /// Our best estimate of the round-trip time to `peer` (µs): the larger of the probe
-    /// and transport measurements, else the smoothed RTT of its datacenter.
+    /// Our best estimate of the round-trip time to `peer` (µs): the transport's
+    /// measurement of the path, else our smoothed probe round trips, else the smoothed RTT
+    /// of its datacenter.
+    ///
+    /// The transport's figure (the runtime hands QUIC's minimum RTT) is the path's delay.
+    /// Probe round trips also carry both ends' processing, and a member is probed only
+    /// every N / 2 probe periods, so a smoothed figure that took in a moment of saturation
+    /// (a join, a burst of writes) stays high for minutes: taking the larger of the two
+    /// stretched every probe's timeout and period by that moment long after it passed
+    /// (BENCHMARKS.md 13.7). A member slow to answer is what Lifeguard's health score and
+    /// suspicion are for.
     pub(super) fn rtt_estimate(&self, members: &Membership, peer: &NodeId) -> Option<u64> {
         let m = members.get(peer)?;
-        let own = m.rtt_us.max(self.transport_rtt.get(peer).copied());
+        let own = self.transport_rtt.get(peer).copied().or(m.rtt_us);
         own.or_else(|| self.dc_rtt.get(m.state.info.dc.as_str()).copied())
             .map(|r| r.min(MAX_ADAPTIVE_RTT_US))
     }

@@ -208,9 +208,16 @@ fn probe_timeouts_follow_rtt_with_the_configured_floor() {
     // The helper's relay wait: one round trip less, 80 % of the floor at least.
     assert_eq!(loc.relay_timeout_us(&cfg, &members, &near), 400_000);
     assert_eq!(loc.relay_timeout_us(&cfg, &members, &far), 600_000);
-    // The transport's estimate counts when larger.
+    // The transport's measurement of the path wins over probe round trips, larger or
+    // smaller: those carry both ends' processing and are smoothed over sparse probes.
     loc.observe_rtt(&members, &near, 400_000);
     assert_eq!(loc.probe_timeout_us(&cfg, &members, &near), 1_200_000);
+    loc.observe_rtt(&members, &far, 1_000);
+    assert_eq!(
+        loc.probe_timeout_us(&cfg, &members, &far),
+        500_000,
+        "the floor"
+    );
     assert_eq!(Locality::probe_period_us(&cfg, 500_000), 1_000_000);
     assert_eq!(Locality::probe_period_us(&cfg, 900_000), 1_800_000);
     let off = Config {

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, watch, Notify};
 mod authorship;
 mod events;
 mod kv;
-mod path_loss;
+mod path_sampler;
 mod peers;
 mod pending;
 mod queries;
@@ -164,8 +164,9 @@ pub(crate) struct Inner {
     /// Peers a datagram to was refused by its full send buffer, told to the engine at
     /// the next pump (`Engine::datagram_refused`: it owes them an exchange).
     refused: Mutex<BTreeSet<NodeId>>,
-    /// QUIC's lost packets, read about once a second for the engine's repair rounds.
-    loss: Mutex<path_loss::LossSampler>,
+    /// QUIC's lost packets and minimum RTTs, read about once a second for the engine's
+    /// repair rounds and probe timeouts.
+    paths: Mutex<path_sampler::PathSampler>,
     /// User events delivered here, for listing and watches (`super::events`).
     recent: super::events::RecentEvents,
     /// Commands run for delivered user events and queries (`[[handlers]]`), and the
@@ -351,7 +352,7 @@ impl Node {
             taken: Mutex::new(Vec::new()),
             spare: Mutex::new(Vec::new()),
             refused: Mutex::new(BTreeSet::new()),
-            loss: Mutex::new(path_loss::LossSampler::default()),
+            paths: Mutex::new(path_sampler::PathSampler::default()),
             recent: super::events::RecentEvents::new(wall_ms()),
             handlers: super::handlers::Handlers::new(
                 cfg.node_id.clone(),
@@ -595,27 +596,22 @@ impl Node {
 
     /// Runs due timers and carries out every pending output; returns the next deadline.
     fn pump(&self) -> u64 {
-        // When timers are due, hand quinn's RTT estimates (probe timeouts adapt to them)
-        // and, once a second, its loss counts (repair rounds) to the engine first.
-        // Connections are read before the engine is locked.
+        // When timers are due, and at most once a second, hand what QUIC measured on the
+        // connections to the engine first: loss (repair rounds) and minimum RTTs (probe
+        // timeouts adapt to them; `path_sampler.rs`). Connections are read before the
+        // engine is locked.
         let now_us = self.inner.now().mono_us;
         let due = self.inner.engine().poll_timeout() <= now_us;
-        let mut loss = None;
-        let rtts: Vec<(NodeId, u64)> = if due {
-            self.inner
-                .conns
-                .lock()
-                .map(|c| {
-                    if let Ok(mut sampler) = self.inner.loss.lock() {
-                        loss = sampler.sample(now_us, &c);
-                    }
-                    c.iter()
-                        .map(|(id, conn)| (id.clone(), conn.rtt().as_micros() as u64))
-                        .collect()
-                })
-                .unwrap_or_default()
+        let sample = if due {
+            self.inner.conns.lock().ok().and_then(|c| {
+                self.inner
+                    .paths
+                    .lock()
+                    .ok()
+                    .and_then(|mut sampler| sampler.sample(now_us, &c))
+            })
         } else {
-            Vec::new()
+            None
         };
         let refused = self
             .inner
@@ -629,13 +625,13 @@ impl Node {
             for peer in &refused {
                 e.datagram_refused(now, peer);
             }
-            if let Some((sent, lost)) = loss {
-                e.observe_path_loss(now.mono_us, sent, lost);
-            }
-            if e.poll_timeout() <= now.mono_us {
-                for (id, rtt_us) in &rtts {
+            if let Some(paths) = &sample {
+                e.observe_path_loss(now.mono_us, paths.sent, paths.lost);
+                for (id, rtt_us) in &paths.min_rtts {
                     e.observe_rtt(id, *rtt_us);
                 }
+            }
+            if e.poll_timeout() <= now.mono_us {
                 e.handle_timeout(now);
             }
             (self.inner.take_outputs(&mut e), e.poll_timeout())

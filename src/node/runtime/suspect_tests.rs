@@ -154,8 +154,18 @@ async fn n1_dialed_n2() -> (LocalCluster, Vec<ChaosControl>, usize) {
     assert!(n1.id() < n2.id(), "the test needs n1 to be the smaller id");
     let (ok, _) = wait_for(DEADLINE, || pooled(n1, &n2.id()).is_some()).await;
     assert!(ok, "n1 pooled no connection to n2");
-    let conn = n1.inner.conns.lock().unwrap().get(&n2.id()).cloned().unwrap();
-    assert!(conn.side().is_client(), "n1's pooled connection was not its own dial");
+    let conn = n1
+        .inner
+        .conns
+        .lock()
+        .unwrap()
+        .get(&n2.id())
+        .cloned()
+        .unwrap();
+    assert!(
+        conn.side().is_client(),
+        "n1's pooled connection was not its own dial"
+    );
     (c, controls, conn.stable_id())
 }
 
@@ -173,13 +183,23 @@ async fn a_member_that_dials_again_replaces_a_pooled_connection_that_no_longer_a
         .expect("the second life dials n1");
     let (ok, _) = wait_for(DEADLINE, || replaced(&n1) == 1).await;
     assert!(ok, "the quiet pooled connection was not replaced");
-    let now = n1.inner.conns.lock().unwrap().get(&n2.id()).cloned().unwrap();
+    let now = n1
+        .inner
+        .conns
+        .lock()
+        .unwrap()
+        .get(&n2.id())
+        .cloned()
+        .unwrap();
     assert_ne!(now.stable_id(), old, "the old connection is still pooled");
     assert!(
         now.side().is_server() && now.close_reason().is_none(),
         "n1 does not pool the second life's open connection"
     );
-    assert!(new.close_reason().is_none(), "the new connection was closed");
+    assert!(
+        new.close_reason().is_none(),
+        "the new connection was closed"
+    );
     c.shutdown().await;
 }
 
@@ -194,7 +214,11 @@ async fn a_second_connection_beside_a_pooled_one_that_answers_is_closed_as_a_dup
         .expect("a second dial as n2");
     let closed = tokio::time::timeout(DEADLINE, new.closed()).await;
     assert!(closed.is_ok(), "the duplicate connection was not closed");
-    assert_eq!(pooled(&n1, &n2.id()), Some(old), "the live connection was replaced");
+    assert_eq!(
+        pooled(&n1, &n2.id()),
+        Some(old),
+        "the live connection was replaced"
+    );
     assert_eq!(replaced(&n1), 0);
     c.shutdown().await;
 }
