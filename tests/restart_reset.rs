@@ -65,7 +65,10 @@ async fn a_restarted_node_resets_the_connections_of_its_previous_life() {
     // packets, which no endpoint answers with a reset).
     let start = Instant::now();
     while conn.stats().frame_rx.handshake_done == 0 {
-        assert!(start.elapsed() < DEADLINE, "the handshake was never confirmed");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the handshake was never confirmed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -79,7 +82,10 @@ async fn a_restarted_node_resets_the_connections_of_its_previous_life() {
     let b2 = rebind(b_addr, &b_id, dir.path()).await;
     accept_all(&b2);
     a_ctl.unblock(b_addr);
-    assert!(conn.close_reason().is_none(), "a heard b's first life close");
+    assert!(
+        conn.close_reason().is_none(),
+        "a heard b's first life close"
+    );
 
     // a sends on its old connection until the reset closes it.
     let start = Instant::now();
