@@ -469,7 +469,7 @@ impl Locality {
     /// every N / 2 probe periods, so a smoothed figure that took in a moment of saturation
     /// (a join, a burst of writes) stays high for minutes: taking the larger of the two
     /// stretched every probe's timeout and period by that moment long after it passed
-    /// (BENCHMARKS.md 13.7). A member slow to answer is what Lifeguard's health score and
+    /// (BENCHMARKS.md 14.6). A member slow to answer is what Lifeguard's health score and
     /// suspicion are for.
     pub(super) fn rtt_estimate(&self, members: &Membership, peer: &NodeId) -> Option<u64> {
         let m = members.get(peer)?;

@@ -10,7 +10,7 @@
 //!   whatever queueing its samples met, and a connection that carries a packet only every
 //!   N / 5 s or so corrects it slowly: in a 100-node process, the RTTs of the join (when
 //!   the processes were saturated) stayed in it for minutes after, p50 141 ms against a
-//!   minimum of 0.4 ms, and stretched SWIM's probe period by half (BENCHMARKS.md 13.7).
+//!   minimum of 0.4 ms, and stretched SWIM's probe period by half (BENCHMARKS.md 14.6).
 //!   A node slow to answer is Lifeguard's business, not the path's.
 
 use std::collections::HashMap;

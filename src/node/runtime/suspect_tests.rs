@@ -11,9 +11,14 @@ use crate::local::{wait_for, LocalCluster};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// The connection `n` pools for `peer`.
+fn pooled_conn(n: &Node, peer: &NodeId) -> Option<Connection> {
+    n.inner.conns.lock().ok()?.get(peer).cloned()
+}
+
 /// The stable id of the connection `n` pools for `peer`.
 fn pooled(n: &Node, peer: &NodeId) -> Option<usize> {
-    n.inner.conns.lock().ok()?.get(peer).map(|c| c.stable_id())
+    pooled_conn(n, peer).map(|c| c.stable_id())
 }
 
 fn kept(n: &Node) -> u64 {
@@ -115,7 +120,7 @@ async fn a_suspected_member_on_an_idle_connection_is_made_to_answer_and_keeps_it
     let (a, b) = (c.nodes[0].clone(), c.nodes[1].clone());
     // Wait until the join's traffic is over (nothing arrives on the connection for 1 s):
     // then the empty datagram the check sends is all that b can acknowledge.
-    let handle = a.inner.conns.lock().unwrap().get(&b.id()).cloned().unwrap();
+    let handle = pooled_conn(&a, &b.id()).expect("pooled");
     let mut last = (
         super::peers::authenticated_frames(&handle),
         std::time::Instant::now(),
@@ -154,14 +159,7 @@ async fn n1_dialed_n2() -> (LocalCluster, Vec<ChaosControl>, usize) {
     assert!(n1.id() < n2.id(), "the test needs n1 to be the smaller id");
     let (ok, _) = wait_for(DEADLINE, || pooled(n1, &n2.id()).is_some()).await;
     assert!(ok, "n1 pooled no connection to n2");
-    let conn = n1
-        .inner
-        .conns
-        .lock()
-        .unwrap()
-        .get(&n2.id())
-        .cloned()
-        .unwrap();
+    let conn = pooled_conn(n1, &n2.id()).expect("pooled");
     assert!(
         conn.side().is_client(),
         "n1's pooled connection was not its own dial"
@@ -183,14 +181,7 @@ async fn a_member_that_dials_again_replaces_a_pooled_connection_that_no_longer_a
         .expect("the second life dials n1");
     let (ok, _) = wait_for(DEADLINE, || replaced(&n1) == 1).await;
     assert!(ok, "the quiet pooled connection was not replaced");
-    let now = n1
-        .inner
-        .conns
-        .lock()
-        .unwrap()
-        .get(&n2.id())
-        .cloned()
-        .unwrap();
+    let now = pooled_conn(&n1, &n2.id()).expect("pooled");
     assert_ne!(now.stable_id(), old, "the old connection is still pooled");
     assert!(
         now.side().is_server() && now.close_reason().is_none(),
