@@ -743,6 +743,56 @@ async fn expired_and_not_yet_valid_certificates_are_refused_by_nodes() {
     }
 }
 
+/// A recheck verifies a connection again only once its peer's certificate expired (or
+/// the bundle changed): the verdict of an earlier recheck must not outlive the
+/// certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_verified_before_its_certificate_expired_is_judged_again_after() {
+    let ca = Ca::new("prod");
+    let trust = || TrustBundle::from_pem(&ca.pem.cert_pem).unwrap();
+    let now = unix_now();
+    let pair = ca.issue_valid("n1", now - 60, now + 30 * 86_400);
+    let server = Transport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Identity::from_pem(&pair.cert_pem, &pair.key_pem).unwrap(),
+        trust(),
+        QuicSettings::default(),
+    )
+    .unwrap();
+    let accepting = server.clone();
+    tokio::spawn(async move { while accepting.accept().await.is_some() {} });
+    let expires = now + 3;
+    let short = ca.issue_valid("short", now - 60, expires);
+    let client = Transport::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Identity::from_pem(&short.cert_pem, &short.key_pem).unwrap(),
+        trust(),
+        QuicSettings::default(),
+    )
+    .unwrap();
+    let (_, conn) = client
+        .connect(&server.local_addr().to_string(), Some(&node("n1")))
+        .await
+        .unwrap();
+    let (ok, _) = wait_for(DEADLINE, || server.connections().len() == 1).await;
+    assert!(ok, "the server never listed the connection");
+    // Verified while valid (twice: the second reuses the first's verdict).
+    assert!(server.recheck_connections().closed.is_empty());
+    assert!(server.recheck_connections().closed.is_empty());
+    let (expired, _) = wait_for(Duration::from_secs(10), || unix_now() > expires).await;
+    assert!(expired);
+    let out = server.recheck_connections();
+    assert_eq!(
+        out.closed.len(),
+        1,
+        "the expired peer was not judged again: {out:?}"
+    );
+    let (ok, _) = wait_for(DEADLINE, || conn.close_reason().is_some()).await;
+    assert!(ok, "the expired peer's connection stayed open");
+    client.close();
+    server.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_expiry_is_a_metric_and_warned_about() {
     let root = tempfile::tempdir().unwrap();

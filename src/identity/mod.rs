@@ -54,8 +54,9 @@ pub use protocol::{ALPN, ALPN_DIGEST, SNI};
 pub use refusal::classify_handshake_error;
 pub use revocation::RevocationList;
 pub use tls::{
-    client_config, peer_chain, peer_identity, quinn_client_config, quinn_server_config,
-    recheck_peer, server_config, HandshakeCounts, HandshakeStats, PeerRecheck, Refusal,
+    chain_expiry_unix, client_config, peer_chain, peer_identity, quinn_client_config,
+    quinn_server_config, recheck_peer, server_config, HandshakeCounts, HandshakeStats, PeerRecheck,
+    Refusal,
 };
 
 #[cfg(test)]

@@ -709,6 +709,20 @@ pub fn peer_chain(conn: &quinn::Connection) -> Result<Vec<CertificateDer<'static
     Ok(*certs)
 }
 
+/// When the first certificate of `chain` expires (seconds since the Unix epoch): until
+/// then, a chain that passed a check under a trust bundle passes it again under the same
+/// bundle (revocations come with a new bundle). `None` if a certificate does not parse.
+pub fn chain_expiry_unix(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    chain
+        .iter()
+        .map(|c| {
+            x509_parser::parse_x509_certificate(c)
+                .ok()
+                .map(|(_, x)| x.validity().not_after.timestamp())
+        })
+        .try_fold(i64::MAX, |earliest, t| Some(earliest.min(t?)))
+}
+
 /// The verified `(cluster, node id)` of an established connection's peer.
 pub fn peer_identity(conn: &quinn::Connection) -> Result<(ClusterName, NodeId), IdentityError> {
     let any = conn

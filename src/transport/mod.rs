@@ -24,6 +24,7 @@ use crate::wire::{self, WireError};
 
 mod admission;
 mod endpoint_keys;
+mod recheck;
 
 /// Transport errors.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +270,8 @@ struct Shared {
     /// Key of QUIC Retry tokens, the same for the transport's lifetime so that a reload,
     /// which replaces the server config, keeps the tokens issued a round trip earlier valid.
     token_key: Arc<dyn quinn::crypto::HandshakeTokenKey>,
+    /// Connections whose peer passed the last recheck, and until when (`recheck.rs`).
+    rechecked: Mutex<recheck::Rechecked>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -367,6 +370,7 @@ impl Transport {
                 pending: tokio::sync::Mutex::new(JoinSet::new()),
                 stats: ConnectionStats::default(),
                 token_key,
+                rechecked: Mutex::new(recheck::Rechecked::default()),
             }),
         }
     }
@@ -462,47 +466,6 @@ impl Transport {
             });
         }
         Ok(self.recheck_connections())
-    }
-
-    /// Judges every established connection's peer again against the trust bundle in force
-    /// (with [`identity::PeerRecheck`]), and closes those no longer admitted: revoked
-    /// peers with [`CLOSE_REVOKED`], others with [`CLOSE_UNTRUSTED`]. Returns what it closed.
-    pub fn recheck_connections(&self) -> ReloadOutcome {
-        let tls = self.tls();
-        let now = rustls::pki_types::UnixTime::now();
-        let mut out = ReloadOutcome::default();
-        let judge = match identity::PeerRecheck::new(&tls.trust, &tls.identity.cluster) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot judge established peers: trust bundle unusable");
-                return out;
-            }
-        };
-        for pc in self.connections() {
-            let chain = match identity::peer_chain(&pc.conn) {
-                Ok(c) => c,
-                Err(_) => continue,
-            };
-            if let Err(refusal) = judge.check(&chain, pc.inbound, now) {
-                let (code, counter) = if refusal.label == "revoked" {
-                    (CLOSE_REVOKED, &self.shared.stats.closed_revoked)
-                } else {
-                    (CLOSE_UNTRUSTED, &self.shared.stats.closed_untrusted)
-                };
-                tracing::warn!(
-                    peer = %pc.peer,
-                    remote = %pc.conn.remote_address(),
-                    reason = refusal.label,
-                    detail = %refusal.detail,
-                    "closing connection: peer no longer admitted"
-                );
-                pc.conn.close(code, refusal.label.as_bytes());
-                counter.fetch_add(1, Ordering::Relaxed);
-                out.closed.push((pc.peer, refusal.label));
-            }
-        }
-        self.prune();
-        out
     }
 
     /// Every established connection the transport knows of (dialed or accepted, not yet
