@@ -276,11 +276,15 @@ impl Node {
 
     /// Our certificate and the trust in force, and the reload counters.
     pub fn certificate_status(&self) -> CertStatus {
+        let state = self.reload_state();
+        // Read between reloads, not in the middle of one: a reload swaps the certificate
+        // in force before it records its outcome, and a status read in between showed the
+        // new serial with the last failure's error.
+        let _between = lock(&state.serial);
         let t = self.transport();
         let id = t.identity();
         let trust = t.trust();
         let info = id.info().ok();
-        let state = self.reload_state();
         CertStatus {
             node_id: id.node_id.clone(),
             cluster: id.cluster.to_string(),
