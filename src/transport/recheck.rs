@@ -6,8 +6,8 @@
 //! until the first of its certificates expires: revocations and trust come only with a
 //! new bundle. So a connection is verified again only when the bundle changed or that
 //! time has come. Before, every connection's chain was verified in full (P-256 signature
-//! checks) at every housekeeping tick, every 5 s by default: about 100 µs per connection,
-//! so at N = 100 a node spent 10 ms per tick, and 100 nodes in one process saturated both
+//! checks) at every housekeeping tick, every 5 s by default: about 65 µs per connection,
+//! so at N = 100 a node spent some 6 ms per tick, and 100 nodes in one process saturated both
 //! CPUs for half a second every 5 s (BENCHMARKS.md 14.7).
 
 use std::collections::HashMap;
