@@ -749,27 +749,12 @@ async fn expired_and_not_yet_valid_certificates_are_refused_by_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_verified_before_its_certificate_expired_is_judged_again_after() {
     let ca = Ca::new("prod");
-    let trust = || TrustBundle::from_pem(&ca.pem.cert_pem).unwrap();
     let now = unix_now();
-    let pair = ca.issue_valid("n1", now - 60, now + 30 * 86_400);
-    let server = Transport::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        Identity::from_pem(&pair.cert_pem, &pair.key_pem).unwrap(),
-        trust(),
-        QuicSettings::default(),
-    )
-    .unwrap();
+    let server = endpoint_with(&ca, &ca.issue_valid("n1", now - 60, now + 30 * 86_400));
     let accepting = server.clone();
     tokio::spawn(async move { while accepting.accept().await.is_some() {} });
     let expires = now + 3;
-    let short = ca.issue_valid("short", now - 60, expires);
-    let client = Transport::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        Identity::from_pem(&short.cert_pem, &short.key_pem).unwrap(),
-        trust(),
-        QuicSettings::default(),
-    )
-    .unwrap();
+    let client = endpoint_with(&ca, &ca.issue_valid("short", now - 60, expires));
     let (_, conn) = client
         .connect(&server.local_addr().to_string(), Some(&node("n1")))
         .await
@@ -953,7 +938,11 @@ async fn certificates_from_an_external_ca_chain_form_a_cluster() {
 }
 
 fn endpoint_for(ca: &Ca, id: &str) -> Transport {
-    let pair = ca.issue(id);
+    endpoint_with(ca, &ca.issue(id))
+}
+
+/// A bare transport holding `pair`, trusting `ca`.
+fn endpoint_with(ca: &Ca, pair: &PemPair) -> Transport {
     Transport::bind(
         "127.0.0.1:0".parse().unwrap(),
         Identity::from_pem(&pair.cert_pem, &pair.key_pem).unwrap(),

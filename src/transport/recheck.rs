@@ -46,51 +46,51 @@ impl Transport {
             rechecked.until.clear();
         }
         let mut until = HashMap::with_capacity(rechecked.until.len());
-        let mut judge = None;
+        let mut due = Vec::new();
         for pc in self.connections() {
             let id = pc.conn.stable_id();
-            if let Some(&t) = rechecked.until.get(&id).filter(|&&t| now_unix < t) {
-                until.insert(id, t);
-                continue;
-            }
-            let chain = match identity::peer_chain(&pc.conn) {
-                Ok(c) => c,
-                Err(_) => continue,
-            };
-            if judge.is_none() {
-                judge = match identity::PeerRecheck::new(&tls.trust, &tls.identity.cluster) {
-                    Ok(j) => Some(j),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot judge established peers: trust bundle unusable");
-                        return out;
-                    }
-                };
-            }
-            let Some(j) = judge.as_ref() else {
-                return out;
-            };
-            match j.check(&chain, pc.inbound, now) {
-                Ok(_) => {
-                    if let Some(t) = identity::chain_expiry_unix(&chain) {
-                        until.insert(id, t);
-                    }
+            match rechecked.until.get(&id) {
+                Some(&t) if now_unix < t => {
+                    until.insert(id, t);
                 }
-                Err(refusal) => {
-                    let (code, counter) = if refusal.label == "revoked" {
-                        (CLOSE_REVOKED, &self.shared.stats.closed_revoked)
-                    } else {
-                        (CLOSE_UNTRUSTED, &self.shared.stats.closed_untrusted)
-                    };
-                    tracing::warn!(
-                        peer = %pc.peer,
-                        remote = %pc.conn.remote_address(),
-                        reason = refusal.label,
-                        detail = %refusal.detail,
-                        "closing connection: peer no longer admitted"
-                    );
-                    pc.conn.close(code, refusal.label.as_bytes());
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    out.closed.push((pc.peer, refusal.label));
+                _ => due.push(pc),
+            }
+        }
+        if !due.is_empty() {
+            let judge = match identity::PeerRecheck::new(&tls.trust, &tls.identity.cluster) {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot judge established peers: trust bundle unusable");
+                    return out;
+                }
+            };
+            for pc in due {
+                let Ok(chain) = identity::peer_chain(&pc.conn) else {
+                    continue;
+                };
+                match judge.check(&chain, pc.inbound, now) {
+                    Ok(_) => {
+                        if let Some(t) = identity::chain_expiry_unix(&chain) {
+                            until.insert(pc.conn.stable_id(), t);
+                        }
+                    }
+                    Err(refusal) => {
+                        let (code, counter) = if refusal.label == "revoked" {
+                            (CLOSE_REVOKED, &self.shared.stats.closed_revoked)
+                        } else {
+                            (CLOSE_UNTRUSTED, &self.shared.stats.closed_untrusted)
+                        };
+                        tracing::warn!(
+                            peer = %pc.peer,
+                            remote = %pc.conn.remote_address(),
+                            reason = refusal.label,
+                            detail = %refusal.detail,
+                            "closing connection: peer no longer admitted"
+                        );
+                        pc.conn.close(code, refusal.label.as_bytes());
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        out.closed.push((pc.peer, refusal.label));
+                    }
                 }
             }
         }

@@ -358,15 +358,19 @@ impl Node {
                 new.close(transport::CLOSE_SHUTDOWN, b"duplicate connection");
                 return;
             }
-            if let Ok(mut c) = node.inner.conns.lock() {
+            let replaced = node.inner.conns.lock().is_ok_and(|mut c| {
                 let pooled_old = c.get(&id).is_some_and(|x| x.stable_id() == old.stable_id());
                 if pooled_old && new.close_reason().is_none() {
                     c.insert(id.clone(), new);
-                } else if pooled_old {
-                    c.remove(&id);
+                    return true;
                 }
+                false
+            });
+            if replaced {
+                inc(&node.inner.stats.stale_connections_replaced, 1);
+            } else {
+                node.forget(&id, &old);
             }
-            inc(&node.inner.stats.stale_connections_replaced, 1);
             old.close(transport::CLOSE_SHUTDOWN, b"stale connection");
         });
     }
